@@ -1,0 +1,84 @@
+//! The command line, as one clap definition (completions are generated from it too).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Rootless per-project developer sandboxes from OCI images.
+#[derive(Debug, Parser)]
+#[command(name = "sandbox", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The image store [default: $XDG_DATA_HOME/sandbox]
+    #[arg(long, global = true, env = "SANDBOX_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Print only results and errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Explain what is being done
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pull an image from a registry into the store
+    Pull(PullArgs),
+    /// List stored images
+    Images(ImagesArgs),
+    /// Remove images, and the layers only they used
+    Rmi(RmiArgs),
+    /// Remove layers and blobs no image uses, and leftovers of interrupted work
+    Prune,
+    /// Show how much space the store uses
+    Df,
+    /// Store credentials for a registry
+    Login(LoginArgs),
+    /// Forget stored credentials for a registry
+    Logout(LogoutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image reference, e.g. `busybox`, `127.0.0.1:5000/library/busybox:1.36`, `repo@sha256:...`
+    pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Image references to remove
+    #[arg(required = true)]
+    pub references: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry host, e.g. `docker.io` or `127.0.0.1:5000`
+    pub registry: String,
+    /// User name (asked for when not given)
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Read the password from standard input instead of asking
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Registry host
+    pub registry: String,
+}

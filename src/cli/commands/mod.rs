@@ -1,0 +1,6 @@
+//! One file per subcommand (or per small family of them).
+
+pub mod images;
+pub mod login;
+pub mod pull;
+pub mod store_admin;

@@ -1,0 +1,60 @@
+//! The CLI's error: one variant per lower layer, rendered as `error:`, the cause chain, `hint:`.
+
+use crate::config::ConfigError;
+use crate::image::ImageError;
+use crate::runtime::RuntimeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{message}")]
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<crate::image::reference::ReferenceError> for CliError {
+    fn from(e: crate::image::reference::ReferenceError) -> Self {
+        CliError::Image(e.into())
+    }
+}
+
+impl CliError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            CliError::Config(e) => e.hint(),
+            CliError::Image(e) => e.hint(),
+            CliError::Runtime(e) => e.hint(),
+            CliError::Usage { hint, .. } => hint.clone(),
+            CliError::Io(_) => None,
+        }
+    }
+
+    /// The text printed for this error: message, causes, hint.
+    pub fn render(&self) -> String {
+        let mut out = format!("error: {self}\n");
+        let mut source = std::error::Error::source(self);
+        let mut last = self.to_string();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            // transparent wrappers repeat their inner message; show each text once.
+            if !last.contains(&text) {
+                out.push_str(&format!("  caused by: {text}\n"));
+            }
+            last = text;
+            source = cause.source();
+        }
+        if let Some(hint) = self.hint() {
+            out.push_str(&format!("hint: {hint}\n"));
+        }
+        out
+    }
+}

@@ -1,0 +1,54 @@
+//! The CLI layer: parses arguments, dispatches, and is the only layer that prints.
+
+pub mod args;
+mod commands;
+pub mod errors;
+mod format;
+mod progress;
+mod session;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use self::args::{Cli, Command};
+use self::errors::CliError;
+
+/// Exit status for sandbox's own failures, as podman uses.
+pub const EXIT_FAILURE: u8 = 125;
+
+/// Runs the command line and returns the process exit status.
+#[allow(clippy::print_stderr)]
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_FAILURE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match dispatch(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprint!("{}", e.render());
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<(), CliError> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Pull(args) => commands::pull::run(global, args),
+        Command::Images(args) => commands::images::run(global, args),
+        Command::Rmi(args) => commands::store_admin::rmi(global, args),
+        Command::Prune => commands::store_admin::prune(global),
+        Command::Df => commands::store_admin::df(global),
+        Command::Login(args) => commands::login::login(global, args),
+        Command::Logout(args) => commands::login::logout(global, args),
+    }
+}

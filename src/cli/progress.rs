@@ -1,0 +1,85 @@
+//! Renders the image layer's progress with indicatif: one bar per layer on a TTY, nothing when
+//! stderr is not a terminal or with `-q`. Notices go to stderr either way, except with `-q`.
+
+use std::io::IsTerminal as _;
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::image::reporter::PullReporter;
+use crate::image::Digest;
+
+pub struct Progress {
+    multi: MultiProgress,
+    bars: Mutex<Vec<ProgressBar>>,
+    visible: bool,
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        let visible = !quiet && std::io::stderr().is_terminal();
+        let target = if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        Self {
+            multi: MultiProgress::with_draw_target(target),
+            bars: Mutex::new(Vec::new()),
+            visible,
+            quiet,
+        }
+    }
+
+    /// Prints a line above the bars (or plainly when they are hidden).
+    #[allow(clippy::print_stderr)]
+    pub fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        if self.visible {
+            let _ = self.multi.println(text);
+        } else {
+            eprintln!("{text}");
+        }
+    }
+}
+
+impl PullReporter for Progress {
+    fn layer_started(&self, blob: &Digest, size: u64) -> usize {
+        let bar = self.multi.add(ProgressBar::new(size));
+        let style =
+            ProgressStyle::with_template("{prefix} [{bar:30}] {bytes:>10}/{total_bytes:<10} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(blob.short().to_owned());
+        let Ok(mut bars) = self.bars.lock() else {
+            return 0;
+        };
+        bars.push(bar);
+        bars.len() - 1
+    }
+
+    fn layer_progress(&self, id: usize, bytes: u64) {
+        if let Some(bar) = self.bars.lock().ok().and_then(|b| b.get(id).cloned()) {
+            bar.inc(bytes);
+        }
+    }
+
+    fn layer_finished(&self, id: usize, reused: bool) {
+        if let Some(bar) = self.bars.lock().ok().and_then(|b| b.get(id).cloned()) {
+            if reused {
+                bar.set_position(bar.length().unwrap_or(0));
+                bar.finish_with_message("already stored");
+            } else {
+                bar.finish_with_message("done");
+            }
+        }
+    }
+
+    fn notice(&self, message: &str) {
+        self.line(&format!("notice: {message}"));
+    }
+}

@@ -1,0 +1,68 @@
+//! Set-up shared by the commands: the user config, and the store opened inside the user
+//! namespace its layers belong to.
+
+use std::path::PathBuf;
+
+use super::args::GlobalArgs;
+use super::errors::CliError;
+use super::progress::Progress;
+use crate::config::user::{self, UserConfig};
+use crate::image::reporter::PullReporter as _;
+use crate::image::store::Store;
+use crate::image::unpack::Ownership;
+use crate::runtime::{userns, IdMapping};
+
+/// Where the store lives: --root, $SANDBOX_ROOT, else $XDG_DATA_HOME/sandbox.
+pub fn store_root(global: &GlobalArgs) -> PathBuf {
+    global.root.clone().unwrap_or_else(|| {
+        dirs::data_dir()
+            .unwrap_or_else(|| PathBuf::from(".local/share"))
+            .join("sandbox")
+    })
+}
+
+/// The store opened without entering a namespace, for read-only commands.
+pub fn open_store(global: &GlobalArgs) -> Result<Store, CliError> {
+    Ok(Store::open(&store_root(global))?)
+}
+
+/// The store opened inside its user namespace, for commands that write or remove layers.
+/// Must be called before any thread starts.
+pub fn open_store_in_namespace(
+    global: &GlobalArgs,
+    progress: &Progress,
+) -> Result<(Store, Ownership), CliError> {
+    let mapping = IdMapping::for_current_user("/etc/subuid".as_ref(), "/etc/subgid".as_ref())?;
+    userns::enter(&mapping)?;
+    let store = Store::open(&store_root(global))?;
+    let fingerprint = serde_json::to_string(&mapping).map_err(|e| CliError::Usage {
+        message: format!("internal error: {e}"),
+        hint: None,
+    })?;
+    let first_time = store.check_id_mapping(&fingerprint, &mapping.to_string())?;
+    if first_time {
+        if let IdMapping::Single { uid, .. } = mapping {
+            progress.notice(&format!(
+                "uid {uid} has no subordinate ids in /etc/subuid and /etc/subgid, so every file in an image will belong to you; \
+                 add a range with `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER` for images that use several users"
+            ));
+        }
+    }
+    let ownership = match &mapping {
+        IdMapping::Single { .. } => Ownership::Squash,
+        other => {
+            let (uids, gids) = other.inside_ranges();
+            Ownership::Preserve { uids, gids }
+        }
+    };
+    Ok((store, ownership))
+}
+
+/// The user config, with warnings about skipped containers' files shown as notices.
+pub fn user_config(progress: &Progress) -> Result<UserConfig, CliError> {
+    let config = user::load()?;
+    for warning in &config.warnings {
+        progress.notice(warning);
+    }
+    Ok(config)
+}

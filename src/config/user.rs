@@ -1,0 +1,181 @@
+//! The user-wide config, `$XDG_CONFIG_HOME/sandbox/config.toml`, and containers' registries.conf
+//! files (the user's, else the system's), which are honoured so a podman user's mirrors just work.
+//!
+//! ```toml
+//! [[registry]]
+//! prefix = "docker.io"
+//! [[registry.mirror]]
+//! location = "mirror.example:5000"
+//! insecure = false
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::error::ConfigError;
+use crate::image::registry::hosts::{MirrorRule, RegistryConfig, RegistryRule};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OwnFile {
+    #[serde(default)]
+    registry: Vec<OwnRegistry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnRegistry {
+    prefix: String,
+    location: Option<String>,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    blocked: bool,
+    #[serde(default)]
+    mirror: Vec<OwnMirror>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnMirror {
+    location: String,
+    #[serde(default)]
+    insecure: bool,
+}
+
+/// containers-registries.conf(5) v2: the same shape, unknown keys ignored.
+#[derive(Deserialize, Default)]
+struct ContainersFile {
+    #[serde(default)]
+    registry: Vec<ContainersRegistry>,
+}
+
+#[derive(Deserialize)]
+struct ContainersRegistry {
+    prefix: Option<String>,
+    location: Option<String>,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    blocked: bool,
+    #[serde(default)]
+    mirror: Vec<ContainersMirror>,
+}
+
+#[derive(Deserialize)]
+struct ContainersMirror {
+    location: String,
+    #[serde(default)]
+    insecure: bool,
+}
+
+/// What was loaded, and complaints about files we chose to skip.
+pub struct UserConfig {
+    pub registries: RegistryConfig,
+    pub warnings: Vec<String>,
+}
+
+/// The default path of sandbox's own user config.
+pub fn own_config_path() -> PathBuf {
+    dirs::config_dir()
+        .unwrap_or_else(|| PathBuf::from(".config"))
+        .join("sandbox/config.toml")
+}
+
+/// Loads sandbox's own config (errors are fatal) and containers' files (errors become warnings).
+pub fn load() -> Result<UserConfig, ConfigError> {
+    let mut rules = Vec::new();
+    let own_path = own_config_path();
+    if let Some(text) = read_optional(&own_path)? {
+        let file: OwnFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
+            path: own_path.clone(),
+            message: e.to_string(),
+        })?;
+        rules.extend(file.registry.into_iter().map(|r| {
+            RegistryRule {
+                prefix: r.prefix,
+                location: r.location,
+                insecure: r.insecure,
+                blocked: r.blocked,
+                mirrors: r
+                    .mirror
+                    .into_iter()
+                    .map(|m| MirrorRule {
+                        location: m.location,
+                        insecure: m.insecure,
+                    })
+                    .collect(),
+            }
+        }));
+    }
+    let mut warnings = Vec::new();
+    let user_file = dirs::config_dir().map(|d| d.join("containers/registries.conf"));
+    let containers_path = match user_file {
+        Some(p) if p.exists() => p,
+        _ => PathBuf::from("/etc/containers/registries.conf"),
+    };
+    match read_containers(&containers_path) {
+        Ok(more) => rules.extend(more.into_iter().filter(|r| !r.prefix.is_empty())),
+        Err(e) => warnings.push(format!("ignoring {}: {e}", containers_path.display())),
+    }
+    Ok(UserConfig {
+        registries: RegistryConfig { rules },
+        warnings,
+    })
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
+    match fs_err::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn read_containers(path: &Path) -> Result<Vec<RegistryRule>, String> {
+    let Some(text) = read_optional(path).map_err(|e| e.to_string())? else {
+        return Ok(Vec::new());
+    };
+    let file: ContainersFile = toml::from_str(&text).map_err(|e| e.to_string())?;
+    Ok(file
+        .registry
+        .into_iter()
+        .map(|r| RegistryRule {
+            prefix: r.prefix.or_else(|| r.location.clone()).unwrap_or_default(),
+            location: r.location,
+            insecure: r.insecure,
+            blocked: r.blocked,
+            mirrors: r
+                .mirror
+                .into_iter()
+                .map(|m| MirrorRule {
+                    location: m.location,
+                    insecure: m.insecure,
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_file_is_strict_and_points_at_the_typo() {
+        let err = toml::from_str::<OwnFile>("[[registry]]\nprefix = \"docker.io\"\nmirors = []\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("mirors"), "{err}");
+    }
+
+    #[test]
+    fn containers_file_ignores_keys_we_do_not_use() {
+        let text = "unqualified-search-registries = [\"docker.io\"]\n[[registry]]\nlocation = \"quay.io\"\nmirror-by-digest-only = true\n[[registry.mirror]]\nlocation = \"m:5000\"\n";
+        let file: ContainersFile = toml::from_str(text).unwrap();
+        assert_eq!(file.registry[0].mirror[0].location, "m:5000");
+    }
+}

@@ -1,0 +1,248 @@
+//! The image layer's one error type. Messages name the reference, registry, blob or path they
+//! concern; `hint()` says what the user can do about it, and the CLI prints it as `hint: ...`.
+
+use std::path::PathBuf;
+
+use super::digest::Digest;
+use super::reference::ReferenceError;
+
+/// Which step of reaching a registry failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetStage {
+    Dns,
+    Connect,
+    Tls,
+    Timeout,
+    Transfer,
+}
+
+impl std::fmt::Display for NetStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetStage::Dns => "DNS lookup",
+            NetStage::Connect => "connection",
+            NetStage::Tls => "TLS handshake",
+            NetStage::Timeout => "request (timed out)",
+            NetStage::Transfer => "transfer",
+        })
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+
+    #[error("image {reference} not found on registry {registry}: {answer}")]
+    NotFound {
+        reference: String,
+        registry: String,
+        answer: String,
+    },
+
+    #[error("registry {registry} denied access to {reference}: {answer}")]
+    Denied {
+        reference: String,
+        registry: String,
+        answer: String,
+        had_credentials: bool,
+    },
+
+    #[error("cannot reach registry {host}: {stage} failed")]
+    Unreachable {
+        host: String,
+        stage: NetStage,
+        #[source]
+        source: Source,
+    },
+
+    #[error("registry {host} answered `{status}` for {url}: {answer}")]
+    HttpStatus {
+        host: String,
+        status: u16,
+        url: String,
+        answer: String,
+    },
+
+    #[error("registry {host} sent a bad answer for {url}: {reason}")]
+    Protocol {
+        host: String,
+        url: String,
+        reason: String,
+    },
+
+    #[error("{what} {expected} from {host} does not match its digest (got {actual}); nothing of it was kept")]
+    DigestMismatch {
+        what: &'static str,
+        expected: Digest,
+        actual: Digest,
+        host: String,
+    },
+
+    #[error("{what} {digest} from {host} has {actual} bytes, but its descriptor says {expected}")]
+    SizeMismatch {
+        what: &'static str,
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+        host: String,
+    },
+
+    #[error(
+        "blob {digest} from {host}: the connection broke after {received} of {expected} bytes"
+    )]
+    Truncated {
+        digest: Digest,
+        host: String,
+        received: u64,
+        expected: u64,
+        #[source]
+        source: Option<Source>,
+    },
+
+    #[error("layer {layer}: its uncompressed content has diff_id {actual}, but the image config says {expected}")]
+    DiffIdMismatch {
+        layer: Digest,
+        expected: Digest,
+        actual: Digest,
+    },
+
+    #[error("{what} from {host} is larger than the {limit}-byte limit")]
+    TooLarge {
+        what: String,
+        host: String,
+        limit: u64,
+    },
+
+    #[error("unsupported media type `{media_type}` for {what}")]
+    UnsupportedMediaType { media_type: String, what: String },
+
+    #[error("{reference} is a Docker schema 1 manifest, which sandbox does not support")]
+    Schema1 { reference: String },
+
+    #[error("{reference} has no image for {wanted}; it offers: {offered}")]
+    NoMatchingPlatform {
+        reference: String,
+        wanted: String,
+        offered: String,
+    },
+
+    #[error("invalid {what} for {reference}: {reason}")]
+    BadManifest {
+        what: &'static str,
+        reference: String,
+        reason: String,
+    },
+
+    #[error("layer {layer}: entry `{entry}`: {reason}")]
+    BadLayerEntry {
+        layer: Digest,
+        entry: String,
+        reason: String,
+    },
+
+    #[error("layer {layer} is corrupt: {reason}")]
+    CorruptLayer {
+        layer: Digest,
+        reason: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+
+    #[error("layer {layer}: entry `{entry}` is owned by id {id}, outside the ids this user can map ({mapped})")]
+    UnmappedOwner {
+        layer: Digest,
+        entry: String,
+        id: u64,
+        mapped: String,
+    },
+
+    #[error("no space left on device while writing to the store at {store}")]
+    NoSpace {
+        store: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("the credentials file {path} cannot be read: {reason}")]
+    BadCredentialsFile { path: PathBuf, reason: String },
+
+    #[error("image {reference} is not in the store")]
+    NotInStore { reference: String },
+
+    #[error("the store at {store} was unpacked with a different id mapping ({recorded}); this user now maps {current}")]
+    IdMappingChanged {
+        store: PathBuf,
+        recorded: String,
+        current: String,
+    },
+
+    #[error("the store record {path} is damaged: {reason}")]
+    DamagedRecord { path: PathBuf, reason: String },
+
+    #[error("cannot build the HTTP client for {host}")]
+    Client {
+        host: String,
+        #[source]
+        source: Source,
+    },
+
+    #[error("bad CA certificate {path}: {reason}")]
+    BadCertificate { path: PathBuf, reason: String },
+
+    #[error("{0}")]
+    Internal(String),
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl ImageError {
+    /// What the user can do next, when we know.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ImageError::Denied {
+                registry,
+                had_credentials,
+                ..
+            } => Some(if *had_credentials {
+                format!("check the stored credentials with `sandbox login {registry}`")
+            } else {
+                format!("log in first: `sandbox login {registry}`")
+            }),
+            ImageError::NotFound { .. } => {
+                Some("check the repository name and tag; `busybox` means `docker.io/library/busybox:latest`".into())
+            }
+            ImageError::Unreachable { stage: NetStage::Tls, host, .. } => Some(format!(
+                "if {host} uses a private CA, put it at ~/.config/containers/certs.d/{host}/ca.crt; if it is plain HTTP, mark it `insecure = true` under [[registry]] in ~/.config/sandbox/config.toml"
+            )),
+            ImageError::Unreachable { stage: NetStage::Dns, .. } => {
+                Some("check the host name and this machine's DNS; a mirror can be set in ~/.config/sandbox/config.toml".into())
+            }
+            ImageError::Unreachable { .. } => {
+                Some("check that the registry is up and reachable from this machine".into())
+            }
+            ImageError::Schema1 { .. } => {
+                Some("rebuild or re-push the image with a current tool (docker, podman, skopeo)".into())
+            }
+            ImageError::NoSpace { store, .. } => Some(format!(
+                "free space on the file system holding {}, or run `sandbox prune`",
+                store.display()
+            )),
+            ImageError::UnmappedOwner { .. } => Some(
+                "give this user a larger subordinate range in /etc/subuid and /etc/subgid (e.g. `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`)".into(),
+            ),
+            ImageError::IdMappingChanged { store, .. } => Some(format!(
+                "restore the previous /etc/subuid range, or move {} aside and pull again",
+                store.display()
+            )),
+            ImageError::DamagedRecord { .. } => {
+                Some("remove the image with `sandbox rmi` and pull it again".into())
+            }
+            ImageError::NotInStore { .. } => Some("`sandbox images` lists what is stored".into()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Removing images and what no image uses any more, and measuring the store.
+
+use std::collections::BTreeSet;
+
+use super::error::ImageError;
+use super::reference::Reference;
+use super::store::lock::LockMode;
+use super::store::{remove_any, tree_size, Store};
+
+/// What a removal or prune freed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Freed {
+    pub images: usize,
+    pub layers: usize,
+    pub blobs: usize,
+    pub temp: usize,
+    pub bytes: u64,
+}
+
+/// Store usage, for `sandbox df`.
+#[derive(Clone, Debug, Default)]
+pub struct Usage {
+    pub images: usize,
+    pub layers: usize,
+    pub layer_bytes: u64,
+    /// Bytes of layers used by more than one image (stored once).
+    pub shared_bytes: u64,
+    pub unused_layers: usize,
+    pub unused_bytes: u64,
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    pub temp_bytes: u64,
+}
+
+/// Removes one image and any layers and blobs it alone used.
+pub fn remove_image(store: &Store, reference: &Reference) -> Result<Freed, ImageError> {
+    let _lock = store.lock(LockMode::Exclusive)?;
+    let key = reference.to_string();
+    if !store.remove_image_record(&key)? {
+        return Err(ImageError::NotInStore { reference: key });
+    }
+    let mut freed = collect_unused(store)?;
+    freed.images = 1;
+    Ok(freed)
+}
+
+/// Removes layers and blobs no image uses, and what interrupted work left in tmp/.
+pub fn prune(store: &Store) -> Result<Freed, ImageError> {
+    let _lock = store.lock(LockMode::Exclusive)?;
+    let temp = store.clean_stale_temp()?;
+    let mut freed = collect_unused(store)?;
+    freed.temp = temp;
+    // No pull runs while we hold the store exclusively, so the per-digest lock files can go.
+    for entry in fs_err::read_dir(store.root().join("locks"))? {
+        let _ = fs_err::remove_file(entry?.path());
+    }
+    Ok(freed)
+}
+
+fn collect_unused(store: &Store) -> Result<Freed, ImageError> {
+    let images = store.images()?;
+    let mut layers = BTreeSet::new();
+    let mut blobs = BTreeSet::new();
+    for image in &images {
+        for layer in &image.layers {
+            layers.insert(layer.diff_id.hex().to_owned());
+        }
+        for d in [
+            &image.manifest_digest,
+            &image.config_digest,
+            &image.resolved_digest,
+        ] {
+            blobs.insert(d.hex().to_owned());
+        }
+    }
+    let mut freed = Freed::default();
+    for entry in fs_err::read_dir(store.root().join("layers"))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !layers.contains(&name) {
+            let path = entry.path();
+            freed.bytes += layer_bytes(&path);
+            remove_any(&path)?;
+            freed.layers += 1;
+        }
+    }
+    for entry in fs_err::read_dir(store.root().join("blobs/sha256"))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !blobs.contains(&name) {
+            freed.bytes += entry.metadata().map_or(0, |m| m.len());
+            remove_any(&entry.path())?;
+            freed.blobs += 1;
+        }
+    }
+    Ok(freed)
+}
+
+/// A layer's unpacked size from its info file, or by walking it when the info is missing.
+fn layer_bytes(dir: &std::path::Path) -> u64 {
+    fs_err::read(dir.join("layer.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<super::store::LayerInfo>(&b).ok())
+        .map_or_else(|| tree_size(dir), |i| i.unpacked_bytes)
+}
+
+/// Measures the store without changing it.
+pub fn usage(store: &Store) -> Result<Usage, ImageError> {
+    let images = store.images()?;
+    let mut uses: std::collections::BTreeMap<String, usize> = Default::default();
+    for image in &images {
+        let distinct: BTreeSet<_> = image
+            .layers
+            .iter()
+            .map(|l| l.diff_id.hex().to_owned())
+            .collect();
+        for hex in distinct {
+            *uses.entry(hex).or_default() += 1;
+        }
+    }
+    let mut usage = Usage {
+        images: images.len(),
+        ..Usage::default()
+    };
+    for entry in fs_err::read_dir(store.root().join("layers"))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bytes = layer_bytes(&entry.path());
+        usage.layers += 1;
+        usage.layer_bytes += bytes;
+        match uses.get(&name) {
+            None => {
+                usage.unused_layers += 1;
+                usage.unused_bytes += bytes;
+            }
+            Some(n) if *n > 1 => usage.shared_bytes += bytes,
+            Some(_) => {}
+        }
+    }
+    for entry in fs_err::read_dir(store.root().join("blobs/sha256"))? {
+        usage.blobs += 1;
+        usage.blob_bytes += entry?.metadata().map_or(0, |m| m.len());
+    }
+    usage.temp_bytes = tree_size(&store.root().join("tmp"));
+    Ok(usage)
+}

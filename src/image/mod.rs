@@ -1,0 +1,18 @@
+//! The image layer: references, registries, manifests, blobs, unpacking and the store.
+
+pub mod digest;
+pub mod error;
+pub mod gc;
+pub mod hashing;
+pub mod manifest;
+pub mod platform;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+pub mod reporter;
+pub mod store;
+pub mod unpack;
+
+pub use digest::Digest;
+pub use error::ImageError;
+pub use reference::Reference;

@@ -1,0 +1,14 @@
+//! `sandbox`: rootless per-project developer sandboxes from OCI images.
+//!
+//! Layers, in the one direction data flows: `cli` (parses, dispatches, prints) -> `config` (the
+//! TOML files) -> `image` (references, registries, manifests, blobs, unpacking, the store) ->
+//! `runtime` (namespaces and identity). Lower layers report through traits and never print.
+
+mod cli;
+mod config;
+mod image;
+mod runtime;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

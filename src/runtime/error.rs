@@ -1,0 +1,52 @@
+//! The runtime layer's error type.
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot create a user namespace")]
+    UserNamespace {
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("`{tool}` is not installed")]
+    MissingIdTool { tool: &'static str },
+
+    #[error("`{tool}` failed to write the id map (status {status}): {stderr}")]
+    IdMapTool {
+        tool: &'static str,
+        status: String,
+        stderr: String,
+    },
+
+    #[error("cannot write the single-id map {path}")]
+    SelfMap {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Internal(String),
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl RuntimeError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RuntimeError::UserNamespace { source } => Some(match source.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => "unprivileged user namespaces are off: `sudo sysctl -w kernel.unprivileged_userns_clone=1` (Debian) or `sudo sysctl -w user.max_user_namespaces=15000`; on Ubuntu 24.04+ also `kernel.apparmor_restrict_unprivileged_userns=0`".into(),
+                Some(libc::ENOSPC) => "the user namespace limit is reached: raise `user.max_user_namespaces`".into(),
+                _ => "check that the kernel supports user namespaces (CONFIG_USER_NS)".into(),
+            }),
+            RuntimeError::MissingIdTool { .. } => {
+                Some("install the `uidmap` package (Debian/Ubuntu: `sudo apt-get install uidmap`)".into())
+            }
+            RuntimeError::IdMapTool { .. } => Some(
+                "check this user's ranges in /etc/subuid and /etc/subgid (`sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`)".into(),
+            ),
+            _ => None,
+        }
+    }
+}
