@@ -1,0 +1,303 @@
+//! A private environment per test: its own HOME, XDG dirs and store, and a way to run `sandbox`
+//! in it as the unprivileged test user.
+//!
+//! CI runs the tests as root, so when we are root the binary runs as `$SANDBOX_TEST_USER`
+//! (default `sandbox-test`, created by .ci/run with /etc/subuid and /etc/subgid ranges) via
+//! setpriv. The cargo target dir may sit under /root where that user cannot go, so the binary
+//! is copied to a world-readable place first. Run as an ordinary user, the tests use that user.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub user: Option<User>,
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn lookup_user(name: &str) -> User {
+    let out = Command::new("id")
+        .args(["-u", name])
+        .output()
+        .expect("run id");
+    assert!(
+        out.status.success(),
+        "the test user `{name}` does not exist: the end-to-end tests run the binary as an ordinary user; \
+         create it with `useradd -m {name}` (with /etc/subuid and /etc/subgid ranges), as .ci/run does, or set SANDBOX_TEST_USER"
+    );
+    let uid = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("uid");
+    let out = Command::new("id")
+        .args(["-g", name])
+        .output()
+        .expect("run id");
+    let gid = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("gid");
+    User {
+        name: name.to_owned(),
+        uid,
+        gid,
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The binary, copied where the test user can execute it when we run as root.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = PathBuf::from(env!("CARGO_BIN_EXE_sandbox"));
+        if !is_root() {
+            return built;
+        }
+        let meta = std::fs::metadata(&built).expect("built binary");
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let dir = PathBuf::from(format!("/tmp/sandbox-it-bin/{}-{mtime}", meta.len()));
+        let target = dir.join("sandbox");
+        if !target.exists() {
+            std::fs::create_dir_all(&dir).expect("bin dir");
+            for d in [Path::new("/tmp/sandbox-it-bin"), dir.as_path()] {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            }
+            let temp = dir.join(format!("sandbox.{}", std::process::id()));
+            std::fs::copy(&built, &temp).expect("copy binary");
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            std::fs::rename(&temp, &target).expect("place binary");
+        }
+        target
+    })
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let user = is_root().then(|| {
+            lookup_user(
+                &std::env::var("SANDBOX_TEST_USER").unwrap_or_else(|_| "sandbox-test".into()),
+            )
+        });
+        let dir = tempfile::Builder::new()
+            .prefix("sandbox-it-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let env = Self { dir, user };
+        for sub in ["home", "config", "data", "run", "cache", "project"] {
+            std::fs::create_dir_all(env.path().join(sub)).expect("mkdir");
+        }
+        std::fs::set_permissions(
+            env.path().join("run"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .expect("chmod");
+        env.give_to_user(env.path());
+        env
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.path().join("home")
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.path().join("config")
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path().join("data/sandbox")
+    }
+
+    /// The uid the binary runs as.
+    pub fn uid(&self) -> u32 {
+        // SAFETY: getuid has no preconditions.
+        self.user
+            .as_ref()
+            .map_or_else(|| unsafe { libc::getuid() }, |u| u.uid)
+    }
+
+    /// The first subordinate uid of the user the binary runs as, from /etc/subuid.
+    pub fn subuid_start(&self) -> u32 {
+        let name = self
+            .user
+            .as_ref()
+            .map(|u| u.name.clone())
+            .unwrap_or_else(|| std::env::var("USER").unwrap_or_default());
+        let text =
+            std::fs::read_to_string("/etc/subuid").expect("/etc/subuid is needed by these tests");
+        text.lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() == 3 && (f[0] == name || f[0] == self.uid().to_string())).then(|| f[1].parse().ok()).flatten()
+            })
+            .unwrap_or_else(|| panic!("no /etc/subuid range for `{name}`: add one with `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}`"))
+    }
+
+    /// Makes `path` (recursively) belong to the test user, when there is one.
+    pub fn give_to_user(&self, path: &Path) {
+        if let Some(user) = &self.user {
+            let status = Command::new("chown")
+                .args(["-R", &format!("{}:{}", user.uid, user.gid)])
+                .arg(path)
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+    }
+
+    /// Writes a file as the test user would own it.
+    pub fn write(&self, relative: &str, text: &str) -> PathBuf {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+        self.give_to_user(self.path());
+        path
+    }
+
+    /// `sandbox ARGS` in this environment, as the test user, with a clean environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = match &self.user {
+            Some(user) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={}", user.uid),
+                    &format!("--regid={}", user.gid),
+                    "--init-groups",
+                    "--",
+                ]);
+                c.arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("HOME", self.home())
+            .env("XDG_CONFIG_HOME", self.config_dir())
+            .env("XDG_DATA_HOME", self.path().join("data"))
+            .env("XDG_CACHE_HOME", self.path().join("cache"))
+            .env("XDG_RUNTIME_DIR", self.path().join("run"))
+            .env(
+                "USER",
+                self.user.as_ref().map_or_else(
+                    || std::env::var("USER").unwrap_or_default(),
+                    |u| u.name.clone(),
+                ),
+            )
+            .current_dir(self.path().join("project"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run sandbox")
+    }
+
+    /// Runs and insists on success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "`sandbox {}` failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and insists on exit code 125, returning stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "`sandbox {}` should fail with 125\nstdout:\n{}\nstderr:\n{stderr}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        stderr
+    }
+
+    /// The names in a store subdirectory (empty when it does not exist).
+    pub fn store_entries(&self, sub: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.store().join(sub))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Asserts the store holds no half object: nothing in tmp/, and every layer dir is complete.
+    pub fn assert_store_consistent(&self) {
+        assert_eq!(
+            self.store_entries("tmp"),
+            Vec::<String>::new(),
+            "tmp/ should be empty"
+        );
+        for layer in self.store_entries("layers") {
+            assert!(
+                self.store()
+                    .join("layers")
+                    .join(&layer)
+                    .join("layer.json")
+                    .exists(),
+                "layer {layer} has no layer.json"
+            );
+        }
+    }
+
+    /// The images `sandbox images --json` lists, as (reference, layers).
+    pub fn images(&self) -> Vec<(String, Vec<String>)> {
+        let out = self.ok(&["images", "--json"]);
+        let value: serde_json::Value = serde_json::from_str(&out).expect("images --json is JSON");
+        value
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|i| {
+                let layers = i["layers"]
+                    .as_array()
+                    .expect("layers")
+                    .iter()
+                    .map(|l| {
+                        l.as_str()
+                            .expect("str")
+                            .trim_start_matches("sha256:")
+                            .to_owned()
+                    })
+                    .collect();
+                (
+                    i["reference"].as_str().expect("reference").to_owned(),
+                    layers,
+                )
+            })
+            .collect()
+    }
+}

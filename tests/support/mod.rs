@@ -1,0 +1,12 @@
+//! Shared test harness: an environment that runs the real binary as the unprivileged test user,
+//! a real registry on loopback, an OCI image builder, and a hostile registry.
+#![allow(dead_code)]
+
+pub mod env;
+pub mod hostile;
+pub mod oci;
+pub mod registry;
+
+pub use env::TestEnv;
+pub use oci::{Compression, Entry, ImageSpec, LayerSpec};
+pub use registry::Registry;
