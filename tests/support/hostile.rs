@@ -208,7 +208,7 @@ pub fn serve_routes(request: &Request, routes: &HashMap<String, (String, Vec<u8>
         return Reply::status(200);
     }
     match routes.get(&request.path) {
-        Some((ct, body)) => Reply::body(200, ct, body.clone()),
+        Some((ct, body)) => ranged(request, ct, body),
         None => Reply::body(
             404,
             "application/json",
@@ -218,3 +218,19 @@ pub fn serve_routes(request: &Request, routes: &HashMap<String, (String, Vec<u8>
 }
 
 pub const INDEX: &str = INDEX_TYPE;
+
+/// Honours `Range: bytes=N-` with a 206, as registries do for blobs.
+pub fn ranged(request: &Request, content_type: &str, body: &[u8]) -> Reply {
+    let from = request
+        .header("range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
+    match from {
+        Some(from) if from < body.len() => Reply::body(206, content_type, body[from..].to_vec())
+            .with_header(
+                "Content-Range",
+                &format!("bytes {from}-{}/{}", body.len() - 1, body.len()),
+            ),
+        _ => Reply::body(200, content_type, body.to_vec()),
+    }
+}

@@ -93,8 +93,12 @@ impl RegistryClient {
         };
         match client.ping() {
             Ok(()) => Ok(client),
-            Err(ImageError::Unreachable { stage, .. })
-                if plain_allowed && matches!(stage, NetStage::Tls | NetStage::Connect) =>
+            // Fall back when nothing speaks TLS there; an untrusted certificate stays an error,
+            // so a real TLS registry is never silently downgraded.
+            Err(ImageError::Unreachable { stage, source, .. })
+                if plain_allowed
+                    && (stage == NetStage::Connect
+                        || (stage == NetStage::Tls && !mentions_certificate(&*source))) =>
             {
                 client.base = parse_url(&format!("http://{host}/"), &host)?;
                 client.ping()?;
@@ -544,15 +548,27 @@ fn error_text(response: Response) -> String {
     status.to_string()
 }
 
-/// Names which step of reaching `host` failed.
-pub fn net_error(host: &str, error: reqwest::Error) -> ImageError {
+fn chain_text(error: &dyn std::error::Error) -> String {
     let mut text = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(&error);
+    let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(e) = source {
         text.push_str(&e.to_string().to_ascii_lowercase());
         text.push(' ');
         source = e.source();
     }
+    text
+}
+
+fn mentions_certificate(error: &(dyn std::error::Error + Send + Sync)) -> bool {
+    let text = chain_text(error);
+    text.contains("certificate")
+        || text.contains("unknownissuer")
+        || text.contains("notvalidforname")
+}
+
+/// Names which step of reaching `host` failed.
+pub fn net_error(host: &str, error: reqwest::Error) -> ImageError {
+    let text = chain_text(&error);
     let stage = if error.is_timeout() {
         NetStage::Timeout
     } else if text.contains("dns error") || text.contains("failed to lookup address") {

@@ -1,0 +1,512 @@
+//! A registry that lies: each case must end in a clear error (exit 125), nothing written outside
+//! the store, and no half object left in it.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use support::hostile::{image_routes, ranged, serve_routes, HostileServer, Reply, Request};
+use support::oci::{self, Compression, Entry, ImageSpec, LayerSpec};
+use support::TestEnv;
+
+fn small_image() -> oci::BuiltImage {
+    oci::build(&ImageSpec {
+        layers: vec![LayerSpec {
+            entries: vec![
+                Entry::dir("etc"),
+                Entry::file("etc/data", &vec![7u8; 200_000]),
+            ],
+            compression: Compression::Gzip,
+        }],
+        architecture: oci::host_arch().into(),
+    })
+}
+
+fn image_with(entries: Vec<Entry>) -> oci::BuiltImage {
+    oci::build(&ImageSpec {
+        layers: vec![LayerSpec {
+            entries,
+            compression: Compression::None,
+        }],
+        architecture: oci::host_arch().into(),
+    })
+}
+
+/// Serves `image` as `evil/app:latest`, letting `tweak` answer first.
+fn serve(
+    image: &oci::BuiltImage,
+    tweak: impl Fn(&Request, &HashMap<String, (String, Vec<u8>)>) -> Option<Reply>
+        + Send
+        + Sync
+        + 'static,
+) -> HostileServer {
+    let routes = image_routes("evil/app", "latest", image);
+    HostileServer::start(move |req| {
+        tweak(req, &routes).unwrap_or_else(|| serve_routes(req, &routes))
+    })
+}
+
+fn reference(server: &HostileServer) -> String {
+    format!("{}/evil/app:latest", server.host())
+}
+
+/// What every failure must leave: no image, no layer, nothing in tmp/.
+fn assert_nothing_kept(env: &TestEnv) {
+    env.assert_store_consistent();
+    assert!(
+        env.store_entries("layers").is_empty(),
+        "layers: {:?}",
+        env.store_entries("layers")
+    );
+    assert!(env.images().is_empty());
+}
+
+#[test]
+fn a_blob_with_the_wrong_digest_is_refused_and_not_kept() {
+    let env = TestEnv::new();
+    let image = small_image();
+    let layer = image.layers[0].digest.clone();
+    let server = serve(&image, move |req, _| {
+        // Same length, other bytes: only the hash can tell.
+        req.path
+            .ends_with(&layer)
+            .then(|| Reply::body(200, "application/octet-stream", vec![0x1f; image_len()]))
+    });
+    fn image_len() -> usize {
+        small_image().layers[0].blob.len()
+    }
+    let err = env.fails(&["pull", &reference(&server)]);
+    assert!(
+        err.contains(&format!("layer {}", image.layers[0].digest)),
+        "{err}"
+    );
+    assert!(
+        err.contains("does not match its digest") || err.contains("is corrupt"),
+        "{err}"
+    );
+    assert_nothing_kept(&env);
+}
+
+#[test]
+fn a_truncated_blob_is_resumed_with_range_or_reported_with_byte_counts() {
+    let image = small_image();
+    let layer = image.layers[0].digest.clone();
+    let total = image.layers[0].blob.len();
+
+    // Cut once, then honour Range: the pull completes.
+    let env = TestEnv::new();
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let (c, l) = (cuts.clone(), layer.clone());
+    let server = serve(&image, move |req, routes| {
+        if req.path.ends_with(&l)
+            && req.header("range").is_none()
+            && c.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            let body = routes[&req.path].1.clone();
+            return Some(Reply::Truncated {
+                headers: vec![],
+                send: body.len() / 2,
+                body,
+            });
+        }
+        None
+    });
+    env.ok(&["pull", &reference(&server)]);
+    let ranges: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.header("range").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        ranges,
+        vec![format!("bytes={}-", total / 2)],
+        "resumed where it broke"
+    );
+    env.assert_store_consistent();
+
+    // Always cut, Range ignored: a clear error with the byte counts.
+    let env = TestEnv::new();
+    let server = serve(&image, move |req, routes| {
+        req.path.ends_with(&layer).then(|| {
+            let body = routes[&req.path].1.clone();
+            Reply::Truncated {
+                headers: vec![],
+                send: body.len() / 3,
+                body,
+            }
+        })
+    });
+    let err = env.fails(&["pull", &reference(&server)]);
+    assert!(
+        err.contains(&format!(
+            "the connection broke after {} of {total} bytes",
+            total / 3
+        )),
+        "{err}"
+    );
+    assert_nothing_kept(&env);
+}
+
+#[test]
+fn a_server_error_is_retried() {
+    let env = TestEnv::new();
+    let image = small_image();
+    let failures = Arc::new(AtomicUsize::new(0));
+    let f = failures.clone();
+    let server = serve(&image, move |req, _| {
+        (req.path.contains("/manifests/") && f.fetch_add(1, Ordering::SeqCst) == 0)
+            .then(|| Reply::status(500))
+    });
+    env.ok(&["pull", &reference(&server)]);
+    assert_eq!(failures.load(Ordering::SeqCst), 2, "one 500, then success");
+}
+
+#[test]
+fn a_redirect_to_another_host_never_carries_the_credentials() {
+    let env = TestEnv::new();
+    let image = small_image();
+    let layer = image.layers[0].digest.clone();
+    let blob = image.layers[0].blob.clone();
+    // The "CDN" on another loopback address serves the blob.
+    let cdn = HostileServer::start_on("127.0.0.2", move |req| {
+        ranged(req, "application/octet-stream", &blob)
+    });
+    let cdn_host = format!("127.0.0.2:{}", cdn.port);
+    let server = serve(&image, move |req, _| {
+        // Basic auth is required for everything on the registry itself.
+        if req.header("authorization") != Some("Basic dXNlcjpzM2NyZXQ=") {
+            return Some(
+                Reply::status(401).with_header("WWW-Authenticate", r#"Basic realm="test""#),
+            );
+        }
+        req.path
+            .ends_with(&layer)
+            .then(|| Reply::status(307).with_header("Location", &format!("http://{cdn_host}/blob")))
+    });
+    std::fs::create_dir_all(env.config_dir().join("sandbox")).unwrap();
+    env.write(
+        "config/sandbox/auth.json",
+        &format!(
+            r#"{{"auths":{{"{}":{{"auth":"dXNlcjpzM2NyZXQ="}}}}}}"#,
+            server.host()
+        ),
+    );
+    env.ok(&["pull", &reference(&server)]);
+    let cdn_requests = cdn.requests();
+    assert_eq!(cdn_requests.len(), 1);
+    assert_eq!(
+        cdn_requests[0].header("authorization"),
+        None,
+        "credentials leaked to the redirect target"
+    );
+    assert!(server
+        .requests()
+        .iter()
+        .any(|r| r.header("authorization").is_some()));
+}
+
+/// A registry using Docker Hub's token flow; `private` repos need user/pass at the token service.
+fn token_registry(image: &oci::BuiltImage, private: bool) -> HostileServer {
+    let routes = image_routes("evil/app", "latest", image);
+    let port_cell = Arc::new(std::sync::OnceLock::<u16>::new());
+    let port = port_cell.clone();
+    let server = HostileServer::start(move |req| {
+        let me = port.get().copied().unwrap_or(0);
+        if req.path.starts_with("/token") {
+            if !req.path.contains("scope=repository%3Aevil%2Fapp%3Apull")
+                && req.path.contains("scope=")
+            {
+                return Reply::status(400);
+            }
+            if private && req.header("authorization") != Some("Basic YWxpY2U6d29uZGVybGFuZA==") {
+                return Reply::body(
+                    401,
+                    "application/json",
+                    br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.to_vec(),
+                );
+            }
+            return Reply::body(200, "application/json", br#"{"token":"t0ken"}"#.to_vec());
+        }
+        if req.header("authorization") != Some("Bearer t0ken") {
+            return Reply::status(401).with_header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="http://127.0.0.1:{me}/token",service="test",scope="repository:evil/app:pull""#),
+            );
+        }
+        serve_routes(req, &routes)
+    });
+    port_cell.set(server.port).unwrap();
+    server
+}
+
+#[test]
+fn the_bearer_token_flow_works_anonymously_and_with_credentials() {
+    let image = small_image();
+
+    let env = TestEnv::new();
+    let public = token_registry(&image, false);
+    env.ok(&["pull", &reference(&public)]);
+
+    let env = TestEnv::new();
+    let private = token_registry(&image, true);
+    let err = env.fails(&["pull", &reference(&private)]);
+    assert!(
+        err.contains(&format!("registry {} denied access", private.host())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "hint: log in first: `sandbox login {}`",
+            private.host()
+        )),
+        "{err}"
+    );
+    assert_nothing_kept(&env);
+
+    // A wrong password is refused by login itself and nothing is stored.
+    let mut login = env.command(&["login", &private.host(), "-u", "alice", "--password-stdin"]);
+    let out = feed(&mut login, b"wrong\n");
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!env.config_dir().join("sandbox/auth.json").exists());
+
+    let mut login = env.command(&["login", &private.host(), "-u", "alice", "--password-stdin"]);
+    let out = feed(&mut login, b"wonderland\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(env.config_dir().join("sandbox/auth.json"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    env.ok(&["pull", &reference(&private)]);
+    // The token endpoint got the password; the registry only ever saw the token.
+    assert!(private
+        .requests()
+        .iter()
+        .filter(|r| !r.path.starts_with("/token"))
+        .all(|r| r
+            .header("authorization")
+            .is_none_or(|a| a.starts_with("Bearer"))));
+
+    env.ok(&["logout", &private.host()]);
+    env.ok(&["rmi", &reference(&private)]);
+    let err = env.fails(&["pull", &reference(&private)]);
+    assert!(err.contains("denied access"), "{err}");
+}
+
+fn feed(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn manifests_over_4_mib_unknown_tags_and_schema1_are_refused_by_name() {
+    let env = TestEnv::new();
+    let image = small_image();
+    let server = serve(&image, |req, _| {
+        if req.path.ends_with("/manifests/huge") {
+            let mut body = br#"{"schemaVersion":2,"layers":[],"x":""#.to_vec();
+            body.resize(5 * 1024 * 1024, b'a');
+            return Some(Reply::body(200, oci::MANIFEST_TYPE, body));
+        }
+        if req.path.ends_with("/manifests/old") {
+            return Some(Reply::body(
+                200,
+                "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                br#"{"schemaVersion":1}"#.to_vec(),
+            ));
+        }
+        if req.path.ends_with("/manifests/missing") {
+            return Some(Reply::body(
+                404,
+                "application/json",
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#
+                    .to_vec(),
+            ));
+        }
+        None
+    });
+    let host = server.host();
+    let err = env.fails(&["pull", &format!("{host}/evil/app:huge")]);
+    assert!(err.contains("larger than the 4194304-byte limit"), "{err}");
+    let err = env.fails(&["pull", &format!("{host}/evil/app:old")]);
+    assert!(err.contains("schema 1 manifest"), "{err}");
+    let err = env.fails(&["pull", &format!("{host}/evil/app:missing")]);
+    assert!(err.contains(&format!("image {host}/evil/app:missing not found on registry {host}: MANIFEST_UNKNOWN: manifest unknown")), "{err}");
+    assert_nothing_kept(&env);
+}
+
+#[test]
+fn unsupported_layer_types_and_unreachable_hosts_are_named() {
+    let env = TestEnv::new();
+    let mut image = small_image();
+    let manifest = String::from_utf8(image.manifest.clone())
+        .unwrap()
+        .replace("tar+gzip", "tar+lz4");
+    image.manifest = manifest.into_bytes();
+    image.manifest_digest = oci::digest(&image.manifest);
+    let server = serve(&image, |_, _| None);
+    let err = env.fails(&["pull", &reference(&server)]);
+    assert!(
+        err.contains("unsupported media type `application/vnd.oci.image.layer.v1.tar+lz4`"),
+        "{err}"
+    );
+
+    let closed = support::registry::free_port();
+    let err = env.fails(&["pull", &format!("127.0.0.1:{closed}/x/y")]);
+    assert!(
+        err.contains(&format!(
+            "cannot reach registry 127.0.0.1:{closed}: connection failed"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+    assert_nothing_kept(&env);
+}
+
+/// A directory outside the store that hostile layers aim at; it must stay empty.
+fn victim(env: &TestEnv) -> std::path::PathBuf {
+    let dir = env.path().join("victim");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("keep"), "original").unwrap();
+    env.give_to_user(&dir);
+    dir
+}
+
+fn assert_victim_untouched(dir: &std::path::Path) {
+    let names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("keep")],
+        "something was written outside the store"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("keep")).unwrap(),
+        "original"
+    );
+}
+
+#[test]
+fn layers_that_try_to_leave_their_root_are_refused() {
+    let env = TestEnv::new();
+    let target = victim(&env);
+    let t = target.to_str().unwrap().to_owned();
+    let up = "../".repeat(12) + t.trim_start_matches('/');
+    let cases: Vec<(&str, Vec<Entry>, String)> = vec![
+        (
+            "dotdot",
+            vec![Entry::raw_file(format!("{up}/pwned").as_bytes(), b"x")],
+            "`..` would leave the layer root".into(),
+        ),
+        (
+            "absolute",
+            vec![Entry::raw_file(format!("{t}/pwned").as_bytes(), b"x")],
+            "absolute paths are not allowed".into(),
+        ),
+        (
+            "through-symlink",
+            vec![
+                Entry::symlink("escape", &t),
+                Entry::raw_file(b"escape/pwned", b"x"),
+            ],
+            "its parent `escape` is a symlink".into(),
+        ),
+        (
+            "hardlink-out",
+            vec![Entry::raw_link(
+                b"h",
+                tar::EntryType::Link,
+                format!("{up}/keep").as_bytes(),
+            )],
+            "hard link target outside the layer".into(),
+        ),
+        (
+            "hardlink-absolute",
+            vec![Entry::raw_link(b"h", tar::EntryType::Link, b"/etc/passwd")],
+            "hard link target outside the layer".into(),
+        ),
+        (
+            "root-symlink",
+            vec![Entry::raw_link(b".", tar::EntryType::Symlink, t.as_bytes())],
+            "refusing to change the type of the layer root".into(),
+        ),
+        (
+            "bad-whiteout",
+            vec![Entry::dir("etc"), Entry::raw_file(b"etc/.wh..", b"")],
+            "invalid whiteout name".into(),
+        ),
+    ];
+    for (name, entries, expected) in cases {
+        let image = image_with(entries);
+        let server = serve(&image, |_, _| None);
+        let err = env.fails(&["pull", &reference(&server)]);
+        assert!(
+            err.contains(&format!("layer {}", image.layers[0].digest)),
+            "{name}: {err}"
+        );
+        assert!(
+            err.contains(&expected),
+            "{name}: expected `{expected}` in: {err}"
+        );
+        assert_victim_untouched(&target);
+        assert_nothing_kept(&env);
+    }
+}
+
+#[test]
+fn a_directory_entry_replaces_a_symlink_instead_of_following_it() {
+    // CVE-2026-33056: `foo -> /outside` then directory `foo/.` must not chmod the outside dir.
+    let env = TestEnv::new();
+    let target = victim(&env);
+    std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let image = image_with(vec![
+        Entry::symlink("escape", target.to_str().unwrap()),
+        Entry::Dir {
+            path: "escape/.".into(),
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+        },
+        Entry::raw_file(b"escape/x", b"x"),
+    ]);
+    let server = serve(&image, |_, _| None);
+    env.ok(&["pull", &reference(&server)]);
+    assert_victim_untouched(&target);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&target).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "the outside directory's mode changed");
+    let layer = env
+        .store()
+        .join("layers")
+        .join(image.layers[0].diff_id.trim_start_matches("sha256:"))
+        .join("root");
+    assert!(std::fs::symlink_metadata(layer.join("escape"))
+        .unwrap()
+        .is_dir());
+    assert_eq!(
+        std::fs::read_to_string(layer.join("escape/x")).unwrap(),
+        "x"
+    );
+}
