@@ -1,5 +1,11 @@
 //! A registry that lies: each case must end in a clear error (exit 125), nothing written outside
 //! the store, and no half object left in it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::print_stderr
+)]
 
 mod support;
 
@@ -185,9 +191,9 @@ fn a_redirect_to_another_host_never_carries_the_credentials() {
             .ends_with(&layer)
             .then(|| Reply::status(307).with_header("Location", &format!("http://{cdn_host}/blob")))
     });
-    std::fs::create_dir_all(env.config_dir().join("sandbox")).unwrap();
+    // Credentials from containers' auth.json under $XDG_RUNTIME_DIR, as podman leaves them.
     env.write(
-        "config/sandbox/auth.json",
+        "run/containers/auth.json",
         &format!(
             r#"{{"auths":{{"{}":{{"auth":"dXNlcjpzM2NyZXQ="}}}}}}"#,
             server.host()

@@ -1,4 +1,10 @@
 //! `sandbox pull`, `images`, `rmi`, `prune`, `df` against a real registry, as the test user.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::print_stderr
+)]
 
 mod support;
 

@@ -8,5 +8,6 @@ pub mod oci;
 pub mod registry;
 
 pub use env::TestEnv;
-pub use oci::{Compression, Entry, ImageSpec, LayerSpec};
+
+#[allow(unused_imports)]
 pub use registry::Registry;
