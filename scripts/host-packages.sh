@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sandbox and its tests use, and, when run as root, creates the
+# unprivileged user the end-to-end tests run as (with /etc/subuid and /etc/subgid ranges).
+set -euo pipefail
+packages=(uidmap docker-registry busybox-static curl ca-certificates)
+sudo=""
+[ "$(id -u)" = 0 ] || sudo=sudo
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ "$(id -u)" = 0 ]; then
+    user=${SANDBOX_TEST_USER:-sandbox-test}
+    id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+    grep -q "^$user:" /etc/subuid || usermod --add-subuids 100000-165535 "$user"
+    grep -q "^$user:" /etc/subgid || usermod --add-subgids 100000-165535 "$user"
+fi

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs sandbox from this checkout and proves it works offline, end to end: a loopback
+# registry with a generated busybox image stands in for Docker Hub, and sandbox pulls from it
+# as an ordinary (rootless) user.
+#
+#   scripts/install.sh            # as yourself (uses sudo for apt), or as root
+#
+# Installs to ~/.local/bin (as root: /usr/local/bin). Run as root, the demo runs as the
+# unprivileged user $SANDBOX_TEST_USER (default sandbox-test), created if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/host-packages.sh
+
+cargo build --release --locked
+if [ "$(id -u)" = 0 ]; then bindir=/usr/local/bin; else bindir=$HOME/.local/bin; fi
+install -D -m 0755 target/release/sandbox "$bindir/sandbox"
+echo "installed $bindir/sandbox"
+
+work=$(mktemp -d /tmp/sandbox-demo.XXXXXX)
+chmod 0755 "$work"
+port=$(shuf -i 20000-40000 -n 1)
+registry_pid=$(scripts/start-registry.sh "$port" "$work/registry")
+trap 'kill "$registry_pid" 2>/dev/null || true' EXIT
+scripts/make-image.sh "http://127.0.0.1:$port" library/busybox latest
+
+as_user() {
+    if [ "$(id -u)" = 0 ]; then
+        local user=${SANDBOX_TEST_USER:-sandbox-test}
+        local home; home=$(getent passwd "$user" | cut -d: -f6)
+        chown "$user:" "$work"
+        runuser -u "$user" -- env HOME="$home" XDG_RUNTIME_DIR="$work" PATH="$bindir:/usr/bin:/bin" "$@"
+    else
+        "$@"
+    fi
+}
+store=$work/store
+as_user "$bindir/sandbox" --root "$store" pull "127.0.0.1:$port/library/busybox"
+as_user "$bindir/sandbox" --root "$store" images
+as_user "$bindir/sandbox" --root "$store" df
+echo "demo done: sandbox pulled from a loopback registry into $store"
