@@ -516,3 +516,29 @@ fn a_directory_entry_replaces_a_symlink_instead_of_following_it() {
         "x"
     );
 }
+
+#[test]
+fn a_pinned_digest_answered_with_other_bytes_is_refused() {
+    let env = TestEnv::new();
+    let image = small_image();
+    let pinned = format!("sha256:{}", "a".repeat(64));
+    let p = pinned.clone();
+    let server = serve(&image, move |req, routes| {
+        req.path.ends_with(&p).then(|| {
+            Reply::body(
+                200,
+                oci::MANIFEST_TYPE,
+                routes["/v2/evil/app/manifests/latest"].1.clone(),
+            )
+        })
+    });
+    let err = env.fails(&["pull", &format!("{}/evil/app@{pinned}", server.host())]);
+    assert!(
+        err.contains(&format!(
+            "manifest {pinned} from 127.0.0.1 does not match its digest (got {})",
+            image.manifest_digest
+        )),
+        "{err}"
+    );
+    assert_nothing_kept(&env);
+}

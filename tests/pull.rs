@@ -311,3 +311,55 @@ fn prune_removes_what_no_image_uses() {
     assert!(env.store_entries("layers").is_empty());
     assert!(env.store_entries("blobs/sha256").is_empty());
 }
+
+#[test]
+fn without_a_terminal_only_the_final_line_is_printed() {
+    let env = TestEnv::new();
+    let registry = Registry::start();
+    let image = oci::build(&ImageSpec {
+        layers: vec![LayerSpec {
+            entries: oci::busybox_entries(),
+            compression: Compression::Gzip,
+        }],
+        architecture: oci::host_arch().into(),
+    });
+    oci::push(&registry.url(), "quiet/app", "1", &image);
+    let reference = format!("{}/quiet/app:1", registry.host());
+    let out = env.run(&["pull", &reference]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("pulled {reference} {}", image.manifest_digest)),
+        "{stdout}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "no progress without a terminal"
+    );
+
+    let out = env.run(&["-q", "pull", &reference]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", image.manifest_digest)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn a_malformed_reference_is_explained() {
+    let env = TestEnv::new();
+    let err = env.fails(&["pull", "Busy/Box"]);
+    assert!(
+        err.starts_with(
+            "error: invalid image reference `Busy/Box`: repository names are lowercase"
+        ),
+        "{err}"
+    );
+    let err = env.fails(&["pull", "busybox@sha256:abc"]);
+    assert!(
+        err.contains("a sha256 digest has exactly 64 hex digits"),
+        "{err}"
+    );
+}
