@@ -535,7 +535,8 @@ fn a_pinned_digest_answered_with_other_bytes_is_refused() {
     let err = env.fails(&["pull", &format!("{}/evil/app@{pinned}", server.host())]);
     assert!(
         err.contains(&format!(
-            "manifest {pinned} from 127.0.0.1 does not match its digest (got {})",
+            "manifest {pinned} from {} does not match its digest (got {})",
+            server.host(),
             image.manifest_digest
         )),
         "{err}"
