@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod fsutil;
 mod image;
 mod runtime;
 

@@ -29,6 +29,14 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run one command in the project's sandbox; stdio, exit code and signals as on the host
+    Run(RunArgs),
+    /// Open an interactive shell in the project's sandbox
+    Enter(EnterArgs),
+    /// List running sandboxes
+    Ps(PsArgs),
+    /// Stop a running sandbox (SIGTERM, then SIGKILL after a grace period)
+    Stop(StopArgs),
     /// Pull an image from a registry into the store
     Pull(PullArgs),
     /// List stored images
@@ -81,4 +89,60 @@ pub struct LoginArgs {
 pub struct LogoutArgs {
     /// Registry host
     pub registry: String,
+}
+
+/// How the sandbox reaches the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkArg {
+    /// Its own network namespace with only loopback
+    None,
+    /// The host's network namespace
+    Host,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// The image to run, e.g. `docker.io/library/debian:bookworm` (pulled if missing)
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// Network mode
+    #[arg(long, value_enum, default_value = "none")]
+    pub network: NetworkArg,
+    /// Set an environment variable inside (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Run as root inside the sandbox instead of as yourself
+    #[arg(long)]
+    pub as_root: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EnterArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Container id (or a prefix of it); without one, the current project's sandbox
+    pub id: Option<String>,
+    /// Seconds to wait after SIGTERM before SIGKILL
+    #[arg(short, long, default_value_t = 10)]
+    pub time: u64,
 }

@@ -32,7 +32,7 @@ pub fn main() -> ExitCode {
         }
     };
     match dispatch(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprint!("{}", e.render());
             ExitCode::from(EXIT_FAILURE)
@@ -40,9 +40,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: &Cli) -> Result<(), CliError> {
+/// Runs the command; `Ok` carries the exit status (the command's own for run and enter).
+fn dispatch(cli: &Cli) -> Result<u8, CliError> {
     let global = &cli.global;
     match &cli.command {
+        Command::Run(args) => return commands::run::run(global, args),
+        Command::Enter(args) => return commands::run::enter(global, args),
+        Command::Ps(args) => commands::containers::ps(global, args),
+        Command::Stop(args) => commands::containers::stop(global, args),
         Command::Pull(args) => commands::pull::run(global, args),
         Command::Images(args) => commands::images::run(global, args),
         Command::Rmi(args) => commands::store_admin::rmi(global, args),
@@ -50,5 +55,6 @@ fn dispatch(cli: &Cli) -> Result<(), CliError> {
         Command::Df => commands::store_admin::df(global),
         Command::Login(args) => commands::login::login(global, args),
         Command::Logout(args) => commands::login::logout(global, args),
-    }
+    }?;
+    Ok(0)
 }

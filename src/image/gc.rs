@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::error::ImageError;
 use super::reference::Reference;
-use super::store::lock::LockMode;
+use crate::fsutil::lock::LockMode;
 use super::store::{remove_any, tree_size, Store};
 
 /// What a removal or prune freed.

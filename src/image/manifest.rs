@@ -145,9 +145,18 @@ pub fn parse_manifest(
 pub struct ImageConfig {
     #[serde(default)]
     pub architecture: String,
+    /// What the image asks containers to start with; only `Env` is used.
+    #[serde(default)]
+    pub config: Option<ContainerConfig>,
     #[serde(default)]
     pub os: String,
     pub rootfs: RootFs,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ContainerConfig {
+    #[serde(rename = "Env", default)]
+    pub env: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -10,6 +10,7 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod reporter;
+pub mod runnable;
 pub mod store;
 pub mod unpack;
 

@@ -18,7 +18,7 @@ use super::registry::credentials::CredentialFiles;
 use super::registry::hosts::{PullSource, RegistryConfig};
 use super::reporter::PullReporter;
 use super::store::images::{ImageRecord, LayerRef};
-use super::store::lock::LockMode;
+use crate::fsutil::lock::LockMode;
 use super::store::{remove_any, LayerInfo, Store};
 use super::unpack::{self, Ownership};
 

@@ -25,6 +25,15 @@ pub enum RuntimeError {
         source: std::io::Error,
     },
 
+    #[error("cannot {step}{}: {error}", if path.is_empty() { String::new() } else { format!(" `{path}`") })]
+    Setup { step: String, path: String, error: String },
+
+    #[error("container {id} is not running")]
+    NotRunning { id: String },
+
+    #[error("no running container {query}")]
+    NoSuchContainer { query: String },
+
     #[error("{0}")]
     Internal(String),
 
@@ -46,6 +55,13 @@ impl RuntimeError {
             RuntimeError::IdMapTool { .. } => Some(
                 "check this user's ranges in /etc/subuid and /etc/subgid (`sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`)".into(),
             ),
+            RuntimeError::Setup { error, .. } if error.contains("symlink") => {
+                Some("the image has a symlink where sandbox mounts or writes; this is refused so nothing can reach the host".into())
+            }
+            RuntimeError::Setup { step, .. } if step.contains("overlay") => Some(
+                "kernel overlayfs inside a user namespace needs Linux 5.11 or later; check that `unshare -Urm` works for your user".into(),
+            ),
+            RuntimeError::NoSuchContainer { .. } => Some("`sandbox ps` lists running containers".into()),
             _ => None,
         }
     }

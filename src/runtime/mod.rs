@@ -1,8 +1,18 @@
-//! The runtime layer: namespaces and identity. Containers themselves come with the runtime issue;
-//! for now it provides the user namespace the store is unpacked in.
+//! The runtime layer: namespaces, identity, mounts, the pty and the init process.
 
+pub mod channel;
 pub mod error;
+pub mod etc_files;
+pub mod exec;
 pub mod idmap;
+pub mod init;
+pub mod join;
+pub mod monitor;
+pub mod mounts;
+pub mod pty;
+pub mod spec;
+pub mod state;
+pub mod sys;
 pub mod userns;
 
 pub use error::RuntimeError;

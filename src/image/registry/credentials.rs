@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::image::error::ImageError;
-use crate::image::store::atomic::write_file_atomic;
+use crate::fsutil::atomic::write_file_atomic;
 
 /// A secret string whose `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::atomic::write_file_atomic;
+use crate::fsutil::atomic::write_file_atomic;
 use super::Store;
 use crate::image::digest::Digest;
 use crate::image::error::ImageError;
@@ -50,6 +50,21 @@ impl Store {
             serde_json::to_vec_pretty(record).map_err(|e| ImageError::Internal(e.to_string()))?;
         write_file_atomic(&self.record_path(&record.reference), &bytes, 0o600)
             .map_err(|e| self.io_error(e))
+    }
+
+    /// The record for a normalised reference, if stored.
+    pub fn image(&self, reference: &str) -> Result<Option<ImageRecord>, ImageError> {
+        let path = self.record_path(reference);
+        match fs_err::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ImageError::DamagedRecord {
+                    path,
+                    reason: e.to_string(),
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Every stored image, sorted by reference. A damaged record is reported, not skipped.

@@ -17,16 +17,15 @@
 //! Every object is made under `tmp/` and renamed into place once verified, so a kill at any moment
 //! leaves either nothing or a whole object; `clean_stale_tmp` removes what a dead process left.
 
-pub mod atomic;
 pub mod images;
-pub mod lock;
 
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use self::lock::{FileLock, LockMode};
+use crate::fsutil::atomic;
+use crate::fsutil::lock::{FileLock, LockMode};
 use super::digest::Digest;
 use super::error::ImageError;
 
@@ -83,6 +82,24 @@ impl Store {
 
     pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
         self.root.join("layers").join(diff_id.hex())
+    }
+
+    /// The directory overlayfs uses as this layer's lowerdir.
+    pub fn layer_root(&self, diff_id: &Digest) -> PathBuf {
+        self.layer_dir(diff_id).join("root")
+    }
+
+    /// Reads a small blob and checks it still hashes to its name.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, ImageError> {
+        let path = self.blob_path(digest);
+        let bytes = fs_err::read(&path)?;
+        if &Digest::of_bytes(&bytes) != digest {
+            return Err(ImageError::DamagedRecord {
+                path,
+                reason: "content does not match its digest".into(),
+            });
+        }
+        Ok(bytes)
     }
 
     /// A layer is present once its info file exists (it is written last, before the rename).

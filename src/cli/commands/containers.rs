@@ -1,0 +1,58 @@
+//! `sandbox ps` and `sandbox stop`.
+
+use serde::Serialize;
+
+use crate::cli::args::{GlobalArgs, PsArgs, StopArgs};
+use crate::cli::errors::CliError;
+use crate::cli::{format, session};
+use crate::runtime::{join, state, RuntimeError};
+
+#[derive(Serialize)]
+struct Row<'a> {
+    id: &'a str,
+    project: String,
+    image: &'a str,
+    pid: i32,
+    started: u64,
+}
+
+#[allow(clippy::print_stdout)]
+pub fn ps(global: &GlobalArgs, args: &PsArgs) -> Result<(), CliError> {
+    let running = state::running(&session::store_root(global).join("containers"));
+    if args.json {
+        let rows: Vec<Row<'_>> = running
+            .iter()
+            .map(|s| Row { id: &s.id, project: s.project_dir.display().to_string(), image: &s.image, pid: s.pid, started: s.started })
+            .collect();
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| CliError::Usage { message: format!("internal error: {e}"), hint: None })?;
+        println!("{text}");
+        return Ok(());
+    }
+    let mut rows = vec![vec!["ID".to_owned(), "PROJECT".into(), "IMAGE".into(), "PID".into(), "STARTED".into()]];
+    for s in &running {
+        rows.push(vec![s.id.clone(), s.project_dir.display().to_string(), s.image.clone(), s.pid.to_string(), format::ago(s.started)]);
+    }
+    print!("{}", format::table(&rows));
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+pub fn stop(global: &GlobalArgs, args: &StopArgs) -> Result<(), CliError> {
+    let running = state::running(&session::store_root(global).join("containers"));
+    let target = match &args.id {
+        Some(id) => running.iter().find(|s| s.id.starts_with(id.as_str())),
+        None => {
+            let cwd = std::env::current_dir()?;
+            let project = super::run::project_dir(&cwd);
+            running.iter().rev().find(|s| s.project_dir == project)
+        }
+    };
+    let Some(target) = target else {
+        let query = args.id.as_ref().map_or_else(|| "for this project".to_owned(), |id| format!("with id {id}"));
+        return Err(RuntimeError::NoSuchContainer { query }.into());
+    };
+    join::enter_user_namespace(target)?;
+    let graceful = state::stop(target, std::time::Duration::from_secs(args.time));
+    println!("stopped {}{}", target.id, if graceful { "" } else { " (killed after the grace period)" });
+    Ok(())
+}

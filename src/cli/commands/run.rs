@@ -1,0 +1,210 @@
+//! `sandbox run -- CMD` and `sandbox enter`: find the project, prepare the image, then start a
+//! container, or join the project's running one.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+
+use crate::cli::args::{EnterArgs, GlobalArgs, NetworkArg, RunArgs, SandboxArgs};
+use crate::cli::errors::CliError;
+use crate::cli::progress::Progress;
+use crate::cli::session;
+use crate::image::platform::Platform;
+use crate::image::pull::{self, PullContext};
+use crate::image::registry::credentials::CredentialFiles;
+use crate::image::runnable::{self, Runnable};
+use crate::image::unpack::Ownership;
+use crate::image::Reference;
+use crate::runtime::monitor::Outcome;
+use crate::runtime::spec::{ContainerSpec, Identity, Network, Program};
+use crate::runtime::{join, monitor, state};
+
+/// The project directory: the nearest ancestor holding sandbox.toml, else the current dir.
+pub fn project_dir(cwd: &Path) -> PathBuf {
+    cwd.ancestors()
+        .find(|d| d.join("sandbox.toml").is_file())
+        .unwrap_or(cwd)
+        .to_owned()
+}
+
+fn usage(message: impl Into<String>, hint: impl Into<String>) -> CliError {
+    CliError::Usage { message: message.into(), hint: Some(hint.into()) }
+}
+
+fn identity(ids_mapped: bool) -> Result<Identity, CliError> {
+    let uid = nix::unistd::getuid();
+    let user = nix::unistd::User::from_uid(uid).ok().flatten();
+    let name = user.as_ref().map(|u| u.name.clone()).or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| format!("user{uid}"));
+    let home = user.as_ref().map(|u| u.dir.clone()).or_else(dirs::home_dir).unwrap_or_else(|| PathBuf::from("/home").join(&name));
+    let shell = user.as_ref().map(|u| u.shell.clone()).unwrap_or_else(|| PathBuf::from("/bin/sh"));
+    Ok(Identity { uid: uid.as_raw(), gid: nix::unistd::getgid().as_raw(), name, home, shell, ids_mapped })
+}
+
+/// Image env, then the host's terminal and locale variables, then `-e`.
+fn environment(image_env: &[String], user: &Identity, hostname: &str, extra: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |key: &str, value: &str| {
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_owned(), value.to_owned()));
+    };
+    set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for pair in image_env {
+        if let Some((k, v)) = pair.split_once('=') {
+            set(k, v);
+        }
+    }
+    set("HOME", &user.home.display().to_string());
+    set("USER", &user.name);
+    set("LOGNAME", &user.name);
+    set("HOSTNAME", hostname);
+    set("container", "sandbox");
+    for (key, value) in std::env::vars() {
+        if key == "TERM" || key == "COLORTERM" || key == "LANG" || key == "LANGUAGE" || key.starts_with("LC_") {
+            set(&key, &value);
+        }
+    }
+    for pair in extra {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| usage(format!("`-e {pair}` is not KEY=VALUE"), "write it as `-e NAME=value`"))?;
+        if k.is_empty() || k.contains(char::is_whitespace) {
+            return Err(usage(format!("`-e {pair}` has no valid variable name"), "write it as `-e NAME=value`"));
+        }
+        set(k, v);
+    }
+    Ok(env)
+}
+
+fn image_reference(args: &SandboxArgs) -> Result<Reference, CliError> {
+    let text = args.image.as_deref().ok_or_else(|| {
+        usage(
+            "no image to run: this directory has no sandbox.toml and no --image was given",
+            "pass an image, e.g. `sandbox run --image docker.io/library/debian:bookworm -- bash`, or write a sandbox.toml with `sandbox init`",
+        )
+    })?;
+    Ok(Reference::parse(text)?)
+}
+
+/// The stored image, pulled first when missing or incomplete.
+fn prepare_image(global: &GlobalArgs, store: &crate::image::store::Store, ownership: Ownership, reference: &Reference, progress: &Progress) -> Result<Runnable, CliError> {
+    if let Some(record) = store.image(&reference.to_string())? {
+        if let Some(runnable) = runnable::load(store, &record)? {
+            return Ok(runnable);
+        }
+    }
+    let config = session::user_config(progress)?;
+    let credentials = CredentialFiles::standard();
+    let cx = PullContext { registries: &config.registries, credentials: &credentials, ownership, platform: Platform::host(), reporter: progress };
+    let record = pull::pull(store, reference, &cx)?;
+    let _ = global;
+    runnable::load(store, &record)?.ok_or_else(|| CliError::Usage { message: format!("{reference} lost a layer while it was being pulled"), hint: Some("run the command again".into()) })
+}
+
+struct Request<'a> {
+    sandbox: &'a SandboxArgs,
+    program: Program,
+    tty: bool,
+}
+
+fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
+    let progress = Progress::new(global.quiet);
+    let reference = image_reference(request.sandbox)?;
+    let cwd = std::env::current_dir()?;
+    let project = project_dir(&cwd);
+    let hostname = crate::runtime::etc_files::hostname_for(&project);
+    let containers = session::store_root(global).join("containers");
+    let network = match request.sandbox.network {
+        NetworkArg::None => Network::None,
+        NetworkArg::Host => Network::Host,
+    };
+
+    // A running container of this project and image is joined instead of starting another.
+    if let Some(running) = state::find_for_project(&containers, &project, &reference.to_string()) {
+        let identity = identity(true)?;
+        let env = environment(&[], &identity, &running.hostname, &request.sandbox.env)?;
+        let spec = spec(&running.id, &containers, Vec::new(), &reference, &project, &cwd, &running.hostname, network, identity, request, env);
+        let outcome = join::run(&running, &spec)?;
+        return finish(outcome);
+    }
+
+    let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
+    state::collect_stale(&containers);
+    let image = prepare_image(global, &store, ownership.clone(), &reference, &progress)?;
+    let identity = identity(!matches!(ownership, Ownership::Squash))?;
+    if request.sandbox.as_root && !identity.ids_mapped {
+        return Err(usage("--as-root needs subordinate ids, and this user has none", "add a range: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`"));
+    }
+    let env = environment(&image.env, &identity, &hostname, &request.sandbox.env)?;
+    let id = state::new_id();
+    if matches!(request.program, Program::LoginShell) && !global.quiet {
+        progress_line(&progress, &format!(
+            "sandbox {id}: {} in {}; changes outside the project dir are discarded when the last shell exits",
+            image.reference,
+            project.display()
+        ));
+    }
+    let spec = spec(&id, &containers, image.layers, &reference, &project, &cwd, &hostname, network, identity, request, env);
+    let outcome = monitor::start(&spec)?;
+    finish(outcome)
+}
+
+fn progress_line(progress: &Progress, text: &str) {
+    progress.line(text);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spec(
+    id: &str,
+    containers: &Path,
+    layers: Vec<PathBuf>,
+    reference: &Reference,
+    project: &Path,
+    cwd: &Path,
+    hostname: &str,
+    network: Network,
+    identity: Identity,
+    request: Request<'_>,
+    env: Vec<(String, String)>,
+) -> ContainerSpec {
+    ContainerSpec {
+        id: id.to_owned(),
+        dir: containers.join(id),
+        layers,
+        image: reference.to_string(),
+        project_dir: project.to_owned(),
+        cwd: if cwd.starts_with(project) { cwd.to_owned() } else { project.to_owned() },
+        hostname: hostname.to_owned(),
+        network,
+        identity,
+        as_root: request.sandbox.as_root,
+        env,
+        program: request.program,
+        tty: request.tty,
+        resolv_conf: fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default().chars().take(64 * 1024).collect(),
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn finish(outcome: Outcome) -> Result<u8, CliError> {
+    match outcome {
+        Outcome::Exited(code) => Ok(u8::try_from(code).unwrap_or(255)),
+        Outcome::NotStarted { program, errno, code } => {
+            let reason = std::io::Error::from_raw_os_error(errno);
+            if code == 127 {
+                eprintln!("error: command not found in the sandbox: {program}");
+                eprintln!("hint: check the name, or the image's PATH");
+            } else {
+                eprintln!("error: cannot execute {program} in the sandbox: {reason}");
+            }
+            Ok(u8::try_from(code).unwrap_or(126))
+        }
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<u8, CliError> {
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    launch(global, Request { sandbox: &args.sandbox, program: Program::Command(args.command.clone()), tty })
+}
+
+pub fn enter(global: &GlobalArgs, args: &EnterArgs) -> Result<u8, CliError> {
+    launch(global, Request { sandbox: &args.sandbox, program: Program::LoginShell, tty: true })
+}

@@ -1,0 +1,4 @@
+//! File-system helpers every layer uses: cross-process locks and atomic writes.
+
+pub mod atomic;
+pub mod lock;

@@ -1,0 +1,53 @@
+//! Messages from inside the container to the monitor, one JSON object per line on a pipe.
+//! Structured, so a failure inside keeps its step, path and errno (not just a string).
+
+use std::io::Write as _;
+use std::os::fd::RawFd;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Message {
+    /// pid 1 could not set the container up.
+    SetupFailed { step: String, path: String, error: String },
+    /// The command could not be executed.
+    ExecFailed { program: String, errno: i32 },
+    /// The command ended with `code`; `last` when nothing else runs in the container any more.
+    Exited { code: i32, last: bool },
+}
+
+/// Writes one message; a short line is atomic on a pipe, so several writers do not interleave.
+pub fn send(fd: RawFd, message: &Message) {
+    if let Ok(mut line) = serde_json::to_vec(message) {
+        line.push(b'\n');
+        // SAFETY: borrowing an fd we own for the duration of the write; ManuallyDrop keeps it open.
+        let mut file = std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+        let _ = file.write_all(&line);
+    }
+}
+
+/// Splits what was read so far into messages, keeping an unfinished line in `buffer`.
+pub fn parse(buffer: &mut Vec<u8>) -> Vec<Message> {
+    let mut out = Vec::new();
+    while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = buffer.drain(..=end).collect();
+        if let Ok(message) = serde_json::from_slice(&line[..line.len() - 1]) {
+            out.push(message);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_whole_lines_only() {
+        let mut buffer = br#"{"Exited":{"code":7,"last":true}}
+{"ExecF"#
+            .to_vec();
+        assert_eq!(parse(&mut buffer), vec![Message::Exited { code: 7, last: true }]);
+        assert_eq!(buffer, br#"{"ExecF"#.to_vec());
+    }
+}

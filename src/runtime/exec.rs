@@ -1,0 +1,164 @@
+//! The last steps before the user's command runs, in the process that becomes it: a new session
+//! (so nothing inside can push input into the host's terminal with TIOCSTI), the terminal, the
+//! working directory, the identity, no capabilities, no_new_privs, only fds 0-2, then execve.
+//! Used both for a new container's command and for a command joining a running container.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use super::channel::{self, Message};
+use super::spec::{ContainerSpec, Program};
+use super::sys;
+
+/// Exit codes for a command that cannot start, as podman uses them.
+pub const NOT_FOUND: i32 = 127;
+pub const NOT_EXECUTABLE: i32 = 126;
+
+fn fail(status: RawFd, program: &str, error: std::io::Error) -> ! {
+    let errno = error.raw_os_error().unwrap_or(libc::EIO);
+    channel::send(status, &Message::ExecFailed { program: program.to_owned(), errno });
+    sys::exit_now(if errno == libc::ENOENT { NOT_FOUND } else { NOT_EXECUTABLE })
+}
+
+fn is_executable(path: &Path) -> bool {
+    sys::cpath(path).is_ok_and(|c| {
+        // SAFETY: NUL-terminated path.
+        unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+    }) && fs_err::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// Finds `name` on the container's PATH (or takes it as a path when it has a slash).
+fn resolve(name: &str, env: &[(String, String)]) -> Result<PathBuf, std::io::Error> {
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return if !path.exists() {
+            Err(std::io::Error::from_raw_os_error(libc::ENOENT))
+        } else if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(std::io::Error::from_raw_os_error(libc::EACCES))
+        };
+    }
+    let path_var = env.iter().find(|(k, _)| k == "PATH").map_or("/usr/local/bin:/usr/bin:/bin", |(_, v)| v.as_str());
+    let mut found_not_executable = false;
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(name);
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+        found_not_executable |= candidate.exists();
+    }
+    Err(std::io::Error::from_raw_os_error(if found_not_executable { libc::EACCES } else { libc::ENOENT }))
+}
+
+/// The program and argv: the command as given, or a login shell.
+fn program(spec: &ContainerSpec) -> Result<(PathBuf, Vec<String>), (String, std::io::Error)> {
+    match &spec.program {
+        Program::Command(argv) => {
+            let name = argv.first().cloned().unwrap_or_default();
+            let path = resolve(&name, &spec.env).map_err(|e| (name, e))?;
+            Ok((path, argv.clone()))
+        }
+        Program::LoginShell => {
+            let candidates = [spec.identity.shell.clone(), "/bin/bash".into(), "/bin/sh".into()];
+            let shell = candidates.into_iter().find(|c| is_executable(c)).ok_or_else(|| {
+                ("a shell (tried your login shell, /bin/bash and /bin/sh)".to_owned(), std::io::Error::from_raw_os_error(libc::ENOENT))
+            })?;
+            let base = shell.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "sh".into());
+            Ok((shell, vec![format!("-{base}")]))
+        }
+    }
+}
+
+fn reset_signals() {
+    // SAFETY: an empty set unblocks everything; resetting dispositions to default is always valid
+    // (SIGKILL/SIGSTOP fail harmlessly). Rust ignores SIGPIPE, which a command must not inherit.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..32 {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+}
+
+/// Becomes the command; never returns.
+pub fn exec(spec: &ContainerSpec, status: RawFd, pty_slave: Option<RawFd>) -> ! {
+    let shown = match &spec.program {
+        Program::Command(argv) => argv.first().cloned().unwrap_or_default(),
+        Program::LoginShell => "the login shell".to_owned(),
+    };
+    reset_signals();
+    // 1. A new session: no controlling terminal of the host's (TIOCSTI needs one).
+    // SAFETY: setsid has no preconditions.
+    unsafe { libc::setsid() };
+    // 2. The new terminal, when there is one, as controlling terminal and stdio.
+    if let Some(slave) = pty_slave {
+        if let Err(e) = sys::set_controlling_terminal(slave) {
+            fail(status, "the terminal", e);
+        }
+        for target in 0..3 {
+            if let Err(e) = sys::dup2(slave, target) {
+                fail(status, "the terminal", e);
+            }
+        }
+    }
+    // 3. The working directory (under the project dir, which is bound at the same path).
+    let cwd = sys::cpath(&spec.cwd).ok();
+    if cwd.as_ref().is_none_or(|c| sys::chdir(c).is_err()) {
+        let _ = sys::cstring("/").map(|root| sys::chdir(&root));
+    }
+    // 4. What to run, found while we can still read everything.
+    let (path, argv) = match program(spec) {
+        Ok(p) => p,
+        Err((name, e)) => fail(status, &name, e),
+    };
+    // 5. Identity: the user (same uid and gid), or container root with --as-root.
+    let user = &spec.identity;
+    let ids = if spec.as_root {
+        sys::set_ids(0, 0, &[0])
+    } else if user.ids_mapped {
+        sys::set_ids(user.uid, user.gid, &[user.gid])
+    } else {
+        Ok(())
+    };
+    if let Err(e) = ids {
+        fail(status, "the user's identity", e);
+    }
+    // 6. No privileges beyond the user's: no capabilities, and setuid files give nothing.
+    if !spec.as_root {
+        if let Err(e) = sys::drop_all_capabilities() {
+            fail(status, "dropping capabilities", e);
+        }
+    }
+    if let Err(e) = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1) {
+        fail(status, "no_new_privs", e);
+    }
+    // 7. Die with our parent (set after the identity change, which clears it).
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    // 8. Only stdio survives: the status pipe moves to fd 3, close-on-exec, everything else goes.
+    let status = if status == 3 {
+        3
+    } else if sys::dup2(status, 3).is_ok() {
+        3
+    } else {
+        status
+    };
+    let _ = sys::set_cloexec(status, true);
+    sys::close_from(4);
+    // 9. Exec.
+    let to_c = |s: &str| CString::new(s).unwrap_or_default();
+    let c_path = sys::cpath(&path).unwrap_or_default();
+    let c_argv: Vec<CString> = argv.iter().map(|a| to_c(a)).collect();
+    let c_env: Vec<CString> = spec.env.iter().map(|(k, v)| to_c(&format!("{k}={v}"))).collect();
+    let mut argv_ptrs: Vec<*const libc::c_char> = c_argv.iter().map(|c| c.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = c_env.iter().map(|c| c.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    // SAFETY: NUL-terminated path, and NULL-terminated arrays of NUL-terminated strings that
+    // outlive the call.
+    unsafe { libc::execve(c_path.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr()) };
+    fail(status, &shown, std::io::Error::last_os_error())
+}

@@ -1,0 +1,337 @@
+//! pid 1 of a container: sets up the root file system, starts the command, then reaps zombies
+//! and forwards signals until the command ends and nothing else runs.
+//!
+//! Runs in the child `monitor::start` clones into new mount, pid, ipc, uts (and net)
+//! namespaces, inside the store's user namespace, so it holds every capability there. The
+//! order of the checklist matters where noted.
+
+use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+use std::path::Path;
+
+use super::channel::{self, Message};
+use super::etc_files;
+use super::exec;
+use super::mounts::{self, MountFailure, RootDir};
+use super::spec::{ContainerSpec, Network};
+use super::sys;
+
+/// The fds pid 1 inherits from the monitor.
+pub struct InitFds {
+    /// Messages to the monitor.
+    pub status: OwnedFd,
+    /// EOF here without a goodbye means the monitor died: end the container.
+    pub control: OwnedFd,
+    pub pty_slave: Option<OwnedFd>,
+}
+
+/// Signals pid 1 forwards to the command; SIGINT and SIGQUIT go to its whole process group,
+/// as a terminal's Ctrl-C and Ctrl-\ would.
+pub const FORWARDED: [libc::c_int; 7] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+
+/// Runs as the cloned child; never returns.
+pub fn run(spec: &ContainerSpec, fds: InitFds) -> ! {
+    let status = fds.status.as_raw_fd();
+    match setup(spec) {
+        Ok(()) => {}
+        Err(failure) => {
+            channel::send(
+                status,
+                &Message::SetupFailed {
+                    step: failure.step,
+                    path: failure.path.display().to_string(),
+                    error: failure.error.to_string(),
+                },
+            );
+            sys::exit_now(125);
+        }
+    }
+    let code = supervise(spec, fds);
+    sys::exit_now(code)
+}
+
+fn failure(step: &str, path: &Path) -> impl Fn(std::io::Error) -> MountFailure {
+    let (step, path) = (step.to_owned(), path.to_owned());
+    move |error| MountFailure { step: step.clone(), path: path.clone(), error }
+}
+
+/// The root file system, as a flat checklist.
+fn setup(spec: &ContainerSpec) -> Result<(), MountFailure> {
+    let merged = spec.merged();
+    // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them.
+    // SAFETY: setsid has no preconditions.
+    unsafe { libc::setsid() };
+    // 2. Not dumpable: processes inside cannot open /proc/1/{exe,fd,mem} (CVE-2019-5736).
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(failure("mark pid 1 undumpable", Path::new("/")))?;
+    // 3. No mount event may propagate back to the host.
+    let slash = sys::cstring("/").map_err(failure("make mounts private", Path::new("/")))?;
+    sys::mount(None, &slash, None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(failure("make mounts private", Path::new("/")))?;
+    // 4. The overlay of the image's layers, with the container's own upper dir.
+    mount_overlay(spec)?;
+    // 5. The plan: project dir, /proc, /sys, /dev, /tmp, masks.
+    mounts::execute(&merged, &mounts::plan(spec))?;
+    // 6. /etc files and the user's home, written into the overlay's upper dir.
+    write_etc(spec)?;
+    // 7. Switch root; the old root is detached, so nothing of the host stays reachable.
+    pivot(&merged)?;
+    // 8. Hostname and loopback.
+    sys::sethostname(&spec.hostname).map_err(failure("set the hostname", Path::new("/")))?;
+    if spec.network == Network::None {
+        sys::loopback_up().map_err(failure("bring up lo", Path::new("/")))?;
+    }
+    Ok(())
+}
+
+fn mount_overlay(spec: &ContainerSpec) -> Result<(), MountFailure> {
+    let merged = spec.merged();
+    let fail = failure("mount the overlay on", &merged);
+    let unsafe_char = |p: &Path| p.to_string_lossy().contains([':', ',', '\n']);
+    if spec.layers.iter().chain([&spec.upper(), &spec.work()]).any(|p| unsafe_char(p)) {
+        return Err(fail(std::io::Error::other("a store path contains `:` or `,`, which overlayfs cannot take; use --root elsewhere")));
+    }
+    // Relative lower dirs keep the option string short (it is limited to one page).
+    let layers_dir = spec.layers.first().and_then(|l| l.parent()).and_then(|l| l.parent()).unwrap_or(Path::new("/"));
+    let lower: Vec<String> = spec
+        .layers
+        .iter()
+        .rev()
+        .map(|l| l.strip_prefix(layers_dir).map_or_else(|_| l.display().to_string(), |r| r.display().to_string()))
+        .collect();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        lower.join(":"),
+        spec.upper().display(),
+        spec.work().display()
+    );
+    sys::chdir(&sys::cpath(layers_dir).map_err(&fail)?).map_err(&fail)?;
+    let target = sys::cpath(&merged).map_err(&fail)?;
+    let overlay = sys::cstring("overlay").map_err(&fail)?;
+    let data = sys::cstring(&options).map_err(&fail)?;
+    sys::mount(Some(&overlay), &target, Some(&overlay), 0, Some(&data)).map_err(|e| {
+        fail(std::io::Error::new(
+            e.kind(),
+            format!("{e} (overlayfs in a user namespace needs Linux 5.11 or later)"),
+        ))
+    })
+}
+
+fn write_etc(spec: &ContainerSpec) -> Result<(), MountFailure> {
+    let root = RootDir::open(&spec.merged()).map_err(failure("open the new root", &spec.merged()))?;
+    let user = &spec.identity;
+    let root_owner = user.ids_mapped.then_some((0, 0));
+    let read = |p: &str| root.read_small(Path::new(p), etc_files::READ_LIMIT).unwrap_or_default();
+    let files = [
+        ("/etc/passwd", etc_files::passwd(&read("/etc/passwd"), user)),
+        ("/etc/group", etc_files::group(&read("/etc/group"), user)),
+        ("/etc/hosts", etc_files::hosts(&spec.hostname)),
+        ("/etc/hostname", format!("{}\n", spec.hostname)),
+        ("/etc/resolv.conf", etc_files::resolv_conf(spec.network, &spec.resolv_conf)),
+    ];
+    for (path, text) in files {
+        root.write_file(Path::new(path), &text, 0o644, root_owner)
+            .map_err(failure("write", Path::new(path)))?;
+    }
+    let home_owner = if spec.as_root { root_owner } else { Some((user.uid, user.gid)) };
+    root.dir(&user.home, home_owner).map_err(failure("create the home directory", &user.home))?;
+    Ok(())
+}
+
+fn pivot(merged: &Path) -> Result<(), MountFailure> {
+    let fail = failure("switch to the new root", merged);
+    let target = sys::cpath(merged).map_err(&fail)?;
+    sys::chdir(&target).map_err(&fail)?;
+    let dot = sys::cstring(".").map_err(&fail)?;
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only
+    // the new root (as runc does).
+    sys::pivot_root(&dot, &dot).map_err(&fail)?;
+    sys::umount_detach(&dot).map_err(&fail)?;
+    sys::chdir(&sys::cstring("/").map_err(&fail)?).map_err(&fail)
+}
+
+fn blocked_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    for sig in FORWARDED.iter().chain([&libc::SIGCHLD]) {
+        // SAFETY: valid set and signal number.
+        unsafe { libc::sigaddset(&mut set, *sig) };
+    }
+    set
+}
+
+/// Blocks the signals pid 1 and the monitor handle through a signalfd.
+pub fn signal_fd() -> std::io::Result<OwnedFd> {
+    let set = blocked_signals();
+    // SAFETY: valid set; a null old-set pointer is allowed.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    // SAFETY: -1 asks for a new signalfd for `set`.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd owned only here.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// Reads every pending signal from a non-blocking signalfd.
+pub fn read_signals(fd: RawFd) -> Vec<libc::c_int> {
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: an all-zero signalfd_siginfo is valid.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: reading at most one siginfo into its buffer.
+        let n = unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        if n != size as isize {
+            break;
+        }
+        out.push(info.ssi_signo as libc::c_int);
+    }
+    out
+}
+
+/// Starts the command, then reaps and forwards until it ends and nothing else runs.
+fn supervise(spec: &ContainerSpec, fds: InitFds) -> i32 {
+    let status = fds.status.as_raw_fd();
+    let signals = match signal_fd() {
+        Ok(fd) => fd,
+        Err(e) => {
+            channel::send(status, &Message::SetupFailed { step: "create a signalfd".into(), path: "/".into(), error: e.to_string() });
+            return 125;
+        }
+    };
+    // SAFETY: pid 1 is single-threaded (a fork of the single-threaded monitor).
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        drop(signals);
+        drop(fds.control);
+        exec::exec(spec, status, fds.pty_slave.as_ref().map(|f| f.as_raw_fd()));
+    }
+    if child < 0 {
+        let e = std::io::Error::last_os_error();
+        channel::send(status, &Message::SetupFailed { step: "start the command".into(), path: "/".into(), error: e.to_string() });
+        return 125;
+    }
+    // pid 1 keeps nothing of the user's stdio or terminal, so readers see EOF when the command ends.
+    drop(fds.pty_slave);
+    if let Ok(null) = sys::cstring("/dev/null") {
+        // SAFETY: open a fresh fd for /dev/null; dup2 it over 0-2 below.
+        let fd = unsafe { libc::open(null.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd >= 0 {
+            for target in 0..3 {
+                let _ = sys::dup2(fd, target);
+            }
+            // SAFETY: closing the fd we just opened.
+            unsafe { libc::close(fd) };
+        }
+    }
+    event_loop(child, status, signals.as_raw_fd(), fds.control)
+}
+
+fn event_loop(child: libc::pid_t, status: RawFd, signals: RawFd, control: OwnedFd) -> i32 {
+    let mut child_code: Option<i32> = None;
+    let mut control = Some(control);
+    let mut monitor_said_bye = false;
+    loop {
+        let mut polls = vec![libc::pollfd { fd: signals, events: libc::POLLIN, revents: 0 }];
+        if let Some(c) = &control {
+            polls.push(libc::pollfd { fd: c.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        // Once the command is done, look now and then for joined sessions ending.
+        let timeout = if child_code.is_some() { 200 } else { -1 };
+        // SAFETY: `polls` is a valid array of pollfd for its length.
+        unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, timeout) };
+        for sig in read_signals(signals) {
+            if sig == libc::SIGCHLD {
+                continue;
+            }
+            if child_code.is_none() {
+                let target = if sig == libc::SIGINT || sig == libc::SIGQUIT { -child } else { child };
+                // SAFETY: kill with a pid and signal number.
+                unsafe { libc::kill(target, sig) };
+            }
+        }
+        reap(child, &mut child_code, status);
+        if polls.len() > 1 && polls[1].revents != 0 {
+            let mut buf = [0u8; 16];
+            let fd = control.as_ref().map_or(-1, |c| c.as_raw_fd());
+            // SAFETY: reading into a local buffer.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                monitor_said_bye = true;
+            } else {
+                control = None;
+                if !monitor_said_bye {
+                    // The monitor was killed: end everything (exiting pid 1 kills the namespace).
+                    return 137;
+                }
+            }
+        }
+        if let Some(code) = child_code {
+            if only_process_left() {
+                channel::send(status, &Message::Exited { code, last: true });
+                return code;
+            }
+        }
+    }
+}
+
+/// Reaps every exited child; records the command's own status and reports it once.
+fn reap(child: libc::pid_t, child_code: &mut Option<i32>, status: RawFd) {
+    loop {
+        let mut wstatus = 0;
+        // SAFETY: waitpid with a valid out pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut wstatus, libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+        if pid == child {
+            let code = if libc::WIFEXITED(wstatus) {
+                libc::WEXITSTATUS(wstatus)
+            } else {
+                128 + libc::WTERMSIG(wstatus)
+            };
+            *child_code = Some(code);
+            // What the command left behind in its session goes with it; joined sessions have
+            // sessions of their own and keep the container alive.
+            kill_session(child);
+            if !only_process_left() {
+                channel::send(status, &Message::Exited { code, last: false });
+            }
+        }
+    }
+}
+
+/// Whether pid 1 is the only process in the container's pid namespace.
+fn only_process_left() -> bool {
+    let Ok(entries) = fs_err::read_dir("/proc") else { return true };
+    !entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .any(|pid| pid != 1)
+}
+
+/// SIGKILL to every process of session `sid` (the command called setsid, so its pid is its sid).
+fn kill_session(sid: libc::pid_t) {
+    let Ok(entries) = fs_err::read_dir("/proc") else { return };
+    for pid in entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())) {
+        let Ok(stat) = fs_err::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(close) = stat.rfind(')') else { continue };
+        // After the command name: state, ppid, pgrp, session.
+        let session = stat[close + 2..].split(' ').nth(3).and_then(|f| f.parse::<i32>().ok());
+        if session == Some(sid) && pid != 1 {
+            // SAFETY: kill with a pid and a signal number.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    // Reap what that killed, so it does not count as still running.
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid out pointer.
+        if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } <= 0 {
+            break;
+        }
+    }
+}

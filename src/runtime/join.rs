@@ -1,0 +1,94 @@
+//! A second `sandbox enter` or `run` in a project whose container runs: the new command joins
+//! it (its user, mount, pid, ipc, uts and network namespaces) with its own terminal, and the
+//! container lives on until its last process ends.
+//!
+//! Order: open every namespace file first (after the mount namespace changes, /proc is the
+//! container's); join the user namespace first (it grants the rights for the rest), the mount
+//! namespace last. setns into a user namespace needs a single-threaded process.
+
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
+
+use super::error::RuntimeError;
+use super::exec;
+use super::init;
+use super::monitor::{self, Outcome, Session};
+use super::pty;
+use super::spec::ContainerSpec;
+use super::state::ContainerState;
+use super::sys;
+
+fn open_ns(pid: i32, name: &str) -> Result<OwnedFd, RuntimeError> {
+    let path = format!("/proc/{pid}/ns/{name}");
+    fs_err::File::open(&path).map(|f| f.into_parts().0.into()).map_err(|e| RuntimeError::Setup {
+        step: "open the running container's namespace".into(),
+        path,
+        error: e.to_string(),
+    })
+}
+
+/// Joins only the container's user namespace (for `stop`, which signals its processes).
+pub fn enter_user_namespace(container: &ContainerState) -> Result<(), RuntimeError> {
+    let user = open_ns(container.pid, "user")?;
+    if !container.is_running() {
+        return Err(RuntimeError::NotRunning { id: container.id.clone() });
+    }
+    sys::setns(user.as_fd(), libc::CLONE_NEWUSER).map_err(|e| RuntimeError::Setup {
+        step: "join the container's user namespace".into(),
+        path: String::new(),
+        error: e.to_string(),
+    })
+}
+
+/// Runs `spec`'s program inside the running `container`; waits for it.
+pub fn run(container: &ContainerState, spec: &ContainerSpec) -> Result<Outcome, RuntimeError> {
+    let names = ["user", "ipc", "uts", "net", "pid", "mnt"];
+    let kinds = [
+        libc::CLONE_NEWUSER,
+        libc::CLONE_NEWIPC,
+        libc::CLONE_NEWUTS,
+        libc::CLONE_NEWNET,
+        libc::CLONE_NEWPID,
+        libc::CLONE_NEWNS,
+    ];
+    let fds = names.iter().map(|n| open_ns(container.pid, n)).collect::<Result<Vec<_>, _>>()?;
+    if !container.is_running() {
+        return Err(RuntimeError::NotRunning { id: container.id.clone() });
+    }
+    let (master, slave) = if spec.tty {
+        let (m, s) = pty::open(0)?;
+        (Some(m), Some(s))
+    } else {
+        (None, None)
+    };
+    for ((fd, kind), name) in fds.iter().zip(kinds).zip(names) {
+        // Joining our own (host) network namespace again is refused with EINVAL; it is shared.
+        match sys::setns(fd.as_fd(), kind) {
+            Ok(()) => {}
+            Err(e) if kind == libc::CLONE_NEWNET && e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => {
+                return Err(RuntimeError::Setup {
+                    step: format!("join the container's {name} namespace"),
+                    path: String::new(),
+                    error: e.to_string(),
+                })
+            }
+        }
+    }
+    let signals = init::signal_fd().map_err(|e| RuntimeError::Setup { step: "block signals".into(), path: String::new(), error: e.to_string() })?;
+    let (status_read, status_write) = sys::pipe()?;
+    // SAFETY: single-threaded (setns into a user namespace just succeeded, which requires it).
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        drop(status_read);
+        drop(master);
+        drop(signals);
+        exec::exec(spec, status_write.as_raw_fd(), slave.as_ref().map(|s| s.as_raw_fd()));
+    }
+    if child < 0 {
+        return Err(RuntimeError::Io(std::io::Error::last_os_error()));
+    }
+    drop(status_write);
+    drop(slave);
+    let session = Session { forward_to: child, status: status_read, master };
+    monitor::wait_child(&session, signals.as_raw_fd(), child)
+}

@@ -1,0 +1,246 @@
+//! The monitor: the `sandbox` process outside the container. It clones pid 1 into new
+//! namespaces, relays the terminal, forwards the signals it gets, and reports how the command
+//! ended. The same loop serves a command joining a running container (`join`).
+
+use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+
+use super::channel::{self, Message};
+use super::error::RuntimeError;
+use super::init::{self, InitFds, FORWARDED};
+use super::pty::{self, RawMode};
+use super::spec::{ContainerSpec, Network};
+use super::state::{self, ContainerState};
+use super::sys;
+
+/// How a command ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its own exit code (128+n when signal n killed it).
+    Exited(i32),
+    /// It could not be started: 127 not found, 126 not executable.
+    NotStarted { program: String, errno: i32, code: i32 },
+}
+
+/// What the waiting loop watches.
+pub struct Session {
+    /// Who to forward signals to (pid 1 for a new container, the command for a join).
+    pub forward_to: libc::pid_t,
+    pub status: OwnedFd,
+    pub master: Option<OwnedFd>,
+}
+
+/// Starts a new container for `spec` and waits for its command.
+pub fn start(spec: &ContainerSpec) -> Result<Outcome, RuntimeError> {
+    let signals = init::signal_fd().map_err(|e| RuntimeError::Setup { step: "block signals".into(), path: String::new(), error: e.to_string() })?;
+    let container = state::create_dir(spec)?;
+    let (status_read, status_write) = sys::pipe()?;
+    let (control_read, control_write) = sys::pipe()?;
+    let (master, slave) = if spec.tty {
+        let (m, s) = pty::open(0)?;
+        (Some(m), Some(s))
+    } else {
+        (None, None)
+    };
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if spec.network != Network::Host {
+        flags |= libc::CLONE_NEWNET;
+    }
+    if thread_count() > 1 {
+        return Err(RuntimeError::Internal("internal error: a thread is still running when the container starts".into()));
+    }
+    // SAFETY: the process is single-threaded (checked above), so the child may allocate.
+    let pid = unsafe { sys::clone_process(flags) }.map_err(|e| RuntimeError::Setup {
+        step: "create the container's namespaces".into(),
+        path: String::new(),
+        error: e.to_string(),
+    })?;
+    if pid == 0 {
+        drop(status_read);
+        drop(control_write);
+        drop(master);
+        drop(signals);
+        init::run(spec, InitFds { status: status_write, control: control_read, pty_slave: slave });
+    }
+    drop(status_write);
+    drop(control_read);
+    drop(slave);
+    let record = ContainerState::new(spec, pid);
+    state::write(&container, &record)?;
+    let session = Session { forward_to: pid, status: status_read, master };
+    let result = wait(&session, signals.as_raw_fd());
+    // Goodbye: pid 1 may now outlive us if joined sessions still run.
+    let _ = pty::write_all(control_write.as_raw_fd(), b"bye");
+    drop(control_write);
+    let (outcome, last) = result?;
+    if last {
+        let mut wstatus = 0;
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, &mut wstatus, 0) };
+        state::remove(&container);
+    }
+    Ok(outcome)
+}
+
+fn thread_count() -> usize {
+    fs_err::read_dir("/proc/self/task").map_or(1, |d| d.count())
+}
+
+fn forward(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill with a pid and a signal number.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Waits for a command we forked ourselves (a join): its outcome comes from waitpid.
+pub fn wait_child(session: &Session, signals: RawFd, child: libc::pid_t) -> Result<Outcome, RuntimeError> {
+    wait_for(session, signals, Some(child)).map(|(outcome, _)| outcome)
+}
+
+/// Relays the terminal and forwards signals until pid 1 reports the command's outcome. Returns
+/// it and whether the container has nothing else running.
+pub fn wait(session: &Session, signals: RawFd) -> Result<(Outcome, bool), RuntimeError> {
+    wait_for(session, signals, None)
+}
+
+fn wait_for(session: &Session, signals: RawFd, child: Option<libc::pid_t>) -> Result<(Outcome, bool), RuntimeError> {
+    let raw = session.master.as_ref().and_then(|_| RawMode::enable(0));
+    let master = session.master.as_ref().map(|m| m.as_raw_fd());
+    let mut stdin_open = master.is_some();
+    let mut buffer = Vec::new();
+    let mut not_started = None;
+    let mut setup_failed = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut status_open = true;
+    loop {
+        let status_fd = if status_open { session.status.as_raw_fd() } else { -1 };
+        let mut polls = vec![
+            libc::pollfd { fd: signals, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: status_fd, events: libc::POLLIN, revents: 0 },
+        ];
+        if let Some(m) = master {
+            polls.push(libc::pollfd { fd: m, events: libc::POLLIN, revents: 0 });
+            if stdin_open {
+                polls.push(libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 });
+            }
+        }
+        // SAFETY: a valid pollfd array of its length.
+        let rc = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, -1) };
+        if rc < 0 {
+            continue;
+        }
+        for sig in init::read_signals(signals) {
+            match (sig, master) {
+                (libc::SIGWINCH, Some(m)) => pty::sync_size(0, m),
+                (libc::SIGCHLD, _) => {
+                    if let Some(pid) = child {
+                        let mut wstatus = 0;
+                        // SAFETY: reaping our own child without blocking.
+                        if unsafe { libc::waitpid(pid, &mut wstatus, libc::WNOHANG) } == pid {
+                            let code = if libc::WIFEXITED(wstatus) { libc::WEXITSTATUS(wstatus) } else { 128 + libc::WTERMSIG(wstatus) };
+                            read_messages(session.status.as_raw_fd(), &mut buffer, &mut not_started);
+                            if let Some(m) = master {
+                                drain(m, &mut buf);
+                            }
+                            drop(raw);
+                            return Ok((not_started.unwrap_or(Outcome::Exited(code)), false));
+                        }
+                    }
+                }
+                (sig, _) if FORWARDED.contains(&sig) => forward(session.forward_to, sig),
+                _ => {}
+            }
+        }
+        if let Some(m) = master {
+            if polls[2].revents != 0 {
+                match pty::read_some(m, &mut buf) {
+                    Some(n) => {
+                        pty::write_all(1, &buf[..n]);
+                    }
+                    None => {}
+                }
+            }
+            if stdin_open && polls.len() > 3 && polls[3].revents != 0 {
+                match pty::read_some(0, &mut buf) {
+                    Some(n) if n > 0 => {
+                        pty::write_all(m, &buf[..n]);
+                    }
+                    Some(_) => {}
+                    None => stdin_open = false,
+                }
+            }
+        }
+        if polls[1].revents != 0 {
+            let mut chunk = [0u8; 4096];
+            match pty::read_some(session.status.as_raw_fd(), &mut chunk) {
+                Some(n) => buffer.extend_from_slice(&chunk[..n]),
+                None if child.is_some() => {
+                    // The command exec'd (the pipe is close-on-exec) or failed; SIGCHLD decides.
+                    status_open = false;
+                }
+                None => {
+                    // Everything inside closed the pipe without a verdict: pid 1 died.
+                    drop(raw);
+                    if let Some(f) = setup_failed {
+                        return Err(f);
+                    }
+                    return Ok((Outcome::Exited(137), true));
+                }
+            }
+            for message in channel::parse(&mut buffer) {
+                match message {
+                    Message::SetupFailed { step, path, error } => {
+                        setup_failed = Some(RuntimeError::Setup { step, path, error });
+                    }
+                    Message::ExecFailed { program, errno } => {
+                        let code = if errno == libc::ENOENT { 127 } else { 126 };
+                        not_started = Some(Outcome::NotStarted { program, errno, code });
+                    }
+                    Message::Exited { code, last } => {
+                        if let Some(m) = master {
+                            drain(m, &mut buf);
+                        }
+                        drop(raw);
+                        return Ok((not_started.unwrap_or(Outcome::Exited(code)), last));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies what the command wrote just before it ended to our stdout.
+fn drain(master: RawFd, buf: &mut [u8]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    while std::time::Instant::now() < deadline {
+        let mut p = libc::pollfd { fd: master, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 50) } <= 0 {
+            return;
+        }
+        match pty::read_some(master, buf) {
+            Some(n) if n > 0 => {
+                pty::write_all(1, &buf[..n]);
+            }
+            Some(_) => {}
+            None => return,
+        }
+    }
+}
+
+/// Picks up an ExecFailed that may still sit in the pipe after the child ended.
+fn read_messages(fd: RawFd, buffer: &mut Vec<u8>, not_started: &mut Option<Outcome>) {
+    let mut chunk = [0u8; 4096];
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    while unsafe { libc::poll(&mut p, 1, 0) } > 0 {
+        match pty::read_some(fd, &mut chunk) {
+            Some(n) if n > 0 => buffer.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    for message in channel::parse(buffer) {
+        if let Message::ExecFailed { program, errno } = message {
+            let code = if errno == libc::ENOENT { 127 } else { 126 };
+            *not_started = Some(Outcome::NotStarted { program, errno, code });
+        }
+    }
+}

@@ -1,0 +1,470 @@
+//! The container's mounts as a plan (plain data, unit-tested), then executed in one loop.
+//!
+//! Every target is resolved inside the new root by walking it with O_NOFOLLOW, creating what is
+//! missing; a symlink anywhere on the way is refused (CVE-2019-16884, CVE-2021-30465,
+//! CVE-2026-41579: an image's `/proc`, `/dev` or a mount target that is a symlink must not send a
+//! mount or a write to the host). The mount then goes to `/proc/self/fd/N` of the opened target,
+//! so nothing can be swapped between the check and the mount.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use super::spec::{ContainerSpec, Network};
+use super::sys;
+
+/// Whether a mount target is a directory or a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// One step of the plan. Targets are absolute paths inside the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MountOp {
+    Bind { source: PathBuf, target: PathBuf, kind: Kind, read_only: bool },
+    Proc { target: PathBuf },
+    /// sysfs read-only; with the host's network namespace sysfs cannot be mounted rootless, so
+    /// the host's /sys is bound read-only instead.
+    Sys { target: PathBuf, own_netns: bool },
+    Tmpfs { target: PathBuf, options: String },
+    Devpts { target: PathBuf },
+    Symlink { link: PathBuf, points_to: String },
+    /// Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory.
+    Mask { target: PathBuf },
+    /// Remount a path read-only (it is bound onto itself first).
+    ReadOnly { target: PathBuf },
+}
+
+/// /proc paths podman masks by default.
+const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/dev/block",
+];
+
+const READ_ONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The mounts for `spec`, in order.
+pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
+    let mut ops = vec![
+        MountOp::Proc { target: "/proc".into() },
+        MountOp::Sys { target: "/sys".into(), own_netns: spec.network != Network::Host },
+        MountOp::Tmpfs { target: "/dev".into(), options: "mode=755,size=65536k".into() },
+    ];
+    for dev in DEVICES {
+        ops.push(MountOp::Bind {
+            source: Path::new("/dev").join(dev),
+            target: Path::new("/dev").join(dev),
+            kind: Kind::File,
+            read_only: false,
+        });
+    }
+    ops.push(MountOp::Devpts { target: "/dev/pts".into() });
+    for (link, to) in [
+        ("/dev/ptmx", "pts/ptmx"),
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+        ("/dev/core", "/proc/kcore"),
+    ] {
+        ops.push(MountOp::Symlink { link: link.into(), points_to: to.into() });
+    }
+    ops.push(MountOp::Tmpfs { target: "/dev/shm".into(), options: "mode=1777,size=65536k".into() });
+    ops.push(MountOp::Tmpfs { target: "/tmp".into(), options: "mode=1777".into() });
+    // After the tmpfs mounts, so a project under /tmp is not covered by them.
+    ops.push(MountOp::Bind {
+        source: spec.project_dir.clone(),
+        target: spec.project_dir.clone(),
+        kind: Kind::Dir,
+        read_only: false,
+    });
+    ops.extend(MASKED.iter().map(|p| MountOp::Mask { target: p.into() }));
+    ops.extend(READ_ONLY.iter().map(|p| MountOp::ReadOnly { target: p.into() }));
+    ops
+}
+
+/// Why a mount step failed, for the error the user sees.
+#[derive(Debug)]
+pub struct MountFailure {
+    pub step: String,
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+/// The new root, walked with O_NOFOLLOW.
+pub struct RootDir {
+    fd: OwnedFd,
+}
+
+fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
+    let c = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: valid dirfd and NUL-terminated name; the result is checked before wrapping.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd owned only here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn file_type(fd: BorrowedFd<'_>) -> io::Result<libc::mode_t> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat fills the buffer on success.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded.
+    Ok(unsafe { st.assume_init() }.st_mode & libc::S_IFMT)
+}
+
+fn symlink_error(path: &Path) -> io::Error {
+    io::Error::other(format!("`{}` in the image is a symlink or not a directory; refusing to follow it", path.display()))
+}
+
+impl RootDir {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let c = sys::cpath(path)?;
+        // SAFETY: NUL-terminated path; checked below.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fresh fd owned only here.
+        Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    fn names(path: &Path) -> Vec<Vec<u8>> {
+        use std::os::unix::ffi::OsStrExt as _;
+        path.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Opens (creating as needed, owned by `owner`) the directory at `path` inside the root.
+    pub fn dir(&self, path: &Path, owner: Option<(u32, u32)>) -> io::Result<OwnedFd> {
+        let mut current = self.fd.try_clone()?;
+        for name in Self::names(path) {
+            let next = match open_at(current.as_fd(), &name, libc::O_PATH | libc::O_DIRECTORY) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    let c = CString::new(name.clone()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                    // SAFETY: valid dirfd and NUL-terminated name.
+                    if unsafe { libc::mkdirat(current.as_raw_fd(), c.as_ptr(), 0o755) } < 0 {
+                        let e = io::Error::last_os_error();
+                        if e.raw_os_error() != Some(libc::EEXIST) {
+                            return Err(e);
+                        }
+                    }
+                    if let Some((uid, gid)) = owner {
+                        // SAFETY: valid dirfd, NUL-terminated name, never following a link.
+                        unsafe { libc::fchownat(current.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+                    }
+                    open_at(current.as_fd(), &name, libc::O_PATH | libc::O_DIRECTORY)?
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => return Err(symlink_error(path)),
+                Err(e) => return Err(e),
+            };
+            current = next;
+        }
+        Ok(current)
+    }
+
+    /// Opens (creating empty if missing) the regular file at `path`, refusing anything else.
+    pub fn file(&self, path: &Path) -> io::Result<OwnedFd> {
+        let parent = self.dir(path.parent().unwrap_or(Path::new("/")), None)?;
+        let name = Self::names(path).pop().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        match open_at(parent.as_fd(), &name, libc::O_PATH) {
+            Ok(fd) => {
+                if file_type(fd.as_fd())? == libc::S_IFLNK {
+                    return Err(symlink_error(path));
+                }
+                Ok(fd)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                open_at(parent.as_fd(), &name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY).map(|_| ())?;
+                open_at(parent.as_fd(), &name, libc::O_PATH)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces whatever is at `path` with a regular file holding `text` (never writing through
+    /// a link the image planted), owned by `owner`.
+    pub fn write_file(&self, path: &Path, text: &str, mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+        use std::io::Write as _;
+        let parent = self.dir(path.parent().unwrap_or(Path::new("/")), None)?;
+        let name = Self::names(path).pop().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let c = CString::new(name.clone()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: valid dirfd, NUL-terminated name; a missing file is fine.
+        unsafe { libc::unlinkat(parent.as_raw_fd(), c.as_ptr(), 0) };
+        // O_PATH fds cannot be used for openat of a new file; reopen the dir for real.
+        let dir = open_at(parent.as_fd(), b".", libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let fd = open_at(dir.as_fd(), &name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY)?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(text.as_bytes())?;
+        if let Some((uid, gid)) = owner {
+            // SAFETY: valid fd.
+            unsafe { libc::fchown(file.as_raw_fd(), uid, gid) };
+        }
+        // SAFETY: valid fd.
+        unsafe { libc::fchmod(file.as_raw_fd(), mode) };
+        Ok(())
+    }
+
+    /// Reads a small regular file inside the root, without following links; `None` if absent
+    /// or not a regular file.
+    pub fn read_small(&self, path: &Path, limit: u64) -> Option<String> {
+        use std::io::Read as _;
+        let parent = self.dir(path.parent()?, None).ok()?;
+        let name = Self::names(path).pop()?;
+        let dir = open_at(parent.as_fd(), b".", libc::O_RDONLY | libc::O_DIRECTORY).ok()?;
+        let fd = open_at(dir.as_fd(), &name, libc::O_RDONLY | libc::O_NONBLOCK).ok()?;
+        if file_type(fd.as_fd()).ok()? != libc::S_IFREG {
+            return None;
+        }
+        let mut text = String::new();
+        std::fs::File::from(fd).take(limit).read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+
+    /// Creates a symlink at `path` (replacing a file there).
+    fn symlink(&self, path: &Path, points_to: &str) -> io::Result<()> {
+        let parent = self.dir(path.parent().unwrap_or(Path::new("/")), None)?;
+        let dir = open_at(parent.as_fd(), b".", libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let name = Self::names(path).pop().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let (c_name, c_to) = (
+            CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+            sys::cstring(points_to)?,
+        );
+        // SAFETY: valid dirfd and NUL-terminated strings.
+        if unsafe { libc::symlinkat(c_to.as_ptr(), dir.as_raw_fd(), c_name.as_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+fn fd_path(fd: &OwnedFd) -> io::Result<CString> {
+    sys::cstring(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn exists_in(root: &RootDir, path: &Path) -> Option<Kind> {
+    let parent = root.dir(path.parent()?, None).ok()?;
+    let name = RootDir::names(path).pop()?;
+    let fd = open_at(parent.as_fd(), &name, libc::O_PATH).ok()?;
+    match file_type(fd.as_fd()).ok()? {
+        libc::S_IFDIR => Some(Kind::Dir),
+        libc::S_IFLNK => None,
+        _ => Some(Kind::File),
+    }
+}
+
+/// Executes `ops` against the new root at `root_path` (still under the host's view).
+pub fn execute(root_path: &Path, ops: &[MountOp]) -> Result<(), MountFailure> {
+    let root = RootDir::open(root_path).map_err(|error| MountFailure { step: "open the new root".into(), path: root_path.into(), error })?;
+    for op in ops {
+        apply(&root, op)?;
+    }
+    Ok(())
+}
+
+fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
+    let fail = |step: &str, path: &Path| {
+        let (step, path) = (step.to_owned(), path.to_owned());
+        move |error| MountFailure { step: step.clone(), path: path.clone(), error }
+    };
+    let cs = |s: &str| sys::cstring(s).ok();
+    let nosuid = libc::MS_NOSUID | libc::MS_NODEV;
+    match op {
+        MountOp::Bind { source, target, kind, read_only } => {
+            let f = fail("bind-mount", target);
+            let src = sys::cpath(source).map_err(&f)?;
+            let fd = match kind {
+                Kind::Dir => root.dir(target, None),
+                Kind::File => root.file(target),
+            }
+            .map_err(&f)?;
+            let at = fd_path(&fd).map_err(&f)?;
+            sys::mount(Some(&src), &at, None, libc::MS_BIND | libc::MS_REC, None).map_err(&f)?;
+            if *read_only {
+                remount_target_read_only(root, target, *kind).map_err(&f)?;
+            }
+        }
+        MountOp::Proc { target } => {
+            let f = fail("mount proc on", target);
+            let fd = root.dir(target, None).map_err(&f)?;
+            let at = fd_path(&fd).map_err(&f)?;
+            sys::mount(cs("proc").as_deref(), &at, cs("proc").as_deref(), nosuid | libc::MS_NOEXEC, None).map_err(&f)?;
+        }
+        MountOp::Sys { target, own_netns } => {
+            let f = fail("mount sysfs on", target);
+            let fd = root.dir(target, None).map_err(&f)?;
+            let at = fd_path(&fd).map_err(&f)?;
+            let flags = nosuid | libc::MS_NOEXEC | libc::MS_RDONLY;
+            let mounted = *own_netns && sys::mount(cs("sysfs").as_deref(), &at, cs("sysfs").as_deref(), flags, None).is_ok();
+            if !mounted {
+                let src = sys::cstring("/sys").map_err(&f)?;
+                sys::mount(Some(&src), &at, None, libc::MS_BIND | libc::MS_REC, None).map_err(&f)?;
+                remount_target_read_only(root, target, Kind::Dir).map_err(&f)?;
+            }
+        }
+        MountOp::Tmpfs { target, options } => {
+            let f = fail("mount tmpfs on", target);
+            let fd = root.dir(target, None).map_err(&f)?;
+            let at = fd_path(&fd).map_err(&f)?;
+            let data = sys::cstring(options).map_err(&f)?;
+            sys::mount(cs("tmpfs").as_deref(), &at, cs("tmpfs").as_deref(), nosuid, Some(&data)).map_err(&f)?;
+        }
+        MountOp::Devpts { target } => {
+            let f = fail("mount devpts on", target);
+            let fd = root.dir(target, None).map_err(&f)?;
+            let at = fd_path(&fd).map_err(&f)?;
+            let data = sys::cstring("newinstance,ptmxmode=0666,mode=0620").map_err(&f)?;
+            sys::mount(cs("devpts").as_deref(), &at, cs("devpts").as_deref(), libc::MS_NOSUID | libc::MS_NOEXEC, Some(&data)).map_err(&f)?;
+        }
+        MountOp::Symlink { link, points_to } => {
+            root.symlink(link, points_to).map_err(fail("create symlink", link))?;
+        }
+        MountOp::Mask { target } => {
+            let f = fail("mask", target);
+            match exists_in(root, target) {
+                None => {}
+                Some(Kind::Dir) => {
+                    let fd = root.dir(target, None).map_err(&f)?;
+                    let at = fd_path(&fd).map_err(&f)?;
+                    sys::mount(cs("tmpfs").as_deref(), &at, cs("tmpfs").as_deref(), nosuid | libc::MS_RDONLY, cs("size=0").as_deref()).map_err(&f)?;
+                }
+                Some(Kind::File) => {
+                    let fd = root.file(target).map_err(&f)?;
+                    let at = fd_path(&fd).map_err(&f)?;
+                    let null = sys::cstring("/dev/null").map_err(&f)?;
+                    sys::mount(Some(&null), &at, None, libc::MS_BIND, None).map_err(&f)?;
+                    remount_target_read_only(root, target, Kind::File).map_err(&f)?;
+                }
+            }
+        }
+        MountOp::ReadOnly { target } => {
+            let f = fail("make read-only", target);
+            let Some(kind) = exists_in(root, target) else { return Ok(()) };
+            let fd = match kind {
+                Kind::Dir => root.dir(target, None),
+                Kind::File => root.file(target),
+            }
+            .map_err(&f)?;
+            let at = fd_path(&fd).map_err(&f)?;
+            sys::mount(Some(&at), &at, None, libc::MS_BIND | libc::MS_REC, None).map_err(&f)?;
+            remount_target_read_only(root, target, kind).map_err(&f)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remounts what is now mounted at `target` read-only. The fd used for the first mount still
+/// points under the new mount, so the target is opened again to reach the mount itself.
+fn remount_target_read_only(root: &RootDir, target: &Path, kind: Kind) -> io::Result<()> {
+    let fd = match kind {
+        Kind::Dir => root.dir(target, None)?,
+        Kind::File => root.file(target)?,
+    };
+    remount_read_only(&fd_path(&fd)?)
+}
+
+/// Remounts a bind mount read-only, keeping the flags the kernel locked on it.
+fn remount_read_only(at: &CString) -> io::Result<()> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: statvfs fills the buffer on success.
+    let locked = if unsafe { libc::statvfs(at.as_ptr(), st.as_mut_ptr()) } == 0 {
+        // SAFETY: statvfs succeeded.
+        let f = unsafe { st.assume_init() }.f_flag;
+        let mut flags = 0;
+        for (st_flag, ms_flag) in [
+            (libc::ST_NOSUID, libc::MS_NOSUID),
+            (libc::ST_NODEV, libc::MS_NODEV),
+            (libc::ST_NOEXEC, libc::MS_NOEXEC),
+            (libc::ST_NOATIME, libc::MS_NOATIME),
+            (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+            (libc::ST_RELATIME, libc::MS_RELATIME),
+        ] {
+            if f & st_flag != 0 {
+                flags |= ms_flag;
+            }
+        }
+        flags
+    } else {
+        0
+    };
+    sys::mount(None, at, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::spec::{Identity, Program};
+
+    fn spec(network: Network) -> ContainerSpec {
+        ContainerSpec {
+            id: "abc".into(),
+            dir: "/store/containers/abc".into(),
+            layers: vec![],
+            image: "img".into(),
+            project_dir: "/home/dev/app".into(),
+            cwd: "/home/dev/app".into(),
+            hostname: "app".into(),
+            network,
+            identity: Identity {
+                uid: 1000,
+                gid: 1000,
+                name: "dev".into(),
+                home: "/home/dev".into(),
+                shell: "/bin/sh".into(),
+                ids_mapped: true,
+            },
+            as_root: false,
+            env: vec![],
+            program: Program::LoginShell,
+            tty: false,
+            resolv_conf: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_plan_binds_the_project_after_the_tmpfs_mounts_and_masks_after_proc() {
+        let ops = plan(&spec(Network::None));
+        let project = ops
+            .iter()
+            .position(|o| *o == MountOp::Bind { source: "/home/dev/app".into(), target: "/home/dev/app".into(), kind: Kind::Dir, read_only: false })
+            .unwrap();
+        let tmp = ops.iter().position(|o| matches!(o, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp"))).unwrap();
+        assert!(tmp < project, "a project under /tmp must not be hidden by the /tmp tmpfs");
+        let proc_at = ops.iter().position(|o| matches!(o, MountOp::Proc { .. })).unwrap();
+        let first_mask = ops.iter().position(|o| matches!(o, MountOp::Mask { .. })).unwrap();
+        assert!(proc_at < first_mask);
+        assert!(ops.contains(&MountOp::Mask { target: "/proc/kcore".into() }));
+        assert!(ops.contains(&MountOp::ReadOnly { target: "/proc/sys".into() }));
+        assert!(ops.contains(&MountOp::Sys { target: "/sys".into(), own_netns: true }));
+        // Nothing of the host's home but the project.
+        assert!(!ops.iter().any(|o| matches!(o, MountOp::Bind { source, .. } if source == Path::new("/home/dev"))));
+    }
+
+    #[test]
+    fn host_network_binds_sys_instead_of_mounting_it() {
+        let ops = plan(&spec(Network::Host));
+        assert!(ops.contains(&MountOp::Sys { target: "/sys".into(), own_netns: false }));
+    }
+}

@@ -1,0 +1,72 @@
+//! What a container is started from: plain data the CLI assembles, so the runtime's decisions
+//! (mount plan, identity, environment) can be unit-tested without namespaces.
+
+use std::path::PathBuf;
+
+/// How the container reaches the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// Its own network namespace with only `lo`.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// The user the command runs as (unless `as_root`), mirrored from the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub name: String,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+    /// Whether ids other than the user's own exist inside (keep-id), so files can be root's.
+    pub ids_mapped: bool,
+}
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// `run -- CMD ARGS`
+    Command(Vec<String>),
+    /// `enter`: the user's login shell if the image has it, else /bin/bash, else /bin/sh.
+    LoginShell,
+}
+
+/// Everything needed to start, or join, a container.
+#[derive(Clone, Debug)]
+pub struct ContainerSpec {
+    /// Short random id; also the name of `containers/<id>/`.
+    pub id: String,
+    /// `containers/<id>/` in the store.
+    pub dir: PathBuf,
+    /// Layer root dirs, lowest first.
+    pub layers: Vec<PathBuf>,
+    pub image: String,
+    pub project_dir: PathBuf,
+    /// Working directory inside (a host path under the project dir, or the project dir).
+    pub cwd: PathBuf,
+    pub hostname: String,
+    pub network: Network,
+    pub identity: Identity,
+    pub as_root: bool,
+    /// The environment, already merged (image, then host terminal variables, then `-e`).
+    pub env: Vec<(String, String)>,
+    pub program: Program,
+    /// Give the command a new pseudo-terminal.
+    pub tty: bool,
+    /// The host's /etc/resolv.conf text, for `host` networking.
+    pub resolv_conf: String,
+}
+
+impl ContainerSpec {
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn merged(&self) -> PathBuf {
+        self.dir.join("merged")
+    }
+}

@@ -1,0 +1,153 @@
+//! Containers on disk: `containers/<id>/` holds the overlay's upper, work and mount dirs, a
+//! `lock` held (flock) by the monitor and by pid 1 for as long as either lives, and
+//! `state.json`. A directory whose lock nobody holds belongs to a container that is gone, and
+//! is removed by the next command that looks.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::RuntimeError;
+use super::spec::ContainerSpec;
+use crate::fsutil::atomic::write_file_atomic;
+use crate::fsutil::lock::{FileLock, LockMode};
+
+/// What `state.json` records; `sandbox ps` prints it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerState {
+    pub id: String,
+    pub project_dir: PathBuf,
+    pub image: String,
+    /// pid 1 of the container, as the host sees it.
+    pub pid: i32,
+    /// Its start time in clock ticks (from /proc/PID/stat), so a reused pid is not mistaken.
+    pub pid_start: u64,
+    /// Seconds since the epoch.
+    pub started: u64,
+    pub hostname: String,
+}
+
+impl ContainerState {
+    pub fn new(spec: &ContainerSpec, pid: i32) -> Self {
+        Self {
+            id: spec.id.clone(),
+            project_dir: spec.project_dir.clone(),
+            image: spec.image.clone(),
+            pid,
+            pid_start: process_start(pid).unwrap_or(0),
+            started: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            hostname: spec.hostname.clone(),
+        }
+    }
+
+    /// Whether pid 1 of this container still runs.
+    pub fn is_running(&self) -> bool {
+        self.pid > 0 && process_start(self.pid) == Some(self.pid_start)
+    }
+}
+
+/// A container's directory, with its lock held.
+pub struct ContainerDir {
+    pub path: PathBuf,
+    _lock: FileLock,
+}
+
+/// Field 22 of /proc/PID/stat.
+pub fn process_start(pid: i32) -> Option<u64> {
+    let text = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &text[text.rfind(')')? + 2..];
+    after_name.split(' ').nth(19)?.parse().ok()
+}
+
+/// A fresh id: 12 hex digits from the time and our pid.
+pub fn new_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let seed = format!("{nanos}-{}", std::process::id());
+    crate::image::Digest::of_bytes(seed.as_bytes()).short().to_owned()
+}
+
+/// Creates `containers/<id>/` with upper, work and merged dirs, and takes its lock.
+pub fn create_dir(spec: &ContainerSpec) -> Result<ContainerDir, RuntimeError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true).mode(0o700);
+    for dir in [spec.upper(), spec.work(), spec.merged()] {
+        builder
+            .create(&dir)
+            .map_err(|e| RuntimeError::Io(std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))))?;
+    }
+    let lock = FileLock::acquire(&spec.dir.join("lock"), LockMode::Exclusive)?;
+    Ok(ContainerDir { path: spec.dir.clone(), _lock: lock })
+}
+
+pub fn write(dir: &ContainerDir, state: &ContainerState) -> Result<(), RuntimeError> {
+    let bytes = serde_json::to_vec_pretty(state).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    write_file_atomic(&dir.path.join("state.json"), &bytes, 0o600)?;
+    Ok(())
+}
+
+/// Removes a finished container's directory (its upper dir is the discarded changes).
+pub fn remove(dir: &ContainerDir) {
+    let _ = fs_err::remove_dir_all(&dir.path);
+}
+
+/// Every container whose pid 1 still runs.
+pub fn running(containers: &Path) -> Vec<ContainerState> {
+    let Ok(entries) = fs_err::read_dir(containers) else { return Vec::new() };
+    let mut out: Vec<ContainerState> = entries
+        .flatten()
+        .filter_map(|e| fs_err::read(e.path().join("state.json")).ok())
+        .filter_map(|b| serde_json::from_slice::<ContainerState>(&b).ok())
+        .filter(ContainerState::is_running)
+        .collect();
+    out.sort_by_key(|s| s.started);
+    out
+}
+
+/// Removes directories of containers that are gone (nobody holds their lock).
+pub fn collect_stale(containers: &Path) -> usize {
+    let Ok(entries) = fs_err::read_dir(containers) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if let Ok(Some(_held)) = FileLock::try_acquire(&path.join("lock"), LockMode::Exclusive) {
+            if fs_err::remove_dir_all(&path).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// The running container of `project` started from `image`, if any.
+pub fn find_for_project(containers: &Path, project: &Path, image: &str) -> Option<ContainerState> {
+    running(containers).into_iter().rev().find(|s| s.project_dir == project && s.image == image)
+}
+
+/// Ends a container: SIGTERM to its processes, SIGKILL to pid 1 after `grace`. Must run inside
+/// the container's user namespace (see `join::enter_user_namespace`), which gives the right to
+/// signal processes running as any of its ids.
+pub fn stop(state: &ContainerState, grace: std::time::Duration) -> bool {
+    let Ok(ns) = fs_err::read_link(format!("/proc/{}/ns/pid", state.pid)) else { return true };
+    if let Ok(entries) = fs_err::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+            if pid != state.pid && fs_err::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() == Some(&ns) {
+                // SAFETY: kill with a pid and a signal number.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+    }
+    // SAFETY: as above; pid 1 forwards SIGTERM to the command.
+    unsafe { libc::kill(state.pid, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if !state.is_running() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: as above; pid 1's death ends every process of its namespace.
+    unsafe { libc::kill(state.pid, libc::SIGKILL) };
+    false
+}
