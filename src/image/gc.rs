@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use super::error::ImageError;
 use super::reference::Reference;
-use crate::fsutil::lock::LockMode;
 use super::store::{remove_any, tree_size, Store};
+use crate::fsutil::lock::LockMode;
 
 /// What a removal or prune freed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

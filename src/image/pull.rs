@@ -18,9 +18,9 @@ use super::registry::credentials::CredentialFiles;
 use super::registry::hosts::{PullSource, RegistryConfig};
 use super::reporter::PullReporter;
 use super::store::images::{ImageRecord, LayerRef};
-use crate::fsutil::lock::LockMode;
 use super::store::{remove_any, LayerInfo, Store};
 use super::unpack::{self, Ownership};
+use crate::fsutil::lock::LockMode;
 
 const PARALLEL_LAYERS: usize = 4;
 

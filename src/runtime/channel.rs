@@ -8,8 +8,14 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Message {
+    /// pid 1 set the container up; its pid namespace, as `readlink /proc/self/ns/pid` says.
+    Started { pid_ns: String },
     /// pid 1 could not set the container up.
-    SetupFailed { step: String, path: String, error: String },
+    SetupFailed {
+        step: String,
+        path: String,
+        error: String,
+    },
     /// The command could not be executed.
     ExecFailed { program: String, errno: i32 },
     /// The command ended with `code`; `last` when nothing else runs in the container any more.
@@ -21,7 +27,9 @@ pub fn send(fd: RawFd, message: &Message) {
     if let Ok(mut line) = serde_json::to_vec(message) {
         line.push(b'\n');
         // SAFETY: borrowing an fd we own for the duration of the write; ManuallyDrop keeps it open.
-        let mut file = std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+        let mut file = std::mem::ManuallyDrop::new(unsafe {
+            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        });
         let _ = file.write_all(&line);
     }
 }
@@ -47,7 +55,13 @@ mod tests {
         let mut buffer = br#"{"Exited":{"code":7,"last":true}}
 {"ExecF"#
             .to_vec();
-        assert_eq!(parse(&mut buffer), vec![Message::Exited { code: 7, last: true }]);
+        assert_eq!(
+            parse(&mut buffer),
+            vec![Message::Exited {
+                code: 7,
+                last: true
+            }]
+        );
         assert_eq!(buffer, br#"{"ExecF"#.to_vec());
     }
 }

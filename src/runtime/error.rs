@@ -26,7 +26,11 @@ pub enum RuntimeError {
     },
 
     #[error("cannot {step}{}: {error}", if path.is_empty() { String::new() } else { format!(" `{path}`") })]
-    Setup { step: String, path: String, error: String },
+    Setup {
+        step: String,
+        path: String,
+        error: String,
+    },
 
     #[error("container {id} is not running")]
     NotRunning { id: String },

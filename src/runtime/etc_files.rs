@@ -52,7 +52,9 @@ pub fn group(image_text: &str, user: &Identity) -> String {
 }
 
 pub fn hosts(hostname: &str) -> String {
-    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+    format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    )
 }
 
 /// resolv.conf: the host's for `host`, none for `none` (nothing to resolve through).
@@ -65,7 +67,10 @@ pub fn resolv_conf(network: Network, host_text: &str) -> String {
 
 /// A hostname from the project dir's name: lowercase letters, digits and dashes, 1 to 63.
 pub fn hostname_for(project: &std::path::Path) -> String {
-    let raw = project.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let raw = project
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let cleaned: String = raw
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -100,7 +105,10 @@ mod tests {
     fn passwd_gets_the_user_once() {
         let text = "root:x:0:0:root:/root:/bin/sh\ndev:x:5:5::/:/bin/false\nother:x:1000:1000::/:/bin/sh\n";
         let out = passwd(text, &me());
-        assert_eq!(out, "root:x:0:0:root:/root:/bin/sh\ndev:x:1000:1000:dev:/home/dev:/bin/bash\n");
+        assert_eq!(
+            out,
+            "root:x:0:0:root:/root:/bin/sh\ndev:x:1000:1000:dev:/home/dev:/bin/bash\n"
+        );
         assert!(passwd("", &me()).starts_with("root:x:0:0"));
     }
 

@@ -17,8 +17,18 @@ pub const NOT_EXECUTABLE: i32 = 126;
 
 fn fail(status: RawFd, program: &str, error: std::io::Error) -> ! {
     let errno = error.raw_os_error().unwrap_or(libc::EIO);
-    channel::send(status, &Message::ExecFailed { program: program.to_owned(), errno });
-    sys::exit_now(if errno == libc::ENOENT { NOT_FOUND } else { NOT_EXECUTABLE })
+    channel::send(
+        status,
+        &Message::ExecFailed {
+            program: program.to_owned(),
+            errno,
+        },
+    );
+    sys::exit_now(if errno == libc::ENOENT {
+        NOT_FOUND
+    } else {
+        NOT_EXECUTABLE
+    })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -40,7 +50,10 @@ fn resolve(name: &str, env: &[(String, String)]) -> Result<PathBuf, std::io::Err
             Err(std::io::Error::from_raw_os_error(libc::EACCES))
         };
     }
-    let path_var = env.iter().find(|(k, _)| k == "PATH").map_or("/usr/local/bin:/usr/bin:/bin", |(_, v)| v.as_str());
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or("/usr/local/bin:/usr/bin:/bin", |(_, v)| v.as_str());
     let mut found_not_executable = false;
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(name);
@@ -49,7 +62,11 @@ fn resolve(name: &str, env: &[(String, String)]) -> Result<PathBuf, std::io::Err
         }
         found_not_executable |= candidate.exists();
     }
-    Err(std::io::Error::from_raw_os_error(if found_not_executable { libc::EACCES } else { libc::ENOENT }))
+    Err(std::io::Error::from_raw_os_error(if found_not_executable {
+        libc::EACCES
+    } else {
+        libc::ENOENT
+    }))
 }
 
 /// The program and argv: the command as given, or a login shell.
@@ -61,11 +78,24 @@ fn program(spec: &ContainerSpec) -> Result<(PathBuf, Vec<String>), (String, std:
             Ok((path, argv.clone()))
         }
         Program::LoginShell => {
-            let candidates = [spec.identity.shell.clone(), "/bin/bash".into(), "/bin/sh".into()];
-            let shell = candidates.into_iter().find(|c| is_executable(c)).ok_or_else(|| {
-                ("a shell (tried your login shell, /bin/bash and /bin/sh)".to_owned(), std::io::Error::from_raw_os_error(libc::ENOENT))
-            })?;
-            let base = shell.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "sh".into());
+            let candidates = [
+                spec.identity.shell.clone(),
+                "/bin/bash".into(),
+                "/bin/sh".into(),
+            ];
+            let shell = candidates
+                .into_iter()
+                .find(|c| is_executable(c))
+                .ok_or_else(|| {
+                    (
+                        "a shell (tried your login shell, /bin/bash and /bin/sh)".to_owned(),
+                        std::io::Error::from_raw_os_error(libc::ENOENT),
+                    )
+                })?;
+            let base = shell
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "sh".into());
             Ok((shell, vec![format!("-{base}")]))
         }
     }
@@ -139,9 +169,7 @@ pub fn exec(spec: &ContainerSpec, status: RawFd, pty_slave: Option<RawFd>) -> ! 
     // 7. Die with our parent (set after the identity change, which clears it).
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
     // 8. Only stdio survives: the status pipe moves to fd 3, close-on-exec, everything else goes.
-    let status = if status == 3 {
-        3
-    } else if sys::dup2(status, 3).is_ok() {
+    let status = if status == 3 || sys::dup2(status, 3).is_ok() {
         3
     } else {
         status
@@ -152,7 +180,11 @@ pub fn exec(spec: &ContainerSpec, status: RawFd, pty_slave: Option<RawFd>) -> ! 
     let to_c = |s: &str| CString::new(s).unwrap_or_default();
     let c_path = sys::cpath(&path).unwrap_or_default();
     let c_argv: Vec<CString> = argv.iter().map(|a| to_c(a)).collect();
-    let c_env: Vec<CString> = spec.env.iter().map(|(k, v)| to_c(&format!("{k}={v}"))).collect();
+    let c_env: Vec<CString> = spec
+        .env
+        .iter()
+        .map(|(k, v)| to_c(&format!("{k}={v}")))
+        .collect();
     let mut argv_ptrs: Vec<*const libc::c_char> = c_argv.iter().map(|c| c.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let mut env_ptrs: Vec<*const libc::c_char> = c_env.iter().map(|c| c.as_ptr()).collect();

@@ -26,8 +26,15 @@ pub struct InitFds {
 
 /// Signals pid 1 forwards to the command; SIGINT and SIGQUIT go to its whole process group,
 /// as a terminal's Ctrl-C and Ctrl-\ would.
-pub const FORWARDED: [libc::c_int; 7] =
-    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+pub const FORWARDED: [libc::c_int; 7] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
 
 /// Runs as the cloned child; never returns.
 pub fn run(spec: &ContainerSpec, fds: InitFds) -> ! {
@@ -46,13 +53,22 @@ pub fn run(spec: &ContainerSpec, fds: InitFds) -> ! {
             sys::exit_now(125);
         }
     }
+    // Joiners find the container's processes by this (pid 1 itself is not dumpable).
+    let pid_ns = fs_err::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    channel::send(status, &Message::Started { pid_ns });
     let code = supervise(spec, fds);
     sys::exit_now(code)
 }
 
 fn failure(step: &str, path: &Path) -> impl Fn(std::io::Error) -> MountFailure {
     let (step, path) = (step.to_owned(), path.to_owned());
-    move |error| MountFailure { step: step.clone(), path: path.clone(), error }
+    move |error| MountFailure {
+        step: step.clone(),
+        path: path.clone(),
+        error,
+    }
 }
 
 /// The root file system, as a flat checklist.
@@ -62,10 +78,12 @@ fn setup(spec: &ContainerSpec) -> Result<(), MountFailure> {
     // SAFETY: setsid has no preconditions.
     unsafe { libc::setsid() };
     // 2. Not dumpable: processes inside cannot open /proc/1/{exe,fd,mem} (CVE-2019-5736).
-    sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(failure("mark pid 1 undumpable", Path::new("/")))?;
+    sys::prctl(libc::PR_SET_DUMPABLE, 0)
+        .map_err(failure("mark pid 1 undumpable", Path::new("/")))?;
     // 3. No mount event may propagate back to the host.
     let slash = sys::cstring("/").map_err(failure("make mounts private", Path::new("/")))?;
-    sys::mount(None, &slash, None, libc::MS_REC | libc::MS_PRIVATE, None).map_err(failure("make mounts private", Path::new("/")))?;
+    sys::mount(None, &slash, None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(failure("make mounts private", Path::new("/")))?;
     // 4. The overlay of the image's layers, with the container's own upper dir.
     mount_overlay(spec)?;
     // 5. The plan: project dir, /proc, /sys, /dev, /tmp, masks.
@@ -86,16 +104,31 @@ fn mount_overlay(spec: &ContainerSpec) -> Result<(), MountFailure> {
     let merged = spec.merged();
     let fail = failure("mount the overlay on", &merged);
     let unsafe_char = |p: &Path| p.to_string_lossy().contains([':', ',', '\n']);
-    if spec.layers.iter().chain([&spec.upper(), &spec.work()]).any(|p| unsafe_char(p)) {
-        return Err(fail(std::io::Error::other("a store path contains `:` or `,`, which overlayfs cannot take; use --root elsewhere")));
+    if spec
+        .layers
+        .iter()
+        .chain([&spec.upper(), &spec.work()])
+        .any(|p| unsafe_char(p))
+    {
+        return Err(fail(std::io::Error::other(
+            "a store path contains `:` or `,`, which overlayfs cannot take; use --root elsewhere",
+        )));
     }
     // Relative lower dirs keep the option string short (it is limited to one page).
-    let layers_dir = spec.layers.first().and_then(|l| l.parent()).and_then(|l| l.parent()).unwrap_or(Path::new("/"));
+    let layers_dir = spec
+        .layers
+        .first()
+        .and_then(|l| l.parent())
+        .and_then(|l| l.parent())
+        .unwrap_or(Path::new("/"));
     let lower: Vec<String> = spec
         .layers
         .iter()
         .rev()
-        .map(|l| l.strip_prefix(layers_dir).map_or_else(|_| l.display().to_string(), |r| r.display().to_string()))
+        .map(|l| {
+            l.strip_prefix(layers_dir)
+                .map_or_else(|_| l.display().to_string(), |r| r.display().to_string())
+        })
         .collect();
     let options = format!(
         "lowerdir={},upperdir={},workdir={},userxattr",
@@ -116,23 +149,35 @@ fn mount_overlay(spec: &ContainerSpec) -> Result<(), MountFailure> {
 }
 
 fn write_etc(spec: &ContainerSpec) -> Result<(), MountFailure> {
-    let root = RootDir::open(&spec.merged()).map_err(failure("open the new root", &spec.merged()))?;
+    let root =
+        RootDir::open(&spec.merged()).map_err(failure("open the new root", &spec.merged()))?;
     let user = &spec.identity;
     let root_owner = user.ids_mapped.then_some((0, 0));
-    let read = |p: &str| root.read_small(Path::new(p), etc_files::READ_LIMIT).unwrap_or_default();
+    let read = |p: &str| {
+        root.read_small(Path::new(p), etc_files::READ_LIMIT)
+            .unwrap_or_default()
+    };
     let files = [
         ("/etc/passwd", etc_files::passwd(&read("/etc/passwd"), user)),
         ("/etc/group", etc_files::group(&read("/etc/group"), user)),
         ("/etc/hosts", etc_files::hosts(&spec.hostname)),
         ("/etc/hostname", format!("{}\n", spec.hostname)),
-        ("/etc/resolv.conf", etc_files::resolv_conf(spec.network, &spec.resolv_conf)),
+        (
+            "/etc/resolv.conf",
+            etc_files::resolv_conf(spec.network, &spec.resolv_conf),
+        ),
     ];
     for (path, text) in files {
         root.write_file(Path::new(path), &text, 0o644, root_owner)
             .map_err(failure("write", Path::new(path)))?;
     }
-    let home_owner = if spec.as_root { root_owner } else { Some((user.uid, user.gid)) };
-    root.dir(&user.home, home_owner).map_err(failure("create the home directory", &user.home))?;
+    let home_owner = if spec.as_root {
+        root_owner
+    } else {
+        Some((user.uid, user.gid))
+    };
+    root.dir(&user.home, home_owner)
+        .map_err(failure("create the home directory", &user.home))?;
     Ok(())
 }
 
@@ -197,7 +242,14 @@ fn supervise(spec: &ContainerSpec, fds: InitFds) -> i32 {
     let signals = match signal_fd() {
         Ok(fd) => fd,
         Err(e) => {
-            channel::send(status, &Message::SetupFailed { step: "create a signalfd".into(), path: "/".into(), error: e.to_string() });
+            channel::send(
+                status,
+                &Message::SetupFailed {
+                    step: "create a signalfd".into(),
+                    path: "/".into(),
+                    error: e.to_string(),
+                },
+            );
             return 125;
         }
     };
@@ -210,7 +262,14 @@ fn supervise(spec: &ContainerSpec, fds: InitFds) -> i32 {
     }
     if child < 0 {
         let e = std::io::Error::last_os_error();
-        channel::send(status, &Message::SetupFailed { step: "start the command".into(), path: "/".into(), error: e.to_string() });
+        channel::send(
+            status,
+            &Message::SetupFailed {
+                step: "start the command".into(),
+                path: "/".into(),
+                error: e.to_string(),
+            },
+        );
         return 125;
     }
     // pid 1 keeps nothing of the user's stdio or terminal, so readers see EOF when the command ends.
@@ -234,9 +293,17 @@ fn event_loop(child: libc::pid_t, status: RawFd, signals: RawFd, control: OwnedF
     let mut control = Some(control);
     let mut monitor_said_bye = false;
     loop {
-        let mut polls = vec![libc::pollfd { fd: signals, events: libc::POLLIN, revents: 0 }];
+        let mut polls = vec![libc::pollfd {
+            fd: signals,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
         if let Some(c) = &control {
-            polls.push(libc::pollfd { fd: c.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            polls.push(libc::pollfd {
+                fd: c.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
         // Once the command is done, look now and then for joined sessions ending.
         let timeout = if child_code.is_some() { 200 } else { -1 };
@@ -247,7 +314,11 @@ fn event_loop(child: libc::pid_t, status: RawFd, signals: RawFd, control: OwnedF
                 continue;
             }
             if child_code.is_none() {
-                let target = if sig == libc::SIGINT || sig == libc::SIGQUIT { -child } else { child };
+                let target = if sig == libc::SIGINT || sig == libc::SIGQUIT {
+                    -child
+                } else {
+                    child
+                };
                 // SAFETY: kill with a pid and signal number.
                 unsafe { libc::kill(target, sig) };
             }
@@ -305,7 +376,9 @@ fn reap(child: libc::pid_t, child_code: &mut Option<i32>, status: RawFd) {
 
 /// Whether pid 1 is the only process in the container's pid namespace.
 fn only_process_left() -> bool {
-    let Ok(entries) = fs_err::read_dir("/proc") else { return true };
+    let Ok(entries) = fs_err::read_dir("/proc") else {
+        return true;
+    };
     !entries
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
@@ -314,12 +387,24 @@ fn only_process_left() -> bool {
 
 /// SIGKILL to every process of session `sid` (the command called setsid, so its pid is its sid).
 fn kill_session(sid: libc::pid_t) {
-    let Ok(entries) = fs_err::read_dir("/proc") else { return };
-    for pid in entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())) {
-        let Ok(stat) = fs_err::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(close) = stat.rfind(')') else { continue };
+    let Ok(entries) = fs_err::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+    {
+        let Ok(stat) = fs_err::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
         // After the command name: state, ppid, pgrp, session.
-        let session = stat[close + 2..].split(' ').nth(3).and_then(|f| f.parse::<i32>().ok());
+        let session = stat[close + 2..]
+            .split(' ')
+            .nth(3)
+            .and_then(|f| f.parse::<i32>().ok());
         if session == Some(sid) && pid != 1 {
             // SAFETY: kill with a pid and a signal number.
             unsafe { libc::kill(pid, libc::SIGKILL) };

@@ -19,18 +19,33 @@ use super::sys;
 
 fn open_ns(pid: i32, name: &str) -> Result<OwnedFd, RuntimeError> {
     let path = format!("/proc/{pid}/ns/{name}");
-    fs_err::File::open(&path).map(|f| f.into_parts().0.into()).map_err(|e| RuntimeError::Setup {
-        step: "open the running container's namespace".into(),
-        path,
-        error: e.to_string(),
-    })
+    fs_err::File::open(&path)
+        .map(|f| f.into_parts().0.into())
+        .map_err(|e| RuntimeError::Setup {
+            step: "open the running container's namespace".into(),
+            path,
+            error: e.to_string(),
+        })
+}
+
+/// A process of the container to enter through: pid 1 is not dumpable, its others are ours.
+fn member(container: &ContainerState) -> Result<i32, RuntimeError> {
+    container
+        .members()
+        .into_iter()
+        .next()
+        .ok_or_else(|| RuntimeError::NotRunning {
+            id: container.id.clone(),
+        })
 }
 
 /// Joins only the container's user namespace (for `stop`, which signals its processes).
 pub fn enter_user_namespace(container: &ContainerState) -> Result<(), RuntimeError> {
-    let user = open_ns(container.pid, "user")?;
+    let user = open_ns(member(container)?, "user")?;
     if !container.is_running() {
-        return Err(RuntimeError::NotRunning { id: container.id.clone() });
+        return Err(RuntimeError::NotRunning {
+            id: container.id.clone(),
+        });
     }
     sys::setns(user.as_fd(), libc::CLONE_NEWUSER).map_err(|e| RuntimeError::Setup {
         step: "join the container's user namespace".into(),
@@ -50,9 +65,15 @@ pub fn run(container: &ContainerState, spec: &ContainerSpec) -> Result<Outcome, 
         libc::CLONE_NEWPID,
         libc::CLONE_NEWNS,
     ];
-    let fds = names.iter().map(|n| open_ns(container.pid, n)).collect::<Result<Vec<_>, _>>()?;
+    let through = member(container)?;
+    let fds = names
+        .iter()
+        .map(|n| open_ns(through, n))
+        .collect::<Result<Vec<_>, _>>()?;
     if !container.is_running() {
-        return Err(RuntimeError::NotRunning { id: container.id.clone() });
+        return Err(RuntimeError::NotRunning {
+            id: container.id.clone(),
+        });
     }
     let (master, slave) = if spec.tty {
         let (m, s) = pty::open(0)?;
@@ -74,7 +95,11 @@ pub fn run(container: &ContainerState, spec: &ContainerSpec) -> Result<Outcome, 
             }
         }
     }
-    let signals = init::signal_fd().map_err(|e| RuntimeError::Setup { step: "block signals".into(), path: String::new(), error: e.to_string() })?;
+    let signals = init::signal_fd().map_err(|e| RuntimeError::Setup {
+        step: "block signals".into(),
+        path: String::new(),
+        error: e.to_string(),
+    })?;
     let (status_read, status_write) = sys::pipe()?;
     // SAFETY: single-threaded (setns into a user namespace just succeeded, which requires it).
     let child = unsafe { libc::fork() };
@@ -82,13 +107,21 @@ pub fn run(container: &ContainerState, spec: &ContainerSpec) -> Result<Outcome, 
         drop(status_read);
         drop(master);
         drop(signals);
-        exec::exec(spec, status_write.as_raw_fd(), slave.as_ref().map(|s| s.as_raw_fd()));
+        exec::exec(
+            spec,
+            status_write.as_raw_fd(),
+            slave.as_ref().map(|s| s.as_raw_fd()),
+        );
     }
     if child < 0 {
         return Err(RuntimeError::Io(std::io::Error::last_os_error()));
     }
     drop(status_write);
     drop(slave);
-    let session = Session { forward_to: child, status: status_read, master };
+    let session = Session {
+        forward_to: child,
+        status: status_read,
+        master,
+    };
     monitor::wait_child(&session, signals.as_raw_fd(), child)
 }

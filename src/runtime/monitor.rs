@@ -18,7 +18,11 @@ pub enum Outcome {
     /// Its own exit code (128+n when signal n killed it).
     Exited(i32),
     /// It could not be started: 127 not found, 126 not executable.
-    NotStarted { program: String, errno: i32, code: i32 },
+    NotStarted {
+        program: String,
+        errno: i32,
+        code: i32,
+    },
 }
 
 /// What the waiting loop watches.
@@ -31,7 +35,11 @@ pub struct Session {
 
 /// Starts a new container for `spec` and waits for its command.
 pub fn start(spec: &ContainerSpec) -> Result<Outcome, RuntimeError> {
-    let signals = init::signal_fd().map_err(|e| RuntimeError::Setup { step: "block signals".into(), path: String::new(), error: e.to_string() })?;
+    let signals = init::signal_fd().map_err(|e| RuntimeError::Setup {
+        step: "block signals".into(),
+        path: String::new(),
+        error: e.to_string(),
+    })?;
     let container = state::create_dir(spec)?;
     let (status_read, status_write) = sys::pipe()?;
     let (control_read, control_write) = sys::pipe()?;
@@ -41,12 +49,15 @@ pub fn start(spec: &ContainerSpec) -> Result<Outcome, RuntimeError> {
     } else {
         (None, None)
     };
-    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if spec.network != Network::Host {
         flags |= libc::CLONE_NEWNET;
     }
     if thread_count() > 1 {
-        return Err(RuntimeError::Internal("internal error: a thread is still running when the container starts".into()));
+        return Err(RuntimeError::Internal(
+            "internal error: a thread is still running when the container starts".into(),
+        ));
     }
     // SAFETY: the process is single-threaded (checked above), so the child may allocate.
     let pid = unsafe { sys::clone_process(flags) }.map_err(|e| RuntimeError::Setup {
@@ -59,26 +70,71 @@ pub fn start(spec: &ContainerSpec) -> Result<Outcome, RuntimeError> {
         drop(control_write);
         drop(master);
         drop(signals);
-        init::run(spec, InitFds { status: status_write, control: control_read, pty_slave: slave });
+        init::run(
+            spec,
+            InitFds {
+                status: status_write,
+                control: control_read,
+                pty_slave: slave,
+            },
+        );
     }
     drop(status_write);
     drop(control_read);
     drop(slave);
-    let record = ContainerState::new(spec, pid);
+    let mut buffer = Vec::new();
+    let pid_ns = match first_message(status_read.as_raw_fd(), &mut buffer) {
+        Some(Message::Started { pid_ns }) => pid_ns,
+        Some(Message::SetupFailed { step, path, error }) => {
+            reap(pid);
+            state::remove(&container);
+            return Err(RuntimeError::Setup { step, path, error });
+        }
+        _ => {
+            reap(pid);
+            state::remove(&container);
+            return Err(RuntimeError::Internal(
+                "the container's pid 1 ended before it started".into(),
+            ));
+        }
+    };
+    let record = ContainerState::new(spec, pid, pid_ns);
     state::write(&container, &record)?;
-    let session = Session { forward_to: pid, status: status_read, master };
+    let session = Session {
+        forward_to: pid,
+        status: status_read,
+        master,
+    };
     let result = wait(&session, signals.as_raw_fd());
     // Goodbye: pid 1 may now outlive us if joined sessions still run.
     let _ = pty::write_all(control_write.as_raw_fd(), b"bye");
     drop(control_write);
     let (outcome, last) = result?;
     if last {
-        let mut wstatus = 0;
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(pid, &mut wstatus, 0) };
+        reap(pid);
         state::remove(&container);
     }
     Ok(outcome)
+}
+
+fn reap(pid: libc::pid_t) {
+    let mut wstatus = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut wstatus, 0) };
+}
+
+/// Blocks for pid 1's first message (Started, or why it could not start).
+fn first_message(fd: RawFd, buffer: &mut Vec<u8>) -> Option<Message> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(message) = channel::parse(buffer).into_iter().next() {
+            return Some(message);
+        }
+        match pty::read_some(fd, &mut chunk) {
+            Some(n) => buffer.extend_from_slice(&chunk[..n]),
+            None => return None,
+        }
+    }
 }
 
 fn thread_count() -> usize {
@@ -91,7 +147,11 @@ fn forward(pid: libc::pid_t, sig: libc::c_int) {
 }
 
 /// Waits for a command we forked ourselves (a join): its outcome comes from waitpid.
-pub fn wait_child(session: &Session, signals: RawFd, child: libc::pid_t) -> Result<Outcome, RuntimeError> {
+pub fn wait_child(
+    session: &Session,
+    signals: RawFd,
+    child: libc::pid_t,
+) -> Result<Outcome, RuntimeError> {
     wait_for(session, signals, Some(child)).map(|(outcome, _)| outcome)
 }
 
@@ -101,7 +161,11 @@ pub fn wait(session: &Session, signals: RawFd) -> Result<(Outcome, bool), Runtim
     wait_for(session, signals, None)
 }
 
-fn wait_for(session: &Session, signals: RawFd, child: Option<libc::pid_t>) -> Result<(Outcome, bool), RuntimeError> {
+fn wait_for(
+    session: &Session,
+    signals: RawFd,
+    child: Option<libc::pid_t>,
+) -> Result<(Outcome, bool), RuntimeError> {
     let raw = session.master.as_ref().and_then(|_| RawMode::enable(0));
     let master = session.master.as_ref().map(|m| m.as_raw_fd());
     let mut stdin_open = master.is_some();
@@ -111,15 +175,35 @@ fn wait_for(session: &Session, signals: RawFd, child: Option<libc::pid_t>) -> Re
     let mut buf = vec![0u8; 64 * 1024];
     let mut status_open = true;
     loop {
-        let status_fd = if status_open { session.status.as_raw_fd() } else { -1 };
+        let status_fd = if status_open {
+            session.status.as_raw_fd()
+        } else {
+            -1
+        };
         let mut polls = vec![
-            libc::pollfd { fd: signals, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: status_fd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: signals,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: status_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         if let Some(m) = master {
-            polls.push(libc::pollfd { fd: m, events: libc::POLLIN, revents: 0 });
+            polls.push(libc::pollfd {
+                fd: m,
+                events: libc::POLLIN,
+                revents: 0,
+            });
             if stdin_open {
-                polls.push(libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 });
+                polls.push(libc::pollfd {
+                    fd: 0,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
             }
         }
         // SAFETY: a valid pollfd array of its length.
@@ -135,8 +219,16 @@ fn wait_for(session: &Session, signals: RawFd, child: Option<libc::pid_t>) -> Re
                         let mut wstatus = 0;
                         // SAFETY: reaping our own child without blocking.
                         if unsafe { libc::waitpid(pid, &mut wstatus, libc::WNOHANG) } == pid {
-                            let code = if libc::WIFEXITED(wstatus) { libc::WEXITSTATUS(wstatus) } else { 128 + libc::WTERMSIG(wstatus) };
-                            read_messages(session.status.as_raw_fd(), &mut buffer, &mut not_started);
+                            let code = if libc::WIFEXITED(wstatus) {
+                                libc::WEXITSTATUS(wstatus)
+                            } else {
+                                128 + libc::WTERMSIG(wstatus)
+                            };
+                            read_messages(
+                                session.status.as_raw_fd(),
+                                &mut buffer,
+                                &mut not_started,
+                            );
                             if let Some(m) = master {
                                 drain(m, &mut buf);
                             }
@@ -151,11 +243,8 @@ fn wait_for(session: &Session, signals: RawFd, child: Option<libc::pid_t>) -> Re
         }
         if let Some(m) = master {
             if polls[2].revents != 0 {
-                match pty::read_some(m, &mut buf) {
-                    Some(n) => {
-                        pty::write_all(1, &buf[..n]);
-                    }
-                    None => {}
+                if let Some(n) = pty::read_some(m, &mut buf) {
+                    pty::write_all(1, &buf[..n]);
                 }
             }
             if stdin_open && polls.len() > 3 && polls[3].revents != 0 {
@@ -187,12 +276,17 @@ fn wait_for(session: &Session, signals: RawFd, child: Option<libc::pid_t>) -> Re
             }
             for message in channel::parse(&mut buffer) {
                 match message {
+                    Message::Started { .. } => {}
                     Message::SetupFailed { step, path, error } => {
                         setup_failed = Some(RuntimeError::Setup { step, path, error });
                     }
                     Message::ExecFailed { program, errno } => {
                         let code = if errno == libc::ENOENT { 127 } else { 126 };
-                        not_started = Some(Outcome::NotStarted { program, errno, code });
+                        not_started = Some(Outcome::NotStarted {
+                            program,
+                            errno,
+                            code,
+                        });
                     }
                     Message::Exited { code, last } => {
                         if let Some(m) = master {
@@ -211,7 +305,11 @@ fn wait_for(session: &Session, signals: RawFd, child: Option<libc::pid_t>) -> Re
 fn drain(master: RawFd, buf: &mut [u8]) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
     while std::time::Instant::now() < deadline {
-        let mut p = libc::pollfd { fd: master, events: libc::POLLIN, revents: 0 };
+        let mut p = libc::pollfd {
+            fd: master,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd.
         if unsafe { libc::poll(&mut p, 1, 50) } <= 0 {
             return;
@@ -229,7 +327,11 @@ fn drain(master: RawFd, buf: &mut [u8]) {
 /// Picks up an ExecFailed that may still sit in the pipe after the child ended.
 fn read_messages(fd: RawFd, buffer: &mut Vec<u8>, not_started: &mut Option<Outcome>) {
     let mut chunk = [0u8; 4096];
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     while unsafe { libc::poll(&mut p, 1, 0) } > 0 {
         match pty::read_some(fd, &mut chunk) {
@@ -240,7 +342,11 @@ fn read_messages(fd: RawFd, buffer: &mut Vec<u8>, not_started: &mut Option<Outco
     for message in channel::parse(buffer) {
         if let Message::ExecFailed { program, errno } = message {
             let code = if errno == libc::ENOENT { 127 } else { 126 };
-            *not_started = Some(Outcome::NotStarted { program, errno, code });
+            *not_started = Some(Outcome::NotStarted {
+                program,
+                errno,
+                code,
+            });
         }
     }
 }

@@ -24,18 +24,40 @@ pub enum Kind {
 /// One step of the plan. Targets are absolute paths inside the container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MountOp {
-    Bind { source: PathBuf, target: PathBuf, kind: Kind, read_only: bool },
-    Proc { target: PathBuf },
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        kind: Kind,
+        read_only: bool,
+    },
+    Proc {
+        target: PathBuf,
+    },
     /// sysfs read-only; with the host's network namespace sysfs cannot be mounted rootless, so
     /// the host's /sys is bound read-only instead.
-    Sys { target: PathBuf, own_netns: bool },
-    Tmpfs { target: PathBuf, options: String },
-    Devpts { target: PathBuf },
-    Symlink { link: PathBuf, points_to: String },
+    Sys {
+        target: PathBuf,
+        own_netns: bool,
+    },
+    Tmpfs {
+        target: PathBuf,
+        options: String,
+    },
+    Devpts {
+        target: PathBuf,
+    },
+    Symlink {
+        link: PathBuf,
+        points_to: String,
+    },
     /// Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory.
-    Mask { target: PathBuf },
+    Mask {
+        target: PathBuf,
+    },
     /// Remount a path read-only (it is bound onto itself first).
-    ReadOnly { target: PathBuf },
+    ReadOnly {
+        target: PathBuf,
+    },
 }
 
 /// /proc paths podman masks by default.
@@ -52,16 +74,30 @@ const MASKED: &[&str] = &[
     "/sys/dev/block",
 ];
 
-const READ_ONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+const READ_ONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 /// The mounts for `spec`, in order.
 pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
     let mut ops = vec![
-        MountOp::Proc { target: "/proc".into() },
-        MountOp::Sys { target: "/sys".into(), own_netns: spec.network != Network::Host },
-        MountOp::Tmpfs { target: "/dev".into(), options: "mode=755,size=65536k".into() },
+        MountOp::Proc {
+            target: "/proc".into(),
+        },
+        MountOp::Sys {
+            target: "/sys".into(),
+            own_netns: spec.network != Network::Host,
+        },
+        MountOp::Tmpfs {
+            target: "/dev".into(),
+            options: "mode=755,size=65536k".into(),
+        },
     ];
     for dev in DEVICES {
         ops.push(MountOp::Bind {
@@ -71,7 +107,9 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
             read_only: false,
         });
     }
-    ops.push(MountOp::Devpts { target: "/dev/pts".into() });
+    ops.push(MountOp::Devpts {
+        target: "/dev/pts".into(),
+    });
     for (link, to) in [
         ("/dev/ptmx", "pts/ptmx"),
         ("/dev/fd", "/proc/self/fd"),
@@ -80,10 +118,19 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
         ("/dev/stderr", "/proc/self/fd/2"),
         ("/dev/core", "/proc/kcore"),
     ] {
-        ops.push(MountOp::Symlink { link: link.into(), points_to: to.into() });
+        ops.push(MountOp::Symlink {
+            link: link.into(),
+            points_to: to.into(),
+        });
     }
-    ops.push(MountOp::Tmpfs { target: "/dev/shm".into(), options: "mode=1777,size=65536k".into() });
-    ops.push(MountOp::Tmpfs { target: "/tmp".into(), options: "mode=1777".into() });
+    ops.push(MountOp::Tmpfs {
+        target: "/dev/shm".into(),
+        options: "mode=1777,size=65536k".into(),
+    });
+    ops.push(MountOp::Tmpfs {
+        target: "/tmp".into(),
+        options: "mode=1777".into(),
+    });
     // After the tmpfs mounts, so a project under /tmp is not covered by them.
     ops.push(MountOp::Bind {
         source: spec.project_dir.clone(),
@@ -92,7 +139,11 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
         read_only: false,
     });
     ops.extend(MASKED.iter().map(|p| MountOp::Mask { target: p.into() }));
-    ops.extend(READ_ONLY.iter().map(|p| MountOp::ReadOnly { target: p.into() }));
+    ops.extend(
+        READ_ONLY
+            .iter()
+            .map(|p| MountOp::ReadOnly { target: p.into() }),
+    );
     ops
 }
 
@@ -112,7 +163,13 @@ pub struct RootDir {
 fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
     let c = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: valid dirfd and NUL-terminated name; the result is checked before wrapping.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -131,19 +188,29 @@ fn file_type(fd: BorrowedFd<'_>) -> io::Result<libc::mode_t> {
 }
 
 fn symlink_error(path: &Path) -> io::Error {
-    io::Error::other(format!("`{}` in the image is a symlink or not a directory; refusing to follow it", path.display()))
+    io::Error::other(format!(
+        "`{}` in the image is a symlink or not a directory; refusing to follow it",
+        path.display()
+    ))
 }
 
 impl RootDir {
     pub fn open(path: &Path) -> io::Result<Self> {
         let c = sys::cpath(path)?;
         // SAFETY: NUL-terminated path; checked below.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fresh fd owned only here.
-        Ok(Self { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     fn names(path: &Path) -> Vec<Vec<u8>> {
@@ -163,7 +230,8 @@ impl RootDir {
             let next = match open_at(current.as_fd(), &name, libc::O_PATH | libc::O_DIRECTORY) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    let c = CString::new(name.clone()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                    let c = CString::new(name.clone())
+                        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
                     // SAFETY: valid dirfd and NUL-terminated name.
                     if unsafe { libc::mkdirat(current.as_raw_fd(), c.as_ptr(), 0o755) } < 0 {
                         let e = io::Error::last_os_error();
@@ -173,11 +241,21 @@ impl RootDir {
                     }
                     if let Some((uid, gid)) = owner {
                         // SAFETY: valid dirfd, NUL-terminated name, never following a link.
-                        unsafe { libc::fchownat(current.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+                        unsafe {
+                            libc::fchownat(
+                                current.as_raw_fd(),
+                                c.as_ptr(),
+                                uid,
+                                gid,
+                                libc::AT_SYMLINK_NOFOLLOW,
+                            )
+                        };
                     }
                     open_at(current.as_fd(), &name, libc::O_PATH | libc::O_DIRECTORY)?
                 }
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => return Err(symlink_error(path)),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
+                    return Err(symlink_error(path))
+                }
                 Err(e) => return Err(e),
             };
             current = next;
@@ -188,7 +266,9 @@ impl RootDir {
     /// Opens (creating empty if missing) the regular file at `path`, refusing anything else.
     pub fn file(&self, path: &Path) -> io::Result<OwnedFd> {
         let parent = self.dir(path.parent().unwrap_or(Path::new("/")), None)?;
-        let name = Self::names(path).pop().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let name = Self::names(path)
+            .pop()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         match open_at(parent.as_fd(), &name, libc::O_PATH) {
             Ok(fd) => {
                 if file_type(fd.as_fd())? == libc::S_IFLNK {
@@ -197,7 +277,12 @@ impl RootDir {
                 Ok(fd)
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                open_at(parent.as_fd(), &name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY).map(|_| ())?;
+                open_at(
+                    parent.as_fd(),
+                    &name,
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                )
+                .map(|_| ())?;
                 open_at(parent.as_fd(), &name, libc::O_PATH)
             }
             Err(e) => Err(e),
@@ -206,16 +291,29 @@ impl RootDir {
 
     /// Replaces whatever is at `path` with a regular file holding `text` (never writing through
     /// a link the image planted), owned by `owner`.
-    pub fn write_file(&self, path: &Path, text: &str, mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+    pub fn write_file(
+        &self,
+        path: &Path,
+        text: &str,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<()> {
         use std::io::Write as _;
         let parent = self.dir(path.parent().unwrap_or(Path::new("/")), None)?;
-        let name = Self::names(path).pop().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let c = CString::new(name.clone()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let name = Self::names(path)
+            .pop()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let c =
+            CString::new(name.clone()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         // SAFETY: valid dirfd, NUL-terminated name; a missing file is fine.
         unsafe { libc::unlinkat(parent.as_raw_fd(), c.as_ptr(), 0) };
         // O_PATH fds cannot be used for openat of a new file; reopen the dir for real.
         let dir = open_at(parent.as_fd(), b".", libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let fd = open_at(dir.as_fd(), &name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY)?;
+        let fd = open_at(
+            dir.as_fd(),
+            &name,
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+        )?;
         let mut file = std::fs::File::from(fd);
         file.write_all(text.as_bytes())?;
         if let Some((uid, gid)) = owner {
@@ -239,7 +337,10 @@ impl RootDir {
             return None;
         }
         let mut text = String::new();
-        std::fs::File::from(fd).take(limit).read_to_string(&mut text).ok()?;
+        std::fs::File::from(fd)
+            .take(limit)
+            .read_to_string(&mut text)
+            .ok()?;
         Some(text)
     }
 
@@ -247,7 +348,9 @@ impl RootDir {
     fn symlink(&self, path: &Path, points_to: &str) -> io::Result<()> {
         let parent = self.dir(path.parent().unwrap_or(Path::new("/")), None)?;
         let dir = open_at(parent.as_fd(), b".", libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let name = Self::names(path).pop().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let name = Self::names(path)
+            .pop()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         let (c_name, c_to) = (
             CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
             sys::cstring(points_to)?,
@@ -277,7 +380,11 @@ fn exists_in(root: &RootDir, path: &Path) -> Option<Kind> {
 
 /// Executes `ops` against the new root at `root_path` (still under the host's view).
 pub fn execute(root_path: &Path, ops: &[MountOp]) -> Result<(), MountFailure> {
-    let root = RootDir::open(root_path).map_err(|error| MountFailure { step: "open the new root".into(), path: root_path.into(), error })?;
+    let root = RootDir::open(root_path).map_err(|error| MountFailure {
+        step: "open the new root".into(),
+        path: root_path.into(),
+        error,
+    })?;
     for op in ops {
         apply(&root, op)?;
     }
@@ -287,12 +394,21 @@ pub fn execute(root_path: &Path, ops: &[MountOp]) -> Result<(), MountFailure> {
 fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
     let fail = |step: &str, path: &Path| {
         let (step, path) = (step.to_owned(), path.to_owned());
-        move |error| MountFailure { step: step.clone(), path: path.clone(), error }
+        move |error| MountFailure {
+            step: step.clone(),
+            path: path.clone(),
+            error,
+        }
     };
     let cs = |s: &str| sys::cstring(s).ok();
     let nosuid = libc::MS_NOSUID | libc::MS_NODEV;
     match op {
-        MountOp::Bind { source, target, kind, read_only } => {
+        MountOp::Bind {
+            source,
+            target,
+            kind,
+            read_only,
+        } => {
             let f = fail("bind-mount", target);
             let src = sys::cpath(source).map_err(&f)?;
             let fd = match kind {
@@ -310,17 +426,33 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
             let f = fail("mount proc on", target);
             let fd = root.dir(target, None).map_err(&f)?;
             let at = fd_path(&fd).map_err(&f)?;
-            sys::mount(cs("proc").as_deref(), &at, cs("proc").as_deref(), nosuid | libc::MS_NOEXEC, None).map_err(&f)?;
+            sys::mount(
+                cs("proc").as_deref(),
+                &at,
+                cs("proc").as_deref(),
+                nosuid | libc::MS_NOEXEC,
+                None,
+            )
+            .map_err(&f)?;
         }
         MountOp::Sys { target, own_netns } => {
             let f = fail("mount sysfs on", target);
             let fd = root.dir(target, None).map_err(&f)?;
             let at = fd_path(&fd).map_err(&f)?;
             let flags = nosuid | libc::MS_NOEXEC | libc::MS_RDONLY;
-            let mounted = *own_netns && sys::mount(cs("sysfs").as_deref(), &at, cs("sysfs").as_deref(), flags, None).is_ok();
+            let mounted = *own_netns
+                && sys::mount(
+                    cs("sysfs").as_deref(),
+                    &at,
+                    cs("sysfs").as_deref(),
+                    flags,
+                    None,
+                )
+                .is_ok();
             if !mounted {
                 let src = sys::cstring("/sys").map_err(&f)?;
-                sys::mount(Some(&src), &at, None, libc::MS_BIND | libc::MS_REC, None).map_err(&f)?;
+                sys::mount(Some(&src), &at, None, libc::MS_BIND | libc::MS_REC, None)
+                    .map_err(&f)?;
                 remount_target_read_only(root, target, Kind::Dir).map_err(&f)?;
             }
         }
@@ -329,17 +461,32 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
             let fd = root.dir(target, None).map_err(&f)?;
             let at = fd_path(&fd).map_err(&f)?;
             let data = sys::cstring(options).map_err(&f)?;
-            sys::mount(cs("tmpfs").as_deref(), &at, cs("tmpfs").as_deref(), nosuid, Some(&data)).map_err(&f)?;
+            sys::mount(
+                cs("tmpfs").as_deref(),
+                &at,
+                cs("tmpfs").as_deref(),
+                nosuid,
+                Some(&data),
+            )
+            .map_err(&f)?;
         }
         MountOp::Devpts { target } => {
             let f = fail("mount devpts on", target);
             let fd = root.dir(target, None).map_err(&f)?;
             let at = fd_path(&fd).map_err(&f)?;
             let data = sys::cstring("newinstance,ptmxmode=0666,mode=0620").map_err(&f)?;
-            sys::mount(cs("devpts").as_deref(), &at, cs("devpts").as_deref(), libc::MS_NOSUID | libc::MS_NOEXEC, Some(&data)).map_err(&f)?;
+            sys::mount(
+                cs("devpts").as_deref(),
+                &at,
+                cs("devpts").as_deref(),
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                Some(&data),
+            )
+            .map_err(&f)?;
         }
         MountOp::Symlink { link, points_to } => {
-            root.symlink(link, points_to).map_err(fail("create symlink", link))?;
+            root.symlink(link, points_to)
+                .map_err(fail("create symlink", link))?;
         }
         MountOp::Mask { target } => {
             let f = fail("mask", target);
@@ -348,7 +495,14 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
                 Some(Kind::Dir) => {
                     let fd = root.dir(target, None).map_err(&f)?;
                     let at = fd_path(&fd).map_err(&f)?;
-                    sys::mount(cs("tmpfs").as_deref(), &at, cs("tmpfs").as_deref(), nosuid | libc::MS_RDONLY, cs("size=0").as_deref()).map_err(&f)?;
+                    sys::mount(
+                        cs("tmpfs").as_deref(),
+                        &at,
+                        cs("tmpfs").as_deref(),
+                        nosuid | libc::MS_RDONLY,
+                        cs("size=0").as_deref(),
+                    )
+                    .map_err(&f)?;
                 }
                 Some(Kind::File) => {
                     let fd = root.file(target).map_err(&f)?;
@@ -361,7 +515,9 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
         }
         MountOp::ReadOnly { target } => {
             let f = fail("make read-only", target);
-            let Some(kind) = exists_in(root, target) else { return Ok(()) };
+            let Some(kind) = exists_in(root, target) else {
+                return Ok(());
+            };
             let fd = match kind {
                 Kind::Dir => root.dir(target, None),
                 Kind::File => root.file(target),
@@ -409,7 +565,13 @@ fn remount_read_only(at: &CString) -> io::Result<()> {
     } else {
         0
     };
-    sys::mount(None, at, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked, None)
+    sys::mount(
+        None,
+        at,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
+        None,
+    )
 }
 
 #[cfg(test)]
@@ -448,23 +610,54 @@ mod tests {
         let ops = plan(&spec(Network::None));
         let project = ops
             .iter()
-            .position(|o| *o == MountOp::Bind { source: "/home/dev/app".into(), target: "/home/dev/app".into(), kind: Kind::Dir, read_only: false })
+            .position(|o| {
+                *o == MountOp::Bind {
+                    source: "/home/dev/app".into(),
+                    target: "/home/dev/app".into(),
+                    kind: Kind::Dir,
+                    read_only: false,
+                }
+            })
             .unwrap();
-        let tmp = ops.iter().position(|o| matches!(o, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp"))).unwrap();
-        assert!(tmp < project, "a project under /tmp must not be hidden by the /tmp tmpfs");
-        let proc_at = ops.iter().position(|o| matches!(o, MountOp::Proc { .. })).unwrap();
-        let first_mask = ops.iter().position(|o| matches!(o, MountOp::Mask { .. })).unwrap();
+        let tmp = ops
+            .iter()
+            .position(|o| matches!(o, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp")))
+            .unwrap();
+        assert!(
+            tmp < project,
+            "a project under /tmp must not be hidden by the /tmp tmpfs"
+        );
+        let proc_at = ops
+            .iter()
+            .position(|o| matches!(o, MountOp::Proc { .. }))
+            .unwrap();
+        let first_mask = ops
+            .iter()
+            .position(|o| matches!(o, MountOp::Mask { .. }))
+            .unwrap();
         assert!(proc_at < first_mask);
-        assert!(ops.contains(&MountOp::Mask { target: "/proc/kcore".into() }));
-        assert!(ops.contains(&MountOp::ReadOnly { target: "/proc/sys".into() }));
-        assert!(ops.contains(&MountOp::Sys { target: "/sys".into(), own_netns: true }));
+        assert!(ops.contains(&MountOp::Mask {
+            target: "/proc/kcore".into()
+        }));
+        assert!(ops.contains(&MountOp::ReadOnly {
+            target: "/proc/sys".into()
+        }));
+        assert!(ops.contains(&MountOp::Sys {
+            target: "/sys".into(),
+            own_netns: true
+        }));
         // Nothing of the host's home but the project.
-        assert!(!ops.iter().any(|o| matches!(o, MountOp::Bind { source, .. } if source == Path::new("/home/dev"))));
+        assert!(!ops.iter().any(
+            |o| matches!(o, MountOp::Bind { source, .. } if source == Path::new("/home/dev"))
+        ));
     }
 
     #[test]
     fn host_network_binds_sys_instead_of_mounting_it() {
         let ops = plan(&spec(Network::Host));
-        assert!(ops.contains(&MountOp::Sys { target: "/sys".into(), own_netns: false }));
+        assert!(ops.contains(&MountOp::Sys {
+            target: "/sys".into(),
+            own_netns: false
+        }));
     }
 }

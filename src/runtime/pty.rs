@@ -9,9 +9,19 @@ use super::sys;
 pub fn open(like: RawFd) -> std::io::Result<(OwnedFd, OwnedFd)> {
     let (mut master, mut slave) = (0 as RawFd, 0 as RawFd);
     let size = sys::window_size(like);
-    let size_ptr = size.as_ref().map_or(std::ptr::null(), |s| s as *const libc::winsize);
+    let size_ptr = size
+        .as_ref()
+        .map_or(std::ptr::null(), |s| s as *const libc::winsize);
     // SAFETY: openpty fills two fds; name and termios may be null; winsize is null or valid.
-    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), size_ptr) };
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            size_ptr,
+        )
+    };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -69,7 +79,11 @@ pub fn write_all(fd: RawFd, mut buf: &[u8]) -> bool {
             match e.raw_os_error() {
                 Some(libc::EINTR) => continue,
                 Some(libc::EAGAIN) => {
-                    let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                    let mut p = libc::pollfd {
+                        fd,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    };
                     // SAFETY: one valid pollfd.
                     unsafe { libc::poll(&mut p, 1, 1000) };
                     continue;

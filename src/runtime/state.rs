@@ -22,22 +22,44 @@ pub struct ContainerState {
     pub pid: i32,
     /// Its start time in clock ticks (from /proc/PID/stat), so a reused pid is not mistaken.
     pub pid_start: u64,
+    /// The container's pid namespace (`pid:[N]`): pid 1 is not dumpable, so joiners and `stop`
+    /// find the container's other processes by this.
+    pub pid_ns: String,
     /// Seconds since the epoch.
     pub started: u64,
     pub hostname: String,
 }
 
 impl ContainerState {
-    pub fn new(spec: &ContainerSpec, pid: i32) -> Self {
+    pub fn new(spec: &ContainerSpec, pid: i32, pid_ns: String) -> Self {
         Self {
             id: spec.id.clone(),
             project_dir: spec.project_dir.clone(),
             image: spec.image.clone(),
             pid,
             pid_start: process_start(pid).unwrap_or(0),
-            started: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            pid_ns,
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             hostname: spec.hostname.clone(),
         }
+    }
+
+    /// The host pids of the container's processes other than pid 1.
+    pub fn members(&self) -> Vec<i32> {
+        let Ok(entries) = fs_err::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+            .filter(|pid| *pid != self.pid)
+            .filter(|pid| {
+                fs_err::read_link(format!("/proc/{pid}/ns/pid"))
+                    .is_ok_and(|l| l.display().to_string() == self.pid_ns)
+            })
+            .collect()
     }
 
     /// Whether pid 1 of this container still runs.
@@ -61,9 +83,13 @@ pub fn process_start(pid: i32) -> Option<u64> {
 
 /// A fresh id: 12 hex digits from the time and our pid.
 pub fn new_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let seed = format!("{nanos}-{}", std::process::id());
-    crate::image::Digest::of_bytes(seed.as_bytes()).short().to_owned()
+    crate::image::Digest::of_bytes(seed.as_bytes())
+        .short()
+        .to_owned()
 }
 
 /// Creates `containers/<id>/` with upper, work and merged dirs, and takes its lock.
@@ -72,16 +98,23 @@ pub fn create_dir(spec: &ContainerSpec) -> Result<ContainerDir, RuntimeError> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true).mode(0o700);
     for dir in [spec.upper(), spec.work(), spec.merged()] {
-        builder
-            .create(&dir)
-            .map_err(|e| RuntimeError::Io(std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))))?;
+        builder.create(&dir).map_err(|e| {
+            RuntimeError::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", dir.display()),
+            ))
+        })?;
     }
     let lock = FileLock::acquire(&spec.dir.join("lock"), LockMode::Exclusive)?;
-    Ok(ContainerDir { path: spec.dir.clone(), _lock: lock })
+    Ok(ContainerDir {
+        path: spec.dir.clone(),
+        _lock: lock,
+    })
 }
 
 pub fn write(dir: &ContainerDir, state: &ContainerState) -> Result<(), RuntimeError> {
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    let bytes =
+        serde_json::to_vec_pretty(state).map_err(|e| RuntimeError::Internal(e.to_string()))?;
     write_file_atomic(&dir.path.join("state.json"), &bytes, 0o600)?;
     Ok(())
 }
@@ -93,7 +126,9 @@ pub fn remove(dir: &ContainerDir) {
 
 /// Every container whose pid 1 still runs.
 pub fn running(containers: &Path) -> Vec<ContainerState> {
-    let Ok(entries) = fs_err::read_dir(containers) else { return Vec::new() };
+    let Ok(entries) = fs_err::read_dir(containers) else {
+        return Vec::new();
+    };
     let mut out: Vec<ContainerState> = entries
         .flatten()
         .filter_map(|e| fs_err::read(e.path().join("state.json")).ok())
@@ -106,7 +141,9 @@ pub fn running(containers: &Path) -> Vec<ContainerState> {
 
 /// Removes directories of containers that are gone (nobody holds their lock).
 pub fn collect_stale(containers: &Path) -> usize {
-    let Ok(entries) = fs_err::read_dir(containers) else { return 0 };
+    let Ok(entries) = fs_err::read_dir(containers) else {
+        return 0;
+    };
     let mut removed = 0;
     for entry in entries.flatten() {
         let path = entry.path();
@@ -121,25 +158,20 @@ pub fn collect_stale(containers: &Path) -> usize {
 
 /// The running container of `project` started from `image`, if any.
 pub fn find_for_project(containers: &Path, project: &Path, image: &str) -> Option<ContainerState> {
-    running(containers).into_iter().rev().find(|s| s.project_dir == project && s.image == image)
+    running(containers)
+        .into_iter()
+        .rev()
+        .find(|s| s.project_dir == project && s.image == image)
 }
 
 /// Ends a container: SIGTERM to its processes, SIGKILL to pid 1 after `grace`. Must run inside
 /// the container's user namespace (see `join::enter_user_namespace`), which gives the right to
 /// signal processes running as any of its ids.
 pub fn stop(state: &ContainerState, grace: std::time::Duration) -> bool {
-    let Ok(ns) = fs_err::read_link(format!("/proc/{}/ns/pid", state.pid)) else { return true };
-    if let Ok(entries) = fs_err::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-            if pid != state.pid && fs_err::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() == Some(&ns) {
-                // SAFETY: kill with a pid and a signal number.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-        }
+    for pid in state.members() {
+        // SAFETY: kill with a pid and a signal number.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
     }
-    // SAFETY: as above; pid 1 forwards SIGTERM to the command.
-    unsafe { libc::kill(state.pid, libc::SIGTERM) };
     let deadline = std::time::Instant::now() + grace;
     while std::time::Instant::now() < deadline {
         if !state.is_running() {

@@ -331,6 +331,59 @@ pub fn busybox_entries() -> Vec<Entry> {
     entries
 }
 
+/// A busybox root with every applet linked, plus extra files (e.g. test helpers).
+pub fn busybox_full_entries() -> Vec<Entry> {
+    let mut entries = busybox_entries();
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    let have: Vec<String> = entries
+        .iter()
+        .filter_map(|e| {
+            if let Entry::Symlink { path, .. } = e {
+                Some(path.clone())
+            } else {
+                None
+            }
+        })
+        .collect();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let path = format!("bin/{applet}");
+        if applet != "busybox" && !have.contains(&path) {
+            entries.push(Entry::symlink(&path, "busybox"));
+        }
+    }
+    entries.push(Entry::dir("usr"));
+    entries.push(Entry::dir("usr/bin"));
+    entries.push(Entry::file(
+        "usr/bin/not-executable",
+        b"#!/bin/sh\necho no\n",
+    ));
+    entries
+}
+
+/// Compiles a small static C program (the image has no compiler) for checks from inside.
+pub fn static_helper(name: &str, source: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let c = dir.path().join(format!("{name}.c"));
+    std::fs::write(&c, source).expect("write source");
+    let out = dir.path().join(name);
+    let status = std::process::Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&out)
+        .arg(&c)
+        .status()
+        .unwrap_or_else(|_| {
+            panic!("cc is missing: install Debian's gcc and libc6-dev (.ci/run does)")
+        });
+    assert!(
+        status.success(),
+        "compiling {name} failed: install Debian's libc6-dev for static linking"
+    );
+    std::fs::read(out).expect("read helper")
+}
+
 pub fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",

@@ -22,15 +22,36 @@ pub fn ps(global: &GlobalArgs, args: &PsArgs) -> Result<(), CliError> {
     if args.json {
         let rows: Vec<Row<'_>> = running
             .iter()
-            .map(|s| Row { id: &s.id, project: s.project_dir.display().to_string(), image: &s.image, pid: s.pid, started: s.started })
+            .map(|s| Row {
+                id: &s.id,
+                project: s.project_dir.display().to_string(),
+                image: &s.image,
+                pid: s.pid,
+                started: s.started,
+            })
             .collect();
-        let text = serde_json::to_string_pretty(&rows).map_err(|e| CliError::Usage { message: format!("internal error: {e}"), hint: None })?;
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| CliError::Usage {
+            message: format!("internal error: {e}"),
+            hint: None,
+        })?;
         println!("{text}");
         return Ok(());
     }
-    let mut rows = vec![vec!["ID".to_owned(), "PROJECT".into(), "IMAGE".into(), "PID".into(), "STARTED".into()]];
+    let mut rows = vec![vec![
+        "ID".to_owned(),
+        "PROJECT".into(),
+        "IMAGE".into(),
+        "PID".into(),
+        "STARTED".into(),
+    ]];
     for s in &running {
-        rows.push(vec![s.id.clone(), s.project_dir.display().to_string(), s.image.clone(), s.pid.to_string(), format::ago(s.started)]);
+        rows.push(vec![
+            s.id.clone(),
+            s.project_dir.display().to_string(),
+            s.image.clone(),
+            s.pid.to_string(),
+            format::ago(s.started),
+        ]);
     }
     print!("{}", format::table(&rows));
     Ok(())
@@ -48,11 +69,22 @@ pub fn stop(global: &GlobalArgs, args: &StopArgs) -> Result<(), CliError> {
         }
     };
     let Some(target) = target else {
-        let query = args.id.as_ref().map_or_else(|| "for this project".to_owned(), |id| format!("with id {id}"));
+        let query = args.id.as_ref().map_or_else(
+            || "for this project".to_owned(),
+            |id| format!("with id {id}"),
+        );
         return Err(RuntimeError::NoSuchContainer { query }.into());
     };
     join::enter_user_namespace(target)?;
     let graceful = state::stop(target, std::time::Duration::from_secs(args.time));
-    println!("stopped {}{}", target.id, if graceful { "" } else { " (killed after the grace period)" });
+    println!(
+        "stopped {}{}",
+        target.id,
+        if graceful {
+            ""
+        } else {
+            " (killed after the grace period)"
+        }
+    );
     Ok(())
 }

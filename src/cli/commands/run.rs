@@ -16,7 +16,7 @@ use crate::image::unpack::Ownership;
 use crate::image::Reference;
 use crate::runtime::monitor::Outcome;
 use crate::runtime::spec::{ContainerSpec, Identity, Network, Program};
-use crate::runtime::{join, monitor, state};
+use crate::runtime::{join, monitor, state, RuntimeError};
 
 /// The project directory: the nearest ancestor holding sandbox.toml, else the current dir.
 pub fn project_dir(cwd: &Path) -> PathBuf {
@@ -27,26 +27,55 @@ pub fn project_dir(cwd: &Path) -> PathBuf {
 }
 
 fn usage(message: impl Into<String>, hint: impl Into<String>) -> CliError {
-    CliError::Usage { message: message.into(), hint: Some(hint.into()) }
+    CliError::Usage {
+        message: message.into(),
+        hint: Some(hint.into()),
+    }
 }
 
 fn identity(ids_mapped: bool) -> Result<Identity, CliError> {
     let uid = nix::unistd::getuid();
     let user = nix::unistd::User::from_uid(uid).ok().flatten();
-    let name = user.as_ref().map(|u| u.name.clone()).or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| format!("user{uid}"));
-    let home = user.as_ref().map(|u| u.dir.clone()).or_else(dirs::home_dir).unwrap_or_else(|| PathBuf::from("/home").join(&name));
-    let shell = user.as_ref().map(|u| u.shell.clone()).unwrap_or_else(|| PathBuf::from("/bin/sh"));
-    Ok(Identity { uid: uid.as_raw(), gid: nix::unistd::getgid().as_raw(), name, home, shell, ids_mapped })
+    let name = user
+        .as_ref()
+        .map(|u| u.name.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| format!("user{uid}"));
+    let home = user
+        .as_ref()
+        .map(|u| u.dir.clone())
+        .or_else(dirs::home_dir)
+        .unwrap_or_else(|| PathBuf::from("/home").join(&name));
+    let shell = user
+        .as_ref()
+        .map(|u| u.shell.clone())
+        .unwrap_or_else(|| PathBuf::from("/bin/sh"));
+    Ok(Identity {
+        uid: uid.as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        name,
+        home,
+        shell,
+        ids_mapped,
+    })
 }
 
 /// Image env, then the host's terminal and locale variables, then `-e`.
-fn environment(image_env: &[String], user: &Identity, hostname: &str, extra: &[String]) -> Result<Vec<(String, String)>, CliError> {
+fn environment(
+    image_env: &[String],
+    user: &Identity,
+    hostname: &str,
+    extra: &[String],
+) -> Result<Vec<(String, String)>, CliError> {
     let mut env: Vec<(String, String)> = Vec::new();
     let mut set = |key: &str, value: &str| {
         env.retain(|(k, _)| k != key);
         env.push((key.to_owned(), value.to_owned()));
     };
-    set("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    set(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
     for pair in image_env {
         if let Some((k, v)) = pair.split_once('=') {
             set(k, v);
@@ -58,16 +87,27 @@ fn environment(image_env: &[String], user: &Identity, hostname: &str, extra: &[S
     set("HOSTNAME", hostname);
     set("container", "sandbox");
     for (key, value) in std::env::vars() {
-        if key == "TERM" || key == "COLORTERM" || key == "LANG" || key == "LANGUAGE" || key.starts_with("LC_") {
+        if key == "TERM"
+            || key == "COLORTERM"
+            || key == "LANG"
+            || key == "LANGUAGE"
+            || key.starts_with("LC_")
+        {
             set(&key, &value);
         }
     }
     for pair in extra {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| usage(format!("`-e {pair}` is not KEY=VALUE"), "write it as `-e NAME=value`"))?;
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            usage(
+                format!("`-e {pair}` is not KEY=VALUE"),
+                "write it as `-e NAME=value`",
+            )
+        })?;
         if k.is_empty() || k.contains(char::is_whitespace) {
-            return Err(usage(format!("`-e {pair}` has no valid variable name"), "write it as `-e NAME=value`"));
+            return Err(usage(
+                format!("`-e {pair}` has no valid variable name"),
+                "write it as `-e NAME=value`",
+            ));
         }
         set(k, v);
     }
@@ -85,7 +125,13 @@ fn image_reference(args: &SandboxArgs) -> Result<Reference, CliError> {
 }
 
 /// The stored image, pulled first when missing or incomplete.
-fn prepare_image(global: &GlobalArgs, store: &crate::image::store::Store, ownership: Ownership, reference: &Reference, progress: &Progress) -> Result<Runnable, CliError> {
+fn prepare_image(
+    global: &GlobalArgs,
+    store: &crate::image::store::Store,
+    ownership: Ownership,
+    reference: &Reference,
+    progress: &Progress,
+) -> Result<Runnable, CliError> {
     if let Some(record) = store.image(&reference.to_string())? {
         if let Some(runnable) = runnable::load(store, &record)? {
             return Ok(runnable);
@@ -93,12 +139,22 @@ fn prepare_image(global: &GlobalArgs, store: &crate::image::store::Store, owners
     }
     let config = session::user_config(progress)?;
     let credentials = CredentialFiles::standard();
-    let cx = PullContext { registries: &config.registries, credentials: &credentials, ownership, platform: Platform::host(), reporter: progress };
+    let cx = PullContext {
+        registries: &config.registries,
+        credentials: &credentials,
+        ownership,
+        platform: Platform::host(),
+        reporter: progress,
+    };
     let record = pull::pull(store, reference, &cx)?;
     let _ = global;
-    runnable::load(store, &record)?.ok_or_else(|| CliError::Usage { message: format!("{reference} lost a layer while it was being pulled"), hint: Some("run the command again".into()) })
+    runnable::load(store, &record)?.ok_or_else(|| CliError::Usage {
+        message: format!("{reference} lost a layer while it was being pulled"),
+        hint: Some("run the command again".into()),
+    })
 }
 
+#[derive(Clone)]
 struct Request<'a> {
     sandbox: &'a SandboxArgs,
     program: Program,
@@ -121,9 +177,24 @@ fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
     if let Some(running) = state::find_for_project(&containers, &project, &reference.to_string()) {
         let identity = identity(true)?;
         let env = environment(&[], &identity, &running.hostname, &request.sandbox.env)?;
-        let spec = spec(&running.id, &containers, Vec::new(), &reference, &project, &cwd, &running.hostname, network, identity, request, env);
-        let outcome = join::run(&running, &spec)?;
-        return finish(outcome);
+        let spec = spec(
+            &running.id,
+            &containers,
+            Vec::new(),
+            &reference,
+            &project,
+            &cwd,
+            &running.hostname,
+            network,
+            identity,
+            request.clone(),
+            env,
+        );
+        match join::run(&running, &spec) {
+            // It ended while we looked: start a new one below.
+            Err(RuntimeError::NotRunning { .. }) => {}
+            other => return finish(other?),
+        }
     }
 
     let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
@@ -142,7 +213,19 @@ fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
             project.display()
         ));
     }
-    let spec = spec(&id, &containers, image.layers, &reference, &project, &cwd, &hostname, network, identity, request, env);
+    let spec = spec(
+        &id,
+        &containers,
+        image.layers,
+        &reference,
+        &project,
+        &cwd,
+        &hostname,
+        network,
+        identity,
+        request,
+        env,
+    );
     let outcome = monitor::start(&spec)?;
     finish(outcome)
 }
@@ -171,7 +254,11 @@ fn spec(
         layers,
         image: reference.to_string(),
         project_dir: project.to_owned(),
-        cwd: if cwd.starts_with(project) { cwd.to_owned() } else { project.to_owned() },
+        cwd: if cwd.starts_with(project) {
+            cwd.to_owned()
+        } else {
+            project.to_owned()
+        },
         hostname: hostname.to_owned(),
         network,
         identity,
@@ -179,7 +266,11 @@ fn spec(
         env,
         program: request.program,
         tty: request.tty,
-        resolv_conf: fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default().chars().take(64 * 1024).collect(),
+        resolv_conf: fs_err::read_to_string("/etc/resolv.conf")
+            .unwrap_or_default()
+            .chars()
+            .take(64 * 1024)
+            .collect(),
     }
 }
 
@@ -187,7 +278,11 @@ fn spec(
 fn finish(outcome: Outcome) -> Result<u8, CliError> {
     match outcome {
         Outcome::Exited(code) => Ok(u8::try_from(code).unwrap_or(255)),
-        Outcome::NotStarted { program, errno, code } => {
+        Outcome::NotStarted {
+            program,
+            errno,
+            code,
+        } => {
             let reason = std::io::Error::from_raw_os_error(errno);
             if code == 127 {
                 eprintln!("error: command not found in the sandbox: {program}");
@@ -202,9 +297,23 @@ fn finish(outcome: Outcome) -> Result<u8, CliError> {
 
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<u8, CliError> {
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    launch(global, Request { sandbox: &args.sandbox, program: Program::Command(args.command.clone()), tty })
+    launch(
+        global,
+        Request {
+            sandbox: &args.sandbox,
+            program: Program::Command(args.command.clone()),
+            tty,
+        },
+    )
 }
 
 pub fn enter(global: &GlobalArgs, args: &EnterArgs) -> Result<u8, CliError> {
-    launch(global, Request { sandbox: &args.sandbox, program: Program::LoginShell, tty: true })
+    launch(
+        global,
+        Request {
+            sandbox: &args.sandbox,
+            program: Program::LoginShell,
+            tty: true,
+        },
+    )
 }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::image::error::ImageError;
 use crate::fsutil::atomic::write_file_atomic;
+use crate::image::error::ImageError;
 
 /// A secret string whose `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::atomic::write_file_atomic;
 use super::Store;
+use crate::fsutil::atomic::write_file_atomic;
 use crate::image::digest::Digest;
 use crate::image::error::ImageError;
 
@@ -56,12 +56,14 @@ impl Store {
     pub fn image(&self, reference: &str) -> Result<Option<ImageRecord>, ImageError> {
         let path = self.record_path(reference);
         match fs_err::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| ImageError::DamagedRecord {
-                    path,
-                    reason: e.to_string(),
-                }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| ImageError::DamagedRecord {
+                        path,
+                        reason: e.to_string(),
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -24,10 +24,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::atomic;
-use crate::fsutil::lock::{FileLock, LockMode};
 use super::digest::Digest;
 use super::error::ImageError;
+use crate::fsutil::atomic;
+use crate::fsutil::lock::{FileLock, LockMode};
 
 /// What `layers/<hex>/layer.json` records about an unpacked layer.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,0 +1,507 @@
+//! `sandbox run`, `enter`, `ps`, `stop`: the container behaves like the user's own shell and
+//! cannot touch the host. Driven as the unprivileged test user.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::print_stderr
+)]
+
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::oci::{self, Compression, Entry, ImageSpec, LayerSpec};
+use support::{Registry, TestEnv};
+
+const TIOCSTI_PROBE: &str = r#"
+#include <sys/ioctl.h>
+#include <stdio.h>
+#include <errno.h>
+#include <string.h>
+int main(void) {
+    char c = 'X';
+    int r = ioctl(0, TIOCSTI, &c);
+    printf("tiocsti=%s\n", r == 0 ? "injected" : strerror(errno));
+    return 0;
+}
+"#;
+
+struct Fixture {
+    env: TestEnv,
+    _registry: Registry,
+    image: String,
+}
+
+fn fixture() -> Fixture {
+    let env = TestEnv::new();
+    let registry = Registry::start();
+    let mut entries = oci::busybox_full_entries();
+    entries.push(Entry::File {
+        path: "bin/tiocsti".into(),
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        data: oci::static_helper("tiocsti", TIOCSTI_PROBE),
+    });
+    let image = oci::build(&ImageSpec {
+        layers: vec![LayerSpec {
+            entries,
+            compression: Compression::Gzip,
+        }],
+        architecture: oci::host_arch().into(),
+    });
+    oci::push(&registry.url(), "library/busybox", "latest", &image);
+    let image = format!("{}/library/busybox", registry.host());
+    // Pull once, so the tests below time only what they mean to.
+    env.ok(&["pull", &image]);
+    Fixture {
+        env,
+        _registry: registry,
+        image,
+    }
+}
+
+impl Fixture {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut full = vec!["run", "--image", &self.image, "--"];
+        full.extend_from_slice(args);
+        self.env.run(&full)
+    }
+    fn sh(&self, script: &str) -> std::process::Output {
+        self.run(&["sh", "-c", script])
+    }
+    fn spawn(&self, args: &[&str]) -> Child {
+        let mut full = vec!["run", "--image", &self.image, "--"];
+        full.extend_from_slice(args);
+        self.env
+            .command(&full)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn the_user_is_themselves_in_the_project_dir_and_files_stay_theirs() {
+    let f = fixture();
+    let out = f.sh("id -u; id -g; id -un; pwd; touch made-inside; echo $HOME; hostname");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    let project = f.env.path().join("project");
+    assert_eq!(lines[0], f.env.uid().to_string());
+    assert_eq!(lines[3], project.display().to_string(), "cwd kept");
+    assert_eq!(lines[5], "project", "hostname is the project dir's name");
+    let made = std::fs::metadata(project.join("made-inside")).unwrap();
+    assert_eq!(made.uid(), f.env.uid(), "owned by the user on the host");
+}
+
+#[test]
+fn exit_codes_are_the_commands_own_or_podmans() {
+    let f = fixture();
+    assert_eq!(f.run(&["true"]).status.code(), Some(0));
+    assert_eq!(f.sh("exit 7").status.code(), Some(7));
+    let out = f.run(&["no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        text(&out.stderr).contains("command not found in the sandbox: no-such-command"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = f.run(&["/usr/bin/not-executable"]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot execute /usr/bin/not-executable"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn signal_after_start(
+    f: &Fixture,
+    args: &[&str],
+    signal: libc::c_int,
+    ready_marker: &str,
+) -> (Option<i32>, String) {
+    let mut child = f.spawn(args);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains(ready_marker) {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "the command ended before it was ready: {seen}");
+        seen.push_str(&text(&buf[..n]));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    (status.code(), seen + &rest)
+}
+
+#[test]
+fn sigint_and_sigterm_sent_to_sandbox_reach_the_command() {
+    let f = fixture();
+    let (code, _) = signal_after_start(
+        &f,
+        &["sh", "-c", "echo ready; exec sleep 30"],
+        libc::SIGINT,
+        "ready",
+    );
+    assert_eq!(code, Some(130));
+    let (code, out) = signal_after_start(
+        &f,
+        &[
+            "sh",
+            "-c",
+            "trap 'echo trapped; exit 143' TERM; echo ready; sleep 30 & wait",
+        ],
+        libc::SIGTERM,
+        "ready",
+    );
+    assert_eq!(code, Some(143), "{out}");
+    assert!(out.contains("trapped"), "the command's trap ran: {out}");
+}
+
+#[test]
+fn fifty_megabytes_of_binary_stdin_pass_through_byte_for_byte() {
+    let f = fixture();
+    let data: Vec<u8> = (0..50 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let mut child = f
+        .env
+        .command(&["run", "--image", &f.image, "--", "sha256sum"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&data).map(|_| oci::digest(&data)));
+    let out = child.wait_with_output().unwrap();
+    let expected = writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout)
+            .split_whitespace()
+            .next()
+            .map(|h| format!("sha256:{h}")),
+        Some(expected)
+    );
+}
+
+#[test]
+fn the_sandbox_sees_only_its_own_processes_and_files() {
+    let f = fixture();
+    let out = f.sh("ps -o pid,comm | tail -n +2 | wc -l; ls /proc/self/fd; grep -E '^Cap(Inh|Amb|Eff)' /proc/self/status; ls /home");
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let count: usize = lines[0].trim().parse().unwrap();
+    assert!(count <= 8, "ps inside sees host processes: {stdout}");
+    let fds: Vec<&str> = lines
+        .iter()
+        .skip(1)
+        .take_while(|l| l.chars().all(|c| c.is_ascii_digit()))
+        .copied()
+        .collect();
+    assert!(
+        fds.iter().all(|fd| ["0", "1", "2", "3"].contains(fd)),
+        "fds beyond stdio are open inside: {fds:?}"
+    );
+    for cap in [
+        "CapInh:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+        "CapEff:\t0000000000000000",
+    ] {
+        assert!(stdout.contains(cap), "{cap} missing in {stdout}");
+    }
+    let home_listing = lines.last().unwrap();
+    assert_eq!(
+        *home_listing,
+        f.env
+            .user
+            .as_ref()
+            .map_or_else(|| std::env::var("USER").unwrap(), |u| u.name.clone()),
+        "only the user's own (empty) home"
+    );
+
+    // Writes outside the project: refused, or kept in the discarded upper dir.
+    let out = f.sh("touch /etc/x 2>/dev/null && echo etc-ok; touch /usr/x 2>/dev/null && echo usr-ok; echo mine > $HOME/file && cat $HOME/file");
+    let stdout = text(&out.stdout);
+    assert!(
+        !stdout.contains("etc-ok") && !stdout.contains("usr-ok"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("mine"), "HOME is writable: {stdout}");
+    assert!(
+        !f.env.home().join("file").exists(),
+        "the host's home is untouched"
+    );
+    let out = f.sh("cat $HOME/file 2>&1");
+    assert!(
+        !text(&out.stdout).contains("mine"),
+        "changes outside the project are discarded"
+    );
+    assert!(
+        f.env.store_entries("containers").is_empty(),
+        "the container's dir is removed: {:?}",
+        f.env.store_entries("containers")
+    );
+}
+
+#[test]
+fn orphans_are_reaped_and_leftovers_are_killed_when_the_command_ends() {
+    let f = fixture();
+    let out = f.sh("(sleep 0.2 &); sleep 0.6; ps -o stat,comm | grep -c '^Z' || true");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "0",
+        "a zombie was left: {}",
+        text(&out.stdout)
+    );
+    let start = Instant::now();
+    let out = f.sh("sleep 60 & echo started");
+    assert!(out.status.success());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "a background sleep kept the container alive"
+    );
+}
+
+#[test]
+fn host_fds_do_not_leak_inside() {
+    let f = fixture();
+    let leaked = std::fs::File::open("/etc/hostname").unwrap();
+    let fd = leaked.as_raw_fd();
+    let mut cmd = f
+        .env
+        .command(&["run", "--image", &f.image, "--", "ls", "/proc/self/fd"]);
+    // SAFETY: dup2 in the child before exec, onto fd 7 without CLOEXEC.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let listing = text(&out.stdout);
+    assert!(
+        !listing.lines().any(|l| l == "7"),
+        "host fd 7 is visible inside: {listing}"
+    );
+}
+
+#[test]
+fn a_second_run_joins_the_running_container() {
+    let f = fixture();
+    let mut first = f.spawn(&[
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/pid; echo ready; sleep 30",
+    ]);
+    let mut stdout = first.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("ready") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "first container ended: {seen}");
+        seen.push_str(&text(&buf[..n]));
+    }
+    let first_ns = seen.lines().next().unwrap().to_owned();
+    let out = f.run(&["readlink", "/proc/self/ns/pid"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        first_ns,
+        "the second run is in the same pid namespace"
+    );
+
+    let ps = f.env.ok(&["ps"]);
+    assert!(ps.lines().count() == 2 && ps.contains(&f.image), "{ps}");
+    let out = f.env.ok(&["stop", "--time", "5"]);
+    assert!(out.starts_with("stopped"), "{out}");
+    let status = first.wait().unwrap();
+    assert!(!status.success());
+    wait_for("ps to be empty", || f.env.ok(&["ps"]).lines().count() == 1);
+}
+
+/// A pty pair for driving `enter`: (master, slave).
+fn pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
+    let (mut m, mut s) = (0, 0);
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty fills two fds; the winsize pointer is valid.
+    assert_eq!(
+        unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) },
+        0
+    );
+    // SAFETY: fresh fds owned here.
+    unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) }
+}
+
+fn spawn_on_pty(mut cmd: Command, slave: &OwnedFd) -> Child {
+    let s = slave.as_raw_fd();
+    // SAFETY: in the child: a new session with the pty as controlling terminal and stdio.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            libc::ioctl(s, libc::TIOCSCTTY, 0);
+            for fd in 0..3 {
+                libc::dup2(s, fd);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap()
+}
+
+struct Screen {
+    master: std::fs::File,
+    seen: String,
+}
+
+impl Screen {
+    fn expect(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?}; screen so far: {:?}",
+                self.seen
+            );
+            let mut p = libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut p, 1, 200) } > 0 {
+                match self.master.read(&mut buf) {
+                    Ok(n) if n > 0 => self.seen.push_str(&text(&buf[..n])),
+                    _ => break,
+                }
+            }
+        }
+        let at = self.seen.find(needle).unwrap() + needle.len();
+        self.seen.drain(..at);
+    }
+    fn send(&mut self, keys: &str) {
+        self.master.write_all(keys.as_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn enter_gives_an_interactive_shell_on_a_new_pty() {
+    let f = fixture();
+    let (master, slave) = pty(30, 100);
+    let cmd = f
+        .env
+        .command(&["enter", "--image", &f.image, "-e", "PS1=PROMPT> "]);
+    let mut child = spawn_on_pty(cmd, &slave);
+    drop(slave);
+    let mut screen = Screen {
+        master: std::fs::File::from(master),
+        seen: String::new(),
+    };
+    screen.expect("PROMPT> ");
+    screen.send("stty size\r");
+    screen.expect("30 100");
+    screen.expect("PROMPT> ");
+    // Resize the outer terminal: the shell inside sees it.
+    let ws = libc::winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ with a valid winsize on our master.
+    unsafe { libc::ioctl(screen.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    std::thread::sleep(Duration::from_millis(200));
+    screen.send("stty size\r");
+    screen.expect("40 120");
+    screen.expect("PROMPT> ");
+    // Ctrl-C interrupts the foreground job, not the shell.
+    screen.send("sleep 30\r");
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    screen.send("\x03");
+    screen.expect("PROMPT> ");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // TIOCSTI from inside only reaches the sandbox's own terminal.
+    screen.send("echo alive\r");
+    screen.expect("alive");
+    screen.send("exit 3\r");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+}
+
+#[test]
+fn tiocsti_from_inside_cannot_reach_the_host_terminal() {
+    let f = fixture();
+    // The host terminal as stdin, stdout a pipe: no pty is made, so the command holds the
+    // host's terminal, but in a new session it is not its controlling terminal.
+    let (master, slave) = pty(24, 80);
+    let mut cmd = f
+        .env
+        .command(&["run", "--image", &f.image, "--", "/bin/tiocsti"]);
+    let s = slave.as_raw_fd();
+    // SAFETY: in the child: a session with the pty as controlling terminal, on stdin only.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            libc::ioctl(s, libc::TIOCSCTTY, 0);
+            libc::dup2(s, 0);
+            Ok(())
+        });
+    }
+    let out = cmd.stdout(Stdio::piped()).output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("tiocsti=Operation not permitted"),
+        "{stdout} {}",
+        text(&out.stderr)
+    );
+    // Nothing was injected: the terminal's input queue is empty.
+    let mut pending: libc::c_int = 0;
+    // SAFETY: FIONREAD into a valid int.
+    unsafe { libc::ioctl(slave.as_raw_fd(), libc::FIONREAD, &mut pending) };
+    assert_eq!(pending, 0, "input was injected into the host terminal");
+    drop(master);
+}
+
+#[test]
+fn run_without_an_image_explains_what_to_do() {
+    let env = TestEnv::new();
+    let err = env.fails(&["run", "--", "true"]);
+    assert!(err.contains("no image to run"), "{err}");
+    assert!(err.contains("hint: pass an image"), "{err}");
+}
