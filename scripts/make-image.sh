@@ -32,7 +32,7 @@ add_layer() {
 }
 
 root=$work/root
-mkdir -p "$root"/{bin,etc,tmp,root,home}
+mkdir -p "$root"/{bin,etc,tmp,root,home,dev,proc,sys}
 chmod 1777 "$root/tmp"
 cp "$busybox" "$root/bin/busybox"
 for applet in sh ash ls cat id true false echo env pwd stat touch mkdir rm cp mv grep sed head tail wc sleep ps kill uname hostname; do

@@ -24,6 +24,16 @@ pub fn unique_suffix() -> String {
 
 /// Writes `bytes` to `path` atomically with `mode`, fsyncing file and directory.
 pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_replacing(path, bytes, mode, true)
+}
+
+/// As `write_file_atomic` without the fsyncs, for records that do not outlive a reboot (a
+/// running container's state): still never half-written, still never through a symlink.
+pub fn write_file_replacing(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_replacing(path, bytes, mode, false)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -38,9 +48,14 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Resul
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&temp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         fs_err::rename(&temp, path)?;
-        sync_dir(dir)
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs_err::remove_file(&temp);

@@ -411,7 +411,6 @@ fn kill_session(sid: libc::pid_t) {
         }
     }
     // Reap what that killed, so it does not count as still running.
-    std::thread::sleep(std::time::Duration::from_millis(1));
     loop {
         let mut status = 0;
         // SAFETY: waitpid with a valid out pointer.

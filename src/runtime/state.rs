@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::RuntimeError;
 use super::spec::ContainerSpec;
-use crate::fsutil::atomic::write_file_atomic;
+use crate::fsutil::atomic::write_file_replacing;
 use crate::fsutil::lock::{FileLock, LockMode};
 
 /// What `state.json` records; `sandbox ps` prints it.
@@ -115,7 +115,7 @@ pub fn create_dir(spec: &ContainerSpec) -> Result<ContainerDir, RuntimeError> {
 pub fn write(dir: &ContainerDir, state: &ContainerState) -> Result<(), RuntimeError> {
     let bytes =
         serde_json::to_vec_pretty(state).map_err(|e| RuntimeError::Internal(e.to_string()))?;
-    write_file_atomic(&dir.path.join("state.json"), &bytes, 0o600)?;
+    write_file_replacing(&dir.path.join("state.json"), &bytes, 0o600)?;
     Ok(())
 }
 

@@ -145,11 +145,24 @@ fn map_from_child(
     if std::fs::File::from(go).read_exact(&mut byte).is_err() {
         return 1;
     }
-    for (name, tool, ranges) in [
+    // Both helpers at once: each is a setuid exec, and this is on every command's path.
+    let spawned: Vec<_> = [
         ("newgidmap", newgidmap, gids),
         ("newuidmap", newuidmap, uids),
-    ] {
-        match Command::new(tool).args(map_args(pid, ranges)).output() {
+    ]
+    .into_iter()
+    .map(|(name, tool, ranges)| {
+        let child = Command::new(tool)
+            .args(map_args(pid, ranges))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        (name, child)
+    })
+    .collect();
+    for (name, child) in spawned {
+        match child.and_then(std::process::Child::wait_with_output) {
             Ok(out) if out.status.success() => {}
             Ok(out) => {
                 let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Start-up benchmark: `sandbox run --network none -- true` on a present image, against
+# `bwrap --unshare-all ... true` on the same root file system and, when installed,
+# `podman run --rm --network none ... true`, timed with hyperfine in one run. Also reports
+# sandbox's own peak RSS while a command runs.
+#
+#   bench/startup.sh              # RUNS=30 by default
+#
+# As root, every tool runs as the unprivileged $SANDBOX_TEST_USER (rootless, like a user would).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-30}
+command -v hyperfine >/dev/null || { echo "error: hyperfine is missing (Debian: apt-get install hyperfine)" >&2; exit 1; }
+cargo build --release --locked -q
+work=$(mktemp -d /tmp/sandbox-bench.XXXXXX)
+chmod 0755 "$work"
+port=$(shuf -i 20000-40000 -n 1)
+registry_pid=$(scripts/start-registry.sh "$port" "$work/registry")
+user=""
+[ "$(id -u)" = 0 ] && user=${SANDBOX_TEST_USER:-sandbox-test}
+as_user() {
+    if [ -n "$user" ]; then
+        runuser -u "$user" -- env HOME="$work/home" XDG_RUNTIME_DIR="$work/run" XDG_CONFIG_HOME="$work/home/.config" PATH=/usr/bin:/bin:/usr/sbin:/sbin "$@"
+    else
+        env XDG_RUNTIME_DIR="$work/run" "$@"
+    fi
+}
+cleanup() {
+    kill "$registry_pid" 2>/dev/null || true
+    if command -v podman >/dev/null; then as_user podman unshare rm -rf "$work/store" "$work/podman" 2>/dev/null || true; fi
+    rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+scripts/make-image.sh "http://127.0.0.1:$port" library/busybox latest >/dev/null
+ref=127.0.0.1:$port/library/busybox:latest
+cp target/release/sandbox "$work/sandbox"
+mkdir -p "$work/project" "$work/home" "$work/run"
+chmod 0700 "$work/run"
+[ -n "$user" ] && chown -R "$user:" "$work"
+
+as_user "$work/sandbox" -q --root "$work/store" pull "$ref" >/dev/null
+layer=$(ls -d "$work"/store/layers/*/root | head -n 1)
+cmds=(
+    "cd $work/project && $work/sandbox --root $work/store run --network none --image $ref -- true"
+    "bwrap --unshare-all --die-with-parent --ro-bind $layer / --dev /dev --proc /proc --tmpfs /tmp /bin/true"
+)
+names=(sandbox bwrap)
+if command -v podman >/dev/null; then
+    podman_args="--root $work/podman --runroot $work/run/podman --storage-driver overlay --runtime runc --cgroup-manager cgroupfs --events-backend none"
+    as_user podman $podman_args pull -q --tls-verify=false "$ref" >/dev/null 2>&1
+    cmds+=("podman $podman_args run --rm --network none $ref true")
+    names+=(podman)
+fi
+# Through a shell (hyperfine subtracts the shell's own start-up), so the project dir can be set.
+hyperfine_args=(--warmup 3 --runs "$runs" --export-json "$work/times.json")
+for i in "${!cmds[@]}"; do hyperfine_args+=(-n "${names[$i]}" "${cmds[$i]}"); done
+as_user hyperfine "${hyperfine_args[@]}" >/dev/null 2>&1 || as_user hyperfine "${hyperfine_args[@]}"
+
+median() { python3 -c "import json,sys; d=json.load(open('$work/times.json')); print([r['median'] for r in d['results'] if r['command']=='$1'][0]*1000)"; }
+sandbox_ms=$(median sandbox); bwrap_ms=$(median bwrap)
+printf '%-40s %8.2f ms\n' "sandbox run --network none -- true" "$sandbox_ms"
+printf '%-40s %8.2f ms   sandbox/bwrap = %.2f (target <= 2)\n' "bwrap --unshare-all ... true" "$bwrap_ms" "$(awk -v a="$sandbox_ms" -v b="$bwrap_ms" 'BEGIN{print a/b}')"
+if [[ " ${names[*]} " == *" podman "* ]]; then
+    podman_ms=$(median podman)
+    printf '%-40s %8.2f ms   sandbox/podman = %.3f\n' "podman run --rm --network none true" "$podman_ms" "$(awk -v a="$sandbox_ms" -v b="$podman_ms" 'BEGIN{print a/b}')"
+fi
+
+# Peak RSS of sandbox's own processes (monitor and pid 1) while a command runs.
+(cd "$work/project" && as_user "$work/sandbox" --root "$work/store" run --network none --image "$ref" -- sleep 1) &
+sleep 0.5
+for pid in $(pgrep -f "$work/sandbox --root $work/store run" || true); do
+    printf '%-40s %8s kB (%s)\n' "peak RSS of sandbox process $pid" "$(awk '/VmHWM/{print $2}' /proc/$pid/status 2>/dev/null)" "$(tr '\0' ' ' </proc/$pid/cmdline | cut -c1-20)"
+done
+wait
