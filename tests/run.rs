@@ -505,3 +505,157 @@ fn run_without_an_image_explains_what_to_do() {
     assert!(err.contains("no image to run"), "{err}");
     assert!(err.contains("hint: pass an image"), "{err}");
 }
+
+#[test]
+fn network_none_has_only_loopback_and_host_shares_the_hosts() {
+    let f = fixture();
+    let out = f.sh("ls /sys/class/net; ip link show lo | head -1");
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("lo"), "{stdout}");
+    assert!(
+        lines.next().is_some_and(|l| l.contains("UP")),
+        "lo is up: {stdout}"
+    );
+    let host: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let out = f.env.run(&[
+        "run",
+        "--network",
+        "host",
+        "--image",
+        &f.image,
+        "--",
+        "ls",
+        "/sys/class/net",
+    ]);
+    let inside: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    for name in &host {
+        assert!(
+            inside.contains(name),
+            "host interface {name} is not visible with --network host: {inside:?}"
+        );
+    }
+}
+
+#[test]
+fn only_terminal_and_locale_variables_of_the_host_come_in() {
+    let f = fixture();
+    let out = f
+        .env
+        .command(&[
+            "run",
+            "-e",
+            "FROM_FLAG=yes",
+            "--image",
+            &f.image,
+            "--",
+            "env",
+        ])
+        .env("SANDBOX_TEST_SECRET", "canary")
+        .env("REGISTRY_PASSWORD", "canary")
+        .env("TERM", "xterm-test")
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
+    let env = text(&out.stdout);
+    assert!(!env.contains("canary"), "host secrets leaked in: {env}");
+    for expected in [
+        "TERM=xterm-test",
+        "LC_ALL=C.UTF-8",
+        "FROM_FLAG=yes",
+        "PATH=/bin",
+        "HOME=/",
+    ] {
+        assert!(
+            env.lines().any(|l| l.starts_with(expected)),
+            "{expected} missing: {env}"
+        );
+    }
+}
+
+#[test]
+fn a_setuid_binary_inside_gains_nothing() {
+    let env = TestEnv::new();
+    let registry = Registry::start();
+    let mut entries = oci::busybox_full_entries();
+    entries.extend([Entry::dir("opt"), Entry::dir("opt/suid")]);
+    entries.push(Entry::File {
+        path: "opt/suid/id".into(),
+        mode: 0o4755,
+        uid: 0,
+        gid: 0,
+        data: std::fs::read("/bin/busybox").unwrap(),
+    });
+    let image = oci::build(&ImageSpec {
+        layers: vec![LayerSpec {
+            entries,
+            compression: Compression::Gzip,
+        }],
+        architecture: oci::host_arch().into(),
+    });
+    oci::push(&registry.url(), "suid/app", "1", &image);
+    let reference = format!("{}/suid/app:1", registry.host());
+    let out = env.run(&["run", "--image", &reference, "--", "/opt/suid/id", "-u"]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        env.uid().to_string(),
+        "setuid root took effect: {}",
+        text(&out.stderr)
+    );
+    let out = env.run(&["run", "--as-root", "--image", &reference, "--", "id", "-u"]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "0",
+        "--as-root runs as container root"
+    );
+}
+
+#[test]
+fn an_image_whose_proc_is_a_symlink_is_refused() {
+    let env = TestEnv::new();
+    let registry = Registry::start();
+    let victim = env.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    env.give_to_user(&victim);
+    let mut entries = oci::busybox_entries();
+    entries.push(Entry::symlink("proc", victim.to_str().unwrap()));
+    let image = oci::build(&ImageSpec {
+        layers: vec![LayerSpec {
+            entries,
+            compression: Compression::Gzip,
+        }],
+        architecture: oci::host_arch().into(),
+    });
+    oci::push(&registry.url(), "evil/proc", "1", &image);
+    let err = env.fails(&[
+        "run",
+        "--image",
+        &format!("{}/evil/proc:1", registry.host()),
+        "--",
+        "true",
+    ]);
+    assert!(err.contains("`/proc` in the image is a symlink"), "{err}");
+    assert!(
+        std::fs::read_dir(&victim).unwrap().next().is_none(),
+        "something was mounted or written at the symlink's target"
+    );
+}
+
+#[test]
+fn a_missing_newuidmap_names_its_package() {
+    let f = fixture();
+    let out = f
+        .env
+        .command(&["run", "--image", &f.image, "--", "true"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert!(err.contains("`newuidmap` is not installed"), "{err}");
+    assert!(err.contains("apt-get install uidmap"), "{err}");
+}

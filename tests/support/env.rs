@@ -177,7 +177,7 @@ impl TestEnv {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = match &self.user {
             Some(user) => {
-                let mut c = Command::new("setpriv");
+                let mut c = Command::new("/usr/bin/setpriv");
                 c.args([
                     &format!("--reuid={}", user.uid),
                     &format!("--regid={}", user.gid),
