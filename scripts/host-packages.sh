@@ -2,7 +2,7 @@
 # Installs the Debian packages sandbox and its tests use, and, when run as root, creates the
 # unprivileged user the end-to-end tests run as (with /etc/subuid and /etc/subgid ranges).
 set -euo pipefail
-packages=(uidmap docker-registry busybox-static curl ca-certificates gcc libc6-dev)
+packages=(uidmap docker-registry busybox-static curl ca-certificates gcc libc6-dev fuse-overlayfs)
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 missing=()
@@ -18,4 +18,7 @@ if [ "$(id -u)" = 0 ]; then
     id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
     grep -q "^$user:" /etc/subuid || usermod --add-subuids 100000-165535 "$user"
     grep -q "^$user:" /etc/subgid || usermod --add-subgids 100000-165535 "$user"
+    # fuse-overlayfs (the fallback overlay) needs /dev/fuse, which Debian's udev rule makes
+    # 0666; minimal machines and containers may leave it 0600.
+    [ -c /dev/fuse ] && chmod 0666 /dev/fuse
 fi

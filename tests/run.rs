@@ -659,3 +659,78 @@ fn a_missing_newuidmap_names_its_package() {
     assert!(err.contains("`newuidmap` is not installed"), "{err}");
     assert!(err.contains("apt-get install uidmap"), "{err}");
 }
+
+/// Two layers: the upper one whites out a file and marks a directory opaque.
+fn layered_image(env: &TestEnv, registry: &Registry) -> String {
+    let mut base = oci::busybox_full_entries();
+    base.extend([
+        Entry::dir("data"),
+        Entry::file("data/old", b"old"),
+        Entry::file("gone", b"x"),
+    ]);
+    let top = vec![
+        Entry::file(".wh.gone", b""),
+        Entry::dir("data"),
+        Entry::file("data/.wh..wh..opq", b""),
+        Entry::file("data/new", b"new"),
+    ];
+    let image = oci::build(&ImageSpec {
+        layers: vec![
+            LayerSpec {
+                entries: base,
+                compression: Compression::Gzip,
+            },
+            LayerSpec {
+                entries: top,
+                compression: Compression::Zstd,
+            },
+        ],
+        architecture: oci::host_arch().into(),
+    });
+    oci::push(&registry.url(), "layered/app", "1", &image);
+    let reference = format!("{}/layered/app:1", registry.host());
+    env.ok(&["pull", &reference]);
+    reference
+}
+
+#[test]
+fn whiteouts_and_opaque_dirs_work_on_kernel_overlayfs_and_fuse_overlayfs() {
+    let env = TestEnv::new();
+    let registry = Registry::start();
+    let reference = layered_image(&env, &registry);
+    for (choice, expected) in [("kernel", "kernel overlayfs"), ("fuse", "fuse-overlayfs")] {
+        if choice == "fuse" {
+            let fuse = std::fs::metadata("/dev/fuse").map(|m| {
+                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006
+            });
+            assert!(
+                fuse.unwrap_or(false),
+                "/dev/fuse must be usable by ordinary users for the fuse-overlayfs fallback (Debian's default is 0666; scripts/host-packages.sh sets it)"
+            );
+        }
+        let out = env
+            .command(&[
+                "-v",
+                "run",
+                "--image",
+                &reference,
+                "--",
+                "sh",
+                "-c",
+                "ls /data; test -e /gone && echo gone-visible; touch x && echo project-writable",
+            ])
+            .env("SANDBOX_OVERLAY", choice)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{choice}: {stderr}");
+        assert_eq!(
+            stdout, "new\nproject-writable\n",
+            "{choice}: the whiteout or the opaque marker was not honoured"
+        );
+        assert!(
+            stderr.contains(&format!("runs on {expected}")),
+            "-v names the overlay: {stderr}"
+        );
+    }
+}

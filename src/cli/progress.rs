@@ -11,12 +11,19 @@ use crate::image::Digest;
 
 pub struct Progress {
     multi: MultiProgress,
+    verbose: bool,
     bars: Mutex<Vec<ProgressBar>>,
     visible: bool,
     quiet: bool,
 }
 
 impl Progress {
+    /// With `-v`, also the runtime's detail.
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.verbose = on;
+        self
+    }
+
     pub fn new(quiet: bool) -> Self {
         let visible = !quiet && std::io::stderr().is_terminal();
         let target = if visible {
@@ -26,6 +33,7 @@ impl Progress {
         };
         Self {
             multi: MultiProgress::with_draw_target(target),
+            verbose: false,
             bars: Mutex::new(Vec::new()),
             visible,
             quiet,
@@ -81,5 +89,13 @@ impl PullReporter for Progress {
 
     fn notice(&self, message: &str) {
         self.line(&format!("notice: {message}"));
+    }
+}
+
+impl crate::runtime::RunReporter for Progress {
+    fn verbose(&self, message: &str) {
+        if self.verbose {
+            self.line(message);
+        }
     }
 }

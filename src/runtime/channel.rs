@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Message {
-    /// pid 1 set the container up; its pid namespace, as `readlink /proc/self/ns/pid` says.
-    Started { pid_ns: String },
+    /// pid 1 set the container up: its pid namespace (as `readlink /proc/self/ns/pid` says),
+    /// and which overlay it mounted.
+    Started { pid_ns: String, overlay: String },
     /// pid 1 could not set the container up.
     SetupFailed {
         step: String,

@@ -12,7 +12,7 @@ use super::channel::{self, Message};
 use super::etc_files;
 use super::exec;
 use super::mounts::{self, MountFailure, RootDir};
-use super::spec::{ContainerSpec, Network};
+use super::spec::{ContainerSpec, Network, OverlayChoice};
 use super::sys;
 
 /// The fds pid 1 inherits from the monitor.
@@ -39,8 +39,8 @@ pub const FORWARDED: [libc::c_int; 7] = [
 /// Runs as the cloned child; never returns.
 pub fn run(spec: &ContainerSpec, fds: InitFds) -> ! {
     let status = fds.status.as_raw_fd();
-    match setup(spec) {
-        Ok(()) => {}
+    let overlay = match setup(spec) {
+        Ok(overlay) => overlay,
         Err(failure) => {
             channel::send(
                 status,
@@ -52,12 +52,18 @@ pub fn run(spec: &ContainerSpec, fds: InitFds) -> ! {
             );
             sys::exit_now(125);
         }
-    }
+    };
     // Joiners find the container's processes by this (pid 1 itself is not dumpable).
     let pid_ns = fs_err::read_link("/proc/self/ns/pid")
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    channel::send(status, &Message::Started { pid_ns });
+    channel::send(
+        status,
+        &Message::Started {
+            pid_ns,
+            overlay: overlay.to_owned(),
+        },
+    );
     let code = supervise(spec, fds);
     sys::exit_now(code)
 }
@@ -71,8 +77,8 @@ fn failure(step: &str, path: &Path) -> impl Fn(std::io::Error) -> MountFailure {
     }
 }
 
-/// The root file system, as a flat checklist.
-fn setup(spec: &ContainerSpec) -> Result<(), MountFailure> {
+/// The root file system, as a flat checklist. Returns which overlay was mounted.
+fn setup(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
     let merged = spec.merged();
     // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them.
     // SAFETY: setsid has no preconditions.
@@ -85,7 +91,7 @@ fn setup(spec: &ContainerSpec) -> Result<(), MountFailure> {
     sys::mount(None, &slash, None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(failure("make mounts private", Path::new("/")))?;
     // 4. The overlay of the image's layers, with the container's own upper dir.
-    mount_overlay(spec)?;
+    let overlay = mount_overlay(spec)?;
     // 5. The plan: project dir, /proc, /sys, /dev, /tmp, masks.
     mounts::execute(&merged, &mounts::plan(spec))?;
     // 6. /etc files and the user's home, written into the overlay's upper dir.
@@ -97,10 +103,12 @@ fn setup(spec: &ContainerSpec) -> Result<(), MountFailure> {
     if spec.network == Network::None {
         sys::loopback_up().map_err(failure("bring up lo", Path::new("/")))?;
     }
-    Ok(())
+    Ok(overlay)
 }
 
-fn mount_overlay(spec: &ContainerSpec) -> Result<(), MountFailure> {
+/// Kernel overlayfs with `userxattr` (Linux 5.11+); fuse-overlayfs when the kernel refuses
+/// (or when asked for), which reads the same whiteouts and `user.overlay.opaque` markers.
+fn mount_overlay(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
     let merged = spec.merged();
     let fail = failure("mount the overlay on", &merged);
     let unsafe_char = |p: &Path| p.to_string_lossy().contains([':', ',', '\n']);
@@ -140,12 +148,59 @@ fn mount_overlay(spec: &ContainerSpec) -> Result<(), MountFailure> {
     let target = sys::cpath(&merged).map_err(&fail)?;
     let overlay = sys::cstring("overlay").map_err(&fail)?;
     let data = sys::cstring(&options).map_err(&fail)?;
-    sys::mount(Some(&overlay), &target, Some(&overlay), 0, Some(&data)).map_err(|e| {
-        fail(std::io::Error::new(
+    let kernel = match spec.overlay {
+        OverlayChoice::Fuse => None,
+        OverlayChoice::Kernel | OverlayChoice::Auto => Some(sys::mount(
+            Some(&overlay),
+            &target,
+            Some(&overlay),
+            0,
+            Some(&data),
+        )),
+    };
+    match kernel {
+        Some(Ok(())) => return Ok("kernel overlayfs"),
+        Some(Err(e)) if spec.overlay == OverlayChoice::Kernel => {
+            return Err(fail(std::io::Error::new(
+                e.kind(),
+                format!("{e} (overlayfs in a user namespace needs Linux 5.11 or later)"),
+            )))
+        }
+        _ => {}
+    }
+    let fuse_options = options.trim_end_matches(",userxattr").to_owned();
+    let mut command = std::process::Command::new("fuse-overlayfs");
+    if spec.identity.ids_mapped {
+        use std::os::unix::process::CommandExt as _;
+        // SAFETY: only setres[ug]id between fork and exec. As container root the helper keeps
+        // its capabilities across exec, which it needs to mount FUSE in our namespaces.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let status = command
+        .args(["-o", &fuse_options])
+        .arg(&merged)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    match status {
+        Ok(out) if out.status.success() => Ok("fuse-overlayfs"),
+        Ok(out) => Err(fail(std::io::Error::other(format!(
+            "the kernel refused overlayfs and fuse-overlayfs failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))),
+        Err(e) => Err(fail(std::io::Error::new(
             e.kind(),
-            format!("{e} (overlayfs in a user namespace needs Linux 5.11 or later)"),
-        ))
-    })
+            format!("the kernel refused overlayfs and fuse-overlayfs could not run ({e}); install Debian's fuse-overlayfs"),
+        ))),
+    }
 }
 
 fn write_etc(spec: &ContainerSpec) -> Result<(), MountFailure> {
@@ -382,7 +437,12 @@ fn only_process_left() -> bool {
     !entries
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .any(|pid| pid != 1)
+        // fuse-overlayfs serves our root; it is not the user's.
+        .any(|pid| {
+            pid != 1
+                && fs_err::read_to_string(format!("/proc/{pid}/comm"))
+                    .map_or(true, |c| c.trim() != "fuse-overlayfs")
+        })
 }
 
 /// SIGKILL to every process of session `sid` (the command called setsid, so its pid is its sid).

@@ -17,3 +17,9 @@ pub mod userns;
 
 pub use error::RuntimeError;
 pub use idmap::IdMapping;
+
+/// How the runtime tells its caller what it chose; it never prints.
+pub trait RunReporter {
+    /// Detail for `-v`.
+    fn verbose(&self, _message: &str) {}
+}

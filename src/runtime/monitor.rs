@@ -11,6 +11,7 @@ use super::pty::{self, RawMode};
 use super::spec::{ContainerSpec, Network};
 use super::state::{self, ContainerState};
 use super::sys;
+use super::RunReporter;
 
 /// How a command ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub struct Session {
 }
 
 /// Starts a new container for `spec` and waits for its command.
-pub fn start(spec: &ContainerSpec) -> Result<Outcome, RuntimeError> {
+pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome, RuntimeError> {
     let signals = init::signal_fd().map_err(|e| RuntimeError::Setup {
         step: "block signals".into(),
         path: String::new(),
@@ -84,7 +85,10 @@ pub fn start(spec: &ContainerSpec) -> Result<Outcome, RuntimeError> {
     drop(slave);
     let mut buffer = Vec::new();
     let pid_ns = match first_message(status_read.as_raw_fd(), &mut buffer) {
-        Some(Message::Started { pid_ns }) => pid_ns,
+        Some(Message::Started { pid_ns, overlay }) => {
+            reporter.verbose(&format!("container {} runs on {overlay}", spec.id));
+            pid_ns
+        }
         Some(Message::SetupFailed { step, path, error }) => {
             reap(pid);
             state::remove(&container);

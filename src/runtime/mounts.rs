@@ -602,6 +602,7 @@ mod tests {
             program: Program::LoginShell,
             tty: false,
             resolv_conf: String::new(),
+            overlay: crate::runtime::spec::OverlayChoice::Auto,
         }
     }
 

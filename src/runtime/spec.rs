@@ -12,6 +12,15 @@ pub enum Network {
     Host,
 }
 
+/// Which overlay implementation mounts the root file system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverlayChoice {
+    /// Kernel overlayfs, falling back to fuse-overlayfs when the kernel refuses.
+    Auto,
+    Kernel,
+    Fuse,
+}
+
 /// The user the command runs as (unless `as_root`), mirrored from the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -57,6 +66,7 @@ pub struct ContainerSpec {
     pub tty: bool,
     /// The host's /etc/resolv.conf text, for `host` networking.
     pub resolv_conf: String,
+    pub overlay: OverlayChoice,
 }
 
 impl ContainerSpec {

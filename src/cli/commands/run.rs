@@ -15,7 +15,7 @@ use crate::image::runnable::{self, Runnable};
 use crate::image::unpack::Ownership;
 use crate::image::Reference;
 use crate::runtime::monitor::Outcome;
-use crate::runtime::spec::{ContainerSpec, Identity, Network, Program};
+use crate::runtime::spec::{ContainerSpec, Identity, Network, OverlayChoice, Program};
 use crate::runtime::{join, monitor, state, RuntimeError};
 
 /// The project directory: the nearest ancestor holding sandbox.toml, else the current dir.
@@ -162,7 +162,7 @@ struct Request<'a> {
 }
 
 fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
-    let progress = Progress::new(global.quiet);
+    let progress = Progress::new(global.quiet).verbose(global.verbose);
     let reference = image_reference(request.sandbox)?;
     let cwd = std::env::current_dir()?;
     let project = project_dir(&cwd);
@@ -226,7 +226,7 @@ fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
         request,
         env,
     );
-    let outcome = monitor::start(&spec)?;
+    let outcome = monitor::start(&spec, &progress)?;
     finish(outcome)
 }
 
@@ -266,11 +266,23 @@ fn spec(
         env,
         program: request.program,
         tty: request.tty,
+        overlay: overlay_choice(),
         resolv_conf: fs_err::read_to_string("/etc/resolv.conf")
             .unwrap_or_default()
             .chars()
             .take(64 * 1024)
             .collect(),
+    }
+}
+
+/// `SANDBOX_OVERLAY=kernel|fuse` forces one overlay implementation (fuse for a store on a file
+/// system where kernel overlayfs in a user namespace does not work); unset, the kernel is tried
+/// first and fuse-overlayfs is the fallback.
+fn overlay_choice() -> OverlayChoice {
+    match std::env::var("SANDBOX_OVERLAY").as_deref() {
+        Ok("fuse") => OverlayChoice::Fuse,
+        Ok("kernel") => OverlayChoice::Kernel,
+        _ => OverlayChoice::Auto,
     }
 }
 
