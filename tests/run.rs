@@ -647,10 +647,10 @@ fn an_image_whose_proc_is_a_symlink_is_refused() {
 
 #[test]
 fn a_missing_newuidmap_names_its_package() {
-    let f = fixture();
-    let out = f
-        .env
-        .command(&["run", "--image", &f.image, "--", "true"])
+    // A fresh store: no pause process holds a namespace yet, so one must be made.
+    let env = TestEnv::new();
+    let out = env
+        .command(&["run", "--image", "127.0.0.1:1/any/image", "--", "true"])
         .env("PATH", "/nonexistent")
         .output()
         .unwrap();
@@ -733,4 +733,21 @@ fn whiteouts_and_opaque_dirs_work_on_kernel_overlayfs_and_fuse_overlayfs() {
             "-v names the overlay: {stderr}"
         );
     }
+}
+
+#[test]
+fn later_commands_reuse_the_user_namespace_the_pause_process_holds() {
+    let f = fixture();
+    let first = text(&f.run(&["readlink", "/proc/self/ns/user"]).stdout);
+    let second = text(&f.run(&["readlink", "/proc/self/ns/user"]).stdout);
+    assert!(first.starts_with("user:["), "{first}");
+    assert_eq!(first, second, "each command made a namespace of its own");
+    let pid_file = std::fs::read_to_string(f.env.store().join("pause.pid")).unwrap();
+    let pid = pid_file.split_whitespace().next().unwrap();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sandbox-pause");
+    // SAFETY: ending the test's own pause process.
+    unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+    // With it gone, the next command makes a namespace again and works.
+    assert!(f.run(&["true"]).status.success());
 }

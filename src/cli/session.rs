@@ -33,8 +33,12 @@ pub fn open_store_in_namespace(
     progress: &Progress,
 ) -> Result<(Store, Ownership), CliError> {
     let mapping = IdMapping::for_current_user("/etc/subuid".as_ref(), "/etc/subgid".as_ref())?;
-    userns::enter(&mapping)?;
-    let store = Store::open(&store_root(global))?;
+    let root = store_root(global);
+    let pause_file = root.join("pause.pid");
+    // The store dir must exist for the pause file; Store::open below makes the rest.
+    let _ = fs_err::create_dir_all(&root);
+    userns::enter(&mapping, Some(&pause_file))?;
+    let store = Store::open(&root)?;
     let fingerprint = serde_json::to_string(&mapping).map_err(|e| CliError::Usage {
         message: format!("internal error: {e}"),
         hint: None,

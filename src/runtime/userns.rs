@@ -21,8 +21,20 @@ use nix::unistd::{fork, getpid, pipe, ForkResult};
 use super::error::RuntimeError;
 use super::idmap::{IdMapping, IdRange};
 
-/// Enters a fresh user namespace mapped as `mapping` says (no-op for real root).
-pub fn enter(mapping: &IdMapping) -> Result<(), RuntimeError> {
+/// Enters the user namespace mapped as `mapping` says (no-op for real root): the one the pause
+/// process at `pause_file` holds, else a fresh one, which a new pause process then holds.
+pub fn enter(
+    mapping: &IdMapping,
+    pause_file: Option<&std::path::Path>,
+) -> Result<(), RuntimeError> {
+    if let (IdMapping::KeepId { uids, gids, .. }, Some(file)) = (mapping, pause_file) {
+        if super::pause::join(file, uids, gids) {
+            return Ok(());
+        }
+        enter_with_helpers(uids, gids)?;
+        super::pause::spawn(file);
+        return Ok(());
+    }
     match mapping {
         IdMapping::HostRoot => Ok(()),
         IdMapping::Single { uid, gid } => {

@@ -1,0 +1,124 @@
+//! A small process that holds the store's user namespace between commands, as podman's pause
+//! process does: entering an existing namespace is one setns, while making one runs the setuid
+//! helpers newuidmap and newgidmap (about 2-3 ms, most of `sandbox run`'s start-up).
+//!
+//! The pid file holds `PID START` (start time from /proc/PID/stat), so a reused pid is never
+//! mistaken for it, and the namespace's maps are compared with what /etc/subuid says now before
+//! it is reused. It keeps no fds and exits once its pid file has not been touched for `IDLE`.
+//! It must stay dumpable, or we could not open its namespace; processes in containers cannot
+//! reach it anyway, as they live in pid namespaces of their own and never see a host pid.
+
+use std::os::fd::AsFd as _;
+use std::path::Path;
+use std::time::Duration;
+
+use super::idmap::IdRange;
+use super::state::process_start;
+use super::sys;
+
+const IDLE: Duration = Duration::from_secs(15 * 60);
+const CHECK_EVERY: Duration = Duration::from_secs(60);
+
+fn map_text(ranges: &[IdRange]) -> Vec<(u32, u32, u32)> {
+    let mut v: Vec<_> = ranges
+        .iter()
+        .map(|r| (r.inside, r.outside, r.count))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+fn read_map(path: &str) -> Vec<(u32, u32, u32)> {
+    let mut v: Vec<(u32, u32, u32)> = fs_err::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(|x| x.parse::<u32>().ok());
+            Some((f.next()??, f.next()??, f.next()??))
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Joins the pause process's namespace when it is alive and mapped as wanted. `false` when the
+/// caller must make a namespace (and then call `spawn`).
+pub fn join(file: &Path, uids: &[IdRange], gids: &[IdRange]) -> bool {
+    let Ok(text) = fs_err::read_to_string(file) else {
+        return false;
+    };
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let (Some(Some(pid)), Some(Some(start))) = (fields.next(), fields.next()) else {
+        return false;
+    };
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if process_start(pid) != Some(start) {
+        return false;
+    }
+    let Ok(ns) = fs_err::File::open(format!("/proc/{pid}/ns/user")) else {
+        return false;
+    };
+    if read_map(&format!("/proc/{pid}/uid_map")) != map_text(uids)
+        || read_map(&format!("/proc/{pid}/gid_map")) != map_text(gids)
+    {
+        // /etc/subuid changed: this namespace is stale.
+        // SAFETY: signalling a process we verified is our pause process.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        return false;
+    }
+    if sys::setns(ns.as_fd(), libc::CLONE_NEWUSER).is_err() {
+        return false;
+    }
+    // Touch the file: the pause process stays while it is used.
+    let _ = fs_err::File::options()
+        .append(true)
+        .open(file)
+        .map(|f| f.set_modified(std::time::SystemTime::now()));
+    true
+}
+
+/// Starts the pause process in our (new) namespace and records it. Best effort: without it,
+/// the next command just makes its own namespace again.
+pub fn spawn(file: &Path) {
+    // SAFETY: called right after the namespace was made, while single-threaded; the child
+    // only sleeps and reads a file's mtime before it _exits.
+    match unsafe { libc::fork() } {
+        0 => hold(file),
+        pid if pid > 0 => {
+            let start = process_start(pid).unwrap_or(0);
+            let _ = crate::fsutil::atomic::write_file_replacing(
+                file,
+                format!("{pid} {start}\n").as_bytes(),
+                0o600,
+            );
+        }
+        _ => {}
+    }
+}
+
+fn hold(file: &Path) -> ! {
+    // SAFETY: setsid has no preconditions; the pause process leaves the caller's session.
+    unsafe { libc::setsid() };
+    let _ = sys::prctl(
+        libc::PR_SET_NAME,
+        c"sandbox-pause".as_ptr() as libc::c_ulong,
+    );
+    if let Ok(root) = sys::cstring("/") {
+        let _ = sys::chdir(&root);
+    }
+    sys::close_from(0);
+    let file = file.to_owned();
+    loop {
+        std::thread::sleep(CHECK_EVERY);
+        let fresh = fs_err::metadata(&file)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() < IDLE);
+        let ours = fs_err::read_to_string(&file)
+            .is_ok_and(|t| t.split_whitespace().next() == Some(&std::process::id().to_string()));
+        if !fresh || !ours {
+            sys::exit_now(0);
+        }
+    }
+}
