@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs sandbox from this checkout and proves it works offline, end to end: a loopback
-# registry with a generated busybox image stands in for Docker Hub, and sandbox pulls from it
-# as an ordinary (rootless) user.
+# registry with a generated busybox image stands in for Docker Hub; sandbox pulls from it and
+# runs a command in a project dir, as an ordinary (rootless) user.
 #
 #   scripts/install.sh            # as yourself (uses sudo for apt), or as root
 #
@@ -37,4 +37,10 @@ store=$work/store
 as_user "$bindir/sandbox" --root "$store" pull "127.0.0.1:$port/library/busybox"
 as_user "$bindir/sandbox" --root "$store" images
 as_user "$bindir/sandbox" --root "$store" df
-echo "demo done: sandbox pulled from a loopback registry into $store"
+project=$work/project
+mkdir -p "$project"
+[ "$(id -u)" = 0 ] && chown "${SANDBOX_TEST_USER:-sandbox-test}:" "$project"
+(cd "$project" && as_user "$bindir/sandbox" --root "$store" run --image "127.0.0.1:$port/library/busybox" -- \
+    sh -c 'echo "inside: $(id -un) in $(pwd) on $(hostname)"; echo hello > made-inside')
+ls -l "$project/made-inside"
+echo "demo done: sandbox pulled from a loopback registry into $store and ran a command in $project"
