@@ -2,7 +2,7 @@
 # Installs the Debian packages sandbox and its tests use, and, when run as root, creates the
 # unprivileged user the end-to-end tests run as (with /etc/subuid and /etc/subgid ranges).
 set -euo pipefail
-packages=(uidmap docker-registry busybox-static curl ca-certificates gcc libc6-dev fuse-overlayfs)
+packages=(uidmap docker-registry busybox-static curl ca-certificates gcc libc6-dev fuse-overlayfs passt slirp4netns)
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 missing=()
@@ -21,4 +21,6 @@ if [ "$(id -u)" = 0 ]; then
     # fuse-overlayfs (the fallback overlay) needs /dev/fuse, which Debian's udev rule makes
     # 0666; minimal machines and containers may leave it 0600.
     [ -c /dev/fuse ] && chmod 0666 /dev/fuse
+    # pasta and slirp4netns open /dev/net/tun as the user; some machines leave it 0600.
+    [ -c /dev/net/tun ] && chmod 0666 /dev/net/tun
 fi

@@ -69,7 +69,7 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn run(&self, args: &[&str]) -> std::process::Output {
-        let mut full = vec!["run", "--image", &self.image, "--"];
+        let mut full = vec!["run", "--network", "none", "--image", &self.image, "--"];
         full.extend_from_slice(args);
         self.env.run(&full)
     }
@@ -77,7 +77,7 @@ impl Fixture {
         self.run(&["sh", "-c", script])
     }
     fn spawn(&self, args: &[&str]) -> Child {
-        let mut full = vec!["run", "--image", &self.image, "--"];
+        let mut full = vec!["run", "--network", "none", "--image", &self.image, "--"];
         full.extend_from_slice(args);
         self.env
             .command(&full)
@@ -193,7 +193,15 @@ fn fifty_megabytes_of_binary_stdin_pass_through_byte_for_byte() {
         .collect();
     let mut child = f
         .env
-        .command(&["run", "--image", &f.image, "--", "sha256sum"])
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &f.image,
+            "--",
+            "sha256sum",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -295,9 +303,16 @@ fn host_fds_do_not_leak_inside() {
     let f = fixture();
     let leaked = std::fs::File::open("/etc/hostname").unwrap();
     let fd = leaked.as_raw_fd();
-    let mut cmd = f
-        .env
-        .command(&["run", "--image", &f.image, "--", "ls", "/proc/self/fd"]);
+    let mut cmd = f.env.command(&[
+        "run",
+        "--network",
+        "none",
+        "--image",
+        &f.image,
+        "--",
+        "ls",
+        "/proc/self/fd",
+    ]);
     // SAFETY: dup2 in the child before exec, onto fd 7 without CLOEXEC.
     unsafe {
         cmd.pre_exec(move || {
@@ -423,9 +438,15 @@ impl Screen {
 fn enter_gives_an_interactive_shell_on_a_new_pty() {
     let f = fixture();
     let (master, slave) = pty(30, 100);
-    let cmd = f
-        .env
-        .command(&["enter", "--image", &f.image, "-e", "PS1=PROMPT> "]);
+    let cmd = f.env.command(&[
+        "enter",
+        "--network",
+        "none",
+        "--image",
+        &f.image,
+        "-e",
+        "PS1=PROMPT> ",
+    ]);
     let mut child = spawn_on_pty(cmd, &slave);
     drop(slave);
     let mut screen = Screen {
@@ -470,9 +491,15 @@ fn tiocsti_from_inside_cannot_reach_the_host_terminal() {
     // The host terminal as stdin, stdout a pipe: no pty is made, so the command holds the
     // host's terminal, but in a new session it is not its controlling terminal.
     let (master, slave) = pty(24, 80);
-    let mut cmd = f
-        .env
-        .command(&["run", "--image", &f.image, "--", "/bin/tiocsti"]);
+    let mut cmd = f.env.command(&[
+        "run",
+        "--network",
+        "none",
+        "--image",
+        &f.image,
+        "--",
+        "/bin/tiocsti",
+    ]);
     let s = slave.as_raw_fd();
     // SAFETY: in the child: a session with the pty as controlling terminal, on stdin only.
     unsafe {
@@ -548,6 +575,8 @@ fn only_terminal_and_locale_variables_of_the_host_come_in() {
         .env
         .command(&[
             "run",
+            "--network",
+            "none",
             "-e",
             "FROM_FLAG=yes",
             "--image",
@@ -599,7 +628,16 @@ fn a_setuid_binary_inside_gains_nothing() {
     });
     oci::push(&registry.url(), "suid/app", "1", &image);
     let reference = format!("{}/suid/app:1", registry.host());
-    let out = env.run(&["run", "--image", &reference, "--", "/opt/suid/id", "-u"]);
+    let out = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--image",
+        &reference,
+        "--",
+        "/opt/suid/id",
+        "-u",
+    ]);
     assert_eq!(
         text(&out.stdout).trim(),
         env.uid().to_string(),
@@ -633,6 +671,8 @@ fn an_image_whose_proc_is_a_symlink_is_refused() {
     oci::push(&registry.url(), "evil/proc", "1", &image);
     let err = env.fails(&[
         "run",
+        "--network",
+        "none",
         "--image",
         &format!("{}/evil/proc:1", registry.host()),
         "--",
@@ -650,7 +690,15 @@ fn a_missing_newuidmap_names_its_package() {
     // A fresh store: no pause process holds a namespace yet, so one must be made.
     let env = TestEnv::new();
     let out = env
-        .command(&["run", "--image", "127.0.0.1:1/any/image", "--", "true"])
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            "127.0.0.1:1/any/image",
+            "--",
+            "true",
+        ])
         .env("PATH", "/nonexistent")
         .output()
         .unwrap();
@@ -712,6 +760,8 @@ fn whiteouts_and_opaque_dirs_work_on_kernel_overlayfs_and_fuse_overlayfs() {
             .command(&[
                 "-v",
                 "run",
+                "--network",
+                "none",
                 "--image",
                 &reference,
                 "--",

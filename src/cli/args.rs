@@ -94,6 +94,10 @@ pub struct LogoutArgs {
 /// How the sandbox reaches the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum NetworkArg {
+    /// Its own network namespace, connected by pasta (rootless, slirp-style)
+    Pasta,
+    /// Its own network namespace, connected by slirp4netns
+    Slirp4netns,
     /// Its own network namespace with only loopback
     None,
     /// The host's network namespace
@@ -105,9 +109,16 @@ pub struct SandboxArgs {
     /// The image to run, e.g. `docker.io/library/debian:bookworm` (pulled if missing)
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
-    /// Network mode
-    #[arg(long, value_enum, default_value = "none")]
-    pub network: NetworkArg,
+    /// Network mode [default: pasta if installed, else slirp4netns]
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkArg>,
+    /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]; the host address defaults
+    /// to 127.0.0.1 (repeatable)
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// Let the sandbox reach the host's loopback services, as host.containers.internal
+    #[arg(long)]
+    pub host_loopback: bool,
     /// Set an environment variable inside (repeatable)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,

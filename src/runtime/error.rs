@@ -32,6 +32,18 @@ pub enum RuntimeError {
         error: String,
     },
 
+    #[error("published port {port} is not available on the host: {error}")]
+    PortUnavailable { port: String, error: String },
+
+    #[error("`{tool}` is not installed")]
+    MissingNetworkHelper { tool: &'static str },
+
+    #[error("no rootless network helper is installed (pasta or slirp4netns)")]
+    NoNetworkHelper,
+
+    #[error("the network helper `{tool}` failed: {error}")]
+    NetworkHelper { tool: &'static str, error: String },
+
     #[error("container {id} is not running")]
     NotRunning { id: String },
 
@@ -64,6 +76,19 @@ impl RuntimeError {
             }
             RuntimeError::Setup { step, .. } if step.contains("overlay") => Some(
                 "kernel overlayfs inside a user namespace needs Linux 5.11 or later; check that `unshare -Urm` works for your user".into(),
+            ),
+            RuntimeError::PortUnavailable { .. } => Some(
+                "another program holds that port: pick another host port (-p OTHER:CONTAINER) or stop it".into(),
+            ),
+            RuntimeError::MissingNetworkHelper { tool } => Some(format!(
+                "install it (Debian: `sudo apt-get install {}`), or use --network none or --network host",
+                if *tool == "pasta" { "passt" } else { "slirp4netns" }
+            )),
+            RuntimeError::NoNetworkHelper => Some(
+                "install one (Debian: `sudo apt-get install passt` or `slirp4netns`), or use --network none (loopback only) or --network host".into(),
+            ),
+            RuntimeError::NetworkHelper { .. } => Some(
+                "pasta and slirp4netns need /dev/net/tun usable by your user (`ls -l /dev/net/tun`); --network none or host avoid them".into(),
             ),
             RuntimeError::NoSuchContainer { .. } => Some("`sandbox ps` lists running containers".into()),
             _ => None,

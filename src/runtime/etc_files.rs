@@ -51,16 +51,26 @@ pub fn group(image_text: &str, user: &Identity) -> String {
     out
 }
 
-pub fn hosts(hostname: &str) -> String {
-    format!(
+/// /etc/hosts: the sandbox's hostname, and `host.containers.internal` when host loopback is
+/// allowed (`host_address` is then what reaches it).
+pub fn hosts(hostname: &str, host_address: Option<&str>) -> String {
+    let mut text = format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-    )
+    );
+    if let Some(address) = host_address {
+        text.push_str(&format!(
+            "{address}\thost.containers.internal host.docker.internal\n"
+        ));
+    }
+    text
 }
 
-/// resolv.conf: the host's for `host`, none for `none` (nothing to resolve through).
+/// resolv.conf: the host's for `host`, the helper's forwarder for pasta and slirp4netns (so
+/// names resolve whatever the host's resolver is, 127.0.0.53 included), none for `none`.
 pub fn resolv_conf(network: Network, host_text: &str) -> String {
     match network {
         Network::Host => host_text.to_owned(),
+        Network::Helper(helper) => format!("nameserver {}\n", helper.dns()),
         Network::None => "# sandbox: --network none has no name servers\n".to_owned(),
     }
 }

@@ -64,6 +64,26 @@ pub fn run(spec: &ContainerSpec, fds: InitFds) -> ! {
             overlay: overlay.to_owned(),
         },
     );
+    // Wait for the monitor's go: the network helper attaches to our namespaces meanwhile.
+    let mut go = [0u8; 1];
+    // SAFETY: reading one byte into a local buffer.
+    if unsafe { libc::read(fds.control.as_raw_fd(), go.as_mut_ptr().cast(), 1) } != 1 {
+        sys::exit_now(137);
+    }
+    // From here on nothing may open /proc/1/{exe,fd,mem} or ptrace us (CVE-2019-5736); the
+    // helper needed our namespaces only until now.
+    if let Err(e) = sys::prctl(libc::PR_SET_DUMPABLE, 0) {
+        let error = e.to_string();
+        channel::send(
+            status,
+            &Message::SetupFailed {
+                step: "mark pid 1 undumpable".into(),
+                path: "/".into(),
+                error,
+            },
+        );
+        sys::exit_now(125);
+    }
     let code = supervise(spec, fds);
     sys::exit_now(code)
 }
@@ -83,13 +103,23 @@ fn setup(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
     // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them.
     // SAFETY: setsid has no preconditions.
     unsafe { libc::setsid() };
-    // 2. Not dumpable: processes inside cannot open /proc/1/{exe,fd,mem} (CVE-2019-5736).
-    sys::prctl(libc::PR_SET_DUMPABLE, 0)
-        .map_err(failure("mark pid 1 undumpable", Path::new("/")))?;
+    // 2. Dumpable until the network helper has attached to our namespaces (gaining capabilities
+    //    in the user namespace made us undumpable); undumpable again before the command starts.
+    sys::prctl(libc::PR_SET_DUMPABLE, 1)
+        .map_err(failure("let the network helper attach", Path::new("/")))?;
     // 3. No mount event may propagate back to the host.
     let slash = sys::cstring("/").map_err(failure("make mounts private", Path::new("/")))?;
     sys::mount(None, &slash, None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(failure("make mounts private", Path::new("/")))?;
+    // 3b. Servers inside may listen on ports below 1024 without capabilities, as in podman.
+    //     Written now: per-network-namespace sysctls follow the writer, and /proc/sys becomes
+    //     read-only below.
+    if spec.network != Network::Host {
+        fs_err::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0").map_err(failure(
+            "allow unprivileged ports",
+            Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start"),
+        ))?;
+    }
     // 4. The overlay of the image's layers, with the container's own upper dir.
     let overlay = mount_overlay(spec)?;
     // 5. The plan: project dir, /proc, /sys, /dev, /tmp, masks.
@@ -100,7 +130,7 @@ fn setup(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
     pivot(&merged)?;
     // 8. Hostname and loopback.
     sys::sethostname(&spec.hostname).map_err(failure("set the hostname", Path::new("/")))?;
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         sys::loopback_up().map_err(failure("bring up lo", Path::new("/")))?;
     }
     Ok(overlay)
@@ -215,7 +245,10 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), MountFailure> {
     let files = [
         ("/etc/passwd", etc_files::passwd(&read("/etc/passwd"), user)),
         ("/etc/group", etc_files::group(&read("/etc/group"), user)),
-        ("/etc/hosts", etc_files::hosts(&spec.hostname)),
+        (
+            "/etc/hosts",
+            etc_files::hosts(&spec.hostname, host_address(spec).as_deref()),
+        ),
         ("/etc/hostname", format!("{}\n", spec.hostname)),
         (
             "/etc/resolv.conf",
@@ -234,6 +267,13 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), MountFailure> {
     root.dir(&user.home, home_owner)
         .map_err(failure("create the home directory", &user.home))?;
     Ok(())
+}
+
+fn host_address(spec: &ContainerSpec) -> Option<String> {
+    match spec.network {
+        Network::Helper(helper) if spec.network_options.host_loopback => helper.host_address(),
+        _ => None,
+    }
 }
 
 fn pivot(merged: &Path) -> Result<(), MountFailure> {

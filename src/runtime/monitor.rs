@@ -8,6 +8,9 @@ use super::channel::{self, Message};
 use super::error::RuntimeError;
 use super::init::{self, InitFds, FORWARDED};
 use super::pty::{self, RawMode};
+use std::time::Instant;
+
+use super::network;
 use super::spec::{ContainerSpec, Network};
 use super::state::{self, ContainerState};
 use super::sys;
@@ -50,6 +53,7 @@ pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome
     } else {
         (None, None)
     };
+    network::check_ports_free(&spec.network_options.ports)?;
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if spec.network != Network::Host {
@@ -102,6 +106,43 @@ pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome
             ));
         }
     };
+    // The network helper attaches to pid 1's namespaces, then pid 1 may start the command.
+    let helper = match spec.network {
+        Network::Helper(helper) => {
+            let started = Instant::now();
+            let options = &spec.network_options;
+            match network::start(
+                helper,
+                pid,
+                &options.ports,
+                options.host_loopback,
+                &spec.dir,
+            ) {
+                Ok(running) => {
+                    reporter.verbose(&format!(
+                        "{} ready in {} ms",
+                        helper.binary(),
+                        started.elapsed().as_millis()
+                    ));
+                    Some(running)
+                }
+                Err(e) => {
+                    drop(control_write);
+                    reap(pid);
+                    state::remove(&container);
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+    if !pty::write_all(control_write.as_raw_fd(), b"g") {
+        reap(pid);
+        state::remove(&container);
+        return Err(RuntimeError::Internal(
+            "the container's pid 1 ended before it started".into(),
+        ));
+    }
     let record = ContainerState::new(spec, pid, pid_ns);
     state::write(&container, &record)?;
     let session = Session {
@@ -113,6 +154,9 @@ pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome
     // Goodbye: pid 1 may now outlive us if joined sessions still run.
     let _ = pty::write_all(control_write.as_raw_fd(), b"bye");
     drop(control_write);
+    // The helper ends with the container's command (joined sessions lose the network when the
+    // first command ends; see the README).
+    drop(helper);
     let (outcome, last) = result?;
     // pid 1 said nothing else runs: only its own exit (namespace teardown) is left, which we do
     // not wait for; the user has their exit code 1-2 ms sooner. Init reaps it.

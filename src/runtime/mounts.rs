@@ -589,6 +589,7 @@ mod tests {
             cwd: "/home/dev/app".into(),
             hostname: "app".into(),
             network,
+            network_options: Default::default(),
             identity: Identity {
                 uid: 1000,
                 gid: 1000,

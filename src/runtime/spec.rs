@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use super::network::{Helper, PortMapping};
+
 /// How the container reaches the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Network {
@@ -10,6 +12,16 @@ pub enum Network {
     None,
     /// The host's network namespace.
     Host,
+    /// Its own network namespace, connected by a rootless helper (pasta or slirp4netns).
+    Helper(Helper),
+}
+
+/// Published ports and host loopback, for helper networking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkOptions {
+    pub ports: Vec<PortMapping>,
+    /// Let the container reach the host's loopback (as `host.containers.internal`).
+    pub host_loopback: bool,
 }
 
 /// Which overlay implementation mounts the root file system.
@@ -57,6 +69,7 @@ pub struct ContainerSpec {
     pub cwd: PathBuf,
     pub hostname: String,
     pub network: Network,
+    pub network_options: NetworkOptions,
     pub identity: Identity,
     pub as_root: bool,
     /// The environment, already merged (image, then host terminal variables, then `-e`).

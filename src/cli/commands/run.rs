@@ -15,7 +15,10 @@ use crate::image::runnable::{self, Runnable};
 use crate::image::unpack::Ownership;
 use crate::image::Reference;
 use crate::runtime::monitor::Outcome;
-use crate::runtime::spec::{ContainerSpec, Identity, Network, OverlayChoice, Program};
+use crate::runtime::network::{self, Helper};
+use crate::runtime::spec::{
+    ContainerSpec, Identity, Network, NetworkOptions, OverlayChoice, Program,
+};
 use crate::runtime::{join, monitor, state, RuntimeError};
 
 /// The project directory: the nearest ancestor holding sandbox.toml, else the current dir.
@@ -114,6 +117,42 @@ fn environment(
     Ok(env)
 }
 
+/// The network mode and its options; without --network, pasta if installed, else slirp4netns.
+fn network(args: &SandboxArgs) -> Result<(Network, NetworkOptions), CliError> {
+    let mode = match args.network {
+        Some(NetworkArg::None) => Network::None,
+        Some(NetworkArg::Host) => Network::Host,
+        Some(NetworkArg::Pasta) => Network::Helper(Helper::Pasta),
+        Some(NetworkArg::Slirp4netns) => Network::Helper(Helper::Slirp4netns),
+        None => Network::Helper(Helper::detect().ok_or(RuntimeError::NoNetworkHelper)?),
+    };
+    let ports = args
+        .publish
+        .iter()
+        .map(|p| {
+            network::parse_port(p).map_err(|e| {
+                usage(
+                    format!("bad -p/--publish {e}"),
+                    "for example `-p 8080:80` or `-p 127.0.0.1:5353:53/udp`",
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !matches!(mode, Network::Helper(_)) && (!ports.is_empty() || args.host_loopback) {
+        return Err(usage(
+            "-p/--publish and --host-loopback need a network helper, not --network none or host",
+            "with --network host the sandbox uses the host's ports directly; otherwise use --network pasta or slirp4netns",
+        ));
+    }
+    Ok((
+        mode,
+        NetworkOptions {
+            ports,
+            host_loopback: args.host_loopback,
+        },
+    ))
+}
+
 fn image_reference(args: &SandboxArgs) -> Result<Reference, CliError> {
     let text = args.image.as_deref().ok_or_else(|| {
         usage(
@@ -168,10 +207,7 @@ fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
     let project = project_dir(&cwd);
     let hostname = crate::runtime::etc_files::hostname_for(&project);
     let containers = session::store_root(global).join("containers");
-    let network = match request.sandbox.network {
-        NetworkArg::None => Network::None,
-        NetworkArg::Host => Network::Host,
-    };
+    let (network, network_options) = network(request.sandbox)?;
 
     // A running container of this project and image is joined instead of starting another.
     if let Some(running) = state::find_for_project(&containers, &project, &reference.to_string()) {
@@ -185,7 +221,7 @@ fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
             &project,
             &cwd,
             &running.hostname,
-            network,
+            (network, network_options.clone()),
             identity,
             request.clone(),
             env,
@@ -221,7 +257,7 @@ fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
         &project,
         &cwd,
         &hostname,
-        network,
+        (network, network_options),
         identity,
         request,
         env,
@@ -243,7 +279,7 @@ fn spec(
     project: &Path,
     cwd: &Path,
     hostname: &str,
-    network: Network,
+    (network, network_options): (Network, NetworkOptions),
     identity: Identity,
     request: Request<'_>,
     env: Vec<(String, String)>,
@@ -261,6 +297,7 @@ fn spec(
         },
         hostname: hostname.to_owned(),
         network,
+        network_options,
         identity,
         as_root: request.sandbox.as_root,
         env,

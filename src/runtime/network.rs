@@ -1,0 +1,489 @@
+//! Rootless networking for a container's own network namespace: pasta (preferred) or
+//! slirp4netns, started by the monitor on pid 1's namespace once it exists, with published ports
+//! and a DNS forwarder, and ended with the container. No root, no host interface changes.
+//!
+//! Host loopback is off by default (`--no-map-gw`, `--disable-host-loopback`): the host's
+//! 127.0.0.1 services are not reachable from inside unless `host_loopback` asks for it.
+//! Each helper dies with the monitor (PR_SET_PDEATHSIG; slirp4netns also watches an exit fd), so
+//! a `kill -9` of sandbox leaves no helper behind.
+
+use std::io::{Read as _, Write as _};
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::error::RuntimeError;
+use super::sys;
+
+/// Where DNS queries go inside with pasta; pasta forwards them to the host's first resolver.
+pub const PASTA_DNS: &str = "169.254.1.1";
+/// slirp4netns' built-in DNS forwarder and host address.
+pub const SLIRP_DNS: &str = "10.0.2.3";
+pub const SLIRP_HOST: &str = "10.0.2.2";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+impl std::fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = if self.protocol == Protocol::Tcp {
+            "tcp"
+        } else {
+            "udp"
+        };
+        write!(
+            f,
+            "{}:{}:{}/{proto}",
+            self.host_ip, self.host_port, self.container_port
+        )
+    }
+}
+
+fn port(text: &str, whole: &str) -> Result<u16, String> {
+    if text.contains('-') {
+        return Err(format!(
+            "`{whole}`: port ranges are not supported; publish each port with its own -p"
+        ));
+    }
+    text.parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("`{whole}`: `{text}` is not a port number (1-65535)"))
+}
+
+/// Parses a published port; the host address defaults to 127.0.0.1 (never all interfaces
+/// unless asked).
+pub fn parse_port(spec: &str) -> Result<PortMapping, String> {
+    let (rest, protocol) = match spec.rsplit_once('/') {
+        Some((rest, "tcp")) => (rest, Protocol::Tcp),
+        Some((rest, "udp")) => (rest, Protocol::Udp),
+        Some((_, other)) => return Err(format!("`{spec}`: protocol `{other}` is not tcp or udp")),
+        None => (spec, Protocol::Tcp),
+    };
+    let parts: Vec<&str> = rest.rsplitn(3, ':').collect();
+    let (ip, host, container) = match parts.as_slice() {
+        [container, host] => ("127.0.0.1", *host, *container),
+        [container, host, ip] => (*ip, *host, *container),
+        _ => {
+            return Err(format!(
+                "`{spec}`: write it as [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp], e.g. 8080:80"
+            ))
+        }
+    };
+    let host_ip = ip
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map_err(|_| format!("`{spec}`: `{ip}` is not an IP address"))?;
+    Ok(PortMapping {
+        host_ip,
+        host_port: port(host, spec)?,
+        container_port: port(container, spec)?,
+        protocol,
+    })
+}
+
+/// Which helper connects a container's own network namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Helper {
+    Pasta,
+    Slirp4netns,
+}
+
+impl Helper {
+    pub fn binary(self) -> &'static str {
+        match self {
+            Helper::Pasta => "pasta",
+            Helper::Slirp4netns => "slirp4netns",
+        }
+    }
+
+    /// pasta when installed, else slirp4netns; `None` when neither is.
+    pub fn detect() -> Option<Self> {
+        [Helper::Pasta, Helper::Slirp4netns]
+            .into_iter()
+            .find(|h| which::which(h.binary()).is_ok())
+    }
+
+    /// The name server the container's resolv.conf names.
+    pub fn dns(self) -> &'static str {
+        match self {
+            Helper::Pasta => PASTA_DNS,
+            Helper::Slirp4netns => SLIRP_DNS,
+        }
+    }
+
+    /// The address inside that reaches the host's loopback when that is allowed.
+    pub fn host_address(self) -> Option<String> {
+        match self {
+            Helper::Pasta => default_gateway().map(|g| g.to_string()),
+            Helper::Slirp4netns => Some(SLIRP_HOST.to_owned()),
+        }
+    }
+}
+
+/// The host's IPv4 default gateway (pasta copies it into the namespace).
+fn default_gateway() -> Option<std::net::Ipv4Addr> {
+    let text = fs_err::read_to_string("/proc/net/route").ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(1) == Some(&"00000000"))
+            .then(|| u32::from_str_radix(f.get(2)?, 16).ok())
+            .flatten()
+            .map(|g| std::net::Ipv4Addr::from(g.swap_bytes()))
+    })
+}
+
+/// Fails with the port's name when a published port cannot be bound on the host.
+pub fn check_ports_free(ports: &[PortMapping]) -> Result<(), RuntimeError> {
+    for p in ports {
+        let address = std::net::SocketAddr::new(p.host_ip, p.host_port);
+        let result = match p.protocol {
+            Protocol::Tcp => std::net::TcpListener::bind(address).map(drop),
+            Protocol::Udp => std::net::UdpSocket::bind(address).map(drop),
+        };
+        if let Err(e) = result {
+            return Err(RuntimeError::PortUnavailable {
+                port: p.to_string(),
+                error: e.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A running helper; ended (and reaped) on drop.
+pub struct Running {
+    child: Child,
+    _exit_fd: Option<OwnedFd>,
+    /// pasta's pid-file dir, removed once it ended.
+    temp_dir: Option<std::path::PathBuf>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(dir) = &self.temp_dir {
+            let _ = fs_err::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Running {
+    fn stop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn failed(helper: Helper, child: &mut Child, why: &str) -> RuntimeError {
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.contains("syslog")).collect();
+    RuntimeError::NetworkHelper {
+        tool: helper.binary(),
+        error: format!("{why}: {}", lines.join("; ")),
+    }
+}
+
+/// The helper gets the container's network namespace as an inherited fd at this number, named
+/// `/proc/self/fd/N`: opening its own fd needs no access to pid 1's /proc entries.
+const NETNS_FD: i32 = 5;
+
+/// Starts `helper` on the network namespace of `pid` and waits until it is ready.
+pub fn start(
+    helper: Helper,
+    pid: i32,
+    ports: &[PortMapping],
+    host_loopback: bool,
+    dir: &Path,
+) -> Result<Running, RuntimeError> {
+    let binary = which::which(helper.binary()).map_err(|_| RuntimeError::MissingNetworkHelper {
+        tool: helper.binary(),
+    })?;
+    let open = |name: &str| {
+        fs_err::File::open(format!("/proc/{pid}/ns/{name}"))
+            .map(OwnedFd::from)
+            .map_err(|e| RuntimeError::NetworkHelper {
+                tool: helper.binary(),
+                error: format!("cannot open the container's {name} namespace: {e}"),
+            })
+    };
+    let namespaces = open("net")?;
+    match helper {
+        Helper::Pasta => start_pasta(&binary, &namespaces, ports, host_loopback, dir),
+        Helper::Slirp4netns => start_slirp(&binary, &namespaces, ports, host_loopback, dir),
+    }
+}
+
+/// In the helper: container root of the sandbox's user namespace (so it may enter the
+/// container's network namespace, which that user namespace owns, and nothing beyond), the
+/// namespace at its fixed fd, and death with the monitor (set last: an id change clears it).
+fn prepare(command: &mut Command, netns: &OwnedFd, extra: Vec<(i32, i32)>) {
+    let mut moves = vec![(netns.as_raw_fd(), NETNS_FD)];
+    moves.extend(extra);
+    // SAFETY: only setres[ug]id, dup2 and prctl between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for (from, to) in &moves {
+                if libc::dup2(*from, *to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            Ok(())
+        });
+    }
+}
+
+fn start_pasta(
+    binary: &Path,
+    netns: &OwnedFd,
+    ports: &[PortMapping],
+    host_loopback: bool,
+    dir: &Path,
+) -> Result<Running, RuntimeError> {
+    // pasta writes its pid file once set up. It runs as container root without capabilities,
+    // which cannot even traverse the user's private store, so the file goes in a private dir of
+    // its own under the temp dir, owned by that root; removed with the helper.
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let pid_dir = std::env::temp_dir().join(format!("sandbox-pasta-{id}"));
+    let setup = |e: std::io::Error| RuntimeError::NetworkHelper {
+        tool: "pasta",
+        error: format!("cannot prepare {}: {e}", pid_dir.display()),
+    };
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&pid_dir)
+            .map_err(setup)?;
+    }
+    std::os::unix::fs::chown(&pid_dir, Some(0), Some(0)).map_err(setup)?;
+    let pid_file = pid_dir.join("pid");
+    let mut command = Command::new(binary);
+    // Stay container root (it owns nothing outside the sandbox's user namespace).
+    command.args([
+        "--config-net",
+        "--foreground",
+        "--quiet",
+        "--runas",
+        "0:0",
+        "--dns-forward",
+        PASTA_DNS,
+    ]);
+    if !host_loopback {
+        command.arg("--no-map-gw");
+    }
+    for (flag, protocol) in [("-t", Protocol::Tcp), ("-u", Protocol::Udp)] {
+        let list: Vec<String> = ports
+            .iter()
+            .filter(|p| p.protocol == protocol)
+            .map(|p| format!("{}/{}:{}", p.host_ip, p.host_port, p.container_port))
+            .collect();
+        command.arg(flag).arg(if list.is_empty() {
+            "none".to_owned()
+        } else {
+            list.join(",")
+        });
+    }
+    // Nothing inside reaches the host's ports through pasta's own loopback forwarding.
+    command
+        .args(["-T", "none", "-U", "none", "--pid"])
+        .arg(&pid_file);
+    command.args(["--netns", &format!("/proc/self/fd/{NETNS_FD}")]);
+    // We end it ourselves; it must not quit on its own watching of the namespace path.
+    command.arg("--no-netns-quit");
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    prepare(&mut command, netns, Vec::new());
+    let mut child = command.spawn().map_err(|e| RuntimeError::NetworkHelper {
+        tool: "pasta",
+        error: e.to_string(),
+    })?;
+    // Ready once the pid file exists; a helper that exits first has failed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if fs_err::metadata(&pid_file).is_ok_and(|m| m.len() > 0) {
+            return Ok(Running {
+                child,
+                _exit_fd: None,
+                temp_dir: Some(pid_dir),
+            });
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let _ = fs_err::remove_dir_all(&pid_dir);
+            return Err(failed(
+                Helper::Pasta,
+                &mut child,
+                &format!("it exited before it was ready ({status})"),
+            ));
+        }
+        if Instant::now() > deadline {
+            let _ = fs_err::remove_dir_all(&pid_dir);
+            return Err(failed(
+                Helper::Pasta,
+                &mut child,
+                "it was not ready after 10 s",
+            ));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn start_slirp(
+    binary: &Path,
+    netns: &OwnedFd,
+    ports: &[PortMapping],
+    host_loopback: bool,
+    dir: &Path,
+) -> Result<Running, RuntimeError> {
+    let (ready_read, ready_write) = sys::pipe()?;
+    let (exit_read, exit_write) = sys::pipe()?;
+    let api = dir.join("slirp4netns.sock");
+    let mut command = Command::new(binary);
+    command.args(["--configure", "--mtu=65520", "--ready-fd=3", "--exit-fd=4"]);
+    if !host_loopback {
+        command.arg("--disable-host-loopback");
+    }
+    if !ports.is_empty() {
+        command.arg(format!("--api-socket={}", api.display()));
+    }
+    command.arg("--netns-type=path");
+    command.arg(format!("/proc/self/fd/{NETNS_FD}")).arg("tap0");
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    prepare(
+        &mut command,
+        netns,
+        vec![(ready_write.as_raw_fd(), 3), (exit_read.as_raw_fd(), 4)],
+    );
+    let mut child = command.spawn().map_err(|e| RuntimeError::NetworkHelper {
+        tool: "slirp4netns",
+        error: e.to_string(),
+    })?;
+    drop(ready_write);
+    drop(exit_read);
+    let mut byte = [0u8; 1];
+    let mut ready = std::fs::File::from(ready_read);
+    if !matches!(ready.read(&mut byte), Ok(1)) {
+        return Err(failed(
+            Helper::Slirp4netns,
+            &mut child,
+            "it did not become ready",
+        ));
+    }
+    let running = Running {
+        child,
+        _exit_fd: Some(exit_write),
+        temp_dir: None,
+    };
+    for p in ports {
+        add_slirp_port(&api, p)?;
+    }
+    Ok(running)
+}
+
+/// Publishes one port through slirp4netns' API socket.
+fn add_slirp_port(api: &Path, p: &PortMapping) -> Result<(), RuntimeError> {
+    let fail = |error: String| RuntimeError::NetworkHelper {
+        tool: "slirp4netns",
+        error: format!("publishing {p}: {error}"),
+    };
+    let mut socket =
+        std::os::unix::net::UnixStream::connect(api).map_err(|e| fail(e.to_string()))?;
+    let request = serde_json::json!({
+        "execute": "add_hostfwd",
+        "arguments": {
+            "proto": if p.protocol == Protocol::Tcp { "tcp" } else { "udp" },
+            "host_addr": p.host_ip.to_string(),
+            "host_port": p.host_port,
+            "guest_port": p.container_port,
+        }
+    });
+    socket
+        .write_all(request.to_string().as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    let _ = socket.shutdown(std::net::Shutdown::Write);
+    let mut answer = String::new();
+    socket
+        .read_to_string(&mut answer)
+        .map_err(|e| fail(e.to_string()))?;
+    if answer.contains("\"error\"") {
+        return Err(fail(answer.trim().to_owned()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_published_ports() {
+        let p = parse_port("8080:80").unwrap();
+        assert_eq!(
+            (
+                p.host_ip.to_string(),
+                p.host_port,
+                p.container_port,
+                p.protocol
+            ),
+            ("127.0.0.1".into(), 8080, 80, Protocol::Tcp)
+        );
+        let p = parse_port("0.0.0.0:5432:5432/tcp").unwrap();
+        assert_eq!(p.host_ip.to_string(), "0.0.0.0");
+        assert_eq!(parse_port("5353:53/udp").unwrap().protocol, Protocol::Udp);
+        assert!(parse_port("8000-8010:80")
+            .unwrap_err()
+            .contains("ranges are not supported"));
+        assert!(parse_port("80").is_err());
+        assert!(parse_port("x:80").is_err());
+        assert!(parse_port("8080:80/sctp").unwrap_err().contains("sctp"));
+        assert!(parse_port("999999:80").is_err());
+    }
+}
