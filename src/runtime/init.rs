@@ -271,7 +271,9 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), MountFailure> {
 
 fn host_address(spec: &ContainerSpec) -> Option<String> {
     match spec.network {
-        Network::Helper(helper) if spec.network_options.host_loopback => helper.host_address(),
+        Network::Helper(_) if spec.network_options.host_loopback => {
+            spec.network_options.host_address.clone()
+        }
         _ => None,
     }
 }
@@ -459,9 +461,9 @@ fn reap(child: libc::pid_t, child_code: &mut Option<i32>, status: RawFd) {
                 128 + libc::WTERMSIG(wstatus)
             };
             *child_code = Some(code);
-            // What the command left behind in its session goes with it; joined sessions have
-            // sessions of their own and keep the container alive.
-            kill_session(child);
+            // What the command left behind goes with it, daemons that left its session too;
+            // only joined sessions keep the container alive.
+            kill_leftovers();
             if !only_process_left() {
                 channel::send(status, &Message::Exited { code, last: false });
             }
@@ -485,29 +487,42 @@ fn only_process_left() -> bool {
         })
 }
 
-/// SIGKILL to every process of session `sid` (the command called setsid, so its pid is its sid).
-fn kill_session(sid: libc::pid_t) {
+/// (ppid, session) of a process, from /proc/PID/stat.
+fn parent_and_session(pid: i32) -> Option<(i32, i32)> {
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let mut fields = after.split(' ');
+    // After the command name: state, ppid, pgrp, session.
+    let ppid = fields.nth(1)?.parse().ok()?;
+    let session = fields.nth(1)?.parse().ok()?;
+    Some((ppid, session))
+}
+
+/// SIGKILL to every process but pid 1 and the sessions that joined from outside. A joined
+/// session's leader has no parent inside the namespace (ppid 0: its parent is the joining
+/// monitor); everything else descends from the command, daemons that left its session included.
+fn kill_leftovers() {
     let Ok(entries) = fs_err::read_dir("/proc") else {
         return;
     };
-    for pid in entries
+    let processes: Vec<(i32, i32, i32)> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-    {
-        let Ok(stat) = fs_err::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        // After the command name: state, ppid, pgrp, session.
-        let session = stat[close + 2..]
-            .split(' ')
-            .nth(3)
-            .and_then(|f| f.parse::<i32>().ok());
-        if session == Some(sid) && pid != 1 {
+        .filter(|pid| *pid != 1)
+        .filter_map(|pid| parent_and_session(pid).map(|(ppid, sid)| (pid, ppid, sid)))
+        .collect();
+    let joined: Vec<i32> = processes
+        .iter()
+        .filter(|(_, ppid, _)| *ppid == 0)
+        .map(|(pid, _, _)| *pid)
+        .collect();
+    for (pid, _, sid) in &processes {
+        // fuse-overlayfs serves the root file system the joined sessions still use.
+        let serves_root = fs_err::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim() == "fuse-overlayfs");
+        if !joined.contains(sid) && !serves_root {
             // SAFETY: kill with a pid and a signal number.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
     }
     // Reap what that killed, so it does not count as still running.

@@ -185,16 +185,8 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// A helper holds nothing worth a graceful end: SIGKILL, then reap.
     fn stop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -22,6 +22,9 @@ pub struct NetworkOptions {
     pub ports: Vec<PortMapping>,
     /// Let the container reach the host's loopback (as `host.containers.internal`).
     pub host_loopback: bool,
+    /// The address inside that reaches the host when `host_loopback` is on; found by the
+    /// monitor, which still sees the host's routes.
+    pub host_address: Option<String>,
 }
 
 /// Which overlay implementation mounts the root file system.

@@ -144,11 +144,16 @@ fn network(args: &SandboxArgs) -> Result<(Network, NetworkOptions), CliError> {
             "with --network host the sandbox uses the host's ports directly; otherwise use --network pasta or slirp4netns",
         ));
     }
+    let host_address = match mode {
+        Network::Helper(helper) if args.host_loopback => helper.host_address(),
+        _ => None,
+    };
     Ok((
         mode,
         NetworkOptions {
             ports,
             host_loopback: args.host_loopback,
+            host_address,
         },
     ))
 }
