@@ -45,11 +45,20 @@ cmds=(
     "bwrap --unshare-all --die-with-parent --ro-bind $layer / --dev /dev --proc /proc --tmpfs /tmp /bin/true"
 )
 names=(sandbox bwrap)
+# The network helpers' share of start-up (they need /dev/net/tun usable by the user).
+for helper in pasta slirp4netns; do
+    if command -v "$helper" >/dev/null; then
+        cmds+=("cd $work/project && $work/sandbox --root $work/store run --network $helper --image $ref -- true")
+        names+=("sandbox-$helper")
+    fi
+done
 if command -v podman >/dev/null; then
     podman_args="--root $work/podman --runroot $work/run/podman --storage-driver overlay --runtime runc --cgroup-manager cgroupfs --events-backend none"
     as_user podman $podman_args pull -q --tls-verify=false "$ref" >/dev/null 2>&1
     cmds+=("podman $podman_args run --rm --network none $ref true")
     names+=(podman)
+    cmds+=("podman $podman_args run --rm $ref true")
+    names+=(podman-default-net)
 fi
 # Through a shell (hyperfine subtracts the shell's own start-up), so the project dir can be set.
 hyperfine_args=(--warmup 3 --runs "$runs" --export-json "$work/times.json")
@@ -60,9 +69,16 @@ median() { python3 -c "import json,sys; d=json.load(open('$work/times.json')); p
 sandbox_ms=$(median sandbox); bwrap_ms=$(median bwrap)
 printf '%-40s %8.2f ms\n' "sandbox run --network none -- true" "$sandbox_ms"
 printf '%-40s %8.2f ms   sandbox/bwrap = %.2f (target <= 2)\n' "bwrap --unshare-all ... true" "$bwrap_ms" "$(awk -v a="$sandbox_ms" -v b="$bwrap_ms" 'BEGIN{print a/b}')"
+for helper in pasta slirp4netns; do
+    if [[ " ${names[*]} " == *" sandbox-$helper "* ]]; then
+        ms=$(median "sandbox-$helper")
+        printf '%-40s %8.2f ms   /bwrap = %.2f (target for pasta <= 8)\n' "sandbox run --network $helper -- true" "$ms" "$(awk -v a="$ms" -v b="$bwrap_ms" 'BEGIN{print a/b}')"
+    fi
+done
 if [[ " ${names[*]} " == *" podman "* ]]; then
     podman_ms=$(median podman)
     printf '%-40s %8.2f ms   sandbox/podman = %.3f\n' "podman run --rm --network none true" "$podman_ms" "$(awk -v a="$sandbox_ms" -v b="$podman_ms" 'BEGIN{print a/b}')"
+    printf '%-40s %8.2f ms\n' "podman run --rm true (slirp4netns)" "$(median podman-default-net)"
 fi
 
 # Peak RSS of sandbox's own processes (monitor and pid 1) while a command runs.
