@@ -73,6 +73,10 @@ fn kill_9_at_20_random_moments_never_leaves_a_broken_store() {
     oci::push(&registry.url(), "crash/app", "1", &image);
     let reference = format!("{}/crash/app:1", registry.host());
 
+    // Time a warm pull (the first one also makes the user namespace the pause process keeps),
+    // so the random kill points fall inside the pulls that follow.
+    env.ok(&["pull", &reference]);
+    env.ok(&["rmi", &reference]);
     let start = Instant::now();
     env.ok(&["pull", &reference]);
     let full = start.elapsed();

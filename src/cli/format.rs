@@ -31,6 +31,14 @@ pub fn ago(epoch_seconds: u64) -> String {
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
+/// Pretty JSON of `value`, for `--json` outputs.
+pub fn json<T: serde::Serialize>(value: &T) -> Result<String, crate::cli::errors::CliError> {
+    serde_json::to_string_pretty(value).map_err(|e| crate::cli::errors::CliError::Usage {
+        message: format!("internal error: {e}"),
+        hint: None,
+    })
+}
+
 /// Left-aligned columns separated by two spaces.
 pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);

@@ -30,10 +30,7 @@ pub fn ps(global: &GlobalArgs, args: &PsArgs) -> Result<(), CliError> {
                 started: s.started,
             })
             .collect();
-        let text = serde_json::to_string_pretty(&rows).map_err(|e| CliError::Usage {
-            message: format!("internal error: {e}"),
-            hint: None,
-        })?;
+        let text = format::json(&rows)?;
         println!("{text}");
         return Ok(());
     }

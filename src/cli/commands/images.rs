@@ -38,10 +38,7 @@ pub fn run(global: &GlobalArgs, args: &ImagesArgs) -> Result<(), CliError> {
                 pulled: i.pulled,
             })
             .collect();
-        let text = serde_json::to_string_pretty(&views).map_err(|e| CliError::Usage {
-            message: format!("internal error: {e}"),
-            hint: None,
-        })?;
+        let text = format::json(&views)?;
         println!("{text}");
         return Ok(());
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::Store;
+use super::{read_record, Store};
 use crate::fsutil::atomic::write_file_atomic;
 use crate::image::digest::Digest;
 use crate::image::error::ImageError;
@@ -55,18 +55,7 @@ impl Store {
     /// The record for a normalised reference, if stored.
     pub fn image(&self, reference: &str) -> Result<Option<ImageRecord>, ImageError> {
         let path = self.record_path(reference);
-        match fs_err::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| ImageError::DamagedRecord {
-                        path,
-                        reason: e.to_string(),
-                    })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        read_record(&path)
     }
 
     /// Every stored image, sorted by reference. A damaged record is reported, not skipped.

@@ -105,18 +105,7 @@ impl Store {
     /// A layer is present once its info file exists (it is written last, before the rename).
     pub fn layer_info(&self, diff_id: &Digest) -> Result<Option<LayerInfo>, ImageError> {
         let path = self.layer_dir(diff_id).join("layer.json");
-        match fs_err::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| ImageError::DamagedRecord {
-                        path,
-                        reason: e.to_string(),
-                    })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        read_record(&path)
     }
 
     pub fn images_dir(&self) -> PathBuf {
@@ -225,6 +214,22 @@ impl Store {
             },
             _ => ImageError::Io(error),
         }
+    }
+}
+
+/// A JSON record of the store, `None` when absent; unreadable JSON is a damaged record.
+pub fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, ImageError> {
+    match fs_err::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ImageError::DamagedRecord {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
