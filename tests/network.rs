@@ -18,6 +18,26 @@ use support::oci::{self, Compression, ImageSpec, LayerSpec};
 use support::registry::free_port;
 use support::{Registry, TestEnv};
 
+const UDP_ECHO: &str = r#"
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+int main(int argc, char **argv) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(atoi(argv[1]));
+    if (bind(s, (struct sockaddr *)&a, sizeof a) != 0) return 1;
+    for (;;) {
+        char buf[512];
+        struct sockaddr_in from;
+        socklen_t len = sizeof from;
+        ssize_t n = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &len);
+        if (n > 0) sendto(s, buf, n, 0, (struct sockaddr *)&from, len);
+    }
+}
+"#;
+
 struct Fixture {
     env: TestEnv,
     _registry: Registry,
@@ -27,7 +47,14 @@ struct Fixture {
 fn fixture() -> Fixture {
     let env = TestEnv::new();
     let registry = Registry::start();
-    let entries = oci::busybox_full_entries();
+    let mut entries = oci::busybox_full_entries();
+    entries.push(support::oci::Entry::File {
+        path: "bin/udp-echo".into(),
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        data: oci::static_helper("udp-echo", UDP_ECHO),
+    });
     let image = oci::build(&ImageSpec {
         layers: vec![LayerSpec {
             entries,
@@ -143,6 +170,29 @@ fn a_server_inside_answers_on_a_published_tcp_port() {
             http_get(port).filter(|a| a.contains("200"))
         });
         assert!(answer.contains("hello from inside"), "{helper}: {answer}");
+        stop(child);
+    }
+}
+
+#[test]
+fn a_udp_server_inside_echoes_through_a_published_udp_port() {
+    let f = fixture();
+    for helper in ["pasta", "slirp4netns"] {
+        let port = free_port();
+        let publish = format!("{port}:5353/udp");
+        let child = f.start(helper, &["-p", &publish], &["/bin/udp-echo", "5353"]);
+        // A fresh socket per try: datagrams sent before the server bound its port are lost.
+        let echoed = eventually(&format!("{helper}: UDP echo on {port}"), || {
+            let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+            socket
+                .set_read_timeout(Some(Duration::from_millis(300)))
+                .ok()?;
+            socket.send_to(b"ping", ("127.0.0.1", port)).ok()?;
+            let mut buf = [0u8; 16];
+            let (n, _) = socket.recv_from(&mut buf).ok()?;
+            Some(buf[..n].to_vec())
+        });
+        assert_eq!(echoed, b"ping", "{helper}");
         stop(child);
     }
 }

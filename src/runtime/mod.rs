@@ -15,6 +15,7 @@ pub mod pty;
 pub mod spec;
 pub mod state;
 pub mod sys;
+pub mod udp_relay;
 pub mod userns;
 
 pub use error::RuntimeError;

@@ -173,6 +173,8 @@ pub struct Running {
     _exit_fd: Option<OwnedFd>,
     /// pasta's pid-file dir, removed once it ended.
     temp_dir: Option<std::path::PathBuf>,
+    /// Published UDP ports, relayed by us.
+    udp: Option<super::udp_relay::UdpRelay>,
 }
 
 impl Drop for Running {
@@ -230,10 +232,13 @@ pub fn start(
             })
     };
     let namespaces = open("net")?;
-    match helper {
+    let relay = super::udp_relay::start(&namespaces, ports)?;
+    let mut running = match helper {
         Helper::Pasta => start_pasta(&binary, &namespaces, ports, host_loopback, dir),
         Helper::Slirp4netns => start_slirp(&binary, &namespaces, ports, host_loopback, dir),
-    }
+    }?;
+    running.udp = relay;
+    Ok(running)
 }
 
 /// In the helper: container root of the sandbox's user namespace (so it may enter the
@@ -307,10 +312,11 @@ fn start_pasta(
     if !host_loopback {
         command.arg("--no-map-gw");
     }
+    // UDP is relayed by the monitor (see udp_relay), so pasta forwards TCP only.
     for (flag, protocol) in [("-t", Protocol::Tcp), ("-u", Protocol::Udp)] {
         let list: Vec<String> = ports
             .iter()
-            .filter(|p| p.protocol == protocol)
+            .filter(|p| p.protocol == protocol && protocol == Protocol::Tcp)
             .map(|p| format!("{}/{}:{}", p.host_ip, p.host_port, p.container_port))
             .collect();
         command.arg(flag).arg(if list.is_empty() {
@@ -343,6 +349,7 @@ fn start_pasta(
                 child,
                 _exit_fd: None,
                 temp_dir: Some(pid_dir),
+                udp: None,
             });
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -380,7 +387,7 @@ fn start_slirp(
     if !host_loopback {
         command.arg("--disable-host-loopback");
     }
-    if !ports.is_empty() {
+    if ports.iter().any(|p| p.protocol == Protocol::Tcp) {
         command.arg(format!("--api-socket={}", api.display()));
     }
     command.arg("--netns-type=path");
@@ -413,8 +420,9 @@ fn start_slirp(
         child,
         _exit_fd: Some(exit_write),
         temp_dir: None,
+        udp: None,
     };
-    for p in ports {
+    for p in ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
         add_slirp_port(&api, p)?;
     }
     Ok(running)
