@@ -70,3 +70,23 @@ pub fn user_config(progress: &Progress) -> Result<UserConfig, CliError> {
     }
     Ok(config)
 }
+
+/// Pulls `reference` into `store` with the user's registries and credentials (the store must
+/// have been opened inside its namespace).
+pub fn pull(
+    store: &Store,
+    ownership: Ownership,
+    reference: &crate::image::Reference,
+    progress: &Progress,
+) -> Result<crate::image::store::images::ImageRecord, CliError> {
+    let config = user_config(progress)?;
+    let credentials = crate::image::registry::credentials::CredentialFiles::standard();
+    let cx = crate::image::pull::PullContext {
+        registries: &config.registries,
+        credentials: &credentials,
+        ownership,
+        platform: crate::image::platform::Platform::host(),
+        reporter: progress,
+    };
+    Ok(crate::image::pull::pull(store, reference, &cx)?)
+}

@@ -5,9 +5,6 @@ use crate::cli::errors::CliError;
 use crate::cli::format;
 use crate::cli::progress::Progress;
 use crate::cli::session;
-use crate::image::platform::Platform;
-use crate::image::pull::{self, PullContext};
-use crate::image::registry::credentials::CredentialFiles;
 use crate::image::Reference;
 
 #[allow(clippy::print_stdout)]
@@ -16,16 +13,7 @@ pub fn run(global: &GlobalArgs, args: &PullArgs) -> Result<(), CliError> {
     let reference = Reference::parse(&args.reference)?;
     // Before anything that may start a thread: the namespace needs a single-threaded process.
     let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
-    let config = session::user_config(&progress)?;
-    let credentials = CredentialFiles::standard();
-    let cx = PullContext {
-        registries: &config.registries,
-        credentials: &credentials,
-        ownership,
-        platform: Platform::host(),
-        reporter: &progress,
-    };
-    let record = pull::pull(&store, &reference, &cx)?;
+    let record = session::pull(&store, ownership, &reference, &progress)?;
     if global.quiet {
         println!("{}", record.manifest_digest);
     } else {

@@ -8,9 +8,6 @@ use crate::cli::args::{EnterArgs, GlobalArgs, NetworkArg, RunArgs, SandboxArgs};
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
 use crate::cli::session;
-use crate::image::platform::Platform;
-use crate::image::pull::{self, PullContext};
-use crate::image::registry::credentials::CredentialFiles;
 use crate::image::runnable::{self, Runnable};
 use crate::image::unpack::Ownership;
 use crate::image::Reference;
@@ -170,7 +167,6 @@ fn image_reference(args: &SandboxArgs) -> Result<Reference, CliError> {
 
 /// The stored image, pulled first when missing or incomplete.
 fn prepare_image(
-    global: &GlobalArgs,
     store: &crate::image::store::Store,
     ownership: Ownership,
     reference: &Reference,
@@ -181,17 +177,7 @@ fn prepare_image(
             return Ok(runnable);
         }
     }
-    let config = session::user_config(progress)?;
-    let credentials = CredentialFiles::standard();
-    let cx = PullContext {
-        registries: &config.registries,
-        credentials: &credentials,
-        ownership,
-        platform: Platform::host(),
-        reporter: progress,
-    };
-    let record = pull::pull(store, reference, &cx)?;
-    let _ = global;
+    let record = session::pull(store, ownership, reference, progress)?;
     runnable::load(store, &record)?.ok_or_else(|| CliError::Usage {
         message: format!("{reference} lost a layer while it was being pulled"),
         hint: Some("run the command again".into()),
@@ -240,7 +226,7 @@ fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
 
     let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
     state::collect_stale(&containers);
-    let image = prepare_image(global, &store, ownership.clone(), &reference, &progress)?;
+    let image = prepare_image(&store, ownership.clone(), &reference, &progress)?;
     let identity = identity(!matches!(ownership, Ownership::Squash))?;
     if request.sandbox.as_root && !identity.ids_mapped {
         return Err(usage("--as-root needs subordinate ids, and this user has none", "add a range: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`"));
