@@ -14,7 +14,6 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::oci::{self, Compression, ImageSpec, LayerSpec};
 use support::registry::free_port;
 use support::{Registry, TestEnv};
 
@@ -46,25 +45,11 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let env = TestEnv::new();
-    let registry = Registry::start();
-    let mut entries = oci::busybox_full_entries();
-    entries.push(support::oci::Entry::File {
-        path: "bin/udp-echo".into(),
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        data: oci::static_helper("udp-echo", UDP_ECHO),
-    });
-    let image = oci::build(&ImageSpec {
-        layers: vec![LayerSpec {
-            entries,
-            compression: Compression::Gzip,
-        }],
-        architecture: oci::host_arch().into(),
-    });
-    oci::push(&registry.url(), "library/net", "1", &image);
-    let image = format!("{}/library/net:1", registry.host());
-    env.ok(&["pull", &image]);
+    let (registry, image) = support::pulled_busybox(
+        &env,
+        "library/net",
+        vec![support::helper_entry("bin/udp-echo", "udp-echo", UDP_ECHO)],
+    );
     env.write("project/www/index.html", "hello from inside\n");
     Fixture {
         env,

@@ -40,26 +40,15 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let env = TestEnv::new();
-    let registry = Registry::start();
-    let mut entries = oci::busybox_full_entries();
-    entries.push(Entry::File {
-        path: "bin/tiocsti".into(),
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        data: oci::static_helper("tiocsti", TIOCSTI_PROBE),
-    });
-    let image = oci::build(&ImageSpec {
-        layers: vec![LayerSpec {
-            entries,
-            compression: Compression::Gzip,
-        }],
-        architecture: oci::host_arch().into(),
-    });
-    oci::push(&registry.url(), "library/busybox", "latest", &image);
-    let image = format!("{}/library/busybox", registry.host());
-    // Pull once, so the tests below time only what they mean to.
-    env.ok(&["pull", &image]);
+    let (registry, image) = support::pulled_busybox(
+        &env,
+        "library/busybox",
+        vec![support::helper_entry(
+            "bin/tiocsti",
+            "tiocsti",
+            TIOCSTI_PROBE,
+        )],
+    );
     Fixture {
         env,
         _registry: registry,

@@ -11,3 +11,34 @@ pub use env::TestEnv;
 
 #[allow(unused_imports)]
 pub use registry::Registry;
+
+/// A registry on loopback serving `repo:1`, a one-layer image of busybox with every applet plus
+/// `extra` entries, already pulled into `env`'s store. Returns the registry (keep it alive) and
+/// the reference.
+pub fn pulled_busybox(env: &TestEnv, repo: &str, extra: Vec<oci::Entry>) -> (Registry, String) {
+    let registry = Registry::start();
+    let mut entries = oci::busybox_full_entries();
+    entries.extend(extra);
+    let image = oci::build(&oci::ImageSpec {
+        layers: vec![oci::LayerSpec {
+            entries,
+            compression: oci::Compression::Gzip,
+        }],
+        architecture: oci::host_arch().into(),
+    });
+    oci::push(&registry.url(), repo, "1", &image);
+    let reference = format!("{}/{repo}:1", registry.host());
+    env.ok(&["pull", &reference]);
+    (registry, reference)
+}
+
+/// A static helper compiled from C, as an executable entry at `path` in an image.
+pub fn helper_entry(path: &str, name: &str, source: &str) -> oci::Entry {
+    oci::Entry::File {
+        path: path.into(),
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        data: oci::static_helper(name, source),
+    }
+}
