@@ -258,11 +258,8 @@ fn the_hosts_loopback_is_unreachable_unless_asked_for() {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
             (cmd.starts_with("pasta") || cmd.contains("/pasta "))
                 .then_some(cmd)
-                .filter(|c| {
-                    c.contains(&f.env.path().display().to_string())
-                        || c.contains("--no-map-gw")
-                        || c.contains("--config-net")
-                })
+                // Ours: its pid file lives in a sandbox-pasta-<container> dir.
+                .filter(|c| c.contains("/sandbox-pasta-"))
         })
     });
     assert!(
@@ -389,11 +386,11 @@ fn the_helper_never_outlives_its_sandbox() {
         let out = f.run(helper, &["-p", &marker], &["true"]);
         assert!(out.status.success(), "run {i}: {}", text(&out.stderr));
     }
-    assert_eq!(
-        helpers_with(&port.to_string()),
-        Vec::<String>::new(),
-        "helpers left after 100 runs"
-    );
+    // The last helper may still be freeing its memory after SIGKILL (sandbox does not wait for
+    // that); none may stay.
+    eventually("no helper left after 100 runs", || {
+        helpers_with(&port.to_string()).is_empty().then_some(())
+    });
 
     // kill -9 of sandbox itself takes the helper (and the container) with it.
     for helper in ["pasta", "slirp4netns"] {

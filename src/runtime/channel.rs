@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Message {
+    /// pid 1 is dumpable and in its namespaces: the network helper may attach now, while pid 1
+    /// goes on mounting.
+    Attachable,
     /// pid 1 set the container up: its pid namespace (as `readlink /proc/self/ns/pid` says),
     /// and which overlay it mounted.
     Started { pid_ns: String, overlay: String },
@@ -38,13 +41,21 @@ pub fn send(fd: RawFd, message: &Message) {
 /// Splits what was read so far into messages, keeping an unfinished line in `buffer`.
 pub fn parse(buffer: &mut Vec<u8>) -> Vec<Message> {
     let mut out = Vec::new();
+    while let Some(message) = parse_one(buffer) {
+        out.push(message);
+    }
+    out
+}
+
+/// Takes the first whole message out of `buffer`, leaving the rest for later.
+pub fn parse_one(buffer: &mut Vec<u8>) -> Option<Message> {
     while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
         let line: Vec<u8> = buffer.drain(..=end).collect();
         if let Ok(message) = serde_json::from_slice(&line[..line.len() - 1]) {
-            out.push(message);
+            return Some(message);
         }
     }
-    out
+    None
 }
 
 #[cfg(test)]

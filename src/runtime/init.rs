@@ -39,7 +39,7 @@ pub const FORWARDED: [libc::c_int; 7] = [
 /// Runs as the cloned child; never returns.
 pub fn run(spec: &ContainerSpec, fds: InitFds) -> ! {
     let status = fds.status.as_raw_fd();
-    let overlay = match setup(spec) {
+    let overlay = match setup(spec, status) {
         Ok(overlay) => overlay,
         Err(failure) => {
             channel::send(
@@ -98,7 +98,7 @@ fn failure(step: &str, path: &Path) -> impl Fn(std::io::Error) -> MountFailure {
 }
 
 /// The root file system, as a flat checklist. Returns which overlay was mounted.
-fn setup(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
+fn setup(spec: &ContainerSpec, status: RawFd) -> Result<&'static str, MountFailure> {
     let merged = spec.merged();
     // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them.
     // SAFETY: setsid has no preconditions.
@@ -107,6 +107,9 @@ fn setup(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
     //    in the user namespace made us undumpable); undumpable again before the command starts.
     sys::prctl(libc::PR_SET_DUMPABLE, 1)
         .map_err(failure("let the network helper attach", Path::new("/")))?;
+    if matches!(spec.network, Network::Helper(_)) {
+        channel::send(status, &Message::Attachable);
+    }
     // 3. No mount event may propagate back to the host.
     let slash = sys::cstring("/").map_err(failure("make mounts private", Path::new("/")))?;
     sys::mount(None, &slash, None, libc::MS_REC | libc::MS_PRIVATE, None)

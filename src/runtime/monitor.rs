@@ -87,54 +87,49 @@ pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome
     drop(status_write);
     drop(control_read);
     drop(slave);
+    // The network helper attaches to pid 1's namespaces while pid 1 mounts; pid 1 starts the
+    // command only on our go, once the helper is ready.
     let mut buffer = Vec::new();
-    let pid_ns = match first_message(status_read.as_raw_fd(), &mut buffer) {
-        Some(Message::Started { pid_ns, overlay }) => {
-            reporter.verbose(&format!("container {} runs on {overlay}", spec.id));
-            pid_ns
-        }
-        Some(Message::SetupFailed { step, path, error }) => {
-            reap(pid);
-            state::remove(&container);
-            return Err(RuntimeError::Setup { step, path, error });
-        }
-        _ => {
-            reap(pid);
-            state::remove(&container);
-            return Err(RuntimeError::Internal(
-                "the container's pid 1 ended before it started".into(),
-            ));
-        }
-    };
-    // The network helper attaches to pid 1's namespaces, then pid 1 may start the command.
-    let helper = match spec.network {
-        Network::Helper(helper) => {
-            let started = Instant::now();
-            let options = &spec.network_options;
-            match network::start(
-                helper,
-                pid,
-                &options.ports,
-                options.host_loopback,
-                &spec.dir,
-            ) {
-                Ok(running) => {
-                    reporter.verbose(&format!(
-                        "{} ready in {} ms",
-                        helper.binary(),
-                        started.elapsed().as_millis()
-                    ));
-                    Some(running)
-                }
+    let mut helper = None;
+    let pid_ns = loop {
+        match next_message(status_read.as_raw_fd(), &mut buffer) {
+            Some(Message::Attachable) => match start_helper(spec, pid, reporter) {
+                Ok(running) => helper = running,
                 Err(e) => {
                     drop(control_write);
                     reap(pid);
                     state::remove(&container);
                     return Err(e);
                 }
+            },
+            Some(Message::Started { pid_ns, overlay }) => {
+                reporter.verbose(&format!("container {} runs on {overlay}", spec.id));
+                if helper.is_none() && matches!(spec.network, Network::Helper(_)) {
+                    drop(control_write);
+                    reap(pid);
+                    state::remove(&container);
+                    return Err(RuntimeError::Internal(
+                        "the container's pid 1 started before its network helper could attach"
+                            .into(),
+                    ));
+                }
+                break pid_ns;
+            }
+            Some(Message::SetupFailed { step, path, error }) => {
+                drop(helper);
+                reap(pid);
+                state::remove(&container);
+                return Err(RuntimeError::Setup { step, path, error });
+            }
+            _ => {
+                drop(helper);
+                reap(pid);
+                state::remove(&container);
+                return Err(RuntimeError::Internal(
+                    "the container's pid 1 ended before it started".into(),
+                ));
             }
         }
-        _ => None,
     };
     if !pty::write_all(control_write.as_raw_fd(), b"g") {
         reap(pid);
@@ -172,11 +167,37 @@ fn reap(pid: libc::pid_t) {
     unsafe { libc::waitpid(pid, &mut wstatus, 0) };
 }
 
-/// Blocks for pid 1's first message (Started, or why it could not start).
-fn first_message(fd: RawFd, buffer: &mut Vec<u8>) -> Option<Message> {
+/// Starts the network helper on pid 1's network namespace, when the spec asks for one.
+fn start_helper(
+    spec: &ContainerSpec,
+    pid: libc::pid_t,
+    reporter: &dyn RunReporter,
+) -> Result<Option<network::Running>, RuntimeError> {
+    let Network::Helper(helper) = spec.network else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let options = &spec.network_options;
+    let running = network::start(
+        helper,
+        pid,
+        &options.ports,
+        options.host_loopback,
+        &spec.dir,
+    )?;
+    reporter.verbose(&format!(
+        "{} ready in {} ms",
+        helper.binary(),
+        started.elapsed().as_millis()
+    ));
+    Ok(Some(running))
+}
+
+/// Blocks for pid 1's next set-up message (Attachable, Started, or why it could not start).
+fn next_message(fd: RawFd, buffer: &mut Vec<u8>) -> Option<Message> {
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(message) = channel::parse(buffer).into_iter().next() {
+        if let Some(message) = channel::parse_one(buffer) {
             return Some(message);
         }
         match pty::read_some(fd, &mut chunk) {
@@ -325,7 +346,7 @@ fn wait_for(
             }
             for message in channel::parse(&mut buffer) {
                 match message {
-                    Message::Started { .. } => {}
+                    Message::Attachable | Message::Started { .. } => {}
                     Message::SetupFailed { step, path, error } => {
                         setup_failed = Some(RuntimeError::Setup { step, path, error });
                     }

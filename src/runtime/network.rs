@@ -175,6 +175,8 @@ pub struct Running {
     temp_dir: Option<std::path::PathBuf>,
     /// Published UDP ports, relayed by us.
     udp: Option<super::udp_relay::UdpRelay>,
+    /// Whether it listens on published host ports, which must be free again when we return.
+    holds_ports: bool,
 }
 
 impl Drop for Running {
@@ -187,10 +189,15 @@ impl Drop for Running {
 }
 
 impl Running {
-    /// A helper holds nothing worth a graceful end: SIGKILL, then reap.
+    /// A helper holds nothing worth a graceful end: SIGKILL. Reaped only when it holds
+    /// published ports (so the next command may bind them at once): pasta takes some 25 ms to
+    /// free its tables after the signal, time the user would otherwise wait for their exit
+    /// code. The monitor ends right after, and init reaps the helper.
     fn stop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        if self.holds_ports {
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -238,6 +245,7 @@ pub fn start(
         Helper::Slirp4netns => start_slirp(&binary, &namespaces, ports, host_loopback, dir),
     }?;
     running.udp = relay;
+    running.holds_ports = !ports.is_empty();
     Ok(running)
 }
 
@@ -350,6 +358,7 @@ fn start_pasta(
                 _exit_fd: None,
                 temp_dir: Some(pid_dir),
                 udp: None,
+                holds_ports: false,
             });
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -421,6 +430,7 @@ fn start_slirp(
         _exit_fd: Some(exit_write),
         temp_dir: None,
         udp: None,
+        holds_ports: false,
     };
     for p in ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
         add_slirp_port(&api, p)?;
