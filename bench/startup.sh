@@ -6,39 +6,12 @@
 #
 #   bench/startup.sh              # RUNS=30 by default
 #
-# As root, every tool runs as the unprivileged $SANDBOX_TEST_USER (rootless, like a user would).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-30}
 command -v hyperfine >/dev/null || { echo "error: hyperfine is missing (Debian: apt-get install hyperfine)" >&2; exit 1; }
-cargo build --release --locked -q
-work=$(mktemp -d /tmp/sandbox-bench.XXXXXX)
-chmod 0755 "$work"
-port=$(shuf -i 20000-40000 -n 1)
-registry_pid=$(scripts/start-registry.sh "$port" "$work/registry")
-user=""
-[ "$(id -u)" = 0 ] && user=${SANDBOX_TEST_USER:-sandbox-test}
-as_user() {
-    if [ -n "$user" ]; then
-        runuser -u "$user" -- env HOME="$work/home" XDG_RUNTIME_DIR="$work/run" XDG_CONFIG_HOME="$work/home/.config" PATH=/usr/bin:/bin:/usr/sbin:/sbin "$@"
-    else
-        env XDG_RUNTIME_DIR="$work/run" "$@"
-    fi
-}
-cleanup() {
-    kill "$registry_pid" 2>/dev/null || true
-    if command -v podman >/dev/null; then as_user podman unshare rm -rf "$work/store" "$work/podman" 2>/dev/null || true; fi
-    rm -rf "$work" 2>/dev/null || true
-}
-trap cleanup EXIT
-scripts/make-image.sh "http://127.0.0.1:$port" library/busybox latest >/dev/null
-ref=127.0.0.1:$port/library/busybox:latest
-cp target/release/sandbox "$work/sandbox"
-mkdir -p "$work/project" "$work/home" "$work/run"
-chmod 0700 "$work/run"
-[ -n "$user" ] && chown -R "$user:" "$work"
-
-as_user "$work/sandbox" -q --root "$work/store" pull "$ref" >/dev/null
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 layer=$(ls -d "$work"/store/layers/*/root | head -n 1)
 cmds=(
     "cd $work/project && $work/sandbox --root $work/store run --network none --image $ref -- true"
@@ -52,9 +25,7 @@ for helper in pasta slirp4netns; do
         names+=("sandbox-$helper")
     fi
 done
-if command -v podman >/dev/null; then
-    podman_args="--root $work/podman --runroot $work/run/podman --storage-driver overlay --runtime runc --cgroup-manager cgroupfs --events-backend none"
-    as_user podman $podman_args pull -q --tls-verify=false "$ref" >/dev/null 2>&1
+if podman_ready; then
     cmds+=("podman $podman_args run --rm --network none $ref true")
     names+=(podman)
     cmds+=("podman $podman_args run --rm $ref true")

@@ -1,0 +1,39 @@
+# Shared set-up for the benchmarks, sourced from the repository root: a release build, a
+# loopback registry holding a busybox image, a work dir readable by the unprivileged user, and
+# that image pulled into a fresh store. Sets work, ref, user, as_user and podman_args.
+# As root, every tool runs as the unprivileged $SANDBOX_TEST_USER (rootless, like a user would).
+cargo build --release --locked -q
+work=$(mktemp -d /tmp/sandbox-bench.XXXXXX)
+chmod 0755 "$work"
+port=$(shuf -i 20000-40000 -n 1)
+registry_pid=$(scripts/start-registry.sh "$port" "$work/registry")
+user=""
+[ "$(id -u)" = 0 ] && user=${SANDBOX_TEST_USER:-sandbox-test}
+as_user() {
+    if [ -n "$user" ]; then
+        runuser -u "$user" -- env HOME="$work/home" XDG_RUNTIME_DIR="$work/run" XDG_CONFIG_HOME="$work/home/.config" PATH=/usr/bin:/bin:/usr/sbin:/sbin "$@"
+    else
+        env XDG_RUNTIME_DIR="$work/run" "$@"
+    fi
+}
+cleanup() {
+    kill "$registry_pid" 2>/dev/null || true
+    if command -v podman >/dev/null; then as_user podman unshare rm -rf "$work/store" "$work/podman" 2>/dev/null || true; fi
+    rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+scripts/make-image.sh "http://127.0.0.1:$port" library/busybox latest >/dev/null
+ref=127.0.0.1:$port/library/busybox:latest
+cp target/release/sandbox "$work/sandbox"
+mkdir -p "$work/project" "$work/home" "$work/run"
+chmod 0700 "$work/run"
+[ -n "$user" ] && chown -R "$user:" "$work"
+
+as_user "$work/sandbox" -q --root "$work/store" pull "$ref" >/dev/null
+podman_args="--root $work/podman --runroot $work/run/podman --storage-driver overlay --runtime runc --cgroup-manager cgroupfs --events-backend none"
+# Pulls the image into podman's store too, when podman is installed; true when it is.
+podman_ready() {
+    command -v podman >/dev/null || return 1
+    # shellcheck disable=SC2086
+    as_user podman $podman_args pull -q --tls-verify=false "$ref" >/dev/null 2>&1
+}
