@@ -16,6 +16,14 @@ as_user() {
         env XDG_RUNTIME_DIR="$work/run" "$@"
     fi
 }
+# The same, replacing the calling (sub)shell, so a signal to it reaches the tool.
+exec_as_user() {
+    if [ -n "$user" ]; then
+        exec runuser -u "$user" -- env HOME="$work/home" XDG_RUNTIME_DIR="$work/run" XDG_CONFIG_HOME="$work/home/.config" PATH=/usr/bin:/bin:/usr/sbin:/sbin "$@"
+    else
+        XDG_RUNTIME_DIR="$work/run" exec "$@"
+    fi
+}
 cleanup() {
     kill "$registry_pid" 2>/dev/null || true
     if command -v podman >/dev/null; then as_user podman unshare rm -rf "$work/store" "$work/podman" 2>/dev/null || true; fi
@@ -34,6 +42,7 @@ podman_args="--root $work/podman --runroot $work/run/podman --storage-driver ove
 # Pulls the image into podman's store too, when podman is installed; true when it is.
 podman_ready() {
     command -v podman >/dev/null || return 1
+    command -v runc >/dev/null || { echo "podman: skipped, it needs runc here (crun 1.8 refuses this cgroup layout; Debian: apt-get install runc)" >&2; return 1; }
     # shellcheck disable=SC2086
     as_user podman $podman_args pull -q --tls-verify=false "$ref" >/dev/null 2>&1
 }

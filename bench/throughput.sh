@@ -75,6 +75,20 @@ upload() {
 }
 
 next_port() { shuf -i 20000-40000 -n 1; }
+
+# Ends the sandbox started in the background as $1 (a subshell that exec'd runuser, which
+# passes SIGTERM on to sandbox), and waits until nothing of it runs, so the next
+# `sandbox run` starts a container of its own instead of joining this one.
+end_sandbox() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" || true
+    for _ in $(seq 100); do
+        [ "$(as_user "$work/sandbox" --root "$work/store" ps | wc -l)" -le 1 ] && return 0
+        sleep 0.05
+    done
+    echo "error: the sandbox did not end" >&2
+    return 1
+}
 report() { printf '%-34s download %6s MB/s   upload %6s MB/s\n' "$1" "$2" "$3"; }
 
 # The ceiling: the same tools straight over the host's loopback.
@@ -92,12 +106,11 @@ report "host loopback (no sandbox)" "$down" "$up"
 for helper in pasta slirp4netns; do
     command -v "$helper" >/dev/null || { echo "$helper: not installed, skipped"; continue; }
     p=$(next_port)
-    (cd "$work/project" && as_user "$work/sandbox" --root "$work/store" run --network "$helper" -p "$p:80" --image "$ref" -- busybox httpd -f -p 80 -h .) &
+    (cd "$work/project" && exec_as_user "$work/sandbox" --root "$work/store" run --network "$helper" -p "$p:80" --image "$ref" -- busybox httpd -f -p 80 -h . 2>/dev/null) 2>/dev/null &
     server=$!
     wait_http "$p"
     down=$(download "$p")
-    kill -TERM "$server"
-    wait "$server" || true
+    end_sandbox "$server"
     sandbox_receiver() {
         cd "$work/project" && as_user "$work/sandbox" --root "$work/store" run --network "$helper" -p "$1:81" --image "$ref" -- sh -c "$(receiver_script 81)"
     }
@@ -109,11 +122,12 @@ done
 if podman_ready; then
     p=$(next_port)
     # shellcheck disable=SC2086
-    as_user podman $podman_args run --rm -p "127.0.0.1:$p:80" -v "$work/project:/www" "$ref" busybox httpd -f -p 80 -h /www &
+    as_user podman $podman_args run --rm --name bench-httpd -p "127.0.0.1:$p:80" -v "$work/project:/www" "$ref" busybox httpd -f -p 80 -h /www &
     server=$!
     wait_http "$p"
     down=$(download "$p")
-    kill -TERM "$server"
+    # shellcheck disable=SC2086
+    as_user podman $podman_args stop -t 2 bench-httpd >/dev/null
     wait "$server" || true
     podman_receiver() {
         # shellcheck disable=SC2086

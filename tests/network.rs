@@ -239,7 +239,8 @@ fn the_hosts_loopback_is_unreachable_unless_asked_for() {
     let stdout = text(&out.stdout);
     assert!(
         stdout.starts_with("0\n") && !stdout.contains("200 OK"),
-        "slirp4netns reached the host's loopback by default: {stdout}"
+        "slirp4netns reached the host's loopback by default: {stdout} {}",
+        text(&out.stderr)
     );
     // pasta's host address is the real gateway's, so a try would leave the machine: check
     // the mechanism instead, while a sandbox runs.
@@ -413,6 +414,61 @@ fn the_helper_never_outlives_its_sandbox() {
         });
         eventually("the container to end", || {
             f.env.ok(&["ps"]).lines().count().eq(&1).then_some(())
+        });
+    }
+}
+
+/// The network belongs to the container, not to its first command: a session that joined keeps
+/// the published port and the helper when the command that started the container ends, and the
+/// helper ends with the container's last process.
+#[test]
+fn a_joined_session_keeps_the_network_after_the_first_command_ends() {
+    let f = fixture();
+    for helper in ["pasta", "slirp4netns"] {
+        let port = free_port();
+        let publish = format!("{port}:80");
+        let first = f.start(helper, &["-p", &publish], &["sh", "-c", "echo up; sleep 2"]);
+        eventually(&format!("{helper}: the first command to start"), || {
+            (f.env.ok(&["ps"]).lines().count() == 2).then_some(())
+        });
+        // A join cannot change the running container's network: refused, and said why.
+        let other = free_port().to_string() + ":80";
+        let out = f.run(helper, &["-p", &other], &["true"]);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "{helper}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("is already running with network"),
+            "{helper}: {}",
+            text(&out.stderr)
+        );
+        // Joins the running container (same project, same network): a server on the port.
+        let second = f.start(
+            helper,
+            &["-p", &publish],
+            &["busybox", "httpd", "-f", "-p", "80", "-h", &f.www()],
+        );
+        eventually(&format!("{helper}: the joined server to answer"), || {
+            http_get(port).filter(|a| a.contains("200"))
+        });
+        let out = first.wait_with_output().unwrap();
+        assert!(out.status.success(), "{helper}: {}", text(&out.stderr));
+        // After the first command ended, the joined server still answers through the helper.
+        std::thread::sleep(Duration::from_millis(300));
+        let answer = http_get(port);
+        assert!(
+            answer.as_deref().is_some_and(|a| a.contains("hello from inside")),
+            "{helper}: the joined session lost the network when the first command ended: {answer:?}"
+        );
+        stop(second);
+        eventually(&format!("{helper} to end with the container"), || {
+            helpers_with(&port.to_string()).is_empty().then_some(())
+        });
+        eventually("the container to end", || {
+            (f.env.ok(&["ps"]).lines().count() == 1).then_some(())
         });
     }
 }

@@ -519,6 +519,7 @@ fn kill_leftovers() {
         .filter(|(_, ppid, _)| *ppid == 0)
         .map(|(pid, _, _)| *pid)
         .collect();
+    let mut killed = Vec::new();
     for (pid, _, sid) in &processes {
         // fuse-overlayfs serves the root file system the joined sessions still use.
         let serves_root = fs_err::read_to_string(format!("/proc/{pid}/comm"))
@@ -526,14 +527,33 @@ fn kill_leftovers() {
         if !joined.contains(sid) && !serves_root {
             // SAFETY: kill with a pid and a signal number.
             unsafe { libc::kill(*pid, libc::SIGKILL) };
+            killed.push(*pid);
         }
     }
-    // Reap what that killed, so it does not count as still running.
+    // SIGKILL takes effect asynchronously: wait (bounded) until what it hit is gone and reaped,
+    // so it does not count as still running. Otherwise the monitor would be told that joined
+    // sessions remain, and the next command would try to join a container about to end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid with a valid out pointer.
-        if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } <= 0 {
-            break;
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid with a valid out pointer.
+            if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } <= 0 {
+                break;
+            }
         }
+        if killed.iter().all(|pid| !alive(*pid)) || std::time::Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|end| stat.get(end + 2..end + 3))
+            .is_some_and(|state| state != "Z")
+    })
 }

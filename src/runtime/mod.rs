@@ -9,6 +9,7 @@ pub mod init;
 pub mod join;
 pub mod monitor;
 pub mod mounts;
+pub mod net_keeper;
 pub mod network;
 pub mod pause;
 pub mod pty;

@@ -10,6 +10,7 @@ use super::init::{self, InitFds, FORWARDED};
 use super::pty::{self, RawMode};
 use std::time::Instant;
 
+use super::net_keeper;
 use super::network;
 use super::spec::{ContainerSpec, Network};
 use super::state::{self, ContainerState};
@@ -149,9 +150,12 @@ pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome
     // Goodbye: pid 1 may now outlive us if joined sessions still run.
     let _ = pty::write_all(control_write.as_raw_fd(), b"bye");
     drop(control_write);
-    // The helper ends with the container's command (joined sessions lose the network when the
-    // first command ends; see the README).
-    drop(helper);
+    // The network stays while joined sessions run; it ends with the container.
+    let last = result.as_ref().map_or(true, |(_, last)| *last);
+    match helper {
+        Some(keeper) if !last => keeper.detach(),
+        other => drop(other),
+    }
     let (outcome, last) = result?;
     // pid 1 said nothing else runs: only its own exit (namespace teardown) is left, which we do
     // not wait for; the user has their exit code 1-2 ms sooner. Init reaps it.
@@ -172,13 +176,13 @@ fn start_helper(
     spec: &ContainerSpec,
     pid: libc::pid_t,
     reporter: &dyn RunReporter,
-) -> Result<Option<network::Running>, RuntimeError> {
+) -> Result<Option<net_keeper::Keeper>, RuntimeError> {
     let Network::Helper(helper) = spec.network else {
         return Ok(None);
     };
     let started = Instant::now();
     let options = &spec.network_options;
-    let running = network::start(
+    let running = net_keeper::start(
         helper,
         pid,
         &options.ports,

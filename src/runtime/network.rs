@@ -1,11 +1,12 @@
 //! Rootless networking for a container's own network namespace: pasta (preferred) or
-//! slirp4netns, started by the monitor on pid 1's namespace once it exists, with published ports
+//! slirp4netns, started by the network keeper on pid 1's namespace once it exists, with published ports
 //! and a DNS forwarder, and ended with the container. No root, no host interface changes.
 //!
 //! Host loopback is off by default (`--no-map-gw`, `--disable-host-loopback`): the host's
 //! 127.0.0.1 services are not reachable from inside unless `host_loopback` asks for it.
-//! Each helper dies with the monitor (PR_SET_PDEATHSIG; slirp4netns also watches an exit fd), so
-//! a `kill -9` of sandbox leaves no helper behind.
+//! The helper is started by the network keeper (`net_keeper`), which holds it for as long as
+//! the container lives; it dies with the keeper (PR_SET_PDEATHSIG; slirp4netns also watches an
+//! exit fd), so nothing is left behind, `kill -9` of sandbox included.
 
 use std::io::{Read as _, Write as _};
 use std::net::IpAddr;
@@ -192,7 +193,7 @@ impl Running {
     /// A helper holds nothing worth a graceful end: SIGKILL. Reaped only when it holds
     /// published ports (so the next command may bind them at once): pasta takes some 25 ms to
     /// free its tables after the signal, time the user would otherwise wait for their exit
-    /// code. The monitor ends right after, and init reaps the helper.
+    /// code. The keeper exits right after, and init reaps the helper.
     fn stop(&mut self) {
         let _ = self.child.kill();
         if self.holds_ports {
@@ -251,18 +252,27 @@ pub fn start(
 
 /// In the helper: container root of the sandbox's user namespace (so it may enter the
 /// container's network namespace, which that user namespace owns, and nothing beyond), the
-/// namespace at its fixed fd, and death with the monitor (set last: an id change clears it).
+/// namespace at its fixed fd, and death with the keeper (set last: an id change clears it).
 fn prepare(command: &mut Command, netns: &OwnedFd, extra: Vec<(i32, i32)>) {
     let mut moves = vec![(netns.as_raw_fd(), NETNS_FD)];
     moves.extend(extra);
-    // SAFETY: only setres[ug]id, dup2 and prctl between fork and exec.
+    debug_assert!(moves.len() <= 4);
+    // SAFETY: only setres[ug]id, fcntl, dup2 and prctl (no allocation) between fork and exec.
     unsafe {
         command.pre_exec(move || {
             if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            for (from, to) in &moves {
-                if libc::dup2(*from, *to) < 0 {
+            // Through copies above every target first: a source may sit at another's target.
+            let mut copies = [0; 4];
+            for (copy, (from, _)) in copies.iter_mut().zip(&moves) {
+                *copy = libc::fcntl(*from, libc::F_DUPFD_CLOEXEC, 64);
+                if *copy < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (copy, (_, to)) in copies.iter().zip(&moves) {
+                if libc::dup2(*copy, *to) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -320,7 +330,7 @@ fn start_pasta(
     if !host_loopback {
         command.arg("--no-map-gw");
     }
-    // UDP is relayed by the monitor (see udp_relay), so pasta forwards TCP only.
+    // UDP is relayed by sandbox (see udp_relay), so pasta forwards TCP only.
     for (flag, protocol) in [("-t", Protocol::Tcp), ("-u", Protocol::Udp)] {
         let list: Vec<String> = ports
             .iter()

@@ -27,6 +27,23 @@ pub struct NetworkOptions {
     pub host_address: Option<String>,
 }
 
+/// How a container is networked, in words (`pasta -p 127.0.0.1:8080:80/tcp`): recorded in its
+/// state, so a command joining it can tell whether it asked for a different network.
+pub fn network_summary(network: Network, options: &NetworkOptions) -> String {
+    let mut text = match network {
+        Network::None => "none".to_owned(),
+        Network::Host => "host".to_owned(),
+        Network::Helper(helper) => helper.binary().to_owned(),
+    };
+    for port in &options.ports {
+        text.push_str(&format!(" -p {port}"));
+    }
+    if options.host_loopback {
+        text.push_str(" --host-loopback");
+    }
+    text
+}
+
 /// Which overlay implementation mounts the root file system.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OverlayChoice {

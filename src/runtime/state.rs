@@ -28,6 +28,9 @@ pub struct ContainerState {
     /// Seconds since the epoch.
     pub started: u64,
     pub hostname: String,
+    /// Its network, as `spec::network_summary` words it.
+    #[serde(default)]
+    pub network: String,
 }
 
 impl ContainerState {
@@ -43,6 +46,7 @@ impl ContainerState {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             hostname: spec.hostname.clone(),
+            network: super::spec::network_summary(spec.network, &spec.network_options),
         }
     }
 

@@ -190,6 +190,61 @@ pub fn close_from(first: RawFd) {
     }
 }
 
+/// Closes every fd from 3 up except those in `keep`.
+pub fn close_all_but(keep: &[RawFd]) {
+    let mut keep = keep.to_vec();
+    keep.sort_unstable();
+    let mut next = 3;
+    for fd in keep {
+        if fd > next {
+            // SAFETY: close_range takes integers only.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    next as libc::c_uint,
+                    (fd - 1) as libc::c_uint,
+                    0 as libc::c_uint,
+                )
+            };
+            if rc < 0 {
+                for gap in next..fd {
+                    // SAFETY: closing fds the caller gave up.
+                    unsafe { libc::close(gap) };
+                }
+            }
+        }
+        next = next.max(fd + 1);
+    }
+    close_from(next);
+}
+
+/// Points stdin, stdout and stderr at /dev/null (a process that outlives its caller's
+/// terminal and pipes).
+pub fn stdio_to_dev_null() {
+    // SAFETY: a constant NUL-terminated path.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+    if null < 0 {
+        return;
+    }
+    for fd in 0..3 {
+        // SAFETY: dup2 with integer fds.
+        unsafe { libc::dup2(null, fd) };
+    }
+    if null > 2 {
+        // SAFETY: the fd opened above.
+        unsafe { libc::close(null) };
+    }
+}
+
+/// A pidfd for `pid`: readable once that process has exited, whoever its parent is.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes integers only.
+    let fd = check_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: a fresh fd owned only here.
+    // (pidfds are always close-on-exec.)
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// Sets the close-on-exec flag of `fd`.
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: fcntl on an fd with integer arguments.

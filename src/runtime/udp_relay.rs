@@ -1,4 +1,4 @@
-//! Published UDP ports, relayed by the monitor itself (as podman's rootlessport does): the
+//! Published UDP ports, relayed by sandbox itself (in its network keeper), as podman's rootlessport does: the
 //! helpers' own UDP forwarding sends replies to the host's address inside, which is exactly
 //! what "no host loopback" blocks (slirp4netns) or what does not come back at all (Debian 12's
 //! pasta). The relay binds the host port, and a thread of it enters the container's network

@@ -14,7 +14,7 @@ use crate::image::Reference;
 use crate::runtime::monitor::Outcome;
 use crate::runtime::network::{self, Helper};
 use crate::runtime::spec::{
-    ContainerSpec, Identity, Network, NetworkOptions, OverlayChoice, Program,
+    network_summary, ContainerSpec, Identity, Network, NetworkOptions, OverlayChoice, Program,
 };
 use crate::runtime::{join, monitor, state, RuntimeError};
 
@@ -155,6 +155,31 @@ fn network(args: &SandboxArgs) -> Result<(Network, NetworkOptions), CliError> {
     ))
 }
 
+/// A joined command shares the running container's network: asking for another one (a
+/// different mode, ports, host loopback) is an error rather than silently ignored.
+fn refuse_other_network(
+    running: &state::ContainerState,
+    args: &SandboxArgs,
+    network: Network,
+    options: &NetworkOptions,
+) -> Result<(), CliError> {
+    let asked = args.network.is_some() || !args.publish.is_empty() || args.host_loopback;
+    let wanted = network_summary(network, options);
+    if !asked || wanted == running.network {
+        return Ok(());
+    }
+    Err(usage(
+        format!(
+            "this project's sandbox {} is already running with network `{}`; a command joining it shares that network and cannot have `{wanted}`",
+            running.id, running.network
+        ),
+        format!(
+            "drop --network/-p/--host-loopback to join it, or end it first (`sandbox stop {}`)",
+            running.id
+        ),
+    ))
+}
+
 fn image_reference(args: &SandboxArgs) -> Result<Reference, CliError> {
     let text = args.image.as_deref().ok_or_else(|| {
         usage(
@@ -202,6 +227,7 @@ fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
 
     // A running container of this project and image is joined instead of starting another.
     if let Some(running) = state::find_for_project(&containers, &project, &reference.to_string()) {
+        refuse_other_network(&running, request.sandbox, network, &network_options)?;
         let identity = identity(true)?;
         let env = environment(&[], &identity, &running.hostname, &request.sandbox.env)?;
         let spec = spec(

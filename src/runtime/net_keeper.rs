@@ -1,0 +1,196 @@
+//! The network keeper: a small process of sandbox's own that starts a container's network
+//! helper and keeps it, with the UDP relays, for as long as the container lives.
+//!
+//! Why a process of its own: the helper must outlive the command that started the container
+//! when a joined `enter` still runs (else that session loses its network), yet the monitor
+//! must exit with the command's status. The keeper sits in its own session (the terminal's ^C
+//! and hang-up reach the command, not the network) with only its own fds, and ends the helper
+//! when the container's pid 1 exits (a pidfd), or when the monitor closes the control pipe
+//! without saying `detach` (the container ends with it, `kill -9` of sandbox included).
+
+use std::io::Read as _;
+use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::RuntimeError;
+use super::network::{self, Helper, PortMapping};
+use super::pty;
+use super::sys;
+
+/// What the keeper tells the monitor once, when the helper is ready or could not start.
+#[derive(Debug, Serialize, Deserialize)]
+enum Report {
+    Ready,
+    Missing,
+    PortUnavailable { port: String, error: String },
+    Failed { error: String },
+}
+
+/// The monitor's handle on a running keeper.
+pub struct Keeper {
+    pid: libc::pid_t,
+    control: Option<OwnedFd>,
+    /// The helper listens on published host ports: wait for them to be free before returning.
+    holds_ports: bool,
+}
+
+impl Keeper {
+    /// The command ended but joined sessions still run: the keeper stays until pid 1 exits.
+    pub fn detach(mut self) {
+        if let Some(control) = self.control.take() {
+            let _ = pty::write_all(control.as_raw_fd(), b"detach\n");
+        }
+    }
+}
+
+impl Drop for Keeper {
+    /// The container ends with us: closing the control pipe ends the helper.
+    fn drop(&mut self) {
+        if self.control.take().is_some() && self.holds_ports {
+            reap(self.pid);
+        }
+    }
+}
+
+fn reap(pid: libc::pid_t) {
+    let mut wstatus = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut wstatus, 0) };
+}
+
+/// Forks the keeper, which starts `helper` on pid 1's network namespace; returns once the
+/// helper is ready, or with why it is not.
+pub fn start(
+    helper: Helper,
+    pid1: libc::pid_t,
+    ports: &[PortMapping],
+    host_loopback: bool,
+    dir: &Path,
+) -> Result<Keeper, RuntimeError> {
+    let pidfd = sys::pidfd_open(pid1)?;
+    let (report_read, report_write) = sys::pipe()?;
+    let (control_read, control_write) = sys::pipe()?;
+    // SAFETY: the child only runs `keep`, which never returns into the parent's state.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(RuntimeError::Io(std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        keep(
+            helper,
+            pid1,
+            ports,
+            host_loopback,
+            dir,
+            [pidfd, report_write, control_read],
+        );
+    }
+    drop((pidfd, report_write, control_read));
+    let mut line = Vec::new();
+    let _ = std::fs::File::from(report_read).read_to_end(&mut line);
+    let report = serde_json::from_slice::<Report>(&line).ok();
+    let failure = match report {
+        Some(Report::Ready) => {
+            return Ok(Keeper {
+                pid,
+                control: Some(control_write),
+                holds_ports: !ports.is_empty(),
+            })
+        }
+        Some(Report::Missing) => RuntimeError::MissingNetworkHelper {
+            tool: helper.binary(),
+        },
+        Some(Report::PortUnavailable { port, error }) => {
+            RuntimeError::PortUnavailable { port, error }
+        }
+        Some(Report::Failed { error }) => RuntimeError::NetworkHelper {
+            tool: helper.binary(),
+            error,
+        },
+        None => RuntimeError::NetworkHelper {
+            tool: helper.binary(),
+            error: "sandbox's network keeper ended before the helper was ready".into(),
+        },
+    };
+    drop(control_write);
+    reap(pid);
+    Err(failure)
+}
+
+/// The keeper process: never returns.
+fn keep(
+    helper: Helper,
+    pid1: libc::pid_t,
+    ports: &[PortMapping],
+    host_loopback: bool,
+    dir: &Path,
+    fds: [OwnedFd; 3],
+) -> ! {
+    let [pidfd, report, control] = fds;
+    // SAFETY: setsid has no preconditions; we are not a group leader (just forked).
+    unsafe { libc::setsid() };
+    // Nothing of the monitor's stays open here: not its terminal or output pipes (a caller
+    // reading our stdout to its end would wait for the container), not pid 1's control pipe
+    // (its end tells pid 1 that the monitor died).
+    sys::stdio_to_dev_null();
+    sys::close_all_but(&[pidfd.as_raw_fd(), report.as_raw_fd(), control.as_raw_fd()]);
+    let answer = match network::start(helper, pid1, ports, host_loopback, dir) {
+        Ok(running) => Ok(running),
+        Err(RuntimeError::MissingNetworkHelper { .. }) => Err(Report::Missing),
+        Err(RuntimeError::PortUnavailable { port, error }) => {
+            Err(Report::PortUnavailable { port, error })
+        }
+        Err(RuntimeError::NetworkHelper { error, .. }) => Err(Report::Failed { error }),
+        Err(other) => Err(Report::Failed {
+            error: other.to_string(),
+        }),
+    };
+    let message = answer.as_ref().err().unwrap_or(&Report::Ready);
+    if let Ok(text) = serde_json::to_vec(message) {
+        pty::write_all(report.as_raw_fd(), &text);
+    }
+    drop(report);
+    let Ok(running) = answer else {
+        sys::exit_now(1);
+    };
+    wait_for_the_end(pidfd.as_raw_fd(), control);
+    drop(running);
+    sys::exit_now(0)
+}
+
+/// Returns when pid 1 has exited, or when the monitor closed the control pipe without `detach`.
+fn wait_for_the_end(pidfd: RawFd, control: OwnedFd) {
+    let mut control = Some(std::fs::File::from(control));
+    loop {
+        let mut polls = [
+            libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: control.as_ref().map_or(-1, |c| c.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: a valid pollfd array of its length.
+        if unsafe { libc::poll(polls.as_mut_ptr(), 2, -1) } < 0 {
+            continue;
+        }
+        if polls[0].revents != 0 {
+            return;
+        }
+        if polls[1].revents != 0 {
+            let mut said = [0u8; 16];
+            match control.as_mut().map(|c| c.read(&mut said)) {
+                Some(Ok(n)) if n > 0 && said[..n].starts_with(b"detach") => control = None,
+                Some(Ok(n)) if n > 0 => {}
+                // EOF (or an error) without `detach`: the container ends with its monitor.
+                _ => return,
+            }
+        }
+    }
+}
