@@ -25,10 +25,15 @@ pub struct GlobalArgs {
     /// Explain what is being done
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// The project's sandbox.toml [default: the nearest one at or above the current dir]
+    #[arg(long, global = true, env = "SANDBOX_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write sandbox.toml from a toolchain template (guessed from the project's files if not given)
+    Init(InitArgs),
     /// Run one command in the project's sandbox; stdio, exit code and signals as on the host
     Run(RunArgs),
     /// Open an interactive shell in the project's sandbox
@@ -51,12 +56,112 @@ pub enum Command {
     Login(LoginArgs),
     /// Forget stored credentials for a registry
     Logout(LogoutArgs),
+    /// Write sandbox.lock: the image digests and setup key sandbox.toml resolves to
+    Lock(LockArgs),
+    /// Allow this project's sandbox.toml to ask for host access (host network, host loopback)
+    Trust,
+    /// List or remove the persistent caches shared by projects of a toolchain
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Print a shell completion script (also checked in under completions/)
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// TOOLCHAIN or TOOLCHAIN@VERSION, e.g. `java@21`, `php@8.2` [default: guessed]
+    #[arg(value_name = "TOOLCHAIN[@VERSION]", add = clap_complete::engine::ArgValueCandidates::new(toolchain_candidates))]
+    pub toolchain: Option<String>,
+    /// Replace an existing sandbox.toml
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Every `name` and `name@version` of the templates, for completion.
+fn toolchain_candidates() -> Vec<clap_complete::engine::CompletionCandidate> {
+    let mut values = Vec::new();
+    for template in crate::config::templates::all().unwrap_or_default() {
+        values.push(
+            clap_complete::engine::CompletionCandidate::new(template.name.clone())
+                .help(Some(template.description.clone().into())),
+        );
+        for version in template.versions_sorted() {
+            values.push(clap_complete::engine::CompletionCandidate::new(format!(
+                "{}@{version}",
+                template.name
+            )));
+        }
+    }
+    values
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Ask the registry again what the tags name now, instead of keeping the locked digests
+    #[arg(long)]
+    pub update: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the caches, their size and their path on the host
+    Ls,
+    /// Remove a cache (`TOOLCHAIN/NAME`, or NAME when only one toolchain has it)
+    Rm {
+        /// The cache to remove
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl CompletionShell {
+    pub fn name(self) -> &'static str {
+        match self {
+            CompletionShell::Bash => "bash",
+            CompletionShell::Zsh => "zsh",
+            CompletionShell::Fish => "fish",
+        }
+    }
+}
+
+/// Running containers' ids, for completing `sandbox stop`.
+fn running_ids(current: &std::ffi::OsStr) -> Vec<clap_complete::engine::CompletionCandidate> {
+    let prefix = current.to_string_lossy();
+    let root = std::env::var_os("SANDBOX_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| dirs::data_dir().map(|d| d.join("sandbox")));
+    let Some(root) = root else {
+        return Vec::new();
+    };
+    crate::runtime::state::running(&root.join("containers"))
+        .into_iter()
+        .filter(|s| s.id.starts_with(prefix.as_ref()))
+        .map(|s| {
+            clap_complete::engine::CompletionCandidate::new(s.id.clone())
+                .help(Some(s.project_dir.display().to_string().into()))
+        })
+        .collect()
 }
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
     /// Image reference, e.g. `busybox`, `127.0.0.1:5000/library/busybox:1.36`, `repo@sha256:...`
-    pub reference: String,
+    /// [default: the project's image]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +230,9 @@ pub struct SandboxArgs {
     /// Run as root inside the sandbox instead of as yourself
     #[arg(long)]
     pub as_root: bool,
+    /// Fail unless sandbox.lock exists and still matches sandbox.toml
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +260,7 @@ pub struct PsArgs {
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// Container id (or a prefix of it); without one, the current project's sandbox
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(running_ids))]
     pub id: Option<String>,
     /// Seconds to wait after SIGTERM before SIGKILL
     #[arg(short, long, default_value_t = 10)]

@@ -5,7 +5,9 @@ mod commands;
 pub mod errors;
 mod format;
 mod progress;
+mod project;
 mod session;
+mod setup;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,12 @@ pub const EXIT_FAILURE: u8 = 125;
 /// Runs the command line and returns the process exit status.
 #[allow(clippy::print_stderr)]
 pub fn main() -> ExitCode {
+    // `COMPLETE=bash sandbox -- ...`: the completion scripts ask us; answers and exits.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
+        .var(commands::completions::VAR)
+        .bin("sandbox")
+        .completer("sandbox")
+        .complete();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -55,6 +63,11 @@ fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Df => commands::store_admin::df(global),
         Command::Login(args) => commands::login::login(global, args),
         Command::Logout(args) => commands::login::logout(global, args),
+        Command::Init(args) => commands::init::run(global, args),
+        Command::Lock(args) => commands::lock::run(global, args),
+        Command::Trust => commands::init::trust(global),
+        Command::Cache(command) => commands::cache::run(command),
+        Command::Completions(args) => commands::completions::run(args),
     }?;
     Ok(0)
 }

@@ -40,6 +40,10 @@ impl Progress {
         }
     }
 
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// Prints a line above the bars (or plainly when they are hidden).
     #[allow(clippy::print_stderr)]
     pub fn line(&self, text: &str) {

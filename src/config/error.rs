@@ -8,6 +8,34 @@ pub enum ConfigError {
     #[error("invalid config file {path}\n{message}")]
     Toml { path: PathBuf, message: String },
 
+    /// A problem at a place in a file: the first line is `path:line:column: message`, then the
+    /// offending line with the text underlined.
+    #[error("{}:{line}:{column}: {message}{}", path.display(), if snippet.is_empty() { String::new() } else { format!("\n{snippet}") })]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        snippet: String,
+        hint: Option<String>,
+    },
+
+    #[error("no sandbox.toml in {} or any directory above it", dir.display())]
+    NoProject { dir: PathBuf },
+
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{message}")]
+    Other {
+        message: String,
+        hint: Option<String>,
+    },
+
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -18,7 +46,11 @@ impl ConfigError {
             ConfigError::Toml { .. } => Some(
                 "the keys are `prefix`, `location`, `insecure`, `blocked` and `[[registry.mirror]]` with `location` and `insecure`, as in containers-registries.conf(5)".into(),
             ),
-            ConfigError::Io(_) => None,
+            ConfigError::Invalid { hint, .. } | ConfigError::Other { hint, .. } => hint.clone(),
+            ConfigError::NoProject { .. } => Some(
+                "write one with `sandbox init` (e.g. `sandbox init java@21`), or name an image with --image".into(),
+            ),
+            ConfigError::Read { .. } | ConfigError::Io(_) => None,
         }
     }
 }

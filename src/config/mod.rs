@@ -1,6 +1,12 @@
-//! The config layer: it knows the TOML files and turns them into values the image layer uses.
+//! The config layer: it knows the TOML files (the user's config, sandbox.toml, the templates,
+//! sandbox.lock, the trust list) and turns them into values the other layers use.
 
+pub mod diagnostic;
 pub mod error;
+pub mod lock;
+pub mod project;
+pub mod templates;
+pub mod trust;
 pub mod user;
 
 pub use error::ConfigError;

@@ -11,6 +11,7 @@ pub mod reference;
 pub mod registry;
 pub mod reporter;
 pub mod runnable;
+pub mod setup;
 pub mod store;
 pub mod unpack;
 

@@ -11,6 +11,8 @@ use super::store::Store;
 #[derive(Clone, Debug)]
 pub struct Runnable {
     pub reference: String,
+    /// The platform-specific manifest it came from.
+    pub manifest: String,
     pub layers: Vec<PathBuf>,
     /// `KEY=VALUE` from the image config's Env.
     pub env: Vec<String>,
@@ -30,6 +32,7 @@ pub fn load(store: &Store, record: &ImageRecord) -> Result<Option<Runnable>, Ima
     let parsed = manifest::parse_config(&config, record.layers.len(), &record.reference)?;
     Ok(Some(Runnable {
         reference: record.reference.clone(),
+        manifest: record.manifest_digest.to_string(),
         layers,
         env: parsed.config.and_then(|c| c.env).unwrap_or_default(),
     }))

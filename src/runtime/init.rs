@@ -127,8 +127,10 @@ fn setup(spec: &ContainerSpec, status: RawFd) -> Result<&'static str, MountFailu
     let overlay = mount_overlay(spec)?;
     // 5. The plan: project dir, /proc, /sys, /dev, /tmp, masks.
     mounts::execute(&merged, &mounts::plan(spec))?;
-    // 6. /etc files and the user's home, written into the overlay's upper dir.
+    // 6. /etc files and the user's home, written into the overlay's upper dir; then the
+    //    caches, whose targets are made inside that home with the user as owner.
     write_etc(spec)?;
+    mount_caches(spec)?;
     // 7. Switch root; the old root is detached, so nothing of the host stays reachable.
     pivot(&merged)?;
     // 8. Hostname and loopback.
@@ -270,6 +272,27 @@ fn write_etc(spec: &ContainerSpec) -> Result<(), MountFailure> {
     root.dir(&user.home, home_owner)
         .map_err(failure("create the home directory", &user.home))?;
     Ok(())
+}
+
+fn mount_caches(spec: &ContainerSpec) -> Result<(), MountFailure> {
+    if spec.caches.is_empty() {
+        return Ok(());
+    }
+    let merged = spec.merged();
+    let root = mounts::RootDir::open(&merged).map_err(failure("open the new root", &merged))?;
+    let owner = Some((spec.identity.uid, spec.identity.gid));
+    let mut ops = Vec::new();
+    for (source, target) in &spec.caches {
+        root.dir(target, owner)
+            .map_err(failure("create the cache dir", target))?;
+        ops.push(mounts::MountOp::Bind {
+            source: source.clone(),
+            target: target.clone(),
+            kind: mounts::Kind::Dir,
+            read_only: false,
+        });
+    }
+    mounts::execute(&merged, &ops)
 }
 
 fn host_address(spec: &ContainerSpec) -> Option<String> {

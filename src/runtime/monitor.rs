@@ -157,6 +157,13 @@ pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome
         other => drop(other),
     }
     let (outcome, last) = result?;
+    if let Some(keep) = &spec.keep_upper {
+        // The changes are kept only once pid 1 is gone: nothing can write to them any more.
+        reap(pid);
+        if outcome == Outcome::Exited(0) {
+            fs_err::rename(spec.upper(), keep)?;
+        }
+    }
     // pid 1 said nothing else runs: only its own exit (namespace teardown) is left, which we do
     // not wait for; the user has their exit code 1-2 ms sooner. Init reaps it.
     if last {

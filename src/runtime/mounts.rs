@@ -132,12 +132,14 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
         options: "mode=1777".into(),
     });
     // After the tmpfs mounts, so a project under /tmp is not covered by them.
-    ops.push(MountOp::Bind {
-        source: spec.project_dir.clone(),
-        target: spec.project_dir.clone(),
-        kind: Kind::Dir,
-        read_only: false,
-    });
+    if spec.mount_project {
+        ops.push(MountOp::Bind {
+            source: spec.project_dir.clone(),
+            target: spec.project_dir.clone(),
+            kind: Kind::Dir,
+            read_only: false,
+        });
+    }
     ops.extend(MASKED.iter().map(|p| MountOp::Mask { target: p.into() }));
     ops.extend(
         READ_ONLY
@@ -604,6 +606,9 @@ mod tests {
             tty: false,
             resolv_conf: String::new(),
             overlay: crate::runtime::spec::OverlayChoice::Auto,
+            caches: vec![],
+            mount_project: true,
+            keep_upper: None,
         }
     }
 

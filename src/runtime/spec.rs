@@ -100,6 +100,13 @@ pub struct ContainerSpec {
     /// The host's /etc/resolv.conf text, for `host` networking.
     pub resolv_conf: String,
     pub overlay: OverlayChoice,
+    /// Persistent dirs: (host dir, path inside), mounted once the user's home exists.
+    pub caches: Vec<(PathBuf, PathBuf)>,
+    /// Bind the project dir (not for setup steps, whose result must not depend on it).
+    pub mount_project: bool,
+    /// Keep the upper dir (the command's changes) at this path when the command succeeds,
+    /// instead of discarding it: how a setup layer is made.
+    pub keep_upper: Option<PathBuf>,
 }
 
 impl ContainerSpec {

@@ -1,7 +1,11 @@
 //! One file per subcommand (or per small family of them).
 
+pub mod cache;
+pub mod completions;
 pub mod containers;
 pub mod images;
+pub mod init;
+pub mod lock;
 pub mod login;
 pub mod pull;
 pub mod run;

@@ -1,16 +1,30 @@
-//! `sandbox pull REF`
+//! `sandbox pull [REF]` (no REF: the project's image, as sandbox.lock pins it)
 
 use crate::cli::args::{GlobalArgs, PullArgs};
 use crate::cli::errors::CliError;
 use crate::cli::format;
 use crate::cli::progress::Progress;
-use crate::cli::session;
+use crate::cli::{project, session};
 use crate::image::Reference;
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &PullArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet);
-    let reference = Reference::parse(&args.reference)?;
+    let reference = match &args.reference {
+        Some(text) => Reference::parse(text)?,
+        None => {
+            let cwd = std::env::current_dir()?;
+            let project = project::load(global, &cwd)?;
+            let text = match project::lock_state(&project)? {
+                project::LockState::Current(lock) => crate::config::lock::pinned_reference(
+                    &lock,
+                    &crate::image::platform::Platform::host().to_string(),
+                ),
+                _ => project.image.value.clone(),
+            };
+            Reference::parse(&text)?
+        }
+    };
     // Before anything that may start a thread: the namespace needs a single-threaded process.
     let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
     let record = session::pull(&store, ownership, &reference, &progress)?;

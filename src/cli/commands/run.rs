@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use crate::cli::args::{EnterArgs, GlobalArgs, NetworkArg, RunArgs, SandboxArgs};
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
-use crate::cli::session;
+use crate::cli::setup;
+use crate::cli::{project, session};
+use crate::config::project::Project;
+use crate::image::platform::Platform;
+use crate::image::reporter::PullReporter as _;
 use crate::image::runnable::{self, Runnable};
 use crate::image::unpack::Ownership;
 use crate::image::Reference;
@@ -60,9 +64,11 @@ fn identity(ids_mapped: bool) -> Result<Identity, CliError> {
     })
 }
 
-/// Image env, then the host's terminal and locale variables, then `-e`.
+/// Image env, then sandbox.toml's (the template's, then the project's; `~/` is the user's home
+/// inside), then the host's terminal and locale variables, then `-e`.
 fn environment(
     image_env: &[String],
+    project_env: &[(String, String)],
     user: &Identity,
     hostname: &str,
     extra: &[String],
@@ -86,6 +92,9 @@ fn environment(
     set("LOGNAME", &user.name);
     set("HOSTNAME", hostname);
     set("container", "sandbox");
+    for (key, value) in project_env {
+        set(key, &expand_home(value, &user.home));
+    }
     for (key, value) in std::env::vars() {
         if key == "TERM"
             || key == "COLORTERM"
@@ -114,42 +123,72 @@ fn environment(
     Ok(env)
 }
 
-/// The network mode and its options; without --network, pasta if installed, else slirp4netns.
-fn network(args: &SandboxArgs) -> Result<(Network, NetworkOptions), CliError> {
-    let mode = match args.network {
+/// `~/x` as `home/x`; anything else as it is.
+fn expand_home(value: &str, home: &Path) -> String {
+    match value.strip_prefix("~/") {
+        Some(rest) => home.join(rest).display().to_string(),
+        None if value == "~" => home.display().to_string(),
+        None => value.to_owned(),
+    }
+}
+
+/// The network mode and its options: flags first, then sandbox.toml's `[network]`; without
+/// either, pasta if installed, else slirp4netns.
+fn network(
+    args: &SandboxArgs,
+    config: Option<&Project>,
+) -> Result<(Network, NetworkOptions), CliError> {
+    let configured = config.and_then(|p| p.network.mode.as_ref());
+    let from_config = configured.map(|m| match m.value.as_str() {
+        "none" => NetworkArg::None,
+        "host" => NetworkArg::Host,
+        "slirp4netns" => NetworkArg::Slirp4netns,
+        _ => NetworkArg::Pasta,
+    });
+    let mode = match args.network.or(from_config) {
         Some(NetworkArg::None) => Network::None,
         Some(NetworkArg::Host) => Network::Host,
         Some(NetworkArg::Pasta) => Network::Helper(Helper::Pasta),
         Some(NetworkArg::Slirp4netns) => Network::Helper(Helper::Slirp4netns),
         None => Network::Helper(Helper::detect().ok_or(RuntimeError::NoNetworkHelper)?),
     };
-    let ports = args
-        .publish
-        .iter()
-        .map(|p| {
-            network::parse_port(p).map_err(|e| {
-                usage(
-                    format!("bad -p/--publish {e}"),
-                    "for example `-p 8080:80` or `-p 127.0.0.1:5353:53/udp`",
+    let mut ports = Vec::new();
+    if let Some(project) = config {
+        for port in &project.network.ports {
+            let parsed = network::parse_port(&port.value).map_err(|e| {
+                project.error_at(
+                    port.span.clone(),
+                    format!("bad port {e}"),
+                    Some("for example \"8080:80\" or \"127.0.0.1:5353:53/udp\"".into()),
                 )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if !matches!(mode, Network::Helper(_)) && (!ports.is_empty() || args.host_loopback) {
+            })?;
+            ports.push(parsed);
+        }
+    }
+    for p in &args.publish {
+        ports.push(network::parse_port(p).map_err(|e| {
+            usage(
+                format!("bad -p/--publish {e}"),
+                "for example `-p 8080:80` or `-p 127.0.0.1:5353:53/udp`",
+            )
+        })?);
+    }
+    let host_loopback = args.host_loopback || config.is_some_and(|p| p.network.host_loopback);
+    if !matches!(mode, Network::Helper(_)) && (!ports.is_empty() || host_loopback) {
         return Err(usage(
             "-p/--publish and --host-loopback need a network helper, not --network none or host",
             "with --network host the sandbox uses the host's ports directly; otherwise use --network pasta or slirp4netns",
         ));
     }
     let host_address = match mode {
-        Network::Helper(helper) if args.host_loopback => helper.host_address(),
+        Network::Helper(helper) if host_loopback => helper.host_address(),
         _ => None,
     };
     Ok((
         mode,
         NetworkOptions {
             ports,
-            host_loopback: args.host_loopback,
+            host_loopback,
             host_address,
         },
     ))
@@ -180,17 +219,67 @@ fn refuse_other_network(
     ))
 }
 
-fn image_reference(args: &SandboxArgs) -> Result<Reference, CliError> {
-    let text = args.image.as_deref().ok_or_else(|| {
+/// The project's sandbox.toml, unless --image names the image (then it is not read).
+fn project_config(
+    global: &GlobalArgs,
+    args: &SandboxArgs,
+    cwd: &Path,
+) -> Result<Option<Project>, CliError> {
+    if args.image.is_some() {
+        if args.locked {
+            return Err(usage(
+                "--locked pins sandbox.toml's image, and --image names another",
+                "drop one of them",
+            ));
+        }
+        return Ok(None);
+    }
+    let file = project::locate(global, cwd)?.ok_or_else(|| {
         usage(
             "no image to run: this directory has no sandbox.toml and no --image was given",
-            "pass an image, e.g. `sandbox run --image docker.io/library/debian:bookworm -- bash`, or write a sandbox.toml with `sandbox init`",
+            "write a sandbox.toml with `sandbox init` (e.g. `sandbox init java@21`), or pass an image: `sandbox run --image docker.io/library/debian:bookworm -- bash`",
         )
     })?;
-    Ok(Reference::parse(text)?)
+    let config = crate::config::project::load(&file)?;
+    crate::config::trust::check(&config)?;
+    Ok(Some(config))
 }
 
-/// The stored image, pulled first when missing or incomplete.
+/// The image to run: --image; else sandbox.toml's, pinned by sandbox.lock when it matches.
+fn image_reference(
+    args: &SandboxArgs,
+    config: Option<&Project>,
+    progress: &Progress,
+) -> Result<Reference, CliError> {
+    let Some(config) = config else {
+        let text = args.image.as_deref().unwrap_or_default();
+        return Ok(Reference::parse(text)?);
+    };
+    let locked = if args.locked {
+        Some(project::require_current_lock(config)?)
+    } else {
+        match project::lock_state(config)? {
+            project::LockState::Current(lock) => Some(lock),
+            project::LockState::Missing => None,
+            project::LockState::Drifted(_) => {
+                progress.notice("sandbox.lock no longer matches sandbox.toml, so it is not used; `sandbox lock` records the change");
+                None
+            }
+        }
+    };
+    let text = match locked {
+        Some(lock) => crate::config::lock::pinned_reference(&lock, &Platform::host().to_string()),
+        None => config.image.value.clone(),
+    };
+    Reference::parse(&text).map_err(|e| {
+        config
+            .error_at(config.image.span.clone(), format!("`{text}`: {e}"), None)
+            .into()
+    })
+}
+
+/// The stored image, pulled first when missing or incomplete. A digest already stored under
+/// its tag (`sandbox lock` pulled it) is used as it is, without asking the registry.
 fn prepare_image(
     store: &crate::image::store::Store,
     ownership: Ownership,
@@ -200,6 +289,23 @@ fn prepare_image(
     if let Some(record) = store.image(&reference.to_string())? {
         if let Some(runnable) = runnable::load(store, &record)? {
             return Ok(runnable);
+        }
+    }
+    if let Some(digest) = reference.digest() {
+        let platform = Platform::host().to_string();
+        for record in store.images()? {
+            let same = record.manifest_digest == *digest
+                || (record.resolved_digest == *digest && record.platform == platform);
+            let name = reference.name();
+            let same_repository = record
+                .reference
+                .strip_prefix(&name)
+                .is_some_and(|rest| rest.starts_with([':', '@']));
+            if same && same_repository {
+                if let Some(runnable) = runnable::load(store, &record)? {
+                    return Ok(runnable);
+                }
+            }
         }
     }
     let record = session::pull(store, ownership, reference, progress)?;
@@ -218,18 +324,32 @@ struct Request<'a> {
 
 fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
     let progress = Progress::new(global.quiet).verbose(global.verbose);
-    let reference = image_reference(request.sandbox)?;
     let cwd = std::env::current_dir()?;
-    let project = project_dir(&cwd);
+    let config = project_config(global, request.sandbox, &cwd)?;
+    let reference = image_reference(request.sandbox, config.as_ref(), &progress)?;
+    let project = config
+        .as_ref()
+        .map_or_else(|| project_dir(&cwd), |c| c.dir.clone());
+    let cwd = match config.as_ref().and_then(|c| c.workdir.as_ref()) {
+        Some(workdir) => project.join(workdir),
+        None => cwd,
+    };
     let hostname = crate::runtime::etc_files::hostname_for(&project);
     let containers = session::store_root(global).join("containers");
-    let (network, network_options) = network(request.sandbox)?;
+    let (network, network_options) = network(request.sandbox, config.as_ref())?;
+    let project_env = config.as_ref().map_or(&[][..], |c| &c.env[..]);
 
     // A running container of this project and image is joined instead of starting another.
     if let Some(running) = state::find_for_project(&containers, &project, &reference.to_string()) {
         refuse_other_network(&running, request.sandbox, network, &network_options)?;
         let identity = identity(true)?;
-        let env = environment(&[], &identity, &running.hostname, &request.sandbox.env)?;
+        let env = environment(
+            &[],
+            project_env,
+            &identity,
+            &running.hostname,
+            &request.sandbox.env,
+        )?;
         let spec = spec(
             &running.id,
             &containers,
@@ -257,7 +377,26 @@ fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
     if request.sandbox.as_root && !identity.ids_mapped {
         return Err(usage("--as-root needs subordinate ids, and this user has none", "add a range: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`"));
     }
-    let env = environment(&image.env, &identity, &hostname, &request.sandbox.env)?;
+    let mut layers = image.layers.clone();
+    let mut caches = Vec::new();
+    if let Some(config) = &config {
+        if config.limits.any() {
+            progress.notice("[limits] in sandbox.toml are checked but not applied yet: this sandbox runs without memory, cpu or pid limits");
+        }
+        if !config.setup.is_empty() {
+            layers.push(setup::prepare(
+                global, &store, config, &image, &reference, &progress,
+            )?);
+        }
+        caches = cache_mounts(config, &identity.home)?;
+    }
+    let env = environment(
+        &image.env,
+        project_env,
+        &identity,
+        &hostname,
+        &request.sandbox.env,
+    )?;
     let id = state::new_id();
     if matches!(request.program, Program::LoginShell) && !global.quiet {
         progress_line(&progress, &format!(
@@ -266,10 +405,10 @@ fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
             project.display()
         ));
     }
-    let spec = spec(
+    let mut spec = spec(
         &id,
         &containers,
-        image.layers,
+        layers,
         &reference,
         &project,
         &cwd,
@@ -279,8 +418,32 @@ fn launch(global: &GlobalArgs, request: Request<'_>) -> Result<u8, CliError> {
         request,
         env,
     );
+    spec.caches = caches;
     let outcome = monitor::start(&spec, &progress)?;
     finish(outcome)
+}
+
+/// The project's caches: (dir on the host, path inside). The host dirs are made here, owned by
+/// the user, under `$XDG_CACHE_HOME/sandbox/caches/<toolchain>/<name>`.
+fn cache_mounts(config: &Project, home: &Path) -> Result<Vec<(PathBuf, PathBuf)>, CliError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let root = super::cache::caches_root();
+    let mut out = Vec::new();
+    for cache in &config.caches {
+        let host = root.join(&cache.group).join(&cache.name);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&host)
+            .map_err(|e| {
+                CliError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot create the cache dir {}: {e}", host.display()),
+                ))
+            })?;
+        out.push((host, PathBuf::from(expand_home(&cache.target, home))));
+    }
+    Ok(out)
 }
 
 fn progress_line(progress: &Progress, text: &str) {
@@ -321,6 +484,9 @@ fn spec(
         program: request.program,
         tty: request.tty,
         overlay: overlay_choice(),
+        caches: Vec::new(),
+        mount_project: true,
+        keep_upper: None,
         resolv_conf: fs_err::read_to_string("/etc/resolv.conf")
             .unwrap_or_default()
             .chars()

@@ -1,0 +1,146 @@
+//! `sandbox init [TOOLCHAIN[@VERSION]]` writes sandbox.toml from a template; `sandbox trust`
+//! allows a sandbox.toml's requests for host access.
+
+use crate::cli::args::{GlobalArgs, InitArgs};
+use crate::cli::errors::CliError;
+use crate::cli::progress::Progress;
+use crate::cli::project;
+use crate::config::project::FILE_NAME;
+use crate::config::templates::{self, Template};
+use crate::config::{trust as trust_list, ConfigError};
+use crate::fsutil::atomic::write_file_atomic;
+
+/// The template and version asked for (`java`, `java@21`), or guessed from the project's files.
+fn choose(
+    asked: Option<&str>,
+    dir: &std::path::Path,
+    progress: &Progress,
+) -> Result<(Template, String), CliError> {
+    let Some(asked) = asked else {
+        let (template, file) = templates::detect(dir)?.ok_or_else(|| CliError::Usage {
+            message: format!(
+                "cannot guess the toolchain: {} has none of the files the templates look for",
+                dir.display()
+            ),
+            hint: Some(format!(
+                "name one: `sandbox init java@21`; the templates are {}",
+                templates::names().join(", ")
+            )),
+        })?;
+        progress.line(&format!(
+            "found {file}: using the {} template ({})",
+            template.name, template.description
+        ));
+        let version = template.default.clone();
+        return Ok((template, version));
+    };
+    let (name, version) = match asked.split_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (asked, None),
+    };
+    let template = templates::find(name)?.ok_or_else(|| CliError::Usage {
+        message: format!("unknown toolchain `{name}`"),
+        hint: Some(format!(
+            "the templates are {}",
+            templates::names().join(", ")
+        )),
+    })?;
+    let version = version.map_or_else(|| template.default.clone(), str::to_owned);
+    if !template.versions.contains_key(&version) {
+        return Err(CliError::Usage {
+            message: format!("{} has no version `{version}`", template.name),
+            hint: Some(format!(
+                "the {} template has versions {}",
+                template.name,
+                template.versions_sorted().join(", ")
+            )),
+        });
+    }
+    Ok((template, version))
+}
+
+/// The sandbox.toml text for `template` at `version`, with every key explained.
+pub fn render(template: &Template, version: &str) -> String {
+    format!(
+        r#"# sandbox.toml: this project's sandbox, for `sandbox enter` and `sandbox run -- CMD`.
+{init}
+#
+# setup = ["..."]        shell steps run once as root, with network; the result is a layer
+#                        reused until the steps, env or image change
+# workdir = "."          where commands start, relative to this directory
+
+[toolchain]
+name = "{name}"
+version = "{version}"          # {name} versions: {versions}
+# image = "REF"          instead of name and version: any image, e.g. {image}
+
+[env]
+# NAME = "value"         set inside, after the image's and the template's own
+
+[network]
+# mode = "pasta"         pasta | slirp4netns | none | host (host needs `sandbox trust`)
+# ports = ["8080:8080"]  [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], on 127.0.0.1 by default
+# host_loopback = false  reach the host's 127.0.0.1 services (needs `sandbox trust`)
+
+[limits]
+# memory = "2g"          (parsed and checked; not applied yet)
+# cpus = 1.5
+# pids = 512
+"#,
+        init = template.init.trim_end(),
+        name = template.name,
+        versions = template.versions_sorted().join(", "),
+        image = template
+            .versions
+            .get(version)
+            .map_or("docker.io/library/debian:bookworm", String::as_str),
+    )
+}
+
+#[allow(clippy::print_stdout)]
+pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<(), CliError> {
+    let progress = Progress::new(global.quiet).verbose(global.verbose);
+    let cwd = std::env::current_dir()?;
+    let file = global.config.clone().unwrap_or_else(|| cwd.join(FILE_NAME));
+    if file.symlink_metadata().is_ok() && !args.force {
+        return Err(CliError::Usage {
+            message: format!("{} exists already", file.display()),
+            hint: Some("edit it, or replace it with `sandbox init --force`".into()),
+        });
+    }
+    let dir = file.parent().unwrap_or(&cwd).to_owned();
+    let (template, version) = choose(args.toolchain.as_deref(), &dir, &progress)?;
+    let text = render(&template, &version);
+    // Checked before it is written: a template that renders a broken file is our bug.
+    crate::config::project::parse(&file, text.clone())?;
+    write_file_atomic(&file, text.as_bytes(), 0o644)?;
+    println!(
+        "wrote {} for {} {version} ({}); `sandbox enter` opens a shell",
+        file.display(),
+        template.name,
+        template.versions.get(&version).map_or("", String::as_str)
+    );
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+pub fn trust(global: &GlobalArgs) -> Result<(), CliError> {
+    let cwd = std::env::current_dir()?;
+    let project = project::load(global, &cwd)?;
+    trust_list::trust(&project).map_err(|e| match e {
+        ConfigError::Io(io) => CliError::Io(io),
+        other => other.into(),
+    })?;
+    let what = if project.host_access.is_empty() {
+        "it asks for no host access now".to_owned()
+    } else {
+        project
+            .host_access
+            .iter()
+            .map(|a| a.value.clone())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    println!("trusted {} as it is now ({what})", project.file.display());
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! The project a command works on: its sandbox.toml (from --config, or the nearest at or above
+//! the current dir), checked against the trust list, and the image it resolves to.
+
+use std::path::{Path, PathBuf};
+
+use super::args::GlobalArgs;
+use super::errors::CliError;
+use crate::config::project::{self, Project};
+use crate::config::{lock, ConfigError};
+
+/// The sandbox.toml to use, if any: --config (which must exist), else the nearest one.
+pub fn locate(global: &GlobalArgs, cwd: &Path) -> Result<Option<PathBuf>, CliError> {
+    match &global.config {
+        Some(file) => {
+            let file = if file.is_absolute() {
+                file.clone()
+            } else {
+                cwd.join(file)
+            };
+            if !file.is_file() {
+                return Err(ConfigError::Read {
+                    path: file,
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                }
+                .into());
+            }
+            Ok(Some(file))
+        }
+        None => Ok(project::find(cwd)),
+    }
+}
+
+/// The project, which must exist.
+pub fn load(global: &GlobalArgs, cwd: &Path) -> Result<Project, CliError> {
+    let file = locate(global, cwd)?.ok_or_else(|| ConfigError::NoProject {
+        dir: cwd.to_owned(),
+    })?;
+    Ok(project::load(&file)?)
+}
+
+/// What the project's lock says about its current inputs.
+pub enum LockState {
+    /// No sandbox.lock.
+    Missing,
+    /// It matches sandbox.toml: these digests hold.
+    Current(lock::LockFile),
+    /// sandbox.toml changed since: the lines that differ.
+    Drifted(Vec<String>),
+}
+
+pub fn lock_state(project: &Project) -> Result<LockState, CliError> {
+    let Some(locked) = lock::read(project)? else {
+        return Ok(LockState::Missing);
+    };
+    let drift = lock::drift(&locked.inputs, &lock::Inputs::of(project));
+    Ok(if drift.is_empty() {
+        LockState::Current(locked)
+    } else {
+        LockState::Drifted(drift)
+    })
+}
+
+/// `--locked`: the lock must exist and match.
+pub fn require_current_lock(project: &Project) -> Result<lock::LockFile, CliError> {
+    match lock_state(project)? {
+        LockState::Current(locked) => Ok(locked),
+        LockState::Missing => Err(CliError::Usage {
+            message: format!(
+                "--locked: {} has no sandbox.lock",
+                project.dir.display()
+            ),
+            hint: Some("write one with `sandbox lock` and commit it".into()),
+        }),
+        LockState::Drifted(lines) => Err(CliError::Usage {
+            message: format!(
+                "--locked: sandbox.toml no longer matches sandbox.lock:\n{}",
+                lines
+                    .iter()
+                    .map(|l| format!("  {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+            hint: Some(
+                "run `sandbox lock` to record the change (and commit sandbox.lock), or undo the edit"
+                    .into(),
+            ),
+        }),
+    }
+}

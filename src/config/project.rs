@@ -1,0 +1,579 @@
+//! `sandbox.toml`: one project's sandbox. Found in the current dir or its nearest ancestor (as
+//! git finds .git), or named with `--config`.
+//!
+//! ```toml
+//! setup = ["apt-get update && apt-get install -y --no-install-recommends maven"]
+//! workdir = "."                # where commands start, inside the project
+//!
+//! [toolchain]
+//! name = "java"                # a template in sandboxes/
+//! version = "21"
+//! # image = "docker.io/library/eclipse-temurin:21-jdk"   # or an image, instead of a template
+//!
+//! [env]
+//! MAVEN_OPTS = "-Xmx1g"
+//! [caches]                     # name = path inside; shared by the toolchain's projects
+//! maven = "~/.m2"
+//! [network]
+//! mode = "pasta"               # pasta | slirp4netns | none | host
+//! ports = ["8080:8080"]
+//! host_loopback = false
+//! [limits]
+//! memory = "2g"
+//! cpus = 1.5
+//! pids = 512
+//! ```
+//! `setup` may also sit inside `[toolchain]`, where a TOML file puts it when it follows that
+//! header (as the design sketch writes it).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::diagnostic;
+use super::error::ConfigError;
+use super::templates;
+
+pub const FILE_NAME: &str = "sandbox.toml";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    toolchain: Option<Spanned<RawToolchain>>,
+    setup: Option<Spanned<Vec<String>>>,
+    workdir: Option<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, String>,
+    #[serde(default)]
+    caches: BTreeMap<Spanned<String>, Spanned<String>>,
+    network: Option<RawNetwork>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToolchain {
+    name: Option<Spanned<String>>,
+    version: Option<Spanned<toml::Value>>,
+    image: Option<Spanned<String>>,
+    setup: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    ports: Vec<Spanned<String>>,
+    host_loopback: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    memory: Option<Spanned<toml::Value>>,
+    cpus: Option<Spanned<toml::Value>>,
+    pids: Option<Spanned<toml::Value>>,
+}
+
+/// A value and where it stands in the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Located<T> {
+    pub value: T,
+    pub span: Range<usize>,
+}
+
+fn located<T: Clone>(s: &Spanned<T>) -> Located<T> {
+    Located {
+        value: s.get_ref().clone(),
+        span: s.span(),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Toolchain {
+    pub name: String,
+    pub version: String,
+}
+
+/// A persistent dir shared by the projects of one toolchain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cache {
+    /// The group it belongs to (the toolchain's name, or `image` for projects naming an image).
+    pub group: String,
+    pub name: String,
+    /// Where it is mounted inside: absolute, or `~/...` for the user's home.
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NetworkSettings {
+    pub mode: Option<Located<String>>,
+    pub ports: Vec<Located<String>>,
+    pub host_loopback: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
+    pub pids: Option<u64>,
+}
+
+impl Limits {
+    pub fn any(&self) -> bool {
+        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+    }
+}
+
+/// A validated sandbox.toml, with its template applied.
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub file: PathBuf,
+    pub dir: PathBuf,
+    pub text: String,
+    pub toolchain: Option<Toolchain>,
+    /// The image reference (from the template, or `image =`).
+    pub image: Located<String>,
+    pub setup: Vec<String>,
+    /// The template's env, then the project's.
+    pub env: Vec<(String, String)>,
+    pub caches: Vec<Cache>,
+    pub network: NetworkSettings,
+    pub limits: Limits,
+    /// Relative to the project dir.
+    pub workdir: Option<PathBuf>,
+    /// What in the file asks for access beyond the project (refused until `sandbox trust`).
+    pub host_access: Vec<Located<String>>,
+}
+
+impl Project {
+    /// An error pointing at `span` of this file.
+    pub fn error_at(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> ConfigError {
+        diagnostic::at(&self.file, &self.text, span, message, hint)
+    }
+}
+
+/// The nearest `sandbox.toml` at or above `dir`.
+pub fn find(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .map(|d| d.join(FILE_NAME))
+        .find(|f| f.is_file())
+}
+
+/// Reads and validates `file`.
+pub fn load(file: &Path) -> Result<Project, ConfigError> {
+    let text = fs_err::read_to_string(file).map_err(|e| ConfigError::Read {
+        path: file.to_owned(),
+        source: e,
+    })?;
+    parse(file, text)
+}
+
+/// Validates the text of `file`.
+pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
+    let raw: RawProject =
+        toml::from_str(&text).map_err(|e| diagnostic::from_toml(file, &text, &e))?;
+    let error = |span: Range<usize>, message: String, hint: Option<String>| {
+        diagnostic::at(file, &text, span, message, hint)
+    };
+    let dir = file
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+
+    // The toolchain: a template and version, or an image.
+    let Some(toolchain) = raw.toolchain else {
+        return Err(error(
+            0..0,
+            "no [toolchain] table".into(),
+            Some("add [toolchain] with `name` and `version` (a template), or `image = \"REF\"`; `sandbox init` writes one".into()),
+        ));
+    };
+    let table_span = toolchain.span();
+    let toolchain = toolchain.into_inner();
+    let mut env = Vec::new();
+    let mut caches = Vec::new();
+    let (chosen, image) = match (&toolchain.name, &toolchain.image) {
+        (Some(_), Some(image)) => {
+            return Err(error(
+                image.span(),
+                "give either `name` and `version` (a template) or `image`, not both".into(),
+                Some("remove `image` to use the template's image, or `name`/`version` to name the image yourself".into()),
+            ))
+        }
+        (None, Some(image)) => {
+            if let Err(e) = crate::image::Reference::parse(image.get_ref()) {
+                return Err(error(
+                    image.span(),
+                    format!("`{}` is not an image reference: {e}", image.get_ref()),
+                    Some("for example `docker.io/library/eclipse-temurin:21-jdk` or `registry.example:5000/team/app@sha256:...`".into()),
+                ));
+            }
+            if toolchain.version.is_some() {
+                let version = toolchain.version.as_ref().map_or(0..0, Spanned::span);
+                return Err(error(
+                    version,
+                    "`version` needs `name` (a template); with `image` the tag is the version".into(),
+                    None,
+                ));
+            }
+            (None, located(image))
+        }
+        (Some(name), None) => {
+            let template = templates::find(name.get_ref())?.ok_or_else(|| {
+                let names = templates::names();
+                let hint = match diagnostic::nearest(name.get_ref(), &names) {
+                    Some(best) => format!("did you mean `{best}`? The templates are: {}", names.join(", ")),
+                    None => format!("the templates are: {}; or name an image with `image = \"REF\"`", names.join(", ")),
+                };
+                error(name.span(), format!("unknown toolchain `{}`", name.get_ref()), Some(hint))
+            })?;
+            let version = version_text(&toolchain, &template, table_span.clone(), &error)?;
+            let Some(reference) = template.versions.get(&version.value) else {
+                return Err(error(
+                    version.span,
+                    format!("{} has no version `{}`", template.name, version.value),
+                    Some(format!(
+                        "the {} template has versions {}; or name any image with `image = \"REF\"`",
+                        template.name,
+                        template.versions_sorted().join(", ")
+                    )),
+                ));
+            };
+            env.extend(template.env.clone());
+            caches.extend(template.caches.iter().map(|(n, t)| Cache {
+                group: template.name.clone(),
+                name: n.clone(),
+                target: t.clone(),
+            }));
+            (
+                Some(Toolchain {
+                    name: template.name.clone(),
+                    version: version.value.clone(),
+                }),
+                Located {
+                    value: reference.clone(),
+                    span: version.span,
+                },
+            )
+        }
+        (None, None) => {
+            return Err(error(
+                table_span,
+                "[toolchain] names neither a template (`name`, `version`) nor an `image`".into(),
+                Some(format!("for example name = \"java\" and version = \"21\"; the templates are: {}", templates::names().join(", "))),
+            ))
+        }
+    };
+
+    let setup = match (raw.setup, toolchain.setup) {
+        (Some(_), Some(inner)) => {
+            return Err(error(
+                inner.span(),
+                "`setup` is given twice: at the top and in [toolchain]".into(),
+                Some("keep one list of steps".into()),
+            ))
+        }
+        (Some(s), None) | (None, Some(s)) => {
+            let span = s.span();
+            let steps = s.into_inner();
+            if steps.iter().any(|step| step.trim().is_empty()) {
+                return Err(error(span, "a setup step is empty".into(), None));
+            }
+            steps
+        }
+        (None, None) => Vec::new(),
+    };
+
+    for (key, value) in raw.env {
+        let name = key.get_ref();
+        if name.is_empty() || name.contains(['=', '\0']) || name.contains(char::is_whitespace) {
+            return Err(error(
+                key.span(),
+                format!("`{name}` is not a valid variable name"),
+                Some("use letters, digits and underscores, e.g. MAVEN_OPTS".into()),
+            ));
+        }
+        env.retain(|(k, _)| k != name);
+        env.push((name.clone(), value));
+    }
+
+    let group = chosen
+        .as_ref()
+        .map_or_else(|| "image".to_owned(), |t| t.name.clone());
+    for (name, target) in raw.caches {
+        check_cache(name.get_ref(), &target, &error)?;
+        caches.retain(|c| &c.name != name.get_ref());
+        caches.push(Cache {
+            group: group.clone(),
+            name: name.get_ref().clone(),
+            target: target.get_ref().clone(),
+        });
+    }
+
+    let mut host_access = Vec::new();
+    let network = match raw.network {
+        None => NetworkSettings::default(),
+        Some(n) => {
+            if let Some(mode) = &n.mode {
+                let modes = ["pasta", "slirp4netns", "none", "host"];
+                if !modes.contains(&mode.get_ref().as_str()) {
+                    let hint = diagnostic::nearest(mode.get_ref(), &modes)
+                        .map(|m| format!("did you mean `{m}`? "))
+                        .unwrap_or_default();
+                    return Err(error(
+                        mode.span(),
+                        format!("unknown network mode `{}`", mode.get_ref()),
+                        Some(format!(
+                            "{hint}the modes are pasta, slirp4netns, none and host"
+                        )),
+                    ));
+                }
+                if mode.get_ref() == "host" {
+                    host_access.push(Located {
+                        value: "network.mode = \"host\" shares the host's network".into(),
+                        span: mode.span(),
+                    });
+                }
+            }
+            if let Some(h) = &n.host_loopback {
+                if *h.get_ref() {
+                    host_access.push(Located {
+                        value: "network.host_loopback lets the sandbox reach the host's loopback services".into(),
+                        span: h.span(),
+                    });
+                }
+            }
+            for port in &n.ports {
+                if let Some(address) = published_address(port.get_ref()) {
+                    if !address.is_loopback() {
+                        host_access.push(Located {
+                            value: format!(
+                                "port `{}` is published on {address}, beyond this machine",
+                                port.get_ref()
+                            ),
+                            span: port.span(),
+                        });
+                    }
+                }
+            }
+            NetworkSettings {
+                mode: n.mode.as_ref().map(located),
+                ports: n.ports.iter().map(located).collect(),
+                host_loopback: n.host_loopback.is_some_and(|h| h.into_inner()),
+            }
+        }
+    };
+
+    let limits = match raw.limits {
+        None => Limits::default(),
+        Some(l) => Limits {
+            memory: l.memory.map(|m| memory(&m, &error)).transpose()?,
+            cpus: l.cpus.map(|c| cpus(&c, &error)).transpose()?,
+            pids: l.pids.map(|p| pids(&p, &error)).transpose()?,
+        },
+    };
+
+    let workdir = match raw.workdir {
+        None => None,
+        Some(w) => {
+            let path = PathBuf::from(w.get_ref());
+            let inside = path
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+            if !inside {
+                return Err(error(
+                    w.span(),
+                    format!("workdir `{}` is not inside the project", w.get_ref()),
+                    Some("give a path relative to the project dir, without `..`, e.g. workdir = \"app\"".into()),
+                ));
+            }
+            Some(path)
+        }
+    };
+
+    Ok(Project {
+        file: file.to_owned(),
+        dir,
+        text,
+        toolchain: chosen,
+        image,
+        setup,
+        env,
+        caches,
+        network,
+        limits,
+        workdir,
+        host_access,
+    })
+}
+
+type ErrorAt<'a> = dyn Fn(Range<usize>, String, Option<String>) -> ConfigError + 'a;
+
+/// `version = "17"` (an integer is taken too; a float is refused: 3.10 would read as 3.1).
+fn version_text(
+    toolchain: &RawToolchain,
+    template: &templates::Template,
+    table: Range<usize>,
+    error: &ErrorAt<'_>,
+) -> Result<Located<String>, ConfigError> {
+    let Some(version) = &toolchain.version else {
+        return Err(error(
+            table,
+            format!("[toolchain] names `{}` but no `version`", template.name),
+            Some(format!(
+                "add version = \"{}\"; the {} template has {}",
+                template.default,
+                template.name,
+                template.versions_sorted().join(", ")
+            )),
+        ));
+    };
+    let text = match version.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        other => {
+            return Err(error(
+                version.span(),
+                format!("version must be a string, not {}", other.type_str()),
+                Some(format!("quote it: version = \"{other}\"")),
+            ))
+        }
+    };
+    Ok(Located {
+        value: text,
+        span: version.span(),
+    })
+}
+
+fn check_cache(
+    name: &str,
+    target: &Spanned<String>,
+    error: &ErrorAt<'_>,
+) -> Result<(), ConfigError> {
+    let path = target.get_ref();
+    let relative = path
+        .strip_prefix("~/")
+        .unwrap_or(path.trim_start_matches('/'));
+    let clean = Path::new(relative)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    let valid_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !name.starts_with('.');
+    if !valid_name {
+        return Err(error(
+            target.span(),
+            format!("cache name `{name}` may only use letters, digits, `-`, `_` and `.`"),
+            None,
+        ));
+    }
+    if !(path.starts_with("~/") || path.starts_with('/')) || !clean || relative.is_empty() {
+        return Err(error(
+            target.span(),
+            format!("cache `{name}`: `{path}` is not a path inside the sandbox"),
+            Some("give an absolute path or one under your home, e.g. maven = \"~/.m2\"".into()),
+        ));
+    }
+    Ok(())
+}
+
+/// The host address of a published port, when it names one (`ADDR:HOST:CONTAINER`).
+fn published_address(spec: &str) -> Option<std::net::IpAddr> {
+    let without_protocol = spec.split('/').next()?;
+    let parts: Vec<&str> = without_protocol.rsplitn(3, ':').collect();
+    let address = parts.get(2)?;
+    address
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+/// `memory = "2g"`: bytes, with an optional k, m, g or t (powers of 1024).
+fn memory(value: &Spanned<toml::Value>, error: &ErrorAt<'_>) -> Result<u64, ConfigError> {
+    let bad = |what: String| {
+        error(
+            value.span(),
+            what,
+            Some(
+                "write a size such as \"512m\", \"2g\" or \"1.5g\" (k, m, g, t are powers of 1024)"
+                    .into(),
+            ),
+        )
+    };
+    let text = match value.get_ref() {
+        toml::Value::String(s) => s.trim().to_lowercase(),
+        toml::Value::Integer(i) if *i > 0 => return Ok(*i as u64),
+        other => {
+            return Err(bad(format!(
+                "memory must be a size like \"2g\", not {other}"
+            )))
+        }
+    };
+    let trimmed = text.trim_end_matches("ib").trim_end_matches('b');
+    let (number, unit) = match trimmed.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&trimmed[..i], Some(c)),
+        _ => (trimmed, None),
+    };
+    let factor: u64 = match unit {
+        None => 1,
+        Some('k') => 1 << 10,
+        Some('m') => 1 << 20,
+        Some('g') => 1 << 30,
+        Some('t') => 1 << 40,
+        Some(other) => return Err(bad(format!("memory `{text}`: unknown unit `{other}`"))),
+    };
+    let amount: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("memory `{text}` is not a size")))?;
+    let bytes = amount * factor as f64;
+    if !(bytes.is_finite() && bytes >= (4u64 << 20) as f64 && bytes < u64::MAX as f64) {
+        return Err(bad(format!(
+            "memory `{text}` is out of range (at least 4m)"
+        )));
+    }
+    Ok(bytes as u64)
+}
+
+fn cpus(value: &Spanned<toml::Value>, error: &ErrorAt<'_>) -> Result<f64, ConfigError> {
+    let number = match value.get_ref() {
+        toml::Value::Float(f) => *f,
+        toml::Value::Integer(i) => *i as f64,
+        _ => f64::NAN,
+    };
+    if !(number > 0.0 && number <= 1024.0) {
+        return Err(error(
+            value.span(),
+            format!(
+                "cpus must be a number of CPUs above 0, such as 1.5, not {}",
+                value.get_ref()
+            ),
+            None,
+        ));
+    }
+    Ok(number)
+}
+
+fn pids(value: &Spanned<toml::Value>, error: &ErrorAt<'_>) -> Result<u64, ConfigError> {
+    match value.get_ref() {
+        toml::Value::Integer(i) if (1..=4_194_304).contains(i) => Ok(*i as u64),
+        other => Err(error(
+            value.span(),
+            format!("pids must be a whole number from 1 to 4194304, not {other}"),
+            None,
+        )),
+    }
+}

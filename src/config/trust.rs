@@ -1,0 +1,68 @@
+//! The trust list: sandbox.toml files whose requests for host access (the host's network, its
+//! loopback, ports published beyond loopback) the user allowed with `sandbox trust`, as
+//! `mise trust` and `direnv allow` do. A cloned project is someone else's file: an entry holds
+//! for that path and that content only, so an edit needs a new `sandbox trust`.
+
+use std::path::PathBuf;
+
+use sha2::{Digest as _, Sha256};
+
+use super::error::ConfigError;
+use super::project::Project;
+use crate::fsutil::atomic::write_file_atomic;
+
+/// `$XDG_CONFIG_HOME/sandbox/trusted`: one `sha256-of-content path` line per file.
+pub fn list_path() -> PathBuf {
+    dirs::config_dir()
+        .unwrap_or_else(|| PathBuf::from(".config"))
+        .join("sandbox")
+        .join("trusted")
+}
+
+fn entry(project: &Project) -> String {
+    let hash = Sha256::digest(project.text.as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex} {}", project.file.display())
+}
+
+pub fn is_trusted(project: &Project) -> bool {
+    let wanted = entry(project);
+    fs_err::read_to_string(list_path()).is_ok_and(|text| text.lines().any(|l| l == wanted))
+}
+
+/// Records the file's current content as trusted (replacing older entries for its path).
+pub fn trust(project: &Project) -> Result<(), ConfigError> {
+    let path = list_path();
+    let suffix = format!(" {}", project.file.display());
+    let mut lines: Vec<String> = fs_err::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.ends_with(&suffix))
+        .map(str::to_owned)
+        .collect();
+    lines.push(entry(project));
+    if let Some(dir) = path.parent() {
+        fs_err::create_dir_all(dir)?;
+    }
+    write_file_atomic(&path, format!("{}\n", lines.join("\n")).as_bytes(), 0o600)?;
+    Ok(())
+}
+
+/// Fails, pointing at the first request for host access, unless the file is trusted.
+pub fn check(project: &Project) -> Result<(), ConfigError> {
+    let Some(first) = project.host_access.first() else {
+        return Ok(());
+    };
+    if is_trusted(project) {
+        return Ok(());
+    }
+    Err(project.error_at(
+        first.span.clone(),
+        format!("{} asks for host access: {}", project.file.display().to_string().rsplit('/').next().unwrap_or("sandbox.toml"), first.value),
+        Some(format!(
+            "read {} first; if you want this, run `sandbox trust` in {} (an edit of the file needs it again)",
+            project.file.display(),
+            project.dir.display()
+        )),
+    ))
+}

@@ -1,0 +1,131 @@
+//! Setup layers: a project's `setup` steps, run once in a container of its base image, kept as
+//! one more layer in the store under `setup/<key>/root/` (overlay format, like `layers/`), with
+//! `setup.json` beside it, written last. The key hashes everything that decides the result
+//! (the base manifest digest, the steps, the env, the toolchain), so a change of any rebuilds
+//! it and every project with the same inputs shares it.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::store::Store;
+
+/// What decides a setup layer's content.
+#[derive(Serialize)]
+pub struct SetupInputs<'a> {
+    pub base_manifest: &'a str,
+    pub toolchain: Option<&'a str>,
+    pub steps: &'a [String],
+    pub env: &'a [(String, String)],
+}
+
+impl SetupInputs<'_> {
+    /// `sha256:<hex>` of the inputs, as canonical JSON.
+    pub fn key(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let hash = Sha256::digest(&json);
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+}
+
+/// Written beside a finished setup layer, last.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SetupRecord {
+    pub key: String,
+    pub base_manifest: String,
+    pub steps: Vec<String>,
+    /// Seconds since the epoch.
+    pub built: u64,
+}
+
+fn hex(key: &str) -> &str {
+    key.strip_prefix("sha256:").unwrap_or(key)
+}
+
+impl Store {
+    pub fn setup_dir(&self) -> PathBuf {
+        self.root().join("setup")
+    }
+
+    fn setup_entry(&self, key: &str) -> PathBuf {
+        self.setup_dir().join(hex(key))
+    }
+
+    /// The layer root of a finished setup layer, if it is stored.
+    pub fn setup_layer(&self, key: &str) -> Option<PathBuf> {
+        let entry = self.setup_entry(key);
+        entry
+            .join("setup.json")
+            .is_file()
+            .then(|| entry.join("root"))
+    }
+
+    /// Moves a container's upper dir into the store as the setup layer `key` (a rename within
+    /// the store), then writes its record: until then, it is not a setup layer.
+    pub fn commit_setup_layer(
+        &self,
+        key: &str,
+        upper: &std::path::Path,
+        record: &SetupRecord,
+    ) -> std::io::Result<PathBuf> {
+        let entry = self.setup_entry(key);
+        let _ = fs_err::remove_dir_all(&entry);
+        fs_err::create_dir_all(&entry)?;
+        fs_err::rename(upper, entry.join("root"))?;
+        let bytes = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+        crate::fsutil::atomic::write_file_atomic(&entry.join("setup.json"), &bytes, 0o600)?;
+        Ok(entry.join("root"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_changes_with_every_input() {
+        let steps = vec!["apt-get update".to_owned()];
+        let env = vec![("A".to_owned(), "1".to_owned())];
+        let base = SetupInputs {
+            base_manifest: "sha256:aa",
+            toolchain: Some("java@17"),
+            steps: &steps,
+            env: &env,
+        };
+        let other_steps = vec!["apt-get upgrade".to_owned()];
+        let other_env = vec![("A".to_owned(), "2".to_owned())];
+        let variants = [
+            SetupInputs {
+                base_manifest: "sha256:bb",
+                ..base_clone(&base)
+            },
+            SetupInputs {
+                toolchain: Some("java@21"),
+                ..base_clone(&base)
+            },
+            SetupInputs {
+                steps: &other_steps,
+                ..base_clone(&base)
+            },
+            SetupInputs {
+                env: &other_env,
+                ..base_clone(&base)
+            },
+        ];
+        for v in variants {
+            assert_ne!(v.key(), base.key());
+        }
+        assert_eq!(base.key(), base_clone(&base).key());
+    }
+
+    fn base_clone<'a>(b: &SetupInputs<'a>) -> SetupInputs<'a> {
+        SetupInputs {
+            base_manifest: b.base_manifest,
+            toolchain: b.toolchain,
+            steps: b.steps,
+            env: b.env,
+        }
+    }
+}
