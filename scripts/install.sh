@@ -15,6 +15,16 @@ cargo build --release --locked
 if [ "$(id -u)" = 0 ]; then bindir=/usr/local/bin; else bindir=$HOME/.local/bin; fi
 install -D -m 0755 target/release/sandbox "$bindir/sandbox"
 echo "installed $bindir/sandbox"
+# Shell completions (the checked-in scripts; they ask the binary for toolchains and ids).
+if [ "$(id -u)" = 0 ]; then
+    bash_dir=/usr/share/bash-completion/completions; zsh_dir=/usr/local/share/zsh/site-functions; fish_dir=/usr/share/fish/vendor_completions.d
+else
+    bash_dir=${XDG_DATA_HOME:-$HOME/.local/share}/bash-completion/completions; zsh_dir=${XDG_DATA_HOME:-$HOME/.local/share}/zsh/site-functions; fish_dir=${XDG_CONFIG_HOME:-$HOME/.config}/fish/completions
+fi
+install -D -m 0644 completions/sandbox.bash "$bash_dir/sandbox"
+install -D -m 0644 completions/_sandbox "$zsh_dir/_sandbox"
+install -D -m 0644 completions/sandbox.fish "$fish_dir/sandbox.fish"
+echo "installed completions for bash ($bash_dir), zsh ($zsh_dir) and fish ($fish_dir)"
 
 work=$(mktemp -d /tmp/sandbox-demo.XXXXXX)
 chmod 0755 "$work"
@@ -40,7 +50,17 @@ as_user "$bindir/sandbox" --root "$store" df
 project=$work/project
 mkdir -p "$project"
 [ "$(id -u)" = 0 ] && chown "${SANDBOX_TEST_USER:-sandbox-test}:" "$project"
-(cd "$project" && as_user "$bindir/sandbox" --root "$store" run --image "127.0.0.1:$port/library/busybox" -- \
-    sh -c 'echo "inside: $(id -un) in $(pwd) on $(hostname)"; echo hello > made-inside')
+cat > "$project/sandbox.toml" <<TOML
+setup = ["echo 'prepared once by the setup step' > /etc/motd"]
+[toolchain]
+image = "127.0.0.1:$port/library/busybox"
+[network]
+mode = "none"
+TOML
+[ "$(id -u)" = 0 ] && chown "${SANDBOX_TEST_USER:-sandbox-test}:" "$project/sandbox.toml"
+for _ in 1 2; do
+    (cd "$project" && as_user "$bindir/sandbox" --root "$store" run -- \
+        sh -c 'cat /etc/motd; echo "inside: $(id -un) in $(pwd) on $(hostname)"; echo hello > made-inside')
+done
 ls -l "$project/made-inside"
 echo "demo done: sandbox pulled from a loopback registry into $store and ran a command in $project"

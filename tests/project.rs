@@ -22,7 +22,10 @@ fn text(b: &[u8]) -> String {
 /// A busybox image whose /etc/image-version says `version`, pushed as `repo:tag`.
 fn push_busybox(registry: &Registry, repo: &str, tag: &str, version: &str) {
     let mut entries = oci::busybox_full_entries();
-    entries.push(oci::Entry::file("etc/image-version", format!("{version}\n").as_bytes()));
+    entries.push(oci::Entry::file(
+        "etc/image-version",
+        format!("{version}\n").as_bytes(),
+    ));
     let image = oci::build(&oci::ImageSpec {
         layers: vec![oci::LayerSpec {
             entries,
@@ -112,12 +115,21 @@ fn config_errors_name_the_file_line_and_column() {
         let file = write_project(&env, "project", toml);
         let stderr = env.fails(&["run", "--", "true"]);
         let expected = format!("error: {}:{first}", file.display());
-        assert_eq!(stderr.lines().next().unwrap_or(""), expected, "for:\n{toml}\n{stderr}");
+        assert_eq!(
+            stderr.lines().next().unwrap_or(""),
+            expected,
+            "for:\n{toml}\n{stderr}"
+        );
         assert!(stderr.contains(" | "), "no snippet for:\n{toml}\n{stderr}");
-        assert!(stderr.contains('^'), "nothing underlined for:\n{toml}\n{stderr}");
+        assert!(
+            stderr.contains('^'),
+            "nothing underlined for:\n{toml}\n{stderr}"
+        );
         if !hint.is_empty() {
             assert!(
-                stderr.lines().any(|l| l.starts_with("hint: ") && l.contains(hint)),
+                stderr
+                    .lines()
+                    .any(|l| l.starts_with("hint: ") && l.contains(hint)),
                 "hint `{hint}` missing for:\n{toml}\n{stderr}"
             );
         }
@@ -137,18 +149,30 @@ fn init_writes_a_template_guessed_from_the_projects_files() {
     assert!(text(&out.stderr).contains("found pom.xml: using the java template"));
     let toml = std::fs::read_to_string(env.path().join("project/sandbox.toml")).unwrap();
     assert!(toml.contains("name = \"java\"\nversion = \"21\""), "{toml}");
-    assert!(toml.contains("# Java with the Eclipse Temurin JDK"), "{toml}");
+    assert!(
+        toml.contains("# Java with the Eclipse Temurin JDK"),
+        "{toml}"
+    );
     // An existing file is kept unless --force.
     let stderr = env.fails(&["init", "php@8.2"]);
-    assert!(stderr.contains("exists already") && stderr.contains("--force"), "{stderr}");
+    assert!(
+        stderr.contains("exists already") && stderr.contains("--force"),
+        "{stderr}"
+    );
     env.ok(&["init", "--force", "php@8.2"]);
     let toml = std::fs::read_to_string(env.path().join("project/sandbox.toml")).unwrap();
     assert!(toml.contains("name = \"php\"\nversion = \"8.2\""), "{toml}");
     // Unknown versions and toolchains list what there is.
     let stderr = env.fails(&["init", "--force", "php@9"]);
-    assert!(stderr.contains("php has no version `9`") && stderr.contains("8.1, 8.2, 8.3"), "{stderr}");
+    assert!(
+        stderr.contains("php has no version `9`") && stderr.contains("8.1, 8.2, 8.3"),
+        "{stderr}"
+    );
     let stderr = env.fails(&["init", "--force", "cobol"]);
-    assert!(stderr.contains("go, java, node, php, python, rust"), "{stderr}");
+    assert!(
+        stderr.contains("go, java, node, php, python, rust"),
+        "{stderr}"
+    );
     // Nothing to guess from.
     std::fs::remove_file(env.path().join("project/pom.xml")).unwrap();
     std::fs::remove_file(env.path().join("project/sandbox.toml")).unwrap();
@@ -165,35 +189,80 @@ fn the_setup_layer_is_built_once_reused_and_rebuilt_on_change() {
     push_busybox(&registry, "library/php", "8.2-cli", "php-8.2");
     mirror_docker_hub(&env, &registry);
     let steps = "setup = [\"cat /proc/sys/kernel/random/uuid > /setup-stamp\", \"mkdir -p /opt/tool && echo ready > /opt/tool/state\"]\n";
-    write_project(&env, "project", &format!("{steps}[toolchain]\nname = \"php\"\nversion = \"8.2\"\n"));
-    let show = ["run", "--network", "none", "--", "sh", "-c", "cat /etc/image-version /setup-stamp /opt/tool/state; echo $COMPOSER_CACHE_DIR"];
+    write_project(
+        &env,
+        "project",
+        &format!("{steps}[toolchain]\nname = \"php\"\nversion = \"8.2\"\n"),
+    );
+    let show = [
+        "run",
+        "--network",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/image-version /setup-stamp /opt/tool/state; echo $COMPOSER_CACHE_DIR",
+    ];
     let first = env.run(&show);
     assert!(first.status.success(), "{}", text(&first.stderr));
-    assert!(text(&first.stderr).contains("setup: running 2 steps once as root"), "{}", text(&first.stderr));
+    assert!(
+        text(&first.stderr).contains("setup: running 2 steps once as root"),
+        "{}",
+        text(&first.stderr)
+    );
     let stdout = text(&first.stdout);
-    assert!(stdout.starts_with("php-8.2\n") && stdout.contains("ready\n"), "{stdout}");
-    assert!(stdout.ends_with("/.cache/composer\n"), "the template's env, `~` expanded: {stdout}");
+    assert!(
+        stdout.starts_with("php-8.2\n") && stdout.contains("ready\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("/.cache/composer\n"),
+        "the template's env, `~` expanded: {stdout}"
+    );
     // The second run reuses the layer: setup does not run again.
     let second = env.run(&show);
     assert!(second.status.success(), "{}", text(&second.stderr));
-    assert!(!text(&second.stderr).contains("setup:"), "{}", text(&second.stderr));
+    assert!(
+        !text(&second.stderr).contains("setup:"),
+        "{}",
+        text(&second.stderr)
+    );
     assert_eq!(text(&second.stdout), stdout, "the same setup layer");
     assert_eq!(env.store_entries("setup").len(), 1);
 
     // Editing the steps builds a new layer.
-    write_project(&env, "project", &format!("setup = [\"cat /proc/sys/kernel/random/uuid > /setup-stamp\", \"echo edited > /edited\"]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n"));
-    let third = env.run(&["run", "--network", "none", "--", "sh", "-c", "cat /setup-stamp /edited"]);
+    write_project(&env, "project", "setup = [\"cat /proc/sys/kernel/random/uuid > /setup-stamp\", \"echo edited > /edited\"]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n");
+    let third = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "cat /setup-stamp /edited",
+    ]);
     assert!(third.status.success(), "{}", text(&third.stderr));
-    assert!(text(&third.stderr).contains("setup: running"), "{}", text(&third.stderr));
+    assert!(
+        text(&third.stderr).contains("setup: running"),
+        "{}",
+        text(&third.stderr)
+    );
     assert!(text(&third.stdout).ends_with("edited\n"));
     assert_ne!(text(&third.stdout).lines().next(), stdout.lines().nth(1));
 
     // A failing step: its number, text, output tail and exit code; nothing stored.
     write_project(&env, "project", "setup = [\"echo fine\", \"echo about to fail; exit 3\"]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n");
     let stderr = env.fails(&["run", "--network", "none", "--", "true"]);
-    assert!(stderr.contains("setup step 2 of 2 failed with exit code 3: echo about to fail; exit 3"), "{stderr}");
+    assert!(
+        stderr.contains("setup step 2 of 2 failed with exit code 3: echo about to fail; exit 3"),
+        "{stderr}"
+    );
     assert!(stderr.contains("  | about to fail"), "{stderr}");
-    assert_eq!(env.store_entries("setup").len(), 2, "a failed setup stores nothing");
+    assert_eq!(
+        env.store_entries("setup").len(),
+        2,
+        "a failed setup stores nothing"
+    );
 }
 
 /// sandbox.lock pins the digest: the same image after the tag moves and with the registry
@@ -204,28 +273,54 @@ fn the_lock_pins_the_image_and_locked_refuses_after_an_edit() {
     let registry = Registry::start();
     push_busybox(&registry, "library/php", "8.3-cli", "first");
     mirror_docker_hub(&env, &registry);
-    write_project(&env, "project", "[toolchain]\nname = \"php\"\nversion = \"8.3\"\n");
+    write_project(
+        &env,
+        "project",
+        "[toolchain]\nname = \"php\"\nversion = \"8.3\"\n",
+    );
     let stderr = env.fails(&["run", "--locked", "--", "true"]);
     assert!(stderr.contains("has no sandbox.lock"), "{stderr}");
     let out = env.ok(&["lock"]);
     assert!(out.contains("sandbox.lock"), "{out}");
     let lock = std::fs::read_to_string(env.path().join("project/sandbox.lock")).unwrap();
-    assert!(lock.contains("image = \"docker.io/library/php:8.3-cli\"") && lock.contains("manifest = \"sha256:"), "{lock}");
+    assert!(
+        lock.contains("image = \"docker.io/library/php:8.3-cli\"")
+            && lock.contains("manifest = \"sha256:"),
+        "{lock}"
+    );
     assert!(env.ok(&["lock"]).contains("up to date"));
 
     // The tag moves: the lock still gives the first image.
     push_busybox(&registry, "library/php", "8.3-cli", "second");
-    let cat = ["run", "--locked", "--network", "none", "--", "cat", "/etc/image-version"];
+    let cat = [
+        "run",
+        "--locked",
+        "--network",
+        "none",
+        "--",
+        "cat",
+        "/etc/image-version",
+    ];
     assert_eq!(env.ok(&cat), "first\n");
     // And with the registry gone.
     drop(registry);
     assert_eq!(env.ok(&cat), "first\n");
 
     // An edit of sandbox.toml: --locked refuses and shows what changed.
-    write_project(&env, "project", "[toolchain]\nname = \"php\"\nversion = \"8.3\"\n[env]\nAPP_ENV = \"dev\"\n");
+    write_project(
+        &env,
+        "project",
+        "[toolchain]\nname = \"php\"\nversion = \"8.3\"\n[env]\nAPP_ENV = \"dev\"\n",
+    );
     let stderr = env.fails(&cat);
-    assert!(stderr.contains("--locked: sandbox.toml no longer matches sandbox.lock"), "{stderr}");
-    assert!(stderr.contains("+ APP_ENV = \"dev\"") || stderr.contains("+ [env]"), "{stderr}");
+    assert!(
+        stderr.contains("--locked: sandbox.toml no longer matches sandbox.lock"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("+ APP_ENV = \"dev\"") || stderr.contains("+ [env]"),
+        "{stderr}"
+    );
     assert!(stderr.contains("sandbox lock"), "{stderr}");
 }
 
@@ -237,9 +332,32 @@ fn caches_persist_and_are_shared_by_a_toolchains_projects() {
     mirror_docker_hub(&env, &registry);
     let toml = "[toolchain]\nname = \"php\"\nversion = \"8.1\"\n[caches]\nextra = \"~/.extra\"\n";
     write_project(&env, "project", toml);
-    let second = write_project(&env, "other", toml).parent().unwrap().to_owned();
-    env.ok(&["run", "--network", "none", "--", "sh", "-c", "echo from-one > ~/.cache/composer/package; echo x > ~/.extra/e"]);
-    let out = in_dir(&env, &second, &["run", "--network", "none", "--", "sh", "-c", "cat ~/.cache/composer/package ~/.extra/e"]);
+    let second = write_project(&env, "other", toml)
+        .parent()
+        .unwrap()
+        .to_owned();
+    env.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "echo from-one > ~/.cache/composer/package; echo x > ~/.extra/e",
+    ]);
+    let out = in_dir(
+        &env,
+        &second,
+        &[
+            "run",
+            "--network",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            "cat ~/.cache/composer/package ~/.extra/e",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "from-one\nx\n");
     // On the host, owned by the user.
@@ -247,7 +365,10 @@ fn caches_persist_and_are_shared_by_a_toolchains_projects() {
     let meta = std::fs::metadata(&host).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), env.uid());
     let ls = env.ok(&["cache", "ls"]);
-    assert!(ls.contains("php/composer") && ls.contains("php/extra"), "{ls}");
+    assert!(
+        ls.contains("php/composer") && ls.contains("php/extra"),
+        "{ls}"
+    );
     env.ok(&["cache", "rm", "composer"]);
     assert!(!host.exists());
     let stderr = env.fails(&["cache", "rm", "composer"]);
@@ -260,7 +381,11 @@ fn host_access_in_sandbox_toml_needs_trust() {
     let registry = Registry::start();
     push_busybox(&registry, "library/node", "22", "node");
     mirror_docker_hub(&env, &registry);
-    let file = write_project(&env, "project", "[toolchain]\nname = \"node\"\nversion = \"22\"\n[network]\nmode = \"host\"\n");
+    let file = write_project(
+        &env,
+        "project",
+        "[toolchain]\nname = \"node\"\nversion = \"22\"\n[network]\nmode = \"host\"\n",
+    );
     let stderr = env.fails(&["run", "--", "true"]);
     assert_eq!(
         stderr.lines().next().unwrap(),
@@ -279,7 +404,11 @@ fn host_access_in_sandbox_toml_needs_trust() {
 fn completions_are_current() {
     let env = TestEnv::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
-    for (shell, file) in [("bash", "sandbox.bash"), ("zsh", "_sandbox"), ("fish", "sandbox.fish")] {
+    for (shell, file) in [
+        ("bash", "sandbox.bash"),
+        ("zsh", "_sandbox"),
+        ("fish", "sandbox.fish"),
+    ] {
         let fresh = env.ok(&["completions", shell]);
         let checked_in = std::fs::read_to_string(root.join(file)).unwrap();
         assert_eq!(checked_in, fresh, "completions/{file} is stale: regenerate it with `sandbox completions {shell} > completions/{file}`");
@@ -290,5 +419,8 @@ fn completions_are_current() {
         .output()
         .unwrap();
     let candidates = text(&out.stdout);
-    assert!(candidates.contains("java@17") && !candidates.contains("php"), "{candidates}");
+    assert!(
+        candidates.contains("java@17") && !candidates.contains("php"),
+        "{candidates}"
+    );
 }

@@ -519,7 +519,12 @@ fn run_without_an_image_explains_what_to_do() {
     let env = TestEnv::new();
     let err = env.fails(&["run", "--", "true"]);
     assert!(err.contains("no image to run"), "{err}");
-    assert!(err.contains("hint: pass an image"), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("hint: ")
+            && l.contains("sandbox init")
+            && l.contains("pass an image")),
+        "{err}"
+    );
 }
 
 #[test]
