@@ -280,8 +280,19 @@ fn the_lock_pins_the_image_and_locked_refuses_after_an_edit() {
     );
     let stderr = env.fails(&["run", "--locked", "--", "true"]);
     assert!(stderr.contains("has no sandbox.lock"), "{stderr}");
-    let out = env.ok(&["lock"]);
+    // A symlink planted where the lock goes (the project dir is writable from inside) is
+    // replaced, never followed.
+    let victim = env.write("victim", "precious\n");
+    std::os::unix::fs::symlink(&victim, env.path().join("project/sandbox.lock")).unwrap();
+    let out = env.ok(&["lock", "--update"]);
     assert!(out.contains("sandbox.lock"), "{out}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(
+        !std::fs::symlink_metadata(env.path().join("project/sandbox.lock"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     let lock = std::fs::read_to_string(env.path().join("project/sandbox.lock")).unwrap();
     assert!(
         lock.contains("image = \"docker.io/library/php:8.3-cli\"")
@@ -397,6 +408,65 @@ fn host_access_in_sandbox_toml_needs_trust() {
     // An edit needs trust again.
     write_project(&env, "project", "[toolchain]\nname = \"node\"\nversion = \"22\"\n[network]\nmode = \"host\"\n[env]\nX = \"1\"\n");
     env.fails(&["run", "--", "true"]);
+}
+
+/// `workdir` sets where commands start; `--config` names a sandbox.toml elsewhere; running
+/// containers' ids complete for `sandbox stop`.
+#[test]
+fn workdir_config_flag_and_container_id_completion() {
+    let env = TestEnv::new();
+    let registry = Registry::start();
+    push_busybox(&registry, "library/golang", "1.23", "go");
+    mirror_docker_hub(&env, &registry);
+    write_project(&env, "project", "workdir = \"cmd/app\"\n[toolchain]\nname = \"go\"\nversion = \"1.23\"\n[network]\nmode = \"none\"\n");
+    env.write("project/cmd/app/main.go", "package main\n");
+    let pwd = env.ok(&["run", "--", "sh", "-c", "pwd; echo $GOMODCACHE"]);
+    let project = env.path().join("project");
+    assert!(
+        pwd.starts_with(&format!("{}/cmd/app\n", project.display())),
+        "{pwd}"
+    );
+    assert!(pwd.ends_with("/go/pkg/mod\n"), "{pwd}");
+    // --config from a dir outside the project.
+    let elsewhere = env.path().join("home");
+    let out = env
+        .command(&[
+            "--config",
+            &project.join("sandbox.toml").display().to_string(),
+            "run",
+            "--",
+            "cat",
+            "/etc/image-version",
+        ])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "go\n");
+    // A running container's id completes `sandbox stop`.
+    let mut running = env.command(&["run", "--", "sleep", "30"]).spawn().unwrap();
+    let id = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            env.ok(&["ps"])
+                .lines()
+                .nth(1)
+                .map(|l| l.split_whitespace().next().unwrap_or("").to_owned())
+        })
+        .expect("the container to show in ps");
+    let out = env
+        .command(&["--", "sandbox", "stop", ""])
+        .env("COMPLETE", "fish")
+        .env("SANDBOX_ROOT", env.store())
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains(&id),
+        "{id} not offered: {}",
+        text(&out.stdout)
+    );
+    env.ok(&["stop", &id, "--time", "1"]);
+    let _ = running.wait();
 }
 
 /// The checked-in scripts are what the binary prints, and the binary completes toolchains.
