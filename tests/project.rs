@@ -47,6 +47,15 @@ fn mirror_docker_hub(env: &TestEnv, registry: &Registry) {
     );
 }
 
+/// A loopback "Docker Hub" (docker.io's mirror in the user config) holding a busybox image as
+/// `repo:tag`; keep it alive.
+fn docker_hub(env: &TestEnv, repo: &str, tag: &str, version: &str) -> Registry {
+    let registry = Registry::start();
+    push_busybox(&registry, repo, tag, version);
+    mirror_docker_hub(env, &registry);
+    registry
+}
+
 fn write_project(env: &TestEnv, dir: &str, toml: &str) -> PathBuf {
     env.write(&format!("{dir}/sandbox.toml"), toml)
 }
@@ -185,9 +194,7 @@ fn init_writes_a_template_guessed_from_the_projects_files() {
 #[test]
 fn the_setup_layer_is_built_once_reused_and_rebuilt_on_change() {
     let env = TestEnv::new();
-    let registry = Registry::start();
-    push_busybox(&registry, "library/php", "8.2-cli", "php-8.2");
-    mirror_docker_hub(&env, &registry);
+    let _registry = docker_hub(&env, "library/php", "8.2-cli", "php-8.2");
     let steps = "setup = [\"cat /proc/sys/kernel/random/uuid > /setup-stamp\", \"mkdir -p /opt/tool && echo ready > /opt/tool/state\"]\n";
     write_project(
         &env,
@@ -270,9 +277,7 @@ fn the_setup_layer_is_built_once_reused_and_rebuilt_on_change() {
 #[test]
 fn the_lock_pins_the_image_and_locked_refuses_after_an_edit() {
     let env = TestEnv::new();
-    let registry = Registry::start();
-    push_busybox(&registry, "library/php", "8.3-cli", "first");
-    mirror_docker_hub(&env, &registry);
+    let registry = docker_hub(&env, "library/php", "8.3-cli", "first");
     write_project(
         &env,
         "project",
@@ -338,9 +343,7 @@ fn the_lock_pins_the_image_and_locked_refuses_after_an_edit() {
 #[test]
 fn caches_persist_and_are_shared_by_a_toolchains_projects() {
     let env = TestEnv::new();
-    let registry = Registry::start();
-    push_busybox(&registry, "library/php", "8.1-cli", "php");
-    mirror_docker_hub(&env, &registry);
+    let _registry = docker_hub(&env, "library/php", "8.1-cli", "php");
     let toml = "[toolchain]\nname = \"php\"\nversion = \"8.1\"\n[caches]\nextra = \"~/.extra\"\n";
     write_project(&env, "project", toml);
     let second = write_project(&env, "other", toml)
@@ -389,9 +392,7 @@ fn caches_persist_and_are_shared_by_a_toolchains_projects() {
 #[test]
 fn host_access_in_sandbox_toml_needs_trust() {
     let env = TestEnv::new();
-    let registry = Registry::start();
-    push_busybox(&registry, "library/node", "22", "node");
-    mirror_docker_hub(&env, &registry);
+    let _registry = docker_hub(&env, "library/node", "22", "node");
     let file = write_project(
         &env,
         "project",
@@ -415,9 +416,7 @@ fn host_access_in_sandbox_toml_needs_trust() {
 #[test]
 fn workdir_config_flag_and_container_id_completion() {
     let env = TestEnv::new();
-    let registry = Registry::start();
-    push_busybox(&registry, "library/golang", "1.23", "go");
-    mirror_docker_hub(&env, &registry);
+    let _registry = docker_hub(&env, "library/golang", "1.23", "go");
     write_project(&env, "project", "workdir = \"cmd/app\"\n[toolchain]\nname = \"go\"\nversion = \"1.23\"\n[network]\nmode = \"none\"\n");
     env.write("project/cmd/app/main.go", "package main\n");
     let pwd = env.ok(&["run", "--", "sh", "-c", "pwd; echo $GOMODCACHE"]);

@@ -58,7 +58,14 @@ pub fn check(project: &Project) -> Result<(), ConfigError> {
     }
     Err(project.error_at(
         first.span.clone(),
-        format!("{} asks for host access: {}", project.file.display().to_string().rsplit('/').next().unwrap_or("sandbox.toml"), first.value),
+        format!(
+            "{} asks for host access: {}",
+            project
+                .file
+                .file_name()
+                .map_or("sandbox.toml".into(), |n| n.to_string_lossy()),
+            first.value
+        ),
         Some(format!(
             "read {} first; if you want this, run `sandbox trust` in {} (an edit of the file needs it again)",
             project.file.display(),
