@@ -2,6 +2,7 @@
 
 pub mod args;
 mod commands;
+mod environment;
 pub mod errors;
 mod format;
 mod progress;

@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::PathBuf;
 
 use super::args::GlobalArgs;
+use super::environment::Environment;
 use super::errors::CliError;
 use super::progress::Progress;
 use super::session;
@@ -22,8 +23,7 @@ use crate::image::setup::{SetupInputs, SetupRecord};
 use crate::image::store::Store;
 use crate::image::{Digest, Reference};
 use crate::runtime::monitor::{self, Outcome};
-use crate::runtime::network::Helper;
-use crate::runtime::spec::{ContainerSpec, Identity, Network, NetworkOptions, Program};
+use crate::runtime::spec::{ContainerSpec, Identity, NetworkOptions, Program};
 use crate::runtime::{state, sys, RunReporter};
 
 /// Lines of output kept for the report of a failing step.
@@ -146,37 +146,10 @@ fn setup_spec(
         shell: "/bin/sh".into(),
         ids_mapped: true,
     };
-    let network = match config.network.mode.as_ref().map(|m| m.value.as_str()) {
-        Some("none") => Network::None,
-        Some("host") => Network::Host,
-        Some("slirp4netns") => Network::Helper(Helper::Slirp4netns),
-        Some(_) => Network::Helper(Helper::Pasta),
-        None => {
-            Network::Helper(Helper::detect().ok_or(crate::runtime::RuntimeError::NoNetworkHelper)?)
-        }
-    };
-    let mut env: Vec<(String, String)> = vec![(
-        "PATH".into(),
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-    )];
-    let mut set = |k: &str, v: &str| {
-        env.retain(|(key, _)| key != k);
-        env.push((k.to_owned(), v.to_owned()));
-    };
-    for pair in &image.env {
-        if let Some((k, v)) = pair.split_once('=') {
-            set(k, v);
-        }
-    }
-    for (k, v) in &config.env {
-        let v = match v.strip_prefix("~/") {
-            Some(rest) => format!("/root/{rest}"),
-            None => v.clone(),
-        };
-        set(k, &v);
-    }
-    set("HOME", "/root");
-    set("DEBIAN_FRONTEND", "noninteractive");
+    let network = super::commands::run::network_mode(None, Some(config))?;
+    let mut env = Environment::base(&image.env, &config.env, std::path::Path::new("/root"));
+    env.set("HOME", "/root");
+    env.set("DEBIAN_FRONTEND", "noninteractive");
     let hostname = crate::runtime::etc_files::hostname_for(&config.dir);
     Ok(ContainerSpec {
         id: id.clone(),
@@ -190,7 +163,7 @@ fn setup_spec(
         network_options: NetworkOptions::default(),
         identity,
         as_root: true,
-        env,
+        env: env.into_vec(),
         program: Program::Command(vec!["/bin/sh".into(), "-c".into(), script(&config.setup)]),
         tty: false,
         resolv_conf: fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default(),

@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use crate::cli::args::{EnterArgs, GlobalArgs, NetworkArg, RunArgs, SandboxArgs};
+use crate::cli::environment::{expand_home, Environment};
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
 use crate::cli::setup;
@@ -64,8 +65,8 @@ fn identity(ids_mapped: bool) -> Result<Identity, CliError> {
     })
 }
 
-/// Image env, then sandbox.toml's (the template's, then the project's; `~/` is the user's home
-/// inside), then the host's terminal and locale variables, then `-e`.
+/// The image's env and sandbox.toml's (see `Environment::base`), then who you are, then the
+/// host's terminal and locale variables, then `-e`.
 fn environment(
     image_env: &[String],
     project_env: &[(String, String)],
@@ -73,28 +74,13 @@ fn environment(
     hostname: &str,
     extra: &[String],
 ) -> Result<Vec<(String, String)>, CliError> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    let mut set = |key: &str, value: &str| {
-        env.retain(|(k, _)| k != key);
-        env.push((key.to_owned(), value.to_owned()));
-    };
-    set(
-        "PATH",
-        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    );
-    for pair in image_env {
-        if let Some((k, v)) = pair.split_once('=') {
-            set(k, v);
-        }
-    }
+    let mut env = Environment::base(image_env, project_env, &user.home);
+    let mut set = |key: &str, value: &str| env.set(key, value);
     set("HOME", &user.home.display().to_string());
     set("USER", &user.name);
     set("LOGNAME", &user.name);
     set("HOSTNAME", hostname);
     set("container", "sandbox");
-    for (key, value) in project_env {
-        set(key, &expand_home(value, &user.home));
-    }
     for (key, value) in std::env::vars() {
         if key == "TERM"
             || key == "COLORTERM"
@@ -120,16 +106,29 @@ fn environment(
         }
         set(k, v);
     }
-    Ok(env)
+    Ok(env.into_vec())
 }
 
-/// `~/x` as `home/x`; anything else as it is.
-fn expand_home(value: &str, home: &Path) -> String {
-    match value.strip_prefix("~/") {
-        Some(rest) => home.join(rest).display().to_string(),
-        None if value == "~" => home.display().to_string(),
-        None => value.to_owned(),
-    }
+/// The network mode: the flag, else sandbox.toml's `[network] mode`, else pasta if installed,
+/// else slirp4netns.
+pub fn network_mode(
+    flag: Option<NetworkArg>,
+    config: Option<&Project>,
+) -> Result<Network, CliError> {
+    let configured = config.and_then(|p| p.network.mode.as_ref());
+    let from_config = configured.map(|m| match m.value.as_str() {
+        "none" => NetworkArg::None,
+        "host" => NetworkArg::Host,
+        "slirp4netns" => NetworkArg::Slirp4netns,
+        _ => NetworkArg::Pasta,
+    });
+    Ok(match flag.or(from_config) {
+        Some(NetworkArg::None) => Network::None,
+        Some(NetworkArg::Host) => Network::Host,
+        Some(NetworkArg::Pasta) => Network::Helper(Helper::Pasta),
+        Some(NetworkArg::Slirp4netns) => Network::Helper(Helper::Slirp4netns),
+        None => Network::Helper(Helper::detect().ok_or(RuntimeError::NoNetworkHelper)?),
+    })
 }
 
 /// The network mode and its options: flags first, then sandbox.toml's `[network]`; without
@@ -138,20 +137,7 @@ fn network(
     args: &SandboxArgs,
     config: Option<&Project>,
 ) -> Result<(Network, NetworkOptions), CliError> {
-    let configured = config.and_then(|p| p.network.mode.as_ref());
-    let from_config = configured.map(|m| match m.value.as_str() {
-        "none" => NetworkArg::None,
-        "host" => NetworkArg::Host,
-        "slirp4netns" => NetworkArg::Slirp4netns,
-        _ => NetworkArg::Pasta,
-    });
-    let mode = match args.network.or(from_config) {
-        Some(NetworkArg::None) => Network::None,
-        Some(NetworkArg::Host) => Network::Host,
-        Some(NetworkArg::Pasta) => Network::Helper(Helper::Pasta),
-        Some(NetworkArg::Slirp4netns) => Network::Helper(Helper::Slirp4netns),
-        None => Network::Helper(Helper::detect().ok_or(RuntimeError::NoNetworkHelper)?),
-    };
+    let mode = network_mode(args.network, config)?;
     let mut ports = Vec::new();
     if let Some(project) = config {
         for port in &project.network.ports {

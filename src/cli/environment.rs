@@ -1,0 +1,73 @@
+//! The environment a sandbox's command gets, built in one order for `run`, `enter` and setup
+//! steps: a default PATH, the image's `Env`, then sandbox.toml's (the template's, then the
+//! project's, with `~/` as the home inside); callers then add their own on top.
+
+use std::path::Path;
+
+/// Ordered `KEY=VALUE` pairs; a later `set` of a key replaces the earlier one.
+#[derive(Default)]
+pub struct Environment(Vec<(String, String)>);
+
+impl Environment {
+    /// PATH, the image's variables, then the project's (`~/` expanded against `home`).
+    pub fn base(image_env: &[String], project_env: &[(String, String)], home: &Path) -> Self {
+        let mut env = Self::default();
+        env.set(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+        for pair in image_env {
+            if let Some((k, v)) = pair.split_once('=') {
+                env.set(k, v);
+            }
+        }
+        for (key, value) in project_env {
+            env.set(key, &expand_home(value, home));
+        }
+        env
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.0.retain(|(k, _)| k != key);
+        self.0.push((key.to_owned(), value.to_owned()));
+    }
+
+    pub fn into_vec(self) -> Vec<(String, String)> {
+        self.0
+    }
+}
+
+/// `~/x` as `home/x`, `~` as `home`; anything else as it is.
+pub fn expand_home(value: &str, home: &Path) -> String {
+    match value.strip_prefix("~/") {
+        Some(rest) => home.join(rest).display().to_string(),
+        None if value == "~" => home.display().to_string(),
+        None => value.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_sources_win_and_home_is_expanded() {
+        let env = Environment::base(
+            &["PATH=/image/bin".into(), "LANG=C".into()],
+            &[
+                ("CARGO_HOME".into(), "~/.cargo".into()),
+                ("LANG".into(), "C.UTF-8".into()),
+            ],
+            Path::new("/home/dev"),
+        )
+        .into_vec();
+        assert_eq!(
+            env,
+            [
+                ("PATH".to_owned(), "/image/bin".to_owned()),
+                ("CARGO_HOME".into(), "/home/dev/.cargo".into()),
+                ("LANG".into(), "C.UTF-8".into()),
+            ]
+        );
+    }
+}
