@@ -270,6 +270,34 @@ fn the_setup_layer_is_built_once_reused_and_rebuilt_on_change() {
         2,
         "a failed setup stores nothing"
     );
+    // df counts the setup layers; removing their base image removes them too.
+    let df = env.ok(&["df"]);
+    assert!(
+        df.lines()
+            .any(|l| l.starts_with("setup") && l.contains(" 2 ")),
+        "{df}"
+    );
+    // One no run used for 40 days goes with `prune`.
+    let old = env
+        .store()
+        .join("setup")
+        .join(&env.store_entries("setup")[0])
+        .join("setup.json");
+    let status = std::process::Command::new("touch")
+        .args(["-m", "-d", "40 days ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pruned = env.ok(&["prune"]);
+    assert!(pruned.contains("1 setup layers"), "{pruned}");
+    assert_eq!(env.store_entries("setup").len(), 1);
+    env.ok(&["rmi", "docker.io/library/php:8.2-cli"]);
+    assert_eq!(
+        env.store_entries("setup"),
+        Vec::<String>::new(),
+        "setup layers outlived their base"
+    );
 }
 
 /// sandbox.lock pins the digest: the same image after the tag moves and with the registry

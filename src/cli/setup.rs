@@ -102,6 +102,8 @@ pub fn prepare(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
     };
+    // Shared, so `prune` and `rmi` (exclusive) never see it half-committed.
+    let _store = store.lock(crate::fsutil::lock::LockMode::Shared)?;
     let layer = store.commit_setup_layer(&key, &kept, &record)?;
     progress.line(&format!("setup: done, stored as layer {}", digest.short()));
     Ok(layer)

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::error::ImageError;
 use super::reference::Reference;
+use super::setup::{StoredSetup, UNUSED_DAYS};
 use super::store::{remove_any, tree_size, Store};
 use crate::fsutil::lock::LockMode;
 
@@ -13,6 +14,7 @@ pub struct Freed {
     pub images: usize,
     pub layers: usize,
     pub blobs: usize,
+    pub setup: usize,
     pub temp: usize,
     pub bytes: u64,
 }
@@ -29,6 +31,10 @@ pub struct Usage {
     pub unused_bytes: u64,
     pub blobs: usize,
     pub blob_bytes: u64,
+    pub setup_layers: usize,
+    pub setup_bytes: u64,
+    /// Setup layers whose base image is gone (or never finished): what `prune` frees at least.
+    pub unused_setup_bytes: u64,
     pub temp_bytes: u64,
 }
 
@@ -50,6 +56,19 @@ pub fn prune(store: &Store) -> Result<Freed, ImageError> {
     let temp = store.clean_stale_temp()?;
     let mut freed = collect_unused(store)?;
     freed.temp = temp;
+    // Setup layers no run used for a long time: an old version of a project's steps, most likely.
+    let limit = std::time::Duration::from_secs(UNUSED_DAYS * 24 * 3600);
+    for setup in store.setup_layers() {
+        let idle = setup
+            .used
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|d| d > limit);
+        if idle {
+            freed.bytes += tree_size(&setup.dir);
+            remove_any(&setup.dir)?;
+            freed.setup += 1;
+        }
+    }
     // No pull runs while we hold the store exclusively, so the per-digest lock files can go.
     for entry in fs_err::read_dir(store.root().join("locks"))? {
         let _ = fs_err::remove_file(entry?.path());
@@ -74,6 +93,18 @@ fn collect_unused(store: &Store) -> Result<Freed, ImageError> {
         }
     }
     let mut freed = Freed::default();
+    // A setup layer sits on its base image: without that image it is never used again.
+    let manifests: BTreeSet<String> = images
+        .iter()
+        .map(|i| i.manifest_digest.to_string())
+        .collect();
+    for setup in store.setup_layers() {
+        if !setup_in_use(&setup, &manifests) {
+            freed.bytes += tree_size(&setup.dir);
+            remove_any(&setup.dir)?;
+            freed.setup += 1;
+        }
+    }
     for entry in fs_err::read_dir(store.root().join("layers"))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -94,6 +125,14 @@ fn collect_unused(store: &Store) -> Result<Freed, ImageError> {
         }
     }
     Ok(freed)
+}
+
+/// Whether a setup layer is whole and its base image is stored.
+fn setup_in_use(setup: &StoredSetup, manifests: &BTreeSet<String>) -> bool {
+    setup
+        .record
+        .as_ref()
+        .is_some_and(|r| manifests.contains(&r.base_manifest))
 }
 
 /// A layer's unpacked size from its info file, or by walking it when the info is missing.
@@ -140,6 +179,18 @@ pub fn usage(store: &Store) -> Result<Usage, ImageError> {
     for entry in fs_err::read_dir(store.root().join("blobs/sha256"))? {
         usage.blobs += 1;
         usage.blob_bytes += entry?.metadata().map_or(0, |m| m.len());
+    }
+    let manifests: BTreeSet<String> = images
+        .iter()
+        .map(|i| i.manifest_digest.to_string())
+        .collect();
+    for setup in store.setup_layers() {
+        let bytes = tree_size(&setup.dir);
+        usage.setup_layers += 1;
+        usage.setup_bytes += bytes;
+        if !setup_in_use(&setup, &manifests) {
+            usage.unused_setup_bytes += bytes;
+        }
     }
     usage.temp_bytes = tree_size(&store.root().join("tmp"));
     Ok(usage)

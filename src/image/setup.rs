@@ -40,6 +40,16 @@ pub struct SetupRecord {
     pub built: u64,
 }
 
+/// Setup layers no run used for this long are removed by `prune`.
+pub const UNUSED_DAYS: u64 = 30;
+
+/// A setup layer as stored.
+pub struct StoredSetup {
+    pub dir: PathBuf,
+    pub record: Option<SetupRecord>,
+    pub used: Option<std::time::SystemTime>,
+}
+
 fn hex(key: &str) -> &str {
     key.strip_prefix("sha256:").unwrap_or(key)
 }
@@ -53,13 +63,40 @@ impl Store {
         self.setup_dir().join(hex(key))
     }
 
-    /// The layer root of a finished setup layer, if it is stored.
+    /// The layer root of a finished setup layer, if it is stored. Its record's mtime is set to
+    /// now: `prune` removes setup layers that no run used for `UNUSED_DAYS`.
     pub fn setup_layer(&self, key: &str) -> Option<PathBuf> {
         let entry = self.setup_entry(key);
-        entry
-            .join("setup.json")
-            .is_file()
-            .then(|| entry.join("root"))
+        let record = std::fs::OpenOptions::new()
+            .write(true)
+            .open(entry.join("setup.json"))
+            .ok()?;
+        let _ = record.set_modified(std::time::SystemTime::now());
+        Some(entry.join("root"))
+    }
+
+    /// Every entry under `setup/`: its dir, its record (none while it is being committed, or
+    /// when a kill interrupted that) and when a run last used it.
+    pub fn setup_layers(&self) -> Vec<StoredSetup> {
+        let Ok(entries) = fs_err::read_dir(self.setup_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| {
+                let dir = e.path();
+                let record_path = dir.join("setup.json");
+                StoredSetup {
+                    record: fs_err::read(&record_path)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok()),
+                    used: fs_err::metadata(&record_path)
+                        .and_then(|m| m.modified())
+                        .ok(),
+                    dir,
+                }
+            })
+            .collect()
     }
 
     /// Moves a container's upper dir into the store as the setup layer `key` (a rename within

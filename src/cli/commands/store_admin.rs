@@ -32,9 +32,10 @@ pub fn prune(global: &GlobalArgs) -> Result<(), CliError> {
     let (store, _) = session::open_store_in_namespace(global, &progress)?;
     let freed = gc::prune(&store)?;
     println!(
-        "removed {} layers, {} blobs, {} leftovers of interrupted work; {} freed",
+        "removed {} layers, {} blobs, {} setup layers, {} leftovers of interrupted work; {} freed",
         freed.layers,
         freed.blobs,
+        freed.setup,
         freed.temp,
         format::size(freed.bytes)
     );
@@ -73,6 +74,13 @@ pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
             format::size(usage.blob_bytes),
             "-".into(),
             "-".into(),
+        ],
+        vec![
+            "setup".into(),
+            usage.setup_layers.to_string(),
+            format::size(usage.setup_bytes),
+            "-".into(),
+            format::size(usage.unused_setup_bytes),
         ],
         vec![
             "tmp".into(),
