@@ -44,6 +44,19 @@ impl Progress {
         self.quiet
     }
 
+    /// A spinner under the other bars (its lines printed with `line` stay above it); `None`
+    /// when progress is hidden.
+    pub fn spinner(&self) -> Option<ProgressBar> {
+        self.visible.then(|| {
+            let bar = self.multi.add(ProgressBar::new_spinner());
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {wide_msg}") {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        })
+    }
+
     /// Prints a line above the bars (or plainly when they are hidden).
     #[allow(clippy::print_stderr)]
     pub fn line(&self, text: &str) {

@@ -8,7 +8,7 @@
 //! exit code. Nothing is stored unless every step succeeded.
 
 use std::collections::VecDeque;
-use std::io::{BufRead as _, BufReader, IsTerminal as _};
+use std::io::{BufRead as _, BufReader};
 use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::PathBuf;
 
@@ -239,11 +239,7 @@ fn child_main(spec: &ContainerSpec, out: &OwnedFd) -> ! {
 /// Shows the output as it comes and keeps what the report of a failure needs.
 #[allow(clippy::print_stderr)]
 fn follow(read: OwnedFd, progress: &Progress) -> StepsOutcome {
-    let spinner = (!progress.is_quiet() && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        bar
-    });
+    let spinner = progress.spinner();
     let mut outcome = StepsOutcome {
         code: 0,
         step: None,
@@ -255,7 +251,13 @@ fn follow(read: OwnedFd, progress: &Progress) -> StepsOutcome {
         if let Some(rest) = line.strip_prefix(MARK) {
             outcome.step = rest.split('/').next().and_then(|n| n.parse().ok());
             outcome.tail.clear();
-            progress.line(&format!("setup: step {rest}"));
+            match &spinner {
+                Some(bar) => {
+                    bar.println(format!("setup: step {rest}"));
+                    bar.set_message("");
+                }
+                None => progress.line(&format!("setup: step {rest}")),
+            }
             continue;
         }
         match &spinner {
