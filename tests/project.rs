@@ -300,6 +300,63 @@ fn the_setup_layer_is_built_once_reused_and_rebuilt_on_change() {
     );
 }
 
+/// `kill -9` of sandbox while a setup step runs: the step's container goes with it, nothing
+/// half-made stays in the store, and the next run builds the layer.
+#[test]
+fn a_killed_setup_leaves_no_process_and_a_consistent_store() {
+    use std::io::BufRead as _;
+    let env = TestEnv::new();
+    let _registry = docker_hub(&env, "library/php", "8.3-cli", "php");
+    let marker = format!("sleep 4{}", std::process::id() % 1000);
+    write_project(&env, "project", &format!("setup = [\"echo started; exec {marker}\"]\n[toolchain]\nname = \"php\"\nversion = \"8.3\"\n[network]\nmode = \"none\"\n"));
+    let mut child = env
+        .command(&["run", "--", "true"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("started"))),
+        "the setup step did not start"
+    );
+    let running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .any(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == marker)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{marker}` did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    while running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{marker}` outlived sandbox"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        env.store_entries("setup").is_empty(),
+        "{:?}",
+        env.store_entries("setup")
+    );
+    // The next run recovers: builds the layer (a quick step now) and clears the leftovers.
+    write_project(&env, "project", "setup = [\"echo quick\"]\n[toolchain]\nname = \"php\"\nversion = \"8.3\"\n[network]\nmode = \"none\"\n");
+    env.ok(&["run", "--", "true"]);
+    env.ok(&["prune"]);
+    env.assert_store_consistent();
+    assert_eq!(env.store_entries("setup").len(), 1);
+}
+
 /// sandbox.lock pins the digest: the same image after the tag moves and with the registry
 /// gone; --locked refuses, with a diff, once sandbox.toml changed.
 #[test]

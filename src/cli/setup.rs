@@ -157,7 +157,8 @@ fn setup_spec(
         id: id.clone(),
         dir: containers.join(&id),
         layers: image.layers.clone(),
-        image: reference.to_string(),
+        // Not the project's image name: a `run` meanwhile must not join this container.
+        image: format!("{reference} (setup)"),
         project_dir: config.dir.clone(),
         cwd: "/".into(),
         hostname,
@@ -189,6 +190,8 @@ impl RunReporter for Silent {}
 /// Runs the setup container in a child whose output comes to us through a pipe.
 fn run_streaming(spec: &ContainerSpec, progress: &Progress) -> Result<StepsOutcome, CliError> {
     let (read, write) = sys::pipe()?;
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the child only runs the container and exits; it never returns here.
     let child = unsafe { libc::fork() };
     if child < 0 {
@@ -196,7 +199,7 @@ fn run_streaming(spec: &ContainerSpec, progress: &Progress) -> Result<StepsOutco
     }
     if child == 0 {
         drop(read);
-        child_main(spec, &write);
+        child_main(spec, &write, parent);
     }
     drop(write);
     let outcome = follow(read, progress);
@@ -212,7 +215,14 @@ fn run_streaming(spec: &ContainerSpec, progress: &Progress) -> Result<StepsOutco
 }
 
 /// The child: stdout and stderr into the pipe, no stdin; the container; its status.
-fn child_main(spec: &ContainerSpec, out: &OwnedFd) -> ! {
+fn child_main(spec: &ContainerSpec, out: &OwnedFd, parent: libc::pid_t) -> ! {
+    // The setup container ends with the sandbox command the user started (`kill -9` of it too):
+    // our death takes pid 1 and the network helper with it.
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        sys::exit_now(137);
+    }
     let null = fs_err::File::open("/dev/null");
     if let Ok(null) = &null {
         let _ = sys::dup2(null.as_raw_fd(), 0);
