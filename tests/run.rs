@@ -795,3 +795,56 @@ fn later_commands_reuse_the_user_namespace_the_pause_process_holds() {
     // With it gone, the next command makes a namespace again and works.
     assert!(f.run(&["true"]).status.success());
 }
+
+/// Fifty one-shot runs started at once, each in its own project dir, all succeed: one start's
+/// collection of dead containers never takes another's half-made container dir.
+#[test]
+fn fifty_runs_started_at_once_all_succeed() {
+    let f = fixture();
+    for network in ["none", "pasta"] {
+        let children: Vec<(usize, Child)> = (0..50)
+            .map(|i| {
+                let dir = f.env.path().join(format!("p-{network}-{i}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                f.env.give_to_user(&dir);
+                let child = f
+                    .env
+                    .command(&[
+                        "run",
+                        "--network",
+                        network,
+                        "--image",
+                        &f.image,
+                        "--",
+                        "sleep",
+                        "2",
+                    ])
+                    .current_dir(&dir)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                (i, child)
+            })
+            .collect();
+        let failures: Vec<String> = children
+            .into_iter()
+            .filter_map(|(i, child)| {
+                let out = child.wait_with_output().unwrap();
+                (!out.status.success()).then(|| {
+                    format!(
+                        "run {i} ({network}) exited {:?}: {}",
+                        out.status.code(),
+                        text(&out.stderr)
+                    )
+                })
+            })
+            .collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert_eq!(
+            f.env.store_entries("containers"),
+            Vec::<String>::new(),
+            "every container dir is gone once its run ended"
+        );
+    }
+}

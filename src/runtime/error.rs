@@ -32,6 +32,13 @@ pub enum RuntimeError {
         error: String,
     },
 
+    #[error("cannot create the container directory {}", path.display())]
+    ContainerDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("published port {port} is not available on the host: {error}")]
     PortUnavailable { port: String, error: String },
 

@@ -193,7 +193,7 @@ fn mount_overlay(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
             Some(&data),
         )),
     };
-    match kernel {
+    let kernel_refusal = match kernel {
         Some(Ok(())) => return Ok("kernel overlayfs"),
         Some(Err(e)) if spec.overlay == OverlayChoice::Kernel => {
             return Err(fail(std::io::Error::new(
@@ -201,8 +201,9 @@ fn mount_overlay(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
                 format!("{e} (overlayfs in a user namespace needs Linux 5.11 or later)"),
             )))
         }
-        _ => {}
-    }
+        Some(Err(e)) => format!("the kernel refused overlayfs ({e})"),
+        None => "fuse-overlayfs was asked for".to_owned(),
+    };
     let fuse_options = options.trim_end_matches(",userxattr").to_owned();
     let mut command = std::process::Command::new("fuse-overlayfs");
     if spec.identity.ids_mapped {
@@ -228,12 +229,12 @@ fn mount_overlay(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
     match status {
         Ok(out) if out.status.success() => Ok("fuse-overlayfs"),
         Ok(out) => Err(fail(std::io::Error::other(format!(
-            "the kernel refused overlayfs and fuse-overlayfs failed: {}",
+            "{kernel_refusal}, and fuse-overlayfs failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )))),
         Err(e) => Err(fail(std::io::Error::new(
             e.kind(),
-            format!("the kernel refused overlayfs and fuse-overlayfs could not run ({e}); install Debian's fuse-overlayfs"),
+            format!("{kernel_refusal}, and fuse-overlayfs could not run ({e}); install Debian's fuse-overlayfs"),
         ))),
     }
 }

@@ -96,20 +96,44 @@ pub fn new_id() -> String {
         .to_owned()
 }
 
+/// Prefix of a container directory still being made; collection leaves it alone until it is
+/// older than `STAGING_GRACE` (a start killed half-way).
+const STAGING_PREFIX: &str = ".new-";
+const STAGING_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Creates `containers/<id>/` with upper, work and merged dirs, and takes its lock.
+///
+/// The directory is made and locked under a staging name, then renamed into place: under its
+/// final name it is always locked while its container lives, so another start's stale
+/// collection can never take it for a dead one (it did, under load, between mkdir and flock).
 pub fn create_dir(spec: &ContainerSpec) -> Result<ContainerDir, RuntimeError> {
     use std::os::unix::fs::DirBuilderExt as _;
+    let containers = spec.dir.parent().unwrap_or(Path::new("."));
+    let staging = containers.join(format!("{STAGING_PREFIX}{}", spec.id));
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true).mode(0o700);
-    for dir in [spec.upper(), spec.work(), spec.merged()] {
-        builder.create(&dir).map_err(|e| {
-            RuntimeError::Io(std::io::Error::new(
-                e.kind(),
-                format!("cannot create {}: {e}", dir.display()),
-            ))
-        })?;
+    let create = |dir: &Path| {
+        builder
+            .create(dir)
+            .map_err(|source| RuntimeError::ContainerDir {
+                path: dir.to_owned(),
+                source,
+            })
+    };
+    create(&staging)?;
+    let lock = FileLock::acquire(&staging.join("lock"), LockMode::Exclusive).map_err(|source| {
+        RuntimeError::ContainerDir {
+            path: staging.join("lock"),
+            source,
+        }
+    })?;
+    for name in ["upper", "work", "merged"] {
+        create(&staging.join(name))?;
     }
-    let lock = FileLock::acquire(&spec.dir.join("lock"), LockMode::Exclusive)?;
+    fs_err::rename(&staging, &spec.dir).map_err(|source| RuntimeError::ContainerDir {
+        path: spec.dir.clone(),
+        source,
+    })?;
     Ok(ContainerDir {
         path: spec.dir.clone(),
         _lock: lock,
@@ -143,7 +167,8 @@ pub fn running(containers: &Path) -> Vec<ContainerState> {
     out
 }
 
-/// Removes directories of containers that are gone (nobody holds their lock).
+/// Removes directories of containers that are gone (nobody holds their lock), and staging
+/// directories that a killed start left behind.
 pub fn collect_stale(containers: &Path) -> usize {
     let Ok(entries) = fs_err::read_dir(containers) else {
         return 0;
@@ -151,6 +176,13 @@ pub fn collect_stale(containers: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let path = entry.path();
+        let staging = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(STAGING_PREFIX));
+        if staging && !is_older_than(&path, STAGING_GRACE) {
+            continue;
+        }
         if let Ok(Some(_held)) = FileLock::try_acquire(&path.join("lock"), LockMode::Exclusive) {
             if fs_err::remove_dir_all(&path).is_ok() {
                 removed += 1;
@@ -158,6 +190,14 @@ pub fn collect_stale(containers: &Path) -> usize {
         }
     }
     removed
+}
+
+fn is_older_than(path: &Path, age: std::time::Duration) -> bool {
+    fs_err::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|elapsed| elapsed > age)
 }
 
 /// The running container of `project` started from `image`, if any.
