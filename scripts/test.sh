@@ -7,8 +7,22 @@ cd "$(dirname "$0")/.."
 scripts/host-packages.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# Opt-outs (see the README): each leaves one test out of the run, which the runner then reports
+# as skipped, never as passed.
+skipped=()
+[ -n "${SANDBOX_TEST_SKIP_DNS:-}" ] && skipped+=(names_resolve_through_the_helpers_dns_forwarder)
+[ -n "${SANDBOX_TEST_SKIP_ENOSPC:-}" ] && skipped+=(a_full_disk_is_named_and_leaves_nothing_half_written)
+[ -n "${SANDBOX_TEST_SKIP_DEBIAN_MIRROR:-}" ] && skipped+=(java_and_php_projects_build_with_packages_from_the_debian_mirror)
+for t in "${skipped[@]}"; do echo "skipped by its opt-out variable: $t" >&2; done
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --locked --no-fail-fast "$@"
+    filter=()
+    if [ ${#skipped[@]} -gt 0 ]; then
+        expr=$(printf ' | test(=%s)' "${skipped[@]}")
+        filter=(-E "not (${expr# | })")
+    fi
+    cargo nextest run --locked --no-fail-fast "${filter[@]}" "$@"
 else
-    cargo test --locked --no-fail-fast "$@"
+    skip_args=()
+    for t in "${skipped[@]}"; do skip_args+=(--skip "$t"); done
+    cargo test --locked --no-fail-fast "$@" -- "${skip_args[@]}"
 fi

@@ -271,12 +271,23 @@ fn the_sandbox_sees_only_its_own_processes_and_files() {
 #[test]
 fn orphans_are_reaped_and_leftovers_are_killed_when_the_command_ends() {
     let f = fixture();
-    let out = f.sh("(sleep 0.2 &); sleep 0.6; ps -o stat,comm | grep -c '^Z' || true");
-    assert_eq!(
-        text(&out.stdout).trim(),
-        "0",
-        "a zombie was left: {}",
-        text(&out.stdout)
+    // The orphaned sleep is re-parented to pid 1, which must reap it when it ends.
+    let out = f.sh("(sleep 0.2 &); sleep 0.6; ps -o stat,comm");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let mut rows = table.lines();
+    assert!(
+        rows.next().is_some_and(|header| header.contains("STAT")),
+        "ps printed no process table: {table}"
+    );
+    let rows: Vec<&str> = rows.collect();
+    assert!(
+        rows.iter().any(|r| r.ends_with(" ps")),
+        "ps does not list itself: {table}"
+    );
+    assert!(
+        !rows.iter().any(|r| r.trim_start().starts_with('Z')),
+        "a zombie was left: {table}"
     );
     let start = Instant::now();
     let out = f.sh("sleep 60 & echo started");
@@ -312,7 +323,14 @@ fn host_fds_do_not_leak_inside() {
         });
     }
     let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let listing = text(&out.stdout);
+    assert!(
+        ["0", "1", "2"]
+            .iter()
+            .all(|fd| listing.lines().any(|l| l == *fd)),
+        "stdio is missing inside: {listing}"
+    );
     assert!(
         !listing.lines().any(|l| l == "7"),
         "host fd 7 is visible inside: {listing}"

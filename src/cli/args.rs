@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::runtime::network::{parse_port, NetworkMode, PortMapping};
 use clap::{Args, Parser, Subcommand};
 
 /// Rootless per-project developer sandboxes from OCI images.
@@ -209,6 +210,36 @@ pub enum NetworkArg {
     Host,
 }
 
+impl From<NetworkArg> for NetworkMode {
+    fn from(arg: NetworkArg) -> Self {
+        match arg {
+            NetworkArg::Pasta => NetworkMode::Pasta,
+            NetworkArg::Slirp4netns => NetworkMode::Slirp4netns,
+            NetworkArg::None => NetworkMode::None,
+            NetworkArg::Host => NetworkMode::Host,
+        }
+    }
+}
+
+/// `-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]`, parsed where it is read.
+fn parse_publish(text: &str) -> Result<PortMapping, String> {
+    parse_port(text)
+        .map_err(|e| format!("{e}; for example `-p 8080:80` or `-p 127.0.0.1:5353:53/udp`"))
+}
+
+/// `-e KEY=VALUE`: a variable name (no `=`, no white space) and a value.
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE; write it as `-e NAME=value`"))?;
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return Err(format!(
+            "`{text}` has no valid variable name; write it as `-e NAME=value`"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// The image to run, e.g. `docker.io/library/debian:bookworm` (pulled if missing)
@@ -219,14 +250,14 @@ pub struct SandboxArgs {
     pub network: Option<NetworkArg>,
     /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]; the host address defaults
     /// to 127.0.0.1 (repeatable)
-    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
-    pub publish: Vec<String>,
+    #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = parse_publish)]
+    pub publish: Vec<PortMapping>,
     /// Let the sandbox reach the host's loopback services, as host.containers.internal
     #[arg(long)]
     pub host_loopback: bool,
     /// Set an environment variable inside (repeatable)
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
     /// Run as root inside the sandbox instead of as yourself
     #[arg(long)]
     pub as_root: bool,

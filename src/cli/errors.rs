@@ -17,6 +17,18 @@ pub enum CliError {
         message: String,
         hint: Option<String>,
     },
+    #[error("there is no place for {what}: HOME is not set")]
+    NoHome {
+        what: &'static str,
+        variable: &'static str,
+    },
+    /// A failure that is sandbox's own bug, not the user's or the host's.
+    #[error("internal error: {what}")]
+    Internal {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -34,6 +46,12 @@ impl CliError {
             CliError::Image(e) => e.hint(),
             CliError::Runtime(e) => e.hint(),
             CliError::Usage { hint, .. } => hint.clone(),
+            CliError::NoHome { variable, .. } => {
+                Some(format!("set HOME, or {variable}, to an absolute path"))
+            }
+            CliError::Internal { .. } => {
+                Some("this is a bug in sandbox; please report it with the command you ran".into())
+            }
             CliError::Io(_) => None,
         }
     }

@@ -2,13 +2,12 @@
 
 pub mod args;
 mod commands;
-mod environment;
 pub mod errors;
 mod format;
 mod progress;
 mod project;
 mod session;
-mod setup;
+mod setup_steps;
 
 use std::process::ExitCode;
 

@@ -46,13 +46,14 @@ impl Progress {
 
     /// A spinner under the other bars (its lines printed with `line` stay above it); `None`
     /// when progress is hidden.
+    /// A spinner for output that comes as it is made; it moves when `set_message` or `tick`
+    /// is called. (No ticking thread: a container starts only from a single-threaded process.)
     pub fn spinner(&self) -> Option<ProgressBar> {
         self.visible.then(|| {
             let bar = self.multi.add(ProgressBar::new_spinner());
             if let Ok(style) = ProgressStyle::with_template("{spinner} {wide_msg}") {
                 bar.set_style(style);
             }
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
             bar
         })
     }

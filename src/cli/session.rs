@@ -12,18 +12,23 @@ use crate::image::store::Store;
 use crate::image::unpack::Ownership;
 use crate::runtime::{userns, IdMapping};
 
-/// Where the store lives: --root, $SANDBOX_ROOT, else $XDG_DATA_HOME/sandbox.
-pub fn store_root(global: &GlobalArgs) -> PathBuf {
-    global.root.clone().unwrap_or_else(|| {
-        dirs::data_dir()
-            .unwrap_or_else(|| PathBuf::from(".local/share"))
-            .join("sandbox")
-    })
+/// Where the store lives: --root, $SANDBOX_ROOT, else $XDG_DATA_HOME/sandbox (never a
+/// directory relative to wherever the command happens to run).
+pub fn store_root(global: &GlobalArgs) -> Result<PathBuf, CliError> {
+    if let Some(root) = &global.root {
+        return Ok(root.clone());
+    }
+    dirs::data_dir()
+        .map(|d| d.join("sandbox"))
+        .ok_or_else(|| CliError::NoHome {
+            what: "the image store",
+            variable: "SANDBOX_ROOT or XDG_DATA_HOME",
+        })
 }
 
 /// The store opened without entering a namespace, for read-only commands.
 pub fn open_store(global: &GlobalArgs) -> Result<Store, CliError> {
-    Ok(Store::open(&store_root(global))?)
+    Ok(Store::open(&store_root(global)?)?)
 }
 
 /// The store opened inside its user namespace, for commands that write or remove layers.
@@ -33,15 +38,15 @@ pub fn open_store_in_namespace(
     progress: &Progress,
 ) -> Result<(Store, Ownership), CliError> {
     let mapping = IdMapping::for_current_user("/etc/subuid".as_ref(), "/etc/subgid".as_ref())?;
-    let root = store_root(global);
+    let root = store_root(global)?;
     let pause_file = root.join("pause.pid");
     // The store dir must exist for the pause file; Store::open below makes the rest.
     let _ = fs_err::create_dir_all(&root);
     userns::enter(&mapping, Some(&pause_file))?;
     let store = Store::open(&root)?;
-    let fingerprint = serde_json::to_string(&mapping).map_err(|e| CliError::Usage {
-        message: format!("internal error: {e}"),
-        hint: None,
+    let fingerprint = serde_json::to_string(&mapping).map_err(|e| CliError::Internal {
+        what: "the id mapping's fingerprint".into(),
+        source: Box::new(e),
     })?;
     let first_time = store.check_id_mapping(&fingerprint, &mapping.to_string())?;
     if first_time {

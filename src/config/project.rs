@@ -36,6 +36,8 @@ use toml::Spanned;
 use super::diagnostic;
 use super::error::ConfigError;
 use super::templates;
+use crate::runtime::network::{parse_port, NetworkMode, PortMapping};
+pub use crate::runtime::plan::Limits;
 
 pub const FILE_NAME: &str = "sandbox.toml";
 
@@ -111,22 +113,9 @@ pub struct Cache {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NetworkSettings {
-    pub mode: Option<Located<String>>,
-    pub ports: Vec<Located<String>>,
+    pub mode: Option<Located<NetworkMode>>,
+    pub ports: Vec<Located<PortMapping>>,
     pub host_loopback: bool,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Limits {
-    pub memory: Option<u64>,
-    pub cpus: Option<f64>,
-    pub pids: Option<u64>,
-}
-
-impl Limits {
-    pub fn any(&self) -> bool {
-        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
-    }
 }
 
 /// A validated sandbox.toml, with its template applied.
@@ -324,27 +313,34 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
     let network = match raw.network {
         None => NetworkSettings::default(),
         Some(n) => {
-            if let Some(mode) = &n.mode {
-                let modes = ["pasta", "slirp4netns", "none", "host"];
-                if !modes.contains(&mode.get_ref().as_str()) {
-                    let hint = diagnostic::nearest(mode.get_ref(), &modes)
-                        .map(|m| format!("did you mean `{m}`? "))
-                        .unwrap_or_default();
-                    return Err(error(
-                        mode.span(),
-                        format!("unknown network mode `{}`", mode.get_ref()),
-                        Some(format!(
-                            "{hint}the modes are pasta, slirp4netns, none and host"
-                        )),
-                    ));
+            let mode = match &n.mode {
+                None => None,
+                Some(text) => {
+                    let Some(mode) = NetworkMode::parse(text.get_ref()) else {
+                        let names = NetworkMode::ALL.map(NetworkMode::name);
+                        let hint = diagnostic::nearest(text.get_ref(), &names)
+                            .map(|m| format!("did you mean `{m}`? "))
+                            .unwrap_or_default();
+                        return Err(error(
+                            text.span(),
+                            format!("unknown network mode `{}`", text.get_ref()),
+                            Some(format!(
+                                "{hint}the modes are pasta, slirp4netns, none and host"
+                            )),
+                        ));
+                    };
+                    if mode == NetworkMode::Host {
+                        host_access.push(Located {
+                            value: "network.mode = \"host\" shares the host's network".into(),
+                            span: text.span(),
+                        });
+                    }
+                    Some(Located {
+                        value: mode,
+                        span: text.span(),
+                    })
                 }
-                if mode.get_ref() == "host" {
-                    host_access.push(Located {
-                        value: "network.mode = \"host\" shares the host's network".into(),
-                        span: mode.span(),
-                    });
-                }
-            }
+            };
             if let Some(h) = &n.host_loopback {
                 if *h.get_ref() {
                     host_access.push(Located {
@@ -353,22 +349,33 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
                     });
                 }
             }
+            let mut ports = Vec::new();
             for port in &n.ports {
-                if let Some(address) = published_address(port.get_ref()) {
-                    if !address.is_loopback() {
-                        host_access.push(Located {
-                            value: format!(
-                                "port `{}` is published on {address}, beyond this machine",
-                                port.get_ref()
-                            ),
-                            span: port.span(),
-                        });
-                    }
+                let mapping = parse_port(port.get_ref()).map_err(|e| {
+                    error(
+                        port.span(),
+                        format!("bad port {e}"),
+                        Some("for example \"8080:80\" or \"127.0.0.1:5353:53/udp\"".into()),
+                    )
+                })?;
+                if !mapping.host_ip.is_loopback() {
+                    host_access.push(Located {
+                        value: format!(
+                            "port `{}` is published on {}, beyond this machine",
+                            port.get_ref(),
+                            mapping.host_ip
+                        ),
+                        span: port.span(),
+                    });
                 }
+                ports.push(Located {
+                    value: mapping,
+                    span: port.span(),
+                });
             }
             NetworkSettings {
-                mode: n.mode.as_ref().map(located),
-                ports: n.ports.iter().map(located).collect(),
+                mode,
+                ports,
                 host_loopback: n.host_loopback.is_some_and(|h| h.into_inner()),
             }
         }
@@ -487,18 +494,6 @@ fn check_cache(
         ));
     }
     Ok(())
-}
-
-/// The host address of a published port, when it names one (`ADDR:HOST:CONTAINER`).
-fn published_address(spec: &str) -> Option<std::net::IpAddr> {
-    let without_protocol = spec.split('/').next()?;
-    let parts: Vec<&str> = without_protocol.rsplitn(3, ':').collect();
-    let address = parts.get(2)?;
-    address
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()
 }
 
 /// `memory = "2g"`: bytes, with an optional k, m, g or t (powers of 1024).

@@ -5,8 +5,6 @@
 
 use std::path::PathBuf;
 
-use sha2::{Digest as _, Sha256};
-
 use super::error::ConfigError;
 use super::project::Project;
 use crate::fsutil::atomic::write_file_atomic;
@@ -20,9 +18,8 @@ pub fn list_path() -> PathBuf {
 }
 
 fn entry(project: &Project) -> String {
-    let hash = Sha256::digest(project.text.as_bytes());
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{hex} {}", project.file.display())
+    let digest = crate::image::Digest::of_bytes(project.text.as_bytes());
+    format!("{} {}", digest.hex(), project.file.display())
 }
 
 pub fn is_trusted(project: &Project) -> bool {

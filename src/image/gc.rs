@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::error::ImageError;
 use super::reference::Reference;
-use super::setup::{StoredSetup, UNUSED_DAYS};
+use super::setup_layer::{StoredSetup, UNUSED_DAYS};
 use super::store::{remove_any, tree_size, Store};
 use crate::fsutil::lock::LockMode;
 

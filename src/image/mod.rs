@@ -11,7 +11,7 @@ pub mod reference;
 pub mod registry;
 pub mod reporter;
 pub mod runnable;
-pub mod setup;
+pub mod setup_layer;
 pub mod store;
 pub mod unpack;
 

@@ -1,7 +1,45 @@
 //! The runtime layer's error type.
 
+/// A launch that cannot be planned: what was asked for does not fit together.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("--as-root needs subordinate ids, and this user has none")]
+    AsRootNeedsSubordinateIds,
+
+    #[error("-p/--publish and --host-loopback need a network helper, not --network none or host")]
+    PortsNeedHelper,
+
+    #[error("no rootless network helper is installed (pasta or slirp4netns)")]
+    NoNetworkHelper,
+
+    #[error("this project's sandbox {id} is already running with network `{running}`; a command joining it shares that network and cannot have `{wanted}`")]
+    OtherNetwork {
+        id: String,
+        running: String,
+        wanted: String,
+    },
+
+    #[error("sandbox.toml names caches, and there is no cache dir: neither XDG_CACHE_HOME nor HOME is set")]
+    NoCacheDir,
+}
+
+impl PlanError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            PlanError::AsRootNeedsSubordinateIds => "add a range: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`".into(),
+            PlanError::PortsNeedHelper => "with --network host the sandbox uses the host's ports directly; otherwise use --network pasta or slirp4netns".into(),
+            PlanError::NoNetworkHelper => "install one (Debian: `sudo apt-get install passt` or `slirp4netns`), or use --network none (loopback only) or --network host".into(),
+            PlanError::OtherNetwork { id, .. } => format!("drop --network/-p/--host-loopback to join it, or end it first (`sandbox stop {id}`)"),
+            PlanError::NoCacheDir => "set HOME (or XDG_CACHE_HOME) to where your caches should live".into(),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+
     #[error("cannot create a user namespace")]
     UserNamespace {
         #[source]
@@ -32,6 +70,13 @@ pub enum RuntimeError {
         error: String,
     },
 
+    #[error("cannot create the cache dir {}", path.display())]
+    CacheDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot create the container directory {}", path.display())]
     ContainerDir {
         path: std::path::PathBuf,
@@ -44,9 +89,6 @@ pub enum RuntimeError {
 
     #[error("`{tool}` is not installed")]
     MissingNetworkHelper { tool: &'static str },
-
-    #[error("no rootless network helper is installed (pasta or slirp4netns)")]
-    NoNetworkHelper,
 
     #[error("the network helper `{tool}` failed: {error}")]
     NetworkHelper { tool: &'static str, error: String },
@@ -91,9 +133,7 @@ impl RuntimeError {
                 "install it (Debian: `sudo apt-get install {}`), or use --network none or --network host",
                 if *tool == "pasta" { "passt" } else { "slirp4netns" }
             )),
-            RuntimeError::NoNetworkHelper => Some(
-                "install one (Debian: `sudo apt-get install passt` or `slirp4netns`), or use --network none (loopback only) or --network host".into(),
-            ),
+            RuntimeError::Plan(e) => e.hint(),
             RuntimeError::NetworkHelper { .. } => Some(
                 "pasta and slirp4netns need /dev/net/tun usable by your user (`ls -l /dev/net/tun`); --network none or host avoid them".into(),
             ),

@@ -8,12 +8,8 @@ use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
 use super::channel::{self, Message};
-use super::spec::{ContainerSpec, Program};
+use super::plan::{ProcessPlan, Program, Stdio};
 use super::sys;
-
-/// Exit codes for a command that cannot start, as podman uses them.
-pub const NOT_FOUND: i32 = 127;
-pub const NOT_EXECUTABLE: i32 = 126;
 
 fn fail(status: RawFd, program: &str, error: std::io::Error) -> ! {
     let errno = error.raw_os_error().unwrap_or(libc::EIO);
@@ -24,11 +20,7 @@ fn fail(status: RawFd, program: &str, error: std::io::Error) -> ! {
             errno,
         },
     );
-    sys::exit_now(if errno == libc::ENOENT {
-        NOT_FOUND
-    } else {
-        NOT_EXECUTABLE
-    })
+    sys::exit_now(i32::from(super::exit_code::not_started(errno)))
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -70,7 +62,7 @@ fn resolve(name: &str, env: &[(String, String)]) -> Result<PathBuf, std::io::Err
 }
 
 /// The program and argv: the command as given, or a login shell.
-fn program(spec: &ContainerSpec) -> Result<(PathBuf, Vec<String>), (String, std::io::Error)> {
+fn program(spec: &ProcessPlan) -> Result<(PathBuf, Vec<String>), (String, std::io::Error)> {
     match &spec.program {
         Program::Command(argv) => {
             let name = argv.first().cloned().unwrap_or_default();
@@ -79,7 +71,7 @@ fn program(spec: &ContainerSpec) -> Result<(PathBuf, Vec<String>), (String, std:
         }
         Program::LoginShell => {
             let candidates = [
-                spec.identity.shell.clone(),
+                spec.user.shell.clone(),
                 "/bin/bash".into(),
                 "/bin/sh".into(),
             ];
@@ -114,8 +106,9 @@ fn reset_signals() {
     }
 }
 
-/// Becomes the command; never returns.
-pub fn exec(spec: &ContainerSpec, status: RawFd, pty_slave: Option<RawFd>) -> ! {
+/// Becomes the command; never returns. `stdio` (a terminal's slave, or a pipe for captured
+/// output) becomes its fds 0-2 (for a pipe: 1 and 2, with stdin from /dev/null).
+pub fn exec(spec: &ProcessPlan, status: RawFd, stdio: Option<RawFd>) -> ! {
     let shown = match &spec.program {
         Program::Command(argv) => argv.first().cloned().unwrap_or_default(),
         Program::LoginShell => "the login shell".to_owned(),
@@ -124,16 +117,30 @@ pub fn exec(spec: &ContainerSpec, status: RawFd, pty_slave: Option<RawFd>) -> ! 
     // 1. A new session: no controlling terminal of the host's (TIOCSTI needs one).
     // SAFETY: setsid has no preconditions.
     unsafe { libc::setsid() };
-    // 2. The new terminal, when there is one, as controlling terminal and stdio.
-    if let Some(slave) = pty_slave {
-        if let Err(e) = sys::set_controlling_terminal(slave) {
-            fail(status, "the terminal", e);
-        }
-        for target in 0..3 {
-            if let Err(e) = sys::dup2(slave, target) {
+    // 2. The new terminal, when there is one, as controlling terminal and stdio; or the
+    //    capture pipe as stdout and stderr.
+    match (spec.stdio, stdio) {
+        (Stdio::Terminal, Some(slave)) => {
+            if let Err(e) = sys::set_controlling_terminal(slave) {
                 fail(status, "the terminal", e);
             }
+            for target in 0..3 {
+                if let Err(e) = sys::dup2(slave, target) {
+                    fail(status, "the terminal", e);
+                }
+            }
         }
+        (Stdio::Capture, Some(pipe)) => {
+            if let Err(e) = sys::stdin_from_dev_null() {
+                fail(status, "/dev/null as stdin", e);
+            }
+            for target in 1..3 {
+                if let Err(e) = sys::dup2(pipe, target) {
+                    fail(status, "the output pipe", e);
+                }
+            }
+        }
+        _ => {}
     }
     // 3. The working directory (under the project dir, which is bound at the same path).
     let cwd = sys::cpath(&spec.cwd).ok();
@@ -146,7 +153,7 @@ pub fn exec(spec: &ContainerSpec, status: RawFd, pty_slave: Option<RawFd>) -> ! 
         Err((name, e)) => fail(status, &name, e),
     };
     // 5. Identity: the user (same uid and gid), or container root with --as-root.
-    let user = &spec.identity;
+    let user = &spec.user;
     let ids = if spec.as_root {
         sys::set_ids(0, 0, &[0])
     } else if user.ids_mapped {

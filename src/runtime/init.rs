@@ -12,7 +12,7 @@ use super::channel::{self, Message};
 use super::etc_files;
 use super::exec;
 use super::mounts::{self, MountFailure, RootDir};
-use super::spec::{ContainerSpec, Network, OverlayChoice};
+use super::plan::{EtcContent, LaunchPlan, Network, OverlayChoice};
 use super::sys;
 
 /// The fds pid 1 inherits from the monitor.
@@ -21,7 +21,8 @@ pub struct InitFds {
     pub status: OwnedFd,
     /// EOF here without a goodbye means the monitor died: end the container.
     pub control: OwnedFd,
-    pub pty_slave: Option<OwnedFd>,
+    /// The command's terminal (a pty slave) or the pipe its output is captured in.
+    pub stdio: Option<OwnedFd>,
 }
 
 /// Signals pid 1 forwards to the command; SIGINT and SIGQUIT go to its whole process group,
@@ -37,7 +38,7 @@ pub const FORWARDED: [libc::c_int; 7] = [
 ];
 
 /// Runs as the cloned child; never returns.
-pub fn run(spec: &ContainerSpec, fds: InitFds) -> ! {
+pub fn run(spec: &LaunchPlan, fds: InitFds) -> ! {
     let status = fds.status.as_raw_fd();
     let overlay = match setup(spec, status) {
         Ok(overlay) => overlay,
@@ -98,7 +99,7 @@ fn failure(step: &str, path: &Path) -> impl Fn(std::io::Error) -> MountFailure {
 }
 
 /// The root file system, as a flat checklist. Returns which overlay was mounted.
-fn setup(spec: &ContainerSpec, status: RawFd) -> Result<&'static str, MountFailure> {
+fn setup(spec: &LaunchPlan, status: RawFd) -> Result<&'static str, MountFailure> {
     let merged = spec.merged();
     // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them.
     // SAFETY: setsid has no preconditions.
@@ -107,7 +108,7 @@ fn setup(spec: &ContainerSpec, status: RawFd) -> Result<&'static str, MountFailu
     //    in the user namespace made us undumpable); undumpable again before the command starts.
     sys::prctl(libc::PR_SET_DUMPABLE, 1)
         .map_err(failure("let the network helper attach", Path::new("/")))?;
-    if matches!(spec.network, Network::Helper(_)) {
+    if matches!(spec.network.mode, Network::Helper(_)) {
         channel::send(status, &Message::Attachable);
     }
     // 3. No mount event may propagate back to the host.
@@ -117,7 +118,7 @@ fn setup(spec: &ContainerSpec, status: RawFd) -> Result<&'static str, MountFailu
     // 3b. Servers inside may listen on ports below 1024 without capabilities, as in podman.
     //     Written now: per-network-namespace sysctls follow the writer, and /proc/sys becomes
     //     read-only below.
-    if spec.network != Network::Host {
+    if spec.network.mode != Network::Host {
         fs_err::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0").map_err(failure(
             "allow unprivileged ports",
             Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start"),
@@ -126,7 +127,7 @@ fn setup(spec: &ContainerSpec, status: RawFd) -> Result<&'static str, MountFailu
     // 4. The overlay of the image's layers, with the container's own upper dir.
     let overlay = mount_overlay(spec)?;
     // 5. The plan: project dir, /proc, /sys, /dev, /tmp, masks.
-    mounts::execute(&merged, &mounts::plan(spec))?;
+    mounts::execute(&merged, &spec.rootfs.mounts)?;
     // 6. /etc files and the user's home, written into the overlay's upper dir; then the
     //    caches, whose targets are made inside that home with the user as owner.
     write_etc(spec)?;
@@ -135,7 +136,7 @@ fn setup(spec: &ContainerSpec, status: RawFd) -> Result<&'static str, MountFailu
     pivot(&merged)?;
     // 8. Hostname and loopback.
     sys::sethostname(&spec.hostname).map_err(failure("set the hostname", Path::new("/")))?;
-    if spec.network != Network::Host {
+    if spec.network.mode != Network::Host {
         sys::loopback_up().map_err(failure("bring up lo", Path::new("/")))?;
     }
     Ok(overlay)
@@ -143,12 +144,12 @@ fn setup(spec: &ContainerSpec, status: RawFd) -> Result<&'static str, MountFailu
 
 /// Kernel overlayfs with `userxattr` (Linux 5.11+); fuse-overlayfs when the kernel refuses
 /// (or when asked for), which reads the same whiteouts and `user.overlay.opaque` markers.
-fn mount_overlay(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
+fn mount_overlay(spec: &LaunchPlan) -> Result<&'static str, MountFailure> {
     let merged = spec.merged();
     let fail = failure("mount the overlay on", &merged);
     let unsafe_char = |p: &Path| p.to_string_lossy().contains([':', ',', '\n']);
-    if spec
-        .layers
+    let layers = &spec.rootfs.layers;
+    if layers
         .iter()
         .chain([&spec.upper(), &spec.work()])
         .any(|p| unsafe_char(p))
@@ -158,14 +159,12 @@ fn mount_overlay(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
         )));
     }
     // Relative lower dirs keep the option string short (it is limited to one page).
-    let layers_dir = spec
-        .layers
+    let layers_dir = layers
         .first()
         .and_then(|l| l.parent())
         .and_then(|l| l.parent())
         .unwrap_or(Path::new("/"));
-    let lower: Vec<String> = spec
-        .layers
+    let lower: Vec<String> = layers
         .iter()
         .rev()
         .map(|l| {
@@ -183,7 +182,7 @@ fn mount_overlay(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
     let target = sys::cpath(&merged).map_err(&fail)?;
     let overlay = sys::cstring("overlay").map_err(&fail)?;
     let data = sys::cstring(&options).map_err(&fail)?;
-    let kernel = match spec.overlay {
+    let kernel = match spec.rootfs.overlay {
         OverlayChoice::Fuse => None,
         OverlayChoice::Kernel | OverlayChoice::Auto => Some(sys::mount(
             Some(&overlay),
@@ -195,7 +194,7 @@ fn mount_overlay(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
     };
     let kernel_refusal = match kernel {
         Some(Ok(())) => return Ok("kernel overlayfs"),
-        Some(Err(e)) if spec.overlay == OverlayChoice::Kernel => {
+        Some(Err(e)) if spec.rootfs.overlay == OverlayChoice::Kernel => {
             return Err(fail(std::io::Error::new(
                 e.kind(),
                 format!("{e} (overlayfs in a user namespace needs Linux 5.11 or later)"),
@@ -206,7 +205,7 @@ fn mount_overlay(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
     };
     let fuse_options = options.trim_end_matches(",userxattr").to_owned();
     let mut command = std::process::Command::new("fuse-overlayfs");
-    if spec.identity.ids_mapped {
+    if spec.process.user.ids_mapped {
         use std::os::unix::process::CommandExt as _;
         // SAFETY: only setres[ug]id between fork and exec. As container root the helper keeps
         // its capabilities across exec, which it needs to mount FUSE in our namespaces.
@@ -239,70 +238,49 @@ fn mount_overlay(spec: &ContainerSpec) -> Result<&'static str, MountFailure> {
     }
 }
 
-fn write_etc(spec: &ContainerSpec) -> Result<(), MountFailure> {
+/// The plan's /etc files (passwd and group merged with the image's own, read through no
+/// link and with a size cap), then the user's home.
+fn write_etc(spec: &LaunchPlan) -> Result<(), MountFailure> {
     let root =
         RootDir::open(&spec.merged()).map_err(failure("open the new root", &spec.merged()))?;
-    let user = &spec.identity;
-    let root_owner = user.ids_mapped.then_some((0, 0));
-    let read = |p: &str| {
-        root.read_small(Path::new(p), etc_files::READ_LIMIT)
+    let user = &spec.process.user;
+    let read = |p: &Path| {
+        root.read_small(p, etc_files::READ_LIMIT)
             .unwrap_or_default()
     };
-    let files = [
-        ("/etc/passwd", etc_files::passwd(&read("/etc/passwd"), user)),
-        ("/etc/group", etc_files::group(&read("/etc/group"), user)),
-        (
-            "/etc/hosts",
-            etc_files::hosts(&spec.hostname, host_address(spec).as_deref()),
-        ),
-        ("/etc/hostname", format!("{}\n", spec.hostname)),
-        (
-            "/etc/resolv.conf",
-            etc_files::resolv_conf(spec.network, &spec.resolv_conf),
-        ),
-    ];
-    for (path, text) in files {
-        root.write_file(Path::new(path), &text, 0o644, root_owner)
-            .map_err(failure("write", Path::new(path)))?;
+    for file in &spec.rootfs.etc_files {
+        let text = match &file.content {
+            EtcContent::Passwd => etc_files::passwd(&read(&file.path), user),
+            EtcContent::Group => etc_files::group(&read(&file.path), user),
+            EtcContent::Text(text) => text.clone(),
+        };
+        root.write_file(&file.path, &text, file.mode, file.owner)
+            .map_err(failure("write", &file.path))?;
     }
-    let home_owner = if spec.as_root {
-        root_owner
-    } else {
-        Some((user.uid, user.gid))
-    };
-    root.dir(&user.home, home_owner)
-        .map_err(failure("create the home directory", &user.home))?;
+    let (home, owner) = &spec.rootfs.home;
+    root.dir(home, *owner)
+        .map_err(failure("create the home directory", home))?;
     Ok(())
 }
 
-fn mount_caches(spec: &ContainerSpec) -> Result<(), MountFailure> {
-    if spec.caches.is_empty() {
+fn mount_caches(spec: &LaunchPlan) -> Result<(), MountFailure> {
+    if spec.rootfs.caches.is_empty() {
         return Ok(());
     }
     let merged = spec.merged();
     let root = mounts::RootDir::open(&merged).map_err(failure("open the new root", &merged))?;
-    let owner = Some((spec.identity.uid, spec.identity.gid));
     let mut ops = Vec::new();
-    for (source, target) in &spec.caches {
-        root.dir(target, owner)
-            .map_err(failure("create the cache dir", target))?;
+    for cache in &spec.rootfs.caches {
+        root.dir(&cache.target, Some(cache.owner))
+            .map_err(failure("create the cache dir", &cache.target))?;
         ops.push(mounts::MountOp::Bind {
-            source: source.clone(),
-            target: target.clone(),
+            source: cache.host.clone(),
+            target: cache.target.clone(),
             kind: mounts::Kind::Dir,
             read_only: false,
         });
     }
     mounts::execute(&merged, &ops)
-}
-
-fn host_address(spec: &ContainerSpec) -> Option<String> {
-    match spec.network {
-        Network::Helper(_) if spec.network_options.host_loopback => {
-            spec.network_options.host_address.clone()
-        }
-        _ => None,
-    }
 }
 
 fn pivot(merged: &Path) -> Result<(), MountFailure> {
@@ -361,7 +339,7 @@ pub fn read_signals(fd: RawFd) -> Vec<libc::c_int> {
 }
 
 /// Starts the command, then reaps and forwards until it ends and nothing else runs.
-fn supervise(spec: &ContainerSpec, fds: InitFds) -> i32 {
+fn supervise(spec: &LaunchPlan, fds: InitFds) -> i32 {
     let status = fds.status.as_raw_fd();
     let signals = match signal_fd() {
         Ok(fd) => fd,
@@ -382,7 +360,11 @@ fn supervise(spec: &ContainerSpec, fds: InitFds) -> i32 {
     if child == 0 {
         drop(signals);
         drop(fds.control);
-        exec::exec(spec, status, fds.pty_slave.as_ref().map(|f| f.as_raw_fd()));
+        exec::exec(
+            &spec.process,
+            status,
+            fds.stdio.as_ref().map(|f| f.as_raw_fd()),
+        );
     }
     if child < 0 {
         let e = std::io::Error::last_os_error();
@@ -397,7 +379,7 @@ fn supervise(spec: &ContainerSpec, fds: InitFds) -> i32 {
         return 125;
     }
     // pid 1 keeps nothing of the user's stdio or terminal, so readers see EOF when the command ends.
-    drop(fds.pty_slave);
+    drop(fds.stdio);
     if let Ok(null) = sys::cstring("/dev/null") {
         // SAFETY: open a fresh fd for /dev/null; dup2 it over 0-2 below.
         let fd = unsafe { libc::open(null.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
@@ -482,11 +464,7 @@ fn reap(child: libc::pid_t, child_code: &mut Option<i32>, status: RawFd) {
             return;
         }
         if pid == child {
-            let code = if libc::WIFEXITED(wstatus) {
-                libc::WEXITSTATUS(wstatus)
-            } else {
-                128 + libc::WTERMSIG(wstatus)
-            };
+            let code = super::exit_code::from_wait_status(wstatus);
             *child_code = Some(code);
             // What the command left behind goes with it, daemons that left its session too;
             // only joined sessions keep the container alive.

@@ -12,8 +12,8 @@ use super::error::RuntimeError;
 use super::exec;
 use super::init;
 use super::monitor::{self, Outcome, Session};
+use super::plan::{ProcessPlan, Stdio};
 use super::pty;
-use super::spec::ContainerSpec;
 use super::state::ContainerState;
 use super::sys;
 
@@ -55,7 +55,7 @@ pub fn enter_user_namespace(container: &ContainerState) -> Result<(), RuntimeErr
 }
 
 /// Runs `spec`'s program inside the running `container`; waits for it.
-pub fn run(container: &ContainerState, spec: &ContainerSpec) -> Result<Outcome, RuntimeError> {
+pub fn run(container: &ContainerState, spec: &ProcessPlan) -> Result<Outcome, RuntimeError> {
     let names = ["user", "ipc", "uts", "net", "pid", "mnt"];
     let kinds = [
         libc::CLONE_NEWUSER,
@@ -75,7 +75,7 @@ pub fn run(container: &ContainerState, spec: &ContainerSpec) -> Result<Outcome, 
             id: container.id.clone(),
         });
     }
-    let (master, slave) = if spec.tty {
+    let (master, slave) = if spec.stdio == Stdio::Terminal {
         let (m, s) = pty::open(0)?;
         (Some(m), Some(s))
     } else {
@@ -122,6 +122,7 @@ pub fn run(container: &ContainerState, spec: &ContainerSpec) -> Result<Outcome, 
         forward_to: child,
         status: status_read,
         master,
+        output: None,
     };
     monitor::wait_child(&session, signals.as_raw_fd(), child)
 }

@@ -1,9 +1,11 @@
 //! The runtime layer: namespaces, identity, mounts, the pty and the init process.
 
 pub mod channel;
+pub mod environment;
 pub mod error;
 pub mod etc_files;
 pub mod exec;
+pub mod exit_code;
 pub mod idmap;
 pub mod init;
 pub mod join;
@@ -12,8 +14,8 @@ pub mod mounts;
 pub mod net_keeper;
 pub mod network;
 pub mod pause;
+pub mod plan;
 pub mod pty;
-pub mod spec;
 pub mod state;
 pub mod sys;
 pub mod udp_relay;
@@ -26,4 +28,6 @@ pub use idmap::IdMapping;
 pub trait RunReporter {
     /// Detail for `-v`.
     fn verbose(&self, _message: &str) {}
+    /// Output of a command whose stdio is `Stdio::Capture`, as it comes.
+    fn output(&self, _bytes: &[u8]) {}
 }

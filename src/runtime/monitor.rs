@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::net_keeper;
 use super::network;
-use super::spec::{ContainerSpec, Network};
+use super::plan::{CacheMount, LaunchPlan, Network, Stdio};
 use super::state::{self, ContainerState};
 use super::sys;
 use super::RunReporter;
@@ -22,12 +22,8 @@ use super::RunReporter;
 pub enum Outcome {
     /// Its own exit code (128+n when signal n killed it).
     Exited(i32),
-    /// It could not be started: 127 not found, 126 not executable.
-    NotStarted {
-        program: String,
-        errno: i32,
-        code: i32,
-    },
+    /// It could not be started (`exit_code::not_started` gives its code).
+    NotStarted { program: String, errno: i32 },
 }
 
 /// What the waiting loop watches.
@@ -36,10 +32,29 @@ pub struct Session {
     pub forward_to: libc::pid_t,
     pub status: OwnedFd,
     pub master: Option<OwnedFd>,
+    /// The read end of the captured output (`Stdio::Capture`), handed to the reporter.
+    pub output: Option<OwnedFd>,
 }
 
-/// Starts a new container for `spec` and waits for its command.
-pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome, RuntimeError> {
+/// Makes the caches' host dirs (owned by the user, private) before they are mounted.
+fn make_cache_dirs(caches: &[CacheMount]) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    for cache in caches {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cache.host)
+            .map_err(|source| RuntimeError::CacheDir {
+                path: cache.host.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Executes `spec`: starts a new container and waits for its command.
+pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, RuntimeError> {
+    make_cache_dirs(&spec.rootfs.caches)?;
     let signals = init::signal_fd().map_err(|e| RuntimeError::Setup {
         step: "block signals".into(),
         path: String::new(),
@@ -48,16 +63,23 @@ pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome
     let container = state::create_dir(spec)?;
     let (status_read, status_write) = sys::pipe()?;
     let (control_read, control_write) = sys::pipe()?;
-    let (master, slave) = if spec.tty {
-        let (m, s) = pty::open(0)?;
-        (Some(m), Some(s))
-    } else {
-        (None, None)
+    // The command's stdio: ours, a new terminal, or a pipe we read (kept: `ours`, given to pid
+    // 1: `theirs`).
+    let (master, output, theirs) = match spec.process.stdio {
+        Stdio::Inherit => (None, None, None),
+        Stdio::Terminal => {
+            let (m, s) = pty::open(0)?;
+            (Some(m), None, Some(s))
+        }
+        Stdio::Capture => {
+            let (read, write) = sys::pipe()?;
+            (None, Some(read), Some(write))
+        }
     };
-    network::check_ports_free(&spec.network_options.ports)?;
+    network::check_ports_free(&spec.network.options.ports)?;
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if spec.network != Network::Host {
+    if spec.network.mode != Network::Host {
         flags |= libc::CLONE_NEWNET;
     }
     if thread_count() > 1 {
@@ -75,19 +97,20 @@ pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome
         drop(status_read);
         drop(control_write);
         drop(master);
+        drop(output);
         drop(signals);
         init::run(
             spec,
             InitFds {
                 status: status_write,
                 control: control_read,
-                pty_slave: slave,
+                stdio: theirs,
             },
         );
     }
     drop(status_write);
     drop(control_read);
-    drop(slave);
+    drop(theirs);
     // The network helper attaches to pid 1's namespaces while pid 1 mounts; pid 1 starts the
     // command only on our go, once the helper is ready.
     let mut buffer = Vec::new();
@@ -105,7 +128,7 @@ pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome
             },
             Some(Message::Started { pid_ns, overlay }) => {
                 reporter.verbose(&format!("container {} runs on {overlay}", spec.id));
-                if helper.is_none() && matches!(spec.network, Network::Helper(_)) {
+                if helper.is_none() && matches!(spec.network.mode, Network::Helper(_)) {
                     drop(control_write);
                     reap(pid);
                     state::remove(&container);
@@ -145,8 +168,9 @@ pub fn start(spec: &ContainerSpec, reporter: &dyn RunReporter) -> Result<Outcome
         forward_to: pid,
         status: status_read,
         master,
+        output,
     };
-    let result = wait(&session, signals.as_raw_fd());
+    let result = wait(&session, signals.as_raw_fd(), reporter);
     // Goodbye: pid 1 may now outlive us if joined sessions still run.
     let _ = pty::write_all(control_write.as_raw_fd(), b"bye");
     drop(control_write);
@@ -180,15 +204,15 @@ fn reap(pid: libc::pid_t) {
 
 /// Starts the network helper on pid 1's network namespace, when the spec asks for one.
 fn start_helper(
-    spec: &ContainerSpec,
+    spec: &LaunchPlan,
     pid: libc::pid_t,
     reporter: &dyn RunReporter,
 ) -> Result<Option<net_keeper::Keeper>, RuntimeError> {
-    let Network::Helper(helper) = spec.network else {
+    let Network::Helper(helper) = spec.network.mode else {
         return Ok(None);
     };
     let started = Instant::now();
-    let options = &spec.network_options;
+    let options = &spec.network.options;
     let running = net_keeper::start(
         helper,
         pid,
@@ -233,19 +257,27 @@ pub fn wait_child(
     signals: RawFd,
     child: libc::pid_t,
 ) -> Result<Outcome, RuntimeError> {
-    wait_for(session, signals, Some(child)).map(|(outcome, _)| outcome)
+    wait_for(session, signals, Some(child), &Silent).map(|(outcome, _)| outcome)
 }
 
+struct Silent;
+impl RunReporter for Silent {}
+
 /// Relays the terminal and forwards signals until pid 1 reports the command's outcome. Returns
-/// it and whether the container has nothing else running.
-pub fn wait(session: &Session, signals: RawFd) -> Result<(Outcome, bool), RuntimeError> {
-    wait_for(session, signals, None)
+/// it and whether the container has nothing else running. Captured output goes to `reporter`.
+pub fn wait(
+    session: &Session,
+    signals: RawFd,
+    reporter: &dyn RunReporter,
+) -> Result<(Outcome, bool), RuntimeError> {
+    wait_for(session, signals, None, reporter)
 }
 
 fn wait_for(
     session: &Session,
     signals: RawFd,
     child: Option<libc::pid_t>,
+    reporter: &dyn RunReporter,
 ) -> Result<(Outcome, bool), RuntimeError> {
     let raw = session.master.as_ref().and_then(|_| RawMode::enable(0));
     let master = session.master.as_ref().map(|m| m.as_raw_fd());
@@ -255,6 +287,7 @@ fn wait_for(
     let mut setup_failed = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut status_open = true;
+    let mut output = session.output.as_ref().map(|o| o.as_raw_fd());
     loop {
         let status_fd = if status_open {
             session.status.as_raw_fd()
@@ -273,6 +306,14 @@ fn wait_for(
                 revents: 0,
             },
         ];
+        // Captured output is polled at index 2 (there is no terminal then).
+        if let Some(o) = output {
+            polls.push(libc::pollfd {
+                fd: o,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         if let Some(m) = master {
             polls.push(libc::pollfd {
                 fd: m,
@@ -300,11 +341,7 @@ fn wait_for(
                         let mut wstatus = 0;
                         // SAFETY: reaping our own child without blocking.
                         if unsafe { libc::waitpid(pid, &mut wstatus, libc::WNOHANG) } == pid {
-                            let code = if libc::WIFEXITED(wstatus) {
-                                libc::WEXITSTATUS(wstatus)
-                            } else {
-                                128 + libc::WTERMSIG(wstatus)
-                            };
+                            let code = super::exit_code::from_wait_status(wstatus);
                             read_messages(
                                 session.status.as_raw_fd(),
                                 &mut buffer,
@@ -320,6 +357,11 @@ fn wait_for(
                 }
                 (sig, _) if FORWARDED.contains(&sig) => forward(session.forward_to, sig),
                 _ => {}
+            }
+        }
+        if let Some(o) = output {
+            if polls[2].revents != 0 && !pass_output(o, &mut buf, reporter) {
+                output = None;
             }
         }
         if let Some(m) = master {
@@ -348,6 +390,7 @@ fn wait_for(
                 }
                 None => {
                     // Everything inside closed the pipe without a verdict: pid 1 died.
+                    drain_output(output, &mut buf, reporter);
                     drop(raw);
                     if let Some(f) = setup_failed {
                         return Err(f);
@@ -362,22 +405,47 @@ fn wait_for(
                         setup_failed = Some(RuntimeError::Setup { step, path, error });
                     }
                     Message::ExecFailed { program, errno } => {
-                        let code = if errno == libc::ENOENT { 127 } else { 126 };
-                        not_started = Some(Outcome::NotStarted {
-                            program,
-                            errno,
-                            code,
-                        });
+                        not_started = Some(Outcome::NotStarted { program, errno });
                     }
                     Message::Exited { code, last } => {
                         if let Some(m) = master {
                             drain(m, &mut buf);
                         }
+                        drain_output(output, &mut buf, reporter);
                         drop(raw);
                         return Ok((not_started.unwrap_or(Outcome::Exited(code)), last));
                     }
                 }
             }
+        }
+    }
+}
+
+/// Hands what is in the output pipe to the reporter; false at its end.
+fn pass_output(fd: RawFd, buf: &mut [u8], reporter: &dyn RunReporter) -> bool {
+    match pty::read_some(fd, buf) {
+        Some(n) if n > 0 => {
+            reporter.output(&buf[..n]);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Reads the captured output to its end (every writer is gone once the command and what it
+/// left behind are), within a bound.
+fn drain_output(fd: Option<RawFd>, buf: &mut [u8], reporter: &dyn RunReporter) {
+    let Some(fd) = fd else { return };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 100) } <= 0 || !pass_output(fd, buf, reporter) {
+            return;
         }
     }
 }
@@ -422,12 +490,7 @@ fn read_messages(fd: RawFd, buffer: &mut Vec<u8>, not_started: &mut Option<Outco
     }
     for message in channel::parse(buffer) {
         if let Message::ExecFailed { program, errno } = message {
-            let code = if errno == libc::ENOENT { 127 } else { 126 };
-            *not_started = Some(Outcome::NotStarted {
-                program,
-                errno,
-                code,
-            });
+            *not_started = Some(Outcome::NotStarted { program, errno });
         }
     }
 }

@@ -99,6 +99,38 @@ pub fn parse_port(spec: &str) -> Result<PortMapping, String> {
     })
 }
 
+/// How a container reaches the network, as `--network` and sandbox.toml's `[network] mode`
+/// name it; parsed once, where the text is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkMode {
+    Pasta,
+    Slirp4netns,
+    None,
+    Host,
+}
+
+impl NetworkMode {
+    pub const ALL: [NetworkMode; 4] = [
+        NetworkMode::Pasta,
+        NetworkMode::Slirp4netns,
+        NetworkMode::None,
+        NetworkMode::Host,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NetworkMode::Pasta => "pasta",
+            NetworkMode::Slirp4netns => "slirp4netns",
+            NetworkMode::None => "none",
+            NetworkMode::Host => "host",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == text)
+    }
+}
+
 /// Which helper connects a container's own network namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Helper {
@@ -129,17 +161,18 @@ impl Helper {
         }
     }
 
-    /// The address inside that reaches the host's loopback when that is allowed.
-    pub fn host_address(self) -> Option<String> {
+    /// The address inside that reaches the host's loopback when that is allowed (pasta copies
+    /// the host's default `gateway` inside).
+    pub fn host_address(self, gateway: Option<std::net::Ipv4Addr>) -> Option<String> {
         match self {
-            Helper::Pasta => default_gateway().map(|g| g.to_string()),
+            Helper::Pasta => gateway.map(|g| g.to_string()),
             Helper::Slirp4netns => Some(SLIRP_HOST.to_owned()),
         }
     }
 }
 
 /// The host's IPv4 default gateway (pasta copies it into the namespace).
-fn default_gateway() -> Option<std::net::Ipv4Addr> {
+pub fn default_gateway() -> Option<std::net::Ipv4Addr> {
     let text = fs_err::read_to_string("/proc/net/route").ok()?;
     text.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();

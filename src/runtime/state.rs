@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::error::RuntimeError;
-use super::spec::ContainerSpec;
+use super::plan::LaunchPlan;
 use crate::fsutil::atomic::write_file_replacing;
 use crate::fsutil::lock::{FileLock, LockMode};
 
@@ -28,13 +28,13 @@ pub struct ContainerState {
     /// Seconds since the epoch.
     pub started: u64,
     pub hostname: String,
-    /// Its network, as `spec::network_summary` words it.
+    /// Its network, as `plan::network_summary` words it.
     #[serde(default)]
     pub network: String,
 }
 
 impl ContainerState {
-    pub fn new(spec: &ContainerSpec, pid: i32, pid_ns: String) -> Self {
+    pub fn new(spec: &LaunchPlan, pid: i32, pid_ns: String) -> Self {
         Self {
             id: spec.id.clone(),
             project_dir: spec.project_dir.clone(),
@@ -46,7 +46,7 @@ impl ContainerState {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             hostname: spec.hostname.clone(),
-            network: super::spec::network_summary(spec.network, &spec.network_options),
+            network: super::plan::network_summary(spec.network.mode, &spec.network.options),
         }
     }
 
@@ -106,7 +106,7 @@ const STAGING_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 /// The directory is made and locked under a staging name, then renamed into place: under its
 /// final name it is always locked while its container lives, so another start's stale
 /// collection can never take it for a dead one (it did, under load, between mkdir and flock).
-pub fn create_dir(spec: &ContainerSpec) -> Result<ContainerDir, RuntimeError> {
+pub fn create_dir(spec: &LaunchPlan) -> Result<ContainerDir, RuntimeError> {
     use std::os::unix::fs::DirBuilderExt as _;
     let containers = spec.dir.parent().unwrap_or(Path::new("."));
     let staging = containers.join(format!("{STAGING_PREFIX}{}", spec.id));

@@ -325,3 +325,9 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.
     unsafe { libc::_exit(code) }
 }
+
+/// Points stdin at /dev/null.
+pub fn stdin_from_dev_null() -> io::Result<()> {
+    let null = fs_err::File::open("/dev/null")?;
+    dup2(null.as_raw_fd(), 0)
+}

@@ -7,18 +7,15 @@ use crate::cli::args::CacheCommand;
 use crate::cli::errors::CliError;
 use crate::cli::format;
 
-/// Where the caches live on the host.
-pub fn caches_root() -> PathBuf {
-    dirs::cache_dir()
-        .unwrap_or_else(|| PathBuf::from(".cache"))
-        .join("sandbox")
-        .join("caches")
+/// `$XDG_CACHE_HOME/sandbox/caches`; `None` when neither it nor HOME is set.
+pub fn caches_root() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("sandbox").join("caches"))
 }
 
 /// Every cache as (`toolchain/name`, path).
 fn all() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
-    let Ok(groups) = fs_err::read_dir(caches_root()) else {
+    let Some(Ok(groups)) = caches_root().map(fs_err::read_dir) else {
         return out;
     };
     for group in groups.flatten() {

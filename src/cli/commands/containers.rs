@@ -18,7 +18,7 @@ struct Row<'a> {
 
 #[allow(clippy::print_stdout)]
 pub fn ps(global: &GlobalArgs, args: &PsArgs) -> Result<(), CliError> {
-    let running = state::running(&session::store_root(global).join("containers"));
+    let running = state::running(&session::store_root(global)?.join("containers"));
     if args.json {
         let rows: Vec<Row<'_>> = running
             .iter()
@@ -56,7 +56,7 @@ pub fn ps(global: &GlobalArgs, args: &PsArgs) -> Result<(), CliError> {
 
 #[allow(clippy::print_stdout)]
 pub fn stop(global: &GlobalArgs, args: &StopArgs) -> Result<(), CliError> {
-    let running = state::running(&session::store_root(global).join("containers"));
+    let running = state::running(&session::store_root(global)?.join("containers"));
     let target = match &args.id {
         Some(id) => running.iter().find(|s| s.id.starts_with(id.as_str())),
         None => {

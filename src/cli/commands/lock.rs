@@ -8,7 +8,7 @@ use crate::cli::progress::Progress;
 use crate::cli::project::{self, LockState};
 use crate::cli::session;
 use crate::config::lock::{self, Inputs, LockFile, Resolved};
-use crate::image::setup::SetupInputs;
+use crate::image::setup_layer::SetupInputs;
 use crate::image::Reference;
 
 #[allow(clippy::print_stdout)]

@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::store::Store;
 
@@ -24,9 +23,7 @@ impl SetupInputs<'_> {
     /// `sha256:<hex>` of the inputs, as canonical JSON.
     pub fn key(&self) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();
-        let hash = Sha256::digest(&json);
-        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        format!("sha256:{hex}")
+        super::Digest::of_bytes(&json).to_string()
     }
 }
 

@@ -1,0 +1,98 @@
+//! Facts about the host a plan depends on, gathered once by the caller: who the user is, the
+//! working directory, the terminal and locale variables, resolv.conf, the installed network
+//! helper, the overlay override and where the store and caches live.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use super::OverlayChoice;
+use crate::runtime::network::Helper;
+
+/// The user as the host knows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub name: String,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFacts {
+    pub user: HostUser,
+    pub cwd: PathBuf,
+    /// TERM, COLORTERM, LANG, LANGUAGE and LC_*: the only host variables that come inside.
+    pub terminal_env: Vec<(String, String)>,
+    /// The host's /etc/resolv.conf (capped), for `host` networking.
+    pub resolv_conf: String,
+    /// pasta when installed, else slirp4netns.
+    pub helper: Option<Helper>,
+    /// The IPv4 default gateway, which pasta copies inside (host loopback's address).
+    pub gateway: Option<Ipv4Addr>,
+    /// `SANDBOX_OVERLAY=kernel|fuse`, else automatic.
+    pub overlay: OverlayChoice,
+    /// `containers/` in the store.
+    pub containers_dir: PathBuf,
+    /// `$XDG_CACHE_HOME/sandbox/caches`; `None` when neither it nor HOME is set.
+    pub cache_root: Option<PathBuf>,
+}
+
+/// The most of the host's resolv.conf that is copied.
+const RESOLV_CONF_LIMIT: usize = 64 * 1024;
+
+fn is_terminal_variable(key: &str) -> bool {
+    matches!(key, "TERM" | "COLORTERM" | "LANG" | "LANGUAGE") || key.starts_with("LC_")
+}
+
+impl HostFacts {
+    /// Reads the facts from this process and the host.
+    pub fn gather(containers_dir: PathBuf, cache_root: Option<PathBuf>) -> std::io::Result<Self> {
+        let uid = nix::unistd::getuid();
+        let entry = nix::unistd::User::from_uid(uid).ok().flatten();
+        let name = entry
+            .as_ref()
+            .map(|u| u.name.clone())
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| format!("user{uid}"));
+        let home = entry
+            .as_ref()
+            .map(|u| u.dir.clone())
+            .or_else(dirs::home_dir)
+            .unwrap_or_else(|| PathBuf::from("/home").join(&name));
+        let shell = entry
+            .as_ref()
+            .map_or_else(|| PathBuf::from("/bin/sh"), |u| u.shell.clone());
+        let mut resolv_conf = fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        if resolv_conf.len() > RESOLV_CONF_LIMIT {
+            let mut end = RESOLV_CONF_LIMIT;
+            while !resolv_conf.is_char_boundary(end) {
+                end -= 1;
+            }
+            resolv_conf.truncate(end);
+        }
+        Ok(Self {
+            user: HostUser {
+                uid: uid.as_raw(),
+                gid: nix::unistd::getgid().as_raw(),
+                name,
+                home,
+                shell,
+            },
+            cwd: std::env::current_dir()?,
+            terminal_env: std::env::vars()
+                .filter(|(k, _)| is_terminal_variable(k))
+                .collect(),
+            resolv_conf,
+            helper: Helper::detect(),
+            gateway: crate::runtime::network::default_gateway(),
+            overlay: match std::env::var("SANDBOX_OVERLAY").as_deref() {
+                Ok("fuse") => OverlayChoice::Fuse,
+                Ok("kernel") => OverlayChoice::Kernel,
+                _ => OverlayChoice::Auto,
+            },
+            containers_dir,
+            cache_root,
+        })
+    }
+}

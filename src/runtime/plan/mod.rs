@@ -1,0 +1,216 @@
+//! The launch plan: everything a container is started from, decided up front as plain data.
+//!
+//! `resolve` turns the inputs (the project's settings, the command line, the stored image and
+//! facts about the host) into a `LaunchPlan`; the monitor and pid 1 then execute it step by
+//! step and decide nothing themselves. So every decision (which mounts, which /etc files,
+//! which identity, environment and network) is unit-tested here without root or namespaces,
+//! and a new mount, namespace option or limit is an edit of the plan and its executor only.
+//!
+//! A setup container is the same plan with another process (the setup script, its output
+//! captured), no project dir, and its upper dir kept as the setup layer.
+
+mod host;
+mod mounts;
+mod resolve;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+pub use host::HostFacts;
+pub use mounts::{Kind, MountOp};
+pub use resolve::{resolve, resolve_join, Inputs, LaunchKind, ProjectInputs, Request};
+
+use super::network::{Helper, PortMapping};
+
+/// How the container reaches the network, once the mode is decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// Its own network namespace with only `lo`.
+    None,
+    /// The host's network namespace.
+    Host,
+    /// Its own network namespace, connected by a rootless helper (pasta or slirp4netns).
+    Helper(Helper),
+}
+
+/// Published ports and host loopback, for helper networking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkOptions {
+    pub ports: Vec<PortMapping>,
+    /// Let the container reach the host's loopback (as `host.containers.internal`).
+    pub host_loopback: bool,
+    /// The address inside that reaches the host when `host_loopback` is on.
+    pub host_address: Option<String>,
+}
+
+/// How a container is networked, in words (`pasta -p 127.0.0.1:8080:80/tcp`): recorded in its
+/// state, so a command joining it can tell whether it asked for a different network.
+pub fn network_summary(network: Network, options: &NetworkOptions) -> String {
+    let mut text = match network {
+        Network::None => "none".to_owned(),
+        Network::Host => "host".to_owned(),
+        Network::Helper(helper) => helper.binary().to_owned(),
+    };
+    for port in &options.ports {
+        text.push_str(&format!(" -p {port}"));
+    }
+    if options.host_loopback {
+        text.push_str(" --host-loopback");
+    }
+    text
+}
+
+/// Which overlay implementation mounts the root file system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverlayChoice {
+    /// Kernel overlayfs, falling back to fuse-overlayfs when the kernel refuses.
+    Auto,
+    Kernel,
+    Fuse,
+}
+
+/// The user the command runs as (unless `as_root`), mirrored from the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub name: String,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+    /// Whether ids other than the user's own exist inside (keep-id), so files can be root's.
+    pub ids_mapped: bool,
+}
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// `run -- CMD ARGS`
+    Command(Vec<String>),
+    /// `enter`: the user's login shell if the image has it, else /bin/bash, else /bin/sh.
+    LoginShell,
+}
+
+/// Where the command's stdin, stdout and stderr go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdio {
+    /// The caller's own fds 0-2.
+    Inherit,
+    /// A new pseudo-terminal, relayed by the monitor.
+    Terminal,
+    /// stdin from /dev/null; stdout and stderr into a pipe the monitor hands to the reporter
+    /// (setup steps, whose output the CLI shows as it comes).
+    Capture,
+}
+
+/// An owner (uid, gid) as the container's user namespace sees it.
+pub type Owner = (u32, u32);
+
+/// The process that runs inside: what, as whom, where, with what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessPlan {
+    pub program: Program,
+    /// The environment, already merged (see `resolve` for the order).
+    pub env: Vec<(String, String)>,
+    /// Working directory inside (under the project dir, which is bound at the same path).
+    pub cwd: PathBuf,
+    pub user: Identity,
+    /// Run as container root instead of as the user.
+    pub as_root: bool,
+    pub stdio: Stdio,
+}
+
+/// What a file sandbox writes into the container's /etc holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EtcContent {
+    /// The image's /etc/passwd with the user's entry.
+    Passwd,
+    /// The image's /etc/group with the user's group.
+    Group,
+    /// Fixed text.
+    Text(String),
+}
+
+/// A file written into the new root (through no symlink the image planted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcFile {
+    pub path: PathBuf,
+    pub content: EtcContent,
+    pub mode: u32,
+    pub owner: Option<Owner>,
+}
+
+/// A persistent host dir mounted into the user's home (made on the host by the executor).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheMount {
+    pub host: PathBuf,
+    pub target: PathBuf,
+    pub owner: Owner,
+}
+
+/// The root file system: the overlay, then mounts, /etc files, the home, the caches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootfsPlan {
+    /// Layer root dirs, lowest first.
+    pub layers: Vec<PathBuf>,
+    pub overlay: OverlayChoice,
+    pub mounts: Vec<MountOp>,
+    pub etc_files: Vec<EtcFile>,
+    /// The user's home inside, made if missing, and its owner.
+    pub home: (PathBuf, Option<Owner>),
+    /// Mounted after the home exists, so their targets are made inside it as the user's.
+    pub caches: Vec<CacheMount>,
+}
+
+/// The network and what its /etc files need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkPlan {
+    pub mode: Network,
+    pub options: NetworkOptions,
+}
+
+/// Resource limits asked for (applied by the limits issue; today only reported).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Limits {
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
+    pub pids: Option<u64>,
+}
+
+impl Limits {
+    pub fn any(&self) -> bool {
+        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+    }
+}
+
+/// Everything needed to start a container.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchPlan {
+    /// Short random id; also the name of `containers/<id>/`.
+    pub id: String,
+    /// `containers/<id>/` in the store.
+    pub dir: PathBuf,
+    /// The image as recorded in the container's state (what a later run joins by).
+    pub image: String,
+    pub project_dir: PathBuf,
+    pub hostname: String,
+    pub rootfs: RootfsPlan,
+    pub network: NetworkPlan,
+    pub process: ProcessPlan,
+    pub limits: Limits,
+    /// Keep the upper dir (the command's changes) at this path when the command succeeds,
+    /// instead of discarding it: how a setup layer is made.
+    pub keep_upper: Option<PathBuf>,
+}
+
+impl LaunchPlan {
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn merged(&self) -> PathBuf {
+        self.dir.join("merged")
+    }
+}

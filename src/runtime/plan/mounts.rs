@@ -1,0 +1,141 @@
+//! The container's mounts as plain data, in order (bubblewrap's setup ops); executed by
+//! `runtime::mounts`.
+
+use std::path::{Path, PathBuf};
+
+/// Whether a mount target is a directory or a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+/// One step of the plan. Targets are absolute paths inside the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MountOp {
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        kind: Kind,
+        read_only: bool,
+    },
+    Proc {
+        target: PathBuf,
+    },
+    /// sysfs read-only; with the host's network namespace sysfs cannot be mounted rootless, so
+    /// the host's /sys is bound read-only instead.
+    Sys {
+        target: PathBuf,
+        own_netns: bool,
+    },
+    Tmpfs {
+        target: PathBuf,
+        options: String,
+    },
+    Devpts {
+        target: PathBuf,
+    },
+    Symlink {
+        link: PathBuf,
+        points_to: String,
+    },
+    /// Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory.
+    Mask {
+        target: PathBuf,
+    },
+    /// Remount a path read-only (it is bound onto itself first).
+    ReadOnly {
+        target: PathBuf,
+    },
+}
+
+/// /proc paths podman masks by default.
+const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/dev/block",
+];
+
+const READ_ONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The mounts of a container, in order: /proc, /sys (mounted when the container has its own
+/// network namespace, else the host's bound read-only), /dev, /tmp, the project dir
+/// (`project`, bound at its own path), then the masks and read-only paths over /proc and /sys.
+pub fn plan(own_netns: bool, project: Option<&Path>) -> Vec<MountOp> {
+    let mut ops = vec![
+        MountOp::Proc {
+            target: "/proc".into(),
+        },
+        MountOp::Sys {
+            target: "/sys".into(),
+            own_netns,
+        },
+        MountOp::Tmpfs {
+            target: "/dev".into(),
+            options: "mode=755,size=65536k".into(),
+        },
+    ];
+    for dev in DEVICES {
+        ops.push(MountOp::Bind {
+            source: Path::new("/dev").join(dev),
+            target: Path::new("/dev").join(dev),
+            kind: Kind::File,
+            read_only: false,
+        });
+    }
+    ops.push(MountOp::Devpts {
+        target: "/dev/pts".into(),
+    });
+    for (link, to) in [
+        ("/dev/ptmx", "pts/ptmx"),
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+        ("/dev/core", "/proc/kcore"),
+    ] {
+        ops.push(MountOp::Symlink {
+            link: link.into(),
+            points_to: to.into(),
+        });
+    }
+    ops.push(MountOp::Tmpfs {
+        target: "/dev/shm".into(),
+        options: "mode=1777,size=65536k".into(),
+    });
+    ops.push(MountOp::Tmpfs {
+        target: "/tmp".into(),
+        options: "mode=1777".into(),
+    });
+    // After the tmpfs mounts, so a project under /tmp is not covered by them.
+    if let Some(project) = project {
+        ops.push(MountOp::Bind {
+            source: project.to_owned(),
+            target: project.to_owned(),
+            kind: Kind::Dir,
+            read_only: false,
+        });
+    }
+    ops.extend(MASKED.iter().map(|p| MountOp::Mask { target: p.into() }));
+    ops.extend(
+        READ_ONLY
+            .iter()
+            .map(|p| MountOp::ReadOnly { target: p.into() }),
+    );
+    ops
+}

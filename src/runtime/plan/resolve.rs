@@ -1,0 +1,354 @@
+//! From inputs to a plan, deciding everything and doing no I/O. The order of each decision is
+//! written where it is made.
+
+use std::path::{Path, PathBuf};
+
+use super::{
+    mounts, network_summary, CacheMount, EtcContent, EtcFile, HostFacts, Identity, LaunchPlan,
+    Limits, Network, NetworkOptions, NetworkPlan, ProcessPlan, Program, RootfsPlan, Stdio,
+};
+use crate::runtime::environment::{expand_home, Environment};
+use crate::runtime::error::PlanError;
+use crate::runtime::etc_files;
+use crate::runtime::network::Helper;
+use crate::runtime::network::{NetworkMode, PortMapping};
+use crate::runtime::state::ContainerState;
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub program: Program,
+    pub stdio: Stdio,
+    pub as_root: bool,
+    /// `-e KEY=VALUE`, in order.
+    pub env: Vec<(String, String)>,
+    pub network: Option<NetworkMode>,
+    pub publish: Vec<PortMapping>,
+    pub host_loopback: bool,
+}
+
+/// What the project's sandbox.toml says (all empty without one: `--image`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProjectInputs {
+    /// The project dir: sandbox.toml's, else the current dir.
+    pub dir: PathBuf,
+    /// Relative to `dir`.
+    pub workdir: Option<PathBuf>,
+    /// The template's env, then the project's (`~/` is the home inside).
+    pub env: Vec<(String, String)>,
+    /// (group, name, target inside: absolute or `~/...`).
+    pub caches: Vec<(String, String, String)>,
+    pub network: Option<NetworkMode>,
+    pub ports: Vec<PortMapping>,
+    pub host_loopback: bool,
+    pub limits: Limits,
+}
+
+/// A user's command, or a setup container whose upper dir is kept at `keep_upper`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LaunchKind {
+    Command,
+    Setup { keep_upper: PathBuf },
+}
+
+/// Everything `resolve` decides from.
+#[derive(Clone, Debug)]
+pub struct Inputs<'a> {
+    pub kind: LaunchKind,
+    pub id: String,
+    /// The image's reference, its layer dirs (lowest first) and its `Env`.
+    pub image: &'a str,
+    pub layers: Vec<PathBuf>,
+    pub image_env: &'a [String],
+    pub project: &'a ProjectInputs,
+    pub request: &'a Request,
+    pub host: &'a HostFacts,
+    /// Whether the user has subordinate ids (keep-id), so ids other than theirs exist inside.
+    pub ids_mapped: bool,
+}
+
+const ROOT_HOME: &str = "/root";
+
+/// The plan for a new container.
+pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
+    let setup = matches!(inputs.kind, LaunchKind::Setup { .. });
+    let project = inputs.project;
+    let request = inputs.request;
+    if request.as_root && !inputs.ids_mapped && !setup {
+        return Err(PlanError::AsRootNeedsSubordinateIds);
+    }
+    // Setup steps run as root with root's home: the user's own home must not be made (as
+    // root's) inside the layer every later run sits on.
+    let user = if setup {
+        Identity {
+            home: ROOT_HOME.into(),
+            shell: "/bin/sh".into(),
+            ids_mapped: true,
+            ..identity(inputs.host, true)
+        }
+    } else {
+        identity(inputs.host, inputs.ids_mapped)
+    };
+    let as_root = setup || request.as_root;
+    let hostname = etc_files::hostname_for(&project.dir);
+    // Setup sees only the project's own network settings; its layer must not depend on flags.
+    let network = network(project, (!setup).then_some(request), inputs.host)?;
+    let env = if setup {
+        let mut env = Environment::base(inputs.image_env, &project.env, Path::new(ROOT_HOME));
+        env.set("HOME", ROOT_HOME);
+        env.set("DEBIAN_FRONTEND", "noninteractive");
+        env.into_vec()
+    } else {
+        environment(
+            inputs.image_env,
+            project,
+            request,
+            inputs.host,
+            &user,
+            &hostname,
+        )
+    };
+    let cwd = if setup {
+        PathBuf::from("/")
+    } else {
+        working_dir(project, &inputs.host.cwd)
+    };
+    let caches = if setup {
+        Vec::new()
+    } else {
+        caches(project, inputs.host, &user)?
+    };
+    let root_owner = user.ids_mapped.then_some((0, 0));
+    let home_owner = if as_root {
+        root_owner
+    } else {
+        Some((user.uid, user.gid))
+    };
+    let own_netns = network.mode != Network::Host;
+    let project_mount = (!setup).then_some(project.dir.as_path());
+    let rootfs = RootfsPlan {
+        layers: inputs.layers.clone(),
+        overlay: inputs.host.overlay,
+        mounts: mounts::plan(own_netns, project_mount),
+        etc_files: etc(&network, &hostname, &inputs.host.resolv_conf, root_owner),
+        home: (user.home.clone(), home_owner),
+        caches,
+    };
+    let stdio = if setup { Stdio::Capture } else { request.stdio };
+    Ok(LaunchPlan {
+        dir: inputs.host.containers_dir.join(&inputs.id),
+        id: inputs.id.clone(),
+        // A setup container is not the project's sandbox: a `run` meanwhile must not join it.
+        image: if setup {
+            format!("{} (setup)", inputs.image)
+        } else {
+            inputs.image.to_owned()
+        },
+        project_dir: project.dir.clone(),
+        hostname,
+        rootfs,
+        network,
+        process: ProcessPlan {
+            program: request.program.clone(),
+            env,
+            cwd,
+            user,
+            as_root,
+            stdio,
+        },
+        limits: project.limits.clone(),
+        keep_upper: match &inputs.kind {
+            LaunchKind::Setup { keep_upper } => Some(keep_upper.clone()),
+            LaunchKind::Command => None,
+        },
+    })
+}
+
+/// The process for a command joining the running container `running`. It shares that
+/// container's network: asking for another (a mode, ports, host loopback) is an error rather
+/// than silently ignored.
+pub fn resolve_join(
+    inputs: &Inputs<'_>,
+    running: &ContainerState,
+) -> Result<ProcessPlan, PlanError> {
+    let request = inputs.request;
+    let asked = request.network.is_some() || !request.publish.is_empty() || request.host_loopback;
+    let wanted = network(inputs.project, Some(request), inputs.host)?;
+    let wanted = network_summary(wanted.mode, &wanted.options);
+    if asked && wanted != running.network {
+        return Err(PlanError::OtherNetwork {
+            id: running.id.clone(),
+            running: running.network.clone(),
+            wanted,
+        });
+    }
+    let user = identity(inputs.host, true);
+    Ok(ProcessPlan {
+        program: request.program.clone(),
+        env: environment(
+            inputs.image_env,
+            inputs.project,
+            request,
+            inputs.host,
+            &user,
+            &running.hostname,
+        ),
+        cwd: working_dir(inputs.project, &inputs.host.cwd),
+        user,
+        as_root: request.as_root,
+        stdio: request.stdio,
+    })
+}
+
+fn identity(host: &HostFacts, ids_mapped: bool) -> Identity {
+    Identity {
+        uid: host.user.uid,
+        gid: host.user.gid,
+        name: host.user.name.clone(),
+        home: host.user.home.clone(),
+        shell: host.user.shell.clone(),
+        ids_mapped,
+    }
+}
+
+/// The image's env and the project's (see `Environment::base`), then who you are, then the
+/// host's terminal and locale variables, then `-e`.
+fn environment(
+    image_env: &[String],
+    project: &ProjectInputs,
+    request: &Request,
+    host: &HostFacts,
+    user: &Identity,
+    hostname: &str,
+) -> Vec<(String, String)> {
+    let mut env = Environment::base(image_env, &project.env, &user.home);
+    env.set("HOME", &user.home.display().to_string());
+    env.set("USER", &user.name);
+    env.set("LOGNAME", &user.name);
+    env.set("HOSTNAME", hostname);
+    env.set("container", "sandbox");
+    for (key, value) in host.terminal_env.iter().chain(&request.env) {
+        env.set(key, value);
+    }
+    env.into_vec()
+}
+
+/// sandbox.toml's workdir, else the current dir; the project dir when that is outside it.
+fn working_dir(project: &ProjectInputs, cwd: &Path) -> PathBuf {
+    let wanted = match &project.workdir {
+        Some(workdir) => project.dir.join(workdir),
+        None => cwd.to_owned(),
+    };
+    if wanted.starts_with(&project.dir) {
+        wanted
+    } else {
+        project.dir.clone()
+    }
+}
+
+/// The network: the flag, else sandbox.toml's mode, else pasta if installed, else slirp4netns;
+/// ports and host loopback from both. Without a request (a setup container) only the mode
+/// counts: nothing is published.
+fn network(
+    project: &ProjectInputs,
+    request: Option<&Request>,
+    host: &HostFacts,
+) -> Result<NetworkPlan, PlanError> {
+    let flag = request.and_then(|r| r.network);
+    let mode = match flag.or(project.network) {
+        Some(NetworkMode::None) => Network::None,
+        Some(NetworkMode::Host) => Network::Host,
+        Some(NetworkMode::Pasta) => Network::Helper(Helper::Pasta),
+        Some(NetworkMode::Slirp4netns) => Network::Helper(Helper::Slirp4netns),
+        None => Network::Helper(host.helper.ok_or(PlanError::NoNetworkHelper)?),
+    };
+    let Some(request) = request else {
+        return Ok(NetworkPlan {
+            mode,
+            options: NetworkOptions::default(),
+        });
+    };
+    let ports: Vec<PortMapping> = project
+        .ports
+        .iter()
+        .chain(&request.publish)
+        .cloned()
+        .collect();
+    let host_loopback = request.host_loopback || project.host_loopback;
+    let Network::Helper(helper) = mode else {
+        if !ports.is_empty() || host_loopback {
+            return Err(PlanError::PortsNeedHelper);
+        }
+        return Ok(NetworkPlan {
+            mode,
+            options: NetworkOptions::default(),
+        });
+    };
+    let host_address = host_loopback
+        .then(|| helper.host_address(host.gateway))
+        .flatten();
+    Ok(NetworkPlan {
+        mode,
+        options: NetworkOptions {
+            ports,
+            host_loopback,
+            host_address,
+        },
+    })
+}
+
+/// The project's caches: `<cache root>/<group>/<name>` on the host, mounted at their target
+/// (`~/` is the user's home inside), owned by the user.
+fn caches(
+    project: &ProjectInputs,
+    host: &HostFacts,
+    user: &Identity,
+) -> Result<Vec<CacheMount>, PlanError> {
+    if project.caches.is_empty() {
+        return Ok(Vec::new());
+    }
+    let root = host.cache_root.as_ref().ok_or(PlanError::NoCacheDir)?;
+    Ok(project
+        .caches
+        .iter()
+        .map(|(group, name, target)| CacheMount {
+            host: root.join(group).join(name),
+            target: PathBuf::from(expand_home(target, &user.home)),
+            owner: (user.uid, user.gid),
+        })
+        .collect())
+}
+
+/// passwd, group, hosts, hostname and resolv.conf, owned by root inside when there is one.
+fn etc(
+    network: &NetworkPlan,
+    hostname: &str,
+    host_resolv_conf: &str,
+    owner: Option<(u32, u32)>,
+) -> Vec<EtcFile> {
+    let file = |path: &str, content| EtcFile {
+        path: path.into(),
+        content,
+        mode: 0o644,
+        owner,
+    };
+    let host_address = match network.mode {
+        Network::Helper(_) if network.options.host_loopback => {
+            network.options.host_address.as_deref()
+        }
+        _ => None,
+    };
+    vec![
+        file("/etc/passwd", EtcContent::Passwd),
+        file("/etc/group", EtcContent::Group),
+        file(
+            "/etc/hosts",
+            EtcContent::Text(etc_files::hosts(hostname, host_address)),
+        ),
+        file("/etc/hostname", EtcContent::Text(format!("{hostname}\n"))),
+        file(
+            "/etc/resolv.conf",
+            EtcContent::Text(etc_files::resolv_conf(network.mode, host_resolv_conf)),
+        ),
+    ]
+}

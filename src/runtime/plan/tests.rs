@@ -1,0 +1,453 @@
+//! The plan, decided from inputs without root or namespaces.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::runtime::error::PlanError;
+use crate::runtime::network::{parse_port, NetworkMode};
+use crate::runtime::state::ContainerState;
+
+fn host() -> HostFacts {
+    HostFacts {
+        user: host::HostUser {
+            uid: 1000,
+            gid: 1000,
+            name: "dev".into(),
+            home: "/home/dev".into(),
+            shell: "/bin/zsh".into(),
+        },
+        cwd: "/home/dev/app/src".into(),
+        terminal_env: vec![
+            ("TERM".into(), "xterm".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+        ],
+        resolv_conf: "nameserver 10.0.0.1\n".into(),
+        helper: Some(Helper::Pasta),
+        gateway: Some("192.168.1.1".parse().unwrap()),
+        overlay: OverlayChoice::Auto,
+        containers_dir: "/store/containers".into(),
+        cache_root: Some("/home/dev/.cache/sandbox/caches".into()),
+    }
+}
+
+fn project() -> ProjectInputs {
+    ProjectInputs {
+        dir: "/home/dev/app".into(),
+        env: vec![("CARGO_HOME".into(), "~/.cargo".into())],
+        ..ProjectInputs::default()
+    }
+}
+
+fn request() -> Request {
+    Request {
+        program: Program::Command(vec!["make".into()]),
+        stdio: Stdio::Inherit,
+        as_root: false,
+        env: Vec::new(),
+        network: None,
+        publish: Vec::new(),
+        host_loopback: false,
+    }
+}
+
+fn plan_for(
+    project: &ProjectInputs,
+    request: &Request,
+    host: &HostFacts,
+) -> Result<LaunchPlan, PlanError> {
+    resolve(&Inputs {
+        kind: LaunchKind::Command,
+        id: "abc".into(),
+        image: "docker.io/library/debian:12",
+        layers: vec!["/store/layers/a/root".into(), "/store/layers/b/root".into()],
+        image_env: &["PATH=/image/bin".into(), "LANG=C".into()],
+        project,
+        request,
+        host,
+        ids_mapped: true,
+    })
+}
+
+fn plan(project: &ProjectInputs, request: &Request) -> LaunchPlan {
+    plan_for(project, request, &host()).unwrap()
+}
+
+fn setup_plan(project: &ProjectInputs) -> LaunchPlan {
+    resolve(&Inputs {
+        kind: LaunchKind::Setup {
+            keep_upper: "/store/tmp/setup-x".into(),
+        },
+        id: "def".into(),
+        image: "docker.io/library/debian:12",
+        layers: vec!["/store/layers/a/root".into()],
+        image_env: &["PATH=/image/bin".into()],
+        project,
+        request: &Request {
+            program: Program::Command(vec!["/bin/sh".into(), "-c".into(), "apt-get update".into()]),
+            stdio: Stdio::Capture,
+            as_root: true,
+            ..request()
+        },
+        host: &host(),
+        ids_mapped: true,
+    })
+    .unwrap()
+}
+
+fn position(ops: &[MountOp], wanted: impl Fn(&MountOp) -> bool) -> usize {
+    ops.iter().position(wanted).unwrap()
+}
+
+fn project_bind(dir: &str) -> MountOp {
+    MountOp::Bind {
+        source: dir.into(),
+        target: dir.into(),
+        kind: Kind::Dir,
+        read_only: false,
+    }
+}
+
+#[test]
+fn the_project_is_bound_at_its_own_path_after_tmp_and_masks_follow_proc() {
+    let p = plan(&project(), &request());
+    let ops = &p.rootfs.mounts;
+    let bind = position(ops, |o| *o == project_bind("/home/dev/app"));
+    let tmp = position(
+        ops,
+        |o| matches!(o, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp")),
+    );
+    assert!(
+        tmp < bind,
+        "a project under /tmp must not be hidden by the /tmp tmpfs"
+    );
+    let proc_at = position(ops, |o| matches!(o, MountOp::Proc { .. }));
+    let first_mask = position(ops, |o| matches!(o, MountOp::Mask { .. }));
+    assert!(proc_at < first_mask);
+    assert!(ops.contains(&MountOp::Mask {
+        target: "/proc/kcore".into()
+    }));
+    assert!(ops.contains(&MountOp::ReadOnly {
+        target: "/proc/sys".into()
+    }));
+    assert!(ops.contains(&MountOp::Sys {
+        target: "/sys".into(),
+        own_netns: true
+    }));
+    // Nothing of the host's home but the project.
+    assert!(!ops
+        .iter()
+        .any(|o| matches!(o, MountOp::Bind { source, .. } if source == Path::new("/home/dev"))));
+    assert_eq!(p.dir, PathBuf::from("/store/containers/abc"));
+    assert_eq!(p.upper(), PathBuf::from("/store/containers/abc/upper"));
+}
+
+#[test]
+fn host_network_binds_the_hosts_sys_instead_of_mounting_one() {
+    let p = plan(
+        &project(),
+        &Request {
+            network: Some(NetworkMode::Host),
+            ..request()
+        },
+    );
+    assert_eq!(p.network.mode, Network::Host);
+    assert!(p.rootfs.mounts.contains(&MountOp::Sys {
+        target: "/sys".into(),
+        own_netns: false
+    }));
+    let resolv = p
+        .rootfs
+        .etc_files
+        .iter()
+        .find(|f| f.path == Path::new("/etc/resolv.conf"))
+        .unwrap();
+    assert_eq!(
+        resolv.content,
+        EtcContent::Text("nameserver 10.0.0.1\n".into())
+    );
+}
+
+#[test]
+fn the_user_is_themselves_with_their_home_and_the_working_dir_stays_in_the_project() {
+    let p = plan(&project(), &request());
+    let process = &p.process;
+    assert_eq!((process.user.uid, process.user.gid), (1000, 1000));
+    assert_eq!(process.user.home, PathBuf::from("/home/dev"));
+    assert!(!process.as_root);
+    assert_eq!(process.cwd, PathBuf::from("/home/dev/app/src"));
+    assert_eq!(
+        p.rootfs.home,
+        (PathBuf::from("/home/dev"), Some((1000, 1000)))
+    );
+    // /etc files belong to root inside.
+    assert!(p.rootfs.etc_files.iter().all(|f| f.owner == Some((0, 0))));
+
+    // A current dir outside the project falls back to the project dir.
+    let outside = HostFacts {
+        cwd: "/etc".into(),
+        ..host()
+    };
+    assert_eq!(
+        plan_for(&project(), &request(), &outside)
+            .unwrap()
+            .process
+            .cwd,
+        PathBuf::from("/home/dev/app")
+    );
+    // sandbox.toml's workdir wins over the current dir.
+    let with_workdir = ProjectInputs {
+        workdir: Some("web".into()),
+        ..project()
+    };
+    assert_eq!(
+        plan(&with_workdir, &request()).process.cwd,
+        PathBuf::from("/home/dev/app/web")
+    );
+}
+
+#[test]
+fn the_environment_is_image_then_project_then_user_then_terminal_then_flags() {
+    let p = plan(
+        &project(),
+        &Request {
+            env: vec![
+                ("LANG".into(), "de_DE.UTF-8".into()),
+                ("X".into(), "1".into()),
+            ],
+            ..request()
+        },
+    );
+    let env = &p.process.env;
+    let get = |k: &str| {
+        env.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("PATH"), Some("/image/bin"));
+    assert_eq!(
+        get("CARGO_HOME"),
+        Some("/home/dev/.cargo"),
+        "`~/` is the home inside"
+    );
+    assert_eq!(get("HOME"), Some("/home/dev"));
+    assert_eq!(get("USER"), Some("dev"));
+    assert_eq!(get("HOSTNAME"), Some("app"));
+    assert_eq!(get("TERM"), Some("xterm"));
+    assert_eq!(
+        get("LANG"),
+        Some("de_DE.UTF-8"),
+        "-e wins over the host's LANG and the image's"
+    );
+    assert_eq!(get("X"), Some("1"));
+    assert_eq!(env.iter().filter(|(k, _)| k == "LANG").count(), 1);
+}
+
+#[test]
+fn the_network_is_the_flag_then_sandbox_toml_then_the_installed_helper() {
+    let none_in_toml = ProjectInputs {
+        network: Some(NetworkMode::None),
+        ..project()
+    };
+    assert_eq!(plan(&none_in_toml, &request()).network.mode, Network::None);
+    let flag = Request {
+        network: Some(NetworkMode::Slirp4netns),
+        ..request()
+    };
+    assert_eq!(
+        plan(&none_in_toml, &flag).network.mode,
+        Network::Helper(Helper::Slirp4netns)
+    );
+    assert_eq!(
+        plan(&project(), &request()).network.mode,
+        Network::Helper(Helper::Pasta)
+    );
+    let bare = HostFacts {
+        helper: None,
+        ..host()
+    };
+    assert!(matches!(
+        plan_for(&project(), &request(), &bare),
+        Err(PlanError::NoNetworkHelper)
+    ));
+    // A mode that needs no helper does not need one installed.
+    assert_eq!(
+        plan_for(&none_in_toml, &request(), &bare)
+            .unwrap()
+            .network
+            .mode,
+        Network::None
+    );
+}
+
+#[test]
+fn ports_come_from_sandbox_toml_and_flags_and_need_a_helper() {
+    let toml = ProjectInputs {
+        ports: vec![parse_port("8080:80").unwrap()],
+        ..project()
+    };
+    let flags = Request {
+        publish: vec![parse_port("5353:53/udp").unwrap()],
+        host_loopback: true,
+        ..request()
+    };
+    let p = plan(&toml, &flags);
+    assert_eq!(p.network.options.ports.len(), 2);
+    assert!(p.network.options.host_loopback);
+    assert_eq!(
+        p.network.options.host_address.as_deref(),
+        Some("192.168.1.1")
+    );
+    let hosts = p
+        .rootfs
+        .etc_files
+        .iter()
+        .find(|f| f.path == Path::new("/etc/hosts"))
+        .unwrap();
+    assert!(
+        matches!(&hosts.content, EtcContent::Text(t) if t.contains("192.168.1.1\thost.containers.internal"))
+    );
+
+    let none = Request {
+        network: Some(NetworkMode::None),
+        ..flags
+    };
+    assert!(matches!(
+        plan_for(&toml, &none, &host()),
+        Err(PlanError::PortsNeedHelper)
+    ));
+}
+
+#[test]
+fn caches_live_under_the_cache_root_and_mount_in_the_users_home() {
+    let with_cache = ProjectInputs {
+        caches: vec![("rust".into(), "cargo".into(), "~/.cargo/registry".into())],
+        ..project()
+    };
+    let p = plan(&with_cache, &request());
+    assert_eq!(
+        p.rootfs.caches,
+        vec![CacheMount {
+            host: "/home/dev/.cache/sandbox/caches/rust/cargo".into(),
+            target: "/home/dev/.cargo/registry".into(),
+            owner: (1000, 1000),
+        }]
+    );
+    let homeless = HostFacts {
+        cache_root: None,
+        ..host()
+    };
+    assert!(matches!(
+        plan_for(&with_cache, &request(), &homeless),
+        Err(PlanError::NoCacheDir)
+    ));
+}
+
+#[test]
+fn as_root_needs_subordinate_ids_and_owns_the_home() {
+    let root = Request {
+        as_root: true,
+        ..request()
+    };
+    let p = plan(&project(), &root);
+    assert!(p.process.as_root);
+    assert_eq!(p.rootfs.home.1, Some((0, 0)));
+    let single = resolve(&Inputs {
+        kind: LaunchKind::Command,
+        id: "abc".into(),
+        image: "img",
+        layers: Vec::new(),
+        image_env: &[],
+        project: &project(),
+        request: &root,
+        host: &host(),
+        ids_mapped: false,
+    });
+    assert!(matches!(single, Err(PlanError::AsRootNeedsSubordinateIds)));
+}
+
+#[test]
+fn a_setup_container_is_the_same_plan_as_root_without_the_project_and_keeping_its_changes() {
+    let with_cache = ProjectInputs {
+        caches: vec![("rust".into(), "cargo".into(), "~/.cargo".into())],
+        ports: vec![parse_port("8080:80").unwrap()],
+        ..project()
+    };
+    let p = setup_plan(&with_cache);
+    assert_eq!(p.keep_upper, Some(PathBuf::from("/store/tmp/setup-x")));
+    assert_eq!(
+        p.image, "docker.io/library/debian:12 (setup)",
+        "a run must not join it"
+    );
+    assert!(
+        !p.rootfs.mounts.contains(&project_bind("/home/dev/app")),
+        "its layer must not depend on one project's files"
+    );
+    assert!(p.rootfs.caches.is_empty());
+    assert!(
+        p.network.options.ports.is_empty(),
+        "setup publishes nothing"
+    );
+    assert!(p.process.as_root);
+    assert_eq!(p.process.stdio, Stdio::Capture);
+    assert_eq!(p.process.cwd, PathBuf::from("/"));
+    assert_eq!(p.rootfs.home, (PathBuf::from("/root"), Some((0, 0))));
+    let env = &p.process.env;
+    assert!(env.contains(&("HOME".into(), "/root".into())));
+    assert!(env.contains(&("CARGO_HOME".into(), "/root/.cargo".into())));
+    assert!(env.contains(&("DEBIAN_FRONTEND".into(), "noninteractive".into())));
+    assert!(
+        !env.iter().any(|(k, _)| k == "TERM"),
+        "no host variables in a shared layer"
+    );
+    // The user's own command plan, by contrast, keeps nothing.
+    assert_eq!(plan(&project(), &request()).keep_upper, None);
+}
+
+fn running(network: &str) -> ContainerState {
+    ContainerState {
+        id: "c0ffee".into(),
+        project_dir: "/home/dev/app".into(),
+        image: "docker.io/library/debian:12".into(),
+        pid: 42,
+        pid_start: 1,
+        pid_ns: "pid:[1]".into(),
+        started: 0,
+        hostname: "app".into(),
+        network: network.into(),
+    }
+}
+
+#[test]
+fn a_join_shares_the_running_network_and_refuses_another() {
+    let inputs = |request| Inputs {
+        kind: LaunchKind::Command,
+        id: "x".into(),
+        image: "docker.io/library/debian:12",
+        layers: Vec::new(),
+        image_env: &[],
+        project: &PROJECT,
+        request,
+        host: &HOST,
+        ids_mapped: true,
+    };
+    static PROJECT: std::sync::LazyLock<ProjectInputs> = std::sync::LazyLock::new(project);
+    static HOST: std::sync::LazyLock<HostFacts> = std::sync::LazyLock::new(host);
+    let plain = request();
+    let process = resolve_join(&inputs(&plain), &running("pasta")).unwrap();
+    assert_eq!(process.program, Program::Command(vec!["make".into()]));
+    assert!(process.env.contains(&("HOSTNAME".into(), "app".into())));
+    let other = Request {
+        network: Some(NetworkMode::None),
+        ..request()
+    };
+    assert!(matches!(
+        resolve_join(&inputs(&other), &running("pasta")),
+        Err(PlanError::OtherNetwork { .. })
+    ));
+    // Asking for exactly the running network is fine.
+    let same = Request {
+        network: Some(NetworkMode::Pasta),
+        ..request()
+    };
+    assert!(resolve_join(&inputs(&same), &running("pasta")).is_ok());
+}
