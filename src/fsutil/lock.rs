@@ -1,13 +1,12 @@
 //! Cross-process locks with flock(2): the kernel drops them when the holder dies, so a kill -9
 //! never leaves a stale lock behind.
 
-use std::os::fd::AsRawFd as _;
 use std::path::Path;
 
 /// A held flock; released on drop.
 #[derive(Debug)]
 pub struct FileLock {
-    _file: fs_err::File,
+    _held: nix::fcntl::Flock<std::fs::File>,
 }
 
 /// Shared (many readers or pullers) or exclusive (garbage collection).
@@ -30,34 +29,32 @@ impl FileLock {
     }
 
     fn lock(path: &Path, mode: LockMode, wait: bool) -> std::io::Result<Option<Self>> {
-        let file = fs_err::OpenOptions::new()
+        use nix::errno::Errno;
+        use nix::fcntl::{Flock, FlockArg};
+        let (mut file, _) = fs_err::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path)?;
-        let mut op = match mode {
-            LockMode::Shared => libc::LOCK_SH,
-            LockMode::Exclusive => libc::LOCK_EX,
+            .open(path)?
+            .into_parts();
+        let op = match (mode, wait) {
+            (LockMode::Shared, true) => FlockArg::LockShared,
+            (LockMode::Shared, false) => FlockArg::LockSharedNonblock,
+            (LockMode::Exclusive, true) => FlockArg::LockExclusive,
+            (LockMode::Exclusive, false) => FlockArg::LockExclusiveNonblock,
         };
-        if !wait {
-            op |= libc::LOCK_NB;
-        }
         loop {
-            // SAFETY: flock on a valid, open fd owned by `file`; no memory is passed.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-            if rc == 0 {
-                return Ok(Some(Self { _file: file }));
-            }
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EWOULDBLOCK) if !wait => return Ok(None),
-                _ => {
+            match Flock::lock(file, op) {
+                Ok(held) => return Ok(Some(Self { _held: held })),
+                Err((again, Errno::EINTR)) => file = again,
+                Err((_, Errno::EWOULDBLOCK)) if !wait => return Ok(None),
+                Err((_, errno)) => {
+                    let err = std::io::Error::from(errno);
                     return Err(std::io::Error::new(
                         err.kind(),
                         format!("cannot lock {}: {err}", path.display()),
-                    ))
+                    ));
                 }
             }
         }

@@ -1,7 +1,6 @@
 //! Messages from inside the container to the monitor, one JSON object per line on a pipe.
 //! Structured, so a failure inside keeps its step, path and errno (not just a string).
 
-use std::io::Write as _;
 use std::os::fd::RawFd;
 
 use serde::{Deserialize, Serialize};
@@ -27,14 +26,11 @@ pub enum Message {
 }
 
 /// Writes one message; a short line is atomic on a pipe, so several writers do not interleave.
+/// The fd stays the caller's.
 pub fn send(fd: RawFd, message: &Message) {
     if let Ok(mut line) = serde_json::to_vec(message) {
         line.push(b'\n');
-        // SAFETY: borrowing an fd we own for the duration of the write; ManuallyDrop keeps it open.
-        let mut file = std::mem::ManuallyDrop::new(unsafe {
-            <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
-        });
-        let _ = file.write_all(&line);
+        let _ = super::sys::write_all(fd, &line);
     }
 }
 

@@ -24,10 +24,8 @@ fn fail(status: RawFd, program: &str, error: std::io::Error) -> ! {
 }
 
 fn is_executable(path: &Path) -> bool {
-    sys::cpath(path).is_ok_and(|c| {
-        // SAFETY: NUL-terminated path.
-        unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
-    }) && fs_err::metadata(path).is_ok_and(|m| m.is_file())
+    sys::cpath(path).is_ok_and(|c| sys::is_executable_by_us(&c))
+        && fs_err::metadata(path).is_ok_and(|m| m.is_file())
 }
 
 /// Finds `name` on the container's PATH (or takes it as a path when it has a slash).
@@ -93,19 +91,6 @@ fn program(spec: &ProcessPlan) -> Result<(PathBuf, Vec<String>), (String, std::i
     }
 }
 
-fn reset_signals() {
-    // SAFETY: an empty set unblocks everything; resetting dispositions to default is always valid
-    // (SIGKILL/SIGSTOP fail harmlessly). Rust ignores SIGPIPE, which a command must not inherit.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for sig in 1..32 {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-    }
-}
-
 /// Becomes the command; never returns. `stdio` (a terminal's slave, or a pipe for captured
 /// output) becomes its fds 0-2 (for a pipe: 1 and 2, with stdin from /dev/null).
 pub fn exec(spec: &ProcessPlan, status: RawFd, stdio: Option<RawFd>) -> ! {
@@ -113,10 +98,9 @@ pub fn exec(spec: &ProcessPlan, status: RawFd, stdio: Option<RawFd>) -> ! {
         Program::Command(argv) => argv.first().cloned().unwrap_or_default(),
         Program::LoginShell => "the login shell".to_owned(),
     };
-    reset_signals();
+    sys::reset_signals();
     // 1. A new session: no controlling terminal of the host's (TIOCSTI needs one).
-    // SAFETY: setsid has no preconditions.
-    unsafe { libc::setsid() };
+    sys::setsid();
     // 2. The new terminal, when there is one, as controlling terminal and stdio; or the
     //    capture pipe as stdout and stderr.
     match (spec.stdio, stdio) {
@@ -170,11 +154,11 @@ pub fn exec(spec: &ProcessPlan, status: RawFd, stdio: Option<RawFd>) -> ! {
             fail(status, "dropping capabilities", e);
         }
     }
-    if let Err(e) = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1) {
+    if let Err(e) = sys::set_no_new_privs() {
         fail(status, "no_new_privs", e);
     }
     // 7. Die with our parent (set after the identity change, which clears it).
-    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    let _ = sys::set_parent_death_signal(nix::sys::signal::Signal::SIGKILL);
     // 8. Only stdio survives: the status pipe moves to fd 3, close-on-exec, everything else goes.
     let status = if status == 3 || sys::dup2(status, 3).is_ok() {
         3
@@ -192,12 +176,6 @@ pub fn exec(spec: &ProcessPlan, status: RawFd, stdio: Option<RawFd>) -> ! {
         .iter()
         .map(|(k, v)| to_c(&format!("{k}={v}")))
         .collect();
-    let mut argv_ptrs: Vec<*const libc::c_char> = c_argv.iter().map(|c| c.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut env_ptrs: Vec<*const libc::c_char> = c_env.iter().map(|c| c.as_ptr()).collect();
-    env_ptrs.push(std::ptr::null());
-    // SAFETY: NUL-terminated path, and NULL-terminated arrays of NUL-terminated strings that
-    // outlive the call.
-    unsafe { libc::execve(c_path.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr()) };
-    fail(status, &shown, std::io::Error::last_os_error())
+    let error = sys::execve(&c_path, &c_argv, &c_env);
+    fail(status, &shown, error)
 }

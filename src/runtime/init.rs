@@ -67,13 +67,12 @@ pub fn run(spec: &LaunchPlan, fds: InitFds) -> ! {
     );
     // Wait for the monitor's go: the network helper attaches to our namespaces meanwhile.
     let mut go = [0u8; 1];
-    // SAFETY: reading one byte into a local buffer.
-    if unsafe { libc::read(fds.control.as_raw_fd(), go.as_mut_ptr().cast(), 1) } != 1 {
+    if sys::read_some(fds.control.as_raw_fd(), &mut go) != Some(1) {
         sys::exit_now(137);
     }
     // From here on nothing may open /proc/1/{exe,fd,mem} or ptrace us (CVE-2019-5736); the
     // helper needed our namespaces only until now.
-    if let Err(e) = sys::prctl(libc::PR_SET_DUMPABLE, 0) {
+    if let Err(e) = sys::set_dumpable(false) {
         let error = e.to_string();
         channel::send(
             status,
@@ -102,12 +101,10 @@ fn failure(step: &str, path: &Path) -> impl Fn(std::io::Error) -> MountFailure {
 fn setup(spec: &LaunchPlan, status: RawFd) -> Result<&'static str, MountFailure> {
     let merged = spec.merged();
     // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them.
-    // SAFETY: setsid has no preconditions.
-    unsafe { libc::setsid() };
+    sys::setsid();
     // 2. Dumpable until the network helper has attached to our namespaces (gaining capabilities
     //    in the user namespace made us undumpable); undumpable again before the command starts.
-    sys::prctl(libc::PR_SET_DUMPABLE, 1)
-        .map_err(failure("let the network helper attach", Path::new("/")))?;
+    sys::set_dumpable(true).map_err(failure("let the network helper attach", Path::new("/")))?;
     if matches!(spec.network.mode, Network::Helper(_)) {
         channel::send(status, &Message::Attachable);
     }
@@ -206,17 +203,9 @@ fn mount_overlay(spec: &LaunchPlan) -> Result<&'static str, MountFailure> {
     let fuse_options = options.trim_end_matches(",userxattr").to_owned();
     let mut command = std::process::Command::new("fuse-overlayfs");
     if spec.process.user.ids_mapped {
-        use std::os::unix::process::CommandExt as _;
-        // SAFETY: only setres[ug]id between fork and exec. As container root the helper keeps
-        // its capabilities across exec, which it needs to mount FUSE in our namespaces.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // As container root the helper keeps its capabilities across exec, which it needs to
+        // mount FUSE in our namespaces.
+        sys::run_as_namespace_root(&mut command);
     }
     let status = command
         .args(["-o", &fuse_options])
@@ -295,48 +284,14 @@ fn pivot(merged: &Path) -> Result<(), MountFailure> {
     sys::chdir(&sys::cstring("/").map_err(&fail)?).map_err(&fail)
 }
 
-fn blocked_signals() -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the set.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid sigset_t.
-    unsafe { libc::sigemptyset(&mut set) };
-    for sig in FORWARDED.iter().chain([&libc::SIGCHLD]) {
-        // SAFETY: valid set and signal number.
-        unsafe { libc::sigaddset(&mut set, *sig) };
-    }
-    set
-}
-
-/// Blocks the signals pid 1 and the monitor handle through a signalfd.
+/// Blocks the signals pid 1 and the monitor handle, and reads them through a signalfd.
 pub fn signal_fd() -> std::io::Result<OwnedFd> {
-    let set = blocked_signals();
-    // SAFETY: valid set; a null old-set pointer is allowed.
-    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    // SAFETY: -1 asks for a new signalfd for `set`.
-    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fresh fd owned only here.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+    let mut signals = FORWARDED.to_vec();
+    signals.push(libc::SIGCHLD);
+    sys::signal_fd(&signals)
 }
 
-/// Reads every pending signal from a non-blocking signalfd.
-pub fn read_signals(fd: RawFd) -> Vec<libc::c_int> {
-    let mut out = Vec::new();
-    loop {
-        // SAFETY: an all-zero signalfd_siginfo is valid.
-        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::signalfd_siginfo>();
-        // SAFETY: reading at most one siginfo into its buffer.
-        let n = unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
-        if n != size as isize {
-            break;
-        }
-        out.push(info.ssi_signo as libc::c_int);
-    }
-    out
-}
+pub use sys::read_signals;
 
 /// Starts the command, then reaps and forwards until it ends and nothing else runs.
 fn supervise(spec: &LaunchPlan, fds: InitFds) -> i32 {
@@ -355,8 +310,32 @@ fn supervise(spec: &LaunchPlan, fds: InitFds) -> i32 {
             return 125;
         }
     };
-    // SAFETY: pid 1 is single-threaded (a fork of the single-threaded monitor).
-    let child = unsafe { libc::fork() };
+    // pid 1 is single-threaded (a clone of the single-threaded monitor).
+    let child = match sys::SingleThreaded::check().map(|proof| sys::fork(&proof)) {
+        Some(Ok(pid)) => pid,
+        Some(Err(e)) => {
+            channel::send(
+                status,
+                &Message::SetupFailed {
+                    step: "start the command".into(),
+                    path: "/".into(),
+                    error: e.to_string(),
+                },
+            );
+            return 125;
+        }
+        None => {
+            channel::send(
+                status,
+                &Message::SetupFailed {
+                    step: "start the command".into(),
+                    path: "/".into(),
+                    error: "pid 1 has more than one thread".into(),
+                },
+            );
+            return 125;
+        }
+    };
     if child == 0 {
         drop(signals);
         drop(fds.control);
@@ -366,31 +345,9 @@ fn supervise(spec: &LaunchPlan, fds: InitFds) -> i32 {
             fds.stdio.as_ref().map(|f| f.as_raw_fd()),
         );
     }
-    if child < 0 {
-        let e = std::io::Error::last_os_error();
-        channel::send(
-            status,
-            &Message::SetupFailed {
-                step: "start the command".into(),
-                path: "/".into(),
-                error: e.to_string(),
-            },
-        );
-        return 125;
-    }
     // pid 1 keeps nothing of the user's stdio or terminal, so readers see EOF when the command ends.
     drop(fds.stdio);
-    if let Ok(null) = sys::cstring("/dev/null") {
-        // SAFETY: open a fresh fd for /dev/null; dup2 it over 0-2 below.
-        let fd = unsafe { libc::open(null.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if fd >= 0 {
-            for target in 0..3 {
-                let _ = sys::dup2(fd, target);
-            }
-            // SAFETY: closing the fd we just opened.
-            unsafe { libc::close(fd) };
-        }
-    }
+    sys::stdio_to_dev_null();
     event_loop(child, status, signals.as_raw_fd(), fds.control)
 }
 
@@ -413,8 +370,7 @@ fn event_loop(child: libc::pid_t, status: RawFd, signals: RawFd, control: OwnedF
         }
         // Once the command is done, look now and then for joined sessions ending.
         let timeout = if child_code.is_some() { 200 } else { -1 };
-        // SAFETY: `polls` is a valid array of pollfd for its length.
-        unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, timeout) };
+        sys::poll(&mut polls, timeout);
         for sig in read_signals(signals) {
             if sig == libc::SIGCHLD {
                 continue;
@@ -425,23 +381,23 @@ fn event_loop(child: libc::pid_t, status: RawFd, signals: RawFd, control: OwnedF
                 } else {
                     child
                 };
-                // SAFETY: kill with a pid and signal number.
-                unsafe { libc::kill(target, sig) };
+                sys::kill(target, sig);
             }
         }
         reap(child, &mut child_code, status);
         if polls.len() > 1 && polls[1].revents != 0 {
             let mut buf = [0u8; 16];
             let fd = control.as_ref().map_or(-1, |c| c.as_raw_fd());
-            // SAFETY: reading into a local buffer.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                monitor_said_bye = true;
-            } else {
-                control = None;
-                if !monitor_said_bye {
-                    // The monitor was killed: end everything (exiting pid 1 kills the namespace).
-                    return 137;
+            match sys::read_some(fd, &mut buf) {
+                Some(n) if n > 0 => monitor_said_bye = true,
+                // Interrupted: look again.
+                Some(_) => {}
+                None => {
+                    control = None;
+                    if !monitor_said_bye {
+                        // The monitor was killed: end everything (exiting pid 1 kills the namespace).
+                        return 137;
+                    }
                 }
             }
         }
@@ -457,12 +413,9 @@ fn event_loop(child: libc::pid_t, status: RawFd, signals: RawFd, control: OwnedF
 /// Reaps every exited child; records the command's own status and reports it once.
 fn reap(child: libc::pid_t, child_code: &mut Option<i32>, status: RawFd) {
     loop {
-        let mut wstatus = 0;
-        // SAFETY: waitpid with a valid out pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut wstatus, libc::WNOHANG) };
-        if pid <= 0 {
+        let Some((pid, wstatus)) = sys::waitpid(-1, true) else {
             return;
-        }
+        };
         if pid == child {
             let code = super::exit_code::from_wait_status(wstatus);
             *child_code = Some(code);
@@ -527,8 +480,7 @@ fn kill_leftovers() {
         let serves_root = fs_err::read_to_string(format!("/proc/{pid}/comm"))
             .is_ok_and(|c| c.trim() == "fuse-overlayfs");
         if !joined.contains(sid) && !serves_root {
-            // SAFETY: kill with a pid and a signal number.
-            unsafe { libc::kill(*pid, libc::SIGKILL) };
+            sys::kill(*pid, libc::SIGKILL);
             killed.push(*pid);
         }
     }
@@ -538,9 +490,7 @@ fn kill_leftovers() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         loop {
-            let mut status = 0;
-            // SAFETY: waitpid with a valid out pointer.
-            if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } <= 0 {
+            if sys::waitpid(-1, true).is_none() {
                 break;
             }
         }

@@ -13,7 +13,6 @@ use super::exec;
 use super::init;
 use super::monitor::{self, Outcome, Session};
 use super::plan::{ProcessPlan, Stdio};
-use super::pty;
 use super::state::ContainerState;
 use super::sys;
 
@@ -76,11 +75,15 @@ pub fn run(container: &ContainerState, spec: &ProcessPlan) -> Result<Outcome, Ru
         });
     }
     let (master, slave) = if spec.stdio == Stdio::Terminal {
-        let (m, s) = pty::open(0)?;
+        let (m, s) = sys::open_pty(0)?;
         (Some(m), Some(s))
     } else {
         (None, None)
     };
+    // Taken before the mount namespace changes (then /proc is the container's, where we are not).
+    let single = sys::SingleThreaded::check().ok_or_else(|| {
+        RuntimeError::Internal("internal error: a thread is running while joining".into())
+    })?;
     for ((fd, kind), name) in fds.iter().zip(kinds).zip(names) {
         // Joining our own (host) network namespace again is refused with EINVAL; it is shared.
         match sys::setns(fd.as_fd(), kind) {
@@ -101,8 +104,7 @@ pub fn run(container: &ContainerState, spec: &ProcessPlan) -> Result<Outcome, Ru
         error: e.to_string(),
     })?;
     let (status_read, status_write) = sys::pipe()?;
-    // SAFETY: single-threaded (setns into a user namespace just succeeded, which requires it).
-    let child = unsafe { libc::fork() };
+    let child = sys::fork(&single)?;
     if child == 0 {
         drop(status_read);
         drop(master);
@@ -112,9 +114,6 @@ pub fn run(container: &ContainerState, spec: &ProcessPlan) -> Result<Outcome, Ru
             status_write.as_raw_fd(),
             slave.as_ref().map(|s| s.as_raw_fd()),
         );
-    }
-    if child < 0 {
-        return Err(RuntimeError::Io(std::io::Error::last_os_error()));
     }
     drop(status_write);
     drop(slave);

@@ -15,7 +15,6 @@ pub mod net_keeper;
 pub mod network;
 pub mod pause;
 pub mod plan;
-pub mod pty;
 pub mod state;
 pub mod sys;
 pub mod udp_relay;

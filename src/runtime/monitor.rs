@@ -7,7 +7,6 @@ use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 use super::channel::{self, Message};
 use super::error::RuntimeError;
 use super::init::{self, InitFds, FORWARDED};
-use super::pty::{self, RawMode};
 use std::time::Instant;
 
 use super::net_keeper;
@@ -68,7 +67,7 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     let (master, output, theirs) = match spec.process.stdio {
         Stdio::Inherit => (None, None, None),
         Stdio::Terminal => {
-            let (m, s) = pty::open(0)?;
+            let (m, s) = sys::open_pty(0)?;
             (Some(m), None, Some(s))
         }
         Stdio::Capture => {
@@ -82,13 +81,12 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     if spec.network.mode != Network::Host {
         flags |= libc::CLONE_NEWNET;
     }
-    if thread_count() > 1 {
+    let Some(single) = sys::SingleThreaded::check() else {
         return Err(RuntimeError::Internal(
             "internal error: a thread is still running when the container starts".into(),
         ));
-    }
-    // SAFETY: the process is single-threaded (checked above), so the child may allocate.
-    let pid = unsafe { sys::clone_process(flags) }.map_err(|e| RuntimeError::Setup {
+    };
+    let pid = sys::clone_process(flags, &single).map_err(|e| RuntimeError::Setup {
         step: "create the container's namespaces".into(),
         path: String::new(),
         error: e.to_string(),
@@ -155,7 +153,7 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             }
         }
     };
-    if !pty::write_all(control_write.as_raw_fd(), b"g") {
+    if !sys::write_all(control_write.as_raw_fd(), b"g") {
         reap(pid);
         state::remove(&container);
         return Err(RuntimeError::Internal(
@@ -172,7 +170,7 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     };
     let result = wait(&session, signals.as_raw_fd(), reporter);
     // Goodbye: pid 1 may now outlive us if joined sessions still run.
-    let _ = pty::write_all(control_write.as_raw_fd(), b"bye");
+    let _ = sys::write_all(control_write.as_raw_fd(), b"bye");
     drop(control_write);
     // The network stays while joined sessions run; it ends with the container.
     let last = result.as_ref().map_or(true, |(_, last)| *last);
@@ -197,9 +195,7 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
 }
 
 fn reap(pid: libc::pid_t) {
-    let mut wstatus = 0;
-    // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(pid, &mut wstatus, 0) };
+    let _ = sys::waitpid(pid, false);
 }
 
 /// Starts the network helper on pid 1's network namespace, when the spec asks for one.
@@ -235,20 +231,15 @@ fn next_message(fd: RawFd, buffer: &mut Vec<u8>) -> Option<Message> {
         if let Some(message) = channel::parse_one(buffer) {
             return Some(message);
         }
-        match pty::read_some(fd, &mut chunk) {
+        match sys::read_some(fd, &mut chunk) {
             Some(n) => buffer.extend_from_slice(&chunk[..n]),
             None => return None,
         }
     }
 }
 
-fn thread_count() -> usize {
-    fs_err::read_dir("/proc/self/task").map_or(1, |d| d.count())
-}
-
 fn forward(pid: libc::pid_t, sig: libc::c_int) {
-    // SAFETY: kill with a pid and a signal number.
-    unsafe { libc::kill(pid, sig) };
+    sys::kill(pid, sig);
 }
 
 /// Waits for a command we forked ourselves (a join): its outcome comes from waitpid.
@@ -279,7 +270,10 @@ fn wait_for(
     child: Option<libc::pid_t>,
     reporter: &dyn RunReporter,
 ) -> Result<(Outcome, bool), RuntimeError> {
-    let raw = session.master.as_ref().and_then(|_| RawMode::enable(0));
+    let raw = session
+        .master
+        .as_ref()
+        .and_then(|_| sys::RawMode::enable(0));
     let master = session.master.as_ref().map(|m| m.as_raw_fd());
     let mut stdin_open = master.is_some();
     let mut buffer = Vec::new();
@@ -328,19 +322,13 @@ fn wait_for(
                 });
             }
         }
-        // SAFETY: a valid pollfd array of its length.
-        let rc = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, -1) };
-        if rc < 0 {
-            continue;
-        }
+        sys::poll(&mut polls, -1);
         for sig in init::read_signals(signals) {
             match (sig, master) {
-                (libc::SIGWINCH, Some(m)) => pty::sync_size(0, m),
+                (libc::SIGWINCH, Some(m)) => sys::sync_window_size(0, m),
                 (libc::SIGCHLD, _) => {
                     if let Some(pid) = child {
-                        let mut wstatus = 0;
-                        // SAFETY: reaping our own child without blocking.
-                        if unsafe { libc::waitpid(pid, &mut wstatus, libc::WNOHANG) } == pid {
+                        if let Some((_, wstatus)) = sys::waitpid(pid, true) {
                             let code = super::exit_code::from_wait_status(wstatus);
                             read_messages(
                                 session.status.as_raw_fd(),
@@ -366,14 +354,14 @@ fn wait_for(
         }
         if let Some(m) = master {
             if polls[2].revents != 0 {
-                if let Some(n) = pty::read_some(m, &mut buf) {
-                    pty::write_all(1, &buf[..n]);
+                if let Some(n) = sys::read_some(m, &mut buf) {
+                    sys::write_all(1, &buf[..n]);
                 }
             }
             if stdin_open && polls.len() > 3 && polls[3].revents != 0 {
-                match pty::read_some(0, &mut buf) {
+                match sys::read_some(0, &mut buf) {
                     Some(n) if n > 0 => {
-                        pty::write_all(m, &buf[..n]);
+                        sys::write_all(m, &buf[..n]);
                     }
                     Some(_) => {}
                     None => stdin_open = false,
@@ -382,7 +370,7 @@ fn wait_for(
         }
         if polls[1].revents != 0 {
             let mut chunk = [0u8; 4096];
-            match pty::read_some(session.status.as_raw_fd(), &mut chunk) {
+            match sys::read_some(session.status.as_raw_fd(), &mut chunk) {
                 Some(n) => buffer.extend_from_slice(&chunk[..n]),
                 None if child.is_some() => {
                     // The command exec'd (the pipe is close-on-exec) or failed; SIGCHLD decides.
@@ -423,7 +411,7 @@ fn wait_for(
 
 /// Hands what is in the output pipe to the reporter; false at its end.
 fn pass_output(fd: RawFd, buf: &mut [u8], reporter: &dyn RunReporter) -> bool {
-    match pty::read_some(fd, buf) {
+    match sys::read_some(fd, buf) {
         Some(n) if n > 0 => {
             reporter.output(&buf[..n]);
             true
@@ -438,13 +426,7 @@ fn drain_output(fd: Option<RawFd>, buf: &mut [u8], reporter: &dyn RunReporter) {
     let Some(fd) = fd else { return };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while std::time::Instant::now() < deadline {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, 100) } <= 0 || !pass_output(fd, buf, reporter) {
+        if !sys::readable(fd, 100) || !pass_output(fd, buf, reporter) {
             return;
         }
     }
@@ -454,18 +436,12 @@ fn drain_output(fd: Option<RawFd>, buf: &mut [u8], reporter: &dyn RunReporter) {
 fn drain(master: RawFd, buf: &mut [u8]) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
     while std::time::Instant::now() < deadline {
-        let mut p = libc::pollfd {
-            fd: master,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, 50) } <= 0 {
+        if !sys::readable(master, 50) {
             return;
         }
-        match pty::read_some(master, buf) {
+        match sys::read_some(master, buf) {
             Some(n) if n > 0 => {
-                pty::write_all(1, &buf[..n]);
+                sys::write_all(1, &buf[..n]);
             }
             Some(_) => {}
             None => return,
@@ -476,14 +452,8 @@ fn drain(master: RawFd, buf: &mut [u8]) {
 /// Picks up an ExecFailed that may still sit in the pipe after the child ended.
 fn read_messages(fd: RawFd, buffer: &mut Vec<u8>, not_started: &mut Option<Outcome>) {
     let mut chunk = [0u8; 4096];
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    while unsafe { libc::poll(&mut p, 1, 0) } > 0 {
-        match pty::read_some(fd, &mut chunk) {
+    while sys::readable(fd, 0) {
+        match sys::read_some(fd, &mut chunk) {
             Some(n) if n > 0 => buffer.extend_from_slice(&chunk[..n]),
             _ => break,
         }

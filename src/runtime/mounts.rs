@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 pub use super::plan::{Kind, MountOp};
@@ -26,32 +26,15 @@ pub struct RootDir {
     fd: OwnedFd,
 }
 
-fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
-    let c = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: valid dirfd and NUL-terminated name; the result is checked before wrapping.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh fd owned only here.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn c_name(name: &[u8]) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-fn file_type(fd: BorrowedFd<'_>) -> io::Result<libc::mode_t> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat fills the buffer on success.
-    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstat succeeded.
-    Ok(unsafe { st.assume_init() }.st_mode & libc::S_IFMT)
+fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
+    sys::open_at_nofollow(dir, &c_name(name)?, flags)
 }
+
+use sys::file_type;
 
 fn symlink_error(path: &Path) -> io::Error {
     io::Error::other(format!(
@@ -62,20 +45,8 @@ fn symlink_error(path: &Path) -> io::Error {
 
 impl RootDir {
     pub fn open(path: &Path) -> io::Result<Self> {
-        let c = sys::cpath(path)?;
-        // SAFETY: NUL-terminated path; checked below.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fresh fd owned only here.
         Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: sys::open_dir_path(&sys::cpath(path)?)?,
         })
     }
 
@@ -96,26 +67,14 @@ impl RootDir {
             let next = match open_at(current.as_fd(), &name, libc::O_PATH | libc::O_DIRECTORY) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    let c = CString::new(name.clone())
-                        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-                    // SAFETY: valid dirfd and NUL-terminated name.
-                    if unsafe { libc::mkdirat(current.as_raw_fd(), c.as_ptr(), 0o755) } < 0 {
-                        let e = io::Error::last_os_error();
-                        if e.raw_os_error() != Some(libc::EEXIST) {
-                            return Err(e);
-                        }
+                    let c = c_name(&name)?;
+                    match sys::mkdir_at(current.as_fd(), &c, 0o755) {
+                        Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
+                        _ => {}
                     }
                     if let Some((uid, gid)) = owner {
-                        // SAFETY: valid dirfd, NUL-terminated name, never following a link.
-                        unsafe {
-                            libc::fchownat(
-                                current.as_raw_fd(),
-                                c.as_ptr(),
-                                uid,
-                                gid,
-                                libc::AT_SYMLINK_NOFOLLOW,
-                            )
-                        };
+                        // Best effort, as before: a dir that cannot be chowned still works.
+                        let _ = sys::chown_at_nofollow(current.as_fd(), &c, uid, gid);
                     }
                     open_at(current.as_fd(), &name, libc::O_PATH | libc::O_DIRECTORY)?
                 }
@@ -169,10 +128,8 @@ impl RootDir {
         let name = Self::names(path)
             .pop()
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let c =
-            CString::new(name.clone()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: valid dirfd, NUL-terminated name; a missing file is fine.
-        unsafe { libc::unlinkat(parent.as_raw_fd(), c.as_ptr(), 0) };
+        // A missing file is fine.
+        let _ = sys::unlink_at(parent.as_fd(), &c_name(&name)?);
         // O_PATH fds cannot be used for openat of a new file; reopen the dir for real.
         let dir = open_at(parent.as_fd(), b".", libc::O_RDONLY | libc::O_DIRECTORY)?;
         let fd = open_at(
@@ -183,11 +140,9 @@ impl RootDir {
         let mut file = std::fs::File::from(fd);
         file.write_all(text.as_bytes())?;
         if let Some((uid, gid)) = owner {
-            // SAFETY: valid fd.
-            unsafe { libc::fchown(file.as_raw_fd(), uid, gid) };
+            let _ = sys::fchown(file.as_fd(), uid, gid);
         }
-        // SAFETY: valid fd.
-        unsafe { libc::fchmod(file.as_raw_fd(), mode) };
+        let _ = sys::fchmod(file.as_fd(), mode);
         Ok(())
     }
 
@@ -217,15 +172,7 @@ impl RootDir {
         let name = Self::names(path)
             .pop()
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let (c_name, c_to) = (
-            CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
-            sys::cstring(points_to)?,
-        );
-        // SAFETY: valid dirfd and NUL-terminated strings.
-        if unsafe { libc::symlinkat(c_to.as_ptr(), dir.as_raw_fd(), c_name.as_ptr()) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        sys::symlink_at(&sys::cstring(points_to)?, dir.as_fd(), &c_name(&name)?)
     }
 }
 
@@ -409,11 +356,7 @@ fn remount_target_read_only(root: &RootDir, target: &Path, kind: Kind) -> io::Re
 
 /// Remounts a bind mount read-only, keeping the flags the kernel locked on it.
 fn remount_read_only(at: &CString) -> io::Result<()> {
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: statvfs fills the buffer on success.
-    let locked = if unsafe { libc::statvfs(at.as_ptr(), st.as_mut_ptr()) } == 0 {
-        // SAFETY: statvfs succeeded.
-        let f = unsafe { st.assume_init() }.f_flag;
+    let locked = if let Ok(f) = sys::mount_flags(at) {
         let mut flags = 0;
         for (st_flag, ms_flag) in [
             (libc::ST_NOSUID, libc::MS_NOSUID),

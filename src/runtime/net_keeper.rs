@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::RuntimeError;
 use super::network::{self, Helper, PortMapping};
-use super::pty;
 use super::sys;
 
 /// What the keeper tells the monitor once, when the helper is ready or could not start.
@@ -40,7 +39,7 @@ impl Keeper {
     /// The command ended but joined sessions still run: the keeper stays until pid 1 exits.
     pub fn detach(mut self) {
         if let Some(control) = self.control.take() {
-            let _ = pty::write_all(control.as_raw_fd(), b"detach\n");
+            let _ = sys::write_all(control.as_raw_fd(), b"detach\n");
         }
     }
 }
@@ -55,9 +54,7 @@ impl Drop for Keeper {
 }
 
 fn reap(pid: libc::pid_t) {
-    let mut wstatus = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut wstatus, 0) };
+    let _ = sys::waitpid(pid, false);
 }
 
 /// Forks the keeper, which starts `helper` on pid 1's network namespace; returns once the
@@ -72,11 +69,12 @@ pub fn start(
     let pidfd = sys::pidfd_open(pid1)?;
     let (report_read, report_write) = sys::pipe()?;
     let (control_read, control_write) = sys::pipe()?;
-    // SAFETY: the child only runs `keep`, which never returns into the parent's state.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(RuntimeError::Io(std::io::Error::last_os_error()));
-    }
+    // The monitor is single-threaded here (it checked before cloning pid 1 and has started no
+    // thread since); the child only runs `keep`, which never returns.
+    let single = sys::SingleThreaded::check().ok_or_else(|| {
+        RuntimeError::Internal("internal error: a thread runs when the network starts".into())
+    })?;
+    let pid = sys::fork(&single)?;
     if pid == 0 {
         keep(
             helper,
@@ -129,8 +127,8 @@ fn keep(
     fds: [OwnedFd; 3],
 ) -> ! {
     let [pidfd, report, control] = fds;
-    // SAFETY: setsid has no preconditions; we are not a group leader (just forked).
-    unsafe { libc::setsid() };
+    // Not a group leader (just forked), so this starts a new session.
+    sys::setsid();
     // Nothing of the monitor's stays open here: not its terminal or output pipes (a caller
     // reading our stdout to its end would wait for the container), not pid 1's control pipe
     // (its end tells pid 1 that the monitor died).
@@ -149,7 +147,7 @@ fn keep(
     };
     let message = answer.as_ref().err().unwrap_or(&Report::Ready);
     if let Ok(text) = serde_json::to_vec(message) {
-        pty::write_all(report.as_raw_fd(), &text);
+        sys::write_all(report.as_raw_fd(), &text);
     }
     drop(report);
     let Ok(running) = answer else {
@@ -176,8 +174,7 @@ fn wait_for_the_end(pidfd: RawFd, control: OwnedFd) {
                 revents: 0,
             },
         ];
-        // SAFETY: a valid pollfd array of its length.
-        if unsafe { libc::poll(polls.as_mut_ptr(), 2, -1) } < 0 {
+        if sys::poll(&mut polls, -1) == 0 {
             continue;
         }
         if polls[0].revents != 0 {

@@ -11,7 +11,6 @@
 use std::io::{Read as _, Write as _};
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd as _, OwnedFd};
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -290,35 +289,7 @@ fn prepare(command: &mut Command, netns: &OwnedFd, extra: Vec<(i32, i32)>) {
     let mut moves = vec![(netns.as_raw_fd(), NETNS_FD)];
     moves.extend(extra);
     debug_assert!(moves.len() <= 4);
-    // SAFETY: only setres[ug]id, fcntl, dup2 and prctl (no allocation) between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Through copies above every target first: a source may sit at another's target.
-            let mut copies = [0; 4];
-            for (copy, (from, _)) in copies.iter_mut().zip(&moves) {
-                *copy = libc::fcntl(*from, libc::F_DUPFD_CLOEXEC, 64);
-                if *copy < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for (copy, (_, to)) in copies.iter().zip(&moves) {
-                if libc::dup2(*copy, *to) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            Ok(())
-        });
-    }
+    sys::prepare_helper(command, moves);
 }
 
 fn start_pasta(

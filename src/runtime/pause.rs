@@ -64,8 +64,8 @@ pub fn join(file: &Path, uids: &[IdRange], gids: &[IdRange]) -> bool {
         || read_map(&format!("/proc/{pid}/gid_map")) != map_text(gids)
     {
         // /etc/subuid changed: this namespace is stale.
-        // SAFETY: signalling a process we verified is our pause process.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // It is our pause process (verified above).
+        sys::kill(pid, libc::SIGKILL);
         return false;
     }
     if sys::setns(ns.as_fd(), libc::CLONE_NEWUSER).is_err() {
@@ -82,11 +82,13 @@ pub fn join(file: &Path, uids: &[IdRange], gids: &[IdRange]) -> bool {
 /// Starts the pause process in our (new) namespace and records it. Best effort: without it,
 /// the next command just makes its own namespace again.
 pub fn spawn(file: &Path) {
-    // SAFETY: called right after the namespace was made, while single-threaded; the child
-    // only sleeps and reads a file's mtime before it _exits.
-    match unsafe { libc::fork() } {
-        0 => hold(file),
-        pid if pid > 0 => {
+    // Called right after the namespace was made, while single-threaded.
+    let Some(proof) = sys::SingleThreaded::check() else {
+        return;
+    };
+    match sys::fork(&proof) {
+        Ok(0) => hold(file),
+        Ok(pid) => {
             let start = process_start(pid).unwrap_or(0);
             let _ = crate::fsutil::atomic::write_file_replacing(
                 file,
@@ -99,12 +101,9 @@ pub fn spawn(file: &Path) {
 }
 
 fn hold(file: &Path) -> ! {
-    // SAFETY: setsid has no preconditions; the pause process leaves the caller's session.
-    unsafe { libc::setsid() };
-    let _ = sys::prctl(
-        libc::PR_SET_NAME,
-        c"sandbox-pause".as_ptr() as libc::c_ulong,
-    );
+    // The pause process leaves the caller's session.
+    sys::setsid();
+    let _ = sys::set_name(c"sandbox-pause");
     if let Ok(root) = sys::cstring("/") {
         let _ = sys::chdir(&root);
     }

@@ -213,8 +213,7 @@ pub fn find_for_project(containers: &Path, project: &Path, image: &str) -> Optio
 /// signal processes running as any of its ids.
 pub fn stop(state: &ContainerState, grace: std::time::Duration) -> bool {
     for pid in state.members() {
-        // SAFETY: kill with a pid and a signal number.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        super::sys::kill(pid, libc::SIGTERM);
     }
     let deadline = std::time::Instant::now() + grace;
     while std::time::Instant::now() < deadline {
@@ -223,7 +222,7 @@ pub fn stop(state: &ContainerState, grace: std::time::Duration) -> bool {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    // SAFETY: as above; pid 1's death ends every process of its namespace.
-    unsafe { libc::kill(state.pid, libc::SIGKILL) };
+    // pid 1's death ends every process of its namespace.
+    super::sys::kill(state.pid, libc::SIGKILL);
     false
 }

@@ -16,10 +16,11 @@ use std::process::Command;
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, getpid, pipe, ForkResult};
+use nix::unistd::{getpid, pipe};
 
 use super::error::RuntimeError;
 use super::idmap::{IdMapping, IdRange};
+use super::sys;
 
 /// Enters the user namespace mapped as `mapping` says (no-op for real root): the one the pause
 /// process at `pause_file` holds, else a fresh one, which a new pause process then holds.
@@ -57,10 +58,6 @@ fn write_self_map(path: &'static str, text: &str) -> Result<(), RuntimeError> {
     fs_err::write(path, text).map_err(|source| RuntimeError::SelfMap { path, source })
 }
 
-fn thread_count() -> usize {
-    fs_err::read_dir("/proc/self/task").map_or(1, |d| d.count())
-}
-
 fn map_args(pid: i32, ranges: &[IdRange]) -> Vec<String> {
     let mut args = vec![pid.to_string()];
     for r in ranges {
@@ -74,11 +71,11 @@ fn map_args(pid: i32, ranges: &[IdRange]) -> Vec<String> {
 }
 
 fn enter_with_helpers(uids: &[IdRange], gids: &[IdRange]) -> Result<(), RuntimeError> {
-    if thread_count() > 1 {
+    let Some(single) = sys::SingleThreaded::check() else {
         return Err(RuntimeError::Internal(
             "internal error: the user namespace must be entered before any thread starts".into(),
         ));
-    }
+    };
     let newuidmap =
         which::which("newuidmap").map_err(|_| RuntimeError::MissingIdTool { tool: "newuidmap" })?;
     let newgidmap =
@@ -87,10 +84,9 @@ fn enter_with_helpers(uids: &[IdRange], gids: &[IdRange]) -> Result<(), RuntimeE
     let (go_read, go_write) = pipe().map_err(|e| RuntimeError::Io(e.into()))?;
     let (result_read, result_write) = pipe().map_err(|e| RuntimeError::Io(e.into()))?;
 
-    // SAFETY: we checked above that this process has a single thread, so the child may run
-    // arbitrary code (allocate, spawn) before it _exits; it never returns into our caller.
-    match unsafe { fork() }.map_err(|e| RuntimeError::Io(e.into()))? {
-        ForkResult::Child => {
+    // The child may run anything (allocate, spawn) before it _exits: we are single-threaded.
+    match sys::fork(&single)? {
+        0 => {
             drop(go_write);
             drop(result_read);
             let code = map_from_child(
@@ -102,11 +98,10 @@ fn enter_with_helpers(uids: &[IdRange], gids: &[IdRange]) -> Result<(), RuntimeE
                 uids,
                 gids,
             );
-            // SAFETY: _exit ends the child at once, without running the parent's destructors
-            // or atexit handlers twice.
-            unsafe { libc::_exit(code) }
+            // Ends the child at once, without running the parent's destructors twice.
+            sys::exit_now(code)
         }
-        ForkResult::Parent { child } => {
+        child => {
             drop(go_read);
             drop(result_write);
             let unshared = unshare_user();
@@ -117,7 +112,7 @@ fn enter_with_helpers(uids: &[IdRange], gids: &[IdRange]) -> Result<(), RuntimeE
             drop(go);
             let mut report = String::new();
             let _ = std::fs::File::from(result_read).read_to_string(&mut report);
-            let _ = waitpid(child, None);
+            let _ = waitpid(nix::unistd::Pid::from_raw(child), None);
             unshared?;
             if report.is_empty() {
                 return Err(RuntimeError::Internal(

@@ -1,14 +1,15 @@
 //! The pseudo-terminal of `enter` (and of `run` on a terminal): a new pty pair, the host's
 //! terminal in raw mode while it runs (restored on every way out), and window sizes kept in step.
 
+use std::io;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
 
-use super::sys;
+use super::check;
 
 /// A new pty pair (master, slave), sized like the host's terminal on `like`.
-pub fn open(like: RawFd) -> std::io::Result<(OwnedFd, OwnedFd)> {
+pub fn open_pty(like: RawFd) -> io::Result<(OwnedFd, OwnedFd)> {
     let (mut master, mut slave) = (0 as RawFd, 0 as RawFd);
-    let size = sys::window_size(like);
+    let size = super::window_size(like);
     let size_ptr = size
         .as_ref()
         .map_or(std::ptr::null(), |s| s as *const libc::winsize);
@@ -23,19 +24,19 @@ pub fn open(like: RawFd) -> std::io::Result<(OwnedFd, OwnedFd)> {
         )
     };
     if rc < 0 {
-        return Err(std::io::Error::last_os_error());
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: both fds are fresh and owned only here.
     let pair = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    sys::set_cloexec(pair.0.as_raw_fd(), true)?;
-    sys::set_cloexec(pair.1.as_raw_fd(), true)?;
+    super::set_cloexec(pair.0.as_raw_fd(), true)?;
+    super::set_cloexec(pair.1.as_raw_fd(), true)?;
     Ok(pair)
 }
 
 /// Copies the host terminal's size to the pty.
-pub fn sync_size(host: RawFd, master: RawFd) {
-    if let Some(size) = sys::window_size(host) {
-        sys::set_window_size(master, &size);
+pub fn sync_window_size(host: RawFd, master: RawFd) {
+    if let Some(size) = super::window_size(host) {
+        super::set_window_size(master, &size);
     }
 }
 
@@ -69,42 +70,21 @@ impl Drop for RawMode {
     }
 }
 
-/// Writes all of `buf` to a (possibly non-blocking) fd.
-pub fn write_all(fd: RawFd, mut buf: &[u8]) -> bool {
-    while !buf.is_empty() {
-        // SAFETY: writing from a valid slice.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => {
-                    let mut p = libc::pollfd {
-                        fd,
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    unsafe { libc::poll(&mut p, 1, 1000) };
-                    continue;
-                }
-                _ => return false,
-            }
-        }
-        buf = &buf[n as usize..];
-    }
-    true
+/// Makes `fd` (a terminal) the controlling terminal of this session.
+pub fn set_controlling_terminal(fd: RawFd) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(|_| ())
 }
 
-/// Reads what is there; `None` at EOF or error (EIO on a master means every slave closed).
-pub fn read_some(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
-    // SAFETY: reading into a valid slice.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n > 0 {
-        Some(n as usize)
-    } else if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-        Some(0)
-    } else {
-        None
-    }
+pub fn window_size(fd: RawFd) -> Option<libc::winsize> {
+    let mut ws = std::mem::MaybeUninit::<libc::winsize>::zeroed();
+    // SAFETY: TIOCGWINSZ writes one winsize into the buffer.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, ws.as_mut_ptr()) };
+    // SAFETY: zero-initialised, and filled on success.
+    (rc == 0).then(|| unsafe { ws.assume_init() })
+}
+
+pub fn set_window_size(fd: RawFd, ws: &libc::winsize) {
+    // SAFETY: TIOCSWINSZ reads one winsize.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, ws as *const libc::winsize) };
 }

@@ -1,5 +1,20 @@
-//! The syscalls the runtime needs that std and nix do not wrap the way we need them. Every
-//! unsafe block is here, next to its reason.
+//! The runtime's syscall layer: safe wrappers with typed arguments over the calls std and nix
+//! do not wrap the way we need them. Every unsafe block of the runtime is in this folder, each
+//! with its reason; the other modules call these functions only.
+
+mod fd_io;
+mod fs;
+mod prctl;
+mod process;
+mod signal;
+mod term;
+
+pub use fd_io::*;
+pub use fs::*;
+pub use prctl::*;
+pub use process::*;
+pub use signal::*;
+pub use term::*;
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -82,95 +97,6 @@ pub fn setns(fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::setns(fd.as_raw_fd(), nstype) }).map(|_| ())
 }
 
-/// fork(2) with namespace flags: the child starts in new namespaces (pid 1 of a new pid
-/// namespace when CLONE_NEWPID is given). Returns 0 in the child.
-///
-/// # Safety
-/// As fork: the caller must be single-threaded, or the child must only make async-signal-safe
-/// calls before it execs or exits.
-pub unsafe fn clone_process(flags: libc::c_int) -> io::Result<libc::pid_t> {
-    // SAFETY: a null stack makes clone behave as fork (the child runs on a copy of our stack);
-    // the caller upholds fork's contract.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    check_long(rc).map(|pid| pid as libc::pid_t)
-}
-
-pub fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
-    // SAFETY: the options we use take integer arguments only.
-    check(unsafe {
-        libc::prctl(
-            option,
-            arg,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    })
-    .map(|_| ())
-}
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// Drops every capability: bounding set, ambient, and the effective/permitted/inheritable sets.
-pub fn drop_all_capabilities() -> io::Result<()> {
-    let last = fs_err::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse::<libc::c_ulong>().ok())
-        .unwrap_or(40);
-    for cap in 0..=last {
-        match prctl(libc::PR_CAPBSET_DROP, cap) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
-    check(unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    })?;
-    let mut header = CapHeader {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    let data = [CapData::default(); 2];
-    // SAFETY: header and a two-element data array, as capset with version 3 expects.
-    check_long(unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &mut header as *mut CapHeader,
-            data.as_ptr(),
-        )
-    })
-    .map(|_| ())
-}
-
 /// Closes every fd from `first` up.
 pub fn close_from(first: RawFd) {
     // SAFETY: close_range takes integers only; failure (old kernels) falls back to a loop.
@@ -236,15 +162,6 @@ pub fn stdio_to_dev_null() {
     }
 }
 
-/// A pidfd for `pid`: readable once that process has exited, whoever its parent is.
-pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes integers only.
-    let fd = check_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
-    // SAFETY: a fresh fd owned only here.
-    // (pidfds are always close-on-exec.)
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
 /// Sets the close-on-exec flag of `fd`.
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: fcntl on an fd with integer arguments.
@@ -261,34 +178,6 @@ pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
 pub fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
     // SAFETY: dup2 with integer fds.
     check(unsafe { libc::dup2(from, to) }).map(|_| ())
-}
-
-pub fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
-    // SAFETY: pointer and length from one slice.
-    check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })?;
-    // SAFETY: integer arguments.
-    check(unsafe { libc::setresgid(gid, gid, gid) })?;
-    // SAFETY: integer arguments.
-    check(unsafe { libc::setresuid(uid, uid, uid) }).map(|_| ())
-}
-
-/// Makes `fd` (a terminal) the controlling terminal of this session.
-pub fn set_controlling_terminal(fd: RawFd) -> io::Result<()> {
-    // SAFETY: TIOCSCTTY takes an integer argument.
-    check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(|_| ())
-}
-
-pub fn window_size(fd: RawFd) -> Option<libc::winsize> {
-    let mut ws = std::mem::MaybeUninit::<libc::winsize>::zeroed();
-    // SAFETY: TIOCGWINSZ writes one winsize into the buffer.
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, ws.as_mut_ptr()) };
-    // SAFETY: zero-initialised, and filled on success.
-    (rc == 0).then(|| unsafe { ws.assume_init() })
-}
-
-pub fn set_window_size(fd: RawFd, ws: &libc::winsize) {
-    // SAFETY: TIOCSWINSZ reads one winsize.
-    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, ws as *const libc::winsize) };
 }
 
 /// Brings the loopback interface of the current network namespace up.
@@ -318,12 +207,6 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: both fds are fresh and owned only here.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// `_exit(2)`: leaves a forked child without running the parent's destructors.
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit never returns and touches no Rust state.
-    unsafe { libc::_exit(code) }
 }
 
 /// Points stdin at /dev/null.
