@@ -29,6 +29,8 @@ use crate::runtime::{exit_code, state, RunReporter, RuntimeError};
 
 /// Lines of output kept for the report of a failing step.
 const TAIL: usize = 20;
+/// The longest line kept whole: a step printing without newlines cannot grow our memory.
+const LINE_LIMIT: usize = 64 * 1024;
 /// How each step is announced in the output (and found again there).
 const MARK: &str = "==> sandbox setup step ";
 
@@ -240,12 +242,32 @@ impl RunReporter for StepOutput<'_> {
             let text = String::from_utf8_lossy(&line).trim_end().to_owned();
             self.line(&mut seen, text);
         }
+        if seen.partial.len() > LINE_LIMIT {
+            let long = std::mem::take(&mut seen.partial);
+            let text = String::from_utf8_lossy(&long[..LINE_LIMIT]).into_owned();
+            self.line(&mut seen, text);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_without_newlines_stays_bounded_and_steps_are_followed() {
+        let progress = Progress::new(true);
+        let output = StepOutput::new(&progress);
+        output.output(format!("{MARK}2/3: make\nbuilding\n").as_bytes());
+        for _ in 0..64 {
+            output.output(&[b'x'; 64 * 1024]);
+            assert!(output.seen.borrow().partial.len() <= LINE_LIMIT);
+        }
+        let seen = output.finish();
+        assert_eq!(seen.step, Some(2));
+        assert!(seen.tail.len() <= TAIL);
+        assert!(seen.tail.iter().all(|l| l.len() <= LINE_LIMIT));
+    }
 
     #[test]
     fn the_script_announces_each_step_and_stops_at_the_first_failure() {

@@ -144,12 +144,12 @@ fn setup(spec: &LaunchPlan, status: RawFd) -> Result<&'static str, MountFailure>
 fn mount_overlay(spec: &LaunchPlan) -> Result<&'static str, MountFailure> {
     let merged = spec.merged();
     let fail = failure("mount the overlay on", &merged);
-    let unsafe_char = |p: &Path| p.to_string_lossy().contains([':', ',', '\n']);
+    let bad_char = |p: &Path| p.to_string_lossy().contains([':', ',', '\n']);
     let layers = &spec.rootfs.layers;
     if layers
         .iter()
         .chain([&spec.upper(), &spec.work()])
-        .any(|p| unsafe_char(p))
+        .any(|p| bad_char(p))
     {
         return Err(fail(std::io::Error::other(
             "a store path contains `:` or `,`, which overlayfs cannot take; use --root elsewhere",
