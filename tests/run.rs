@@ -692,6 +692,11 @@ fn an_image_whose_proc_is_a_symlink_is_refused() {
     ]);
     assert!(err.contains("`/proc` in the image is a symlink"), "{err}");
     assert!(
+        err.lines()
+            .any(|l| l.starts_with("hint: the image has a symlink where sandbox mounts")),
+        "the refusal's hint comes with it: {err}"
+    );
+    assert!(
         std::fs::read_dir(&victim).unwrap().next().is_none(),
         "something was mounted or written at the symlink's target"
     );

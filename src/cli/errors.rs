@@ -17,6 +17,16 @@ pub enum CliError {
         message: String,
         hint: Option<String>,
     },
+    #[error("setup step {step} of {total} failed with exit code {code}: {text}\n{output}")]
+    SetupStep {
+        step: usize,
+        total: usize,
+        code: i32,
+        text: String,
+        /// The last lines it printed, indented.
+        output: String,
+        file: std::path::PathBuf,
+    },
     #[error("there is no place for {what}: HOME is not set")]
     NoHome {
         what: &'static str,
@@ -46,6 +56,10 @@ impl CliError {
             CliError::Image(e) => e.hint(),
             CliError::Runtime(e) => e.hint(),
             CliError::Usage { hint, .. } => hint.clone(),
+            CliError::SetupStep { file, .. } => Some(format!(
+                "fix the step in {} and run again; nothing was stored",
+                file.display()
+            )),
             CliError::NoHome { variable, .. } => {
                 Some(format!("set HOME, or {variable}, to an absolute path"))
             }

@@ -33,9 +33,9 @@ pub fn ago(epoch_seconds: u64) -> String {
 
 /// Pretty JSON of `value`, for `--json` outputs.
 pub fn json<T: serde::Serialize>(value: &T) -> Result<String, crate::cli::errors::CliError> {
-    serde_json::to_string_pretty(value).map_err(|e| crate::cli::errors::CliError::Usage {
-        message: format!("internal error: {e}"),
-        hint: None,
+    serde_json::to_string_pretty(value).map_err(|e| crate::cli::errors::CliError::Internal {
+        what: "the JSON output".into(),
+        source: Box::new(e),
     })
 }
 

@@ -111,21 +111,18 @@ pub fn prepare(
         let _ = fs_err::remove_dir_all(&kept);
         let step = outcome.step.unwrap_or(1);
         let text = config.setup.get(step - 1).cloned().unwrap_or_default();
-        return Err(CliError::Usage {
-            message: format!(
-                "setup step {step} of {} failed with exit code {code}: {text}\n{}",
-                config.setup.len(),
-                outcome
-                    .tail
-                    .iter()
-                    .map(|l| format!("  | {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ),
-            hint: Some(format!(
-                "fix the step in {} and run again; nothing was stored",
-                config.file.display()
-            )),
+        return Err(CliError::SetupStep {
+            step,
+            total: config.setup.len(),
+            code,
+            text,
+            output: outcome
+                .tail
+                .iter()
+                .map(|l| format!("  | {l}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            file: config.file.clone(),
         });
     }
     let record = SetupRecord {

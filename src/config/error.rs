@@ -23,6 +23,15 @@ pub enum ConfigError {
     #[error("no sandbox.toml in {} or any directory above it", dir.display())]
     NoProject { dir: PathBuf },
 
+    #[error("internal error: cannot encode sandbox.lock")]
+    EncodeLock {
+        #[source]
+        source: toml::ser::Error,
+    },
+
+    #[error("there is no place for {what}: HOME is not set")]
+    NoHome { what: &'static str },
+
     #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
@@ -43,6 +52,9 @@ pub enum ConfigError {
 impl ConfigError {
     pub fn hint(&self) -> Option<String> {
         match self {
+            ConfigError::NoHome { .. } => {
+                Some("set HOME (or XDG_CONFIG_HOME) to an absolute path".into())
+            }
             ConfigError::Toml { .. } => Some(
                 "the keys are `prefix`, `location`, `insecure`, `blocked` and `[[registry.mirror]]` with `location` and `insecure`, as in containers-registries.conf(5)".into(),
             ),
@@ -50,7 +62,7 @@ impl ConfigError {
             ConfigError::NoProject { .. } => Some(
                 "write one with `sandbox init` (e.g. `sandbox init java@21`), or name an image with --image".into(),
             ),
-            ConfigError::Read { .. } | ConfigError::Io(_) => None,
+            ConfigError::Read { .. } | ConfigError::EncodeLock { .. } | ConfigError::Io(_) => None,
         }
     }
 }

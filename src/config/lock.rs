@@ -95,10 +95,7 @@ pub fn read(project: &Project) -> Result<Option<LockFile>, ConfigError> {
 /// Writes the lock by temp file and rename: a symlink planted at sandbox.lock (the project
 /// dir is writable from inside the sandbox) is replaced, never followed.
 pub fn write(project: &Project, lock: &LockFile) -> Result<PathBuf, ConfigError> {
-    let body = toml::to_string(lock).map_err(|e| ConfigError::Other {
-        message: format!("internal error: cannot write the lock: {e}"),
-        hint: None,
-    })?;
+    let body = toml::to_string(lock).map_err(|source| ConfigError::EncodeLock { source })?;
     let path = path_for(project);
     write_file_atomic(&path, format!("{HEADER}\n{body}").as_bytes(), 0o644)?;
     Ok(path)

@@ -10,11 +10,8 @@ use super::project::Project;
 use crate::fsutil::atomic::write_file_atomic;
 
 /// `$XDG_CONFIG_HOME/sandbox/trusted`: one `sha256-of-content path` line per file.
-pub fn list_path() -> PathBuf {
-    dirs::config_dir()
-        .unwrap_or_else(|| PathBuf::from(".config"))
-        .join("sandbox")
-        .join("trusted")
+pub fn list_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("sandbox").join("trusted"))
 }
 
 fn entry(project: &Project) -> String {
@@ -24,12 +21,16 @@ fn entry(project: &Project) -> String {
 
 pub fn is_trusted(project: &Project) -> bool {
     let wanted = entry(project);
-    fs_err::read_to_string(list_path()).is_ok_and(|text| text.lines().any(|l| l == wanted))
+    list_path()
+        .and_then(|path| fs_err::read_to_string(path).ok())
+        .is_some_and(|text| text.lines().any(|l| l == wanted))
 }
 
 /// Records the file's current content as trusted (replacing older entries for its path).
 pub fn trust(project: &Project) -> Result<(), ConfigError> {
-    let path = list_path();
+    let path = list_path().ok_or(ConfigError::NoHome {
+        what: "the trust list",
+    })?;
     let suffix = format!(" {}", project.file.display());
     let mut lines: Vec<String> = fs_err::read_to_string(&path)
         .unwrap_or_default()

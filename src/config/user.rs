@@ -76,18 +76,20 @@ pub struct UserConfig {
     pub warnings: Vec<String>,
 }
 
-/// The default path of sandbox's own user config.
-pub fn own_config_path() -> PathBuf {
-    dirs::config_dir()
-        .unwrap_or_else(|| PathBuf::from(".config"))
-        .join("sandbox/config.toml")
+/// The default path of sandbox's own user config; `None` when neither XDG_CONFIG_HOME nor
+/// HOME is set (then there is none to read, rather than one relative to the current dir).
+pub fn own_config_path() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("sandbox/config.toml"))
 }
 
 /// Loads sandbox's own config (errors are fatal) and containers' files (errors become warnings).
 pub fn load() -> Result<UserConfig, ConfigError> {
     let mut rules = Vec::new();
-    let own_path = own_config_path();
-    if let Some(text) = read_optional(&own_path)? {
+    let own = match own_config_path() {
+        Some(path) => read_optional(&path)?.map(|text| (path, text)),
+        None => None,
+    };
+    if let Some((own_path, text)) = own {
         let file: OwnFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
             path: own_path.clone(),
             message: e.to_string(),

@@ -192,6 +192,16 @@ pub enum ImageError {
     #[error("bad CA certificate {path}: {reason}")]
     BadCertificate { path: PathBuf, reason: String },
 
+    #[error("there is no place for {what}: HOME is not set")]
+    NoHome { what: &'static str },
+
+    #[error("internal error: cannot encode {what}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
     #[error("{0}")]
     Internal(String),
 
@@ -203,6 +213,9 @@ impl ImageError {
     /// What the user can do next, when we know.
     pub fn hint(&self) -> Option<String> {
         match self {
+            ImageError::NoHome { .. } => {
+                Some("set HOME (or XDG_CONFIG_HOME) to an absolute path".into())
+            }
             ImageError::Denied {
                 registry,
                 had_credentials,

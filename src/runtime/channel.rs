@@ -5,6 +5,30 @@ use std::os::fd::RawFd;
 
 use serde::{Deserialize, Serialize};
 
+/// What pid 1 knows about why set-up failed, decided where it failed, so the monitor attaches
+/// the right hint without reading the text.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum FailureKind {
+    Other,
+    /// The image has a symlink (or a non-directory) where sandbox mounts or writes.
+    SymlinkInImage,
+    /// Kernel overlayfs was forced and the kernel refused it.
+    KernelOverlay,
+    /// Neither kernel overlayfs nor fuse-overlayfs could mount the root.
+    NoOverlay,
+}
+
+impl FailureKind {
+    pub fn hint(self) -> Option<&'static str> {
+        match self {
+            FailureKind::Other => None,
+            FailureKind::SymlinkInImage => Some("the image has a symlink where sandbox mounts or writes; this is refused so nothing can reach the host"),
+            FailureKind::KernelOverlay => Some("kernel overlayfs inside a user namespace needs Linux 5.11 or later; check that `unshare -Urm` works for your user, or drop SANDBOX_OVERLAY=kernel"),
+            FailureKind::NoOverlay => Some("install fuse-overlayfs (Debian: `sudo apt-get install fuse-overlayfs`) and make /dev/fuse usable by your user, or use a kernel that allows overlayfs in a user namespace (Linux 5.11+)"),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Message {
     /// pid 1 is dumpable and in its namespaces: the network helper may attach now, while pid 1
@@ -13,11 +37,14 @@ pub enum Message {
     /// pid 1 set the container up: its pid namespace (as `readlink /proc/self/ns/pid` says),
     /// and which overlay it mounted.
     Started { pid_ns: String, overlay: String },
-    /// pid 1 could not set the container up.
+    /// pid 1 could not set the container up: the step, the path, the errno when there is one,
+    /// the text, and what is known about the cause.
     SetupFailed {
         step: String,
         path: String,
-        error: String,
+        errno: Option<i32>,
+        detail: String,
+        kind: FailureKind,
     },
     /// The command could not be executed.
     ExecFailed { program: String, errno: i32 },

@@ -63,12 +63,39 @@ pub enum RuntimeError {
         source: std::io::Error,
     },
 
-    #[error("cannot {step}{}: {error}", if path.is_empty() { String::new() } else { format!(" `{path}`") })]
-    Setup {
+    /// pid 1 could not set the container up; `kind` says what is known of the cause.
+    #[error("cannot {step} `{}`", path.display())]
+    ContainerSetup {
         step: String,
-        path: String,
-        error: String,
+        path: std::path::PathBuf,
+        kind: super::channel::FailureKind,
+        #[source]
+        source: std::io::Error,
     },
+
+    #[error("cannot {what}")]
+    Syscall {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot join the running container's {namespace} namespace")]
+    Join {
+        namespace: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot open the running container's namespace {path}")]
+    JoinNamespace {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("internal error: cannot encode the container's state")]
+    EncodeState(#[source] serde_json::Error),
 
     #[error("cannot create the cache dir {}", path.display())]
     CacheDir {
@@ -84,8 +111,12 @@ pub enum RuntimeError {
         source: std::io::Error,
     },
 
-    #[error("published port {port} is not available on the host: {error}")]
-    PortUnavailable { port: String, error: String },
+    #[error("published port {port} is not available on the host")]
+    PortUnavailable {
+        port: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     #[error("`{tool}` is not installed")]
     MissingNetworkHelper { tool: &'static str },
@@ -120,12 +151,7 @@ impl RuntimeError {
             RuntimeError::IdMapTool { .. } => Some(
                 "check this user's ranges in /etc/subuid and /etc/subgid (`sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`)".into(),
             ),
-            RuntimeError::Setup { error, .. } if error.contains("symlink") => {
-                Some("the image has a symlink where sandbox mounts or writes; this is refused so nothing can reach the host".into())
-            }
-            RuntimeError::Setup { step, .. } if step.contains("overlay") => Some(
-                "kernel overlayfs inside a user namespace needs Linux 5.11 or later; check that `unshare -Urm` works for your user".into(),
-            ),
+            RuntimeError::ContainerSetup { kind, .. } => kind.hint().map(str::to_owned),
             RuntimeError::PortUnavailable { .. } => Some(
                 "another program holds that port: pick another host port (-p OTHER:CONTAINER) or stop it".into(),
             ),

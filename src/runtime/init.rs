@@ -8,7 +8,7 @@
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 use std::path::Path;
 
-use super::channel::{self, Message};
+use super::channel::{self, FailureKind, Message};
 use super::etc_files;
 use super::exec;
 use super::mounts::{self, MountFailure, RootDir};
@@ -43,14 +43,7 @@ pub fn run(spec: &LaunchPlan, fds: InitFds) -> ! {
     let overlay = match setup(spec, status) {
         Ok(overlay) => overlay,
         Err(failure) => {
-            channel::send(
-                status,
-                &Message::SetupFailed {
-                    step: failure.step,
-                    path: failure.path.display().to_string(),
-                    error: failure.error.to_string(),
-                },
-            );
+            report(status, &failure);
             sys::exit_now(125);
         }
     };
@@ -73,15 +66,7 @@ pub fn run(spec: &LaunchPlan, fds: InitFds) -> ! {
     // From here on nothing may open /proc/1/{exe,fd,mem} or ptrace us (CVE-2019-5736); the
     // helper needed our namespaces only until now.
     if let Err(e) = sys::set_dumpable(false) {
-        let error = e.to_string();
-        channel::send(
-            status,
-            &Message::SetupFailed {
-                step: "mark pid 1 undumpable".into(),
-                path: "/".into(),
-                error,
-            },
-        );
+        report(status, &failure("mark pid 1 undumpable", Path::new("/"))(e));
         sys::exit_now(125);
     }
     let code = supervise(spec, fds);
@@ -90,11 +75,21 @@ pub fn run(spec: &LaunchPlan, fds: InitFds) -> ! {
 
 fn failure(step: &str, path: &Path) -> impl Fn(std::io::Error) -> MountFailure {
     let (step, path) = (step.to_owned(), path.to_owned());
-    move |error| MountFailure {
-        step: step.clone(),
-        path: path.clone(),
-        error,
-    }
+    move |error| MountFailure::new(&step, &path, error)
+}
+
+/// Tells the monitor why set-up failed, keeping the errno and what is known of the cause.
+fn report(status: RawFd, failure: &MountFailure) {
+    channel::send(
+        status,
+        &Message::SetupFailed {
+            step: failure.step.clone(),
+            path: failure.path.display().to_string(),
+            errno: failure.error.raw_os_error(),
+            detail: failure.error.to_string(),
+            kind: failure.kind,
+        },
+    );
 }
 
 /// The root file system, as a flat checklist. Returns which overlay was mounted.
@@ -192,10 +187,10 @@ fn mount_overlay(spec: &LaunchPlan) -> Result<&'static str, MountFailure> {
     let kernel_refusal = match kernel {
         Some(Ok(())) => return Ok("kernel overlayfs"),
         Some(Err(e)) if spec.rootfs.overlay == OverlayChoice::Kernel => {
-            return Err(fail(std::io::Error::new(
-                e.kind(),
-                format!("{e} (overlayfs in a user namespace needs Linux 5.11 or later)"),
-            )))
+            return Err(MountFailure {
+                kind: FailureKind::KernelOverlay,
+                ..fail(e)
+            });
         }
         Some(Err(e)) => format!("the kernel refused overlayfs ({e})"),
         None => "fuse-overlayfs was asked for".to_owned(),
@@ -214,17 +209,21 @@ fn mount_overlay(spec: &LaunchPlan) -> Result<&'static str, MountFailure> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .output();
-    match status {
-        Ok(out) if out.status.success() => Ok("fuse-overlayfs"),
-        Ok(out) => Err(fail(std::io::Error::other(format!(
+    let error = match status {
+        Ok(out) if out.status.success() => return Ok("fuse-overlayfs"),
+        Ok(out) => std::io::Error::other(format!(
             "{kernel_refusal}, and fuse-overlayfs failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        )))),
-        Err(e) => Err(fail(std::io::Error::new(
+        )),
+        Err(e) => std::io::Error::new(
             e.kind(),
-            format!("{kernel_refusal}, and fuse-overlayfs could not run ({e}); install Debian's fuse-overlayfs"),
-        ))),
-    }
+            format!("{kernel_refusal}, and fuse-overlayfs could not run ({e})"),
+        ),
+    };
+    Err(MountFailure {
+        kind: FailureKind::NoOverlay,
+        ..fail(error)
+    })
 }
 
 /// The plan's /etc files (passwd and group merged with the image's own, read through no
@@ -299,40 +298,18 @@ fn supervise(spec: &LaunchPlan, fds: InitFds) -> i32 {
     let signals = match signal_fd() {
         Ok(fd) => fd,
         Err(e) => {
-            channel::send(
-                status,
-                &Message::SetupFailed {
-                    step: "create a signalfd".into(),
-                    path: "/".into(),
-                    error: e.to_string(),
-                },
-            );
+            report(status, &failure("create a signalfd", Path::new("/"))(e));
             return 125;
         }
     };
     // pid 1 is single-threaded (a clone of the single-threaded monitor).
-    let child = match sys::SingleThreaded::check().map(|proof| sys::fork(&proof)) {
-        Some(Ok(pid)) => pid,
-        Some(Err(e)) => {
-            channel::send(
-                status,
-                &Message::SetupFailed {
-                    step: "start the command".into(),
-                    path: "/".into(),
-                    error: e.to_string(),
-                },
-            );
-            return 125;
-        }
-        None => {
-            channel::send(
-                status,
-                &Message::SetupFailed {
-                    step: "start the command".into(),
-                    path: "/".into(),
-                    error: "pid 1 has more than one thread".into(),
-                },
-            );
+    let forked = sys::SingleThreaded::check()
+        .ok_or_else(|| std::io::Error::other("pid 1 has more than one thread"))
+        .and_then(|proof| sys::fork(&proof));
+    let child = match forked {
+        Ok(pid) => pid,
+        Err(e) => {
+            report(status, &failure("start the command", Path::new("/"))(e));
             return 125;
         }
     };

@@ -20,11 +20,7 @@ fn open_ns(pid: i32, name: &str) -> Result<OwnedFd, RuntimeError> {
     let path = format!("/proc/{pid}/ns/{name}");
     fs_err::File::open(&path)
         .map(|f| f.into_parts().0.into())
-        .map_err(|e| RuntimeError::Setup {
-            step: "open the running container's namespace".into(),
-            path,
-            error: e.to_string(),
-        })
+        .map_err(|source| RuntimeError::JoinNamespace { path, source })
 }
 
 /// A process of the container to enter through: pid 1 is not dumpable, its others are ours.
@@ -46,10 +42,9 @@ pub fn enter_user_namespace(container: &ContainerState) -> Result<(), RuntimeErr
             id: container.id.clone(),
         });
     }
-    sys::setns(user.as_fd(), libc::CLONE_NEWUSER).map_err(|e| RuntimeError::Setup {
-        step: "join the container's user namespace".into(),
-        path: String::new(),
-        error: e.to_string(),
+    sys::setns(user.as_fd(), libc::CLONE_NEWUSER).map_err(|source| RuntimeError::Join {
+        namespace: "user",
+        source,
     })
 }
 
@@ -89,19 +84,17 @@ pub fn run(container: &ContainerState, spec: &ProcessPlan) -> Result<Outcome, Ru
         match sys::setns(fd.as_fd(), kind) {
             Ok(()) => {}
             Err(e) if kind == libc::CLONE_NEWNET && e.raw_os_error() == Some(libc::EINVAL) => {}
-            Err(e) => {
-                return Err(RuntimeError::Setup {
-                    step: format!("join the container's {name} namespace"),
-                    path: String::new(),
-                    error: e.to_string(),
+            Err(source) => {
+                return Err(RuntimeError::Join {
+                    namespace: name,
+                    source,
                 })
             }
         }
     }
-    let signals = init::signal_fd().map_err(|e| RuntimeError::Setup {
-        step: "block signals".into(),
-        path: String::new(),
-        error: e.to_string(),
+    let signals = init::signal_fd().map_err(|source| RuntimeError::Syscall {
+        what: "block signals",
+        source,
     })?;
     let (status_read, status_write) = sys::pipe()?;
     let child = sys::fork(&single)?;

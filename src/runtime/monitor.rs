@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 
-use super::channel::{self, Message};
+use super::channel::{self, FailureKind, Message};
 use super::error::RuntimeError;
 use super::init::{self, InitFds, FORWARDED};
 use std::time::Instant;
@@ -54,10 +54,9 @@ fn make_cache_dirs(caches: &[CacheMount]) -> Result<(), RuntimeError> {
 /// Executes `spec`: starts a new container and waits for its command.
 pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, RuntimeError> {
     make_cache_dirs(&spec.rootfs.caches)?;
-    let signals = init::signal_fd().map_err(|e| RuntimeError::Setup {
-        step: "block signals".into(),
-        path: String::new(),
-        error: e.to_string(),
+    let signals = init::signal_fd().map_err(|source| RuntimeError::Syscall {
+        what: "block signals",
+        source,
     })?;
     let container = state::create_dir(spec)?;
     let (status_read, status_write) = sys::pipe()?;
@@ -86,10 +85,9 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             "internal error: a thread is still running when the container starts".into(),
         ));
     };
-    let pid = sys::clone_process(flags, &single).map_err(|e| RuntimeError::Setup {
-        step: "create the container's namespaces".into(),
-        path: String::new(),
-        error: e.to_string(),
+    let pid = sys::clone_process(flags, &single).map_err(|source| RuntimeError::Syscall {
+        what: "create the container's namespaces",
+        source,
     })?;
     if pid == 0 {
         drop(status_read);
@@ -137,11 +135,17 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 }
                 break pid_ns;
             }
-            Some(Message::SetupFailed { step, path, error }) => {
+            Some(Message::SetupFailed {
+                step,
+                path,
+                errno,
+                detail,
+                kind,
+            }) => {
                 drop(helper);
                 reap(pid);
                 state::remove(&container);
-                return Err(RuntimeError::Setup { step, path, error });
+                return Err(setup_error(step, path, errno, detail, kind));
             }
             _ => {
                 drop(helper);
@@ -192,6 +196,25 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         state::remove(&container);
     }
     Ok(outcome)
+}
+
+/// The error for what pid 1 reported: its text as the cause, of the kind its errno says.
+fn setup_error(
+    step: String,
+    path: String,
+    errno: Option<i32>,
+    detail: String,
+    kind: FailureKind,
+) -> RuntimeError {
+    let error_kind = errno.map_or(std::io::ErrorKind::Other, |e| {
+        std::io::Error::from_raw_os_error(e).kind()
+    });
+    RuntimeError::ContainerSetup {
+        step,
+        path: path.into(),
+        kind,
+        source: std::io::Error::new(error_kind, detail),
+    }
 }
 
 fn reap(pid: libc::pid_t) {
@@ -389,8 +412,14 @@ fn wait_for(
             for message in channel::parse(&mut buffer) {
                 match message {
                     Message::Attachable | Message::Started { .. } => {}
-                    Message::SetupFailed { step, path, error } => {
-                        setup_failed = Some(RuntimeError::Setup { step, path, error });
+                    Message::SetupFailed {
+                        step,
+                        path,
+                        errno,
+                        detail,
+                        kind,
+                    } => {
+                        setup_failed = Some(setup_error(step, path, errno, detail, kind));
                     }
                     Message::ExecFailed { program, errno } => {
                         not_started = Some(Outcome::NotStarted { program, errno });

@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
+use super::channel::FailureKind;
 pub use super::plan::{Kind, MountOp};
 use super::sys;
 
@@ -19,7 +20,32 @@ pub struct MountFailure {
     pub step: String,
     pub path: PathBuf,
     pub error: io::Error,
+    pub kind: FailureKind,
 }
+
+impl MountFailure {
+    /// A failure of `step` at `path`; a refused symlink is recognised by its error type.
+    pub fn new(step: &str, path: &Path, error: io::Error) -> Self {
+        let refused = error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<SymlinkRefused>());
+        Self {
+            step: step.to_owned(),
+            path: path.to_owned(),
+            error,
+            kind: if refused {
+                FailureKind::SymlinkInImage
+            } else {
+                FailureKind::Other
+            },
+        }
+    }
+}
+
+/// A path in the image that is a symlink (or not a directory) where sandbox mounts or writes.
+#[derive(Debug, thiserror::Error)]
+#[error("`{}` in the image is a symlink or not a directory; refusing to follow it", .0.display())]
+pub struct SymlinkRefused(PathBuf);
 
 /// The new root, walked with O_NOFOLLOW.
 pub struct RootDir {
@@ -37,10 +63,7 @@ fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: libc::c_int) -> io::Result<O
 use sys::file_type;
 
 fn symlink_error(path: &Path) -> io::Error {
-    io::Error::other(format!(
-        "`{}` in the image is a symlink or not a directory; refusing to follow it",
-        path.display()
-    ))
+    io::Error::other(SymlinkRefused(path.to_owned()))
 }
 
 impl RootDir {
@@ -193,11 +216,8 @@ fn exists_in(root: &RootDir, path: &Path) -> Option<Kind> {
 
 /// Executes `ops` against the new root at `root_path` (still under the host's view).
 pub fn execute(root_path: &Path, ops: &[MountOp]) -> Result<(), MountFailure> {
-    let root = RootDir::open(root_path).map_err(|error| MountFailure {
-        step: "open the new root".into(),
-        path: root_path.into(),
-        error,
-    })?;
+    let root = RootDir::open(root_path)
+        .map_err(|error| MountFailure::new("open the new root", root_path, error))?;
     for op in ops {
         apply(&root, op)?;
     }
@@ -207,11 +227,7 @@ pub fn execute(root_path: &Path, ops: &[MountOp]) -> Result<(), MountFailure> {
 fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
     let fail = |step: &str, path: &Path| {
         let (step, path) = (step.to_owned(), path.to_owned());
-        move |error| MountFailure {
-            step: step.clone(),
-            path: path.clone(),
-            error,
-        }
+        move |error| MountFailure::new(&step, &path, error)
     };
     let cs = |s: &str| sys::cstring(s).ok();
     let nosuid = libc::MS_NOSUID | libc::MS_NODEV;

@@ -23,8 +23,14 @@ use super::sys;
 enum Report {
     Ready,
     Missing,
-    PortUnavailable { port: String, error: String },
-    Failed { error: String },
+    PortUnavailable {
+        port: String,
+        errno: Option<i32>,
+        detail: String,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// The monitor's handle on a running keeper.
@@ -100,9 +106,19 @@ pub fn start(
         Some(Report::Missing) => RuntimeError::MissingNetworkHelper {
             tool: helper.binary(),
         },
-        Some(Report::PortUnavailable { port, error }) => {
-            RuntimeError::PortUnavailable { port, error }
-        }
+        Some(Report::PortUnavailable {
+            port,
+            errno,
+            detail,
+        }) => RuntimeError::PortUnavailable {
+            port,
+            source: std::io::Error::new(
+                errno.map_or(std::io::ErrorKind::Other, |e| {
+                    std::io::Error::from_raw_os_error(e).kind()
+                }),
+                detail,
+            ),
+        },
         Some(Report::Failed { error }) => RuntimeError::NetworkHelper {
             tool: helper.binary(),
             error,
@@ -137,9 +153,11 @@ fn keep(
     let answer = match network::start(helper, pid1, ports, host_loopback, dir) {
         Ok(running) => Ok(running),
         Err(RuntimeError::MissingNetworkHelper { .. }) => Err(Report::Missing),
-        Err(RuntimeError::PortUnavailable { port, error }) => {
-            Err(Report::PortUnavailable { port, error })
-        }
+        Err(RuntimeError::PortUnavailable { port, source }) => Err(Report::PortUnavailable {
+            port,
+            errno: source.raw_os_error(),
+            detail: source.to_string(),
+        }),
         Err(RuntimeError::NetworkHelper { error, .. }) => Err(Report::Failed { error }),
         Err(other) => Err(Report::Failed {
             error: other.to_string(),

@@ -190,10 +190,10 @@ pub fn check_ports_free(ports: &[PortMapping]) -> Result<(), RuntimeError> {
             Protocol::Tcp => std::net::TcpListener::bind(address).map(drop),
             Protocol::Udp => std::net::UdpSocket::bind(address).map(drop),
         };
-        if let Err(e) = result {
+        if let Err(source) = result {
             return Err(RuntimeError::PortUnavailable {
                 port: p.to_string(),
-                error: e.to_string(),
+                source,
             });
         }
     }

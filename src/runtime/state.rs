@@ -141,8 +141,7 @@ pub fn create_dir(spec: &LaunchPlan) -> Result<ContainerDir, RuntimeError> {
 }
 
 pub fn write(dir: &ContainerDir, state: &ContainerState) -> Result<(), RuntimeError> {
-    let bytes =
-        serde_json::to_vec_pretty(state).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(state).map_err(RuntimeError::EncodeState)?;
     write_file_replacing(&dir.path.join("state.json"), &bytes, 0o600)?;
     Ok(())
 }

@@ -47,12 +47,13 @@ pub fn start(netns: &OwnedFd, ports: &[PortMapping]) -> Result<Option<UdpRelay>,
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for port in udp {
-        let host = UdpSocket::bind(SocketAddr::new(port.host_ip, port.host_port)).map_err(|e| {
-            RuntimeError::PortUnavailable {
-                port: port.to_string(),
-                error: e.to_string(),
-            }
-        })?;
+        let host =
+            UdpSocket::bind(SocketAddr::new(port.host_ip, port.host_port)).map_err(|source| {
+                RuntimeError::PortUnavailable {
+                    port: port.to_string(),
+                    source,
+                }
+            })?;
         host.set_read_timeout(Some(TICK))?;
         let ns = netns.try_clone()?;
         let (stop, target) = (stop.clone(), port.container_port);

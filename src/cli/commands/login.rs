@@ -99,7 +99,7 @@ pub fn login(global: &GlobalArgs, args: &LoginArgs) -> Result<(), CliError> {
     files.store(&registry, &credential)?;
     println!(
         "logged in to {registry} (credentials in {})",
-        files.own.display()
+        files.own_path()?.display()
     );
     Ok(())
 }
@@ -113,7 +113,7 @@ pub fn logout(_global: &GlobalArgs, args: &LogoutArgs) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::Usage {
-            message: format!("not logged in to {registry} (nothing in {})", files.own.display()),
+            message: format!("not logged in to {registry} (nothing in {})", files.own_path()?.display()),
             hint: Some("credentials in ~/.docker/config.json or containers' auth.json are theirs to remove".into()),
         })
     }

@@ -62,14 +62,15 @@ struct AuthEntry {
 /// The files credentials are read from, in order of preference.
 #[derive(Clone, Debug)]
 pub struct CredentialFiles {
-    pub own: PathBuf,
+    /// sandbox's own file; `None` when neither XDG_CONFIG_HOME nor HOME is set.
+    pub own: Option<PathBuf>,
     pub others: Vec<PathBuf>,
 }
 
 impl CredentialFiles {
     /// The standard locations for the current user.
     pub fn standard() -> Self {
-        let config = dirs::config_dir().unwrap_or_else(|| PathBuf::from(".config"));
+        let config = dirs::config_dir();
         let mut others = Vec::new();
         if let Some(runtime) = dirs::runtime_dir() {
             others.push(runtime.join("containers/auth.json"));
@@ -78,14 +79,14 @@ impl CredentialFiles {
             others.push(home.join(".docker/config.json"));
         }
         Self {
-            own: config.join("sandbox/auth.json"),
+            own: config.map(|c| c.join("sandbox/auth.json")),
             others,
         }
     }
 
     /// The credential for `host` (as contacted, e.g. `127.0.0.1:5000`), if any file has one.
     pub fn lookup(&self, host: &str) -> Result<Option<Credential>, ImageError> {
-        for path in std::iter::once(&self.own).chain(&self.others) {
+        for path in self.own.iter().chain(&self.others) {
             if let Some(found) = lookup_in(path, host)? {
                 return Ok(Some(found));
             }
@@ -95,7 +96,7 @@ impl CredentialFiles {
 
     /// Stores a credential in sandbox's own file (mode 0600, written atomically).
     pub fn store(&self, host: &str, credential: &Credential) -> Result<(), ImageError> {
-        let mut file = read_auth_file(&self.own)?.unwrap_or_default();
+        let mut file = read_auth_file(self.own_path()?)?.unwrap_or_default();
         let token = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             credential.username,
@@ -113,7 +114,7 @@ impl CredentialFiles {
 
     /// Removes `host` from sandbox's own file; `false` when it was not there.
     pub fn remove(&self, host: &str) -> Result<bool, ImageError> {
-        let Some(mut file) = read_auth_file(&self.own)? else {
+        let Some(mut file) = read_auth_file(self.own_path()?)? else {
             return Ok(false);
         };
         let removed = file.auths.remove(host).is_some();
@@ -123,13 +124,23 @@ impl CredentialFiles {
         Ok(removed)
     }
 
+    /// sandbox's own file, which `login` writes.
+    pub fn own_path(&self) -> Result<&Path, ImageError> {
+        self.own.as_deref().ok_or(ImageError::NoHome {
+            what: "sandbox's credentials",
+        })
+    }
+
     fn write_own(&self, file: &AuthFile) -> Result<(), ImageError> {
-        let text =
-            serde_json::to_vec_pretty(file).map_err(|e| ImageError::Internal(e.to_string()))?;
-        if let Some(dir) = self.own.parent() {
+        let own = self.own_path()?;
+        let text = serde_json::to_vec_pretty(file).map_err(|source| ImageError::Encode {
+            what: "the credentials file",
+            source,
+        })?;
+        if let Some(dir) = own.parent() {
             fs_err::create_dir_all(dir)?;
         }
-        write_file_atomic(&self.own, &text, 0o600)?;
+        write_file_atomic(own, &text, 0o600)?;
         Ok(())
     }
 }
@@ -203,11 +214,27 @@ mod tests {
     }
 
     #[test]
+    fn without_a_home_login_is_refused_and_nothing_is_written_here() {
+        let files = CredentialFiles {
+            own: None,
+            others: Vec::new(),
+        };
+        let credential = Credential {
+            username: "me".into(),
+            password: Secret::new("pw".into()),
+        };
+        let err = files.store("registry.example", &credential).unwrap_err();
+        assert!(matches!(err, ImageError::NoHome { .. }), "{err}");
+        assert!(err.hint().is_some_and(|h| h.contains("HOME")));
+        assert!(matches!(files.lookup("registry.example"), Ok(None)));
+    }
+
+    #[test]
     fn stores_reads_and_removes_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let files = CredentialFiles {
-            own: dir.path().join("sandbox/auth.json"),
+            own: Some(dir.path().join("sandbox/auth.json")),
             others: vec![dir.path().join("docker.json")],
         };
         fs_err::write(
@@ -227,7 +254,10 @@ mod tests {
         };
         files.store("127.0.0.1:5000", &cred).unwrap();
         assert_eq!(files.lookup("127.0.0.1:5000").unwrap(), Some(cred));
-        let mode = fs_err::metadata(&files.own).unwrap().permissions().mode();
+        let mode = fs_err::metadata(files.own.as_ref().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(files.remove("127.0.0.1:5000").unwrap());
         assert!(!files.remove("127.0.0.1:5000").unwrap());

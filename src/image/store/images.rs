@@ -46,8 +46,10 @@ impl Store {
 
     /// Saves (or replaces) the record for its reference, atomically.
     pub fn save_image(&self, record: &ImageRecord) -> Result<(), ImageError> {
-        let bytes =
-            serde_json::to_vec_pretty(record).map_err(|e| ImageError::Internal(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(record).map_err(|source| ImageError::Encode {
+            what: "an image record",
+            source,
+        })?;
         write_file_atomic(&self.record_path(&record.reference), &bytes, 0o600)
             .map_err(|e| self.io_error(e))
     }
