@@ -1,7 +1,7 @@
 //! Messages from inside the container to the monitor, one JSON object per line on a pipe.
 //! Structured, so a failure inside keeps its step, path and errno (not just a string).
 
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +54,7 @@ pub enum Message {
 
 /// Writes one message; a short line is atomic on a pipe, so several writers do not interleave.
 /// The fd stays the caller's.
-pub fn send(fd: RawFd, message: &Message) {
+pub fn send(fd: BorrowedFd<'_>, message: &Message) {
     if let Ok(mut line) = serde_json::to_vec(message) {
         line.push(b'\n');
         let _ = super::sys::write_all(fd, &line);

@@ -4,14 +4,14 @@
 //! Used both for a new container's command and for a command joining a running container.
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use super::channel::{self, Message};
 use super::plan::{ProcessPlan, Program, Stdio};
 use super::sys;
 
-fn fail(status: RawFd, program: &str, error: std::io::Error) -> ! {
+fn fail(status: BorrowedFd<'_>, program: &str, error: std::io::Error) -> ! {
     let errno = error.raw_os_error().unwrap_or(libc::EIO);
     channel::send(
         status,
@@ -93,7 +93,7 @@ fn program(spec: &ProcessPlan) -> Result<(PathBuf, Vec<String>), (String, std::i
 
 /// Becomes the command; never returns. `stdio` (a terminal's slave, or a pipe for captured
 /// output) becomes its fds 0-2 (for a pipe: 1 and 2, with stdin from /dev/null).
-pub fn exec(spec: &ProcessPlan, status: RawFd, stdio: Option<RawFd>) -> ! {
+pub fn exec(spec: &ProcessPlan, status: BorrowedFd<'_>, stdio: Option<BorrowedFd<'_>>) -> ! {
     let shown = match &spec.program {
         Program::Command(argv) => argv.first().cloned().unwrap_or_default(),
         Program::LoginShell => "the login shell".to_owned(),
@@ -108,8 +108,8 @@ pub fn exec(spec: &ProcessPlan, status: RawFd, stdio: Option<RawFd>) -> ! {
             if let Err(e) = sys::set_controlling_terminal(slave) {
                 fail(status, "the terminal", e);
             }
-            for target in 0..3 {
-                if let Err(e) = sys::dup2(slave, target) {
+            for stream in [sys::StdStream::In, sys::StdStream::Out, sys::StdStream::Err] {
+                if let Err(e) = sys::replace_std(stream, slave) {
                     fail(status, "the terminal", e);
                 }
             }
@@ -118,8 +118,8 @@ pub fn exec(spec: &ProcessPlan, status: RawFd, stdio: Option<RawFd>) -> ! {
             if let Err(e) = sys::stdin_from_dev_null() {
                 fail(status, "/dev/null as stdin", e);
             }
-            for target in 1..3 {
-                if let Err(e) = sys::dup2(pipe, target) {
+            for stream in [sys::StdStream::Out, sys::StdStream::Err] {
+                if let Err(e) = sys::replace_std(stream, pipe) {
                     fail(status, "the output pipe", e);
                 }
             }
@@ -159,14 +159,10 @@ pub fn exec(spec: &ProcessPlan, status: RawFd, stdio: Option<RawFd>) -> ! {
     }
     // 7. Die with our parent (set after the identity change, which clears it).
     let _ = sys::set_parent_death_signal(nix::sys::signal::Signal::SIGKILL);
-    // 8. Only stdio survives: the status pipe moves to fd 3, close-on-exec, everything else goes.
-    let status = if status == 3 || sys::dup2(status, 3).is_ok() {
-        3
-    } else {
-        status
-    };
+    // 8. Only stdio survives exec: the status pipe stays open until then (close-on-exec, so a
+    //    failed exec can still be reported), everything else goes now.
     let _ = sys::set_cloexec(status, true);
-    sys::close_from(4);
+    sys::close_all_but(&[status]);
     // 9. Exec.
     let to_c = |s: &str| CString::new(s).unwrap_or_default();
     let c_path = sys::cpath(&path).unwrap_or_default();

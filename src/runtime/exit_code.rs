@@ -1,5 +1,5 @@
-//! Exit codes, as podman gives them: the command's own; 128+n when signal n killed it; 126
-//! when it was found but could not be executed; 127 when it was not found.
+//! Exit codes, as podman gives them: the command's own; 128+n when signal n killed it (see
+//! `sys::waitpid`); 126 when it was found but could not be executed; 127 when it was not found.
 
 /// The command was not found.
 pub const NOT_FOUND: u8 = 127;
@@ -15,15 +15,6 @@ pub fn not_started(errno: i32) -> u8 {
     }
 }
 
-/// The exit code a `waitpid` status stands for.
-pub fn from_wait_status(status: libc::c_int) -> i32 {
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,7 +24,5 @@ mod tests {
         assert_eq!(not_started(libc::ENOENT), 127);
         assert_eq!(not_started(libc::EACCES), 126);
         assert_eq!(not_started(libc::ENOEXEC), 126);
-        assert_eq!(from_wait_status(3 << 8), 3);
-        assert_eq!(from_wait_status(libc::SIGKILL), 137);
     }
 }

@@ -5,7 +5,9 @@
 //! namespaces, inside the store's user namespace, so it holds every capability there. The
 //! order of the checklist matters where noted.
 
-use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+
+use nix::sys::signal::Signal;
 use std::path::Path;
 
 use super::channel::{self, FailureKind, Message};
@@ -27,19 +29,24 @@ pub struct InitFds {
 
 /// Signals pid 1 forwards to the command; SIGINT and SIGQUIT go to its whole process group,
 /// as a terminal's Ctrl-C and Ctrl-\ would.
-pub const FORWARDED: [libc::c_int; 7] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
+pub const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
 ];
 
 /// Runs as the cloned child; never returns.
 pub fn run(spec: &LaunchPlan, fds: InitFds) -> ! {
-    let status = fds.status.as_raw_fd();
+    let InitFds {
+        status: status_pipe,
+        control,
+        stdio,
+    } = fds;
+    let status = status_pipe.as_fd();
     let overlay = match setup(spec, status) {
         Ok(overlay) => overlay,
         Err(failure) => {
@@ -60,7 +67,7 @@ pub fn run(spec: &LaunchPlan, fds: InitFds) -> ! {
     );
     // Wait for the monitor's go: the network helper attaches to our namespaces meanwhile.
     let mut go = [0u8; 1];
-    if sys::read_some(fds.control.as_raw_fd(), &mut go) != Some(1) {
+    if sys::read_some(control.as_fd(), &mut go) != Some(1) {
         sys::exit_now(137);
     }
     // From here on nothing may open /proc/1/{exe,fd,mem} or ptrace us (CVE-2019-5736); the
@@ -69,7 +76,7 @@ pub fn run(spec: &LaunchPlan, fds: InitFds) -> ! {
         report(status, &failure("mark pid 1 undumpable", Path::new("/"))(e));
         sys::exit_now(125);
     }
-    let code = supervise(spec, fds);
+    let code = supervise(spec, status, control, stdio);
     sys::exit_now(code)
 }
 
@@ -79,7 +86,7 @@ fn failure(step: &str, path: &Path) -> impl Fn(std::io::Error) -> MountFailure {
 }
 
 /// Tells the monitor why set-up failed, keeping the errno and what is known of the cause.
-fn report(status: RawFd, failure: &MountFailure) {
+fn report(status: BorrowedFd<'_>, failure: &MountFailure) {
     channel::send(
         status,
         &Message::SetupFailed {
@@ -93,7 +100,7 @@ fn report(status: RawFd, failure: &MountFailure) {
 }
 
 /// The root file system, as a flat checklist. Returns which overlay was mounted.
-fn setup(spec: &LaunchPlan, status: RawFd) -> Result<&'static str, MountFailure> {
+fn setup(spec: &LaunchPlan, status: BorrowedFd<'_>) -> Result<&'static str, MountFailure> {
     let merged = spec.merged();
     // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them.
     sys::setsid();
@@ -284,17 +291,19 @@ fn pivot(merged: &Path) -> Result<(), MountFailure> {
 }
 
 /// Blocks the signals pid 1 and the monitor handle, and reads them through a signalfd.
-pub fn signal_fd() -> std::io::Result<OwnedFd> {
+pub fn signal_fd() -> std::io::Result<sys::SignalFd> {
     let mut signals = FORWARDED.to_vec();
-    signals.push(libc::SIGCHLD);
+    signals.push(Signal::SIGCHLD);
     sys::signal_fd(&signals)
 }
 
-pub use sys::read_signals;
-
 /// Starts the command, then reaps and forwards until it ends and nothing else runs.
-fn supervise(spec: &LaunchPlan, fds: InitFds) -> i32 {
-    let status = fds.status.as_raw_fd();
+fn supervise(
+    spec: &LaunchPlan,
+    status: BorrowedFd<'_>,
+    control: OwnedFd,
+    stdio: Option<OwnedFd>,
+) -> i32 {
     let signals = match signal_fd() {
         Ok(fd) => fd,
         Err(e) => {
@@ -315,45 +324,41 @@ fn supervise(spec: &LaunchPlan, fds: InitFds) -> i32 {
     };
     if child == 0 {
         drop(signals);
-        drop(fds.control);
-        exec::exec(
-            &spec.process,
-            status,
-            fds.stdio.as_ref().map(|f| f.as_raw_fd()),
-        );
+        drop(control);
+        exec::exec(&spec.process, status, stdio.as_ref().map(|f| f.as_fd()));
     }
     // pid 1 keeps nothing of the user's stdio or terminal, so readers see EOF when the command ends.
-    drop(fds.stdio);
+    drop(stdio);
     sys::stdio_to_dev_null();
-    event_loop(child, status, signals.as_raw_fd(), fds.control)
+    event_loop(child, status, &signals, control)
 }
 
-fn event_loop(child: libc::pid_t, status: RawFd, signals: RawFd, control: OwnedFd) -> i32 {
+fn event_loop(
+    child: libc::pid_t,
+    status: BorrowedFd<'_>,
+    signals: &sys::SignalFd,
+    control: OwnedFd,
+) -> i32 {
     let mut child_code: Option<i32> = None;
     let mut control = Some(control);
     let mut monitor_said_bye = false;
     loop {
-        let mut polls = vec![libc::pollfd {
-            fd: signals,
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        let mut polls = vec![sys::PollFd::new(signals.as_fd(), sys::PollFlags::POLLIN)];
         if let Some(c) = &control {
-            polls.push(libc::pollfd {
-                fd: c.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            polls.push(sys::PollFd::new(c.as_fd(), sys::PollFlags::POLLIN));
         }
         // Once the command is done, look now and then for joined sessions ending.
         let timeout = if child_code.is_some() { 200 } else { -1 };
         sys::poll(&mut polls, timeout);
-        for sig in read_signals(signals) {
-            if sig == libc::SIGCHLD {
+        let ready = sys::ready(&polls);
+        drop(polls);
+        for sig in sys::read_signals(signals) {
+            if sig == Signal::SIGCHLD {
                 continue;
             }
             if child_code.is_none() {
-                let target = if sig == libc::SIGINT || sig == libc::SIGQUIT {
+                // Ctrl-C and Ctrl-\ go to the command's whole process group, as a terminal's do.
+                let target = if sig == Signal::SIGINT || sig == Signal::SIGQUIT {
                     -child
                 } else {
                     child
@@ -362,10 +367,9 @@ fn event_loop(child: libc::pid_t, status: RawFd, signals: RawFd, control: OwnedF
             }
         }
         reap(child, &mut child_code, status);
-        if polls.len() > 1 && polls[1].revents != 0 {
+        if let (Some(true), Some(c)) = (ready.get(1), &control) {
             let mut buf = [0u8; 16];
-            let fd = control.as_ref().map_or(-1, |c| c.as_raw_fd());
-            match sys::read_some(fd, &mut buf) {
+            match sys::read_some(c.as_fd(), &mut buf) {
                 Some(n) if n > 0 => monitor_said_bye = true,
                 // Interrupted: look again.
                 Some(_) => {}
@@ -388,13 +392,12 @@ fn event_loop(child: libc::pid_t, status: RawFd, signals: RawFd, control: OwnedF
 }
 
 /// Reaps every exited child; records the command's own status and reports it once.
-fn reap(child: libc::pid_t, child_code: &mut Option<i32>, status: RawFd) {
+fn reap(child: libc::pid_t, child_code: &mut Option<i32>, status: BorrowedFd<'_>) {
     loop {
-        let Some((pid, wstatus)) = sys::waitpid(-1, true) else {
+        let Some((pid, code)) = sys::waitpid(-1, true) else {
             return;
         };
         if pid == child {
-            let code = super::exit_code::from_wait_status(wstatus);
             *child_code = Some(code);
             // What the command left behind goes with it, daemons that left its session too;
             // only joined sessions keep the container alive.
@@ -457,7 +460,7 @@ fn kill_leftovers() {
         let serves_root = fs_err::read_to_string(format!("/proc/{pid}/comm"))
             .is_ok_and(|c| c.trim() == "fuse-overlayfs");
         if !joined.contains(sid) && !serves_root {
-            sys::kill(*pid, libc::SIGKILL);
+            sys::kill(*pid, Signal::SIGKILL);
             killed.push(*pid);
         }
     }

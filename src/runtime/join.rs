@@ -6,7 +6,7 @@
 //! container's); join the user namespace first (it grants the rights for the rest), the mount
 //! namespace last. setns into a user namespace needs a single-threaded process.
 
-use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, OwnedFd};
 
 use super::error::RuntimeError;
 use super::exec;
@@ -70,7 +70,7 @@ pub fn run(container: &ContainerState, spec: &ProcessPlan) -> Result<Outcome, Ru
         });
     }
     let (master, slave) = if spec.stdio == Stdio::Terminal {
-        let (m, s) = sys::open_pty(0)?;
+        let (m, s) = sys::open_pty(std::io::stdin().as_fd())?;
         (Some(m), Some(s))
     } else {
         (None, None)
@@ -104,8 +104,8 @@ pub fn run(container: &ContainerState, spec: &ProcessPlan) -> Result<Outcome, Ru
         drop(signals);
         exec::exec(
             spec,
-            status_write.as_raw_fd(),
-            slave.as_ref().map(|s| s.as_raw_fd()),
+            status_write.as_fd(),
+            slave.as_ref().map(|s| s.as_fd()),
         );
     }
     drop(status_write);
@@ -116,5 +116,5 @@ pub fn run(container: &ContainerState, spec: &ProcessPlan) -> Result<Outcome, Ru
         master,
         output: None,
     };
-    monitor::wait_child(&session, signals.as_raw_fd(), child)
+    monitor::wait_child(&session, &signals, child)
 }

@@ -2,7 +2,9 @@
 //! namespaces, relays the terminal, forwards the signals it gets, and reports how the command
 //! ended. The same loop serves a command joining a running container (`join`).
 
-use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+
+use nix::sys::signal::Signal;
 
 use super::channel::{self, FailureKind, Message};
 use super::error::RuntimeError;
@@ -66,7 +68,7 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     let (master, output, theirs) = match spec.process.stdio {
         Stdio::Inherit => (None, None, None),
         Stdio::Terminal => {
-            let (m, s) = sys::open_pty(0)?;
+            let (m, s) = sys::open_pty(std::io::stdin().as_fd())?;
             (Some(m), None, Some(s))
         }
         Stdio::Capture => {
@@ -112,7 +114,7 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     let mut buffer = Vec::new();
     let mut helper = None;
     let pid_ns = loop {
-        match next_message(status_read.as_raw_fd(), &mut buffer) {
+        match next_message(status_read.as_fd(), &mut buffer) {
             Some(Message::Attachable) => match start_helper(spec, pid, reporter) {
                 Ok(running) => helper = running,
                 Err(e) => {
@@ -157,7 +159,7 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             }
         }
     };
-    if !sys::write_all(control_write.as_raw_fd(), b"g") {
+    if !sys::write_all(control_write.as_fd(), b"g") {
         reap(pid);
         state::remove(&container);
         return Err(RuntimeError::Internal(
@@ -172,9 +174,9 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         master,
         output,
     };
-    let result = wait(&session, signals.as_raw_fd(), reporter);
+    let result = wait(&session, &signals, reporter);
     // Goodbye: pid 1 may now outlive us if joined sessions still run.
-    let _ = sys::write_all(control_write.as_raw_fd(), b"bye");
+    let _ = sys::write_all(control_write.as_fd(), b"bye");
     drop(control_write);
     // The network stays while joined sessions run; it ends with the container.
     let last = result.as_ref().map_or(true, |(_, last)| *last);
@@ -248,7 +250,7 @@ fn start_helper(
 }
 
 /// Blocks for pid 1's next set-up message (Attachable, Started, or why it could not start).
-fn next_message(fd: RawFd, buffer: &mut Vec<u8>) -> Option<Message> {
+fn next_message(fd: BorrowedFd<'_>, buffer: &mut Vec<u8>) -> Option<Message> {
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(message) = channel::parse_one(buffer) {
@@ -261,14 +263,10 @@ fn next_message(fd: RawFd, buffer: &mut Vec<u8>) -> Option<Message> {
     }
 }
 
-fn forward(pid: libc::pid_t, sig: libc::c_int) {
-    sys::kill(pid, sig);
-}
-
 /// Waits for a command we forked ourselves (a join): its outcome comes from waitpid.
 pub fn wait_child(
     session: &Session,
-    signals: RawFd,
+    signals: &sys::SignalFd,
     child: libc::pid_t,
 ) -> Result<Outcome, RuntimeError> {
     wait_for(session, signals, Some(child), &Silent).map(|(outcome, _)| outcome)
@@ -281,83 +279,52 @@ impl RunReporter for Silent {}
 /// it and whether the container has nothing else running. Captured output goes to `reporter`.
 pub fn wait(
     session: &Session,
-    signals: RawFd,
+    signals: &sys::SignalFd,
     reporter: &dyn RunReporter,
 ) -> Result<(Outcome, bool), RuntimeError> {
     wait_for(session, signals, None, reporter)
 }
 
+/// Appends a poll entry for `fd` and returns its index.
+fn watch<'fd>(polls: &mut Vec<sys::PollFd<'fd>>, fd: BorrowedFd<'fd>) -> usize {
+    polls.push(sys::PollFd::new(fd, sys::PollFlags::POLLIN));
+    polls.len() - 1
+}
+
 fn wait_for(
     session: &Session,
-    signals: RawFd,
+    signals: &sys::SignalFd,
     child: Option<libc::pid_t>,
     reporter: &dyn RunReporter,
 ) -> Result<(Outcome, bool), RuntimeError> {
-    let raw = session
-        .master
-        .as_ref()
-        .and_then(|_| sys::RawMode::enable(0));
-    let master = session.master.as_ref().map(|m| m.as_raw_fd());
+    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+    let master = session.master.as_ref().map(|m| m.as_fd());
+    let raw = master.and_then(|_| sys::RawMode::enable(stdin.as_fd()));
     let mut stdin_open = master.is_some();
     let mut buffer = Vec::new();
     let mut not_started = None;
     let mut setup_failed = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut status_open = true;
-    let mut output = session.output.as_ref().map(|o| o.as_raw_fd());
+    let mut output = session.output.as_ref().map(|o| o.as_fd());
     loop {
-        let status_fd = if status_open {
-            session.status.as_raw_fd()
-        } else {
-            -1
-        };
-        let mut polls = vec![
-            libc::pollfd {
-                fd: signals,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: status_fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // Captured output is polled at index 2 (there is no terminal then).
-        if let Some(o) = output {
-            polls.push(libc::pollfd {
-                fd: o,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        if let Some(m) = master {
-            polls.push(libc::pollfd {
-                fd: m,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            if stdin_open {
-                polls.push(libc::pollfd {
-                    fd: 0,
-                    events: libc::POLLIN,
-                    revents: 0,
-                });
-            }
-        }
+        let mut polls = Vec::with_capacity(5);
+        watch(&mut polls, signals.as_fd());
+        let status_at = status_open.then(|| watch(&mut polls, session.status.as_fd()));
+        let output_at = output.map(|o| watch(&mut polls, o));
+        let master_at = master.map(|m| watch(&mut polls, m));
+        let stdin_at = (master.is_some() && stdin_open).then(|| watch(&mut polls, stdin.as_fd()));
         sys::poll(&mut polls, -1);
-        for sig in init::read_signals(signals) {
+        let ready = sys::ready(&polls);
+        drop(polls);
+        let is_ready = |at: Option<usize>| at.is_some_and(|i| ready[i]);
+        for sig in sys::read_signals(signals) {
             match (sig, master) {
-                (libc::SIGWINCH, Some(m)) => sys::sync_window_size(0, m),
-                (libc::SIGCHLD, _) => {
+                (Signal::SIGWINCH, Some(m)) => sys::sync_window_size(stdin.as_fd(), m),
+                (Signal::SIGCHLD, _) => {
                     if let Some(pid) = child {
-                        if let Some((_, wstatus)) = sys::waitpid(pid, true) {
-                            let code = super::exit_code::from_wait_status(wstatus);
-                            read_messages(
-                                session.status.as_raw_fd(),
-                                &mut buffer,
-                                &mut not_started,
-                            );
+                        if let Some((_, code)) = sys::waitpid(pid, true) {
+                            read_messages(session.status.as_fd(), &mut buffer, &mut not_started);
                             if let Some(m) = master {
                                 drain(m, &mut buf);
                             }
@@ -366,34 +333,34 @@ fn wait_for(
                         }
                     }
                 }
-                (sig, _) if FORWARDED.contains(&sig) => forward(session.forward_to, sig),
+                (sig, _) if FORWARDED.contains(&sig) => {
+                    sys::kill(session.forward_to, sig);
+                }
                 _ => {}
             }
         }
-        if let Some(o) = output {
-            if polls[2].revents != 0 && !pass_output(o, &mut buf, reporter) {
+        if let Some(o) = output.filter(|_| is_ready(output_at)) {
+            if !pass_output(o, &mut buf, reporter) {
                 output = None;
             }
         }
-        if let Some(m) = master {
-            if polls[2].revents != 0 {
-                if let Some(n) = sys::read_some(m, &mut buf) {
-                    sys::write_all(1, &buf[..n]);
-                }
-            }
-            if stdin_open && polls.len() > 3 && polls[3].revents != 0 {
-                match sys::read_some(0, &mut buf) {
-                    Some(n) if n > 0 => {
-                        sys::write_all(m, &buf[..n]);
-                    }
-                    Some(_) => {}
-                    None => stdin_open = false,
-                }
+        if let Some(m) = master.filter(|_| is_ready(master_at)) {
+            if let Some(n) = sys::read_some(m, &mut buf) {
+                sys::write_all(stdout.as_fd(), &buf[..n]);
             }
         }
-        if polls[1].revents != 0 {
+        if let Some(m) = master.filter(|_| is_ready(stdin_at)) {
+            match sys::read_some(stdin.as_fd(), &mut buf) {
+                Some(n) if n > 0 => {
+                    sys::write_all(m, &buf[..n]);
+                }
+                Some(_) => {}
+                None => stdin_open = false,
+            }
+        }
+        if is_ready(status_at) {
             let mut chunk = [0u8; 4096];
-            match sys::read_some(session.status.as_raw_fd(), &mut chunk) {
+            match sys::read_some(session.status.as_fd(), &mut chunk) {
                 Some(n) => buffer.extend_from_slice(&chunk[..n]),
                 None if child.is_some() => {
                     // The command exec'd (the pipe is close-on-exec) or failed; SIGCHLD decides.
@@ -439,7 +406,7 @@ fn wait_for(
 }
 
 /// Hands what is in the output pipe to the reporter; false at its end.
-fn pass_output(fd: RawFd, buf: &mut [u8], reporter: &dyn RunReporter) -> bool {
+fn pass_output(fd: BorrowedFd<'_>, buf: &mut [u8], reporter: &dyn RunReporter) -> bool {
     match sys::read_some(fd, buf) {
         Some(n) if n > 0 => {
             reporter.output(&buf[..n]);
@@ -451,7 +418,7 @@ fn pass_output(fd: RawFd, buf: &mut [u8], reporter: &dyn RunReporter) -> bool {
 
 /// Reads the captured output to its end (every writer is gone once the command and what it
 /// left behind are), within a bound.
-fn drain_output(fd: Option<RawFd>, buf: &mut [u8], reporter: &dyn RunReporter) {
+fn drain_output(fd: Option<BorrowedFd<'_>>, buf: &mut [u8], reporter: &dyn RunReporter) {
     let Some(fd) = fd else { return };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while std::time::Instant::now() < deadline {
@@ -462,7 +429,8 @@ fn drain_output(fd: Option<RawFd>, buf: &mut [u8], reporter: &dyn RunReporter) {
 }
 
 /// Copies what the command wrote just before it ended to our stdout.
-fn drain(master: RawFd, buf: &mut [u8]) {
+fn drain(master: BorrowedFd<'_>, buf: &mut [u8]) {
+    let stdout = std::io::stdout();
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
     while std::time::Instant::now() < deadline {
         if !sys::readable(master, 50) {
@@ -470,7 +438,7 @@ fn drain(master: RawFd, buf: &mut [u8]) {
         }
         match sys::read_some(master, buf) {
             Some(n) if n > 0 => {
-                sys::write_all(1, &buf[..n]);
+                sys::write_all(stdout.as_fd(), &buf[..n]);
             }
             Some(_) => {}
             None => return,
@@ -479,7 +447,7 @@ fn drain(master: RawFd, buf: &mut [u8]) {
 }
 
 /// Picks up an ExecFailed that may still sit in the pipe after the child ended.
-fn read_messages(fd: RawFd, buffer: &mut Vec<u8>, not_started: &mut Option<Outcome>) {
+fn read_messages(fd: BorrowedFd<'_>, buffer: &mut Vec<u8>, not_started: &mut Option<Outcome>) {
     let mut chunk = [0u8; 4096];
     while sys::readable(fd, 0) {
         match sys::read_some(fd, &mut chunk) {

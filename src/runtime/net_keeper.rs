@@ -9,7 +9,7 @@
 //! without saying `detach` (the container ends with it, `kill -9` of sandbox included).
 
 use std::io::Read as _;
-use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -45,7 +45,7 @@ impl Keeper {
     /// The command ended but joined sessions still run: the keeper stays until pid 1 exits.
     pub fn detach(mut self) {
         if let Some(control) = self.control.take() {
-            let _ = sys::write_all(control.as_raw_fd(), b"detach\n");
+            let _ = sys::write_all(control.as_fd(), b"detach\n");
         }
     }
 }
@@ -149,7 +149,7 @@ fn keep(
     // reading our stdout to its end would wait for the container), not pid 1's control pipe
     // (its end tells pid 1 that the monitor died).
     sys::stdio_to_dev_null();
-    sys::close_all_but(&[pidfd.as_raw_fd(), report.as_raw_fd(), control.as_raw_fd()]);
+    sys::close_all_but(&[pidfd.as_fd(), report.as_fd(), control.as_fd()]);
     let answer = match network::start(helper, pid1, ports, host_loopback, dir) {
         Ok(running) => Ok(running),
         Err(RuntimeError::MissingNetworkHelper { .. }) => Err(Report::Missing),
@@ -165,40 +165,34 @@ fn keep(
     };
     let message = answer.as_ref().err().unwrap_or(&Report::Ready);
     if let Ok(text) = serde_json::to_vec(message) {
-        sys::write_all(report.as_raw_fd(), &text);
+        sys::write_all(report.as_fd(), &text);
     }
     drop(report);
     let Ok(running) = answer else {
         sys::exit_now(1);
     };
-    wait_for_the_end(pidfd.as_raw_fd(), control);
+    wait_for_the_end(pidfd.as_fd(), control);
     drop(running);
     sys::exit_now(0)
 }
 
 /// Returns when pid 1 has exited, or when the monitor closed the control pipe without `detach`.
-fn wait_for_the_end(pidfd: RawFd, control: OwnedFd) {
+fn wait_for_the_end(pidfd: BorrowedFd<'_>, control: OwnedFd) {
     let mut control = Some(std::fs::File::from(control));
     loop {
-        let mut polls = [
-            libc::pollfd {
-                fd: pidfd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: control.as_ref().map_or(-1, |c| c.as_raw_fd()),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let mut polls = vec![sys::PollFd::new(pidfd, sys::PollFlags::POLLIN)];
+        if let Some(c) = &control {
+            polls.push(sys::PollFd::new(c.as_fd(), sys::PollFlags::POLLIN));
+        }
         if sys::poll(&mut polls, -1) == 0 {
             continue;
         }
-        if polls[0].revents != 0 {
+        let ready = sys::ready(&polls);
+        drop(polls);
+        if ready[0] {
             return;
         }
-        if polls[1].revents != 0 {
+        if ready.get(1) == Some(&true) {
             let mut said = [0u8; 16];
             match control.as_mut().map(|c| c.read(&mut said)) {
                 Some(Ok(n)) if n > 0 && said[..n].starts_with(b"detach") => control = None,

@@ -65,7 +65,7 @@ pub fn join(file: &Path, uids: &[IdRange], gids: &[IdRange]) -> bool {
     {
         // /etc/subuid changed: this namespace is stale.
         // It is our pause process (verified above).
-        sys::kill(pid, libc::SIGKILL);
+        sys::kill(pid, nix::sys::signal::Signal::SIGKILL);
         return false;
     }
     if sys::setns(ns.as_fd(), libc::CLONE_NEWUSER).is_err() {

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use super::error::RuntimeError;
@@ -212,7 +213,7 @@ pub fn find_for_project(containers: &Path, project: &Path, image: &str) -> Optio
 /// signal processes running as any of its ids.
 pub fn stop(state: &ContainerState, grace: std::time::Duration) -> bool {
     for pid in state.members() {
-        super::sys::kill(pid, libc::SIGTERM);
+        super::sys::kill(pid, Signal::SIGTERM);
     }
     let deadline = std::time::Instant::now() + grace;
     while std::time::Instant::now() < deadline {
@@ -222,6 +223,6 @@ pub fn stop(state: &ContainerState, grace: std::time::Duration) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // pid 1's death ends every process of its namespace.
-    super::sys::kill(state.pid, libc::SIGKILL);
+    super::sys::kill(state.pid, Signal::SIGKILL);
     false
 }

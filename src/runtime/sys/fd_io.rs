@@ -1,60 +1,53 @@
-//! Reads, writes and polls on raw fds, retried across EINTR.
+//! Reads, writes and polls on borrowed fds, retried across EINTR.
 
-use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 
-/// Writes all of `buf` to a (possibly non-blocking) fd.
-pub fn write_all(fd: RawFd, mut buf: &[u8]) -> bool {
+use nix::errno::Errno;
+use nix::poll::PollTimeout;
+pub use nix::poll::{PollFd, PollFlags};
+
+/// Writes all of `buf` to a (possibly non-blocking) fd; false when the fd fails.
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> bool {
     while !buf.is_empty() {
-        // SAFETY: writing from a valid slice.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => {
-                    let mut p = [libc::pollfd {
-                        fd,
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    }];
-                    poll(&mut p, 1000);
-                    continue;
-                }
-                _ => return false,
+        match nix::unistd::write(fd, buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                let mut one = [PollFd::new(fd, PollFlags::POLLOUT)];
+                poll(&mut one, 1000);
             }
+            Err(_) => return false,
         }
-        buf = &buf[n as usize..];
     }
     true
 }
 
-/// Reads what is there; `None` at EOF or error (EIO on a master means every slave closed).
-pub fn read_some(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
-    // SAFETY: reading into a valid slice.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n > 0 {
-        Some(n as usize)
-    } else if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-        Some(0)
-    } else {
-        None
+/// Reads what is there: `Some(0)` when interrupted, `None` at EOF or on an error (EIO on a pty
+/// master means every slave closed).
+pub fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Option<usize> {
+    match nix::unistd::read(fd, buf) {
+        Ok(0) => None,
+        Ok(n) => Some(n),
+        Err(Errno::EINTR) => Some(0),
+        Err(_) => None,
     }
 }
 
 /// poll(2) over `fds` for at most `timeout_ms` (-1: no limit); the number ready (0 on EINTR).
-pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> usize {
-    // SAFETY: a valid, exclusively borrowed array of pollfd of its length.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    usize::try_from(rc).unwrap_or(0)
+pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> usize {
+    let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
+    nix::poll::poll(fds, timeout).map_or(0, |n| usize::try_from(n).unwrap_or(0))
 }
 
-/// Whether `fd` has something to read within `timeout_ms`.
-pub fn readable(fd: RawFd, timeout_ms: libc::c_int) -> bool {
-    let mut one = [libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }];
+/// Whether `fd` has something to read (or has ended) within `timeout_ms`.
+pub fn readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
+    let mut one = [PollFd::new(fd, PollFlags::POLLIN)];
     poll(&mut one, timeout_ms) > 0
+}
+
+/// Which of `fds` have an event after a `poll`.
+pub fn ready(fds: &[PollFd<'_>]) -> Vec<bool> {
+    fds.iter()
+        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+        .collect()
 }

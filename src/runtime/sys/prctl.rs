@@ -1,13 +1,14 @@
-//! prctl(2), one typed function per option we use: the generic call takes pointers for some
-//! options, so it is never exposed.
+//! prctl(2) and capabilities, one typed function per operation (nix's where it has one): the
+//! generic prctl takes pointers for some options, so it is never exposed.
 
 use std::io;
 
-use super::{check, check_long};
+use super::check;
 
-/// prctl with an option whose arguments are integers only (the callers below).
+/// prctl with an option whose arguments are integers only (the one caller below, for an
+/// option nix does not wrap).
 fn prctl_integer(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
-    // SAFETY: only called with options whose arguments are plain integers (no pointers).
+    // SAFETY: only called with PR_CAPBSET_DROP, whose arguments are plain integers.
     check(unsafe {
         libc::prctl(
             option,
@@ -22,54 +23,35 @@ fn prctl_integer(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
 
 /// Whether this process may be ptraced or have its /proc files opened by its user.
 pub fn set_dumpable(dumpable: bool) -> io::Result<()> {
-    prctl_integer(libc::PR_SET_DUMPABLE, libc::c_ulong::from(dumpable))
+    Ok(nix::sys::prctl::set_dumpable(dumpable)?)
 }
 
 /// setuid and file capabilities give nothing after exec, irrevocably.
 pub fn set_no_new_privs() -> io::Result<()> {
-    prctl_integer(libc::PR_SET_NO_NEW_PRIVS, 1)
+    Ok(nix::sys::prctl::set_no_new_privs()?)
 }
 
 /// The signal this process gets when its parent (thread) dies.
 pub fn set_parent_death_signal(signal: nix::sys::signal::Signal) -> io::Result<()> {
-    prctl_integer(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong)
+    Ok(nix::sys::prctl::set_pdeathsig(signal)?)
 }
 
 /// The process's name as `ps` shows it (at most 15 bytes are kept).
 pub fn set_name(name: &std::ffi::CStr) -> io::Result<()> {
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string that outlives the call.
-    check(unsafe {
-        libc::prctl(
-            libc::PR_SET_NAME,
-            name.as_ptr(),
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    })
-    .map(|_| ())
+    Ok(nix::sys::prctl::set_name(name)?)
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
+fn caps_error(e: caps::errors::CapsError) -> io::Error {
+    io::Error::other(e.to_string())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-/// Drops every capability: bounding set, ambient, and the effective/permitted/inheritable sets.
+/// Drops every capability: the bounding set (every capability this kernel has, not only the
+/// ones a library knows), the ambient set, then the inheritable, effective and permitted sets.
 pub fn drop_all_capabilities() -> io::Result<()> {
     let last = fs_err::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<libc::c_ulong>().ok())
-        .unwrap_or(40);
+        .unwrap_or(63);
     for cap in 0..=last {
         match prctl_integer(libc::PR_CAPBSET_DROP, cap) {
             Ok(()) => {}
@@ -77,28 +59,10 @@ pub fn drop_all_capabilities() -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes no pointers.
-    check(unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    })?;
-    let mut header = CapHeader {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    let data = [CapData::default(); 2];
-    // SAFETY: header and a two-element data array, as capset with version 3 expects.
-    check_long(unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &mut header as *mut CapHeader,
-            data.as_ptr(),
-        )
-    })
-    .map(|_| ())
+    use caps::CapSet;
+    caps::clear(None, CapSet::Ambient).map_err(caps_error)?;
+    for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+        caps::clear(None, set).map_err(caps_error)?;
+    }
+    Ok(())
 }

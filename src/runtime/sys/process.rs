@@ -1,7 +1,10 @@
 //! Processes: fork and clone (only with proof of a single thread), signals, waiting, ids.
 
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{FromRawFd as _, OwnedFd, RawFd};
+
+use nix::unistd::Pid as NixPid;
 
 use super::check_long;
 
@@ -24,11 +27,10 @@ pub type Pid = libc::pid_t;
 pub fn fork(_proof: &SingleThreaded) -> io::Result<Pid> {
     // SAFETY: the process is single-threaded (the proof), so the child is a full copy in which
     // every lock is free and any call is allowed.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => Ok(0),
+        nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
     }
-    Ok(pid)
 }
 
 /// fork(2) with namespace flags: the child starts in new namespaces (pid 1 of a new pid
@@ -56,30 +58,33 @@ pub fn exit_now(code: i32) -> ! {
 }
 
 /// Sends `signal` to `pid` (a negative pid: its process group); whether it was delivered.
-pub fn kill(pid: Pid, signal: libc::c_int) -> bool {
-    // SAFETY: kill takes integers only.
-    unsafe { libc::kill(pid, signal) == 0 }
+pub fn kill(pid: Pid, signal: nix::sys::signal::Signal) -> bool {
+    nix::sys::signal::kill(NixPid::from_raw(pid), signal).is_ok()
 }
 
-/// waitpid(2): `(pid, status)` of a child that changed state, `None` when there is none (with
-/// `nohang`) or on error.
-pub fn waitpid(pid: Pid, nohang: bool) -> Option<(Pid, libc::c_int)> {
-    let mut status = 0;
-    let flags = if nohang { libc::WNOHANG } else { 0 };
+/// waitpid(2) for `pid` (-1: any child): the child that ended and its exit code (128+n for
+/// signal n); `None` when none has ended (with `nohang`) or there is none.
+pub fn waitpid(pid: Pid, nohang: bool) -> Option<(Pid, i32)> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus};
+    let flags = nohang.then_some(WaitPidFlag::WNOHANG);
     loop {
-        // SAFETY: waitpid writes the status into a valid int.
-        let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
-        if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
+        match nix::sys::wait::waitpid(NixPid::from_raw(pid), flags) {
+            Ok(WaitStatus::Exited(child, code)) => return Some((child.as_raw(), code)),
+            Ok(WaitStatus::Signaled(child, signal, _)) => {
+                return Some((child.as_raw(), 128 + signal as i32))
+            }
+            Ok(WaitStatus::StillAlive) => return None,
+            // Stopped or continued (not asked for): wait on.
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
         }
-        return (rc > 0).then_some((rc, status));
     }
 }
 
-/// Starts a new session (and process group) led by this process.
+/// Starts a new session (and process group) led by this process; failing (already a leader)
+/// changes nothing.
 pub fn setsid() {
-    // SAFETY: setsid has no preconditions; failing (already a leader) changes nothing.
-    unsafe { libc::setsid() };
+    let _ = nix::unistd::setsid();
 }
 
 /// A pidfd for `pid`: readable once that process has exited, whoever its parent is.
@@ -90,13 +95,14 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// The user and group ids (real, effective, saved) and supplementary groups of this process.
 pub fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
-    // SAFETY: pointer and length from one slice.
-    super::check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })?;
-    // SAFETY: integer arguments.
-    super::check(unsafe { libc::setresgid(gid, gid, gid) })?;
-    // SAFETY: integer arguments.
-    super::check(unsafe { libc::setresuid(uid, uid, uid) }).map(|_| ())
+    use nix::unistd::{Gid, Uid};
+    let groups: Vec<Gid> = groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    nix::unistd::setgroups(&groups)?;
+    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    nix::unistd::setresgid(gid, gid, gid)?;
+    Ok(nix::unistd::setresuid(uid, uid, uid)?)
 }
 
 /// Makes `command` run as root of the user namespace (uid and gid 0), which keeps its
@@ -115,25 +121,16 @@ pub fn run_as_namespace_root(command: &mut std::process::Command) {
 }
 
 /// execve(2): becomes `path` with `argv` and `env`; returns only on failure.
-pub fn execve(
-    path: &std::ffi::CStr,
-    argv: &[std::ffi::CString],
-    env: &[std::ffi::CString],
-) -> io::Error {
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|c| c.as_ptr()).collect();
-    env_ptrs.push(std::ptr::null());
-    // SAFETY: a NUL-terminated path, and NULL-terminated arrays of NUL-terminated strings that
-    // outlive the call.
-    unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr()) };
-    io::Error::last_os_error()
+pub fn execve(path: &CStr, argv: &[CString], env: &[CString]) -> io::Error {
+    match nix::unistd::execve(path, argv, env) {
+        Err(errno) => errno.into(),
+        Ok(never) => match never {},
+    }
 }
 
 /// Whether `path` is executable by this process (access(2) with X_OK).
-pub fn is_executable_by_us(path: &std::ffi::CStr) -> bool {
-    // SAFETY: a NUL-terminated path.
-    unsafe { libc::access(path.as_ptr(), libc::X_OK) == 0 }
+pub fn is_executable_by_us(path: &CStr) -> bool {
+    nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 /// Prepares `command` (a network helper) to run as root of the user namespace, with each
@@ -169,5 +166,30 @@ pub fn prepare_helper(command: &mut std::process::Command, moves: Vec<(RawFd, Ra
             );
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Reaped by our waitpid, which is what is tested.
+    #[allow(clippy::zombie_processes)]
+    fn ended(script: &str) -> Option<(Pid, i32)> {
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as Pid;
+        let result = waitpid(pid, false);
+        assert_eq!(result.map(|(p, _)| p), Some(pid));
+        result
+    }
+
+    #[test]
+    fn waitpid_gives_the_exit_code_or_128_plus_the_signal() {
+        assert_eq!(ended("exit 3").map(|(_, c)| c), Some(3));
+        assert_eq!(ended("kill -9 $$").map(|(_, c)| c), Some(137));
+        assert_eq!(ended("kill -15 $$").map(|(_, c)| c), Some(143));
     }
 }
