@@ -77,11 +77,10 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         }
     };
     network::check_ports_free(&spec.network.options.ports)?;
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if spec.network.mode != Network::Host {
-        flags |= libc::CLONE_NEWNET;
-    }
+    let flags = spec
+        .namespaces
+        .iter()
+        .fold(0, |flags, ns| flags | ns.clone_flag());
     let Some(single) = sys::SingleThreaded::check() else {
         return Err(RuntimeError::Internal(
             "internal error: a thread is still running when the container starts".into(),

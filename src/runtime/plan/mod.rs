@@ -183,6 +183,30 @@ impl Limits {
     }
 }
 
+/// A namespace the container gets of its own (the user namespace is the store's, entered
+/// before; see `userns`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Namespace {
+    Mount,
+    Pid,
+    Ipc,
+    Uts,
+    Net,
+}
+
+impl Namespace {
+    /// Its `CLONE_NEW*` flag.
+    pub fn clone_flag(self) -> libc::c_int {
+        match self {
+            Namespace::Mount => libc::CLONE_NEWNS,
+            Namespace::Pid => libc::CLONE_NEWPID,
+            Namespace::Ipc => libc::CLONE_NEWIPC,
+            Namespace::Uts => libc::CLONE_NEWUTS,
+            Namespace::Net => libc::CLONE_NEWNET,
+        }
+    }
+}
+
 /// Everything needed to start a container.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LaunchPlan {
@@ -194,6 +218,8 @@ pub struct LaunchPlan {
     pub image: String,
     pub project_dir: PathBuf,
     pub hostname: String,
+    /// The namespaces pid 1 is cloned into.
+    pub namespaces: Vec<Namespace>,
     pub rootfs: RootfsPlan,
     pub network: NetworkPlan,
     pub process: ProcessPlan,

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::{
     mounts, network_summary, CacheMount, EtcContent, EtcFile, HostFacts, Identity, LaunchPlan,
-    Limits, Network, NetworkOptions, NetworkPlan, ProcessPlan, Program, RootfsPlan, Stdio,
+    Limits, Namespace, Network, NetworkOptions, NetworkPlan, ProcessPlan, Program, RootfsPlan,
+    Stdio,
 };
 use crate::runtime::environment::{expand_home, Environment};
 use crate::runtime::error::PlanError;
@@ -125,6 +126,16 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         Some((user.uid, user.gid))
     };
     let own_netns = network.mode != Network::Host;
+    let mut namespaces = vec![
+        Namespace::Mount,
+        Namespace::Pid,
+        Namespace::Ipc,
+        Namespace::Uts,
+    ];
+    // `host` networking shares the host's network namespace.
+    if own_netns {
+        namespaces.push(Namespace::Net);
+    }
     let project_mount = (!setup).then_some(project.dir.as_path());
     let rootfs = RootfsPlan {
         layers: inputs.layers.clone(),
@@ -146,6 +157,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         },
         project_dir: project.dir.clone(),
         hostname,
+        namespaces,
         rootfs,
         network,
         process: ProcessPlan {

@@ -151,6 +151,21 @@ fn host_network_binds_the_hosts_sys_instead_of_mounting_one() {
         },
     );
     assert_eq!(p.network.mode, Network::Host);
+    assert!(
+        !p.namespaces.contains(&Namespace::Net),
+        "host networking shares the host's"
+    );
+    assert!(plan(&project(), &request())
+        .namespaces
+        .contains(&Namespace::Net));
+    for ns in [
+        Namespace::Mount,
+        Namespace::Pid,
+        Namespace::Ipc,
+        Namespace::Uts,
+    ] {
+        assert!(p.namespaces.contains(&ns), "{ns:?}");
+    }
     assert!(p.rootfs.mounts.contains(&MountOp::Sys {
         target: "/sys".into(),
         own_netns: false
