@@ -60,16 +60,16 @@ fn resolve(name: &str, env: &[(String, String)]) -> Result<PathBuf, std::io::Err
 }
 
 /// The program and argv: the command as given, or a login shell.
-fn program(spec: &ProcessPlan) -> Result<(PathBuf, Vec<String>), (String, std::io::Error)> {
-    match &spec.program {
+fn program(plan: &ProcessPlan) -> Result<(PathBuf, Vec<String>), (String, std::io::Error)> {
+    match &plan.program {
         Program::Command(argv) => {
             let name = argv.first().cloned().unwrap_or_default();
-            let path = resolve(&name, &spec.env).map_err(|e| (name, e))?;
+            let path = resolve(&name, &plan.env).map_err(|e| (name, e))?;
             Ok((path, argv.clone()))
         }
         Program::LoginShell => {
             let candidates = [
-                spec.user.shell.clone(),
+                plan.user.shell.clone(),
                 "/bin/bash".into(),
                 "/bin/sh".into(),
             ];
@@ -93,8 +93,8 @@ fn program(spec: &ProcessPlan) -> Result<(PathBuf, Vec<String>), (String, std::i
 
 /// Becomes the command; never returns. `stdio` (a terminal's slave, or a pipe for captured
 /// output) becomes its fds 0-2 (for a pipe: 1 and 2, with stdin from /dev/null).
-pub fn exec(spec: &ProcessPlan, status: BorrowedFd<'_>, stdio: Option<BorrowedFd<'_>>) -> ! {
-    let shown = match &spec.program {
+pub fn exec(plan: &ProcessPlan, status: BorrowedFd<'_>, stdio: Option<BorrowedFd<'_>>) -> ! {
+    let shown = match &plan.program {
         Program::Command(argv) => argv.first().cloned().unwrap_or_default(),
         Program::LoginShell => "the login shell".to_owned(),
     };
@@ -103,7 +103,7 @@ pub fn exec(spec: &ProcessPlan, status: BorrowedFd<'_>, stdio: Option<BorrowedFd
     sys::setsid();
     // 2. The new terminal, when there is one, as controlling terminal and stdio; or the
     //    capture pipe as stdout and stderr.
-    match (spec.stdio, stdio) {
+    match (plan.stdio, stdio) {
         (Stdio::Terminal, Some(slave)) => {
             if let Err(e) = sys::set_controlling_terminal(slave) {
                 fail(status, "the terminal", e);
@@ -127,18 +127,18 @@ pub fn exec(spec: &ProcessPlan, status: BorrowedFd<'_>, stdio: Option<BorrowedFd
         _ => {}
     }
     // 3. The working directory (under the project dir, which is bound at the same path).
-    let cwd = sys::cpath(&spec.cwd).ok();
+    let cwd = sys::cpath(&plan.cwd).ok();
     if cwd.as_ref().is_none_or(|c| sys::chdir(c).is_err()) {
         let _ = sys::cstring("/").map(|root| sys::chdir(&root));
     }
     // 4. What to run, found while we can still read everything.
-    let (path, argv) = match program(spec) {
+    let (path, argv) = match program(plan) {
         Ok(p) => p,
         Err((name, e)) => fail(status, &name, e),
     };
     // 5. Identity: the user (same uid and gid), or container root with --as-root.
-    let user = &spec.user;
-    let ids = if spec.as_root {
+    let user = &plan.user;
+    let ids = if plan.as_root {
         sys::set_ids(0, 0, &[0])
     } else if user.ids_mapped {
         sys::set_ids(user.uid, user.gid, &[user.gid])
@@ -149,7 +149,7 @@ pub fn exec(spec: &ProcessPlan, status: BorrowedFd<'_>, stdio: Option<BorrowedFd
         fail(status, "the user's identity", e);
     }
     // 6. No privileges beyond the user's: no capabilities, and setuid files give nothing.
-    if !spec.as_root {
+    if !plan.as_root {
         if let Err(e) = sys::drop_all_capabilities() {
             fail(status, "dropping capabilities", e);
         }
@@ -167,7 +167,7 @@ pub fn exec(spec: &ProcessPlan, status: BorrowedFd<'_>, stdio: Option<BorrowedFd
     let to_c = |s: &str| CString::new(s).unwrap_or_default();
     let c_path = sys::cpath(&path).unwrap_or_default();
     let c_argv: Vec<CString> = argv.iter().map(|a| to_c(a)).collect();
-    let c_env: Vec<CString> = spec
+    let c_env: Vec<CString> = plan
         .env
         .iter()
         .map(|(k, v)| to_c(&format!("{k}={v}")))

@@ -40,14 +40,14 @@ pub const FORWARDED: [Signal; 7] = [
 ];
 
 /// Runs as the cloned child; never returns.
-pub fn run(spec: &LaunchPlan, fds: InitFds) -> ! {
+pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
     let InitFds {
         status: status_pipe,
         control,
         stdio,
     } = fds;
     let status = status_pipe.as_fd();
-    let overlay = match setup(spec, status) {
+    let overlay = match setup(plan, status) {
         Ok(overlay) => overlay,
         Err(failure) => {
             report(status, &failure);
@@ -76,7 +76,7 @@ pub fn run(spec: &LaunchPlan, fds: InitFds) -> ! {
         report(status, &failure("mark pid 1 undumpable", Path::new("/"))(e));
         sys::exit_now(125);
     }
-    let code = supervise(spec, status, control, stdio);
+    let code = supervise(plan, status, control, stdio);
     sys::exit_now(code)
 }
 
@@ -100,14 +100,14 @@ fn report(status: BorrowedFd<'_>, failure: &MountFailure) {
 }
 
 /// The root file system, as a flat checklist. Returns which overlay was mounted.
-fn setup(spec: &LaunchPlan, status: BorrowedFd<'_>) -> Result<&'static str, MountFailure> {
-    let merged = spec.merged();
+fn setup(plan: &LaunchPlan, status: BorrowedFd<'_>) -> Result<&'static str, MountFailure> {
+    let merged = plan.merged();
     // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them.
     sys::setsid();
     // 2. Dumpable until the network helper has attached to our namespaces (gaining capabilities
     //    in the user namespace made us undumpable); undumpable again before the command starts.
     sys::set_dumpable(true).map_err(failure("let the network helper attach", Path::new("/")))?;
-    if matches!(spec.network.mode, Network::Helper(_)) {
+    if matches!(plan.network.mode, Network::Helper(_)) {
         channel::send(status, &Message::Attachable);
     }
     // 3. No mount event may propagate back to the host.
@@ -117,25 +117,25 @@ fn setup(spec: &LaunchPlan, status: BorrowedFd<'_>) -> Result<&'static str, Moun
     // 3b. Servers inside may listen on ports below 1024 without capabilities, as in podman.
     //     Written now: per-network-namespace sysctls follow the writer, and /proc/sys becomes
     //     read-only below.
-    if spec.network.mode != Network::Host {
+    if plan.network.mode != Network::Host {
         fs_err::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0").map_err(failure(
             "allow unprivileged ports",
             Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start"),
         ))?;
     }
     // 4. The overlay of the image's layers, with the container's own upper dir.
-    let overlay = mount_overlay(spec)?;
+    let overlay = mount_overlay(plan)?;
     // 5. The plan: project dir, /proc, /sys, /dev, /tmp, masks.
-    mounts::execute(&merged, &spec.rootfs.mounts)?;
+    mounts::execute(&merged, &plan.rootfs.mounts)?;
     // 6. /etc files and the user's home, written into the overlay's upper dir; then the
     //    caches, whose targets are made inside that home with the user as owner.
-    write_etc(spec)?;
-    mount_caches(spec)?;
+    write_etc(plan)?;
+    mount_caches(plan)?;
     // 7. Switch root; the old root is detached, so nothing of the host stays reachable.
     pivot(&merged)?;
     // 8. Hostname and loopback.
-    sys::sethostname(&spec.hostname).map_err(failure("set the hostname", Path::new("/")))?;
-    if spec.network.mode != Network::Host {
+    sys::sethostname(&plan.hostname).map_err(failure("set the hostname", Path::new("/")))?;
+    if plan.network.mode != Network::Host {
         sys::loopback_up().map_err(failure("bring up lo", Path::new("/")))?;
     }
     Ok(overlay)
@@ -143,14 +143,14 @@ fn setup(spec: &LaunchPlan, status: BorrowedFd<'_>) -> Result<&'static str, Moun
 
 /// Kernel overlayfs with `userxattr` (Linux 5.11+); fuse-overlayfs when the kernel refuses
 /// (or when asked for), which reads the same whiteouts and `user.overlay.opaque` markers.
-fn mount_overlay(spec: &LaunchPlan) -> Result<&'static str, MountFailure> {
-    let merged = spec.merged();
+fn mount_overlay(plan: &LaunchPlan) -> Result<&'static str, MountFailure> {
+    let merged = plan.merged();
     let fail = failure("mount the overlay on", &merged);
     let bad_char = |p: &Path| p.to_string_lossy().contains([':', ',', '\n']);
-    let layers = &spec.rootfs.layers;
+    let layers = &plan.rootfs.layers;
     if layers
         .iter()
-        .chain([&spec.upper(), &spec.work()])
+        .chain([&plan.upper(), &plan.work()])
         .any(|p| bad_char(p))
     {
         return Err(fail(std::io::Error::other(
@@ -174,14 +174,14 @@ fn mount_overlay(spec: &LaunchPlan) -> Result<&'static str, MountFailure> {
     let options = format!(
         "lowerdir={},upperdir={},workdir={},userxattr",
         lower.join(":"),
-        spec.upper().display(),
-        spec.work().display()
+        plan.upper().display(),
+        plan.work().display()
     );
     sys::chdir(&sys::cpath(layers_dir).map_err(&fail)?).map_err(&fail)?;
     let target = sys::cpath(&merged).map_err(&fail)?;
     let overlay = sys::cstring("overlay").map_err(&fail)?;
     let data = sys::cstring(&options).map_err(&fail)?;
-    let kernel = match spec.rootfs.overlay {
+    let kernel = match plan.rootfs.overlay {
         OverlayChoice::Fuse => None,
         OverlayChoice::Kernel | OverlayChoice::Auto => Some(sys::mount(
             Some(&overlay),
@@ -193,7 +193,7 @@ fn mount_overlay(spec: &LaunchPlan) -> Result<&'static str, MountFailure> {
     };
     let kernel_refusal = match kernel {
         Some(Ok(())) => return Ok("kernel overlayfs"),
-        Some(Err(e)) if spec.rootfs.overlay == OverlayChoice::Kernel => {
+        Some(Err(e)) if plan.rootfs.overlay == OverlayChoice::Kernel => {
             return Err(MountFailure {
                 kind: FailureKind::KernelOverlay,
                 ..fail(e)
@@ -204,7 +204,7 @@ fn mount_overlay(spec: &LaunchPlan) -> Result<&'static str, MountFailure> {
     };
     let fuse_options = options.trim_end_matches(",userxattr").to_owned();
     let mut command = std::process::Command::new("fuse-overlayfs");
-    if spec.process.user.ids_mapped {
+    if plan.process.user.ids_mapped {
         // As container root the helper keeps its capabilities across exec, which it needs to
         // mount FUSE in our namespaces.
         sys::run_as_namespace_root(&mut command);
@@ -235,15 +235,15 @@ fn mount_overlay(spec: &LaunchPlan) -> Result<&'static str, MountFailure> {
 
 /// The plan's /etc files (passwd and group merged with the image's own, read through no
 /// link and with a size cap), then the user's home.
-fn write_etc(spec: &LaunchPlan) -> Result<(), MountFailure> {
+fn write_etc(plan: &LaunchPlan) -> Result<(), MountFailure> {
     let root =
-        RootDir::open(&spec.merged()).map_err(failure("open the new root", &spec.merged()))?;
-    let user = &spec.process.user;
+        RootDir::open(&plan.merged()).map_err(failure("open the new root", &plan.merged()))?;
+    let user = &plan.process.user;
     let read = |p: &Path| {
         root.read_small(p, etc_files::READ_LIMIT)
             .unwrap_or_default()
     };
-    for file in &spec.rootfs.etc_files {
+    for file in &plan.rootfs.etc_files {
         let text = match &file.content {
             EtcContent::Passwd => etc_files::passwd(&read(&file.path), user),
             EtcContent::Group => etc_files::group(&read(&file.path), user),
@@ -252,20 +252,20 @@ fn write_etc(spec: &LaunchPlan) -> Result<(), MountFailure> {
         root.write_file(&file.path, &text, file.mode, file.owner)
             .map_err(failure("write", &file.path))?;
     }
-    let (home, owner) = &spec.rootfs.home;
+    let (home, owner) = &plan.rootfs.home;
     root.dir(home, *owner)
         .map_err(failure("create the home directory", home))?;
     Ok(())
 }
 
-fn mount_caches(spec: &LaunchPlan) -> Result<(), MountFailure> {
-    if spec.rootfs.caches.is_empty() {
+fn mount_caches(plan: &LaunchPlan) -> Result<(), MountFailure> {
+    if plan.rootfs.caches.is_empty() {
         return Ok(());
     }
-    let merged = spec.merged();
+    let merged = plan.merged();
     let root = mounts::RootDir::open(&merged).map_err(failure("open the new root", &merged))?;
     let mut ops = Vec::new();
-    for cache in &spec.rootfs.caches {
+    for cache in &plan.rootfs.caches {
         root.dir(&cache.target, Some(cache.owner))
             .map_err(failure("create the cache dir", &cache.target))?;
         ops.push(mounts::MountOp::Bind {
@@ -299,7 +299,7 @@ pub fn signal_fd() -> std::io::Result<sys::SignalFd> {
 
 /// Starts the command, then reaps and forwards until it ends and nothing else runs.
 fn supervise(
-    spec: &LaunchPlan,
+    plan: &LaunchPlan,
     status: BorrowedFd<'_>,
     control: OwnedFd,
     stdio: Option<OwnedFd>,
@@ -325,7 +325,7 @@ fn supervise(
     if child == 0 {
         drop(signals);
         drop(control);
-        exec::exec(&spec.process, status, stdio.as_ref().map(|f| f.as_fd()));
+        exec::exec(&plan.process, status, stdio.as_ref().map(|f| f.as_fd()));
     }
     // pid 1 keeps nothing of the user's stdio or terminal, so readers see EOF when the command ends.
     drop(stdio);

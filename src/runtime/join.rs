@@ -48,8 +48,8 @@ pub fn enter_user_namespace(container: &ContainerState) -> Result<(), RuntimeErr
     })
 }
 
-/// Runs `spec`'s program inside the running `container`; waits for it.
-pub fn run(container: &ContainerState, spec: &ProcessPlan) -> Result<Outcome, RuntimeError> {
+/// Runs `plan`'s program inside the running `container`; waits for it.
+pub fn run(container: &ContainerState, plan: &ProcessPlan) -> Result<Outcome, RuntimeError> {
     let names = ["user", "ipc", "uts", "net", "pid", "mnt"];
     let kinds = [
         libc::CLONE_NEWUSER,
@@ -69,7 +69,7 @@ pub fn run(container: &ContainerState, spec: &ProcessPlan) -> Result<Outcome, Ru
             id: container.id.clone(),
         });
     }
-    let (master, slave) = if spec.stdio == Stdio::Terminal {
+    let (master, slave) = if plan.stdio == Stdio::Terminal {
         let (m, s) = sys::open_pty(std::io::stdin().as_fd())?;
         (Some(m), Some(s))
     } else {
@@ -103,7 +103,7 @@ pub fn run(container: &ContainerState, spec: &ProcessPlan) -> Result<Outcome, Ru
         drop(master);
         drop(signals);
         exec::exec(
-            spec,
+            plan,
             status_write.as_fd(),
             slave.as_ref().map(|s| s.as_fd()),
         );

@@ -53,19 +53,19 @@ fn make_cache_dirs(caches: &[CacheMount]) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// Executes `spec`: starts a new container and waits for its command.
-pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, RuntimeError> {
-    make_cache_dirs(&spec.rootfs.caches)?;
+/// Executes `plan`: starts a new container and waits for its command.
+pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, RuntimeError> {
+    make_cache_dirs(&plan.rootfs.caches)?;
     let signals = init::signal_fd().map_err(|source| RuntimeError::Syscall {
         what: "block signals",
         source,
     })?;
-    let container = state::create_dir(spec)?;
+    let container = state::create_dir(plan)?;
     let (status_read, status_write) = sys::pipe()?;
     let (control_read, control_write) = sys::pipe()?;
     // The command's stdio: ours, a new terminal, or a pipe we read (kept: `ours`, given to pid
     // 1: `theirs`).
-    let (master, output, theirs) = match spec.process.stdio {
+    let (master, output, theirs) = match plan.process.stdio {
         Stdio::Inherit => (None, None, None),
         Stdio::Terminal => {
             let (m, s) = sys::open_pty(std::io::stdin().as_fd())?;
@@ -76,8 +76,8 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             (None, Some(read), Some(write))
         }
     };
-    network::check_ports_free(&spec.network.options.ports)?;
-    let flags = spec
+    network::check_ports_free(&plan.network.options.ports)?;
+    let flags = plan
         .namespaces
         .iter()
         .fold(0, |flags, ns| flags | ns.clone_flag());
@@ -97,7 +97,7 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         drop(output);
         drop(signals);
         init::run(
-            spec,
+            plan,
             InitFds {
                 status: status_write,
                 control: control_read,
@@ -114,7 +114,7 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     let mut helper = None;
     let pid_ns = loop {
         match next_message(status_read.as_fd(), &mut buffer) {
-            Some(Message::Attachable) => match start_helper(spec, pid, reporter) {
+            Some(Message::Attachable) => match start_helper(plan, pid, reporter) {
                 Ok(running) => helper = running,
                 Err(e) => {
                     drop(control_write);
@@ -124,8 +124,8 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 }
             },
             Some(Message::Started { pid_ns, overlay }) => {
-                reporter.verbose(&format!("container {} runs on {overlay}", spec.id));
-                if helper.is_none() && matches!(spec.network.mode, Network::Helper(_)) {
+                reporter.verbose(&format!("container {} runs on {overlay}", plan.id));
+                if helper.is_none() && matches!(plan.network.mode, Network::Helper(_)) {
                     drop(control_write);
                     reap(pid);
                     state::remove(&container);
@@ -165,7 +165,7 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             "the container's pid 1 ended before it started".into(),
         ));
     }
-    let record = ContainerState::new(spec, pid, pid_ns);
+    let record = ContainerState::new(plan, pid, pid_ns);
     state::write(&container, &record)?;
     let session = Session {
         forward_to: pid,
@@ -184,11 +184,11 @@ pub fn start(spec: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         other => drop(other),
     }
     let (outcome, last) = result?;
-    if let Some(keep) = &spec.keep_upper {
+    if let Some(keep) = &plan.keep_upper {
         // The changes are kept only once pid 1 is gone: nothing can write to them any more.
         reap(pid);
         if outcome == Outcome::Exited(0) {
-            fs_err::rename(spec.upper(), keep)?;
+            fs_err::rename(plan.upper(), keep)?;
         }
     }
     // pid 1 said nothing else runs: only its own exit (namespace teardown) is left, which we do
@@ -222,23 +222,23 @@ fn reap(pid: libc::pid_t) {
     let _ = sys::waitpid(pid, false);
 }
 
-/// Starts the network helper on pid 1's network namespace, when the spec asks for one.
+/// Starts the network helper on pid 1's network namespace, when the plan asks for one.
 fn start_helper(
-    spec: &LaunchPlan,
+    plan: &LaunchPlan,
     pid: libc::pid_t,
     reporter: &dyn RunReporter,
 ) -> Result<Option<net_keeper::Keeper>, RuntimeError> {
-    let Network::Helper(helper) = spec.network.mode else {
+    let Network::Helper(helper) = plan.network.mode else {
         return Ok(None);
     };
     let started = Instant::now();
-    let options = &spec.network.options;
+    let options = &plan.network.options;
     let running = net_keeper::start(
         helper,
         pid,
         &options.ports,
         options.host_loopback,
-        &spec.dir,
+        &plan.dir,
     )?;
     reporter.verbose(&format!(
         "{} ready in {} ms",

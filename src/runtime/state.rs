@@ -35,19 +35,19 @@ pub struct ContainerState {
 }
 
 impl ContainerState {
-    pub fn new(spec: &LaunchPlan, pid: i32, pid_ns: String) -> Self {
+    pub fn new(plan: &LaunchPlan, pid: i32, pid_ns: String) -> Self {
         Self {
-            id: spec.id.clone(),
-            project_dir: spec.project_dir.clone(),
-            image: spec.image.clone(),
+            id: plan.id.clone(),
+            project_dir: plan.project_dir.clone(),
+            image: plan.image.clone(),
             pid,
             pid_start: process_start(pid).unwrap_or(0),
             pid_ns,
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            hostname: spec.hostname.clone(),
-            network: super::plan::network_summary(spec.network.mode, &spec.network.options),
+            hostname: plan.hostname.clone(),
+            network: super::plan::network_summary(plan.network.mode, &plan.network.options),
         }
     }
 
@@ -107,10 +107,10 @@ const STAGING_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 /// The directory is made and locked under a staging name, then renamed into place: under its
 /// final name it is always locked while its container lives, so another start's stale
 /// collection can never take it for a dead one (it did, under load, between mkdir and flock).
-pub fn create_dir(spec: &LaunchPlan) -> Result<ContainerDir, RuntimeError> {
+pub fn create_dir(plan: &LaunchPlan) -> Result<ContainerDir, RuntimeError> {
     use std::os::unix::fs::DirBuilderExt as _;
-    let containers = spec.dir.parent().unwrap_or(Path::new("."));
-    let staging = containers.join(format!("{STAGING_PREFIX}{}", spec.id));
+    let containers = plan.dir.parent().unwrap_or(Path::new("."));
+    let staging = containers.join(format!("{STAGING_PREFIX}{}", plan.id));
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true).mode(0o700);
     let create = |dir: &Path| {
@@ -131,12 +131,12 @@ pub fn create_dir(spec: &LaunchPlan) -> Result<ContainerDir, RuntimeError> {
     for name in ["upper", "work", "merged"] {
         create(&staging.join(name))?;
     }
-    fs_err::rename(&staging, &spec.dir).map_err(|source| RuntimeError::ContainerDir {
-        path: spec.dir.clone(),
+    fs_err::rename(&staging, &plan.dir).map_err(|source| RuntimeError::ContainerDir {
+        path: plan.dir.clone(),
         source,
     })?;
     Ok(ContainerDir {
-        path: spec.dir.clone(),
+        path: plan.dir.clone(),
         _lock: lock,
     })
 }

@@ -15,7 +15,7 @@
 //! without showing up inside containers.
 //!
 //! Every object is made under `tmp/` and renamed into place once verified, so a kill at any moment
-//! leaves either nothing or a whole object; `clean_stale_tmp` removes what a dead process left.
+//! leaves either nothing or a whole object; `Store::clean_stale_temp` removes what a dead process left.
 
 pub mod images;
 
