@@ -264,6 +264,36 @@ pub struct SandboxArgs {
     /// Fail unless sandbox.lock exists and still matches sandbox.toml
     #[arg(long)]
     pub locked: bool,
+    /// Give container root a capability beyond podman's default set, e.g. NET_ADMIN or ALL
+    /// (repeatable)
+    #[arg(long = "cap-add", value_name = "CAP", value_parser = parse_capabilities)]
+    pub cap_add: Vec<Vec<caps::Capability>>,
+    /// Take a capability from container root's default set (repeatable)
+    #[arg(long = "cap-drop", value_name = "CAP", value_parser = parse_capabilities)]
+    pub cap_drop: Vec<Vec<caps::Capability>>,
+    /// Loosen confinement: `seccomp=unconfined` runs without the default seccomp filter
+    #[arg(long = "security-opt", value_name = "OPT", value_parser = parse_security_opt)]
+    pub security_opt: Vec<SecurityOpt>,
+}
+
+/// What `--security-opt` can say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityOpt {
+    SeccompUnconfined,
+}
+
+fn parse_security_opt(text: &str) -> Result<SecurityOpt, String> {
+    match text {
+        "seccomp=unconfined" => Ok(SecurityOpt::SeccompUnconfined),
+        _ => Err(format!(
+            "`{text}` is not a security option sandbox knows; the one it takes is `seccomp=unconfined`"
+        )),
+    }
+}
+
+/// `--cap-add NET_ADMIN` (with or without `CAP_`, any case, or ALL).
+fn parse_capabilities(text: &str) -> Result<Vec<caps::Capability>, String> {
+    crate::runtime::capabilities::parse(text)
 }
 
 #[derive(Debug, Args)]

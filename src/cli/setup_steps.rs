@@ -23,7 +23,7 @@ use crate::image::store::Store;
 use crate::image::Digest;
 use crate::runtime::monitor::{self, Outcome};
 use crate::runtime::plan::{
-    self, HostFacts, Inputs, LaunchKind, Program, ProjectInputs, Request, Stdio,
+    self, HostFacts, Inputs, LaunchKind, Program, ProjectInputs, Request, Seccomp, Stdio,
 };
 use crate::runtime::{exit_code, state, RunReporter, RuntimeError};
 
@@ -81,6 +81,9 @@ pub fn prepare(
         network: None,
         publish: Vec::new(),
         host_loopback: false,
+        cap_add: Vec::new(),
+        cap_drop: Vec::new(),
+        seccomp: Seccomp::Default,
     };
     let launch = plan::resolve(&Inputs {
         kind: LaunchKind::Setup {

@@ -22,6 +22,9 @@
 //! memory = "2g"
 //! cpus = 1.5
 //! pids = 512
+//! [security]                   # container root (setup steps, --as-root) holds podman's set
+//! cap_add = ["NET_ADMIN"]      # more: refused until `sandbox trust`
+//! cap_drop = ["CHOWN"]
 //! ```
 //! `setup` may also sit inside `[toolchain]`, where a TOML file puts it when it follows that
 //! header (as the design sketch writes it).
@@ -53,6 +56,16 @@ struct RawProject {
     caches: BTreeMap<Spanned<String>, Spanned<String>>,
     network: Option<RawNetwork>,
     limits: Option<RawLimits>,
+    security: Option<RawSecurity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    #[serde(default)]
+    cap_add: Vec<Spanned<String>>,
+    #[serde(default)]
+    cap_drop: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +131,13 @@ pub struct NetworkSettings {
     pub host_loopback: bool,
 }
 
+/// `[security]`: changes to container root's capabilities.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SecuritySettings {
+    pub cap_add: Vec<Located<caps::Capability>>,
+    pub cap_drop: Vec<Located<caps::Capability>>,
+}
+
 /// A validated sandbox.toml, with its template applied.
 #[derive(Clone, Debug)]
 pub struct Project {
@@ -133,6 +153,7 @@ pub struct Project {
     pub caches: Vec<Cache>,
     pub network: NetworkSettings,
     pub limits: Limits,
+    pub security: SecuritySettings,
     /// Relative to the project dir.
     pub workdir: Option<PathBuf>,
     /// What in the file asks for access beyond the project (refused until `sandbox trust`).
@@ -381,6 +402,38 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
         }
     };
 
+    let mut security = SecuritySettings::default();
+    if let Some(raw_security) = raw.security {
+        let parse_all = |names: &[Spanned<String>]| {
+            let mut parsed = Vec::new();
+            for name in names {
+                let caps = crate::runtime::capabilities::parse(name.get_ref()).map_err(|e| {
+                    error(
+                        name.span(),
+                        e,
+                        Some("capabilities are named as in podman, e.g. \"NET_ADMIN\" or \"SYS_PTRACE\"".into()),
+                    )
+                })?;
+                parsed.extend(caps.into_iter().map(|value| Located {
+                    value,
+                    span: name.span(),
+                }));
+            }
+            Ok::<_, ConfigError>(parsed)
+        };
+        security.cap_add = parse_all(&raw_security.cap_add)?;
+        security.cap_drop = parse_all(&raw_security.cap_drop)?;
+        for name in &raw_security.cap_add {
+            host_access.push(Located {
+                value: format!(
+                    "security.cap_add gives container root {} beyond podman's default set",
+                    name.get_ref()
+                ),
+                span: name.span(),
+            });
+        }
+    }
+
     let limits = match raw.limits {
         None => Limits::default(),
         Some(l) => Limits {
@@ -419,6 +472,7 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
         caches,
         network,
         limits,
+        security,
         workdir,
         host_access,
     })

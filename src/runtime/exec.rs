@@ -1,15 +1,58 @@
 //! The last steps before the user's command runs, in the process that becomes it: a new session
-//! (so nothing inside can push input into the host's terminal with TIOCSTI), the terminal, the
-//! working directory, the identity, no capabilities, no_new_privs, only fds 0-2, then execve.
+//! (so nothing inside can push input into the host's terminal with TIOCSTI), the terminal, a
+//! new session keyring, the nested namespaces, the identity, capabilities (none for the user,
+//! podman's set for container root), the working directory (resolved as the user, inside the
+//! root), no_new_privs, only fds 0-2, the seccomp filter, then execve.
 //! Used both for a new container's command and for a command joining a running container.
 
 use std::ffi::CString;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd as _, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use super::channel::{self, Message};
+use super::channel::{self, FailureKind, Message};
+use super::nest::NestChild;
 use super::plan::{ProcessPlan, Program, Stdio};
 use super::sys;
+
+/// What confines the command beyond its plan: the nested namespaces to make (a new
+/// container's command; a joining one enters the existing ones) and the seccomp filter.
+pub struct Confinement<'a> {
+    pub nest: Option<NestChild>,
+    pub filter: Option<&'a seccompiler::BpfProgram>,
+}
+
+/// Reports a failure of sandbox's own (not the command's) and ends with 125.
+fn fail_setup(status: BorrowedFd<'_>, step: &str, error: std::io::Error) -> ! {
+    channel::send(
+        status,
+        &Message::SetupFailed {
+            step: step.to_owned(),
+            path: "/".to_owned(),
+            errno: error.raw_os_error(),
+            detail: error.to_string(),
+            kind: FailureKind::Other,
+        },
+    );
+    sys::exit_now(125)
+}
+
+/// Enters the working directory as the user, inside the root: a link through /proc
+/// (`/proc/N/fd/M`, `/proc/N/cwd`) that could lead out of the root is refused. A directory
+/// that does not exist falls back to `/`, as before.
+fn enter_working_dir(cwd: &Path) -> std::io::Result<()> {
+    let root = sys::open_dir_path(&sys::cstring("/")?)?;
+    match sys::open_dir_in_root(root.as_fd(), &sys::cpath(cwd)?) {
+        Ok(dir) => sys::fchdir(dir.as_fd()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => sys::fchdir(root.as_fd()),
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!(
+                "the working directory {} leads outside the sandbox or cannot be entered ({e})",
+                cwd.display()
+            ),
+        )),
+    }
+}
 
 fn fail(status: BorrowedFd<'_>, program: &str, error: std::io::Error) -> ! {
     let errno = error.raw_os_error().unwrap_or(libc::EIO);
@@ -93,7 +136,12 @@ fn program(plan: &ProcessPlan) -> Result<(PathBuf, Vec<String>), (String, std::i
 
 /// Becomes the command; never returns. `stdio` (a terminal's slave, or a pipe for captured
 /// output) becomes its fds 0-2 (for a pipe: 1 and 2, with stdin from /dev/null).
-pub fn exec(plan: &ProcessPlan, status: BorrowedFd<'_>, stdio: Option<BorrowedFd<'_>>) -> ! {
+pub fn exec(
+    plan: &ProcessPlan,
+    status: BorrowedFd<'_>,
+    stdio: Option<BorrowedFd<'_>>,
+    confinement: Confinement<'_>,
+) -> ! {
     let shown = match &plan.program {
         Program::Command(argv) => argv.first().cloned().unwrap_or_default(),
         Program::LoginShell => "the login shell".to_owned(),
@@ -126,17 +174,25 @@ pub fn exec(plan: &ProcessPlan, status: BorrowedFd<'_>, stdio: Option<BorrowedFd
         }
         _ => {}
     }
-    // 3. The working directory (under the project dir, which is bound at the same path).
-    let cwd = sys::cpath(&plan.cwd).ok();
-    if cwd.as_ref().is_none_or(|c| sys::chdir(c).is_err()) {
-        let _ = sys::cstring("/").map(|root| sys::chdir(&root));
+    // 3. A session keyring of its own: no key of the host's session is reachable.
+    match sys::join_new_session_keyring() {
+        Ok(()) => {}
+        // A kernel without keyrings has none to leak.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+        Err(e) => fail_setup(status, "make a new session keyring", e),
     }
-    // 4. What to run, found while we can still read everything.
+    // 4. A new container's command nests its own user and mount namespaces (see `nest`).
+    if let Some(nest) = confinement.nest {
+        if let Err(e) = nest.enter() {
+            fail_setup(status, "make the command's nested user namespace", e);
+        }
+    }
+    // 5. What to run, found while we can still read everything.
     let (path, argv) = match program(plan) {
         Ok(p) => p,
         Err((name, e)) => fail(status, &name, e),
     };
-    // 5. Identity: the user (same uid and gid), or container root with --as-root.
+    // 6. Identity: the user (same uid and gid), or container root with --as-root.
     let user = &plan.user;
     let ids = if plan.as_root {
         sys::set_ids(0, 0, &[0])
@@ -148,22 +204,36 @@ pub fn exec(plan: &ProcessPlan, status: BorrowedFd<'_>, stdio: Option<BorrowedFd
     if let Err(e) = ids {
         fail(status, "the user's identity", e);
     }
-    // 6. No privileges beyond the user's: no capabilities, and setuid files give nothing.
-    if !plan.as_root {
-        if let Err(e) = sys::drop_all_capabilities() {
-            fail(status, "dropping capabilities", e);
-        }
+    // 7. Capabilities: none for the user; podman's set (and what was added) for container root.
+    let capabilities = if plan.as_root {
+        sys::limit_capabilities(&plan.root_capabilities)
+    } else {
+        sys::drop_all_capabilities()
+    };
+    if let Err(e) = capabilities {
+        fail_setup(status, "limit capabilities", e);
     }
+    // 8. The working directory, entered with the identity the command has.
+    if let Err(e) = enter_working_dir(&plan.cwd) {
+        fail_setup(status, "enter the working directory", e);
+    }
+    // 9. setuid and file capabilities give nothing from here on.
     if let Err(e) = sys::set_no_new_privs() {
         fail(status, "no_new_privs", e);
     }
-    // 7. Die with our parent (set after the identity change, which clears it).
+    // 10. Die with our parent (set after the identity change, which clears it).
     let _ = sys::set_parent_death_signal(nix::sys::signal::Signal::SIGKILL);
-    // 8. Only stdio survives exec: the status pipe stays open until then (close-on-exec, so a
-    //    failed exec can still be reported), everything else goes now.
+    // 11. Only stdio survives exec: the status pipe stays open until then (close-on-exec, so a
+    //     failed exec can still be reported), everything else goes now.
     let _ = sys::set_cloexec(status, true);
     sys::close_all_but(&[status]);
-    // 9. Exec.
+    // 12. The seccomp filter, last: everything above may use what it denies.
+    if let Some(filter) = confinement.filter {
+        if let Err(e) = sys::install_seccomp(filter) {
+            fail_setup(status, "install the seccomp filter", e);
+        }
+    }
+    // 13. Exec.
     let to_c = |s: &str| CString::new(s).unwrap_or_default();
     let c_path = sys::cpath(&path).unwrap_or_default();
     let c_argv: Vec<CString> = argv.iter().map(|a| to_c(a)).collect();

@@ -14,6 +14,7 @@ use super::channel::{self, FailureKind, Message};
 use super::etc_files;
 use super::exec;
 use super::mounts::{self, MountFailure, RootDir};
+use super::nest;
 use super::plan::{EtcContent, LaunchPlan, Network, OverlayChoice};
 use super::sys;
 
@@ -25,6 +26,8 @@ pub struct InitFds {
     pub control: OwnedFd,
     /// The command's terminal (a pty slave) or the pipe its output is captured in.
     pub stdio: Option<OwnedFd>,
+    /// The seccomp filter for the command and for pid 1 itself (none: unconfined).
+    pub filter: Option<seccompiler::BpfProgram>,
 }
 
 /// Signals pid 1 forwards to the command; SIGINT and SIGQUIT go to its whole process group,
@@ -45,6 +48,7 @@ pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
         status: status_pipe,
         control,
         stdio,
+        filter,
     } = fds;
     let status = status_pipe.as_fd();
     let overlay = match setup(plan, status) {
@@ -76,7 +80,7 @@ pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
         report(status, &failure("mark pid 1 undumpable", Path::new("/"))(e));
         sys::exit_now(125);
     }
-    let code = supervise(plan, status, control, stdio);
+    let code = supervise(plan, status, control, stdio, filter.as_ref());
     sys::exit_now(code)
 }
 
@@ -102,8 +106,15 @@ fn report(status: BorrowedFd<'_>, failure: &MountFailure) {
 /// The root file system, as a flat checklist. Returns which overlay was mounted.
 fn setup(plan: &LaunchPlan, status: BorrowedFd<'_>) -> Result<&'static str, MountFailure> {
     let merged = plan.merged();
-    // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them.
+    // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them;
+    //    and a session keyring of our own, so no key of the host's is reachable from here.
     sys::setsid();
+    match sys::join_new_session_keyring() {
+        Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => {
+            return Err(failure("make a new session keyring", Path::new("/"))(e));
+        }
+        _ => {}
+    }
     // 2. Dumpable until the network helper has attached to our namespaces (gaining capabilities
     //    in the user namespace made us undumpable); undumpable again before the command starts.
     sys::set_dumpable(true).map_err(failure("let the network helper attach", Path::new("/")))?;
@@ -303,11 +314,22 @@ fn supervise(
     status: BorrowedFd<'_>,
     control: OwnedFd,
     stdio: Option<OwnedFd>,
+    filter: Option<&seccompiler::BpfProgram>,
 ) -> i32 {
     let signals = match signal_fd() {
         Ok(fd) => fd,
         Err(e) => {
             report(status, &failure("create a signalfd", Path::new("/"))(e));
+            return 125;
+        }
+    };
+    let (nest_parent, nest_child) = match nest::pair() {
+        Ok(pair) => pair,
+        Err(e) => {
+            report(
+                status,
+                &failure("make the nesting pipes", Path::new("/"))(e),
+            );
             return 125;
         }
     };
@@ -325,7 +347,35 @@ fn supervise(
     if child == 0 {
         drop(signals);
         drop(control);
-        exec::exec(&plan.process, status, stdio.as_ref().map(|f| f.as_fd()));
+        drop(nest_parent);
+        exec::exec(
+            &plan.process,
+            status,
+            stdio.as_ref().map(|f| f.as_fd()),
+            exec::Confinement {
+                nest: Some(nest_child),
+                filter,
+            },
+        );
+    }
+    drop(nest_child);
+    if let Err(e) = nest_parent.map(child) {
+        // The child fails on its own (its pipe closed) and reports; this is the cause.
+        report(
+            status,
+            &failure("map the command's nested user namespace", Path::new("/"))(e),
+        );
+    }
+    // pid 1 itself runs under the same filter from here on: it only waits, reads /proc and
+    // signals.
+    if let Some(filter) = filter {
+        if let Err(e) = sys::install_seccomp(filter) {
+            report(
+                status,
+                &failure("install the seccomp filter", Path::new("/"))(e),
+            );
+            sys::kill(child, Signal::SIGKILL);
+        }
     }
     // pid 1 keeps nothing of the user's stdio or terminal, so readers see EOF when the command ends.
     drop(stdio);

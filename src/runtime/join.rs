@@ -3,8 +3,13 @@
 //! container lives on until its last process ends.
 //!
 //! Order: open every namespace file first (after the mount namespace changes, /proc is the
-//! container's); join the user namespace first (it grants the rights for the rest), the mount
-//! namespace last. setns into a user namespace needs a single-threaded process.
+//! container's); join the container's outer user namespace first (it grants the rights for the
+//! ipc, uts, net and pid namespaces it owns), then the command's nested user namespace (see
+//! `nest`), the mount namespace it owns last. setns into a user namespace needs a
+//! single-threaded process.
+//!
+//! The joiner is made undumpable before it joins anything: its memory holds the host's
+//! environment until it execs, and the child it forks lives in the container's pid namespace.
 
 use std::os::fd::{AsFd as _, OwnedFd};
 
@@ -24,19 +29,30 @@ fn open_ns(pid: i32, name: &str) -> Result<OwnedFd, RuntimeError> {
 }
 
 /// A process of the container to enter through: pid 1 is not dumpable, its others are ours.
+/// The earliest started is the container's first command (or what it left), which sits in the
+/// nested namespaces; a later process may have made namespaces of its own.
 fn member(container: &ContainerState) -> Result<i32, RuntimeError> {
     container
         .members()
         .into_iter()
-        .next()
+        .min_by_key(|pid| super::state::process_start(*pid).unwrap_or(u64::MAX))
         .ok_or_else(|| RuntimeError::NotRunning {
             id: container.id.clone(),
         })
 }
 
-/// Joins only the container's user namespace (for `stop`, which signals its processes).
+/// The container's outer user namespace: the one that owns the nested one `nested` refers to.
+fn outer_user_namespace(nested: &OwnedFd) -> Result<OwnedFd, RuntimeError> {
+    sys::parent_namespace(nested.as_fd()).map_err(|source| RuntimeError::Join {
+        namespace: "outer user",
+        source,
+    })
+}
+
+/// Joins only the container's outer user namespace (for `stop`, which signals its processes,
+/// pid 1 included).
 pub fn enter_user_namespace(container: &ContainerState) -> Result<(), RuntimeError> {
-    let user = open_ns(member(container)?, "user")?;
+    let user = outer_user_namespace(&open_ns(member(container)?, "user")?)?;
     if !container.is_running() {
         return Err(RuntimeError::NotRunning {
             id: container.id.clone(),
@@ -50,20 +66,29 @@ pub fn enter_user_namespace(container: &ContainerState) -> Result<(), RuntimeErr
 
 /// Runs `plan`'s program inside the running `container`; waits for it.
 pub fn run(container: &ContainerState, plan: &ProcessPlan) -> Result<Outcome, RuntimeError> {
-    let names = ["user", "ipc", "uts", "net", "pid", "mnt"];
+    sys::set_dumpable(false).map_err(|source| RuntimeError::Syscall {
+        what: "make the joining process undumpable",
+        source,
+    })?;
+    let filter = monitor::seccomp_filter(plan.seccomp)?;
+    let names = ["outer user", "ipc", "uts", "net", "pid", "user", "mnt"];
     let kinds = [
         libc::CLONE_NEWUSER,
         libc::CLONE_NEWIPC,
         libc::CLONE_NEWUTS,
         libc::CLONE_NEWNET,
         libc::CLONE_NEWPID,
+        libc::CLONE_NEWUSER,
         libc::CLONE_NEWNS,
     ];
     let through = member(container)?;
-    let fds = names
-        .iter()
-        .map(|n| open_ns(through, n))
-        .collect::<Result<Vec<_>, _>>()?;
+    let nested = open_ns(through, "user")?;
+    let mut fds = vec![outer_user_namespace(&nested)?];
+    for name in ["ipc", "uts", "net", "pid"] {
+        fds.push(open_ns(through, name)?);
+    }
+    fds.push(nested);
+    fds.push(open_ns(through, "mnt")?);
     if !container.is_running() {
         return Err(RuntimeError::NotRunning {
             id: container.id.clone(),
@@ -106,6 +131,10 @@ pub fn run(container: &ContainerState, plan: &ProcessPlan) -> Result<Outcome, Ru
             plan,
             status_write.as_fd(),
             slave.as_ref().map(|s| s.as_fd()),
+            exec::Confinement {
+                nest: None,
+                filter: filter.as_ref(),
+            },
         );
     }
     drop(status_write);

@@ -1,5 +1,6 @@
 //! The runtime layer: namespaces, identity, mounts, the pty and the init process.
 
+pub mod capabilities;
 pub mod channel;
 pub mod environment;
 pub mod error;
@@ -11,10 +12,12 @@ pub mod init;
 pub mod join;
 pub mod monitor;
 pub mod mounts;
+pub mod nest;
 pub mod net_keeper;
 pub mod network;
 pub mod pause;
 pub mod plan;
+pub mod seccomp;
 pub mod state;
 pub mod sys;
 pub mod udp_relay;

@@ -11,9 +11,11 @@ use super::error::RuntimeError;
 use super::init::{self, InitFds, FORWARDED};
 use std::time::Instant;
 
+use super::capabilities;
 use super::net_keeper;
 use super::network;
-use super::plan::{CacheMount, LaunchPlan, Network, Stdio};
+use super::plan::{CacheMount, LaunchPlan, Network, Seccomp, Stdio};
+use super::seccomp;
 use super::state::{self, ContainerState};
 use super::sys;
 use super::RunReporter;
@@ -56,6 +58,7 @@ fn make_cache_dirs(caches: &[CacheMount]) -> Result<(), RuntimeError> {
 /// Executes `plan`: starts a new container and waits for its command.
 pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, RuntimeError> {
     make_cache_dirs(&plan.rootfs.caches)?;
+    let filter = seccomp_filter(plan.process.seccomp)?;
     let signals = init::signal_fd().map_err(|source| RuntimeError::Syscall {
         what: "block signals",
         source,
@@ -102,6 +105,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 status: status_write,
                 control: control_read,
                 stdio: theirs,
+                filter,
             },
         );
     }
@@ -124,7 +128,15 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 }
             },
             Some(Message::Started { pid_ns, overlay }) => {
-                reporter.verbose(&format!("container {} runs on {overlay}", plan.id));
+                reporter.verbose(&format!(
+                    "container {} runs on {overlay}; container root holds {}; seccomp: {}",
+                    plan.id,
+                    capabilities::names(&plan.process.root_capabilities),
+                    match plan.process.seccomp {
+                        Seccomp::Default => "default filter",
+                        Seccomp::Unconfined => "unconfined",
+                    }
+                ));
                 if helper.is_none() && matches!(plan.network.mode, Network::Helper(_)) {
                     drop(control_write);
                     reap(pid);
@@ -197,6 +209,16 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         state::remove(&container);
     }
     Ok(outcome)
+}
+
+/// The BPF program of the plan's seccomp choice, built before anything starts.
+pub fn seccomp_filter(choice: Seccomp) -> Result<Option<seccompiler::BpfProgram>, RuntimeError> {
+    match choice {
+        Seccomp::Unconfined => Ok(None),
+        Seccomp::Default => seccomp::default_filter()
+            .map(Some)
+            .map_err(|e| RuntimeError::Internal(e.to_string())),
+    }
 }
 
 /// The error for what pid 1 reported: its text as the cause, of the kind its errno says.
@@ -323,11 +345,19 @@ fn wait_for(
                 (Signal::SIGCHLD, _) => {
                     if let Some(pid) = child {
                         if let Some((_, code)) = sys::waitpid(pid, true) {
-                            read_messages(session.status.as_fd(), &mut buffer, &mut not_started);
+                            read_messages(
+                                session.status.as_fd(),
+                                &mut buffer,
+                                &mut not_started,
+                                &mut setup_failed,
+                            );
                             if let Some(m) = master {
                                 drain(m, &mut buf);
                             }
                             drop(raw);
+                            if let Some(f) = setup_failed {
+                                return Err(f);
+                            }
                             return Ok((not_started.unwrap_or(Outcome::Exited(code)), false));
                         }
                     }
@@ -396,6 +426,9 @@ fn wait_for(
                         }
                         drain_output(output, &mut buf, reporter);
                         drop(raw);
+                        if let Some(f) = setup_failed {
+                            return Err(f);
+                        }
                         return Ok((not_started.unwrap_or(Outcome::Exited(code)), last));
                     }
                 }
@@ -445,8 +478,13 @@ fn drain(master: BorrowedFd<'_>, buf: &mut [u8]) {
     }
 }
 
-/// Picks up an ExecFailed that may still sit in the pipe after the child ended.
-fn read_messages(fd: BorrowedFd<'_>, buffer: &mut Vec<u8>, not_started: &mut Option<Outcome>) {
+/// Picks up an ExecFailed or SetupFailed that may still sit in the pipe after the child ended.
+fn read_messages(
+    fd: BorrowedFd<'_>,
+    buffer: &mut Vec<u8>,
+    not_started: &mut Option<Outcome>,
+    setup_failed: &mut Option<RuntimeError>,
+) {
     let mut chunk = [0u8; 4096];
     while sys::readable(fd, 0) {
         match sys::read_some(fd, &mut chunk) {
@@ -455,8 +493,18 @@ fn read_messages(fd: BorrowedFd<'_>, buffer: &mut Vec<u8>, not_started: &mut Opt
         }
     }
     for message in channel::parse(buffer) {
-        if let Message::ExecFailed { program, errno } = message {
-            *not_started = Some(Outcome::NotStarted { program, errno });
+        match message {
+            Message::ExecFailed { program, errno } => {
+                *not_started = Some(Outcome::NotStarted { program, errno });
+            }
+            Message::SetupFailed {
+                step,
+                path,
+                errno,
+                detail,
+                kind,
+            } => *setup_failed = Some(setup_error(step, path, errno, detail, kind)),
+            _ => {}
         }
     }
 }

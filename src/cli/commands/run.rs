@@ -5,7 +5,7 @@
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
-use crate::cli::args::{EnterArgs, GlobalArgs, RunArgs, SandboxArgs};
+use crate::cli::args::{EnterArgs, GlobalArgs, RunArgs, SandboxArgs, SecurityOpt};
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
 use crate::cli::setup_steps;
@@ -18,7 +18,7 @@ use crate::image::unpack::Ownership;
 use crate::image::Reference;
 use crate::runtime::monitor::Outcome;
 use crate::runtime::plan::{
-    self, HostFacts, Inputs, LaunchKind, Program, ProjectInputs, Request, Stdio,
+    self, HostFacts, Inputs, LaunchKind, Program, ProjectInputs, Request, Seccomp, Stdio,
 };
 use crate::runtime::{exit_code, join, monitor, state, RuntimeError};
 
@@ -63,6 +63,8 @@ pub fn project_inputs(config: Option<&Project>, cwd: &Path) -> ProjectInputs {
             .collect(),
         host_loopback: config.network.host_loopback,
         limits: config.limits.clone(),
+        cap_add: config.security.cap_add.iter().map(|c| c.value).collect(),
+        cap_drop: config.security.cap_drop.iter().map(|c| c.value).collect(),
     }
 }
 
@@ -188,6 +190,13 @@ fn launch(
         network: args.network.map(Into::into),
         publish: args.publish.clone(),
         host_loopback: args.host_loopback,
+        cap_add: args.cap_add.concat(),
+        cap_drop: args.cap_drop.concat(),
+        seccomp: if args.security_opt.contains(&SecurityOpt::SeccompUnconfined) {
+            Seccomp::Unconfined
+        } else {
+            Seccomp::Default
+        },
     };
     let image_name = reference.to_string();
     let mut inputs = Inputs {

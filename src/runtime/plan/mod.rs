@@ -118,6 +118,17 @@ pub struct ProcessPlan {
     /// Run as container root instead of as the user.
     pub as_root: bool,
     pub stdio: Stdio,
+    /// What container root holds (the user's own commands hold none).
+    pub root_capabilities: Vec<caps::Capability>,
+    /// The default seccomp filter, or none (`--security-opt seccomp=unconfined`).
+    pub seccomp: Seccomp,
+}
+
+/// Which seccomp filter the process gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seccomp {
+    Default,
+    Unconfined,
 }
 
 /// What a file sandbox writes into the container's /etc holds.

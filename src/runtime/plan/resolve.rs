@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use super::{
     mounts, network_summary, CacheMount, EtcContent, EtcFile, HostFacts, Identity, LaunchPlan,
     Limits, Namespace, Network, NetworkOptions, NetworkPlan, ProcessPlan, Program, RootfsPlan,
-    Stdio,
+    Seccomp, Stdio,
 };
+use crate::runtime::capabilities;
 use crate::runtime::environment::{expand_home, Environment};
 use crate::runtime::error::PlanError;
 use crate::runtime::etc_files;
@@ -26,6 +27,10 @@ pub struct Request {
     pub network: Option<NetworkMode>,
     pub publish: Vec<PortMapping>,
     pub host_loopback: bool,
+    /// `--cap-add` and `--cap-drop`, for container root.
+    pub cap_add: Vec<caps::Capability>,
+    pub cap_drop: Vec<caps::Capability>,
+    pub seccomp: Seccomp,
 }
 
 /// What the project's sandbox.toml says (all empty without one: `--image`).
@@ -43,6 +48,9 @@ pub struct ProjectInputs {
     pub ports: Vec<PortMapping>,
     pub host_loopback: bool,
     pub limits: Limits,
+    /// `[security] cap_add` (only from a trusted file) and `cap_drop`.
+    pub cap_add: Vec<caps::Capability>,
+    pub cap_drop: Vec<caps::Capability>,
 }
 
 /// A user's command, or a setup container whose upper dir is kept at `keep_upper`.
@@ -167,6 +175,12 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
             user,
             as_root,
             stdio,
+            root_capabilities: root_capabilities(project, (!setup).then_some(request)),
+            seccomp: if setup {
+                Seccomp::Default
+            } else {
+                request.seccomp
+            },
         },
         limits: project.limits.clone(),
         keep_upper: match &inputs.kind {
@@ -209,7 +223,23 @@ pub fn resolve_join(
         user,
         as_root: request.as_root,
         stdio: request.stdio,
+        root_capabilities: root_capabilities(inputs.project, Some(request)),
+        seccomp: request.seccomp,
     })
+}
+
+/// Container root's capabilities: podman's set with the project's changes, then the command
+/// line's (setup steps see only the project's: their layer must not depend on flags).
+fn root_capabilities(project: &ProjectInputs, request: Option<&Request>) -> Vec<caps::Capability> {
+    let mut add = project.cap_add.clone();
+    let mut drop = project.cap_drop.clone();
+    if let Some(request) = request {
+        // A flag overrides the file: `--cap-add X` wins over the file's `cap_drop = [X]`.
+        drop.retain(|c| !request.cap_add.contains(c));
+        add.extend(request.cap_add.iter().copied());
+        drop.extend(request.cap_drop.iter().copied());
+    }
+    capabilities::container_root(&add, &drop)
 }
 
 fn identity(host: &HostFacts, ids_mapped: bool) -> Identity {

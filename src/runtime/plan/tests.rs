@@ -47,6 +47,9 @@ fn request() -> Request {
         network: None,
         publish: Vec::new(),
         host_loopback: false,
+        cap_add: Vec::new(),
+        cap_drop: Vec::new(),
+        seccomp: Seccomp::Default,
     }
 }
 
@@ -465,4 +468,42 @@ fn a_join_shares_the_running_network_and_refuses_another() {
         ..request()
     };
     assert!(resolve_join(&inputs(&same), &running("pasta")).is_ok());
+}
+
+#[test]
+fn container_root_holds_podmans_set_changed_by_file_then_flags_and_setup_ignores_flags() {
+    use caps::Capability::*;
+    let host = host();
+    let mut project = project();
+    project.cap_drop = vec![CAP_NET_RAW, CAP_CHOWN];
+    let mut request = request();
+    request.cap_add = vec![CAP_CHOWN, CAP_SYS_PTRACE];
+    request.seccomp = Seccomp::Unconfined;
+    let plan = plan_for(&project, &request, &host).unwrap();
+    let root = &plan.process.root_capabilities;
+    assert!(
+        root.contains(&CAP_CHOWN),
+        "a flag wins over the file's drop"
+    );
+    assert!(root.contains(&CAP_SYS_PTRACE));
+    assert!(!root.contains(&CAP_SYS_ADMIN) && !root.contains(&CAP_NET_ADMIN));
+    assert_eq!(plan.process.seccomp, Seccomp::Unconfined);
+
+    let setup = resolve(&Inputs {
+        kind: LaunchKind::Setup {
+            keep_upper: "/store/tmp/layer".into(),
+        },
+        id: "abc".into(),
+        image: "img",
+        layers: vec!["/store/layers/a/root".into()],
+        image_env: &[],
+        project: &project,
+        request: &request,
+        host: &host,
+        ids_mapped: true,
+    })
+    .unwrap();
+    let root = &setup.process.root_capabilities;
+    assert!(!root.contains(&CAP_CHOWN) && !root.contains(&CAP_SYS_PTRACE));
+    assert_eq!(setup.process.seccomp, Seccomp::Default);
 }

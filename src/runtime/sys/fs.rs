@@ -85,3 +85,18 @@ pub fn fchmod(fd: BorrowedFd<'_>, mode: libc::mode_t) -> io::Result<()> {
 pub fn mount_flags(path: &CStr) -> io::Result<libc::c_ulong> {
     Ok(nix::sys::statvfs::statvfs(path)?.flags().bits())
 }
+
+/// Opens the directory at `path` as if `root` were `/`: `..` and absolute links stay inside
+/// it, and /proc's magic links (`/proc/N/fd/M`, `/proc/N/cwd`), which lead anywhere, are refused.
+pub fn open_dir_in_root(root: BorrowedFd<'_>, path: &CStr) -> io::Result<OwnedFd> {
+    use nix::fcntl::{OpenHow, ResolveFlag};
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    Ok(nix::fcntl::openat2(root, path, how)?)
+}
+
+/// fchdir(2): makes the directory `dir` refers to the working directory.
+pub fn fchdir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(nix::unistd::fchdir(dir)?)
+}

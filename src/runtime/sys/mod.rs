@@ -8,8 +8,10 @@ mod fd_io;
 mod fs;
 mod mount;
 mod net;
+mod ns;
 mod prctl;
 mod process;
+mod seccomp;
 mod signal;
 mod term;
 
@@ -18,8 +20,10 @@ pub use fd_io::*;
 pub use fs::*;
 pub use mount::*;
 pub use net::*;
+pub use ns::*;
 pub use prctl::*;
 pub use process::*;
+pub use seccomp::*;
 pub use signal::*;
 pub use term::*;
 

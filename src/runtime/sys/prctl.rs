@@ -66,3 +66,28 @@ pub fn drop_all_capabilities() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Leaves this process exactly the capabilities in `keep`, in the bounding, permitted and
+/// effective sets (inheritable and ambient empty), so an exec as uid 0 gets those and no more.
+pub fn limit_capabilities(keep: &[caps::Capability]) -> io::Result<()> {
+    let last = fs_err::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::c_ulong>().ok())
+        .unwrap_or(63);
+    let kept: Vec<libc::c_ulong> = keep.iter().map(|c| c.index().into()).collect();
+    for cap in (0..=last).filter(|c| !kept.contains(c)) {
+        match prctl_integer(libc::PR_CAPBSET_DROP, cap) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    use caps::CapSet;
+    let set: caps::CapsHashSet = keep.iter().copied().collect();
+    caps::clear(None, CapSet::Ambient).map_err(caps_error)?;
+    caps::clear(None, CapSet::Inheritable).map_err(caps_error)?;
+    // Effective first: it must stay a subset of permitted at every step.
+    caps::set(None, CapSet::Effective, &set).map_err(caps_error)?;
+    caps::set(None, CapSet::Permitted, &set).map_err(caps_error)?;
+    Ok(())
+}
