@@ -374,7 +374,7 @@ const ALWAYS_DENIED: &[libc::c_long] = &[
 ];
 
 /// Terminal ioctls that inject input or reach the console (low 32 bits of the command).
-const DENIED_IOCTLS: [u64; 2] = [libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
+const DENIED_IOCTLS: [u64; 2] = [libc::TIOCSTI, libc::TIOCLINUX];
 
 /// personality(2) values Docker allows: PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32,
 /// and the query 0xffffffff.
@@ -398,21 +398,21 @@ pub fn default_filter() -> Result<BpfProgram, FilterError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED
         .iter()
         .chain(ALLOWED_LEGACY)
-        .map(|nr| (i64::from(*nr), Vec::new()))
+        .map(|nr| (*nr, Vec::new()))
         .collect();
     for nr in ALWAYS_DENIED {
-        rules.remove(&i64::from(*nr));
+        rules.remove(nr);
     }
     let ioctl = DENIED_IOCTLS
         .iter()
         .map(|cmd| condition(1, SeccompCmpOp::Ne, *cmd))
         .collect::<Result<Vec<_>, _>>()?;
-    rules.insert(i64::from(libc::SYS_ioctl), vec![rule(ioctl)?]);
+    rules.insert(libc::SYS_ioctl, vec![rule(ioctl)?]);
     let personality = PERSONALITIES
         .iter()
         .map(|value| rule(vec![condition(0, SeccompCmpOp::Eq, *value)?]))
         .collect::<Result<Vec<_>, _>>()?;
-    rules.insert(i64::from(libc::SYS_personality), personality);
+    rules.insert(libc::SYS_personality, personality);
     let arch = std::env::consts::ARCH
         .try_into()
         .map_err(|_| FilterError(format!("no filter for {}", std::env::consts::ARCH)))?;
