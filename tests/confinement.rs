@@ -1,0 +1,343 @@
+//! Confinement, tried as an attacker would: code inside (a dependency's install script, a
+//! setup step, `--as-root`) tries to undo the sandbox's mounts, reach the host's network
+//! namespace, its session keyring, or kernel interfaces shared with the host. Each test
+//! performs the attack as the unprivileged test user and asserts that it fails, and that what
+//! a developer needs (a debugger, nested sandboxes) still works.
+
+mod support;
+
+use support::TestEnv;
+
+const PROBE: &str = include_str!("probes/confine.c");
+
+struct Fixture {
+    env: TestEnv,
+    _registry: support::Registry,
+    image: String,
+}
+
+fn fixture() -> Fixture {
+    let env = TestEnv::new();
+    let (registry, image) = support::pulled_busybox(
+        &env,
+        "confine/app",
+        vec![support::helper_entry("bin/confine", "confine", PROBE)],
+    );
+    Fixture {
+        env,
+        _registry: registry,
+        image,
+    }
+}
+
+impl Fixture {
+    /// `sandbox run --network none FLAGS --image IMAGE -- ARGS`.
+    fn run(&self, flags: &[&str], args: &[&str]) -> std::process::Output {
+        let mut full = vec!["run", "--network", "none"];
+        full.extend_from_slice(flags);
+        full.extend_from_slice(&["--image", &self.image, "--"]);
+        full.extend_from_slice(args);
+        self.env.run(&full)
+    }
+
+    /// The probe's `name=result` lines.
+    fn probe(&self, flags: &[&str], args: &[&str]) -> Vec<(String, String)> {
+        let out = self.run(flags, args);
+        assert!(
+            out.status.success(),
+            "the probe did not run: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn result<'a>(lines: &'a [(String, String)], name: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("the probe printed no `{name}`: {lines:?}"))
+}
+
+/// The capability sets of the process `run` starts, from /proc/self/status.
+fn capability_line(f: &Fixture, flags: &[&str], which: &str) -> String {
+    let out = f.run(flags, &["grep", which, "/proc/self/status"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn container_root_holds_podmans_capabilities_and_the_user_none() {
+    let f = fixture();
+    // CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE SYS_CHROOT
+    // SETFCAP: bits 0 1 3 4 5 6 7 8 10 18 31.
+    let podman = "00000000800405fb";
+    assert_eq!(capability_line(&f, &["--as-root"], "CapBnd"), podman);
+    assert_eq!(capability_line(&f, &["--as-root"], "CapEff"), podman);
+    assert_eq!(capability_line(&f, &[], "CapBnd"), "0000000000000000");
+    assert_eq!(capability_line(&f, &[], "CapEff"), "0000000000000000");
+    // --cap-add NET_ADMIN (bit 12), --cap-drop CHOWN (bit 0).
+    assert_eq!(
+        capability_line(
+            &f,
+            &[
+                "--as-root",
+                "--cap-add",
+                "net_admin",
+                "--cap-drop",
+                "CAP_CHOWN"
+            ],
+            "CapBnd"
+        ),
+        "00000000800415fa"
+    );
+    let out = f.run(&["--cap-add", "NET_ADMN"], &["true"]);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "a misspelt capability is our failure"
+    );
+    assert!(
+        text(&out.stderr).contains("did you mean `NET_ADMIN`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn container_root_cannot_undo_the_mounts_or_reach_the_network_namespace() {
+    let f = fixture();
+    // Even with every capability: the mounts are locked, and the network namespace is owned
+    // by a user namespace container root has no capability in.
+    for flags in [&["--as-root"][..], &["--as-root", "--cap-add", "ALL"][..]] {
+        let lines = f.probe(flags, &["confine", "root"]);
+        for attack in [
+            "umount_proc_sys",
+            "remount_proc_sys_rw",
+            "route_localnet",
+            "sethostname",
+        ] {
+            assert_ne!(
+                result(&lines, attack),
+                "allowed",
+                "{attack} with {flags:?}: {lines:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_setup_step_cannot_unmount_proc_sys_to_route_loopback_out() {
+    let f = fixture();
+    f.env.write(
+        "project/sandbox.toml",
+        &format!(
+            "setup = [\"umount -l /proc/sys; echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet\"]\n[toolchain]\nimage = \"{}\"\n",
+            f.image
+        ),
+    );
+    let out = f.env.run(&["run", "--network", "none", "--", "true"]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the setup step succeeded: {}",
+        text(&out.stderr)
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("setup step"), "{stderr}");
+    assert!(
+        stderr.contains("Read-only file system")
+            || stderr.contains("Permission denied")
+            || stderr.contains("can't create"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_default_seccomp_filter_denies_what_reaches_the_host_kernel() {
+    let f = fixture();
+    let lines = f.probe(&[], &["confine", "denied"]);
+    for call in [
+        "keyctl",
+        "add_key",
+        "bpf",
+        "perf_event_open",
+        "userfaultfd",
+        "io_uring_setup",
+        "open_by_handle_at",
+        "name_to_handle_at",
+        "kexec_load",
+        "init_module",
+        "acct",
+        "swapoff",
+        "reboot",
+        "personality_bad",
+        "tiocsti",
+        "tiocsti_high_bits",
+        "tioclinux",
+    ] {
+        assert_eq!(
+            result(&lines, call),
+            "Operation not permitted",
+            "{call}: {lines:?}"
+        );
+    }
+    assert_eq!(result(&lines, "personality_query"), "allowed");
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(result(&lines, "x32_getpid"), "Operation not permitted");
+        assert_eq!(result(&lines, "i386_getpid"), "killed by signal 31");
+    }
+    // The escape hatch turns it off, and -v says so.
+    let out = f.run(
+        &["-v", "--security-opt", "seccomp=unconfined"],
+        &["confine", "denied"],
+    );
+    assert!(
+        text(&out.stdout).contains("keyctl=allowed"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("seccomp: unconfined"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn debuggers_and_nested_sandboxes_still_work() {
+    let f = fixture();
+    let lines = f.probe(&[], &["confine", "tools"]);
+    assert_eq!(result(&lines, "ptrace"), "works", "{lines:?}");
+    assert_eq!(result(&lines, "nested_userns"), "works", "{lines:?}");
+}
+
+const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+
+#[test]
+fn the_hosts_session_keyring_is_not_inside() {
+    let f = fixture();
+    // A key in the session keyring the sandbox is started from (a login's, an agent's).
+    let description = format!("sandbox-probe-{}", std::process::id());
+    let c_description = std::ffi::CString::new(description.clone()).unwrap();
+    // SAFETY: plain keyctl/add_key calls with valid C strings.
+    unsafe {
+        assert!(
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_JOIN_SESSION_KEYRING,
+                std::ptr::null::<u8>()
+            ) >= 0
+        );
+        let key = libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            c_description.as_ptr(),
+            c"hunter2".as_ptr(),
+            7usize,
+            KEY_SPEC_SESSION_KEYRING,
+        );
+        assert!(
+            key >= 0,
+            "add_key failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // On the host, the sandbox's user finds it (the attack works outside).
+    let probe = f.env.path().join("confine");
+    std::fs::write(&probe, support::oci::static_helper("confine", PROBE)).unwrap();
+    f.env.give_to_user(&probe);
+    std::fs::set_permissions(&probe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut outside = match &f.env.user {
+        Some(user) => {
+            let mut c = std::process::Command::new("/usr/bin/setpriv");
+            c.args([
+                &format!("--reuid={}", user.uid),
+                &format!("--regid={}", user.gid),
+                "--init-groups",
+                "--",
+            ]);
+            c.arg(&probe);
+            c
+        }
+        None => std::process::Command::new(&probe),
+    };
+    let out = outside.args(["keyring", &description]).output().unwrap();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "host_key=found",
+        "{}",
+        text(&out.stderr)
+    );
+    // Inside, even without the seccomp filter, it is not there.
+    let lines = f.probe(
+        &["--security-opt", "seccomp=unconfined"],
+        &["confine", "keyring", &description],
+    );
+    assert_ne!(result(&lines, "host_key"), "found");
+}
+
+#[test]
+fn capabilities_added_in_sandbox_toml_need_trust() {
+    let f = fixture();
+    let file = f.env.write(
+        "project/sandbox.toml",
+        &format!(
+            "[toolchain]\nimage = \"{}\"\n[security]\ncap_add = [\"NET_ADMIN\"]\ncap_drop = [\"CHOWN\"]\n",
+            f.image
+        ),
+    );
+    let run = [
+        "run",
+        "--network",
+        "none",
+        "--as-root",
+        "--",
+        "grep",
+        "CapBnd",
+        "/proc/self/status",
+    ];
+    let stderr = f.env.fails(&run);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}:4:12: sandbox.toml asks for host access: security.cap_add",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sandbox trust"), "{stderr}");
+    f.env.ok(&["trust"]);
+    let out = f.env.ok(&run);
+    assert_eq!(
+        out.split_whitespace().nth(1),
+        Some("00000000800415fa"),
+        "{out}"
+    );
+    // A typo is pointed at.
+    f.env.write(
+        "project/sandbox.toml",
+        &format!(
+            "[toolchain]\nimage = \"{}\"\n[security]\ncap_drop = [\"CHWON\"]\n",
+            f.image
+        ),
+    );
+    let stderr = f.env.fails(&run);
+    assert!(
+        stderr.contains(":4:13: unknown capability `CHWON`; did you mean `CHOWN`?"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,104 @@
+/* Probes what a hostile process inside the sandbox tries; prints `name=result` lines. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void report(const char *name, long r) {
+    printf("%s=%s\n", name, r >= 0 ? "allowed" : strerror(errno));
+}
+
+static void denied_calls(void) {
+    report("keyctl", syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -3 /* session */, 0));
+    report("add_key", syscall(SYS_add_key, "user", "probe", "x", 1, -3));
+    report("bpf", syscall(SYS_bpf, 0, NULL, 0));
+    report("perf_event_open", syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0));
+    report("userfaultfd", syscall(SYS_userfaultfd, 0));
+    report("io_uring_setup", syscall(SYS_io_uring_setup, 1, NULL));
+    report("open_by_handle_at", syscall(SYS_open_by_handle_at, -1, NULL, 0));
+    report("name_to_handle_at", syscall(SYS_name_to_handle_at, -1, ".", NULL, NULL, 0));
+    report("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
+    report("init_module", syscall(SYS_init_module, NULL, 0, ""));
+    report("acct", syscall(SYS_acct, NULL));
+    report("swapoff", syscall(SYS_swapoff, "/x"));
+    report("reboot", syscall(SYS_reboot, 0, 0, 0, NULL));
+    report("personality_bad", syscall(SYS_personality, 0x0040000 /* ADDR_NO_RANDOMIZE */));
+    report("personality_query", syscall(SYS_personality, 0xffffffff));
+    char c = 'x';
+    report("tiocsti", syscall(SYS_ioctl, 0, TIOCSTI, &c));
+    report("tiocsti_high_bits", syscall(SYS_ioctl, 0, TIOCSTI | (1UL << 32), &c));
+    report("tioclinux", syscall(SYS_ioctl, 0, TIOCLINUX, &c));
+#ifdef __x86_64__
+    /* getpid through the x32 ABI (bit 30 set). */
+    report("x32_getpid", syscall(39 | 0x40000000));
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        /* getpid through the i386 ABI. */
+        long r;
+        __asm__ volatile("int $0x80" : "=a"(r) : "a"(20) : "memory");
+        _exit(r > 0 ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (WIFSIGNALED(status))
+        printf("i386_getpid=killed by signal %d\n", WTERMSIG(status));
+    else
+        printf("i386_getpid=exited %d\n", WEXITSTATUS(status));
+#endif
+}
+
+static void daily_tools(void) {
+    /* A debugger: trace a child, let it go on. */
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+        raise(SIGSTOP);
+        _exit(7);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    long r = WIFSTOPPED(status) ? ptrace(PTRACE_CONT, child, NULL, NULL) : -1;
+    waitpid(child, &status, 0);
+    printf("ptrace=%s\n", r == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 7 ? "works" : strerror(errno));
+    /* A nested sandbox (bwrap, a test runner): a user namespace of its own. */
+    fflush(stdout);
+    child = fork();
+    if (child == 0) _exit(unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0 ? 0 : 1);
+    waitpid(child, &status, 0);
+    printf("nested_userns=%s\n", WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "works" : "refused");
+}
+
+static void keyring(const char *description) {
+    long id = syscall(SYS_keyctl, 10 /* KEYCTL_SEARCH */, -3 /* session */, "user", description, 0);
+    printf("host_key=%s\n", id >= 0 ? "found" : strerror(errno));
+}
+
+static void root_powers(void) {
+    report("umount_proc_sys", umount2("/proc/sys", MNT_DETACH));
+    report("remount_proc_sys_rw", mount(NULL, "/proc/sys", NULL, MS_REMOUNT | MS_BIND, NULL));
+    int fd = open("/proc/sys/net/ipv4/conf/all/route_localnet", O_WRONLY);
+    report("route_localnet", fd < 0 ? -1 : write(fd, "1", 1));
+    report("sethostname", sethostname("evil", 4));
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1 && strcmp(argv[1], "denied") == 0) denied_calls();
+    else if (argc > 1 && strcmp(argv[1], "tools") == 0) daily_tools();
+    else if (argc > 2 && strcmp(argv[1], "keyring") == 0) keyring(argv[2]);
+    else if (argc > 1 && strcmp(argv[1], "root") == 0) root_powers();
+    else { fprintf(stderr, "usage: confine denied|tools|keyring DESC|root\n"); return 2; }
+    return 0;
+}
