@@ -3,6 +3,12 @@
 //! namespace, its session keyring, or kernel interfaces shared with the host. Each test
 //! performs the attack as the unprivileged test user and asserts that it fails, and that what
 //! a developer needs (a debugger, nested sandboxes) still works.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::print_stderr
+)]
 
 mod support;
 
