@@ -347,3 +347,136 @@ fn capabilities_added_in_sandbox_toml_need_trust() {
         "{stderr}"
     );
 }
+
+/// Files named `escaped` anywhere under `dir` (the test's temp dir: home, store, project).
+fn escaped_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if e.file_name() == "escaped" {
+                found.push(path.clone());
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Walks up from every fd of every process it can see, as the fuse-overlayfs attack did.
+const FD_WALK: &str = "for d in /proc/[0-9]*/fd/* /proc/[0-9]*/cwd /proc/[0-9]*/root; do \
+    for up in .. ../.. ../../.. ../../../.. ../../../../..; do \
+    [ -d \"$d/$up\" ] && touch \"$d/$up/escaped\" 2>/dev/null; done; done; \
+    cat /proc/[0-9]*/comm | sort -u | tr '\\n' ' '";
+
+#[test]
+fn no_process_inside_holds_a_way_to_the_host_with_fuse_overlayfs() {
+    let f = fixture();
+    for flags in [&[][..], &["--as-root"][..]] {
+        let mut full = vec!["run", "--network", "none"];
+        full.extend_from_slice(flags);
+        full.extend_from_slice(&["--image", &f.image, "--", "sh", "-c", FD_WALK]);
+        let out = f
+            .env
+            .command(&full)
+            .env("SANDBOX_OVERLAY", "fuse")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let seen = text(&out.stdout);
+        assert!(
+            !seen.contains("fuse-overlayfs"),
+            "the root's server is visible inside: {seen}"
+        );
+        // What it touched inside the container is discarded; in the project it stays there.
+        let outside: Vec<_> = escaped_files(f.env.path())
+            .into_iter()
+            .filter(|p| !p.starts_with(f.env.path().join("project")))
+            .collect();
+        assert!(
+            outside.is_empty(),
+            "written on the host through a process inside: {outside:?}"
+        );
+    }
+}
+
+#[test]
+fn a_workdir_link_through_proc_is_refused() {
+    let f = fixture();
+    f.env.write(
+        "project/sandbox.toml",
+        &format!("workdir = \"w\"\n[toolchain]\nimage = \"{}\"\n", f.image),
+    );
+    let link = f.env.path().join("project/w");
+    std::os::unix::fs::symlink("/proc/self/root/../../../..", &link).unwrap();
+    let out = f
+        .env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            "pwd; touch escaped",
+        ])
+        .env("SANDBOX_OVERLAY", "fuse")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("the working directory"), "{stderr}");
+    assert!(stderr.contains("leads outside the sandbox"), "{stderr}");
+    assert!(escaped_files(f.env.path()).is_empty());
+    // A plain link inside the project is followed, and stays inside the root.
+    std::fs::remove_file(&link).unwrap();
+    std::fs::create_dir_all(f.env.path().join("project/real")).unwrap();
+    std::os::unix::fs::symlink("real", &link).unwrap();
+    f.env.give_to_user(f.env.path());
+    let out = f.env.ok(&["run", "--network", "none", "--", "pwd"]);
+    assert_eq!(
+        out.trim(),
+        f.env.path().join("project/real").display().to_string()
+    );
+}
+
+#[test]
+fn an_image_of_128_layers_runs_on_kernel_overlayfs() {
+    use support::oci::{self, Compression, LayerSpec};
+    let env = TestEnv::new();
+    let registry = support::Registry::start();
+    let mut layers = vec![LayerSpec {
+        entries: oci::busybox_full_entries(),
+        compression: Compression::Gzip,
+    }];
+    for n in 1..128 {
+        layers.push(LayerSpec {
+            entries: vec![oci::Entry::file(
+                &format!("layer-{n}"),
+                n.to_string().as_bytes(),
+            )],
+            compression: Compression::Gzip,
+        });
+    }
+    let image = oci::build(&oci::ImageSpec {
+        layers,
+        architecture: oci::host_arch().into(),
+    });
+    oci::push(&registry.url(), "deep/app", "1", &image);
+    let reference = format!("{}/deep/app:1", registry.host());
+    env.ok(&["pull", &reference]);
+    let out = env.run(&[
+        "-v", "run", "--network", "none", "--image", &reference, "--", "sh", "-c",
+        "cat /layer-1 /layer-127; grep ' / / ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "1127overlay\n", "{stderr}");
+    assert!(stderr.contains("runs on kernel overlayfs"), "{stderr}");
+}

@@ -34,6 +34,9 @@ pub enum Message {
     /// pid 1 is dumpable and in its namespaces: the network helper may attach now, while pid 1
     /// goes on mounting.
     Attachable,
+    /// The kernel refused overlayfs (`why`): pid 1 waits while the monitor mounts
+    /// fuse-overlayfs on the new root from outside the container's pid namespace.
+    MountFuse { why: String },
     /// pid 1 set the container up: its pid namespace (as `readlink /proc/self/ns/pid` says),
     /// and which overlay it mounted.
     Started { pid_ns: String, overlay: String },

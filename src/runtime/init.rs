@@ -5,7 +5,7 @@
 //! namespaces, inside the store's user namespace, so it holds every capability there. The
 //! order of the checklist matters where noted.
 
-use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -28,6 +28,8 @@ pub struct InitFds {
     pub stdio: Option<OwnedFd>,
     /// The seccomp filter for the command and for pid 1 itself (none: unconfined).
     pub filter: Option<seccompiler::BpfProgram>,
+    /// /dev/fuse, when the root may have to fall back to fuse-overlayfs.
+    pub fuse: Option<OwnedFd>,
 }
 
 /// Signals pid 1 forwards to the command; SIGINT and SIGQUIT go to its whole process group,
@@ -49,9 +51,10 @@ pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
         control,
         stdio,
         filter,
+        fuse,
     } = fds;
     let status = status_pipe.as_fd();
-    let overlay = match setup(plan, status) {
+    let overlay = match setup(plan, status, control.as_fd(), fuse) {
         Ok(overlay) => overlay,
         Err(failure) => {
             report(status, &failure);
@@ -104,7 +107,12 @@ fn report(status: BorrowedFd<'_>, failure: &MountFailure) {
 }
 
 /// The root file system, as a flat checklist. Returns which overlay was mounted.
-fn setup(plan: &LaunchPlan, status: BorrowedFd<'_>) -> Result<&'static str, MountFailure> {
+fn setup(
+    plan: &LaunchPlan,
+    status: BorrowedFd<'_>,
+    control: BorrowedFd<'_>,
+    fuse: Option<OwnedFd>,
+) -> Result<&'static str, MountFailure> {
     let merged = plan.merged();
     // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them;
     //    and a session keyring of our own, so no key of the host's is reachable from here.
@@ -135,7 +143,7 @@ fn setup(plan: &LaunchPlan, status: BorrowedFd<'_>) -> Result<&'static str, Moun
         ))?;
     }
     // 4. The overlay of the image's layers, with the container's own upper dir.
-    let overlay = mount_overlay(plan)?;
+    let overlay = mount_overlay(plan, status, control, fuse)?;
     // 5. The plan: project dir, /proc, /sys, /dev, /tmp, masks.
     mounts::execute(&merged, &plan.rootfs.mounts)?;
     // 6. /etc files and the user's home, written into the overlay's upper dir; then the
@@ -152,9 +160,16 @@ fn setup(plan: &LaunchPlan, status: BorrowedFd<'_>) -> Result<&'static str, Moun
     Ok(overlay)
 }
 
-/// Kernel overlayfs with `userxattr` (Linux 5.11+); fuse-overlayfs when the kernel refuses
-/// (or when asked for), which reads the same whiteouts and `user.overlay.opaque` markers.
-fn mount_overlay(plan: &LaunchPlan) -> Result<&'static str, MountFailure> {
+/// Kernel overlayfs with `userxattr` (Linux 5.11+), its lower layers given one `lowerdir+`
+/// call each (Linux 6.8+; before, one `lowerdir=` option, which holds about 57 layers). When
+/// the kernel refuses (or fuse is asked for), the monitor mounts fuse-overlayfs from outside
+/// the container's pid namespace: it holds fds of the store, which nothing inside may reach.
+fn mount_overlay(
+    plan: &LaunchPlan,
+    status: BorrowedFd<'_>,
+    control: BorrowedFd<'_>,
+    fuse: Option<OwnedFd>,
+) -> Result<&'static str, MountFailure> {
     let merged = plan.merged();
     let fail = failure("mount the overlay on", &merged);
     let bad_char = |p: &Path| p.to_string_lossy().contains([':', ',', '\n']);
@@ -168,80 +183,100 @@ fn mount_overlay(plan: &LaunchPlan) -> Result<&'static str, MountFailure> {
             "a store path contains `:` or `,`, which overlayfs cannot take; use --root elsewhere",
         )));
     }
-    // Relative lower dirs keep the option string short (it is limited to one page).
-    let layers_dir = layers
-        .first()
-        .and_then(|l| l.parent())
-        .and_then(|l| l.parent())
-        .unwrap_or(Path::new("/"));
-    let lower: Vec<String> = layers
-        .iter()
-        .rev()
-        .map(|l| {
-            l.strip_prefix(layers_dir)
-                .map_or_else(|_| l.display().to_string(), |r| r.display().to_string())
-        })
-        .collect();
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
-        lower.join(":"),
-        plan.upper().display(),
-        plan.work().display()
+    let why = match plan.rootfs.overlay {
+        OverlayChoice::Fuse => "fuse-overlayfs was asked for".to_owned(),
+        OverlayChoice::Kernel | OverlayChoice::Auto => match kernel_overlay(plan) {
+            Ok(()) => return Ok("kernel overlayfs"),
+            Err(e) if plan.rootfs.overlay == OverlayChoice::Kernel => {
+                return Err(MountFailure {
+                    kind: FailureKind::KernelOverlay,
+                    ..fail(e)
+                });
+            }
+            Err(e) => format!("the kernel refused overlayfs ({e})"),
+        },
+    };
+    let Some(fuse) = fuse else {
+        return Err(MountFailure {
+            kind: FailureKind::NoOverlay,
+            ..fail(std::io::Error::other(format!(
+                "{why}, and /dev/fuse could not be opened"
+            )))
+        });
+    };
+    // We mount the FUSE file system; the monitor starts its server outside our pid namespace.
+    let fuse_options = format!(
+        "fd={},rootmode=40000,user_id={},group_id={},allow_other,default_permissions",
+        fuse.as_raw_fd(),
+        nix::unistd::geteuid(),
+        nix::unistd::getegid()
     );
-    sys::chdir(&sys::cpath(layers_dir).map_err(&fail)?).map_err(&fail)?;
-    let target = sys::cpath(&merged).map_err(&fail)?;
-    let overlay = sys::cstring("overlay").map_err(&fail)?;
-    let data = sys::cstring(&options).map_err(&fail)?;
-    let kernel = match plan.rootfs.overlay {
-        OverlayChoice::Fuse => None,
-        OverlayChoice::Kernel | OverlayChoice::Auto => Some(sys::mount(
-            Some(&overlay),
-            &target,
-            Some(&overlay),
-            0,
-            Some(&data),
-        )),
-    };
-    let kernel_refusal = match kernel {
-        Some(Ok(())) => return Ok("kernel overlayfs"),
-        Some(Err(e)) if plan.rootfs.overlay == OverlayChoice::Kernel => {
-            return Err(MountFailure {
-                kind: FailureKind::KernelOverlay,
-                ..fail(e)
-            });
-        }
-        Some(Err(e)) => format!("the kernel refused overlayfs ({e})"),
-        None => "fuse-overlayfs was asked for".to_owned(),
-    };
-    let fuse_options = options.trim_end_matches(",userxattr").to_owned();
-    let mut command = std::process::Command::new("fuse-overlayfs");
-    if plan.process.user.ids_mapped {
-        // As container root the helper keeps its capabilities across exec, which it needs to
-        // mount FUSE in our namespaces.
-        sys::run_as_namespace_root(&mut command);
-    }
-    let status = command
-        .args(["-o", &fuse_options])
-        .arg(&merged)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output();
-    let error = match status {
-        Ok(out) if out.status.success() => return Ok("fuse-overlayfs"),
-        Ok(out) => std::io::Error::other(format!(
-            "{kernel_refusal}, and fuse-overlayfs failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => std::io::Error::new(
-            e.kind(),
-            format!("{kernel_refusal}, and fuse-overlayfs could not run ({e})"),
-        ),
-    };
-    Err(MountFailure {
+    let fstype = c"fuse.fuse-overlayfs";
+    sys::mount(
+        Some(c"fuse-overlayfs"),
+        &sys::cpath(&merged).map_err(&fail)?,
+        Some(fstype),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(&sys::cstring(&fuse_options).map_err(&fail)?),
+    )
+    .map_err(|e| MountFailure {
         kind: FailureKind::NoOverlay,
-        ..fail(error)
-    })
+        ..fail(std::io::Error::new(
+            e.kind(),
+            format!("{why}, and the FUSE mount failed ({e})"),
+        ))
+    })?;
+    // Only the server may hold the connection, so that if it dies our requests fail instead
+    // of waiting forever.
+    drop(fuse);
+    channel::send(status, &Message::MountFuse { why });
+    let mut answer = [0u8; 1];
+    if sys::read_some(control, &mut answer) != Some(1) || answer[0] != b'f' {
+        // The monitor reports why; it ends us.
+        sys::exit_now(125);
+    }
+    Ok("fuse-overlayfs")
+}
+
+/// Mounts the kernel's overlayfs on the new root. Lower dirs are given relative to the layers
+/// dir (our working dir while mounting), so each stays short.
+fn kernel_overlay(plan: &LaunchPlan) -> std::io::Result<()> {
+    let merged = plan.merged();
+    let lower = plan.lower_dirs();
+    sys::chdir(&sys::cpath(plan.layers_dir())?)?;
+    let (upper, work) = (plan.upper(), plan.work());
+    let (upper, work) = (upper.display(), work.display());
+    match sys::FsContext::open(c"overlay") {
+        Ok(context) => {
+            let added = lower.iter().try_for_each(|l| context.set("lowerdir+", l));
+            match added {
+                Ok(()) => {
+                    context.set("upperdir", &upper.to_string())?;
+                    context.set("workdir", &work.to_string())?;
+                    context.flag("userxattr")?;
+                    let target = sys::open_dir_path(&sys::cpath(&merged)?)?;
+                    return context.mount_on(target.as_fd());
+                }
+                // Before Linux 6.8 there is no `lowerdir+`: one option string below.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+        Err(e) => return Err(e),
+    }
+    let options = format!(
+        "lowerdir={},upperdir={upper},workdir={work},userxattr",
+        lower.join(":")
+    );
+    let overlay = sys::cstring("overlay")?;
+    sys::mount(
+        Some(&overlay),
+        &sys::cpath(&merged)?,
+        Some(&overlay),
+        0,
+        Some(&sys::cstring(&options)?),
+    )
 }
 
 /// The plan's /etc files (passwd and group merged with the image's own, read through no
@@ -467,12 +502,7 @@ fn only_process_left() -> bool {
     !entries
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        // fuse-overlayfs serves our root; it is not the user's.
-        .any(|pid| {
-            pid != 1
-                && fs_err::read_to_string(format!("/proc/{pid}/comm"))
-                    .map_or(true, |c| c.trim() != "fuse-overlayfs")
-        })
+        .any(|pid| pid != 1)
 }
 
 /// (ppid, session) of a process, from /proc/PID/stat.
@@ -506,10 +536,7 @@ fn kill_leftovers() {
         .collect();
     let mut killed = Vec::new();
     for (pid, _, sid) in &processes {
-        // fuse-overlayfs serves the root file system the joined sessions still use.
-        let serves_root = fs_err::read_to_string(format!("/proc/{pid}/comm"))
-            .is_ok_and(|c| c.trim() == "fuse-overlayfs");
-        if !joined.contains(sid) && !serves_root {
+        if !joined.contains(sid) {
             sys::kill(*pid, Signal::SIGKILL);
             killed.push(*pid);
         }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::capabilities;
 use super::net_keeper;
 use super::network;
-use super::plan::{CacheMount, LaunchPlan, Network, Seccomp, Stdio};
+use super::plan::{CacheMount, LaunchPlan, Network, OverlayChoice, Seccomp, Stdio};
 use super::seccomp;
 use super::state::{self, ContainerState};
 use super::sys;
@@ -59,6 +59,7 @@ fn make_cache_dirs(caches: &[CacheMount]) -> Result<(), RuntimeError> {
 pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, RuntimeError> {
     make_cache_dirs(&plan.rootfs.caches)?;
     let filter = seccomp_filter(plan.process.seccomp)?;
+    let mut fuse = open_fuse(plan);
     let signals = init::signal_fd().map_err(|source| RuntimeError::Syscall {
         what: "block signals",
         source,
@@ -106,6 +107,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 control: control_read,
                 stdio: theirs,
                 filter,
+                fuse: fuse.take(),
             },
         );
     }
@@ -122,6 +124,25 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 Ok(running) => helper = running,
                 Err(e) => {
                     drop(control_write);
+                    reap(pid);
+                    state::remove(&container);
+                    return Err(e);
+                }
+            },
+            Some(Message::MountFuse { why }) => match serve_fuse(plan, fuse.take(), why) {
+                Ok(()) => {
+                    if !sys::write_all(control_write.as_fd(), b"f") {
+                        drop(helper);
+                        reap(pid);
+                        state::remove(&container);
+                        return Err(RuntimeError::Internal(
+                            "the container's pid 1 ended before it started".into(),
+                        ));
+                    }
+                }
+                Err(e) => {
+                    drop(control_write);
+                    drop(helper);
                     reap(pid);
                     state::remove(&container);
                     return Err(e);
@@ -146,6 +167,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                             .into(),
                     ));
                 }
+                drop(fuse.take());
                 break pid_ns;
             }
             Some(Message::SetupFailed {
@@ -209,6 +231,73 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         state::remove(&container);
     }
     Ok(outcome)
+}
+
+/// Starts fuse-overlayfs on the FUSE connection pid 1 mounted on its new root. It runs here,
+/// outside the container's pid namespace, so no process in the container can see it or reach
+/// the store through its fds; it ends by itself once the container's mounts are gone.
+fn serve_fuse(plan: &LaunchPlan, fuse: Option<OwnedFd>, why: String) -> Result<(), RuntimeError> {
+    let fail = |detail: String, errno: Option<i32>| {
+        setup_error(
+            "mount the overlay on".into(),
+            plan.merged().display().to_string(),
+            errno,
+            detail,
+            FailureKind::NoOverlay,
+        )
+    };
+    let Some(fuse) = fuse else {
+        return Err(fail(
+            format!("{why}, and /dev/fuse could not be opened"),
+            None,
+        ));
+    };
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        plan.lower_dirs().join(":"),
+        plan.upper().display(),
+        plan.work().display()
+    );
+    let mut command = std::process::Command::new("fuse-overlayfs");
+    sys::serve_fuse_as_fd_3(&mut command, fuse.as_fd(), plan.process.user.ids_mapped);
+    let out = command
+        .args(["-o", &options, "/dev/fd/3"])
+        .current_dir(plan.layers_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    // Our copy goes now: if the helper died, the connection ends and pid 1 gets errors, not
+    // a hang.
+    drop(fuse);
+    match out {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(fail(
+            format!(
+                "{why}, and fuse-overlayfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            None,
+        )),
+        Err(e) => Err(fail(
+            format!("{why}, and fuse-overlayfs could not run ({e})"),
+            e.raw_os_error(),
+        )),
+    }
+}
+
+/// /dev/fuse, opened before pid 1 starts when the plan may fall back to fuse-overlayfs: pid 1
+/// mounts with it, we hand it to the helper.
+fn open_fuse(plan: &LaunchPlan) -> Option<OwnedFd> {
+    if plan.rootfs.overlay == OverlayChoice::Kernel {
+        return None;
+    }
+    fs_err::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .ok()
+        .map(|f| f.into_parts().0.into())
 }
 
 /// The BPF program of the plan's seccomp choice, built before anything starts.
@@ -407,7 +496,7 @@ fn wait_for(
             }
             for message in channel::parse(&mut buffer) {
                 match message {
-                    Message::Attachable | Message::Started { .. } => {}
+                    Message::Attachable | Message::Started { .. } | Message::MountFuse { .. } => {}
                     Message::SetupFailed {
                         step,
                         path,

@@ -250,4 +250,27 @@ impl LaunchPlan {
     pub fn merged(&self) -> PathBuf {
         self.dir.join("merged")
     }
+    /// The dir the layer dirs sit in (`layers/`), which overlay mounts work from.
+    pub fn layers_dir(&self) -> &std::path::Path {
+        self.rootfs
+            .layers
+            .first()
+            .and_then(|l| l.parent())
+            .and_then(|l| l.parent())
+            .unwrap_or(std::path::Path::new("/"))
+    }
+    /// The lower dirs relative to `layers_dir`, topmost first (as overlayfs stacks them), so
+    /// each option stays short.
+    pub fn lower_dirs(&self) -> Vec<String> {
+        let base = self.layers_dir();
+        self.rootfs
+            .layers
+            .iter()
+            .rev()
+            .map(|l| {
+                l.strip_prefix(base)
+                    .map_or_else(|_| l.display().to_string(), |r| r.display().to_string())
+            })
+            .collect()
+    }
 }

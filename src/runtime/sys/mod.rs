@@ -6,6 +6,7 @@
 mod fd;
 mod fd_io;
 mod fs;
+mod fs_context;
 mod mount;
 mod net;
 mod ns;
@@ -18,6 +19,7 @@ mod term;
 pub use fd::*;
 pub use fd_io::*;
 pub use fs::*;
+pub use fs_context::*;
 pub use mount::*;
 pub use net::*;
 pub use ns::*;

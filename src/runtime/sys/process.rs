@@ -2,7 +2,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{FromRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
 
 use nix::unistd::Pid as NixPid;
 
@@ -105,14 +105,33 @@ pub fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
     Ok(nix::unistd::setresuid(uid, uid, uid)?)
 }
 
-/// Makes `command` run as root of the user namespace (uid and gid 0), which keeps its
-/// capabilities there across exec: what a helper that mounts or joins namespaces needs.
-pub fn run_as_namespace_root(command: &mut std::process::Command) {
+/// Makes `command` (fuse-overlayfs) serve the FUSE connection `fuse` as its fd 3
+/// (`/dev/fd/3`), in a session of its own (the terminal's Ctrl-C is not for it), as root of
+/// the user namespace when `as_root` (it reads layer files of every owner). It runs in our
+/// pid and mount namespaces: nothing in the container can see it or reach its fds.
+pub fn serve_fuse_as_fd_3(
+    command: &mut std::process::Command,
+    fuse: BorrowedFd<'_>,
+    as_root: bool,
+) {
+    use std::os::fd::AsRawFd as _;
     use std::os::unix::process::CommandExt as _;
-    // SAFETY: only setres[ug]id, which are async-signal-safe, run between fork and exec.
+    let fd = fuse.as_raw_fd();
+    // SAFETY: only setres[ug]id, setsid, dup2 and fcntl (async-signal-safe, no allocation) run
+    // between fork and exec; `fuse` stays open in the parent until spawn returns.
     unsafe {
-        command.pre_exec(|| {
-            if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+        command.pre_exec(move || {
+            if as_root && (libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0) {
+                return Err(io::Error::last_os_error());
+            }
+            libc::setsid();
+            // dup2 onto itself would keep close-on-exec set.
+            let moved = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if moved < 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())
