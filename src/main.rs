@@ -11,5 +11,10 @@ mod image;
 mod runtime;
 
 fn main() -> std::process::ExitCode {
+    // The pause process re-executes us under this name, so it carries nothing of the command
+    // that started it (argv, environment) that other users could read.
+    if let Some(file) = runtime::pause::is_pause_exec() {
+        runtime::pause::hold(&file);
+    }
     cli::main()
 }

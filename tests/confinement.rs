@@ -480,3 +480,103 @@ fn an_image_of_128_layers_runs_on_kernel_overlayfs() {
     assert_eq!(stdout, "1127overlay\n", "{stderr}");
     assert!(stderr.contains("runs on kernel overlayfs"), "{stderr}");
 }
+
+#[test]
+fn the_first_commands_arguments_are_not_readable_in_pid_1_or_the_pause_process() {
+    let f = fixture();
+    let out = f.env.ok(&[
+        "run",
+        "--network",
+        "none",
+        "-e",
+        "API_KEY=s3cret-in-argv",
+        "--image",
+        &f.image,
+        "--",
+        "sh",
+        "-c",
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; echo $API_KEY",
+    ]);
+    let mut lines = out.lines();
+    let pid1 = lines.next().unwrap_or_default();
+    assert!(
+        !pid1.contains("s3cret"),
+        "pid 1 shows the command line: {pid1}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some("s3cret-in-argv"),
+        "-e still reaches the command"
+    );
+    // Every local user can read a process's cmdline; the pause process lives for minutes.
+    let pid_file = std::fs::read_to_string(f.env.store().join("pause.pid")).unwrap();
+    let pid = pid_file.split_whitespace().next().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(!text(&cmdline).contains("s3cret"), "{}", text(&cmdline));
+    assert_eq!(text(&cmdline).split('\0').next(), Some("sandbox-pause"));
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        environ.is_empty(),
+        "the pause process keeps an environment: {}",
+        text(&environ)
+    );
+}
+
+#[test]
+fn a_joining_command_leaks_neither_environment_nor_arguments_inside() {
+    let f = fixture();
+    // The first command watches every process's environment and command line, as fast as it
+    // can, until told to stop. (The needles are given in parts, so its own command line does
+    // not hold them.)
+    let mut first = f
+        .env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &f.image,
+            "--",
+            "sh",
+            "-c",
+            "confine watch host- argv- secret > hits 2> scans; echo done > watched",
+        ])
+        .spawn()
+        .unwrap();
+    let project = f.env.path().join("project");
+    let started = std::time::Instant::now();
+    while !project.join("hits").exists() && started.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for _ in 0..40 {
+        let out = f
+            .env
+            .command(&[
+                "run",
+                "--network",
+                "none",
+                "-e",
+                "ARG_TOKEN=argv-secret",
+                "--image",
+                &f.image,
+                "--",
+                "true",
+            ])
+            .env("SECRET_TOKEN", "host-secret")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    std::fs::write(project.join("stop"), "").unwrap();
+    assert!(first.wait().unwrap().success());
+    assert!(
+        project.join("watched").exists(),
+        "the watcher did not run to its end"
+    );
+    let hits = std::fs::read_to_string(project.join("hits")).unwrap_or_default();
+    let scans = std::fs::read_to_string(project.join("scans")).unwrap_or_default();
+    assert!(
+        hits.is_empty(),
+        "a joining process was read from inside ({scans}): {hits}"
+    );
+}

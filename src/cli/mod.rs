@@ -39,6 +39,9 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    // Parsed: what was on the command line (`-e API_KEY=...`) need not stay readable in
+    // /proc/PID/cmdline of this process and of what it forks (pid 1, a joining command).
+    crate::runtime::hide_command_line();
     match dispatch(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

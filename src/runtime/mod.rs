@@ -33,3 +33,8 @@ pub trait RunReporter {
     /// Output of a command whose stdio is `Stdio::Capture`, as it comes.
     fn output(&self, _bytes: &[u8]) {}
 }
+
+/// Blanks this process's command line after argv[0] (see `sys::hide_arguments`).
+pub fn hide_command_line() {
+    sys::hide_arguments();
+}

@@ -87,7 +87,7 @@ pub fn spawn(file: &Path) {
         return;
     };
     match sys::fork(&proof) {
-        Ok(0) => hold(file),
+        Ok(0) => become_pause(file),
         Ok(pid) => {
             let start = process_start(pid).unwrap_or(0);
             let _ = crate::fsutil::atomic::write_file_replacing(
@@ -100,7 +100,37 @@ pub fn spawn(file: &Path) {
     }
 }
 
-fn hold(file: &Path) -> ! {
+/// argv[0] of the pause process.
+const NAME: &str = "sandbox-pause";
+
+/// The pid file, when this process is the pause process re-executed (`sandbox-pause FILE`).
+pub fn is_pause_exec() -> Option<std::path::PathBuf> {
+    let mut args = std::env::args_os();
+    if args.next()? != NAME {
+        return None;
+    }
+    let file = args.next()?;
+    args.next().is_none().then(|| file.into())
+}
+
+/// Execs ourselves as `sandbox-pause FILE` with an empty environment (the namespace stays):
+/// the first command's argv (`-e API_KEY=...`) and environment do not stay readable in a
+/// process that lives for minutes. If the exec fails, hold on as we are.
+fn become_pause(file: &Path) -> ! {
+    sys::setsid();
+    sys::close_from(0);
+    if let (Ok(exe), Ok(name), Ok(path)) = (
+        sys::cstring("/proc/self/exe"),
+        sys::cstring(NAME),
+        sys::cpath(file),
+    ) {
+        let _ = sys::execve(&exe, &[name, path], &[]);
+    }
+    hold(file)
+}
+
+/// The pause process's life: hold the namespace until the pid file is stale or not ours.
+pub fn hold(file: &Path) -> ! {
     // The pause process leaves the caller's session.
     sys::setsid();
     let _ = sys::set_name(c"sandbox-pause");

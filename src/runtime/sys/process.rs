@@ -212,3 +212,38 @@ mod tests {
         assert_eq!(ended("kill -15 $$").map(|(_, c)| c), Some(143));
     }
 }
+
+/// The bounds of this process's argument strings, from /proc/self/stat (fields 48 and 49).
+fn argument_area() -> Option<(usize, usize)> {
+    let stat = fs_err::read_to_string("/proc/self/stat").ok()?;
+    let after_name = stat.get(stat.rfind(')')? + 2..)?;
+    // Fields from the third (state) on; arg_start is field 48.
+    let mut fields = after_name.split(' ').skip(48 - 3);
+    let start = fields.next()?.parse().ok()?;
+    let end = fields.next()?.parse().ok()?;
+    (start < end).then_some((start, end))
+}
+
+/// Blanks our command line after argv[0] in place, as setproctitle does: /proc/PID/cmdline is
+/// readable by every process that can see us (any local user; inside a container, pid 1 and a
+/// joining process are visible), and ours may hold `-e API_KEY=...`. Call only once the
+/// arguments have been parsed: `std::env::args` reads this same memory.
+pub fn hide_arguments() {
+    let Some((start, end)) = argument_area() else {
+        return;
+    };
+    let Some(first) = std::env::args_os().next() else {
+        return;
+    };
+    let keep = first.len() + 1;
+    if start + keep >= end {
+        return;
+    }
+    // SAFETY: [start, end) is the argument strings' area the kernel set up on our stack at
+    // exec, mapped readable and writable for our whole life; nothing holds a Rust reference
+    // into it (std reads it through raw pointers when asked for the arguments, which the
+    // caller no longer does), and the process is single-threaded when this runs.
+    unsafe {
+        std::ptr::write_bytes((start + keep) as *mut u8, 0, end - start - keep);
+    }
+}
