@@ -188,31 +188,6 @@ pub fn prepare_helper(command: &mut std::process::Command, moves: Vec<(RawFd, Ra
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // Reaped by our waitpid, which is what is tested.
-    #[allow(clippy::zombie_processes)]
-    fn ended(script: &str) -> Option<(Pid, i32)> {
-        let child = std::process::Command::new("/bin/sh")
-            .args(["-c", script])
-            .spawn()
-            .unwrap();
-        let pid = child.id() as Pid;
-        let result = waitpid(pid, false);
-        assert_eq!(result.map(|(p, _)| p), Some(pid));
-        result
-    }
-
-    #[test]
-    fn waitpid_gives_the_exit_code_or_128_plus_the_signal() {
-        assert_eq!(ended("exit 3").map(|(_, c)| c), Some(3));
-        assert_eq!(ended("kill -9 $$").map(|(_, c)| c), Some(137));
-        assert_eq!(ended("kill -15 $$").map(|(_, c)| c), Some(143));
-    }
-}
-
 /// The bounds of this process's argument strings, from /proc/self/stat (fields 48 and 49).
 fn argument_area() -> Option<(usize, usize)> {
     let stat = fs_err::read_to_string("/proc/self/stat").ok()?;
@@ -245,5 +220,30 @@ pub fn hide_arguments() {
     // caller no longer does), and the process is single-threaded when this runs.
     unsafe {
         std::ptr::write_bytes((start + keep) as *mut u8, 0, end - start - keep);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Reaped by our waitpid, which is what is tested.
+    #[allow(clippy::zombie_processes)]
+    fn ended(script: &str) -> Option<(Pid, i32)> {
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as Pid;
+        let result = waitpid(pid, false);
+        assert_eq!(result.map(|(p, _)| p), Some(pid));
+        result
+    }
+
+    #[test]
+    fn waitpid_gives_the_exit_code_or_128_plus_the_signal() {
+        assert_eq!(ended("exit 3").map(|(_, c)| c), Some(3));
+        assert_eq!(ended("kill -9 $$").map(|(_, c)| c), Some(137));
+        assert_eq!(ended("kill -15 $$").map(|(_, c)| c), Some(143));
     }
 }
