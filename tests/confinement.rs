@@ -580,3 +580,123 @@ fn a_joining_command_leaks_neither_environment_nor_arguments_inside() {
         "a joining process was read from inside ({scans}): {hits}"
     );
 }
+
+/// Runs `cmd`, failing the test if it takes longer than 20 s (a hang is the bug).
+fn output_within(mut cmd: std::process::Command) -> std::process::Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (done, waiting) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if waiting
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .is_err()
+        {
+            // SAFETY: signalling the child this test started, by its pid.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    assert_ne!(
+        out.status.code(),
+        None,
+        "sandbox hung and was killed after 20 s"
+    );
+    out
+}
+
+#[test]
+fn another_users_sandbox_toml_above_the_current_dir_is_refused() {
+    let f = fixture();
+    // A shared dir: someone else's sandbox.toml at its top, our work dir below.
+    let shared = f.env.path().join("project/shared");
+    let work = shared.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(
+        shared.join("sandbox.toml"),
+        format!(
+            "setup = [\"touch /pwned\"]\n[toolchain]\nimage = \"{}\"\n",
+            f.image
+        ),
+    )
+    .unwrap();
+    f.env.give_to_user(f.env.path());
+    // nobody (65534) owns the shared dir and the file in it.
+    for path in [&shared, &shared.join("sandbox.toml")] {
+        std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+    }
+    let mut cmd = f.env.command(&["run", "--network", "none", "--", "true"]);
+    cmd.current_dir(&work);
+    let out = output_within(cmd);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("belongs to nobody (uid 65534), not to you"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("safe_directories"), "{stderr}");
+    // The user says it is safe: then it is obeyed.
+    f.env.write(
+        "config/sandbox/config.toml",
+        &format!("safe_directories = [\"{}\"]\n", shared.display()),
+    );
+    let mut cmd = f.env.command(&["run", "--network", "none", "--", "true"]);
+    cmd.current_dir(&work);
+    let out = output_within(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn sandbox_toml_and_lock_that_are_devices_fifos_or_huge_fail_at_once() {
+    let f = fixture();
+    let project = f.env.path().join("project");
+    let toml = format!("[toolchain]\nimage = \"{}\"\n", f.image);
+    type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "sandbox.lock -> /dev/zero",
+            Box::new(|| {
+                std::fs::write(project.join("sandbox.toml"), &toml).unwrap();
+                std::os::unix::fs::symlink("/dev/zero", project.join("sandbox.lock")).unwrap();
+            }),
+            "sandbox.lock is a character device, not a regular file",
+        ),
+        (
+            "sandbox.lock a FIFO",
+            Box::new(|| {
+                nix::unistd::mkfifo(
+                    &project.join("sandbox.lock"),
+                    nix::sys::stat::Mode::from_bits_truncate(0o644),
+                )
+                .unwrap();
+            }),
+            "sandbox.lock is a FIFO, not a regular file",
+        ),
+        (
+            "sandbox.toml of 2 MiB",
+            Box::new(|| {
+                let mut big = toml.clone();
+                big.push_str(&"#".repeat(2 * 1024 * 1024));
+                std::fs::write(project.join("sandbox.toml"), big).unwrap();
+            }),
+            "sandbox.toml is larger than 1 MiB",
+        ),
+    ];
+    for (what, make, expected) in cases {
+        let _ = std::fs::remove_file(project.join("sandbox.lock"));
+        make();
+        f.env.give_to_user(f.env.path());
+        let out =
+            output_within(
+                f.env
+                    .command(&["run", "--network", "none", "--locked", "--", "true"]),
+            );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{what}: {stderr}");
+        assert!(stderr.contains(expected), "{what}: {stderr}");
+    }
+}

@@ -39,6 +39,19 @@ pub enum ConfigError {
         source: std::io::Error,
     },
 
+    #[error("{} is {found}, not a regular file", path.display())]
+    NotRegularFile { path: PathBuf, found: &'static str },
+
+    #[error("{} is larger than {}", path.display(), crate::config::error::size(*limit))]
+    TooLarge { path: PathBuf, limit: u64 },
+
+    #[error("{} belongs to {owner}, not to you: sandbox does not obey another user's file", path.display())]
+    NotOwned {
+        path: PathBuf,
+        owner: String,
+        dir: PathBuf,
+    },
+
     #[error("{message}")]
     Other {
         message: String,
@@ -62,7 +75,25 @@ impl ConfigError {
             ConfigError::NoProject { .. } => Some(
                 "write one with `sandbox init` (e.g. `sandbox init java@21`), or name an image with --image".into(),
             ),
+            ConfigError::NotOwned { dir, .. } => Some(format!(
+                "if you trust it, add the directory to `safe_directories` in your config ({}): safe_directories = [\"{}\"]",
+                crate::config::user::own_config_path().map_or_else(|| "~/.config/sandbox/config.toml".to_owned(), |p| p.display().to_string()),
+                dir.display()
+            )),
+            ConfigError::NotRegularFile { .. } => Some("replace it with a regular file (or remove it)".into()),
+            ConfigError::TooLarge { .. } => Some("a config file this large is not one sandbox wrote or expects; check what it is".into()),
             ConfigError::Read { .. } | ConfigError::EncodeLock { .. } | ConfigError::Io(_) => None,
         }
+    }
+}
+
+/// A byte count as `1 MiB` / `4 KiB`.
+pub fn size(bytes: u64) -> String {
+    if bytes >= 1024 * 1024 && bytes % (1024 * 1024) == 0 {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else if bytes >= 1024 && bytes % 1024 == 0 {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
     }
 }

@@ -72,11 +72,10 @@ pub fn path_for(project: &Project) -> PathBuf {
 /// The project's lock, if it has one.
 pub fn read(project: &Project) -> Result<Option<LockFile>, ConfigError> {
     let path = path_for(project);
-    let text = match fs_err::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ConfigError::Read { path, source: e }),
+    let Some(text) = super::files::read_optional(&path, super::files::SMALL)? else {
+        return Ok(None);
     };
+    super::ownership::check(&path)?;
     let lock: LockFile =
         toml::from_str(&text).map_err(|e| super::diagnostic::from_toml(&path, &text, &e))?;
     if lock.version != 1 {

@@ -3,7 +3,9 @@
 
 pub mod diagnostic;
 pub mod error;
+pub mod files;
 pub mod lock;
+pub mod ownership;
 pub mod project;
 pub mod templates;
 pub mod trust;

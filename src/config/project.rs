@@ -181,10 +181,8 @@ pub fn find(dir: &Path) -> Option<PathBuf> {
 
 /// Reads and validates `file`.
 pub fn load(file: &Path) -> Result<Project, ConfigError> {
-    let text = fs_err::read_to_string(file).map_err(|e| ConfigError::Read {
-        path: file.to_owned(),
-        source: e,
-    })?;
+    let text = super::files::read(file, super::files::SMALL)?;
+    super::ownership::check(file)?;
     parse(file, text)
 }
 

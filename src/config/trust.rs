@@ -22,7 +22,11 @@ fn entry(project: &Project) -> String {
 pub fn is_trusted(project: &Project) -> bool {
     let wanted = entry(project);
     list_path()
-        .and_then(|path| fs_err::read_to_string(path).ok())
+        .and_then(|path| {
+            super::files::read_optional(&path, super::files::LIST)
+                .ok()
+                .flatten()
+        })
         .is_some_and(|text| text.lines().any(|l| l == wanted))
 }
 
@@ -32,7 +36,7 @@ pub fn trust(project: &Project) -> Result<(), ConfigError> {
         what: "the trust list",
     })?;
     let suffix = format!(" {}", project.file.display());
-    let mut lines: Vec<String> = fs_err::read_to_string(&path)
+    let mut lines: Vec<String> = super::files::read_optional(&path, super::files::LIST)?
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.ends_with(&suffix))

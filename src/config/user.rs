@@ -2,6 +2,7 @@
 //! files (the user's, else the system's), which are honoured so a podman user's mirrors just work.
 //!
 //! ```toml
+//! safe_directories = ["/srv/shared/app"]   # sandbox.toml there may be another user's
 //! [[registry]]
 //! prefix = "docker.io"
 //! [[registry.mirror]]
@@ -21,6 +22,9 @@ use crate::image::registry::hosts::{MirrorRule, RegistryConfig, RegistryRule};
 struct OwnFile {
     #[serde(default)]
     registry: Vec<OwnRegistry>,
+    /// Directories whose sandbox.toml may belong to another user (`*`: any).
+    #[serde(default)]
+    safe_directories: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -128,11 +132,22 @@ pub fn load() -> Result<UserConfig, ConfigError> {
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
-    match fs_err::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    super::files::read_optional(path, super::files::SMALL)
+}
+
+/// `safe_directories` of the user's own config.
+pub fn safe_directories() -> Result<Vec<PathBuf>, ConfigError> {
+    let Some(path) = own_config_path() else {
+        return Ok(Vec::new());
+    };
+    let Some(text) = read_optional(&path)? else {
+        return Ok(Vec::new());
+    };
+    let file: OwnFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(file.safe_directories)
 }
 
 fn read_containers(path: &Path) -> Result<Vec<RegistryRule>, String> {
