@@ -700,3 +700,60 @@ fn sandbox_toml_and_lock_that_are_devices_fifos_or_huge_fail_at_once() {
         assert!(stderr.contains(expected), "{what}: {stderr}");
     }
 }
+
+#[test]
+fn a_daemon_left_by_a_joined_session_ends_with_the_last_session() {
+    let f = fixture();
+    let project = f.env.path().join("project");
+    // The first command ends after a second; a joined session outlives it, starts a daemon
+    // after it ended, and ends.
+    let mut first = f
+        .env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &f.image,
+            "--",
+            "sh",
+            "-c",
+            "touch first-up; sleep 1",
+        ])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !project.join("first-up").exists() {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the first command did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let joined = f.env.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--image",
+        &f.image,
+        "--",
+        "sh",
+        "-c",
+        "sleep 2; setsid sleep 1000 > /dev/null 2>&1 < /dev/null & echo started",
+    ]);
+    assert_eq!(joined.trim(), "started");
+    assert!(first.wait().unwrap().success());
+    // Nothing runs the container for any session now: it ends, daemon and all.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ps = f.env.ok(&["ps"]);
+        if ps.lines().count() == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container outlived its sessions: {ps}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -156,6 +156,86 @@ fn a_truncated_blob_is_resumed_with_range_or_reported_with_byte_counts() {
 }
 
 #[test]
+fn a_registry_that_stalls_mid_blob_is_resumed_or_named_never_waited_on_forever() {
+    let image = small_image();
+    let layer = image.layers[0].digest.clone();
+    let total = image.layers[0].blob.len();
+    // Half of what is asked for (from the Range's start), then silence.
+    let stalled = |req: &support::hostile::Request, body: Vec<u8>| {
+        let from = req
+            .header("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
+        let (status, headers, rest) = match from {
+            Some(from) => (
+                206,
+                vec![(
+                    "Content-Range".to_owned(),
+                    format!("bytes {from}-{}/{}", body.len() - 1, body.len()),
+                )],
+                body[from..].to_vec(),
+            ),
+            None => (200, Vec::new(), body),
+        };
+        Reply::Stalled {
+            status,
+            headers,
+            send: rest.len() / 2,
+            body: rest,
+            stall: std::time::Duration::from_secs(30),
+        }
+    };
+    // Stalls once: the idle read gives up and resumes with Range.
+    let env = TestEnv::new();
+    let stalls = Arc::new(AtomicUsize::new(0));
+    let (s, l) = (stalls.clone(), layer.clone());
+    let server = serve(&image, move |req, routes| {
+        (req.path.ends_with(&l)
+            && req.header("range").is_none()
+            && s.fetch_add(1, Ordering::SeqCst) == 0)
+            .then(|| stalled(req, routes[&req.path].1.clone()))
+    });
+    let out = env
+        .command(&["pull", &reference(&server)])
+        .env("SANDBOX_PULL_IDLE_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.assert_store_consistent();
+
+    // Stalls every time: a clear error naming the registry, the blob and the stall.
+    let env = TestEnv::new();
+    let server = serve(&image, move |req, routes| {
+        req.path
+            .ends_with(&layer)
+            .then(|| stalled(req, routes[&req.path].1.clone()))
+    });
+    let started = std::time::Instant::now();
+    let out = env
+        .command(&["pull", &reference(&server)])
+        .env("SANDBOX_PULL_IDLE_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains(&format!("from {}", server.host()))
+            && err.contains("the registry stalled, sending nothing for 1 s after"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("of {total} bytes")), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "the pull waited on the stall"
+    );
+    assert_nothing_kept(&env);
+}
+
+#[test]
 fn a_server_error_is_retried() {
     let env = TestEnv::new();
     let image = small_image();

@@ -91,6 +91,17 @@ pub enum ImageError {
     },
 
     #[error(
+        "blob {digest} from {host}: the registry stalled, sending nothing for {idle_secs} s after {received} of {expected} bytes, also when asked again"
+    )]
+    Stalled {
+        digest: Digest,
+        host: String,
+        received: u64,
+        expected: u64,
+        idle_secs: u64,
+    },
+
+    #[error(
         "blob {digest} from {host}: the connection broke after {received} of {expected} bytes"
     )]
     Truncated {

@@ -468,6 +468,11 @@ fn event_loop(
             }
         }
         if let Some(code) = child_code {
+            // The container lives while a joined session does; what the sessions left behind
+            // (a daemon started from one) ends with the last of them.
+            if !joined_session_alive() {
+                kill_leftovers(false);
+            }
             if only_process_left() {
                 channel::send(status, &Message::Exited { code, last: true });
                 return code;
@@ -486,7 +491,7 @@ fn reap(child: libc::pid_t, child_code: &mut Option<i32>, status: BorrowedFd<'_>
             *child_code = Some(code);
             // What the command left behind goes with it, daemons that left its session too;
             // only joined sessions keep the container alive.
-            kill_leftovers();
+            kill_leftovers(true);
             if !only_process_left() {
                 channel::send(status, &Message::Exited { code, last: false });
             }
@@ -516,10 +521,24 @@ fn parent_and_session(pid: i32) -> Option<(i32, i32)> {
     Some((ppid, session))
 }
 
-/// SIGKILL to every process but pid 1 and the sessions that joined from outside. A joined
-/// session's leader has no parent inside the namespace (ppid 0: its parent is the joining
-/// monitor); everything else descends from the command, daemons that left its session included.
-fn kill_leftovers() {
+/// Whether a session that joined from outside still runs: its leader has no parent inside the
+/// namespace (ppid 0: its parent is the joining monitor).
+fn joined_session_alive() -> bool {
+    let Ok(entries) = fs_err::read_dir("/proc") else {
+        return false;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| *pid != 1)
+        .any(|pid| parent_and_session(pid).is_some_and(|(ppid, _)| ppid == 0))
+}
+
+/// SIGKILL to every process but pid 1 and (with `spare_joined`) the sessions that joined from
+/// outside. A joined session's leader has no parent inside the namespace (ppid 0: its parent
+/// is the joining monitor); everything else descends from the command, daemons that left its
+/// session included.
+fn kill_leftovers(spare_joined: bool) {
     let Ok(entries) = fs_err::read_dir("/proc") else {
         return;
     };
@@ -531,7 +550,7 @@ fn kill_leftovers() {
         .collect();
     let joined: Vec<i32> = processes
         .iter()
-        .filter(|(_, ppid, _)| *ppid == 0)
+        .filter(|(_, ppid, _)| spare_joined && *ppid == 0)
         .map(|(pid, _, _)| *pid)
         .collect();
     let mut killed = Vec::new();

@@ -37,6 +37,14 @@ pub enum Reply {
         body: Vec<u8>,
         send: usize,
     },
+    /// Sends `send` bytes of the body, then nothing for `stall`, keeping the connection open.
+    Stalled {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        send: usize,
+        stall: std::time::Duration,
+    },
 }
 
 impl Reply {
@@ -56,9 +64,9 @@ impl Reply {
     }
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         match &mut self {
-            Reply::Full { headers, .. } | Reply::Truncated { headers, .. } => {
-                headers.push((name.into(), value.into()))
-            }
+            Reply::Full { headers, .. }
+            | Reply::Truncated { headers, .. }
+            | Reply::Stalled { headers, .. } => headers.push((name.into(), value.into())),
         }
         self
     }
@@ -143,7 +151,18 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
     log.lock().expect("log").push(request.clone());
     let reply = handler(&request);
     let mut out = stream;
+    let mut stall = None;
     let (status, headers, body, send) = match reply {
+        Reply::Stalled {
+            status,
+            headers,
+            body,
+            send,
+            stall: pause,
+        } => {
+            stall = Some(pause);
+            (status, headers, body, send)
+        }
         Reply::Full {
             status,
             headers,
@@ -171,6 +190,9 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
         let _ = out.write_all(&body[..send.min(body.len())]);
     }
     let _ = out.flush();
+    if let Some(pause) = stall {
+        std::thread::sleep(pause);
+    }
     let _ = out.shutdown(std::net::Shutdown::Both);
 }
 

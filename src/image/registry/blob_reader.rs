@@ -46,6 +46,16 @@ impl<'a> BlobReader<'a> {
         })
     }
 
+    fn stalled(&self) -> io::Error {
+        io::Error::other(ImageError::Stalled {
+            digest: self.digest.clone(),
+            host: self.client.host_name(),
+            received: self.offset,
+            expected: self.expected,
+            idle_secs: super::client::idle_timeout().as_secs(),
+        })
+    }
+
     fn truncated(&self, source: Option<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
         io::Error::other(ImageError::Truncated {
             digest: self.digest.clone(),
@@ -97,6 +107,7 @@ impl Read for BlobReader<'_> {
             let Some(body) = self.body.as_mut() else {
                 continue;
             };
+            let mut stalled = false;
             let failure = match body.read(buf) {
                 Ok(0) if self.offset >= self.expected => return Ok(0),
                 Ok(0) => None,
@@ -105,11 +116,18 @@ impl Read for BlobReader<'_> {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Some(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+                Err(e) => {
+                    stalled = is_idle_timeout(&e);
+                    Some(Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                }
             };
             self.body = None;
             if self.resumes_left == 0 {
-                return Err(self.truncated(failure));
+                return Err(if stalled {
+                    self.stalled()
+                } else {
+                    self.truncated(failure)
+                });
             }
             self.resumes_left -= 1;
             std::thread::sleep(std::time::Duration::from_millis(
@@ -117,4 +135,23 @@ impl Read for BlobReader<'_> {
             ));
         }
     }
+}
+
+/// Whether a body read failed because no byte came for the idle timeout.
+fn is_idle_timeout(error: &io::Error) -> bool {
+    if error.kind() == io::ErrorKind::TimedOut {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = error.get_ref().map(|e| e as _);
+    while let Some(e) = source {
+        if e.downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+            || e.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }

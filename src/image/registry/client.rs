@@ -471,11 +471,25 @@ fn basic_header(credential: &Credential) -> String {
     )
 }
 
+/// How long a response may send nothing before the read fails (and a blob read resumes with
+/// Range): 30 s, or `SANDBOX_PULL_IDLE_TIMEOUT` seconds. A registry that stalls mid-blob must
+/// not hang `pull` forever.
+pub fn idle_timeout() -> Duration {
+    std::env::var("SANDBOX_PULL_IDLE_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(Duration::from_secs(30), Duration::from_secs)
+}
+
 fn build_http(host: &str, insecure: bool) -> Result<Client, ImageError> {
+    // The blocking client's timeout bounds the wait for the answer's head and then each read
+    // of the body on its own: an idle timeout, not a total one (a large layer may take long; it
+    // must only keep coming).
     let mut builder = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(20))
-        .timeout(None::<Duration>)
+        .timeout(idle_timeout())
         .user_agent(concat!("sandbox/", env!("CARGO_PKG_VERSION")));
     for cert in tls::extra_roots(host)? {
         builder = builder.add_root_certificate(cert);
