@@ -757,3 +757,131 @@ fn a_daemon_left_by_a_joined_session_ends_with_the_last_session() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_directory_as_stdin_is_refused() {
+    let f = fixture();
+    let home = f.env.home();
+    let out = f
+        .env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &f.image,
+            "--",
+            "sh",
+            "-c",
+            "ls /proc/self/fd/0/; touch /proc/self/fd/0/escaped",
+        ])
+        .stdin(std::fs::File::open(&home).unwrap())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("stdin is a directory"), "{stderr}");
+    assert!(!home.join("escaped").exists());
+}
+
+#[test]
+fn a_file_as_stdin_is_read_but_cannot_be_reopened_for_writing() {
+    let f = fixture();
+    let notes = f.env.write("notes.txt", "my notes\n");
+    let out = f
+        .env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &f.image,
+            "--",
+            "sh",
+            "-c",
+            "cat; readlink /proc/self/fd/0; echo overwritten > /proc/self/fd/0",
+        ])
+        .stdin(std::fs::File::open(&notes).unwrap())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("my notes"), "{}", text(&out.stderr));
+    assert!(
+        lines.next().unwrap_or_default().starts_with("pipe:["),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes\n");
+    // Output to a file is relayed the same way: it arrives, and the command holds a pipe.
+    let out_file = f.env.path().join("out.txt");
+    let status = f
+        .env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &f.image,
+            "--",
+            "sh",
+            "-c",
+            "echo written; readlink /proc/self/fd/1 >&2",
+        ])
+        .stdout(std::fs::File::create(&out_file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        text(&status.stderr).starts_with("pipe:["),
+        "{}",
+        text(&status.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "written\n");
+}
+
+#[test]
+fn the_host_terminal_never_reaches_the_command() {
+    let f = fixture();
+    // stdin the host's terminal, stdout a pipe (`sandbox run -- cmd | less`).
+    let pair = nix::pty::openpty(None, None).unwrap();
+    let slave = pair.slave.try_clone().unwrap();
+    let mut child = f
+        .env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &f.image,
+            "--",
+            "sh",
+            "-c",
+            "readlink /proc/self/fd/0; test -t 0 && echo is-a-tty; read line; echo got=$line",
+        ])
+        .stdin(std::process::Stdio::from(slave))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // What is typed on the terminal reaches the command.
+    let mut master = std::fs::File::from(pair.master);
+    std::io::Write::write_all(&mut master, b"typed\n").unwrap();
+    let out = output_of(&mut child);
+    assert!(out.starts_with("pipe:["), "{out}");
+    assert!(!out.contains("is-a-tty"), "{out}");
+    assert!(out.contains("got=typed"), "{out}");
+}
+
+/// Waits (bounded) for `child` and returns its stdout.
+fn output_of(child: &mut std::process::Child) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the command did not end");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    out
+}

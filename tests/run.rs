@@ -464,6 +464,11 @@ fn enter_gives_an_interactive_shell_on_a_new_pty() {
     screen.send("stty size\r");
     screen.expect("30 100");
     screen.expect("PROMPT> ");
+    // The terminal is the container's own, and the user's: `tty` names it.
+    screen.send("tty; stat -c owner=%u $(tty)\r");
+    screen.expect("/dev/pts/0");
+    screen.expect(&format!("owner={}", f.env.uid()));
+    screen.expect("PROMPT> ");
     // Resize the outer terminal: the shell inside sees it.
     let ws = libc::winsize {
         ws_row: 40,
@@ -495,8 +500,8 @@ fn enter_gives_an_interactive_shell_on_a_new_pty() {
 #[test]
 fn tiocsti_from_inside_cannot_reach_the_host_terminal() {
     let f = fixture();
-    // The host terminal as stdin, stdout a pipe: no pty is made, so the command holds the
-    // host's terminal, but in a new session it is not its controlling terminal.
+    // The host terminal as stdin, stdout a pipe: no pty is made; the terminal is relayed
+    // through a pipe, and the filter refuses TIOCSTI on any fd anyway.
     let (master, slave) = pty(24, 80);
     let mut cmd = f.env.command(&[
         "run",

@@ -21,6 +21,9 @@ pub enum PlanError {
 
     #[error("sandbox.toml names caches, and there is no cache dir: neither XDG_CACHE_HOME nor HOME is set")]
     NoCacheDir,
+
+    #[error("{stream} is a directory; a directory's fd would let the command walk the host's files through /proc/self/fd")]
+    DirectoryAsStdio { stream: &'static str },
 }
 
 impl PlanError {
@@ -31,6 +34,7 @@ impl PlanError {
             PlanError::NoNetworkHelper => "install one (Debian: `sudo apt-get install passt` or `slirp4netns`), or use --network none (loopback only) or --network host".into(),
             PlanError::OtherNetwork { id, .. } => format!("drop --network/-p/--host-loopback to join it, or end it first (`sandbox stop {id}`)"),
             PlanError::NoCacheDir => "set HOME (or XDG_CACHE_HOME) to where your caches should live".into(),
+            PlanError::DirectoryAsStdio { .. } => "redirect a file (`< file`), not a directory".into(),
         })
     }
 }

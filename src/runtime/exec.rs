@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::channel::{self, FailureKind, Message};
 use super::nest::NestChild;
-use super::plan::{ProcessPlan, Program, Stdio};
+use super::plan::{ProcessPlan, Program, Stdio, Stream};
 use super::sys;
 
 /// What confines the command beyond its plan: the nested namespaces to make (a new
@@ -19,6 +19,44 @@ use super::sys;
 pub struct Confinement<'a> {
     pub nest: Option<NestChild>,
     pub filter: Option<&'a seccompiler::BpfProgram>,
+}
+
+/// Puts the command's fds 0-2 in place.
+fn set_stdio(stdio: Stdio, fds: &[Option<BorrowedFd<'_>>; 3]) -> std::io::Result<()> {
+    let streams = [sys::StdStream::In, sys::StdStream::Out, sys::StdStream::Err];
+    let missing = || std::io::Error::other("a stdio fd is missing");
+    match stdio {
+        Stdio::Inherit => {}
+        Stdio::Terminal => {
+            let slave = fds[0].ok_or_else(missing)?;
+            sys::set_controlling_terminal(slave)?;
+            for stream in streams {
+                sys::replace_std(stream, slave)?;
+            }
+        }
+        Stdio::Capture => {
+            sys::stdin_from_dev_null()?;
+            let pipe = fds[1].ok_or_else(missing)?;
+            sys::replace_std(sys::StdStream::Out, pipe)?;
+            sys::replace_std(sys::StdStream::Err, pipe)?;
+        }
+        Stdio::Streams(kinds) => {
+            for ((kind, fd), stream) in kinds.iter().zip(fds).zip(streams) {
+                match kind {
+                    Stream::Pass => {}
+                    Stream::Relay => sys::replace_std(stream, fd.ok_or_else(missing)?)?,
+                    Stream::Null => {
+                        let null = fs_err::OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .open("/dev/null")?;
+                        sys::replace_std(stream, null.as_fd())?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reports a failure of sandbox's own (not the command's) and ends with 125.
@@ -134,12 +172,13 @@ fn program(plan: &ProcessPlan) -> Result<(PathBuf, Vec<String>), (String, std::i
     }
 }
 
-/// Becomes the command; never returns. `stdio` (a terminal's slave, or a pipe for captured
-/// output) becomes its fds 0-2 (for a pipe: 1 and 2, with stdin from /dev/null).
+/// Becomes the command; never returns. `stdio` holds what becomes its fds 0, 1 and 2 as the
+/// plan's `Stdio` says (a terminal's slave in all three, pipe ends for relayed or captured
+/// streams).
 pub fn exec(
     plan: &ProcessPlan,
     status: BorrowedFd<'_>,
-    stdio: Option<BorrowedFd<'_>>,
+    stdio: [Option<BorrowedFd<'_>>; 3],
     confinement: Confinement<'_>,
 ) -> ! {
     let shown = match &plan.program {
@@ -149,30 +188,10 @@ pub fn exec(
     sys::reset_signals();
     // 1. A new session: no controlling terminal of the host's (TIOCSTI needs one).
     sys::setsid();
-    // 2. The new terminal, when there is one, as controlling terminal and stdio; or the
-    //    capture pipe as stdout and stderr.
-    match (plan.stdio, stdio) {
-        (Stdio::Terminal, Some(slave)) => {
-            if let Err(e) = sys::set_controlling_terminal(slave) {
-                fail(status, "the terminal", e);
-            }
-            for stream in [sys::StdStream::In, sys::StdStream::Out, sys::StdStream::Err] {
-                if let Err(e) = sys::replace_std(stream, slave) {
-                    fail(status, "the terminal", e);
-                }
-            }
-        }
-        (Stdio::Capture, Some(pipe)) => {
-            if let Err(e) = sys::stdin_from_dev_null() {
-                fail(status, "/dev/null as stdin", e);
-            }
-            for stream in [sys::StdStream::Out, sys::StdStream::Err] {
-                if let Err(e) = sys::replace_std(stream, pipe) {
-                    fail(status, "the output pipe", e);
-                }
-            }
-        }
-        _ => {}
+    // 2. Stdio: the new terminal as controlling terminal and fds 0-2; pipes where relayed or
+    //    captured; the container's /dev/null where nothing comes.
+    if let Err(e) = set_stdio(plan.stdio, &stdio) {
+        fail_setup(status, "set up the command's stdio", e);
     }
     // 3. A session keyring of its own: no key of the host's session is reachable.
     match sys::join_new_session_keyring() {

@@ -16,6 +16,7 @@ use super::exec;
 use super::mounts::{self, MountFailure, RootDir};
 use super::nest;
 use super::plan::{EtcContent, LaunchPlan, Network, OverlayChoice};
+use super::stdio::CommandSide;
 use super::sys;
 
 /// The fds pid 1 inherits from the monitor.
@@ -24,8 +25,8 @@ pub struct InitFds {
     pub status: OwnedFd,
     /// EOF here without a goodbye means the monitor died: end the container.
     pub control: OwnedFd,
-    /// The command's terminal (a pty slave) or the pipe its output is captured in.
-    pub stdio: Option<OwnedFd>,
+    /// The command's side of its stdio (pipe ends; for a terminal, the console socket).
+    pub stdio: CommandSide,
     /// The seccomp filter for the command and for pid 1 itself (none: unconfined).
     pub filter: Option<seccompiler::BpfProgram>,
     /// /dev/fuse, when the root may have to fall back to fuse-overlayfs.
@@ -49,7 +50,7 @@ pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
     let InitFds {
         status: status_pipe,
         control,
-        stdio,
+        mut stdio,
         filter,
         fuse,
     } = fds;
@@ -61,6 +62,28 @@ pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
             sys::exit_now(125);
         }
     };
+    // The command's terminal lives in the container's devpts (so `tty` names it); its master
+    // goes to the monitor, which relays it to the host's terminal.
+    if let Some(console) = stdio.console.take() {
+        let user = &plan.process.user;
+        let opened = sys::open_pty_in_root().and_then(|(master, slave)| {
+            // The user's own terminal, as on the host: programs reopen /dev/tty.
+            if !plan.process.as_root && user.ids_mapped {
+                sys::fchown(slave.as_fd(), user.uid, user.gid)?;
+            }
+            sys::send_fd(console.as_fd(), master.as_fd()).map(|()| slave)
+        });
+        match opened {
+            Ok(slave) => stdio.fds[0] = Some(slave),
+            Err(e) => {
+                report(
+                    status,
+                    &failure("open the terminal in", Path::new("/dev/pts"))(e),
+                );
+                sys::exit_now(125);
+            }
+        }
+    }
     // Joiners find the container's processes by this (pid 1 itself is not dumpable).
     let pid_ns = fs_err::read_link("/proc/self/ns/pid")
         .map(|p| p.display().to_string())
@@ -348,7 +371,7 @@ fn supervise(
     plan: &LaunchPlan,
     status: BorrowedFd<'_>,
     control: OwnedFd,
-    stdio: Option<OwnedFd>,
+    stdio: CommandSide,
     filter: Option<&seccompiler::BpfProgram>,
 ) -> i32 {
     let signals = match signal_fd() {
@@ -386,7 +409,7 @@ fn supervise(
         exec::exec(
             &plan.process,
             status,
-            stdio.as_ref().map(|f| f.as_fd()),
+            stdio.for_exec(plan.process.stdio),
             exec::Confinement {
                 nest: Some(nest_child),
                 filter,

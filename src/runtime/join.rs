@@ -19,6 +19,7 @@ use super::init;
 use super::monitor::{self, Outcome, Session};
 use super::plan::{ProcessPlan, Stdio};
 use super::state::ContainerState;
+use super::stdio;
 use super::sys;
 
 fn open_ns(pid: i32, name: &str) -> Result<OwnedFd, RuntimeError> {
@@ -94,12 +95,7 @@ pub fn run(container: &ContainerState, plan: &ProcessPlan) -> Result<Outcome, Ru
             id: container.id.clone(),
         });
     }
-    let (master, slave) = if plan.stdio == Stdio::Terminal {
-        let (m, s) = sys::open_pty(std::io::stdin().as_fd())?;
-        (Some(m), Some(s))
-    } else {
-        (None, None)
-    };
+    let (mut ours, mut theirs) = stdio::prepare(plan.stdio, false)?;
     // Taken before the mount namespace changes (then /proc is the container's, where we are not).
     let single = sys::SingleThreaded::check().ok_or_else(|| {
         RuntimeError::Internal("internal error: a thread is running while joining".into())
@@ -117,6 +113,16 @@ pub fn run(container: &ContainerState, plan: &ProcessPlan) -> Result<Outcome, Ru
             }
         }
     }
+    // The terminal lives in the container's devpts, where `tty` can name it.
+    if plan.stdio == Stdio::Terminal {
+        let (master, slave) = sys::open_pty_in_root().map_err(|source| RuntimeError::Syscall {
+            what: "open a terminal in the container's /dev/pts",
+            source,
+        })?;
+        sys::size_like(master.as_fd(), std::io::stdin().as_fd());
+        ours.master = Some(master);
+        theirs.fds[0] = Some(slave);
+    }
     let signals = init::signal_fd().map_err(|source| RuntimeError::Syscall {
         what: "block signals",
         source,
@@ -125,12 +131,12 @@ pub fn run(container: &ContainerState, plan: &ProcessPlan) -> Result<Outcome, Ru
     let child = sys::fork(&single)?;
     if child == 0 {
         drop(status_read);
-        drop(master);
+        drop(ours);
         drop(signals);
         exec::exec(
             plan,
             status_write.as_fd(),
-            slave.as_ref().map(|s| s.as_fd()),
+            theirs.for_exec(plan.stdio),
             exec::Confinement {
                 nest: None,
                 filter: filter.as_ref(),
@@ -138,12 +144,11 @@ pub fn run(container: &ContainerState, plan: &ProcessPlan) -> Result<Outcome, Ru
         );
     }
     drop(status_write);
-    drop(slave);
+    drop(theirs);
     let session = Session {
         forward_to: child,
         status: status_read,
-        master,
-        output: None,
+        stdio: ours,
     };
-    monitor::wait_child(&session, &signals, child)
+    monitor::wait_child(session, &signals, child)
 }

@@ -14,9 +14,11 @@ use std::time::Instant;
 use super::capabilities;
 use super::net_keeper;
 use super::network;
-use super::plan::{CacheMount, LaunchPlan, Network, OverlayChoice, Seccomp, Stdio};
+use super::plan::{CacheMount, LaunchPlan, Network, OverlayChoice, Seccomp};
+use super::relay::Relays;
 use super::seccomp;
 use super::state::{self, ContainerState};
+use super::stdio::{self, MonitorSide};
 use super::sys;
 use super::RunReporter;
 
@@ -34,9 +36,8 @@ pub struct Session {
     /// Who to forward signals to (pid 1 for a new container, the command for a join).
     pub forward_to: libc::pid_t,
     pub status: OwnedFd,
-    pub master: Option<OwnedFd>,
-    /// The read end of the captured output (`Stdio::Capture`), handed to the reporter.
-    pub output: Option<OwnedFd>,
+    /// The terminal, the captured output and the relayed streams.
+    pub stdio: MonitorSide,
 }
 
 /// Makes the caches' host dirs (owned by the user, private) before they are mounted.
@@ -67,19 +68,8 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     let container = state::create_dir(plan)?;
     let (status_read, status_write) = sys::pipe()?;
     let (control_read, control_write) = sys::pipe()?;
-    // The command's stdio: ours, a new terminal, or a pipe we read (kept: `ours`, given to pid
-    // 1: `theirs`).
-    let (master, output, theirs) = match plan.process.stdio {
-        Stdio::Inherit => (None, None, None),
-        Stdio::Terminal => {
-            let (m, s) = sys::open_pty(std::io::stdin().as_fd())?;
-            (Some(m), None, Some(s))
-        }
-        Stdio::Capture => {
-            let (read, write) = sys::pipe()?;
-            (None, Some(read), Some(write))
-        }
-    };
+    // The command's stdio: what we keep (`ours`) and what pid 1 gets (`theirs`).
+    let (mut ours, theirs) = stdio::prepare(plan.process.stdio, true)?;
     network::check_ports_free(&plan.network.options.ports)?;
     let flags = plan
         .namespaces
@@ -97,8 +87,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     if pid == 0 {
         drop(status_read);
         drop(control_write);
-        drop(master);
-        drop(output);
+        drop(ours);
         drop(signals);
         init::run(
             plan,
@@ -168,6 +157,25 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                     ));
                 }
                 drop(fuse.take());
+                // pid 1 sent the terminal's master before it said it started.
+                if let Some(console) = ours.console.take() {
+                    match sys::recv_fd(console.as_fd()) {
+                        Ok(master) => {
+                            sys::size_like(master.as_fd(), std::io::stdin().as_fd());
+                            ours.master = Some(master);
+                        }
+                        Err(source) => {
+                            drop(control_write);
+                            drop(helper);
+                            reap(pid);
+                            state::remove(&container);
+                            return Err(RuntimeError::Syscall {
+                                what: "receive the container's terminal",
+                                source,
+                            });
+                        }
+                    }
+                }
                 break pid_ns;
             }
             Some(Message::SetupFailed {
@@ -204,10 +212,9 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     let session = Session {
         forward_to: pid,
         status: status_read,
-        master,
-        output,
+        stdio: ours,
     };
-    let result = wait(&session, &signals, reporter);
+    let result = wait(session, &signals, reporter);
     // Goodbye: pid 1 may now outlive us if joined sessions still run.
     let _ = sys::write_all(control_write.as_fd(), b"bye");
     drop(control_write);
@@ -375,7 +382,7 @@ fn next_message(fd: BorrowedFd<'_>, buffer: &mut Vec<u8>) -> Option<Message> {
 
 /// Waits for a command we forked ourselves (a join): its outcome comes from waitpid.
 pub fn wait_child(
-    session: &Session,
+    session: Session,
     signals: &sys::SignalFd,
     child: libc::pid_t,
 ) -> Result<Outcome, RuntimeError> {
@@ -388,7 +395,7 @@ impl RunReporter for Silent {}
 /// Relays the terminal and forwards signals until pid 1 reports the command's outcome. Returns
 /// it and whether the container has nothing else running. Captured output goes to `reporter`.
 pub fn wait(
-    session: &Session,
+    session: Session,
     signals: &sys::SignalFd,
     reporter: &dyn RunReporter,
 ) -> Result<(Outcome, bool), RuntimeError> {
@@ -402,13 +409,21 @@ fn watch<'fd>(polls: &mut Vec<sys::PollFd<'fd>>, fd: BorrowedFd<'fd>) -> usize {
 }
 
 fn wait_for(
-    session: &Session,
+    session: Session,
     signals: &sys::SignalFd,
     child: Option<libc::pid_t>,
     reporter: &dyn RunReporter,
 ) -> Result<(Outcome, bool), RuntimeError> {
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
-    let master = session.master.as_ref().map(|m| m.as_fd());
+    let MonitorSide {
+        master: master_fd,
+        capture,
+        stdin: relay_stdin,
+        outputs,
+        ..
+    } = session.stdio;
+    let mut relays = Relays::new(relay_stdin, outputs);
+    let master = master_fd.as_ref().map(|m| m.as_fd());
     let raw = master.and_then(|_| sys::RawMode::enable(stdin.as_fd()));
     let mut stdin_open = master.is_some();
     let mut buffer = Vec::new();
@@ -416,17 +431,19 @@ fn wait_for(
     let mut setup_failed = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut status_open = true;
-    let mut output = session.output.as_ref().map(|o| o.as_fd());
+    let mut output = capture.as_ref().map(|o| o.as_fd());
     loop {
-        let mut polls = Vec::with_capacity(5);
+        let mut polls = Vec::with_capacity(8);
         watch(&mut polls, signals.as_fd());
         let status_at = status_open.then(|| watch(&mut polls, session.status.as_fd()));
         let output_at = output.map(|o| watch(&mut polls, o));
         let master_at = master.map(|m| watch(&mut polls, m));
         let stdin_at = (master.is_some() && stdin_open).then(|| watch(&mut polls, stdin.as_fd()));
+        relays.register(&mut polls);
         sys::poll(&mut polls, -1);
         let ready = sys::ready(&polls);
         drop(polls);
+        relays.service(&ready, &mut buf);
         let is_ready = |at: Option<usize>| at.is_some_and(|i| ready[i]);
         for sig in sys::read_signals(signals) {
             match (sig, master) {
@@ -443,6 +460,7 @@ fn wait_for(
                             if let Some(m) = master {
                                 drain(m, &mut buf);
                             }
+                            relays.drain(&mut buf);
                             drop(raw);
                             if let Some(f) = setup_failed {
                                 return Err(f);
@@ -487,6 +505,7 @@ fn wait_for(
                 None => {
                     // Everything inside closed the pipe without a verdict: pid 1 died.
                     drain_output(output, &mut buf, reporter);
+                    relays.drain(&mut buf);
                     drop(raw);
                     if let Some(f) = setup_failed {
                         return Err(f);
@@ -514,6 +533,7 @@ fn wait_for(
                             drain(m, &mut buf);
                         }
                         drain_output(output, &mut buf, reporter);
+                        relays.drain(&mut buf);
                         drop(raw);
                         if let Some(f) = setup_failed {
                             return Err(f);

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use super::OverlayChoice;
 use crate::runtime::network::Helper;
+pub use crate::runtime::sys::FdKind;
+use crate::runtime::sys::{self, StdStream};
 
 /// The user as the host knows them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct HostFacts {
     pub containers_dir: PathBuf,
     /// `$XDG_CACHE_HOME/sandbox/caches`; `None` when neither it nor HOME is set.
     pub cache_root: Option<PathBuf>,
+    /// What our fds 0, 1 and 2 are.
+    pub stdio: [FdKind; 3],
 }
 
 /// The most of the host's resolv.conf that is copied.
@@ -93,6 +97,7 @@ impl HostFacts {
             },
             containers_dir,
             cache_root,
+            stdio: [StdStream::In, StdStream::Out, StdStream::Err].map(sys::std_kind),
         })
     }
 }

@@ -17,7 +17,7 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use host::HostFacts;
+pub use host::{FdKind, HostFacts};
 pub use mounts::{Kind, MountOp};
 pub use resolve::{resolve, resolve_join, Inputs, LaunchKind, ProjectInputs, Request};
 
@@ -91,16 +91,32 @@ pub enum Program {
     LoginShell,
 }
 
-/// Where the command's stdin, stdout and stderr go.
+/// Where the command's stdin, stdout and stderr go. No host fd but a pipe or a socket ever
+/// reaches the container: a terminal, a file or a device is relayed, a directory refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stdio {
-    /// The caller's own fds 0-2.
+    /// Asked for by the caller: decide each of fds 0-2 from what it is (`resolve` turns this
+    /// into `Streams`; a plan never holds it).
     Inherit,
-    /// A new pseudo-terminal, relayed by the monitor.
+    /// A new pseudo-terminal in the container's own devpts, relayed by the monitor.
     Terminal,
     /// stdin from /dev/null; stdout and stderr into a pipe the monitor hands to the reporter
     /// (setup steps, whose output the CLI shows as it comes).
     Capture,
+    /// Each of fds 0, 1 and 2 as decided.
+    Streams([Stream; 3]),
+}
+
+/// How one of the caller's fds 0-2 reaches the command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// The caller's own fd (a pipe or a socket: nothing to reopen or walk through).
+    Pass,
+    /// Copied through a pipe by the monitor (a terminal, a regular file, a device), so the
+    /// command cannot reopen /proc/self/fd/N or ioctl the host's terminal.
+    Relay,
+    /// The container's /dev/null (the caller's was /dev/null, or closed).
+    Null,
 }
 
 /// An owner (uid, gid) as the container's user namespace sees it.

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    mounts, network_summary, CacheMount, EtcContent, EtcFile, HostFacts, Identity, LaunchPlan,
-    Limits, Namespace, Network, NetworkOptions, NetworkPlan, ProcessPlan, Program, RootfsPlan,
-    Seccomp, Stdio,
+    mounts, network_summary, CacheMount, EtcContent, EtcFile, FdKind, HostFacts, Identity,
+    LaunchPlan, Limits, Namespace, Network, NetworkOptions, NetworkPlan, ProcessPlan, Program,
+    RootfsPlan, Seccomp, Stdio, Stream,
 };
 use crate::runtime::capabilities;
 use crate::runtime::environment::{expand_home, Environment};
@@ -153,7 +153,11 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         home: (user.home.clone(), home_owner),
         caches,
     };
-    let stdio = if setup { Stdio::Capture } else { request.stdio };
+    let stdio = if setup {
+        Stdio::Capture
+    } else {
+        stdio(request.stdio, &inputs.host.stdio)?
+    };
     Ok(LaunchPlan {
         dir: inputs.host.containers_dir.join(&inputs.id),
         id: inputs.id.clone(),
@@ -222,10 +226,28 @@ pub fn resolve_join(
         cwd: working_dir(inputs.project, &inputs.host.cwd),
         user,
         as_root: request.as_root,
-        stdio: request.stdio,
+        stdio: stdio(request.stdio, &inputs.host.stdio)?,
         root_capabilities: root_capabilities(inputs.project, Some(request)),
         seccomp: request.seccomp,
     })
+}
+
+/// The command's stdio: what was asked for, with `Inherit` decided per fd from what it is.
+fn stdio(asked: Stdio, host: &[FdKind; 3]) -> Result<Stdio, PlanError> {
+    if asked != Stdio::Inherit {
+        return Ok(asked);
+    }
+    let names = ["stdin", "stdout", "stderr"];
+    let mut streams = [Stream::Null; 3];
+    for ((stream, kind), name) in streams.iter_mut().zip(host).zip(names) {
+        *stream = match kind {
+            FdKind::Pipe | FdKind::Socket => Stream::Pass,
+            FdKind::Null | FdKind::Closed => Stream::Null,
+            FdKind::Terminal | FdKind::RegularFile | FdKind::Other => Stream::Relay,
+            FdKind::Directory => return Err(PlanError::DirectoryAsStdio { stream: name }),
+        };
+    }
+    Ok(Stdio::Streams(streams))
 }
 
 /// Container root's capabilities: podman's set with the project's changes, then the command

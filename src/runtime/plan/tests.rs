@@ -27,6 +27,7 @@ fn host() -> HostFacts {
         overlay: OverlayChoice::Auto,
         containers_dir: "/store/containers".into(),
         cache_root: Some("/home/dev/.cache/sandbox/caches".into()),
+        stdio: [FdKind::Terminal, FdKind::Pipe, FdKind::Null],
     }
 }
 

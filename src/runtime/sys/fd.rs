@@ -98,3 +98,108 @@ pub fn close_all_but(keep: &[BorrowedFd<'_>]) {
     }
     close_from(next);
 }
+
+/// What one of our standard streams is, for deciding how it may reach a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdKind {
+    Pipe,
+    Socket,
+    Terminal,
+    RegularFile,
+    Directory,
+    /// /dev/null (character device 1:3).
+    Null,
+    /// Another device, or something else.
+    Other,
+    Closed,
+}
+
+/// The kind of fd 0, 1 or 2 of this process.
+pub fn std_kind(stream: StdStream) -> FdKind {
+    let raw = match stream {
+        StdStream::In => 0,
+        StdStream::Out => 1,
+        StdStream::Err => 2,
+    };
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat on a plain fd number (it may be closed: then EBADF) writes one stat into
+    // the buffer; no fd is owned or borrowed.
+    if unsafe { libc::fstat(raw, stat.as_mut_ptr()) } != 0 {
+        return FdKind::Closed;
+    }
+    // SAFETY: zero-initialised, and filled by the successful fstat.
+    let stat = unsafe { stat.assume_init() };
+    // SAFETY: isatty on a plain fd number; an answer of 0 for anything else.
+    let is_tty = unsafe { libc::isatty(raw) } == 1;
+    match stat.st_mode & libc::S_IFMT {
+        libc::S_IFIFO => FdKind::Pipe,
+        libc::S_IFSOCK => FdKind::Socket,
+        libc::S_IFREG => FdKind::RegularFile,
+        libc::S_IFDIR => FdKind::Directory,
+        libc::S_IFCHR if is_tty => FdKind::Terminal,
+        libc::S_IFCHR if stat.st_rdev == libc::makedev(1, 3) => FdKind::Null,
+        _ => FdKind::Other,
+    }
+}
+
+/// Sets or clears O_NONBLOCK on `fd`.
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let flags = OFlag::from_bits_retain(nix::fcntl::fcntl(fd, FcntlArg::F_GETFL)?);
+    let flags = if on {
+        flags | OFlag::O_NONBLOCK
+    } else {
+        flags - OFlag::O_NONBLOCK
+    };
+    nix::fcntl::fcntl(fd, FcntlArg::F_SETFL(flags))?;
+    Ok(())
+}
+
+/// A connected pair of Unix datagram sockets (close-on-exec), for passing an fd.
+pub fn fd_socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// Sends `fd` over `socket` (SCM_RIGHTS).
+pub fn send_fd(socket: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    let data = [io::IoSlice::new(b"f")];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &data,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )?;
+    Ok(())
+}
+
+/// Receives one fd sent with `send_fd` (blocking).
+pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd as _;
+    let mut byte = [0u8; 1];
+    let mut data = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let message = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut data,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for cmsg in message.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd in our table for us alone.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(io::Error::other("no file descriptor came with the message"))
+}

@@ -51,3 +51,13 @@ pub fn ready(fds: &[PollFd<'_>]) -> Vec<bool> {
         .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
         .collect()
 }
+
+/// One write to a non-blocking fd: how much it took (0 when it is full or interrupted), or
+/// `None` when it failed (the reader is gone).
+pub fn write_some(fd: BorrowedFd<'_>, buf: &[u8]) -> Option<usize> {
+    match nix::unistd::write(fd, buf) {
+        Ok(n) => Some(n),
+        Err(Errno::EINTR) | Err(Errno::EAGAIN) => Some(0),
+        Err(_) => None,
+    }
+}

@@ -8,15 +8,6 @@ use nix::sys::termios::{self, SetArg, Termios};
 
 use super::check;
 
-/// A new pty pair (master, slave), both close-on-exec, sized like the host's terminal `like`.
-pub fn open_pty(like: BorrowedFd<'_>) -> io::Result<(OwnedFd, OwnedFd)> {
-    let size = window_size(like);
-    let pair = nix::pty::openpty(size.as_ref(), None)?;
-    super::set_cloexec(pair.master.as_fd(), true)?;
-    super::set_cloexec(pair.slave.as_fd(), true)?;
-    Ok((pair.master, pair.slave))
-}
-
 /// Copies the host terminal's size to the pty.
 pub fn sync_window_size(host: BorrowedFd<'_>, master: BorrowedFd<'_>) {
     if let Some(size) = window_size(host) {
@@ -65,4 +56,42 @@ pub fn window_size(fd: BorrowedFd<'_>) -> Option<libc::winsize> {
 fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) {
     // SAFETY: TIOCSWINSZ reads one winsize; the fd is valid for the borrow.
     unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const libc::winsize) };
+}
+
+/// A new pty pair (master, slave) in the devpts mounted at `/dev/pts` of our root, so inside
+/// the container `tty` names the slave. `/dev/pts/ptmx` is opened without following any link
+/// and must be devpts' ptmx (5:2); the slave is opened from the master (TIOCGPTPEER), never by
+/// a path. Both close-on-exec.
+pub fn open_pty_in_root() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::Mode;
+    let root = nix::fcntl::open(c"/", OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .resolve(
+            ResolveFlag::RESOLVE_IN_ROOT
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    let master = nix::fcntl::openat2(root.as_fd(), c"dev/pts/ptmx", how)?;
+    let stat = nix::sys::stat::fstat(master.as_fd())?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFCHR || stat.st_rdev != libc::makedev(5, 2) {
+        return Err(io::Error::other(
+            "/dev/pts/ptmx is not the devpts multiplexer",
+        ));
+    }
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int; the fd is ours.
+    check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })?;
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open flags as an integer and returns a new fd or -1.
+    let slave = check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) })?;
+    // SAFETY: a fresh fd the kernel just returned, owned only here.
+    let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    Ok((master, slave))
+}
+
+/// Sets the size of the pty `master` from the host terminal `host` (when it is one).
+pub fn size_like(master: BorrowedFd<'_>, host: BorrowedFd<'_>) {
+    sync_window_size(host, master);
 }
