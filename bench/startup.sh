@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Start-up benchmark: `sandbox run --network none -- true` on a present image, against
-# `bwrap --unshare-all ... true` on the same root file system and, when installed,
-# `podman run --rm --network none ... true`, timed with hyperfine in one run. Also reports
-# sandbox's own peak RSS while a command runs.
+# `bwrap --unshare-all --seccomp ... true` on the same root file system (with a filter shaped
+# like sandbox's default, from bench/seccomp-filter.py) and, when installed,
+# `podman run --rm --network none ... true`, timed with hyperfine in one run. The run without
+# the seccomp filter shows what the filter costs. Also reports sandbox's own peak RSS while a
+# command runs. Needs hyperfine, bubblewrap and python3-seccomp (Debian packages).
 #
 #   bench/startup.sh              # RUNS=30 by default
 #
@@ -12,12 +14,16 @@ runs=${RUNS:-30}
 command -v hyperfine >/dev/null || { echo "error: hyperfine is missing (Debian: apt-get install hyperfine)" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+/usr/bin/python3 -c 'import seccomp' 2>/dev/null || { echo "error: python3-seccomp is missing (Debian: apt-get install python3-seccomp)" >&2; exit 1; }
 layer=$(ls -d "$work"/store/layers/*/root | head -n 1)
+/usr/bin/python3 bench/seccomp-filter.py "$work/filter.bpf"
+chmod 0644 "$work/filter.bpf"
 cmds=(
     "cd $work/project && $work/sandbox --root $work/store run --network none --image $ref -- true"
-    "bwrap --unshare-all --die-with-parent --ro-bind $layer / --dev /dev --proc /proc --tmpfs /tmp /bin/true"
+    "bwrap --unshare-all --die-with-parent --new-session --ro-bind $layer / --dev /dev --proc /proc --tmpfs /tmp --seccomp 9 /bin/true 9<$work/filter.bpf"
+    "cd $work/project && $work/sandbox --root $work/store run --network none --security-opt seccomp=unconfined --image $ref -- true"
 )
-names=(sandbox bwrap)
+names=(sandbox bwrap sandbox-unconfined)
 # The network helpers' share of start-up (they need /dev/net/tun usable by the user).
 for helper in pasta slirp4netns; do
     if command -v "$helper" >/dev/null; then
@@ -39,7 +45,9 @@ as_user hyperfine "${hyperfine_args[@]}" >/dev/null 2>&1 || as_user hyperfine "$
 median() { python3 -c "import json,sys; d=json.load(open('$work/times.json')); print([r['median'] for r in d['results'] if r['command']=='$1'][0]*1000)"; }
 sandbox_ms=$(median sandbox); bwrap_ms=$(median bwrap)
 printf '%-40s %8.2f ms\n' "sandbox run --network none -- true" "$sandbox_ms"
-printf '%-40s %8.2f ms   sandbox/bwrap = %.2f (target <= 2)\n' "bwrap --unshare-all ... true" "$bwrap_ms" "$(awk -v a="$sandbox_ms" -v b="$bwrap_ms" 'BEGIN{print a/b}')"
+printf '%-40s %8.2f ms   sandbox/bwrap = %.2f (target <= 1.5)\n' "bwrap --unshare-all --seccomp ... true" "$bwrap_ms" "$(awk -v a="$sandbox_ms" -v b="$bwrap_ms" 'BEGIN{print a/b}')"
+unconfined_ms=$(median sandbox-unconfined)
+printf '%-40s %8.2f ms   the filter costs %.2f ms\n' "  ... --security-opt seccomp=unconfined" "$unconfined_ms" "$(awk -v a="$sandbox_ms" -v b="$unconfined_ms" 'BEGIN{print a-b}')"
 for helper in pasta slirp4netns; do
     if [[ " ${names[*]} " == *" sandbox-$helper "* ]]; then
         ms=$(median "sandbox-$helper")
@@ -60,7 +68,8 @@ fi
 # Peak RSS of sandbox's own processes (monitor and pid 1) while a command runs.
 (cd "$work/project" && as_user "$work/sandbox" --root "$work/store" run --network none --image "$ref" -- sleep 1) &
 sleep 0.5
-for pid in $(pgrep -f "$work/sandbox --root $work/store run" || true); do
+# (sandbox blanks its arguments once parsed: match on argv[0] alone.)
+for pid in $(pgrep -f "^$work/sandbox" || true); do
     printf '%-40s %8s kB (%s)\n' "peak RSS of sandbox process $pid" "$(awk '/VmHWM/{print $2}' /proc/$pid/status 2>/dev/null)" "$(tr '\0' ' ' </proc/$pid/cmdline | cut -c1-20)"
 done
 wait

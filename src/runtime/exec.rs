@@ -193,12 +193,12 @@ pub fn exec(
     if let Err(e) = set_stdio(plan.stdio, &stdio) {
         fail_setup(status, "set up the command's stdio", e);
     }
-    // 3. A session keyring of its own: no key of the host's session is reachable.
-    match sys::join_new_session_keyring() {
-        Ok(()) => {}
-        // A kernel without keyrings has none to leak.
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
-        Err(e) => fail_setup(status, "make a new session keyring", e),
+    // 3. A session keyring of its own: no key of the host's session is reachable. A new
+    //    container's command has pid 1's, made for the container; a joining one makes its own.
+    if confinement.nest.is_none() {
+        if let Err(e) = sys::join_new_session_keyring() {
+            fail_setup(status, "make a new session keyring", e);
+        }
     }
     // 4. A new container's command nests its own user and mount namespaces (see `nest`).
     if let Some(nest) = confinement.nest {

@@ -140,12 +140,8 @@ fn setup(
     // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them;
     //    and a session keyring of our own, so no key of the host's is reachable from here.
     sys::setsid();
-    match sys::join_new_session_keyring() {
-        Err(e) if e.raw_os_error() != Some(libc::ENOSYS) => {
-            return Err(failure("make a new session keyring", Path::new("/"))(e));
-        }
-        _ => {}
-    }
+    sys::join_new_session_keyring()
+        .map_err(failure("make a new session keyring", Path::new("/")))?;
     // 2. Dumpable until the network helper has attached to our namespaces (gaining capabilities
     //    in the user namespace made us undumpable); undumpable again before the command starts.
     sys::set_dumpable(true).map_err(failure("let the network helper attach", Path::new("/")))?;

@@ -17,15 +17,15 @@
 //! - personality only with the values Docker allows.
 //!
 //! Anything not listed fails with EPERM. The filter checks the architecture: a 32-bit (i386)
-//! system call from a 64-bit process kills it, and x32 numbers (bit 30 set) are not in the
-//! list, so they fail.
+//! system call from a 64-bit process kills it, and x32 numbers (bit 30 set) fail.
+//!
+//! The BPF is generated here, not by seccompiler's compiler (whose types and installer are
+//! used): it emits a few instructions per system call in one linear chain (1571 for this
+//! list), which cost about a millisecond of start-up to load twice and a long walk on every
+//! system call. Here the allowed numbers are merged into ranges (about 50), four instructions
+//! each, and the argument checks are small blocks reached by a jump.
 
-use std::collections::BTreeMap;
-
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule,
-};
+use seccompiler::{sock_filter, BpfProgram};
 
 /// System calls allowed with any arguments, on every architecture we build for.
 const ALLOWED: &[libc::c_long] = &[
@@ -384,64 +384,250 @@ const PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 #[error("the seccomp filter could not be built: {0}")]
 pub struct FilterError(String);
 
-fn condition(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, FilterError> {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
-        .map_err(|e| FilterError(e.to_string()))
+// Classic BPF as seccomp reads it (<linux/filter.h>, <linux/seccomp.h>): BPF_LD|BPF_W|BPF_ABS,
+// BPF_JMP|BPF_JA, BPF_JMP|BPF_{JEQ,JGT,JGE}|BPF_K, BPF_RET|BPF_K.
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JA: u16 = 0x05;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_JMP_JGT_K: u16 = 0x25;
+const BPF_JMP_JGE_K: u16 = 0x35;
+const BPF_RET_K: u16 = 0x06;
+const RET_KILL_PROCESS: u32 = 0x8000_0000;
+const RET_ERRNO: u32 = 0x0005_0000;
+const RET_ALLOW: u32 = 0x7fff_0000;
+/// Offsets in `struct seccomp_data`: nr, arch, then the six 64-bit arguments (their low 32
+/// bits first on a little-endian machine).
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+const fn data_arg_low(n: u32) -> u32 {
+    16 + 8 * n
+}
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+fn stmt(code: u16, k: u32) -> sock_filter {
+    sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
 }
 
-fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, FilterError> {
-    SeccompRule::new(conditions).map_err(|e| FilterError(e.to_string()))
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// What the filter does with a system call it lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Allow,
+    /// Jump to the ioctl block.
+    Ioctl,
+    /// Jump to the personality block.
+    Personality,
+}
+
+/// Allowed numbers merged into ranges `(first, last, action)`; the argument-checked calls stay
+/// single.
+fn ranges(allowed: &[libc::c_long]) -> Vec<(u32, u32, Action)> {
+    let mut listed: Vec<(u32, Action)> = allowed
+        .iter()
+        .filter(|nr| !ALWAYS_DENIED.contains(nr))
+        .filter_map(|nr| u32::try_from(*nr).ok().map(|nr| (nr, Action::Allow)))
+        .collect();
+    for (nr, action) in [
+        (libc::SYS_ioctl, Action::Ioctl),
+        (libc::SYS_personality, Action::Personality),
+    ] {
+        if let Ok(nr) = u32::try_from(nr) {
+            listed.push((nr, action));
+        }
+    }
+    listed.sort_unstable();
+    listed.dedup_by_key(|(nr, _)| *nr);
+    let mut out: Vec<(u32, u32, Action)> = Vec::new();
+    for (nr, action) in listed {
+        match out.last_mut() {
+            Some((_, last, Action::Allow)) if action == Action::Allow && *last + 1 == nr => {
+                *last = nr;
+            }
+            _ => out.push((nr, nr, action)),
+        }
+    }
+    out
 }
 
 /// The default filter as a BPF program for this architecture.
 pub fn default_filter() -> Result<BpfProgram, FilterError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED
-        .iter()
-        .chain(ALLOWED_LEGACY)
-        .map(|nr| (*nr, Vec::new()))
-        .collect();
-    for nr in ALWAYS_DENIED {
-        rules.remove(nr);
+    let deny = RET_ERRNO | libc::EPERM as u32;
+    let ranges = ranges(&[ALLOWED, ALLOWED_LEGACY].concat());
+    let mut program = vec![
+        stmt(BPF_LD_W_ABS, DATA_ARCH),
+        jump(BPF_JMP_JEQ_K, AUDIT_ARCH, 1, 0),
+        stmt(BPF_RET_K, RET_KILL_PROCESS),
+        stmt(BPF_LD_W_ABS, DATA_NR),
+    ];
+    if cfg!(target_arch = "x86_64") {
+        program.push(jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1));
+        program.push(stmt(BPF_RET_K, deny));
     }
-    let ioctl = DENIED_IOCTLS
-        .iter()
-        .map(|cmd| condition(1, SeccompCmpOp::Ne, *cmd))
-        .collect::<Result<Vec<_>, _>>()?;
-    rules.insert(libc::SYS_ioctl, vec![rule(ioctl)?]);
-    let personality = PERSONALITIES
-        .iter()
-        .map(|value| rule(vec![condition(0, SeccompCmpOp::Eq, *value)?]))
-        .collect::<Result<Vec<_>, _>>()?;
-    rules.insert(libc::SYS_personality, personality);
-    let arch = std::env::consts::ARCH
-        .try_into()
-        .map_err(|_| FilterError(format!("no filter for {}", std::env::consts::ARCH)))?;
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Errno(libc::EPERM as u32),
-        SeccompAction::Allow,
-        arch,
-    )
-    .map_err(|e| FilterError(e.to_string()))?;
-    filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| FilterError(e.to_string()))
+    // Each range, in ascending order: above it, try the next; in it, its action; below it (and
+    // so above the one before), denied.
+    let mut block_jumps = Vec::new();
+    for (first, last, action) in &ranges {
+        program.push(jump(BPF_JMP_JGT_K, *last, 3, 0));
+        program.push(jump(BPF_JMP_JGE_K, *first, 0, 1));
+        match action {
+            Action::Allow => program.push(stmt(BPF_RET_K, RET_ALLOW)),
+            other => {
+                block_jumps.push((program.len(), *other));
+                program.push(stmt(BPF_JMP_JA, 0));
+            }
+        }
+        program.push(stmt(BPF_RET_K, deny));
+    }
+    program.push(stmt(BPF_RET_K, deny));
+    // ioctl: every command but TIOCSTI and TIOCLINUX, on the low 32 bits the kernel reads.
+    let ioctl_at = program.len();
+    program.push(stmt(BPF_LD_W_ABS, data_arg_low(1)));
+    for (i, command) in DENIED_IOCTLS.iter().enumerate() {
+        let to_deny =
+            u8::try_from(DENIED_IOCTLS.len() - i).map_err(|e| FilterError(e.to_string()))?;
+        program.push(jump(BPF_JMP_JEQ_K, low_word(*command)?, to_deny, 0));
+    }
+    program.push(stmt(BPF_RET_K, RET_ALLOW));
+    program.push(stmt(BPF_RET_K, deny));
+    // personality: only the values Docker allows (the kernel takes an unsigned int).
+    let personality_at = program.len();
+    program.push(stmt(BPF_LD_W_ABS, data_arg_low(0)));
+    for (i, value) in PERSONALITIES.iter().enumerate() {
+        let to_allow =
+            u8::try_from(PERSONALITIES.len() - i).map_err(|e| FilterError(e.to_string()))?;
+        program.push(jump(BPF_JMP_JEQ_K, low_word(*value)?, to_allow, 0));
+    }
+    program.push(stmt(BPF_RET_K, deny));
+    program.push(stmt(BPF_RET_K, RET_ALLOW));
+    for (at, action) in block_jumps {
+        let target = if action == Action::Ioctl {
+            ioctl_at
+        } else {
+            personality_at
+        };
+        // A jump's offset counts from the instruction after it.
+        program[at].k = u32::try_from(target - at - 1).map_err(|e| FilterError(e.to_string()))?;
+    }
+    if program.len() > 4096 {
+        return Err(FilterError(format!(
+            "{} instructions is over the kernel's limit",
+            program.len()
+        )));
+    }
+    Ok(program)
+}
+
+fn low_word(value: u64) -> Result<u32, FilterError> {
+    u32::try_from(value).map_err(|_| FilterError(format!("{value:#x} does not fit 32 bits")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Runs `program` on one system call as the kernel would (the instructions it uses).
+    fn run(program: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_le_bytes());
+        data[4..8].copy_from_slice(&arch.to_le_bytes());
+        for (i, arg) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_le_bytes());
+        }
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let insn = &program[pc];
+            pc += 1;
+            match insn.code {
+                BPF_LD_W_ABS => {
+                    let at = insn.k as usize;
+                    acc = u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
+                }
+                BPF_JMP_JA => pc += insn.k as usize,
+                BPF_JMP_JEQ_K | BPF_JMP_JGT_K | BPF_JMP_JGE_K => {
+                    let taken = match insn.code {
+                        BPF_JMP_JEQ_K => acc == insn.k,
+                        BPF_JMP_JGT_K => acc > insn.k,
+                        _ => acc >= insn.k,
+                    };
+                    pc += usize::from(if taken { insn.jt } else { insn.jf });
+                }
+                BPF_RET_K => return insn.k,
+                other => panic!("unexpected instruction {other:#x}"),
+            }
+        }
+    }
+
+    fn call(program: &[sock_filter], nr: libc::c_long, args: [u64; 6]) -> u32 {
+        run(program, AUDIT_ARCH, nr as u32, args)
+    }
+
+    const EPERM: u32 = RET_ERRNO | libc::EPERM as u32;
+
     #[test]
-    fn the_filter_builds_and_denied_calls_are_not_allowed() {
+    fn the_filter_allows_the_list_and_denies_the_rest() {
         let program = default_filter().unwrap();
-        assert!(program.len() > ALLOWED.len());
+        assert!(program.len() < 400, "{} instructions", program.len());
+        for nr in ALLOWED.iter().chain(ALLOWED_LEGACY) {
+            assert_eq!(call(&program, *nr, [0; 6]), RET_ALLOW, "system call {nr}");
+        }
         for nr in ALWAYS_DENIED {
             assert!(
                 !ALLOWED.contains(nr) && !ALLOWED_LEGACY.contains(nr),
-                "system call {nr} is both allowed and always denied"
+                "{nr} is listed"
+            );
+            assert_eq!(call(&program, *nr, [0; 6]), EPERM, "system call {nr}");
+        }
+        // Everything not listed, up to well past the last number.
+        for nr in 0..1024 {
+            let listed = ALLOWED.contains(&nr)
+                || ALLOWED_LEGACY.contains(&nr)
+                || [libc::SYS_ioctl, libc::SYS_personality].contains(&nr);
+            if !listed {
+                assert_eq!(call(&program, nr, [0; 6]), EPERM, "system call {nr}");
+            }
+        }
+    }
+
+    #[test]
+    fn ioctl_and_personality_are_checked_on_the_32_bits_the_kernel_reads() {
+        let program = default_filter().unwrap();
+        let ioctl = |cmd: u64| call(&program, libc::SYS_ioctl, [0, cmd, 0, 0, 0, 0]);
+        assert_eq!(ioctl(libc::TIOCSTI), EPERM);
+        assert_eq!(ioctl(libc::TIOCSTI | 1 << 32), EPERM);
+        assert_eq!(ioctl(libc::TIOCLINUX), EPERM);
+        assert_eq!(ioctl(libc::TIOCGWINSZ), RET_ALLOW);
+        assert_eq!(ioctl(libc::FIONREAD), RET_ALLOW);
+        let personality =
+            |value: u64| call(&program, libc::SYS_personality, [value, 0, 0, 0, 0, 0]);
+        assert_eq!(personality(0xffff_ffff), RET_ALLOW);
+        assert_eq!(personality(0x8), RET_ALLOW);
+        assert_eq!(personality(0x0040000), EPERM);
+    }
+
+    #[test]
+    fn another_architecture_is_killed_and_x32_numbers_denied() {
+        let program = default_filter().unwrap();
+        const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+        assert_eq!(run(&program, AUDIT_ARCH_I386, 20, [0; 6]), RET_KILL_PROCESS);
+        if cfg!(target_arch = "x86_64") {
+            let getpid = libc::SYS_getpid as u32;
+            assert_eq!(
+                run(&program, AUDIT_ARCH, getpid | X32_SYSCALL_BIT, [0; 6]),
+                EPERM
             );
         }
-        assert!(!ALLOWED.contains(&libc::SYS_ioctl) && !ALLOWED.contains(&libc::SYS_personality));
     }
 }

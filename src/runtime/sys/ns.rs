@@ -24,15 +24,39 @@ pub fn parent_namespace(ns: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 
 /// Replaces this process's session keyring with a new anonymous one, so no key of the host's
-/// session (a login's, an agent's) can be found, read or linked to from here on.
+/// session (a login's, an agent's) can be found, read or linked to from here on. A kernel
+/// without keyrings (ENOSYS) has none to leak. The user's key quota (kernel.keys.maxkeys,
+/// 200 by default) is given back when a container's keyring is collected, shortly after it
+/// ends: when it is exhausted (many sandboxes started at once), wait up to a second for that.
 pub fn join_new_session_keyring() -> io::Result<()> {
-    // SAFETY: a null name asks for a new anonymous keyring; no memory is passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_keyctl,
-            KEYCTL_JOIN_SESSION_KEYRING,
-            std::ptr::null::<libc::c_char>(),
-        )
-    };
-    super::check_long(rc).map(|_| ())
+    let mut wait = std::time::Duration::from_millis(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        // SAFETY: a null name asks for a new anonymous keyring; no memory is passed.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                KEYCTL_JOIN_SESSION_KEYRING,
+                std::ptr::null::<libc::c_char>(),
+            )
+        };
+        match super::check_long(rc) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => return Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EDQUOT)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EDQUOT) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    "your key quota is used up (see /proc/key-users); raise kernel.keys.maxkeys or end other sandboxes",
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
