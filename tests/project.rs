@@ -578,3 +578,59 @@ fn completions_are_current() {
         "{candidates}"
     );
 }
+
+/// `[caches] shared = false`: a project's caches are its own, so code in one project cannot
+/// leave something in a cache another project of the same toolchain will run.
+#[test]
+fn unshared_caches_are_the_projects_own() {
+    let env = TestEnv::new();
+    let _registry = docker_hub(&env, "library/php", "8.1-cli", "php");
+    let toml = "[toolchain]\nname = \"php\"\nversion = \"8.1\"\n[caches]\nshared = false\n";
+    write_project(&env, "project", toml);
+    let second = write_project(&env, "other", toml)
+        .parent()
+        .unwrap()
+        .to_owned();
+    env.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "echo planted > ~/.cache/composer/package",
+    ]);
+    let out = in_dir(
+        &env,
+        &second,
+        &[
+            "run",
+            "--network",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            "cat ~/.cache/composer/package || echo absent",
+        ],
+    );
+    assert_eq!(text(&out.stdout).trim(), "absent", "{}", text(&out.stderr));
+    // It persists for its own project.
+    let out = env.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "cat ~/.cache/composer/package",
+    ]);
+    assert_eq!(out.trim(), "planted");
+    // A cache other than `shared` needs a path.
+    write_project(
+        &env,
+        "project",
+        "[toolchain]\nname = \"php\"\nversion = \"8.1\"\n[caches]\nextra = true\n",
+    );
+    let stderr = env.fails(&["run", "--", "true"]);
+    assert!(stderr.contains("cache `extra` needs a path"), "{stderr}");
+}

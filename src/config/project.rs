@@ -14,6 +14,7 @@
 //! MAVEN_OPTS = "-Xmx1g"
 //! [caches]                     # name = path inside; shared by the toolchain's projects
 //! maven = "~/.m2"
+//! shared = false               # this project's own caches instead
 //! [network]
 //! mode = "pasta"               # pasta | slirp4netns | none | host
 //! ports = ["8080:8080"]
@@ -53,10 +54,18 @@ struct RawProject {
     #[serde(default)]
     env: BTreeMap<Spanned<String>, String>,
     #[serde(default)]
-    caches: BTreeMap<Spanned<String>, Spanned<String>>,
+    caches: BTreeMap<Spanned<String>, Spanned<RawCacheValue>>,
     network: Option<RawNetwork>,
     limits: Option<RawLimits>,
     security: Option<RawSecurity>,
+}
+
+/// A value in `[caches]`: a cache's path inside, or `shared = false`.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawCacheValue {
+    Path(String),
+    Flag(bool),
 }
 
 #[derive(Deserialize)]
@@ -318,7 +327,24 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
     let group = chosen
         .as_ref()
         .map_or_else(|| "image".to_owned(), |t| t.name.clone());
-    for (name, target) in raw.caches {
+    // `shared = false`: this project's caches are its own, not shared with the other
+    // projects of its toolchain (a cache is writable from inside, so it is a channel to them).
+    let mut shared = true;
+    for (name, value) in raw.caches {
+        let target = match value.get_ref() {
+            RawCacheValue::Flag(flag) if name.get_ref() == "shared" => {
+                shared = *flag;
+                continue;
+            }
+            RawCacheValue::Flag(_) => {
+                return Err(error(
+                    value.span(),
+                    format!("cache `{}` needs a path, not true or false", name.get_ref()),
+                    Some("give the path inside, e.g. maven = \"~/.m2\"; only `shared` takes true or false".into()),
+                ))
+            }
+            RawCacheValue::Path(path) => Spanned::new(value.span(), path.clone()),
+        };
         check_cache(name.get_ref(), &target, &error)?;
         caches.retain(|c| &c.name != name.get_ref());
         caches.push(Cache {
@@ -326,6 +352,15 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
             name: name.get_ref().clone(),
             target: target.get_ref().clone(),
         });
+    }
+    if !shared {
+        let own = format!(
+            "project-{}",
+            &crate::image::Digest::of_bytes(dir.as_os_str().as_encoded_bytes()).hex()[..16]
+        );
+        for cache in &mut caches {
+            cache.group = own.clone();
+        }
     }
 
     let mut host_access = Vec::new();
