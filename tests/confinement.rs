@@ -95,6 +95,11 @@ fn container_root_holds_podmans_capabilities_and_the_user_none() {
     assert_eq!(capability_line(&f, &["--as-root"], "CapEff"), podman);
     assert_eq!(capability_line(&f, &[], "CapBnd"), "0000000000000000");
     assert_eq!(capability_line(&f, &[], "CapEff"), "0000000000000000");
+    // Nothing to inherit through file capabilities (CVE-2022-29162 and kin).
+    for flags in [&[][..], &["--as-root"][..]] {
+        assert_eq!(capability_line(&f, flags, "CapInh"), "0000000000000000");
+        assert_eq!(capability_line(&f, flags, "CapAmb"), "0000000000000000");
+    }
     // --cap-add NET_ADMIN (bit 12), --cap-drop CHOWN (bit 0).
     assert_eq!(
         capability_line(
@@ -884,4 +889,79 @@ fn output_of(child: &mut std::process::Child) -> String {
     let mut out = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
     out
+}
+
+#[test]
+fn the_hosts_abstract_sockets_are_out_of_reach() {
+    let f = fixture();
+    // An abstract socket lives in the host's network namespace (CVE-2020-15257's class).
+    let name = format!("sandbox-canary-{}", std::process::id());
+    use std::os::linux::net::SocketAddrExt as _;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    // It answers on the host.
+    assert!(std::os::unix::net::UnixStream::connect_addr(&addr).is_ok());
+    let lines = f.probe(&[], &["confine", "abstract", &name]);
+    assert_ne!(result(&lines, "abstract"), "connected", "--network none");
+    let out = f.env.run(&[
+        "run", "--image", &f.image, "--", "confine", "abstract", &name,
+    ]);
+    assert!(
+        !text(&out.stdout).contains("abstract=connected"),
+        "the default network: {}",
+        text(&out.stdout)
+    );
+    drop(listener);
+}
+
+#[test]
+fn host_side_code_never_runs_the_images_binaries_or_libraries() {
+    let env = TestEnv::new();
+    // Each poisoned program would leave a marker in the host's /tmp if the host ran it (inside,
+    // /tmp is the sandbox's own tmpfs).
+    let marker = format!("/tmp/sandbox-poisoned-{}", std::process::id());
+    let script = format!("#!/bin/busybox sh\necho ran > {marker}\n");
+    let mut extra = Vec::new();
+    for name in [
+        "usr/bin/tar",
+        "usr/bin/xz",
+        "usr/bin/gzip",
+        "usr/bin/unpigz",
+        "usr/bin/getent",
+        "usr/bin/id",
+        "usr/bin/nsenter",
+        "usr/bin/newuidmap",
+        "usr/bin/fuse-overlayfs",
+        "usr/bin/pasta",
+    ] {
+        extra.push(support::oci::Entry::File {
+            path: name.into(),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            data: script.clone().into_bytes(),
+        });
+    }
+    extra.push(support::oci::Entry::dir("lib/x86_64-linux-gnu"));
+    extra.push(support::oci::Entry::file(
+        "lib/x86_64-linux-gnu/libnss_files.so.2",
+        b"not a library",
+    ));
+    extra.push(support::oci::Entry::file(
+        "etc/nsswitch.conf",
+        b"passwd: poison\ngroup: poison\n",
+    ));
+    let (_registry, image) = support::pulled_busybox(&env, "poison/app", extra);
+    env.ok(&["run", "--network", "none", "--image", &image, "--", "true"]);
+    env.ok(&["run", "--image", &image, "--", "true"]);
+    let out = env
+        .command(&["run", "--network", "none", "--image", &image, "--", "true"])
+        .env("SANDBOX_OVERLAY", "fuse")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "the host ran a program of the image"
+    );
 }

@@ -76,8 +76,13 @@ pub fn read(project: &Project) -> Result<Option<LockFile>, ConfigError> {
         return Ok(None);
     };
     super::ownership::check(&path)?;
+    parse(&path, &text).map(Some)
+}
+
+/// Validates the text of a sandbox.lock at `path` (which errors name).
+pub fn parse(path: &std::path::Path, text: &str) -> Result<LockFile, ConfigError> {
     let lock: LockFile =
-        toml::from_str(&text).map_err(|e| super::diagnostic::from_toml(&path, &text, &e))?;
+        toml::from_str(text).map_err(|e| super::diagnostic::from_toml(path, text, &e))?;
     if lock.version != 1 {
         return Err(ConfigError::Other {
             message: format!(
@@ -88,7 +93,7 @@ pub fn read(project: &Project) -> Result<Option<LockFile>, ConfigError> {
             hint: Some("upgrade sandbox, or write a new lock with `sandbox lock --update`".into()),
         });
     }
-    Ok(Some(lock))
+    Ok(lock)
 }
 
 /// Writes the lock by temp file and rename: a symlink planted at sandbox.lock (the project

@@ -14,6 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 
 static void report(const char *name, long r) {
@@ -87,7 +90,18 @@ static void keyring(const char *description) {
     printf("host_key=%s\n", id >= 0 ? "found" : strerror(errno));
 }
 
+static void abstract_socket(const char *name) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    size_t len = strlen(name);
+    memcpy(addr.sun_path + 1, name, len);
+    int r = connect(fd, (struct sockaddr *)&addr, offsetof(struct sockaddr_un, sun_path) + 1 + len);
+    printf("abstract=%s\n", r == 0 ? "connected" : strerror(errno));
+}
+
 static void root_powers(void) {
+    int cg = open("/sys/fs/cgroup/cgroup.procs", O_WRONLY);
+    report("cgroup_write", cg < 0 ? -1 : write(cg, "1", 1));
     report("umount_proc_sys", umount2("/proc/sys", MNT_DETACH));
     report("remount_proc_sys_rw", mount(NULL, "/proc/sys", NULL, MS_REMOUNT | MS_BIND, NULL));
     int fd = open("/proc/sys/net/ipv4/conf/all/route_localnet", O_WRONLY);
@@ -122,6 +136,18 @@ static void watch(const char *env_needle, const char *argv_needle) {
             if (holds(path, env_needle)) printf("environ of %s\n", e->d_name);
             snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
             if (holds(path, argv_needle)) printf("cmdline of %s\n", e->d_name);
+            /* CVE-2019-5736: a process of sandbox's own (pid 1, a joining one) must not give
+             * out its binary, which an open fd could later overwrite. */
+            char target[4096];
+            snprintf(path, sizeof path, "/proc/%s/exe", e->d_name);
+            ssize_t n = readlink(path, target, sizeof target - 1);
+            if (n > 0) {
+                target[n] = 0;
+                if (strstr(target, "sandbox-it-bin")) {
+                    int fd = open(path, O_RDONLY);
+                    if (fd >= 0) { printf("exe of %s: %s\n", e->d_name, target); close(fd); }
+                }
+            }
         }
         if (proc) closedir(proc);
         scans++;
@@ -135,6 +161,7 @@ int main(int argc, char **argv) {
     else if (argc > 1 && strcmp(argv[1], "tools") == 0) daily_tools();
     else if (argc > 2 && strcmp(argv[1], "keyring") == 0) keyring(argv[2]);
     else if (argc > 1 && strcmp(argv[1], "root") == 0) root_powers();
+    else if (argc > 2 && strcmp(argv[1], "abstract") == 0) abstract_socket(argv[2]);
     else if (argc > 4 && strcmp(argv[1], "watch") == 0) {
         /* The needles are joined here, so no command line (ours included) holds them. */
         char env_needle[256], argv_needle[256];

@@ -1,0 +1,13 @@
+//! `sandbox`: rootless per-project developer sandboxes from OCI images.
+//!
+//! Layers, in the one direction data flows: `cli` (parses, dispatches, prints) -> `config` (the
+//! TOML files) -> `image` (references, registries, manifests, blobs, unpacking, the store) ->
+//! `runtime` (namespaces and identity). Lower layers report through traits and never print.
+//! A library as well as the binary so the fuzz targets (`fuzz/`) reach the parsers of
+//! untrusted input.
+
+pub mod cli;
+pub mod config;
+pub mod fsutil;
+pub mod image;
+pub mod runtime;
