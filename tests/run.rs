@@ -889,3 +889,38 @@ fn fifty_runs_started_at_once_all_succeed() {
         );
     }
 }
+
+/// A shell joining a running sandbox gets a terminal of the sandbox's own devpts too.
+#[test]
+fn a_joining_enter_gets_a_terminal_of_the_sandbox() {
+    let f = fixture();
+    let mut first = f.spawn(&["sh", "-c", "echo ready; sleep 20"]);
+    let mut stdout = first.stdout.take().unwrap();
+    let mut buf = [0u8; 64];
+    let n = stdout.read(&mut buf).unwrap();
+    assert!(text(&buf[..n]).contains("ready"));
+    let (master, slave) = pty(24, 80);
+    let cmd = f.env.command(&[
+        "enter",
+        "--network",
+        "none",
+        "--image",
+        &f.image,
+        "-e",
+        "PS1=JOINED> ",
+    ]);
+    let mut child = spawn_on_pty(cmd, &slave);
+    drop(slave);
+    let mut screen = Screen {
+        master: std::fs::File::from(master),
+        seen: String::new(),
+    };
+    screen.expect("JOINED> ");
+    screen.send("tty; ps -o pid,comm | grep -c sleep\r");
+    screen.expect("/dev/pts/");
+    screen.expect("1");
+    screen.send("exit 4\r");
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+    let _ = first.kill();
+    let _ = first.wait();
+}
