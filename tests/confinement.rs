@@ -484,6 +484,19 @@ fn an_image_of_128_layers_runs_on_kernel_overlayfs() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout, "1127overlay\n", "{stderr}");
     assert!(stderr.contains("runs on kernel overlayfs"), "{stderr}");
+    // With a setup layer on top: 129 lower layers, still the kernel's overlay.
+    env.write(
+        "project/sandbox.toml",
+        &format!("setup = [\"echo set > /setup-done\"]\n[toolchain]\nimage = \"{reference}\"\n"),
+    );
+    let out = env.run(&[
+        "-v", "run", "--network", "none", "--", "sh", "-c",
+        "cat /setup-done /layer-127; grep ' / / ' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "set\n127overlay\n", "{stderr}");
+    assert!(stderr.contains("runs on kernel overlayfs"), "{stderr}");
 }
 
 #[test]
