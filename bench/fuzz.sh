@@ -15,6 +15,19 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && mapfile -t targets < <(RUSTC_BOOTSTRAP=1 cargo fuzz list)
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O >/dev/null
+# Seeds for the unpacker: small layers with files, dirs, symlinks, hard links, whiteouts and a
+# long name, so the fuzzer starts from tar streams rather than from nothing.
+if [ ! -e corpus/unpack/seeded ]; then
+    mkdir -p corpus/unpack
+    seed=$(mktemp -d)
+    (cd "$seed" && mkdir -p a/b && echo x > a/f && ln -s ../f a/b/l && ln a/f a/h \
+        && touch .wh.gone a/.wh..wh..opq "a/$(printf 'n%.0s' {1..120})" && ln -s /etc a/abs)
+    tar -C "$seed" -cf corpus/unpack/seed-gnu.tar .
+    tar -C "$seed" --format=pax -cf corpus/unpack/seed-pax.tar .
+    tar -C "$seed" --format=ustar -cf corpus/unpack/seed-ustar.tar a/f a/b
+    rm -rf "$seed"
+    touch corpus/unpack/seeded
+fi
 status=0
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target"
