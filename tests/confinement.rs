@@ -978,3 +978,51 @@ fn host_side_code_never_runs_the_images_binaries_or_libraries() {
         "the host ran a program of the image"
     );
 }
+
+#[test]
+fn image_etc_files_that_are_links_to_devices_fifos_or_host_secrets_are_never_followed() {
+    use support::oci::Entry;
+    let env = TestEnv::new();
+    // A host secret the links aim at (CVE-2024-9676's class): it must not be read or written.
+    let secret = env.write("home/.ssh/id_ed25519", "PRIVATE KEY\n");
+    let extra = vec![
+        Entry::symlink("etc/passwd", "/dev/zero"),
+        Entry::symlink("etc/group", &secret.display().to_string()),
+        Entry::symlink("etc/hosts", &secret.display().to_string()),
+        Entry::symlink("etc/resolv.conf", "/dev/zero"),
+        Entry::Fifo {
+            path: "etc/hostname".into(),
+        },
+    ];
+    let (_registry, image) = support::pulled_busybox(&env, "links/app", extra);
+    let mut cmd = env.command(&[
+        "run",
+        "--network",
+        "none",
+        "--image",
+        &image,
+        "--",
+        "sh",
+        "-c",
+        "id -un; cat /etc/group | grep -c PRIVATE",
+    ]);
+    cmd.stdout(std::process::Stdio::piped());
+    let out = output_within(cmd);
+    let stdout = text(&out.stdout);
+    let me = env.user.as_ref().map_or_else(
+        || std::env::var("USER").unwrap_or_default(),
+        |u| u.name.clone(),
+    );
+    assert_eq!(
+        stdout.lines().next(),
+        Some(me.as_str()),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().nth(1),
+        Some("0"),
+        "the host file came inside"
+    );
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "PRIVATE KEY\n");
+}

@@ -107,6 +107,11 @@ static void root_powers(void) {
     int fd = open("/proc/sys/net/ipv4/conf/all/route_localnet", O_WRONLY);
     report("route_localnet", fd < 0 ? -1 : write(fd, "1", 1));
     report("sethostname", sethostname("evil", 4));
+    /* Masked paths stay masked: kcore reads nothing, and the mask cannot be taken off. */
+    report("umount_kcore", umount2("/proc/kcore", MNT_DETACH));
+    char byte;
+    int kcore = open("/proc/kcore", O_RDONLY);
+    printf("kcore_read=%s\n", kcore < 0 ? strerror(errno) : read(kcore, &byte, 1) > 0 ? "data" : "empty");
 }
 
 /* Scans every process's environ and cmdline as fast as it can until `stop` exists (or 20 s),
