@@ -85,30 +85,35 @@ impl RootDir {
 
     /// Opens (creating as needed, owned by `owner`) the directory at `path` inside the root.
     pub fn dir(&self, path: &Path, owner: Option<(u32, u32)>) -> io::Result<OwnedFd> {
-        let mut current = self.fd.try_clone()?;
+        // The walk starts at the root's own fd (no copy of it until there is nothing to walk).
+        let mut current: Option<OwnedFd> = None;
         for name in Self::names(path) {
-            let next = match open_at(current.as_fd(), &name, libc::O_PATH | libc::O_DIRECTORY) {
+            let at = current.as_ref().map_or(self.fd.as_fd(), |c| c.as_fd());
+            let next = match open_at(at, &name, libc::O_PATH | libc::O_DIRECTORY) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     let c = c_name(&name)?;
-                    match sys::mkdir_at(current.as_fd(), &c, 0o755) {
+                    match sys::mkdir_at(at, &c, 0o755) {
                         Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e),
                         _ => {}
                     }
                     if let Some((uid, gid)) = owner {
                         // Best effort, as before: a dir that cannot be chowned still works.
-                        let _ = sys::chown_at_nofollow(current.as_fd(), &c, uid, gid);
+                        let _ = sys::chown_at_nofollow(at, &c, uid, gid);
                     }
-                    open_at(current.as_fd(), &name, libc::O_PATH | libc::O_DIRECTORY)?
+                    open_at(at, &name, libc::O_PATH | libc::O_DIRECTORY)?
                 }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
                     return Err(symlink_error(path))
                 }
                 Err(e) => return Err(e),
             };
-            current = next;
+            current = Some(next);
         }
-        Ok(current)
+        match current {
+            Some(fd) => Ok(fd),
+            None => self.fd.try_clone(),
+        }
     }
 
     /// Opens (creating empty if missing) the regular file at `path`, refusing anything else.
@@ -203,15 +208,18 @@ fn fd_path(fd: &OwnedFd) -> io::Result<CString> {
     sys::cstring(&format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-fn exists_in(root: &RootDir, path: &Path) -> Option<Kind> {
+/// What is at `path` in the root, opened (O_PATH, the last component not followed) so the
+/// caller mounts on it without walking again; `None` when missing or a symlink.
+fn existing(root: &RootDir, path: &Path) -> Option<(Kind, OwnedFd)> {
     let parent = root.dir(path.parent()?, None).ok()?;
     let name = RootDir::names(path).pop()?;
     let fd = open_at(parent.as_fd(), &name, libc::O_PATH).ok()?;
-    match file_type(fd.as_fd()).ok()? {
-        libc::S_IFDIR => Some(Kind::Dir),
-        libc::S_IFLNK => None,
-        _ => Some(Kind::File),
-    }
+    let kind = match file_type(fd.as_fd()).ok()? {
+        libc::S_IFDIR => Kind::Dir,
+        libc::S_IFLNK => return None,
+        _ => Kind::File,
+    };
+    Some((kind, fd))
 }
 
 /// Executes `ops` against the new root at `root_path` (still under the host's view).
@@ -319,10 +327,9 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
         }
         MountOp::Mask { target } => {
             let f = fail("mask", target);
-            match exists_in(root, target) {
+            match existing(root, target) {
                 None => {}
-                Some(Kind::Dir) => {
-                    let fd = root.dir(target, None).map_err(&f)?;
+                Some((Kind::Dir, fd)) => {
                     let at = fd_path(&fd).map_err(&f)?;
                     sys::mount(
                         cs("tmpfs").as_deref(),
@@ -333,8 +340,7 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
                     )
                     .map_err(&f)?;
                 }
-                Some(Kind::File) => {
-                    let fd = root.file(target).map_err(&f)?;
+                Some((Kind::File, fd)) => {
                     let at = fd_path(&fd).map_err(&f)?;
                     let null = sys::cstring("/dev/null").map_err(&f)?;
                     sys::mount(Some(&null), &at, None, libc::MS_BIND, None).map_err(&f)?;
@@ -344,14 +350,9 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
         }
         MountOp::ReadOnly { target } => {
             let f = fail("make read-only", target);
-            let Some(kind) = exists_in(root, target) else {
+            let Some((kind, fd)) = existing(root, target) else {
                 return Ok(());
             };
-            let fd = match kind {
-                Kind::Dir => root.dir(target, None),
-                Kind::File => root.file(target),
-            }
-            .map_err(&f)?;
             let at = fd_path(&fd).map_err(&f)?;
             sys::mount(Some(&at), &at, None, libc::MS_BIND | libc::MS_REC, None).map_err(&f)?;
             remount_target_read_only(root, target, kind).map_err(&f)?;
