@@ -65,6 +65,11 @@ if [[ " ${names[*]} " == *" podman "* ]]; then
     printf '%-40s %8.2f ms\n' "podman run --rm true (slirp4netns)" "$(median podman-default-net)"
 fi
 
+# The same in turns (hyperfine runs each benchmark to its end before the next, so drift on a
+# busy machine lands on one side of a ratio).
+echo "in turns, ${ROUNDS:-200} rounds:"
+as_user /usr/bin/python3 bench/interleaved.py "$work" "$ref" "$layer" "${ROUNDS:-200}"
+
 # Peak RSS of sandbox's own processes (monitor and pid 1) while a command runs.
 (cd "$work/project" && as_user "$work/sandbox" --root "$work/store" run --network none --image "$ref" -- sleep 1) &
 sleep 0.5
