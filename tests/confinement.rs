@@ -37,13 +37,18 @@ fn fixture() -> Fixture {
 }
 
 impl Fixture {
-    /// `sandbox run --network none FLAGS --image IMAGE -- ARGS`.
-    fn run(&self, flags: &[&str], args: &[&str]) -> std::process::Output {
+    /// `sandbox run --network none FLAGS --image IMAGE -- ARGS`, to be run.
+    fn command(&self, flags: &[&str], args: &[&str]) -> std::process::Command {
         let mut full = vec!["run", "--network", "none"];
         full.extend_from_slice(flags);
         full.extend_from_slice(&["--image", &self.image, "--"]);
         full.extend_from_slice(args);
-        self.env.run(&full)
+        self.env.command(&full)
+    }
+
+    /// The same, run to its end.
+    fn run(&self, flags: &[&str], args: &[&str]) -> std::process::Output {
+        self.command(flags, args).output().unwrap()
     }
 
     /// The probe's `name=result` lines.
@@ -547,18 +552,14 @@ fn a_joining_command_leaks_neither_environment_nor_arguments_inside() {
     // can, until told to stop. (The needles are given in parts, so its own command line does
     // not hold them.)
     let mut first = f
-        .env
-        .command(&[
-            "run",
-            "--network",
-            "none",
-            "--image",
-            &f.image,
-            "--",
-            "sh",
-            "-c",
-            "confine watch host- argv- secret > hits 2> scans; echo done > watched",
-        ])
+        .command(
+            &[],
+            &[
+                "sh",
+                "-c",
+                "confine watch host- argv- secret > hits 2> scans; echo done > watched",
+            ],
+        )
         .spawn()
         .unwrap();
     let project = f.env.path().join("project");
@@ -726,18 +727,7 @@ fn a_daemon_left_by_a_joined_session_ends_with_the_last_session() {
     // The first command ends after a second; a joined session outlives it, starts a daemon
     // after it ended, and ends.
     let mut first = f
-        .env
-        .command(&[
-            "run",
-            "--network",
-            "none",
-            "--image",
-            &f.image,
-            "--",
-            "sh",
-            "-c",
-            "touch first-up; sleep 1",
-        ])
+        .command(&[], &["sh", "-c", "touch first-up; sleep 1"])
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
@@ -781,18 +771,14 @@ fn a_directory_as_stdin_is_refused() {
     let f = fixture();
     let home = f.env.home();
     let out = f
-        .env
-        .command(&[
-            "run",
-            "--network",
-            "none",
-            "--image",
-            &f.image,
-            "--",
-            "sh",
-            "-c",
-            "ls /proc/self/fd/0/; touch /proc/self/fd/0/escaped",
-        ])
+        .command(
+            &[],
+            &[
+                "sh",
+                "-c",
+                "ls /proc/self/fd/0/; touch /proc/self/fd/0/escaped",
+            ],
+        )
         .stdin(std::fs::File::open(&home).unwrap())
         .output()
         .unwrap();
@@ -807,18 +793,14 @@ fn a_file_as_stdin_is_read_but_cannot_be_reopened_for_writing() {
     let f = fixture();
     let notes = f.env.write("notes.txt", "my notes\n");
     let out = f
-        .env
-        .command(&[
-            "run",
-            "--network",
-            "none",
-            "--image",
-            &f.image,
-            "--",
-            "sh",
-            "-c",
-            "cat; readlink /proc/self/fd/0; echo overwritten > /proc/self/fd/0",
-        ])
+        .command(
+            &[],
+            &[
+                "sh",
+                "-c",
+                "cat; readlink /proc/self/fd/0; echo overwritten > /proc/self/fd/0",
+            ],
+        )
         .stdin(std::fs::File::open(&notes).unwrap())
         .output()
         .unwrap();
@@ -833,18 +815,10 @@ fn a_file_as_stdin_is_read_but_cannot_be_reopened_for_writing() {
     // Output to a file is relayed the same way: it arrives, and the command holds a pipe.
     let out_file = f.env.path().join("out.txt");
     let status = f
-        .env
-        .command(&[
-            "run",
-            "--network",
-            "none",
-            "--image",
-            &f.image,
-            "--",
-            "sh",
-            "-c",
-            "echo written; readlink /proc/self/fd/1 >&2",
-        ])
+        .command(
+            &[],
+            &["sh", "-c", "echo written; readlink /proc/self/fd/1 >&2"],
+        )
         .stdout(std::fs::File::create(&out_file).unwrap())
         .output()
         .unwrap();
@@ -863,18 +837,14 @@ fn the_host_terminal_never_reaches_the_command() {
     let pair = nix::pty::openpty(None, None).unwrap();
     let slave = pair.slave.try_clone().unwrap();
     let mut child = f
-        .env
-        .command(&[
-            "run",
-            "--network",
-            "none",
-            "--image",
-            &f.image,
-            "--",
-            "sh",
-            "-c",
-            "readlink /proc/self/fd/0; test -t 0 && echo is-a-tty; read line; echo got=$line",
-        ])
+        .command(
+            &[],
+            &[
+                "sh",
+                "-c",
+                "readlink /proc/self/fd/0; test -t 0 && echo is-a-tty; read line; echo got=$line",
+            ],
+        )
         .stdin(std::process::Stdio::from(slave))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
