@@ -623,3 +623,118 @@ fn a_pinned_digest_answered_with_other_bytes_is_refused() {
     );
     assert_nothing_kept(&env);
 }
+
+#[test]
+fn hostile_config_fields_steer_nothing_on_the_host() {
+    let env = TestEnv::new();
+    let image = oci::build(&ImageSpec {
+        layers: vec![LayerSpec {
+            entries: oci::busybox_entries(),
+            compression: Compression::Gzip,
+        }],
+        architecture: oci::host_arch().into(),
+    });
+    let victim = env.home().join(".ssh");
+    std::fs::create_dir_all(&victim).unwrap();
+    let hostile = oci::rewrite(
+        &image,
+        |config| {
+            let c = &mut config["config"];
+            c["User"] = "4294967296".into();
+            c["WorkingDir"] = "/../../../../".into();
+            c["Volumes"] = serde_json::json!({ format!("/../../../..{}", victim.display()): {} });
+            c["Labels"] = serde_json::json!({ "big": "x".repeat(200_000), "org.sandbox.cmd": "touch /tmp/pwned" });
+        },
+        |_| {},
+    );
+    let server = serve(&hostile, |_, _| None);
+    let reference = reference(&server);
+    let out = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--image",
+        &reference,
+        "--",
+        "sh",
+        "-c",
+        "id -u; pwd",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The user is yourself (never uid 0 through an overflow), in the project dir.
+    assert_eq!(stdout.lines().next(), Some(env.uid().to_string().as_str()));
+    assert_eq!(
+        stdout.lines().nth(1),
+        Some(env.path().join("project").display().to_string().as_str())
+    );
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        0,
+        "a volume reached the host"
+    );
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+}
+
+#[test]
+fn descriptor_urls_are_never_fetched() {
+    let env = TestEnv::new();
+    let image = small_image();
+    let logger = HostileServer::start(|_| Reply::status(404));
+    let url = format!("http://{}/steal", logger.host());
+    let hostile = oci::rewrite(
+        &image,
+        |_| {},
+        |manifest| {
+            manifest["layers"][0]["urls"] = serde_json::json!([url]);
+        },
+    );
+    let server = serve(&hostile, |_, _| None);
+    env.ok(&["pull", &reference(&server)]);
+    assert!(
+        logger.requests().is_empty(),
+        "a descriptor's urls were fetched: {:?}",
+        logger.requests().len()
+    );
+}
+
+#[test]
+fn a_zstd_layer_asking_for_a_huge_window_fails_at_once() {
+    let env = TestEnv::new();
+    // A zstd frame whose header asks for a 2 GiB window (window log 31), then an empty last
+    // raw block: a decoder that believed it would allocate that much.
+    let bomb = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, 0xA8, 0x01, 0x00, 0x00];
+    let image = oci::build(&ImageSpec {
+        layers: vec![LayerSpec {
+            entries: vec![Entry::file("f", b"x")],
+            compression: Compression::Zstd,
+        }],
+        architecture: oci::host_arch().into(),
+    });
+    let bomb_digest = oci::digest(&bomb);
+    let hostile = oci::rewrite(
+        &image,
+        |_| {},
+        |manifest| {
+            manifest["layers"][0]["digest"] = bomb_digest.clone().into();
+            manifest["layers"][0]["size"] = bomb.len().into();
+        },
+    );
+    let path = format!("/v2/evil/app/blobs/{bomb_digest}");
+    let body = bomb.clone();
+    let server = serve(&hostile, move |req, _| {
+        (req.path == path).then(|| Reply::body(200, "application/octet-stream", body.clone()))
+    });
+    let started = std::time::Instant::now();
+    let err = env.fails(&["pull", &reference(&server)]);
+    assert!(
+        err.contains(&bomb_digest),
+        "the error names the layer: {err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_nothing_kept(&env);
+}

@@ -75,10 +75,11 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         .namespaces
         .iter()
         .fold(0, |flags, ns| flags | ns.clone_flag());
-    let Some(single) = sys::SingleThreaded::check() else {
-        return Err(RuntimeError::Internal(
-            "internal error: a thread is still running when the container starts".into(),
-        ));
+    let Some(single) = sys::SingleThreaded::wait(std::time::Duration::from_secs(2)) else {
+        return Err(RuntimeError::Internal(format!(
+            "internal error: a thread is still running when the container starts ({})",
+            sys::SingleThreaded::other_threads().join(", ")
+        )));
     };
     let pid = sys::clone_process(flags, &single).map_err(|source| RuntimeError::Syscall {
         what: "create the container's namespaces",

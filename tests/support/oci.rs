@@ -479,3 +479,29 @@ pub fn put_manifest(
         r.text()
     );
 }
+
+/// `image` with its config and manifest JSON edited (digests and sizes kept in step), for
+/// images that lie in their metadata.
+pub fn rewrite(
+    image: &BuiltImage,
+    edit_config: impl Fn(&mut serde_json::Value),
+    edit_manifest: impl Fn(&mut serde_json::Value),
+) -> BuiltImage {
+    let mut config: serde_json::Value = serde_json::from_slice(&image.config).expect("config");
+    edit_config(&mut config);
+    let config = serde_json::to_vec(&config).expect("config");
+    let config_digest = digest(&config);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&image.manifest).expect("manifest");
+    manifest["config"]["digest"] = config_digest.clone().into();
+    manifest["config"]["size"] = config.len().into();
+    edit_manifest(&mut manifest);
+    let manifest = serde_json::to_vec(&manifest).expect("manifest");
+    BuiltImage {
+        manifest_digest: digest(&manifest),
+        layers: image.layers.clone(),
+        config,
+        config_digest,
+        manifest,
+    }
+}

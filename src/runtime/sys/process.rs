@@ -18,6 +18,37 @@ impl SingleThreaded {
         let threads = fs_err::read_dir("/proc/self/task").ok()?.count();
         (threads == 1).then_some(Self(()))
     }
+
+    /// Like `check`, waiting up to `limit` for threads that are ending: a joined thread can
+    /// stay listed in /proc/self/task for a moment after the join returns (the kernel releases
+    /// it after waking the joiner), longer on a busy machine, as after a pull's workers.
+    pub fn wait(limit: std::time::Duration) -> Option<Self> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(proof) = Self::check() {
+                return Some(proof);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// The names of this process's other threads, for an error that says which still runs.
+    pub fn other_threads() -> Vec<String> {
+        let me = nix::unistd::gettid().as_raw().to_string();
+        fs_err::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter(|t| t.file_name().to_string_lossy() != me)
+                    .filter_map(|t| fs_err::read_to_string(t.path().join("comm")).ok())
+                    .map(|name| name.trim().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// A process id as the kernel gives it.
