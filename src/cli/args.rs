@@ -271,9 +271,41 @@ pub struct SandboxArgs {
     /// Take a capability from container root's default set (repeatable)
     #[arg(long = "cap-drop", value_name = "CAP", value_parser = parse_capabilities)]
     pub cap_drop: Vec<Vec<caps::Capability>>,
+    /// Memory limit, e.g. 512m or 2g (swap off inside it); over [limits] in sandbox.toml
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    pub memory: Option<u64>,
+    /// CPU limit in CPUs, e.g. 1.5
+    #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
+    pub cpus: Option<f64>,
+    /// Limit on the number of processes and threads inside
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4_194_304))]
+    pub pids: Option<u64>,
+    /// Size of /tmp and /dev/shm (default: half of the memory limit)
+    #[arg(long, value_name = "SIZE", value_parser = parse_tmp)]
+    pub tmp: Option<u64>,
+    /// Fail (exit 125) instead of warning when a limit cannot be applied on this host
+    #[arg(long)]
+    pub require_limits: bool,
     /// Loosen confinement: `seccomp=unconfined` runs without the default seccomp filter
     #[arg(long = "security-opt", value_name = "OPT", value_parser = parse_security_opt)]
     pub security_opt: Vec<SecurityOpt>,
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    crate::config::project::parse_size(text, "memory")
+}
+
+fn parse_tmp(text: &str) -> Result<u64, String> {
+    crate::config::project::parse_size(text, "tmp")
+}
+
+fn parse_cpus(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n > 0.0 && n <= 1024.0 => Ok(n),
+        _ => Err(format!(
+            "`{text}` is not a number of CPUs above 0, such as 1.5"
+        )),
+    }
 }
 
 /// What `--security-opt` can say.

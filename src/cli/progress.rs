@@ -116,4 +116,15 @@ impl crate::runtime::RunReporter for Progress {
             self.line(message);
         }
     }
+
+    /// Said even with -q: it is why the command died.
+    #[allow(clippy::print_stderr)]
+    fn out_of_memory(&self, limit: u64, peak: u64) {
+        use crate::runtime::plan::human_size;
+        eprintln!(
+            "sandbox: killed: out of memory (limit {}, peak {})",
+            human_size(limit),
+            human_size(peak)
+        );
+    }
 }

@@ -23,7 +23,7 @@ use crate::image::store::Store;
 use crate::image::Digest;
 use crate::runtime::monitor::{self, Outcome};
 use crate::runtime::plan::{
-    self, HostFacts, Inputs, LaunchKind, Program, ProjectInputs, Request, Seccomp, Stdio,
+    self, HostFacts, Inputs, LaunchKind, Limits, Program, ProjectInputs, Request, Seccomp, Stdio,
 };
 use crate::runtime::{exit_code, state, RunReporter, RuntimeError};
 
@@ -84,6 +84,7 @@ pub fn prepare(
         cap_add: Vec::new(),
         cap_drop: Vec::new(),
         seccomp: Seccomp::Default,
+        limits: Limits::default(),
     };
     let launch = plan::resolve(&Inputs {
         kind: LaunchKind::Setup {
@@ -232,6 +233,10 @@ impl<'a> StepOutput<'a> {
 impl RunReporter for StepOutput<'_> {
     fn verbose(&self, message: &str) {
         RunReporter::verbose(self.progress, message);
+    }
+
+    fn out_of_memory(&self, limit: u64, peak: u64) {
+        RunReporter::out_of_memory(self.progress, limit, peak);
     }
 
     fn output(&self, bytes: &[u8]) {

@@ -23,6 +23,8 @@
 //! memory = "2g"
 //! cpus = 1.5
 //! pids = 512
+//! tmp = "1g"                   # /tmp and /dev/shm (default: half of memory)
+//! required = false             # true: fail when a limit cannot be applied
 //! [security]                   # container root (setup steps, --as-root) holds podman's set
 //! cap_add = ["NET_ADMIN"]      # more: refused until `sandbox trust`
 //! cap_drop = ["CHOWN"]
@@ -101,6 +103,8 @@ struct RawLimits {
     memory: Option<Spanned<toml::Value>>,
     cpus: Option<Spanned<toml::Value>>,
     pids: Option<Spanned<toml::Value>>,
+    tmp: Option<Spanned<toml::Value>>,
+    required: Option<bool>,
 }
 
 /// A value and where it stands in the file.
@@ -470,9 +474,11 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
     let limits = match raw.limits {
         None => Limits::default(),
         Some(l) => Limits {
-            memory: l.memory.map(|m| memory(&m, &error)).transpose()?,
+            memory: l.memory.map(|m| size(&m, "memory", &error)).transpose()?,
             cpus: l.cpus.map(|c| cpus(&c, &error)).transpose()?,
             pids: l.pids.map(|p| pids(&p, &error)).transpose()?,
+            tmp: l.tmp.map(|t| size(&t, "tmp", &error)).transpose()?,
+            required: l.required.unwrap_or(false),
         },
     };
 
@@ -584,26 +590,26 @@ fn check_cache(
 }
 
 /// `memory = "2g"`: bytes, with an optional k, m, g or t (powers of 1024).
-fn memory(value: &Spanned<toml::Value>, error: &ErrorAt<'_>) -> Result<u64, ConfigError> {
-    let bad = |what: String| {
-        error(
-            value.span(),
-            what,
-            Some(
-                "write a size such as \"512m\", \"2g\" or \"1.5g\" (k, m, g, t are powers of 1024)"
-                    .into(),
-            ),
-        )
-    };
-    let text = match value.get_ref() {
-        toml::Value::String(s) => s.trim().to_lowercase(),
-        toml::Value::Integer(i) if *i > 0 => return Ok(*i as u64),
-        other => {
-            return Err(bad(format!(
-                "memory must be a size like \"2g\", not {other}"
-            )))
+fn size(value: &Spanned<toml::Value>, what: &str, error: &ErrorAt<'_>) -> Result<u64, ConfigError> {
+    let hint = Some(
+        "write a size such as \"512m\", \"2g\" or \"1.5g\" (k, m, g, t are powers of 1024)".into(),
+    );
+    match value.get_ref() {
+        toml::Value::String(s) => {
+            parse_size(s, what).map_err(|message| error(value.span(), message, hint))
         }
-    };
+        toml::Value::Integer(i) if *i >= 4 << 20 => Ok(*i as u64),
+        other => Err(error(
+            value.span(),
+            format!("{what} must be a size like \"2g\", not {other}"),
+            hint,
+        )),
+    }
+}
+
+/// A size such as `512m`, `2g`, `1.5GiB` or a number of bytes: at least 4 MiB.
+pub fn parse_size(text: &str, what: &str) -> Result<u64, String> {
+    let text = text.trim().to_lowercase();
     let trimmed = text.trim_end_matches("ib").trim_end_matches('b');
     let (number, unit) = match trimmed.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&trimmed[..i], Some(c)),
@@ -615,17 +621,15 @@ fn memory(value: &Spanned<toml::Value>, error: &ErrorAt<'_>) -> Result<u64, Conf
         Some('m') => 1 << 20,
         Some('g') => 1 << 30,
         Some('t') => 1 << 40,
-        Some(other) => return Err(bad(format!("memory `{text}`: unknown unit `{other}`"))),
+        Some(other) => return Err(format!("{what} `{text}`: unknown unit `{other}`")),
     };
     let amount: f64 = number
         .trim()
         .parse()
-        .map_err(|_| bad(format!("memory `{text}` is not a size")))?;
+        .map_err(|_| format!("{what} `{text}` is not a size"))?;
     let bytes = amount * factor as f64;
     if !(bytes.is_finite() && bytes >= (4u64 << 20) as f64 && bytes < u64::MAX as f64) {
-        return Err(bad(format!(
-            "memory `{text}` is out of range (at least 4m)"
-        )));
+        return Err(format!("{what} `{text}` is out of range (at least 4m)"));
     }
     Ok(bytes as u64)
 }

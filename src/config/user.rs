@@ -3,6 +3,8 @@
 //!
 //! ```toml
 //! safe_directories = ["/srv/shared/app"]   # sandbox.toml there may be another user's
+//! [cgroups]                                # delegated cgroup v1 dirs, for [limits]
+//! v1 = "/sys/fs/cgroup/{controller}/sandbox/alice"
 //! [[registry]]
 //! prefix = "docker.io"
 //! [[registry.mirror]]
@@ -16,6 +18,7 @@ use serde::Deserialize;
 
 use super::error::ConfigError;
 use crate::image::registry::hosts::{MirrorRule, RegistryConfig, RegistryRule};
+use crate::runtime::cgroups::Controller;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +28,22 @@ struct OwnFile {
     /// Directories whose sandbox.toml may belong to another user (`*`: any).
     #[serde(default)]
     safe_directories: Vec<PathBuf>,
+    cgroups: Option<OwnCgroups>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnCgroups {
+    v1: Option<CgroupsV1>,
+}
+
+/// `v1 = "/sys/fs/cgroup/{controller}/sandbox/alice"`, or a table with a dir per controller
+/// (when the delegated dirs do not share one path).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CgroupsV1 {
+    Template(String),
+    PerController(std::collections::BTreeMap<String, PathBuf>),
 }
 
 #[derive(Deserialize)]
@@ -133,6 +152,45 @@ pub fn load() -> Result<UserConfig, ConfigError> {
 
 fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
     super::files::read_optional(path, super::files::SMALL)
+}
+
+/// The delegated cgroup v1 dirs `[cgroups] v1` names, per controller.
+pub fn cgroups_v1() -> Result<Vec<(Controller, PathBuf)>, ConfigError> {
+    let Some(path) = own_config_path() else {
+        return Ok(Vec::new());
+    };
+    let Some(text) = read_optional(&path)? else {
+        return Ok(Vec::new());
+    };
+    let file: OwnFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let Some(v1) = file.cgroups.and_then(|c| c.v1) else {
+        return Ok(Vec::new());
+    };
+    match v1 {
+        CgroupsV1::Template(template) => Ok(Controller::ALL
+            .iter()
+            .map(|c| (*c, PathBuf::from(template.replace("{controller}", c.name()))))
+            .collect()),
+        CgroupsV1::PerController(dirs) => dirs
+            .into_iter()
+            .map(|(name, dir)| {
+                Controller::ALL
+                    .iter()
+                    .find(|c| c.name() == name)
+                    .map(|c| (*c, dir))
+                    .ok_or_else(|| ConfigError::Other {
+                        message: format!(
+                            "{}: [cgroups] v1 names `{name}`, which is not a controller sandbox uses",
+                            path.display()
+                        ),
+                        hint: Some("the controllers are memory, pids, cpu, cpuacct and blkio".into()),
+                    })
+            })
+            .collect(),
+    }
 }
 
 /// `safe_directories` of the user's own config.

@@ -24,6 +24,9 @@ pub enum PlanError {
 
     #[error("{stream} is a directory; a directory's fd would let the command walk the host's files through /proc/self/fd")]
     DirectoryAsStdio { stream: &'static str },
+
+    #[error("limits cannot be applied here: {}", .0.iter().map(|n| format!("{} ({})", n.limit, n.why)).collect::<Vec<_>>().join("; "))]
+    LimitsNotApplied(Vec<crate::runtime::cgroups::NotApplied>),
 }
 
 impl PlanError {
@@ -35,12 +38,20 @@ impl PlanError {
             PlanError::OtherNetwork { id, .. } => format!("drop --network/-p/--host-loopback to join it, or end it first (`sandbox stop {id}`)"),
             PlanError::NoCacheDir => "set HOME (or XDG_CACHE_HOME) to where your caches should live".into(),
             PlanError::DirectoryAsStdio { .. } => "redirect a file (`< file`), not a directory".into(),
+            PlanError::LimitsNotApplied(_) => "delegate the cgroups named above to your user, or drop --require-limits (limits.required in sandbox.toml) to run without them".into(),
         })
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    #[error("cannot set up the container's cgroup at {}", path.display())]
+    Cgroup {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error(transparent)]
     Plan(#[from] PlanError),
 

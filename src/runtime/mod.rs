@@ -1,6 +1,7 @@
 //! The runtime layer: namespaces, identity, mounts, the pty and the init process.
 
 pub mod capabilities;
+pub mod cgroups;
 pub mod channel;
 pub mod environment;
 pub mod error;
@@ -34,6 +35,8 @@ pub trait RunReporter {
     fn verbose(&self, _message: &str) {}
     /// Output of a command whose stdio is `Stdio::Capture`, as it comes.
     fn output(&self, _bytes: &[u8]) {}
+    /// The memory limit killed a process of the sandbox: the limit and the peak, in bytes.
+    fn out_of_memory(&self, _limit: u64, _peak: u64) {}
 }
 
 /// Blanks this process's command line after argv[0] (see `sys::hide_arguments`).

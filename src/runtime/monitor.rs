@@ -12,6 +12,7 @@ use super::init::{self, InitFds, FORWARDED};
 use std::time::Instant;
 
 use super::capabilities;
+use super::cgroups::Cgroup;
 use super::net_keeper;
 use super::network;
 use super::plan::{CacheMount, LaunchPlan, Network, OverlayChoice, Seccomp};
@@ -66,6 +67,13 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         source,
     })?;
     let container = state::create_dir(plan)?;
+    let mut cgroup = match Cgroup::create(&plan.cgroup) {
+        Ok(cgroup) => cgroup,
+        Err(e) => {
+            state::remove(&container);
+            return Err(e);
+        }
+    };
     let (status_read, status_write) = sys::pipe()?;
     let (control_read, control_write) = sys::pipe()?;
     // The command's stdio: what we keep (`ours`) and what pid 1 gets (`theirs`).
@@ -104,6 +112,15 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     drop(status_write);
     drop(control_read);
     drop(theirs);
+    // Into the limits before anything else: pid 1 starts the command only on our go, and its
+    // uid is still ours (v1 lets a user move only processes of its own uid).
+    if let Err(e) = cgroup.enter(pid) {
+        drop(control_write);
+        reap(pid);
+        cgroup.remove();
+        state::remove(&container);
+        return Err(e);
+    }
     // The network helper attaches to pid 1's namespaces while pid 1 mounts; pid 1 starts the
     // command only on our go, once the helper is ready.
     let mut buffer = Vec::new();
@@ -226,6 +243,11 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         other => drop(other),
     }
     let (outcome, last) = result?;
+    if outcome == Outcome::Exited(137) {
+        if let Some((limit, peak)) = cgroup.out_of_memory() {
+            reporter.out_of_memory(limit, peak);
+        }
+    }
     if let Some(keep) = &plan.keep_upper {
         // The changes are kept only once pid 1 is gone: nothing can write to them any more.
         reap(pid);
@@ -236,6 +258,11 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     // pid 1 said nothing else runs: only its own exit (namespace teardown) is left, which we do
     // not wait for; the user has their exit code 1-2 ms sooner. Init reaps it.
     if last {
+        if !cgroup.is_empty() {
+            // A cgroup goes once pid 1 is gone from it.
+            reap(pid);
+            cgroup.remove();
+        }
         state::remove(&container);
     }
     Ok(outcome)

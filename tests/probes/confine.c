@@ -160,6 +160,16 @@ static void watch(const char *env_needle, const char *argv_needle) {
     fprintf(stderr, "scans=%ld\n", scans);
 }
 
+/* Allocates and touches `mb` MiB, a page at a time. */
+static void alloc(long mb) {
+    for (long i = 0; i < mb; i++) {
+        char *chunk = malloc(1 << 20);
+        if (!chunk) { printf("alloc=failed at %ld MiB\n", i); return; }
+        memset(chunk, 1, 1 << 20);
+    }
+    printf("alloc=%ld MiB\n", mb);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && strcmp(argv[1], "denied") == 0) denied_calls();
@@ -167,6 +177,7 @@ int main(int argc, char **argv) {
     else if (argc > 2 && strcmp(argv[1], "keyring") == 0) keyring(argv[2]);
     else if (argc > 1 && strcmp(argv[1], "root") == 0) root_powers();
     else if (argc > 2 && strcmp(argv[1], "abstract") == 0) abstract_socket(argv[2]);
+    else if (argc > 2 && strcmp(argv[1], "alloc") == 0) alloc(atol(argv[2]));
     else if (argc > 4 && strcmp(argv[1], "watch") == 0) {
         /* The needles are joined here, so no command line (ours included) holds them. */
         char env_needle[256], argv_needle[256];

@@ -2,6 +2,7 @@
 //! a real registry on loopback, an OCI image builder, and a hostile registry.
 #![allow(dead_code)]
 
+pub mod cgroups;
 pub mod env;
 pub mod hostile;
 pub mod oci;

@@ -18,7 +18,7 @@ use crate::image::unpack::Ownership;
 use crate::image::Reference;
 use crate::runtime::monitor::Outcome;
 use crate::runtime::plan::{
-    self, HostFacts, Inputs, LaunchKind, Program, ProjectInputs, Request, Seccomp, Stdio,
+    self, HostFacts, Inputs, LaunchKind, Limits, Program, ProjectInputs, Request, Seccomp, Stdio,
 };
 use crate::runtime::{exit_code, join, monitor, state, RuntimeError};
 
@@ -71,7 +71,12 @@ pub fn project_inputs(config: Option<&Project>, cwd: &Path) -> ProjectInputs {
 /// The host facts every plan starts from.
 pub fn host_facts(global: &GlobalArgs) -> Result<HostFacts, CliError> {
     let containers = session::store_root(global)?.join("containers");
-    Ok(HostFacts::gather(containers, super::cache::caches_root())?)
+    let cgroups = crate::config::user::cgroups_v1()?;
+    Ok(HostFacts::gather(
+        containers,
+        super::cache::caches_root(),
+        &cgroups,
+    )?)
 }
 
 /// The project's sandbox.toml, unless --image names the image (then it is not read).
@@ -197,6 +202,13 @@ fn launch(
         } else {
             Seccomp::Default
         },
+        limits: Limits {
+            memory: args.memory,
+            cpus: args.cpus,
+            pids: args.pids,
+            tmp: args.tmp,
+            required: args.require_limits,
+        },
     };
     let image_name = reference.to_string();
     let mut inputs = Inputs {
@@ -224,6 +236,15 @@ fn launch(
 
     let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
     state::collect_stale(&host.containers_dir);
+    // What sandboxes killed with -9 left in the delegated cgroups.
+    let delegated: Vec<PathBuf> = host.cgroups.v1.iter().map(|d| d.path.clone()).collect();
+    if !delegated.is_empty() {
+        let running: Vec<String> = state::running(&host.containers_dir)
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        crate::runtime::cgroups::collect_stale(&delegated, &running);
+    }
     let image = prepare_image(&store, ownership.clone(), &reference, &progress)?;
     let mut layers = image.layers.clone();
     if let Some(config) = config.as_ref().filter(|c| !c.setup.is_empty()) {
@@ -235,8 +256,17 @@ fn launch(
     inputs.image_env = &image.env;
     inputs.ids_mapped = !matches!(ownership, Ownership::Squash);
     let plan = plan::resolve(&inputs).map_err(RuntimeError::from)?;
-    if plan.limits.any() {
-        progress.notice("[limits] in sandbox.toml are checked but not applied yet: this sandbox runs without memory, cpu or pid limits");
+    if !plan.cgroup.not_applied.is_empty() && !global.quiet {
+        let what: Vec<String> = plan
+            .cgroup
+            .not_applied
+            .iter()
+            .map(|n| format!("{} ({})", n.limit, n.why))
+            .collect();
+        progress.notice(&format!(
+            "limits not applied: {}; --require-limits makes this an error",
+            what.join("; ")
+        ));
     }
     if plan.process.program == Program::LoginShell && !global.quiet {
         progress.line(&format!(

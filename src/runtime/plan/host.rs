@@ -40,6 +40,8 @@ pub struct HostFacts {
     pub cache_root: Option<PathBuf>,
     /// What our fds 0, 1 and 2 are.
     pub stdio: [FdKind; 3],
+    /// The cgroups delegated to the user (from the user config, looked at).
+    pub cgroups: crate::runtime::cgroups::CgroupFacts,
 }
 
 /// The most of the host's resolv.conf that is copied.
@@ -51,7 +53,11 @@ fn is_terminal_variable(key: &str) -> bool {
 
 impl HostFacts {
     /// Reads the facts from this process and the host.
-    pub fn gather(containers_dir: PathBuf, cache_root: Option<PathBuf>) -> std::io::Result<Self> {
+    pub fn gather(
+        containers_dir: PathBuf,
+        cache_root: Option<PathBuf>,
+        cgroups_v1: &[(crate::runtime::cgroups::Controller, PathBuf)],
+    ) -> std::io::Result<Self> {
         let uid = nix::unistd::getuid();
         let entry = nix::unistd::User::from_uid(uid).ok().flatten();
         let name = entry
@@ -98,6 +104,7 @@ impl HostFacts {
             containers_dir,
             cache_root,
             stdio: [StdStream::In, StdStream::Out, StdStream::Err].map(sys::std_kind),
+            cgroups: crate::runtime::cgroups::CgroupFacts::gather(cgroups_v1),
         })
     }
 }

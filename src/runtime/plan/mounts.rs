@@ -76,7 +76,9 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 /// The mounts of a container, in order: /proc, /sys (mounted when the container has its own
 /// network namespace, else the host's bound read-only), /dev, /tmp, the project dir
 /// (`project`, bound at its own path), then the masks and read-only paths over /proc and /sys.
-pub fn plan(own_netns: bool, project: Option<&Path>) -> Vec<MountOp> {
+pub fn plan(own_netns: bool, project: Option<&Path>, tmp_size: Option<u64>) -> Vec<MountOp> {
+    // A size in KiB for tmpfs (0 would mean no limit at all).
+    let sized = |bytes: u64| format!("size={}k", (bytes / 1024).max(1));
     let mut ops = vec![
         MountOp::Proc {
             target: "/proc".into(),
@@ -116,11 +118,14 @@ pub fn plan(own_netns: bool, project: Option<&Path>) -> Vec<MountOp> {
     }
     ops.push(MountOp::Tmpfs {
         target: "/dev/shm".into(),
-        options: "mode=1777,size=65536k".into(),
+        options: format!("mode=1777,{}", sized(tmp_size.unwrap_or(64 << 20))),
     });
     ops.push(MountOp::Tmpfs {
         target: "/tmp".into(),
-        options: "mode=1777".into(),
+        options: match tmp_size {
+            Some(bytes) => format!("mode=1777,{}", sized(bytes)),
+            None => "mode=1777".into(),
+        },
     });
     // After the tmpfs mounts, so a project under /tmp is not covered by them.
     if let Some(project) = project {

@@ -17,7 +17,7 @@ use crate::runtime::network::{NetworkMode, PortMapping};
 use crate::runtime::state::ContainerState;
 
 /// What the command line asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Request {
     pub program: Program,
     pub stdio: Stdio,
@@ -31,6 +31,8 @@ pub struct Request {
     pub cap_add: Vec<caps::Capability>,
     pub cap_drop: Vec<caps::Capability>,
     pub seccomp: Seccomp,
+    /// `--memory`, `--cpus`, `--pids`, `--tmp`, `--require-limits`, over sandbox.toml's.
+    pub limits: Limits,
 }
 
 /// What the project's sandbox.toml says (all empty without one: `--image`).
@@ -99,6 +101,16 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         identity(inputs.host, inputs.ids_mapped)
     };
     let as_root = setup || request.as_root;
+    // Setup steps have the project's limits; a command, the flags' over them.
+    let limits = if setup {
+        project.limits.clone()
+    } else {
+        project.limits.overridden_by(&request.limits)
+    };
+    let cgroup = crate::runtime::cgroups::plan(&limits, &inputs.host.cgroups, &inputs.id);
+    if limits.required && !cgroup.not_applied.is_empty() {
+        return Err(PlanError::LimitsNotApplied(cgroup.not_applied));
+    }
     let hostname = etc_files::hostname_for(&project.dir);
     // Setup sees only the project's own network settings; its layer must not depend on flags.
     let network = network(project, (!setup).then_some(request), inputs.host)?;
@@ -148,7 +160,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
     let rootfs = RootfsPlan {
         layers: inputs.layers.clone(),
         overlay: inputs.host.overlay,
-        mounts: mounts::plan(own_netns, project_mount),
+        mounts: mounts::plan(own_netns, project_mount, limits.tmp_size()),
         etc_files: etc(&network, &hostname, &inputs.host.resolv_conf, root_owner),
         home: (user.home.clone(), home_owner),
         caches,
@@ -186,7 +198,8 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
                 request.seccomp
             },
         },
-        limits: project.limits.clone(),
+        cgroup,
+        limits,
         keep_upper: match &inputs.kind {
             LaunchKind::Setup { keep_upper } => Some(keep_upper.clone()),
             LaunchKind::Command => None,

@@ -28,6 +28,7 @@ fn host() -> HostFacts {
         containers_dir: "/store/containers".into(),
         cache_root: Some("/home/dev/.cache/sandbox/caches".into()),
         stdio: [FdKind::Terminal, FdKind::Pipe, FdKind::Null],
+        cgroups: crate::runtime::cgroups::CgroupFacts::default(),
     }
 }
 
@@ -51,6 +52,7 @@ fn request() -> Request {
         cap_add: Vec::new(),
         cap_drop: Vec::new(),
         seccomp: Seccomp::Default,
+        limits: Limits::default(),
     }
 }
 
@@ -507,4 +509,43 @@ fn container_root_holds_podmans_set_changed_by_file_then_flags_and_setup_ignores
     let root = &setup.process.root_capabilities;
     assert!(!root.contains(&CAP_CHOWN) && !root.contains(&CAP_SYS_PTRACE));
     assert_eq!(setup.process.seccomp, Seccomp::Default);
+}
+
+#[test]
+fn limits_are_the_files_then_the_flags_and_size_tmp_and_setup_keeps_the_files() {
+    let host = host();
+    let mut project = project();
+    project.limits = Limits {
+        memory: Some(512 << 20),
+        pids: Some(64),
+        ..Limits::default()
+    };
+    let mut request = request();
+    request.limits = Limits {
+        memory: Some(64 << 20),
+        ..Limits::default()
+    };
+    let plan = plan_for(&project, &request, &host).unwrap();
+    assert_eq!(plan.limits.memory, Some(64 << 20));
+    assert_eq!(plan.limits.pids, Some(64));
+    // /tmp and /dev/shm default to half of the memory limit.
+    let tmp = plan
+        .rootfs
+        .mounts
+        .iter()
+        .find_map(|m| match m {
+            MountOp::Tmpfs { target, options } if target == Path::new("/tmp") => {
+                Some(options.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(tmp, "mode=1777,size=32768k");
+    // No delegation on this host: both cgroup limits are named, and required refuses.
+    assert_eq!(plan.cgroup.not_applied.len(), 2);
+    request.limits.required = true;
+    assert!(matches!(
+        plan_for(&project, &request, &host),
+        Err(PlanError::LimitsNotApplied(_))
+    ));
 }

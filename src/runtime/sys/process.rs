@@ -178,6 +178,12 @@ pub fn execve(path: &CStr, argv: &[CString], env: &[CString]) -> io::Error {
     }
 }
 
+/// Whether `path` is a directory this process may make entries in (access(2), W_OK|X_OK).
+pub fn is_writable_dir_by_us(path: &CStr) -> bool {
+    use nix::unistd::AccessFlags;
+    nix::unistd::access(path, AccessFlags::W_OK | AccessFlags::X_OK).is_ok()
+}
+
 /// Whether `path` is executable by this process (access(2) with X_OK).
 pub fn is_executable_by_us(path: &CStr) -> bool {
     nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()

@@ -1,0 +1,86 @@
+//! Limits through cgroups, rootless: a cgroup per container beneath one the user may write,
+//! on cgroup v1 a subtree per controller that an administrator delegated (chowned) to the
+//! user, named in the user config (`[cgroups] v1`).
+//!
+//! `plan` decides from facts gathered beforehand (which delegated dirs exist and are ours to
+//! write) what to make, what to write and what cannot be applied, as plain data; `apply` makes
+//! it, moves pid 1 in before the command starts, and removes it when the container ends.
+
+mod apply;
+mod plan;
+
+pub use apply::{collect_stale, Cgroup};
+pub use plan::{plan, CgroupPlan, NotApplied};
+
+use std::path::PathBuf;
+
+/// The v1 controllers sandbox uses: three to limit, all five to meter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Controller {
+    Memory,
+    Pids,
+    Cpu,
+    Cpuacct,
+    Blkio,
+}
+
+impl Controller {
+    pub const ALL: [Controller; 5] = [
+        Controller::Memory,
+        Controller::Pids,
+        Controller::Cpu,
+        Controller::Cpuacct,
+        Controller::Blkio,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Controller::Memory => "memory",
+            Controller::Pids => "pids",
+            Controller::Cpu => "cpu",
+            Controller::Cpuacct => "cpuacct",
+            Controller::Blkio => "blkio",
+        }
+    }
+}
+
+/// Where the user config says a controller's delegated v1 dir is, and what is true of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DelegatedDir {
+    pub controller: Controller,
+    pub path: PathBuf,
+    /// It exists and this user may make cgroups in it.
+    pub writable: bool,
+    /// `memory.memsw.limit_in_bytes` exists there (swap accounting is on).
+    pub swap_accounting: bool,
+}
+
+/// What the host offers for limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CgroupFacts {
+    /// The delegated v1 dirs the user config names (none: not configured).
+    pub v1: Vec<DelegatedDir>,
+    /// The user config has no `[cgroups]` at all.
+    pub configured: bool,
+}
+
+impl CgroupFacts {
+    /// Looks at each dir the user config names (`{controller}` in a template is replaced).
+    pub fn gather(v1: &[(Controller, PathBuf)]) -> Self {
+        let v1: Vec<DelegatedDir> = v1
+            .iter()
+            .map(|(controller, path)| DelegatedDir {
+                controller: *controller,
+                path: path.clone(),
+                writable: super::sys::cpath(path)
+                    .is_ok_and(|c| super::sys::is_writable_dir_by_us(&c)),
+                swap_accounting: *controller == Controller::Memory
+                    && path.join("memory.memsw.limit_in_bytes").exists(),
+            })
+            .collect();
+        Self {
+            configured: !v1.is_empty(),
+            v1,
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! `[limits]` and `--memory/--pids/--tmp` applied rootless on cgroup v1, through subtrees
+//! delegated to the test user beneath the cgroups the test already runs in; what cannot be
+//! applied is said, or with --require-limits refused.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::print_stderr
+)]
+
+mod support;
+
+use support::cgroups::Delegation;
+use support::TestEnv;
+
+const PROBE: &str = include_str!("probes/confine.c");
+
+fn fixture() -> (TestEnv, support::Registry, String) {
+    let env = TestEnv::new();
+    let (registry, image) = support::pulled_busybox(
+        &env,
+        "limits/app",
+        vec![support::helper_entry("bin/confine", "confine", PROBE)],
+    );
+    (env, registry, image)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_command_over_the_memory_limit_is_killed_and_sandbox_says_so() {
+    let (env, _registry, image) = fixture();
+    let delegation = Delegation::new(&env, "sandbox-it-memory");
+    let out = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--image",
+        &image,
+        "--",
+        "confine",
+        "alloc",
+        "200",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(137), "{stderr}");
+    assert!(
+        stderr.contains("sandbox: killed: out of memory (limit 64 MiB, peak "),
+        "{stderr}"
+    );
+    // Within the limit it runs; and the container's cgroups are gone afterwards.
+    let out = env.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--image",
+        &image,
+        "--",
+        "confine",
+        "alloc",
+        "16",
+    ]);
+    assert_eq!(out.trim(), "alloc=16 MiB");
+    assert!(
+        delegation.children().is_empty(),
+        "{:?}",
+        delegation.children()
+    );
+}
+
+#[test]
+fn the_pids_limit_makes_fork_fail_inside_only() {
+    let (env, _registry, image) = fixture();
+    let _delegation = Delegation::new(&env, "sandbox-it-pids");
+    env.write(
+        "project/sandbox.toml",
+        &format!("[toolchain]\nimage = \"{image}\"\n[limits]\npids = 32\n"),
+    );
+    let out = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "for i in $(seq 100); do sleep 5 & done; echo looped",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("can't fork: Resource temporarily unavailable"),
+        "100 processes started under pids = 32: {stderr}"
+    );
+    // The host is unaffected: the test user still starts processes.
+    env.ok(&["run", "--network", "none", "--", "true"]);
+}
+
+#[test]
+fn tmp_is_a_tmpfs_of_the_size_asked_for() {
+    let (env, _registry, image) = fixture();
+    let out = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--tmp",
+        "16m",
+        "--image",
+        &image,
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/tmp/big bs=1M count=32 2>&1; df -k /tmp /dev/shm | tail -n 2",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("No space left on device"), "{stdout}");
+    let sizes: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("tmpfs"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(
+        sizes,
+        ["16384", "16384"],
+        "/tmp and /dev/shm are 16 MiB: {stdout}"
+    );
+}
+
+#[test]
+fn without_delegation_limits_are_named_as_not_applied_or_required() {
+    let (env, _registry, image) = fixture();
+    let out = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--pids",
+        "32",
+        "--image",
+        &image,
+        "--",
+        "true",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("limits not applied: memory 64 MiB (no cgroup is delegated to you")
+            && stderr.contains("pids 32"),
+        "{stderr}"
+    );
+    let quiet = env.run(&[
+        "-q",
+        "run",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--image",
+        &image,
+        "--",
+        "true",
+    ]);
+    assert!(
+        text(&quiet.stderr).is_empty(),
+        "-q hides it: {}",
+        text(&quiet.stderr)
+    );
+    let stderr = env.fails(&[
+        "run",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--require-limits",
+        "--image",
+        &image,
+        "--",
+        "true",
+    ]);
+    assert!(
+        stderr.contains("limits cannot be applied here: memory 64 MiB"),
+        "{stderr}"
+    );
+    // limits.required in sandbox.toml does the same.
+    env.write(
+        "project/sandbox.toml",
+        &format!("[toolchain]\nimage = \"{image}\"\n[limits]\npids = 32\nrequired = true\n"),
+    );
+    let stderr = env.fails(&["run", "--network", "none", "--", "true"]);
+    assert!(
+        stderr.contains("limits cannot be applied here: pids 32"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn what_a_killed_sandbox_left_in_its_cgroups_is_collected_by_the_next_run() {
+    let (env, _registry, image) = fixture();
+    let delegation = Delegation::new(&env, "sandbox-it-stale");
+    // A leftover of a sandbox killed with -9 (no such container runs).
+    let stale = delegation.dir("pids").join("0123456789ab");
+    std::fs::create_dir(&stale).unwrap();
+    env.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--pids",
+        "64",
+        "--image",
+        &image,
+        "--",
+        "true",
+    ]);
+    assert!(!stale.exists(), "the stale cgroup stayed");
+    assert!(
+        delegation.children().is_empty(),
+        "{:?}",
+        delegation.children()
+    );
+}
