@@ -223,3 +223,98 @@ fn what_a_killed_sandbox_left_in_its_cgroups_is_collected_by_the_next_run() {
         delegation.children()
     );
 }
+
+/// The JSON `--stats --json` prints on stderr's last line.
+fn stats_of(out: &std::process::Output) -> serde_json::Value {
+    let stderr = text(&out.stderr);
+    let line = stderr.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("no stats JSON ({e}): {stderr}"))
+}
+
+#[test]
+fn stats_say_what_a_run_cost_from_rusage_or_the_cgroup() {
+    let (env, _registry, image) = fixture();
+    // Without cgroups: pid 1's children's rusage.
+    let out = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--stats",
+        "--json",
+        "--image",
+        &image,
+        "--",
+        "confine",
+        "alloc",
+        "150",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats = stats_of(&out);
+    assert_eq!(stats["source"], "rusage");
+    assert!(
+        stats["peak_memory"].as_u64().unwrap() >= 150 << 20,
+        "{stats}"
+    );
+    assert!(stats["wall_us"].as_u64().unwrap() > 0, "{stats}");
+    // The line for people.
+    let out = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--stats",
+        "--image",
+        &image,
+        "--",
+        "true",
+    ]);
+    assert!(
+        text(&out.stderr).contains(" s wall, "),
+        "{}",
+        text(&out.stderr)
+    );
+    // With delegated cgroups: the cgroup's figures, peak pids too.
+    let _delegation = Delegation::new(&env, "sandbox-it-stats");
+    let out = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--stats",
+        "--json",
+        "--image",
+        &image,
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.2 & sleep 0.2 & confine alloc 100; wait",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats = stats_of(&out);
+    assert_eq!(stats["source"], "cgroup");
+    assert!(
+        stats["peak_memory"].as_u64().unwrap() >= 100 << 20,
+        "{stats}"
+    );
+    assert!(stats["peak_pids"].as_u64().unwrap() >= 3, "{stats}");
+}
+
+#[test]
+fn half_a_cpu_is_half_a_cpu() {
+    let (env, _registry, image) = fixture();
+    let _delegation = Delegation::new(&env, "sandbox-it-cpu");
+    // Two busy loops for 3 s, under --cpus 0.5.
+    let out = env.run(&[
+        "run", "--network", "none", "--cpus", "0.5", "--stats", "--json", "--image", &image, "--", "sh", "-c",
+        "end=$(( $(date +%s) + 3 )); for i in 1 2; do (while [ $(date +%s) -lt $end ]; do :; done) & done; wait",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats = stats_of(&out);
+    let cpu =
+        (stats["cpu_user_us"].as_u64().unwrap() + stats["cpu_system_us"].as_u64().unwrap()) as f64;
+    let wall = stats["wall_us"].as_u64().unwrap() as f64;
+    assert!(
+        cpu / wall <= 0.6,
+        "{:.2} CPU-seconds per second under --cpus 0.5: {stats}",
+        cpu / wall
+    );
+    assert!(cpu / wall >= 0.2, "the loops hardly ran: {stats}");
+}

@@ -286,6 +286,13 @@ pub struct SandboxArgs {
     /// Fail (exit 125) instead of warning when a limit cannot be applied on this host
     #[arg(long)]
     pub require_limits: bool,
+    /// After the command, print what it cost on stderr: wall time, CPU, peak memory and pids,
+    /// bytes read and written, network bytes in and out
+    #[arg(long)]
+    pub stats: bool,
+    /// With --stats: print the figures as one JSON object
+    #[arg(long, requires = "stats")]
+    pub json: bool,
     /// Loosen confinement: `seccomp=unconfined` runs without the default seccomp filter
     #[arg(long = "security-opt", value_name = "OPT", value_parser = parse_security_opt)]
     pub security_opt: Vec<SecurityOpt>,

@@ -15,9 +15,17 @@ pub struct Progress {
     bars: Mutex<Vec<ProgressBar>>,
     visible: bool,
     quiet: bool,
+    /// `--stats --json`: the run's figures as JSON.
+    stats_json: bool,
 }
 
 impl Progress {
+    /// With `--json`, `--stats` prints JSON.
+    pub fn stats_json(mut self, on: bool) -> Self {
+        self.stats_json = on;
+        self
+    }
+
     /// With `-v`, also the runtime's detail.
     pub fn verbose(mut self, on: bool) -> Self {
         self.verbose = on;
@@ -37,6 +45,7 @@ impl Progress {
             bars: Mutex::new(Vec::new()),
             visible,
             quiet,
+            stats_json: false,
         }
     }
 
@@ -115,6 +124,36 @@ impl crate::runtime::RunReporter for Progress {
         if self.verbose {
             self.line(message);
         }
+    }
+
+    /// Asked for with --stats, so said even with -q.
+    #[allow(clippy::print_stderr)]
+    fn stats(&self, stats: &crate::runtime::metering::Stats) {
+        if self.stats_json {
+            if let Ok(text) = serde_json::to_string(stats) {
+                eprintln!("{text}");
+            }
+            return;
+        }
+        use crate::runtime::plan::human_size;
+        let seconds = |us: u64| us as f64 / 1e6;
+        let u = &stats.usage;
+        let pids = u
+            .peak_pids
+            .map_or_else(String::new, |p| format!(", peak pids {p}"));
+        eprintln!(
+            "sandbox: {:.2} s wall, {:.2} s CPU ({:.2} user, {:.2} system), peak memory {}{pids}, read {}, written {}, network in {} out {} (from the {})",
+            seconds(stats.wall_us),
+            seconds(u.cpu_user_us + u.cpu_system_us),
+            seconds(u.cpu_user_us),
+            seconds(u.cpu_system_us),
+            human_size(u.peak_memory),
+            human_size(u.read_bytes),
+            human_size(u.written_bytes),
+            human_size(u.net_in),
+            human_size(u.net_out),
+            stats.source,
+        );
     }
 
     /// Said even with -q: it is why the command died.

@@ -85,6 +85,7 @@ pub fn prepare(
         cap_drop: Vec::new(),
         seccomp: Seccomp::Default,
         limits: Limits::default(),
+        stats: false,
     };
     let launch = plan::resolve(&Inputs {
         kind: LaunchKind::Setup {

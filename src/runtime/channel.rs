@@ -52,7 +52,13 @@ pub enum Message {
     /// The command could not be executed.
     ExecFailed { program: String, errno: i32 },
     /// The command ended with `code`; `last` when nothing else runs in the container any more.
-    Exited { code: i32, last: bool },
+    Exited {
+        code: i32,
+        last: bool,
+        /// What the command and what it left used (with `--stats`).
+        #[serde(default)]
+        usage: Option<crate::runtime::metering::Usage>,
+    },
 }
 
 /// Writes one message; a short line is atomic on a pipe, so several writers do not interleave.
@@ -96,6 +102,7 @@ mod tests {
         assert_eq!(
             parse(&mut buffer),
             vec![Message::Exited {
+                usage: None,
                 code: 7,
                 last: true
             }]

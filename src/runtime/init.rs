@@ -13,6 +13,7 @@ use std::path::Path;
 use super::channel::{self, FailureKind, Message};
 use super::etc_files;
 use super::exec;
+use super::metering::{self, Usage};
 use super::mounts::{self, MountFailure, RootDir};
 use super::nest;
 use super::plan::{EtcContent, LaunchPlan, Network, OverlayChoice};
@@ -434,16 +435,18 @@ fn supervise(
     // pid 1 keeps nothing of the user's stdio or terminal, so readers see EOF when the command ends.
     drop(stdio);
     sys::stdio_to_dev_null();
-    event_loop(child, status, &signals, control)
+    event_loop(plan, child, status, &signals, control)
 }
 
 fn event_loop(
+    plan: &LaunchPlan,
     child: libc::pid_t,
     status: BorrowedFd<'_>,
     signals: &sys::SignalFd,
     control: OwnedFd,
 ) -> i32 {
     let mut child_code: Option<i32> = None;
+    let mut usage: Option<Usage> = None;
     let mut control = Some(control);
     let mut monitor_said_bye = false;
     loop {
@@ -470,7 +473,7 @@ fn event_loop(
                 sys::kill(target, sig);
             }
         }
-        reap(child, &mut child_code, status);
+        reap(plan, child, &mut child_code, &mut usage, status);
         if let (Some(true), Some(c)) = (ready.get(1), &control) {
             let mut buf = [0u8; 16];
             match sys::read_some(c.as_fd(), &mut buf) {
@@ -493,7 +496,14 @@ fn event_loop(
                 kill_leftovers(false);
             }
             if only_process_left() {
-                channel::send(status, &Message::Exited { code, last: true });
+                channel::send(
+                    status,
+                    &Message::Exited {
+                        code,
+                        last: true,
+                        usage: usage.clone(),
+                    },
+                );
                 return code;
             }
         }
@@ -501,7 +511,13 @@ fn event_loop(
 }
 
 /// Reaps every exited child; records the command's own status and reports it once.
-fn reap(child: libc::pid_t, child_code: &mut Option<i32>, status: BorrowedFd<'_>) {
+fn reap(
+    plan: &LaunchPlan,
+    child: libc::pid_t,
+    child_code: &mut Option<i32>,
+    usage: &mut Option<Usage>,
+    status: BorrowedFd<'_>,
+) {
     loop {
         let Some((pid, code)) = sys::waitpid(-1, true) else {
             return;
@@ -511,11 +527,32 @@ fn reap(child: libc::pid_t, child_code: &mut Option<i32>, status: BorrowedFd<'_>
             // What the command left behind goes with it, daemons that left its session too;
             // only joined sessions keep the container alive.
             kill_leftovers(true);
+            if plan.meter {
+                *usage = Some(command_usage(plan));
+            }
             if !only_process_left() {
-                channel::send(status, &Message::Exited { code, last: false });
+                channel::send(
+                    status,
+                    &Message::Exited {
+                        code,
+                        last: false,
+                        usage: usage.clone(),
+                    },
+                );
             }
         }
     }
+}
+
+/// What the command and what it left used, as pid 1 sees it: its children's rusage, and the
+/// traffic of the sandbox's own network namespace.
+fn command_usage(plan: &LaunchPlan) -> Usage {
+    let mut usage = metering::children_usage();
+    if plan.network.mode != Network::Host {
+        let dev = fs_err::read_to_string("/proc/self/net/dev").unwrap_or_default();
+        (usage.net_in, usage.net_out) = metering::net_totals(&dev);
+    }
+    usage
 }
 
 /// Whether pid 1 is the only process in the container's pid namespace.

@@ -11,6 +11,7 @@ pub mod exit_code;
 pub mod idmap;
 pub mod init;
 pub mod join;
+pub mod metering;
 pub mod monitor;
 pub mod mounts;
 pub mod nest;
@@ -37,6 +38,8 @@ pub trait RunReporter {
     fn output(&self, _bytes: &[u8]) {}
     /// The memory limit killed a process of the sandbox: the limit and the peak, in bytes.
     fn out_of_memory(&self, _limit: u64, _peak: u64) {}
+    /// What the run cost (`--stats`).
+    fn stats(&self, _stats: &metering::Stats) {}
 }
 
 /// Blanks this process's command line after argv[0] (see `sys::hide_arguments`).

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use super::capabilities;
 use super::cgroups::Cgroup;
+use super::metering::{Stats, Usage};
 use super::net_keeper;
 use super::network;
 use super::plan::{CacheMount, LaunchPlan, Network, OverlayChoice, Seccomp};
@@ -59,6 +60,7 @@ fn make_cache_dirs(caches: &[CacheMount]) -> Result<(), RuntimeError> {
 
 /// Executes `plan`: starts a new container and waits for its command.
 pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, RuntimeError> {
+    let started = Instant::now();
     make_cache_dirs(&plan.rootfs.caches)?;
     let filter = seccomp_filter(plan.process.seccomp)?;
     let mut fuse = open_fuse(plan);
@@ -237,16 +239,19 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     let _ = sys::write_all(control_write.as_fd(), b"bye");
     drop(control_write);
     // The network stays while joined sessions run; it ends with the container.
-    let last = result.as_ref().map_or(true, |(_, last)| *last);
+    let last = result.as_ref().map_or(true, |(_, last, _)| *last);
     match helper {
         Some(keeper) if !last => keeper.detach(),
         other => drop(other),
     }
-    let (outcome, last) = result?;
+    let (outcome, last, usage) = result?;
     if outcome == Outcome::Exited(137) {
         if let Some((limit, peak)) = cgroup.out_of_memory() {
             reporter.out_of_memory(limit, peak);
         }
+    }
+    if plan.meter {
+        reporter.stats(&stats(&cgroup, usage, started));
     }
     if let Some(keep) = &plan.keep_upper {
         // The changes are kept only once pid 1 is gone: nothing can write to them any more.
@@ -335,6 +340,29 @@ fn open_fuse(plan: &LaunchPlan) -> Option<OwnedFd> {
         .map(|f| f.into_parts().0.into())
 }
 
+/// The run's figures: the cgroups' when there are (everything that ran in the sandbox), with
+/// the network counters pid 1 read; else pid 1's children's rusage.
+fn stats(cgroup: &Cgroup, from_pid1: Option<Usage>, started: Instant) -> Stats {
+    let from_pid1 = from_pid1.unwrap_or_default();
+    let wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    match cgroup.usage() {
+        Some(mut usage) => {
+            usage.net_in = from_pid1.net_in;
+            usage.net_out = from_pid1.net_out;
+            Stats {
+                wall_us,
+                usage,
+                source: "cgroup",
+            }
+        }
+        None => Stats {
+            wall_us,
+            usage: from_pid1,
+            source: "rusage",
+        },
+    }
+}
+
 /// The BPF program of the plan's seccomp choice, built before anything starts.
 pub fn seccomp_filter(choice: Seccomp) -> Result<Option<seccompiler::BpfProgram>, RuntimeError> {
     match choice {
@@ -414,7 +442,7 @@ pub fn wait_child(
     signals: &sys::SignalFd,
     child: libc::pid_t,
 ) -> Result<Outcome, RuntimeError> {
-    wait_for(session, signals, Some(child), &Silent).map(|(outcome, _)| outcome)
+    wait_for(session, signals, Some(child), &Silent).map(|(outcome, _, _)| outcome)
 }
 
 struct Silent;
@@ -426,7 +454,7 @@ pub fn wait(
     session: Session,
     signals: &sys::SignalFd,
     reporter: &dyn RunReporter,
-) -> Result<(Outcome, bool), RuntimeError> {
+) -> Result<(Outcome, bool, Option<Usage>), RuntimeError> {
     wait_for(session, signals, None, reporter)
 }
 
@@ -441,7 +469,7 @@ fn wait_for(
     signals: &sys::SignalFd,
     child: Option<libc::pid_t>,
     reporter: &dyn RunReporter,
-) -> Result<(Outcome, bool), RuntimeError> {
+) -> Result<(Outcome, bool, Option<Usage>), RuntimeError> {
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
     let MonitorSide {
         master: master_fd,
@@ -493,7 +521,7 @@ fn wait_for(
                             if let Some(f) = setup_failed {
                                 return Err(f);
                             }
-                            return Ok((not_started.unwrap_or(Outcome::Exited(code)), false));
+                            return Ok((not_started.unwrap_or(Outcome::Exited(code)), false, None));
                         }
                     }
                 }
@@ -538,7 +566,7 @@ fn wait_for(
                     if let Some(f) = setup_failed {
                         return Err(f);
                     }
-                    return Ok((Outcome::Exited(137), true));
+                    return Ok((Outcome::Exited(137), true, None));
                 }
             }
             for message in channel::parse(&mut buffer) {
@@ -556,7 +584,7 @@ fn wait_for(
                     Message::ExecFailed { program, errno } => {
                         not_started = Some(Outcome::NotStarted { program, errno });
                     }
-                    Message::Exited { code, last } => {
+                    Message::Exited { code, last, usage } => {
                         if let Some(m) = master {
                             drain(m, &mut buf);
                         }
@@ -566,7 +594,7 @@ fn wait_for(
                         if let Some(f) = setup_failed {
                             return Err(f);
                         }
-                        return Ok((not_started.unwrap_or(Outcome::Exited(code)), last));
+                        return Ok((not_started.unwrap_or(Outcome::Exited(code)), last, usage));
                     }
                 }
             }

@@ -181,7 +181,9 @@ fn launch(
     program: Program,
     stdio: Stdio,
 ) -> Result<u8, CliError> {
-    let progress = Progress::new(global.quiet).verbose(global.verbose);
+    let progress = Progress::new(global.quiet)
+        .verbose(global.verbose)
+        .stats_json(args.json);
     let cwd = std::env::current_dir()?;
     let config = project_config(global, args, &cwd)?;
     let reference = image_reference(args, config.as_ref(), &progress)?;
@@ -209,6 +211,7 @@ fn launch(
             tmp: args.tmp,
             required: args.require_limits,
         },
+        stats: args.stats,
     };
     let image_name = reference.to_string();
     let mut inputs = Inputs {

@@ -83,6 +83,36 @@ impl Cgroup {
         })
     }
 
+    /// What everything that ran in the sandbox used, when it has cgroups to meter with
+    /// (cpuacct, memory; pids and blkio when delegated too). Network counters are not there.
+    pub fn usage(&self) -> Option<crate::runtime::metering::Usage> {
+        let cpu = self.dir(Controller::Cpuacct)?;
+        let number = |dir: &Path, name: &str| {
+            fs_err::read_to_string(dir.join(name))
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+        };
+        let (read_bytes, written_bytes) = self
+            .dir(Controller::Blkio)
+            .and_then(|d| fs_err::read_to_string(d.join("blkio.throttle.io_service_bytes")).ok())
+            .map_or((0, 0), |text| io_totals(&text));
+        Some(crate::runtime::metering::Usage {
+            cpu_user_us: number(cpu, "cpuacct.usage_user").unwrap_or(0) / 1000,
+            cpu_system_us: number(cpu, "cpuacct.usage_sys").unwrap_or(0) / 1000,
+            peak_memory: self
+                .dir(Controller::Memory)
+                .and_then(|d| number(d, "memory.max_usage_in_bytes"))
+                .unwrap_or(0),
+            peak_pids: self
+                .dir(Controller::Pids)
+                .and_then(|d| number(d, "pids.peak")),
+            read_bytes,
+            written_bytes,
+            net_in: 0,
+            net_out: 0,
+        })
+    }
+
     /// Removes the cgroups once nothing is in them (waiting briefly for exiting processes);
     /// what stays is collected by a later run.
     pub fn remove(&mut self) {
@@ -111,6 +141,20 @@ impl Drop for Cgroup {
             let _ = fs_err::remove_dir(dir);
         }
     }
+}
+
+/// Bytes read and written, summed over devices, from `blkio.throttle.io_service_bytes`.
+fn io_totals(text: &str) -> (u64, u64) {
+    text.lines().fold((0, 0), |(read, written), line| {
+        let mut fields = line.split_whitespace();
+        let (_device, op, bytes) = (fields.next(), fields.next(), fields.next());
+        let bytes = bytes.and_then(|b| b.parse::<u64>().ok()).unwrap_or(0);
+        match op {
+            Some("Read") => (read + bytes, written),
+            Some("Write") => (read, written + bytes),
+            _ => (read, written),
+        }
+    })
 }
 
 /// Removes the cgroups under `parents` (the delegated dirs) whose container is not among

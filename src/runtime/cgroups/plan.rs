@@ -30,8 +30,31 @@ fn size(bytes: u64) -> String {
     crate::runtime::plan::human_size(bytes)
 }
 
-/// The plan for container `id` with `limits` on a host with `facts`.
-pub fn plan(limits: &Limits, facts: &CgroupFacts, id: &str) -> CgroupPlan {
+/// The plan for container `id` with `limits` on a host with `facts`; with `meter`, also the
+/// metering cgroups that are delegated (cpuacct, memory, pids, blkio), with no limit written.
+pub fn plan(limits: &Limits, facts: &CgroupFacts, id: &str, meter: bool) -> CgroupPlan {
+    let mut plan = limits_plan(limits, facts, id);
+    if meter {
+        for controller in [
+            Controller::Cpuacct,
+            Controller::Memory,
+            Controller::Pids,
+            Controller::Blkio,
+        ] {
+            let delegated = facts
+                .v1
+                .iter()
+                .find(|d| d.controller == controller && d.writable);
+            let made = plan.dirs.iter().any(|(c, _)| *c == controller);
+            if let (Some(dir), false) = (delegated, made) {
+                plan.dirs.push((controller, dir.path.join(id)));
+            }
+        }
+    }
+    plan
+}
+
+fn limits_plan(limits: &Limits, facts: &CgroupFacts, id: &str) -> CgroupPlan {
     let mut plan = CgroupPlan::default();
     let wanted: Vec<(Controller, String)> = [
         limits
@@ -131,7 +154,7 @@ mod tests {
             pids: Some(32),
             ..Limits::default()
         };
-        let plan = plan(&limits, &facts(true, true), "abc");
+        let plan = plan(&limits, &facts(true, true), "abc", false);
         assert!(plan.not_applied.is_empty());
         let memory = PathBuf::from("/sys/fs/cgroup/memory/sandbox/dev/abc");
         assert_eq!(plan.dirs[0], (Controller::Memory, memory.clone()));
@@ -164,7 +187,7 @@ mod tests {
             memory: Some(64 << 20),
             ..Limits::default()
         };
-        let plan = plan(&limits, &facts(true, false), "abc");
+        let plan = plan(&limits, &facts(true, false), "abc", false);
         assert!(plan
             .writes
             .iter()
@@ -178,19 +201,23 @@ mod tests {
             pids: Some(32),
             ..Limits::default()
         };
-        let none = plan(&limits, &CgroupFacts::default(), "abc");
+        let none = plan(&limits, &CgroupFacts::default(), "abc", false);
         assert!(none.dirs.is_empty());
         assert_eq!(none.not_applied.len(), 2);
         assert!(none.not_applied[0].limit.starts_with("memory 64 MiB"));
         assert!(none.not_applied[0].why.contains("[cgroups] v1"));
-        let readonly = plan(&limits, &facts(false, false), "abc");
+        let readonly = plan(&limits, &facts(false, false), "abc", false);
         assert!(readonly.not_applied[1]
             .why
             .contains("not a directory you may write"));
         // No limit, no cgroup.
         assert_eq!(
-            plan(&Limits::default(), &facts(true, true), "abc"),
+            plan(&Limits::default(), &facts(true, true), "abc", false),
             CgroupPlan::default()
         );
+        // Metering alone makes the delegated metering cgroups, writing nothing.
+        let meter = plan(&Limits::default(), &facts(true, true), "abc", true);
+        assert_eq!(meter.dirs.len(), 4);
+        assert!(meter.writes.is_empty());
     }
 }

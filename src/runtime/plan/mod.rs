@@ -294,6 +294,8 @@ pub struct LaunchPlan {
     pub limits: Limits,
     /// The cgroups that carry the limits (and what cannot be applied).
     pub cgroup: crate::runtime::cgroups::CgroupPlan,
+    /// Measure what the run costs (`--stats`).
+    pub meter: bool,
     /// Keep the upper dir (the command's changes) at this path when the command succeeds,
     /// instead of discarding it: how a setup layer is made.
     pub keep_upper: Option<PathBuf>,

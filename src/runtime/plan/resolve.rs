@@ -33,6 +33,8 @@ pub struct Request {
     pub seccomp: Seccomp,
     /// `--memory`, `--cpus`, `--pids`, `--tmp`, `--require-limits`, over sandbox.toml's.
     pub limits: Limits,
+    /// `--stats`.
+    pub stats: bool,
 }
 
 /// What the project's sandbox.toml says (all empty without one: `--image`).
@@ -107,7 +109,8 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
     } else {
         project.limits.overridden_by(&request.limits)
     };
-    let cgroup = crate::runtime::cgroups::plan(&limits, &inputs.host.cgroups, &inputs.id);
+    let meter = !setup && request.stats;
+    let cgroup = crate::runtime::cgroups::plan(&limits, &inputs.host.cgroups, &inputs.id, meter);
     if limits.required && !cgroup.not_applied.is_empty() {
         return Err(PlanError::LimitsNotApplied(cgroup.not_applied));
     }
@@ -199,6 +202,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
             },
         },
         cgroup,
+        meter,
         limits,
         keep_upper: match &inputs.kind {
             LaunchKind::Setup { keep_upper } => Some(keep_upper.clone()),

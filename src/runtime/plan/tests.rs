@@ -53,6 +53,7 @@ fn request() -> Request {
         cap_drop: Vec::new(),
         seccomp: Seccomp::Default,
         limits: Limits::default(),
+        stats: false,
     }
 }
 
