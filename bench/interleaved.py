@@ -3,7 +3,8 @@
 on a busy machine (seen here: +-0.6 ms between hyperfine's back-to-back benchmarks) falls on
 every command alike. Prints each median and sandbox/bwrap.
 
-Usage: interleaved.py WORK REF LAYER ROUNDS   (as bench/startup.sh sets them up)
+Usage: interleaved.py WORK REF LAYER ROUNDS [limits]   (as bench/startup.sh sets them up)
+With `limits` (a delegated cgroup is configured), also `--memory 512m --pids 256`.
 """
 import os
 import statistics
@@ -21,6 +22,9 @@ commands = {
     "bwrap --seccomp": bwrap + ["--seccomp", "9", "/bin/true"],
     "bwrap": bwrap + ["/bin/true"],
 }
+limits = len(sys.argv) > 5 and sys.argv[5] == "limits"
+if limits:
+    commands["sandbox --memory 512m --pids 256"] = sandbox + ["--memory", "512m", "--pids", "256", "--image", ref, "--", "true"]
 times = {name: [] for name in commands}
 for _ in range(rounds):
     for name, command in commands.items():
@@ -40,3 +44,5 @@ for name, ms in median.items():
 print(f"  sandbox/(bwrap --seccomp) = {median['sandbox'] / median['bwrap --seccomp']:.2f} (target <= 1.5); "
       f"the filter costs sandbox {median['sandbox'] - median['sandbox seccomp=unconfined']:.2f} ms, "
       f"bwrap {median['bwrap --seccomp'] - median['bwrap']:.2f} ms")
+if limits:
+    print(f"  the cgroup for --memory and --pids adds {median['sandbox --memory 512m --pids 256'] - median['sandbox']:.2f} ms (target <= 1)")

@@ -16,6 +16,7 @@ command -v hyperfine >/dev/null || { echo "error: hyperfine is missing (Debian: 
 source bench/lib.sh
 /usr/bin/python3 -c 'import seccomp' 2>/dev/null || { echo "error: python3-seccomp is missing (Debian: apt-get install python3-seccomp)" >&2; exit 1; }
 layer=$(ls -d "$work"/store/layers/*/root | head -n 1)
+delegated=()
 /usr/bin/python3 bench/seccomp-filter.py "$work/filter.bpf"
 chmod 0644 "$work/filter.bpf"
 cmds=(
@@ -67,8 +68,25 @@ fi
 
 # The same in turns (hyperfine runs each benchmark to its end before the next, so drift on a
 # busy machine lands on one side of a ratio).
+# As root, a cgroup v1 subtree per controller is delegated to the user beneath this script's
+# own cgroups (as the tests do), so the cost of limits is measured too.
+limits=""
+if [ "$(id -u)" = 0 ] && [ -d /sys/fs/cgroup/memory ] && [ -d /sys/fs/cgroup/pids ]; then
+    table=""
+    for c in memory pids cpu cpuacct blkio; do
+        own=$(awk -F: -v c="$c" '{n=split($2,a,","); for(i=1;i<=n;i++) if(a[i]==c) print $3}' /proc/self/cgroup)
+        dir=/sys/fs/cgroup/$c${own%/}/sandbox-bench-$$
+        mkdir -p "$dir" && chown "$user" "$dir" "$dir/cgroup.procs" && table+="$c = \"$dir\"\n"
+        delegated+=("$dir")
+    done
+    mkdir -p "$work/home/.config/sandbox"
+    printf "[cgroups.v1]\n$table" > "$work/home/.config/sandbox/config.toml"
+    chown -R "$user" "$work/home/.config"
+    limits=limits
+fi
 echo "in turns, ${ROUNDS:-200} rounds:"
-as_user /usr/bin/python3 bench/interleaved.py "$work" "$ref" "$layer" "${ROUNDS:-200}"
+as_user /usr/bin/python3 bench/interleaved.py "$work" "$ref" "$layer" "${ROUNDS:-200}" $limits
+for dir in "${delegated[@]}"; do rmdir "$dir"/* "$dir" 2>/dev/null || true; done
 
 # Peak RSS of sandbox's own processes (monitor and pid 1) while a command runs.
 (cd "$work/project" && as_user "$work/sandbox" --root "$work/store" run --network none --image "$ref" -- sleep 1) &

@@ -6,5 +6,9 @@ fn main() -> std::process::ExitCode {
     if let Some(file) = sandbox::runtime::pause::is_pause_exec() {
         sandbox::runtime::pause::hold(&file);
     }
+    // So does the process that removes a sandbox's cgroups after it ended.
+    if let Some(dirs) = sandbox::runtime::cgroups::is_cleaner_exec() {
+        sandbox::runtime::cgroups::cleaner_main(dirs);
+    }
     sandbox::cli::main()
 }

@@ -67,11 +67,7 @@ fn a_command_over_the_memory_limit_is_killed_and_sandbox_says_so() {
         "16",
     ]);
     assert_eq!(out.trim(), "alloc=16 MiB");
-    assert!(
-        delegation.children().is_empty(),
-        "{:?}",
-        delegation.children()
-    );
+    delegation.wait_until_empty();
 }
 
 #[test]
@@ -217,11 +213,7 @@ fn what_a_killed_sandbox_left_in_its_cgroups_is_collected_by_the_next_run() {
         "true",
     ]);
     assert!(!stale.exists(), "the stale cgroup stayed");
-    assert!(
-        delegation.children().is_empty(),
-        "{:?}",
-        delegation.children()
-    );
+    delegation.wait_until_empty();
 }
 
 /// The JSON `--stats --json` prints on stderr's last line.

@@ -263,12 +263,10 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     // pid 1 said nothing else runs: only its own exit (namespace teardown) is left, which we do
     // not wait for; the user has their exit code 1-2 ms sooner. Init reaps it.
     if last {
-        if !cgroup.is_empty() {
-            // A cgroup goes once pid 1 is gone from it.
-            reap(pid);
-            cgroup.remove();
-        }
+        // The cgroups go once pid 1 is gone from them, without us waiting for that.
         state::remove(&container);
+        // Last: the cleaner's start must not compete with our own work.
+        cgroup.remove_when_gone(pid);
     }
     Ok(outcome)
 }

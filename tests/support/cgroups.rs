@@ -84,6 +84,20 @@ impl Delegation {
             .1
     }
 
+    /// Waits (up to 10 s) until no container cgroup is left: they go once pid 1 has ended,
+    /// after sandbox has returned.
+    pub fn wait_until_empty(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.children().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sandbox's cgroups stayed: {:?}",
+                self.children()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The container cgroups left under the delegated dirs.
     pub fn children(&self) -> Vec<PathBuf> {
         self.dirs

@@ -113,10 +113,39 @@ impl Cgroup {
         })
     }
 
+    /// Removes the cgroups once `pid` (pid 1, just told nothing else runs) has ended, without
+    /// making the caller wait for it: the namespaces' teardown and the memory cgroup's going
+    /// offline take milliseconds the user need not spend. A process of ours waits for pid 1
+    /// to end (its pidfd, as the cleaner's stdin), then removes them; what it cannot, a later
+    /// run collects. It is a fresh exec (`/proc/self/exe` as `sandbox-cgroup-cleanup DIR...`),
+    /// not a fork, which would make every page we touch until we exit a copy.
+    pub fn remove_when_gone(mut self, pid: libc::pid_t) {
+        use std::os::unix::process::CommandExt as _;
+        let dirs = std::mem::take(&mut self.dirs);
+        if dirs.is_empty() {
+            return;
+        }
+        let Ok(pidfd) = crate::runtime::sys::pidfd_open(pid) else {
+            self.dirs = dirs;
+            return;
+        };
+        let spawned = std::process::Command::new("/proc/self/exe")
+            .arg0(CLEANER)
+            .args(dirs.iter().map(|(_, d)| d))
+            .stdin(std::process::Stdio::from(pidfd))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        // Not waited for: when we end, it is reparented and reaped by the system.
+        if spawned.is_err() {
+            self.dirs = dirs;
+        }
+    }
+
     /// Removes the cgroups once nothing is in them (waiting briefly for exiting processes);
     /// what stays is collected by a later run.
     pub fn remove(&mut self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         for (_, dir) in self.dirs.drain(..) {
             loop {
                 match fs_err::remove_dir(&dir) {
@@ -141,6 +170,34 @@ impl Drop for Cgroup {
             let _ = fs_err::remove_dir(dir);
         }
     }
+}
+
+/// argv[0] of the process that removes a container's cgroups after its pid 1 has ended.
+pub const CLEANER: &str = "sandbox-cgroup-cleanup";
+
+/// The cleaner's life (see `Cgroup::remove_when_gone`): stdin is pid 1's pidfd, the arguments
+/// the cgroup dirs. Only ever removes empty cgroups, with the caller's own rights.
+pub fn cleaner_main(dirs: Vec<PathBuf>) -> ! {
+    use crate::runtime::sys;
+    use std::os::fd::AsFd as _;
+    sys::setsid();
+    let stdin = std::io::stdin();
+    // Until pid 1 has ended (at most a minute), then until its cgroups are empty.
+    sys::readable(stdin.as_fd(), 60_000);
+    let mut cgroup = Cgroup {
+        dirs: dirs.into_iter().map(|d| (Controller::Memory, d)).collect(),
+    };
+    cgroup.remove();
+    sys::exit_now(0)
+}
+
+/// The cgroup dirs, when this process is the cleaner (`sandbox-cgroup-cleanup DIR...`).
+pub fn is_cleaner_exec() -> Option<Vec<PathBuf>> {
+    let mut args = std::env::args_os();
+    if args.next()? != CLEANER {
+        return None;
+    }
+    Some(args.map(PathBuf::from).collect())
 }
 
 /// Bytes read and written, summed over devices, from `blkio.throttle.io_service_bytes`.
