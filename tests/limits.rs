@@ -310,3 +310,65 @@ fn half_a_cpu_is_half_a_cpu() {
     );
     assert!(cpu / wall >= 0.2, "the loops hardly ran: {stats}");
 }
+
+#[test]
+fn doctor_reports_this_machines_facts_and_the_fix_for_cgroups() {
+    let env = TestEnv::new();
+    let checks = |env: &TestEnv| -> Vec<serde_json::Value> {
+        let out = env.run(&["doctor", "--json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "every run-critical check passes here: {}",
+            text(&out.stdout)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    };
+    let find = |all: &[serde_json::Value], name: &str| -> serde_json::Value {
+        all.iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no check `{name}`"))
+    };
+    let all = checks(&env);
+    for name in [
+        "user namespaces",
+        "newuidmap/newgidmap",
+        "overlay",
+        "seccomp",
+    ] {
+        assert_eq!(
+            find(&all, name)["status"],
+            "ok",
+            "{name}: {}",
+            find(&all, name)
+        );
+    }
+    let uids = find(&all, "subordinate uids");
+    assert!(
+        uids["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&env.subuid_start().to_string()),
+        "{uids}"
+    );
+    // Nothing delegated: a warning, and the commands that delegate all five controllers.
+    let cgroups = find(&all, "cgroups");
+    assert_eq!(cgroups["status"], "warn", "{cgroups}");
+    let fix = cgroups["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("memory pids cpu cpuacct blkio") && fix.contains("chown $USER"),
+        "{fix}"
+    );
+    // Delegated: ok, naming the controllers.
+    let _delegation = Delegation::new(&env, "sandbox-it-doctor");
+    let cgroups = find(&checks(&env), "cgroups");
+    assert_eq!(cgroups["status"], "ok", "{cgroups}");
+    assert!(
+        cgroups["detail"].as_str().unwrap().contains("memory"),
+        "{cgroups}"
+    );
+    // The lines for people.
+    let out = env.ok(&["doctor"]);
+    assert!(out.lines().any(|l| l.starts_with("ok    seccomp")), "{out}");
+}

@@ -270,8 +270,9 @@ fn the_hosts_loopback_is_unreachable_unless_asked_for() {
     let out = child.wait_with_output().unwrap();
     assert!(
         text(&out.stdout).starts_with("0\n"),
-        "{}",
-        text(&out.stdout)
+        "{} {}",
+        text(&out.stdout),
+        text(&out.stderr)
     );
 }
 

@@ -66,6 +66,15 @@ pub enum Command {
     Cache(CacheCommand),
     /// Print a shell completion script (also checked in under completions/)
     Completions(CompletionsArgs),
+    /// Check what this host gives a sandbox, and print the fix for each missing piece
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON instead of lines
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

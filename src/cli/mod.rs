@@ -56,6 +56,7 @@ fn dispatch(cli: &Cli) -> Result<u8, CliError> {
     let global = &cli.global;
     match &cli.command {
         Command::Run(args) => return commands::run::run(global, args),
+        Command::Doctor(args) => return commands::doctor::run(global, args),
         Command::Enter(args) => return commands::run::enter(global, args),
         Command::Ps(args) => commands::containers::ps(global, args),
         Command::Stop(args) => commands::containers::stop(global, args),

@@ -92,6 +92,16 @@ impl fmt::Display for IdMapping {
     }
 }
 
+/// The calling user's subordinate `(first, count)` ranges in `path` (/etc/subuid or subgid).
+pub fn subordinate_ranges(path: &Path) -> Result<Vec<(u32, u32)>, RuntimeError> {
+    let uid = nix::unistd::getuid().as_raw();
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    read_ranges(path, name.as_deref(), uid)
+}
+
 /// Reads `name:first:count` (or `uid:first:count`) lines for the user.
 fn read_ranges(path: &Path, name: Option<&str>, uid: u32) -> Result<Vec<(u32, u32)>, RuntimeError> {
     let text = match fs_err::read_to_string(path) {

@@ -19,6 +19,7 @@ pub mod net_keeper;
 pub mod network;
 pub mod pause;
 pub mod plan;
+pub mod probe;
 pub mod relay;
 pub mod seccomp;
 pub mod state;

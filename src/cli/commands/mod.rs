@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod completions;
 pub mod containers;
+pub mod doctor;
 pub mod images;
 pub mod init;
 pub mod lock;

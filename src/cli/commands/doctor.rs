@@ -1,0 +1,377 @@
+//! `sandbox doctor`: what this host gives a sandbox, one check per line (ok, warn, fail), each
+//! shortfall with the command that fixes it. Exit 0 when every check a run needs passes.
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cli::args::{DoctorArgs, GlobalArgs};
+use crate::cli::errors::CliError;
+use crate::cli::{format, session};
+use crate::runtime::cgroups::Controller;
+use crate::runtime::{idmap, probe};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Serialize)]
+struct Check {
+    name: &'static str,
+    status: Status,
+    detail: String,
+    /// The command (or setting) that fixes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
+    /// A run cannot start without it.
+    critical: bool,
+}
+
+fn check(name: &'static str, status: Status, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        status,
+        detail: detail.into(),
+        fix: None,
+        critical: false,
+    }
+}
+
+impl Check {
+    fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+    fn critical(mut self) -> Self {
+        self.critical = true;
+        self
+    }
+}
+
+fn read_number(path: &str) -> Option<i64> {
+    fs_err::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn user_namespaces() -> Check {
+    if read_number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
+        return check("user namespaces", Status::Fail, "AppArmor restricts unprivileged user namespaces")
+            .fix("sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (or an AppArmor profile allowing userns for sandbox)")
+            .critical();
+    }
+    if read_number("/proc/sys/user/max_user_namespaces") == Some(0) {
+        return check(
+            "user namespaces",
+            Status::Fail,
+            "user.max_user_namespaces is 0",
+        )
+        .fix("sudo sysctl -w user.max_user_namespaces=28633")
+        .critical();
+    }
+    match probe::user_namespaces() {
+        Ok(()) => check(
+            "user namespaces",
+            Status::Ok,
+            "unprivileged user namespaces work",
+        ),
+        Err(e) => check("user namespaces", Status::Fail, e)
+            .fix("sudo sysctl -w kernel.unprivileged_userns_clone=1")
+            .critical(),
+    }
+    .critical()
+}
+
+fn subordinate_ids() -> Vec<Check> {
+    let fix = "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER";
+    let mut checks = Vec::new();
+    for (name, path) in [
+        ("subordinate uids", "/etc/subuid"),
+        ("subordinate gids", "/etc/subgid"),
+    ] {
+        let ranges = idmap::subordinate_ranges(Path::new(path)).unwrap_or_default();
+        checks.push(match ranges.iter().map(|(_, n)| u64::from(*n)).sum::<u64>() {
+            0 => check(
+                name,
+                Status::Warn,
+                format!("none for you in {path}: only your own id exists inside (no --as-root, no setup steps as root)"),
+            )
+            .fix(fix),
+            n if n < 65536 => check(name, Status::Warn, format!("{n} ids in {path}; images may use ids up to 65535")).fix(fix),
+            n => {
+                let shown: Vec<String> = ranges.iter().map(|(f, c)| format!("{f}-{}", f + c - 1)).collect();
+                check(name, Status::Ok, format!("{} ({n}) in {path}", shown.join(", ")))
+            }
+        });
+    }
+    checks
+}
+
+/// setuid root, or holding the file capabilities it needs (as getcap shows them).
+fn is_privileged_helper(path: &Path) -> bool {
+    let setuid_root =
+        fs_err::metadata(path).is_ok_and(|m| m.uid() == 0 && m.permissions().mode() & 0o4000 != 0);
+    setuid_root
+        || std::process::Command::new("getcap")
+            .arg(path)
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cap_set"))
+}
+
+fn id_map_helpers() -> Check {
+    let found: Vec<PathBuf> = ["newuidmap", "newgidmap"]
+        .iter()
+        .filter_map(|t| which::which(t).ok())
+        .collect();
+    if found.len() < 2 {
+        return check("newuidmap/newgidmap", Status::Fail, "not installed")
+            .fix("sudo apt-get install uidmap")
+            .critical();
+    }
+    if found.iter().all(|p| is_privileged_helper(p)) {
+        check(
+            "newuidmap/newgidmap",
+            Status::Ok,
+            format!("{} and {}", found[0].display(), found[1].display()),
+        )
+    } else {
+        check(
+            "newuidmap/newgidmap",
+            Status::Fail,
+            "installed, but neither setuid root nor with file capabilities",
+        )
+        .fix("sudo chmod u+s $(command -v newuidmap) $(command -v newgidmap)")
+        .critical()
+    }
+}
+
+/// Whether this user may read and write `path` (a device node).
+fn usable_by_us(path: &str) -> bool {
+    use nix::unistd::AccessFlags;
+    nix::unistd::access(path, AccessFlags::R_OK | AccessFlags::W_OK).is_ok()
+}
+
+fn overlay(scratch: &Path) -> Vec<Check> {
+    let fuse = which::which("fuse-overlayfs").ok();
+    let fuse_usable = fuse.is_some() && usable_by_us("/dev/fuse");
+    let kernel = probe::overlay_in_user_namespace(scratch);
+    let mut checks = vec![match (&kernel, fuse_usable) {
+        (Ok(()), _) => check("overlay", Status::Ok, "kernel overlayfs in a user namespace"),
+        (Err(e), true) => check("overlay", Status::Warn, format!("the kernel refuses overlayfs in a user namespace ({e}); fuse-overlayfs is used")),
+        (Err(e), false) => check("overlay", Status::Fail, format!("the kernel refuses overlayfs in a user namespace ({e}) and fuse-overlayfs is not usable"))
+            .fix("sudo apt-get install fuse-overlayfs (and /dev/fuse readable and writable by you), or Linux 5.11+")
+            .critical(),
+    }];
+    checks.push(match (&fuse, fuse_usable) {
+        (Some(path), true) => check(
+            "fuse-overlayfs",
+            Status::Ok,
+            format!("{} (the fallback)", path.display()),
+        ),
+        (Some(_), false) => check(
+            "fuse-overlayfs",
+            Status::Warn,
+            "/dev/fuse is not readable and writable by you",
+        )
+        .fix("sudo chmod 0666 /dev/fuse"),
+        (None, _) => check(
+            "fuse-overlayfs",
+            Status::Warn,
+            "not installed (the fallback when the kernel refuses overlayfs)",
+        )
+        .fix("sudo apt-get install fuse-overlayfs"),
+    });
+    checks
+}
+
+fn network() -> Vec<Check> {
+    let helpers: Vec<String> = ["pasta", "slirp4netns"]
+        .iter()
+        .filter(|h| which::which(h).is_ok())
+        .map(|h| h.to_string())
+        .collect();
+    let mut checks = vec![if helpers.is_empty() {
+        check(
+            "network helper",
+            Status::Warn,
+            "neither pasta nor slirp4netns: only --network none and host work",
+        )
+        .fix("sudo apt-get install passt")
+    } else {
+        check("network helper", Status::Ok, helpers.join(", "))
+    }];
+    checks.push(if usable_by_us("/dev/net/tun") {
+        check("/dev/net/tun", Status::Ok, "readable and writable")
+    } else {
+        check(
+            "/dev/net/tun",
+            Status::Warn,
+            "not readable and writable by you: the network helpers need it",
+        )
+        .fix("sudo chmod 0666 /dev/net/tun")
+    });
+    checks
+}
+
+fn cgroups() -> Check {
+    let v2_only = !Path::new("/sys/fs/cgroup/memory").exists()
+        && Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let configured = crate::config::user::cgroups_v1().unwrap_or_default();
+    let commands = format!(
+        "for c in {}; do sudo mkdir -p /sys/fs/cgroup/$c/sandbox/$USER && sudo chown $USER /sys/fs/cgroup/$c/sandbox/$USER; done, then in ~/.config/sandbox/config.toml: [cgroups] v1 = \"/sys/fs/cgroup/{{controller}}/sandbox/$USER\" (the dirs are gone after a reboot: put the loop in /etc/rc.local or a systemd unit)",
+        Controller::ALL.map(Controller::name).join(" ")
+    );
+    if v2_only {
+        return check("cgroups", Status::Warn, "cgroup v2 only: sandbox applies limits on v1 delegation so far; runs go without limits");
+    }
+    if configured.is_empty() {
+        return check(
+            "cgroups",
+            Status::Warn,
+            "cgroup v1, nothing delegated to you: [limits] are not applied",
+        )
+        .fix(commands);
+    }
+    let writable: Vec<&str> = configured
+        .iter()
+        .filter(|(_, d)| {
+            crate::runtime::sys::cpath(d)
+                .is_ok_and(|c| crate::runtime::sys::is_writable_dir_by_us(&c))
+        })
+        .map(|(c, _)| c.name())
+        .collect();
+    if writable.len() == configured.len() {
+        check(
+            "cgroups",
+            Status::Ok,
+            format!("cgroup v1, delegated to you: {}", writable.join(", ")),
+        )
+    } else {
+        check(
+            "cgroups",
+            Status::Warn,
+            format!(
+                "cgroup v1: of the dirs your config names, only {} are yours to write",
+                if writable.is_empty() {
+                    "none".into()
+                } else {
+                    writable.join(", ")
+                }
+            ),
+        )
+        .fix(commands)
+    }
+}
+
+fn store(root: &Path) -> Vec<Check> {
+    let me = nix::unistd::getuid().as_raw();
+    let mut checks = Vec::new();
+    checks.push(match fs_err::metadata(root) {
+        Err(_) => check(
+            "store",
+            Status::Ok,
+            format!("{} (made at the first pull)", root.display()),
+        ),
+        Ok(m) if m.uid() != me => check(
+            "store",
+            Status::Fail,
+            format!("{} belongs to uid {}, not you", root.display(), m.uid()),
+        )
+        .fix(format!(
+            "use your own with --root, or sudo chown -R $USER {}",
+            root.display()
+        ))
+        .critical(),
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => check(
+            "store",
+            Status::Warn,
+            format!(
+                "{} is mode {:o}: other users can reach setuid files in it",
+                root.display(),
+                m.permissions().mode() & 0o777
+            ),
+        )
+        .fix(format!("chmod 0700 {}", root.display())),
+        Ok(_) => check(
+            "store",
+            Status::Ok,
+            format!("{} (yours, 0700)", root.display()),
+        ),
+    });
+    let existing = root
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let free =
+        nix::sys::statvfs::statvfs(existing).map(|s| s.blocks_available() * s.fragment_size());
+    checks.push(match free {
+        Ok(bytes) if bytes < 1 << 30 => check(
+            "free space",
+            Status::Warn,
+            format!(
+                "{} free where the store is",
+                crate::runtime::plan::human_size(bytes)
+            ),
+        )
+        .fix("sandbox prune, or --root on a larger file system"),
+        Ok(bytes) => check(
+            "free space",
+            Status::Ok,
+            format!(
+                "{} free where the store is",
+                crate::runtime::plan::human_size(bytes)
+            ),
+        ),
+        Err(e) => check("free space", Status::Warn, format!("cannot tell: {e}")),
+    });
+    checks
+}
+
+#[allow(clippy::print_stdout)]
+pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8, CliError> {
+    let root = session::store_root(global)?;
+    let scratch = root
+        .ancestors()
+        .find(|p| p.exists())
+        .map(Path::to_owned)
+        .unwrap_or_else(std::env::temp_dir);
+    let mut checks = vec![user_namespaces()];
+    checks.extend(subordinate_ids());
+    checks.push(id_map_helpers());
+    checks.extend(overlay(&scratch));
+    checks.extend(network());
+    checks.push(cgroups());
+    checks.extend(store(&root));
+    checks.push(if probe::seccomp() {
+        check("seccomp", Status::Ok, "supported")
+    } else {
+        check(
+            "seccomp",
+            Status::Fail,
+            "this kernel has no seccomp filtering (CONFIG_SECCOMP_FILTER)",
+        )
+        .critical()
+    });
+    let failed = checks
+        .iter()
+        .any(|c| c.critical && c.status == Status::Fail);
+    if args.json {
+        println!("{}", format::json(&checks)?);
+    } else {
+        for c in &checks {
+            let mark = match c.status {
+                Status::Ok => "ok  ",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+            };
+            println!("{mark}  {:<22} {}", c.name, c.detail);
+            if let Some(fix) = &c.fix {
+                println!("      {:<22} fix: {fix}", "");
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}

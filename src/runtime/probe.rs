@@ -1,0 +1,85 @@
+//! Trials of what the host lets this user do, for `sandbox doctor`: each runs in a forked
+//! child, so whatever it changes (namespaces, mounts) ends with it.
+
+use std::path::Path;
+
+use super::sys;
+
+/// Runs `trial` in a forked child; its `Err` text comes back through a pipe.
+fn in_child(trial: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    let proof = sys::SingleThreaded::check()
+        .ok_or_else(|| "internal error: a thread is running".to_owned())?;
+    let (read, write) = sys::pipe().map_err(|e| e.to_string())?;
+    match sys::fork(&proof).map_err(|e| e.to_string())? {
+        0 => {
+            drop(read);
+            let code = match trial() {
+                Ok(()) => 0,
+                Err(text) => {
+                    use std::os::fd::AsFd as _;
+                    sys::write_all(write.as_fd(), text.as_bytes());
+                    1
+                }
+            };
+            sys::exit_now(code)
+        }
+        child => {
+            drop(write);
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut text);
+            match sys::waitpid(child, false) {
+                Some((_, 0)) => Ok(()),
+                _ if !text.is_empty() => Err(text),
+                _ => Err("the trial died".into()),
+            }
+        }
+    }
+}
+
+/// A user namespace of one's own, with one's own ids mapped.
+fn own_user_namespace() -> Result<(), String> {
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)
+        .map_err(|e| format!("unshare(CLONE_NEWUSER) failed: {e}"))?;
+    let write =
+        |path: &str, text: String| fs_err::write(path, text).map_err(|e| format!("{path}: {e}"));
+    write("/proc/self/setgroups", "deny".into())?;
+    write("/proc/self/uid_map", format!("{uid} {uid} 1\n"))?;
+    write("/proc/self/gid_map", format!("{gid} {gid} 1\n"))
+}
+
+/// Whether this user may make a user namespace.
+pub fn user_namespaces() -> Result<(), String> {
+    in_child(own_user_namespace)
+}
+
+/// Whether the kernel mounts overlayfs (with `userxattr`) in a user namespace of this user's,
+/// tried in a scratch dir under `scratch`.
+pub fn overlay_in_user_namespace(scratch: &Path) -> Result<(), String> {
+    let dir = scratch.join(format!("sandbox-doctor-{}", std::process::id()));
+    for sub in ["lower", "upper", "work", "merged"] {
+        fs_err::create_dir_all(dir.join(sub)).map_err(|e| e.to_string())?;
+    }
+    let result = in_child(|| {
+        own_user_namespace()?;
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={},userxattr",
+            dir.join("lower").display(),
+            dir.join("upper").display(),
+            dir.join("work").display()
+        );
+        let overlay = sys::cstring("overlay").map_err(|e| e.to_string())?;
+        let target = sys::cpath(&dir.join("merged")).map_err(|e| e.to_string())?;
+        let data = sys::cstring(&options).map_err(|e| e.to_string())?;
+        sys::mount(Some(&overlay), &target, Some(&overlay), 0, Some(&data))
+            .map_err(|e| format!("mount -t overlay: {e}"))
+    });
+    let _ = fs_err::remove_dir_all(&dir);
+    result
+}
+
+/// Whether this kernel filters system calls with seccomp.
+pub fn seccomp() -> bool {
+    fs_err::read_to_string("/proc/self/status")
+        .is_ok_and(|status| status.lines().any(|l| l.starts_with("Seccomp:")))
+}
