@@ -491,11 +491,9 @@ fn event_loop(
         }
         if let Some(code) = child_code {
             // The container lives while a joined session does; what the sessions left behind
-            // (a daemon started from one) ends with the last of them.
+            // (a daemon started from one) ends with the last of them: pid 1's exit kills
+            // whatever is still in the namespace.
             if !joined_session_alive() {
-                kill_leftovers(false);
-            }
-            if only_process_left() {
                 channel::send(
                     status,
                     &Message::Exited {
@@ -530,7 +528,9 @@ fn reap(
             if plan.meter {
                 *usage = Some(command_usage(plan));
             }
-            if !only_process_left() {
+            // Only a joined session keeps the container: anything else still dying goes with
+            // pid 1, so the caller may start the next container at once.
+            if joined_session_alive() {
                 channel::send(
                     status,
                     &Message::Exited {
@@ -553,17 +553,6 @@ fn command_usage(plan: &LaunchPlan) -> Usage {
         (usage.net_in, usage.net_out) = metering::net_totals(&dev);
     }
     usage
-}
-
-/// Whether pid 1 is the only process in the container's pid namespace.
-fn only_process_left() -> bool {
-    let Ok(entries) = fs_err::read_dir("/proc") else {
-        return true;
-    };
-    !entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .any(|pid| pid != 1)
 }
 
 /// (ppid, session) of a process, from /proc/PID/stat.
