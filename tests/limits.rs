@@ -372,3 +372,80 @@ fn doctor_reports_this_machines_facts_and_the_fix_for_cgroups() {
     let out = env.ok(&["doctor"]);
     assert!(out.lines().any(|l| l.starts_with("ok    seccomp")), "{out}");
 }
+
+#[test]
+fn stats_show_a_running_sandbox() {
+    let (env, _registry, image) = fixture();
+    let mut running = env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &image,
+            "--",
+            "sh",
+            "-c",
+            "confine alloc 40 >/dev/null; touch up; sleep 20",
+        ])
+        .spawn()
+        .unwrap();
+    let up = env.path().join("project/up");
+    let started = std::time::Instant::now();
+    while !up.exists() {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the sandbox did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let id = text(&env.ok(&["ps", "--json"]).into_bytes());
+    let ps: serde_json::Value = serde_json::from_str(&id).unwrap();
+    let id = ps[0]["id"].as_str().unwrap().to_owned();
+    let out = env.ok(&["stats", "--no-stream", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = &rows[0];
+    assert_eq!(row["id"], id.as_str(), "{out}");
+    assert!(
+        row["pids"].as_u64().unwrap() >= 2,
+        "pid 1 and the shell at least: {out}"
+    );
+    assert_eq!(row["source"], "proc", "{out}");
+    // A table for people, by id prefix.
+    let table = env.ok(&["stats", "--no-stream", &id[..6]]);
+    assert!(table.starts_with("ID") && table.contains(&id), "{table}");
+    let _ = running.kill();
+    let _ = running.wait();
+    // With a memory limit on a delegated cgroup: the cgroup's figures and the limit.
+    let _delegation = Delegation::new(&env, "sandbox-it-live");
+    std::fs::remove_file(&up).unwrap();
+    let mut limited = env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--memory",
+            "256m",
+            "--image",
+            &image,
+            "--",
+            "sh",
+            "-c",
+            "touch up; sleep 20",
+        ])
+        .spawn()
+        .unwrap();
+    while !up.exists() {
+        assert!(
+            started.elapsed().as_secs() < 40,
+            "the sandbox did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = env.ok(&["stats", "--no-stream", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["source"], "cgroup", "{out}");
+    assert_eq!(rows[0]["memory_limit"], 256u64 << 20, "{out}");
+    let _ = limited.kill();
+    let _ = limited.wait();
+}

@@ -68,6 +68,21 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Check what this host gives a sandbox, and print the fix for each missing piece
     Doctor(DoctorArgs),
+    /// Show running sandboxes' CPU, memory, pids, network and block I/O (every second)
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Container ids (or prefixes); without any, every running sandbox
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(running_ids))]
+    pub ids: Vec<String>,
+    /// Print once and exit
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -72,6 +72,7 @@ fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Trust => commands::init::trust(global),
         Command::Cache(command) => commands::cache::run(command),
         Command::Completions(args) => commands::completions::run(args),
+        Command::Stats(args) => commands::stats::run(global, args),
     }?;
     Ok(0)
 }

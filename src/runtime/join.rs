@@ -29,6 +29,25 @@ fn open_ns(pid: i32, name: &str) -> Result<OwnedFd, RuntimeError> {
         .map_err(|source| RuntimeError::JoinNamespace { path, source })
 }
 
+/// Opens `name` of the member `pid`: a member that ended meanwhile means the container is
+/// ending, which the caller treats as not running (and starts a new one).
+fn open_member_ns(
+    container: &ContainerState,
+    pid: i32,
+    name: &str,
+) -> Result<OwnedFd, RuntimeError> {
+    open_ns(pid, name).map_err(|e| match e {
+        RuntimeError::JoinNamespace { ref source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            RuntimeError::NotRunning {
+                id: container.id.clone(),
+            }
+        }
+        other => other,
+    })
+}
+
 /// A process of the container to enter through: pid 1 is not dumpable, its others are ours.
 /// The earliest started is the container's first command (or what it left), which sits in the
 /// nested namespaces; a later process may have made namespaces of its own.
@@ -53,7 +72,7 @@ fn outer_user_namespace(nested: &OwnedFd) -> Result<OwnedFd, RuntimeError> {
 /// Joins only the container's outer user namespace (for `stop`, which signals its processes,
 /// pid 1 included).
 pub fn enter_user_namespace(container: &ContainerState) -> Result<(), RuntimeError> {
-    let user = outer_user_namespace(&open_ns(member(container)?, "user")?)?;
+    let user = outer_user_namespace(&open_member_ns(container, member(container)?, "user")?)?;
     if !container.is_running() {
         return Err(RuntimeError::NotRunning {
             id: container.id.clone(),
@@ -83,13 +102,13 @@ pub fn run(container: &ContainerState, plan: &ProcessPlan) -> Result<Outcome, Ru
         libc::CLONE_NEWNS,
     ];
     let through = member(container)?;
-    let nested = open_ns(through, "user")?;
+    let nested = open_member_ns(container, through, "user")?;
     let mut fds = vec![outer_user_namespace(&nested)?];
     for name in ["ipc", "uts", "net", "pid"] {
-        fds.push(open_ns(through, name)?);
+        fds.push(open_member_ns(container, through, name)?);
     }
     fds.push(nested);
-    fds.push(open_ns(through, "mnt")?);
+    fds.push(open_member_ns(container, through, "mnt")?);
     if !container.is_running() {
         return Err(RuntimeError::NotRunning {
             id: container.id.clone(),

@@ -80,3 +80,110 @@ mod tests {
         assert_eq!(net_totals(dev), (5000, 7000));
     }
 }
+
+/// A running sandbox's use at one moment, for `sandbox stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Sample {
+    /// CPU time used so far, user and system.
+    pub cpu_us: u64,
+    pub memory: u64,
+    pub memory_limit: Option<u64>,
+    pub pids: u64,
+    pub net_in: u64,
+    pub net_out: u64,
+    pub read_bytes: u64,
+    pub written_bytes: u64,
+    /// `cgroup` or `proc`.
+    pub source: &'static str,
+}
+
+fn number(path: &std::path::Path) -> Option<u64> {
+    fs_err::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Samples `container` now: from its cgroups under the `delegated` dirs when there are
+/// (cpuacct and memory at least), else from /proc of its processes. Network counters come
+/// from its network namespace (through one of its processes).
+pub fn sample(
+    container: &super::state::ContainerState,
+    delegated: &[(super::cgroups::Controller, std::path::PathBuf)],
+) -> Sample {
+    use super::cgroups::Controller;
+    let own = |controller: Controller| {
+        delegated
+            .iter()
+            .find(|(c, _)| *c == controller)
+            .map(|(_, parent)| parent.join(&container.id))
+            .filter(|dir| dir.is_dir())
+    };
+    let members = container.members();
+    // /proc first; each cgroup the sandbox has replaces its part (memory limits need a
+    // memory cgroup, and a cgroup counts processes that already ended too).
+    let mut sample = proc_sample(&members);
+    if let Some(cpu) = own(Controller::Cpuacct) {
+        sample.cpu_us = number(&cpu.join("cpuacct.usage")).unwrap_or(0) / 1000;
+        sample.source = "cgroup";
+    }
+    if let Some(memory) = own(Controller::Memory) {
+        sample.memory = number(&memory.join("memory.usage_in_bytes")).unwrap_or(0);
+        // An unset v1 limit reads as a page-rounded i64::MAX.
+        sample.memory_limit =
+            number(&memory.join("memory.limit_in_bytes")).filter(|l| *l < (1 << 62));
+        sample.source = "cgroup";
+    }
+    if let Some(pids) = own(Controller::Pids).and_then(|d| number(&d.join("pids.current"))) {
+        sample.pids = pids;
+    }
+    if let Some(text) = own(Controller::Blkio)
+        .and_then(|d| fs_err::read_to_string(d.join("blkio.throttle.io_service_bytes")).ok())
+    {
+        (sample.read_bytes, sample.written_bytes) = super::cgroups::io_totals(&text);
+    }
+    if let Some(member) = members.first() {
+        let dev = fs_err::read_to_string(format!("/proc/{member}/net/dev")).unwrap_or_default();
+        (sample.net_in, sample.net_out) = net_totals(&dev);
+    }
+    sample
+}
+
+/// CPU time and resident memory summed over the sandbox's processes (pid 1 is not readable
+/// to us and does nearly nothing).
+fn proc_sample(members: &[i32]) -> Sample {
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)
+        .map_or(100, |t| t as u64);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as u64);
+    let mut sample = Sample {
+        pids: members.len() as u64 + 1,
+        source: "proc",
+        ..Sample::default()
+    };
+    for pid in members {
+        if let Ok(stat) = fs_err::read_to_string(format!("/proc/{pid}/stat")) {
+            let fields: Vec<&str> = stat
+                .rfind(')')
+                .map(|end| stat[end + 2..].split(' ').collect())
+                .unwrap_or_default();
+            // utime and stime are fields 14 and 15; after the name, indices 11 and 12.
+            let time: u64 = [11, 12]
+                .iter()
+                .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+                .sum();
+            sample.cpu_us += time * 1_000_000 / ticks;
+        }
+        if let Ok(statm) = fs_err::read_to_string(format!("/proc/{pid}/statm")) {
+            let resident: u64 = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
+            sample.memory += resident * page;
+        }
+    }
+    sample
+}

@@ -10,4 +10,5 @@ pub mod lock;
 pub mod login;
 pub mod pull;
 pub mod run;
+pub mod stats;
 pub mod store_admin;

@@ -201,7 +201,7 @@ pub fn is_cleaner_exec() -> Option<Vec<PathBuf>> {
 }
 
 /// Bytes read and written, summed over devices, from `blkio.throttle.io_service_bytes`.
-fn io_totals(text: &str) -> (u64, u64) {
+pub fn io_totals(text: &str) -> (u64, u64) {
     text.lines().fold((0, 0), |(read, written), line| {
         let mut fields = line.split_whitespace();
         let (_device, op, bytes) = (fields.next(), fields.next(), fields.next());

@@ -9,7 +9,7 @@
 mod apply;
 mod plan;
 
-pub use apply::{cleaner_main, collect_stale, is_cleaner_exec, Cgroup, CLEANER};
+pub use apply::{cleaner_main, collect_stale, io_totals, is_cleaner_exec, Cgroup, CLEANER};
 pub use plan::{plan, CgroupPlan, NotApplied};
 
 use std::path::PathBuf;
