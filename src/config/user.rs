@@ -154,18 +154,26 @@ fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
     super::files::read_optional(path, super::files::SMALL)
 }
 
-/// The delegated cgroup v1 dirs `[cgroups] v1` names, per controller.
-pub fn cgroups_v1() -> Result<Vec<(Controller, PathBuf)>, ConfigError> {
+/// The user's own config file, parsed, and its path; `None` when there is none.
+fn own_file() -> Result<Option<(PathBuf, OwnFile)>, ConfigError> {
     let Some(path) = own_config_path() else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let Some(text) = read_optional(&path)? else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let file: OwnFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
         path: path.clone(),
         message: e.to_string(),
     })?;
+    Ok(Some((path, file)))
+}
+
+/// The delegated cgroup v1 dirs `[cgroups] v1` names, per controller.
+pub fn cgroups_v1() -> Result<Vec<(Controller, PathBuf)>, ConfigError> {
+    let Some((path, file)) = own_file()? else {
+        return Ok(Vec::new());
+    };
     let Some(v1) = file.cgroups.and_then(|c| c.v1) else {
         return Ok(Vec::new());
     };
@@ -195,17 +203,9 @@ pub fn cgroups_v1() -> Result<Vec<(Controller, PathBuf)>, ConfigError> {
 
 /// `safe_directories` of the user's own config.
 pub fn safe_directories() -> Result<Vec<PathBuf>, ConfigError> {
-    let Some(path) = own_config_path() else {
-        return Ok(Vec::new());
-    };
-    let Some(text) = read_optional(&path)? else {
-        return Ok(Vec::new());
-    };
-    let file: OwnFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    Ok(file.safe_directories)
+    Ok(own_file()?
+        .map(|(_, file)| file.safe_directories)
+        .unwrap_or_default())
 }
 
 fn read_containers(path: &Path) -> Result<Vec<RegistryRule>, String> {
