@@ -241,13 +241,7 @@ fn launch(
     state::collect_stale(&host.containers_dir);
     // What sandboxes killed with -9 left in the delegated cgroups.
     let delegated: Vec<PathBuf> = host.cgroups.v1.iter().map(|d| d.path.clone()).collect();
-    if !delegated.is_empty() {
-        let running: Vec<String> = state::running(&host.containers_dir)
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
-        crate::runtime::cgroups::collect_stale(&delegated, &running);
-    }
+    crate::runtime::cgroups::collect_stale(&delegated, &host.containers_dir);
     let image = prepare_image(&store, ownership.clone(), &reference, &progress)?;
     let mut layers = image.layers.clone();
     if let Some(config) = config.as_ref().filter(|c| !c.setup.is_empty()) {

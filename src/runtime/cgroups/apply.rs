@@ -214,9 +214,11 @@ pub fn io_totals(text: &str) -> (u64, u64) {
     })
 }
 
-/// Removes the cgroups under `parents` (the delegated dirs) whose container is not among
-/// `running` (ids): what sandboxes killed with -9 left. A cgroup still in use is kept.
-pub fn collect_stale(parents: &[PathBuf], running: &[String]) {
+/// Removes the cgroups under `parents` (the delegated dirs) whose container has no dir under
+/// `containers` any more: what sandboxes killed with -9 left. Cheap enough for every start (a
+/// directory listing per controller, no state file read); a cgroup still in use is kept, as
+/// the kernel refuses to remove it.
+pub fn collect_stale(parents: &[PathBuf], containers: &Path) {
     for parent in parents {
         let Ok(entries) = fs_err::read_dir(parent) else {
             continue;
@@ -224,7 +226,7 @@ pub fn collect_stale(parents: &[PathBuf], running: &[String]) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let ours = name.len() == 12 && name.bytes().all(|b| b.is_ascii_hexdigit());
-            if ours && !running.contains(&name) && entry.path().is_dir() {
+            if ours && !containers.join(&name).exists() && entry.path().is_dir() {
                 let _ = fs_err::remove_dir(entry.path());
             }
         }
