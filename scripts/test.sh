@@ -13,6 +13,16 @@ skipped=()
 [ -n "${SANDBOX_TEST_SKIP_DNS:-}" ] && skipped+=(names_resolve_through_the_helpers_dns_forwarder)
 [ -n "${SANDBOX_TEST_SKIP_ENOSPC:-}" ] && skipped+=(a_full_disk_is_named_and_leaves_nothing_half_written)
 [ -n "${SANDBOX_TEST_SKIP_DEBIAN_MIRROR:-}" ] && skipped+=(java_and_php_projects_build_with_packages_from_the_debian_mirror)
+# The tests that delegate cgroup v1 subtrees to the test user (as root).
+[ -n "${SANDBOX_TEST_SKIP_CGROUPS:-}" ] && skipped+=(
+    a_command_over_the_memory_limit_is_killed_and_sandbox_says_so
+    the_pids_limit_makes_fork_fail_inside_only
+    what_a_killed_sandbox_left_in_its_cgroups_is_collected_by_the_next_run
+    stats_say_what_a_run_cost_from_rusage_or_the_cgroup
+    half_a_cpu_is_half_a_cpu
+    doctor_reports_this_machines_facts_and_the_fix_for_cgroups
+    stats_show_a_running_sandbox
+)
 for t in "${skipped[@]}"; do echo "skipped by its opt-out variable: $t" >&2; done
 if cargo nextest --version >/dev/null 2>&1; then
     filter=()
