@@ -414,6 +414,26 @@ fn stats_show_a_running_sandbox() {
     // A table for people, by id prefix.
     let table = env.ok(&["stats", "--no-stream", &id[..6]]);
     assert!(table.starts_with("ID") && table.contains(&id), "{table}");
+    // A command joining it says what it cost too.
+    let joined = env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--stats",
+        "--json",
+        "--image",
+        &image,
+        "--",
+        "confine",
+        "alloc",
+        "50",
+    ]);
+    assert!(joined.status.success(), "{}", text(&joined.stderr));
+    let stats = stats_of(&joined);
+    assert!(
+        stats["peak_memory"].as_u64().unwrap() >= 50 << 20,
+        "{stats}"
+    );
     let _ = running.kill();
     let _ = running.wait();
     // With a memory limit on a delegated cgroup: the cgroup's figures and the limit.

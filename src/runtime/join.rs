@@ -16,11 +16,13 @@ use std::os::fd::{AsFd as _, OwnedFd};
 use super::error::RuntimeError;
 use super::exec;
 use super::init;
+use super::metering;
 use super::monitor::{self, Outcome, Session};
 use super::plan::{ProcessPlan, Stdio};
 use super::state::ContainerState;
 use super::stdio;
 use super::sys;
+use super::RunReporter;
 
 fn open_ns(pid: i32, name: &str) -> Result<OwnedFd, RuntimeError> {
     let path = format!("/proc/{pid}/ns/{name}");
@@ -84,8 +86,15 @@ pub fn enter_user_namespace(container: &ContainerState) -> Result<(), RuntimeErr
     })
 }
 
-/// Runs `plan`'s program inside the running `container`; waits for it.
-pub fn run(container: &ContainerState, plan: &ProcessPlan) -> Result<Outcome, RuntimeError> {
+/// Runs `plan`'s program inside the running `container`; waits for it. With `meter`, reports
+/// what it cost (its process tree's rusage and the sandbox's network counters).
+pub fn run(
+    container: &ContainerState,
+    plan: &ProcessPlan,
+    meter: bool,
+    reporter: &dyn RunReporter,
+) -> Result<Outcome, RuntimeError> {
+    let started = std::time::Instant::now();
     sys::set_dumpable(false).map_err(|source| RuntimeError::Syscall {
         what: "make the joining process undumpable",
         source,
@@ -169,5 +178,17 @@ pub fn run(container: &ContainerState, plan: &ProcessPlan) -> Result<Outcome, Ru
         status: status_read,
         stdio: ours,
     };
-    monitor::wait_child(session, &signals, child)
+    let outcome = monitor::wait_child(session, &signals, child)?;
+    if meter {
+        // Our only child was the command; we are in the sandbox's network namespace.
+        let mut usage = metering::children_usage();
+        let dev = fs_err::read_to_string("/proc/self/net/dev").unwrap_or_default();
+        (usage.net_in, usage.net_out) = metering::net_totals(&dev);
+        reporter.stats(&metering::Stats {
+            wall_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            usage,
+            source: "rusage",
+        });
+    }
+    Ok(outcome)
 }

@@ -230,7 +230,7 @@ fn launch(
     if let Some(running) = state::find_for_project(&host.containers_dir, &project.dir, &image_name)
     {
         let process = plan::resolve_join(&inputs, &running).map_err(RuntimeError::from)?;
-        match join::run(&running, &process) {
+        match join::run(&running, &process, request.stats, &progress) {
             // It ended while we looked: start a new one below.
             Err(RuntimeError::NotRunning { .. }) => {}
             other => return finish(other?),
