@@ -25,6 +25,27 @@ fn fixture() -> (TestEnv, support::Registry, String) {
     (env, registry, image)
 }
 
+/// `sandbox run --network none FLAGS --image IMAGE -- COMMAND`.
+fn image_args<'a>(image: &'a str, flags: &[&'a str], command: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--network", "none"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--image", image, "--"]);
+    args.extend_from_slice(command);
+    args
+}
+
+fn run_image(env: &TestEnv, image: &str, flags: &[&str], command: &[&str]) -> std::process::Output {
+    env.run(&image_args(image, flags, command))
+}
+
+fn ok_image(env: &TestEnv, image: &str, flags: &[&str], command: &[&str]) -> String {
+    env.ok(&image_args(image, flags, command))
+}
+
+fn fails_image(env: &TestEnv, image: &str, flags: &[&str], command: &[&str]) -> String {
+    env.fails(&image_args(image, flags, command))
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -33,19 +54,12 @@ fn text(bytes: &[u8]) -> String {
 fn a_command_over_the_memory_limit_is_killed_and_sandbox_says_so() {
     let (env, _registry, image) = fixture();
     let delegation = Delegation::new(&env, "sandbox-it-memory");
-    let out = env.run(&[
-        "run",
-        "--network",
-        "none",
-        "--memory",
-        "64m",
-        "--image",
+    let out = run_image(
+        &env,
         &image,
-        "--",
-        "confine",
-        "alloc",
-        "200",
-    ]);
+        &["--memory", "64m"],
+        &["confine", "alloc", "200"],
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(137), "{stderr}");
     assert!(
@@ -53,19 +67,12 @@ fn a_command_over_the_memory_limit_is_killed_and_sandbox_says_so() {
         "{stderr}"
     );
     // Within the limit it runs; and the container's cgroups are gone afterwards.
-    let out = env.ok(&[
-        "run",
-        "--network",
-        "none",
-        "--memory",
-        "64m",
-        "--image",
+    let out = ok_image(
+        &env,
         &image,
-        "--",
-        "confine",
-        "alloc",
-        "16",
-    ]);
+        &["--memory", "64m"],
+        &["confine", "alloc", "16"],
+    );
     assert_eq!(out.trim(), "alloc=16 MiB");
     delegation.wait_until_empty();
 }
@@ -99,19 +106,16 @@ fn the_pids_limit_makes_fork_fail_inside_only() {
 #[test]
 fn tmp_is_a_tmpfs_of_the_size_asked_for() {
     let (env, _registry, image) = fixture();
-    let out = env.run(&[
-        "run",
-        "--network",
-        "none",
-        "--tmp",
-        "16m",
-        "--image",
+    let out = run_image(
+        &env,
         &image,
-        "--",
-        "sh",
-        "-c",
-        "dd if=/dev/zero of=/tmp/big bs=1M count=32 2>&1; df -k /tmp /dev/shm | tail -n 2",
-    ]);
+        &["--tmp", "16m"],
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/tmp/big bs=1M count=32 2>&1; df -k /tmp /dev/shm | tail -n 2",
+        ],
+    );
     let stdout = text(&out.stdout);
     assert!(stdout.contains("No space left on device"), "{stdout}");
     let sizes: Vec<&str> = stdout
@@ -129,19 +133,12 @@ fn tmp_is_a_tmpfs_of_the_size_asked_for() {
 #[test]
 fn without_delegation_limits_are_named_as_not_applied_or_required() {
     let (env, _registry, image) = fixture();
-    let out = env.run(&[
-        "run",
-        "--network",
-        "none",
-        "--memory",
-        "64m",
-        "--pids",
-        "32",
-        "--image",
+    let out = run_image(
+        &env,
         &image,
-        "--",
-        "true",
-    ]);
+        &["--memory", "64m", "--pids", "32"],
+        &["true"],
+    );
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -166,18 +163,12 @@ fn without_delegation_limits_are_named_as_not_applied_or_required() {
         "-q hides it: {}",
         text(&quiet.stderr)
     );
-    let stderr = env.fails(&[
-        "run",
-        "--network",
-        "none",
-        "--memory",
-        "64m",
-        "--require-limits",
-        "--image",
+    let stderr = fails_image(
+        &env,
         &image,
-        "--",
-        "true",
-    ]);
+        &["--memory", "64m", "--require-limits"],
+        &["true"],
+    );
     assert!(
         stderr.contains("limits cannot be applied here: memory 64 MiB"),
         "{stderr}"
@@ -201,17 +192,7 @@ fn what_a_killed_sandbox_left_in_its_cgroups_is_collected_by_the_next_run() {
     // A leftover of a sandbox killed with -9 (no such container runs).
     let stale = delegation.dir("pids").join("0123456789ab");
     std::fs::create_dir(&stale).unwrap();
-    env.ok(&[
-        "run",
-        "--network",
-        "none",
-        "--pids",
-        "64",
-        "--image",
-        &image,
-        "--",
-        "true",
-    ]);
+    ok_image(&env, &image, &["--pids", "64"], &["true"]);
     assert!(!stale.exists(), "the stale cgroup stayed");
     delegation.wait_until_empty();
 }
@@ -227,19 +208,12 @@ fn stats_of(out: &std::process::Output) -> serde_json::Value {
 fn stats_say_what_a_run_cost_from_rusage_or_the_cgroup() {
     let (env, _registry, image) = fixture();
     // Without cgroups: pid 1's children's rusage.
-    let out = env.run(&[
-        "run",
-        "--network",
-        "none",
-        "--stats",
-        "--json",
-        "--image",
+    let out = run_image(
+        &env,
         &image,
-        "--",
-        "confine",
-        "alloc",
-        "150",
-    ]);
+        &["--stats", "--json"],
+        &["confine", "alloc", "150"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stats = stats_of(&out);
     assert_eq!(stats["source"], "rusage");
@@ -249,16 +223,7 @@ fn stats_say_what_a_run_cost_from_rusage_or_the_cgroup() {
     );
     assert!(stats["wall_us"].as_u64().unwrap() > 0, "{stats}");
     // The line for people.
-    let out = env.run(&[
-        "run",
-        "--network",
-        "none",
-        "--stats",
-        "--image",
-        &image,
-        "--",
-        "true",
-    ]);
+    let out = run_image(&env, &image, &["--stats"], &["true"]);
     assert!(
         text(&out.stderr).contains(" s wall, "),
         "{}",
@@ -266,19 +231,16 @@ fn stats_say_what_a_run_cost_from_rusage_or_the_cgroup() {
     );
     // With delegated cgroups: the cgroup's figures, peak pids too.
     let _delegation = Delegation::new(&env, "sandbox-it-stats");
-    let out = env.run(&[
-        "run",
-        "--network",
-        "none",
-        "--stats",
-        "--json",
-        "--image",
+    let out = run_image(
+        &env,
         &image,
-        "--",
-        "sh",
-        "-c",
-        "sleep 0.2 & sleep 0.2 & confine alloc 100; wait",
-    ]);
+        &["--stats", "--json"],
+        &[
+            "sh",
+            "-c",
+            "sleep 0.2 & sleep 0.2 & confine alloc 100; wait",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stats = stats_of(&out);
     assert_eq!(stats["source"], "cgroup");
@@ -294,10 +256,8 @@ fn half_a_cpu_is_half_a_cpu() {
     let (env, _registry, image) = fixture();
     let _delegation = Delegation::new(&env, "sandbox-it-cpu");
     // Two busy loops for 3 s, under --cpus 0.5.
-    let out = env.run(&[
-        "run", "--network", "none", "--cpus", "0.5", "--stats", "--json", "--image", &image, "--", "sh", "-c",
-        "end=$(( $(date +%s) + 3 )); for i in 1 2; do (while [ $(date +%s) -lt $end ]; do :; done) & done; wait",
-    ]);
+    let out = run_image(&env, &image, &["--cpus", "0.5", "--stats", "--json"], &["sh", "-c",
+        "end=$(( $(date +%s) + 3 )); for i in 1 2; do (while [ $(date +%s) -lt $end ]; do :; done) & done; wait"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stats = stats_of(&out);
     let cpu =
@@ -415,19 +375,12 @@ fn stats_show_a_running_sandbox() {
     let table = env.ok(&["stats", "--no-stream", &id[..6]]);
     assert!(table.starts_with("ID") && table.contains(&id), "{table}");
     // A command joining it says what it cost too.
-    let joined = env.run(&[
-        "run",
-        "--network",
-        "none",
-        "--stats",
-        "--json",
-        "--image",
+    let joined = run_image(
+        &env,
         &image,
-        "--",
-        "confine",
-        "alloc",
-        "50",
-    ]);
+        &["--stats", "--json"],
+        &["confine", "alloc", "50"],
+    );
     assert!(joined.status.success(), "{}", text(&joined.stderr));
     let stats = stats_of(&joined);
     assert!(
