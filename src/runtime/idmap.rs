@@ -102,14 +102,67 @@ pub fn subordinate_ranges(path: &Path) -> Result<Vec<(u32, u32)>, RuntimeError> 
     read_ranges(path, name.as_deref(), uid)
 }
 
-/// Reads `name:first:count` (or `uid:first:count`) lines for the user.
+/// Reads `name:first:count` (or `uid:first:count`) lines for the user; when the system files
+/// have none, the subid service /etc/nsswitch.conf names (SSSD, FreeIPA), as newuidmap does.
 fn read_ranges(path: &Path, name: Option<&str>, uid: u32) -> Result<Vec<(u32, u32)>, RuntimeError> {
     let text = match fs_err::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(RuntimeError::Io(e)),
     };
-    Ok(parse_ranges(&text, name, uid))
+    let ranges = parse_ranges(&text, name, uid);
+    if ranges.is_empty() {
+        if let Some(from_service) = from_subid_service(path, name) {
+            return Ok(from_service);
+        }
+    }
+    Ok(ranges)
+}
+
+/// The service the `subid:` line of nsswitch.conf names, unless it is the files.
+pub fn subid_service(nsswitch: &str) -> Option<&str> {
+    nsswitch
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("subid:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .filter(|service| *service != "files")
+}
+
+/// The ranges shadow's libsubid has for `name` from that service, through `getsubids`
+/// (`-g` for gids). Only for the system files: a test's own files stay the only source.
+fn from_subid_service(path: &Path, name: Option<&str>) -> Option<Vec<(u32, u32)>> {
+    let gids = match path.to_str()? {
+        "/etc/subuid" => false,
+        "/etc/subgid" => true,
+        _ => return None,
+    };
+    let nsswitch = fs_err::read_to_string("/etc/nsswitch.conf").ok()?;
+    subid_service(&nsswitch)?;
+    let mut command = std::process::Command::new("getsubids");
+    if gids {
+        command.arg("-g");
+    }
+    let out = command
+        .arg(name?)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| parse_getsubids(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `getsubids` lines: `0: alice 100000 65536`.
+fn parse_getsubids(text: &str) -> Vec<(u32, u32)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().skip(2);
+            let first = fields.next()?.parse::<u32>().ok()?;
+            let count = fields.next()?.parse::<u32>().ok()?;
+            (count > 0).then_some((first, count))
+        })
+        .collect()
 }
 
 fn parse_ranges(text: &str, name: Option<&str>, uid: u32) -> Vec<(u32, u32)> {
@@ -221,6 +274,18 @@ mod tests {
                     count: 1
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn ranges_from_a_subid_service_are_read_as_getsubids_prints_them() {
+        let nsswitch = "passwd: files systemd\n# subid: nope\nsubid:   sss\n";
+        assert_eq!(subid_service(nsswitch), Some("sss"));
+        assert_eq!(subid_service("subid: files\n"), None);
+        assert_eq!(subid_service("passwd: files\n"), None);
+        assert_eq!(
+            parse_getsubids("0: alice 100000 65536\n1: alice 300000 1000\nError x\n"),
+            vec![(100_000, 65_536), (300_000, 1000)]
         );
     }
 }
