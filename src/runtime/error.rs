@@ -52,6 +52,11 @@ pub enum RuntimeError {
         source: std::io::Error,
     },
 
+    #[error(
+        "systemd's user manager could not give the container the cgroup scope {unit}: {detail}"
+    )]
+    Scope { unit: String, detail: String },
+
     #[error(transparent)]
     Plan(#[from] PlanError),
 
@@ -179,6 +184,9 @@ impl RuntimeError {
                 "pasta and slirp4netns need /dev/net/tun usable by your user (`ls -l /dev/net/tun`); --network none or host avoid them".into(),
             ),
             RuntimeError::NoSuchContainer { .. } => Some("`sandbox ps` lists running containers".into()),
+            RuntimeError::Scope { .. } => Some(
+                "`systemctl --user status` shows whether your user manager runs; drop the limits (and --stats) to run without a cgroup".into(),
+            ),
             _ => None,
         }
     }

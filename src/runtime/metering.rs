@@ -120,6 +120,18 @@ pub fn sample(
     // /proc first; each cgroup the sandbox has replaces its part (memory limits need a
     // memory cgroup, and a cgroup counts processes that already ended too).
     let mut sample = proc_sample(&members);
+    if let Some(dir) = container.cgroup.as_deref().filter(|d| d.is_dir()) {
+        let (cpu_us, memory, limit, pids, io) = super::cgroups::v2::now(dir);
+        sample.cpu_us = cpu_us;
+        // Without the memory controller there is no memory.current: /proc's figure stays.
+        if memory > 0 {
+            sample.memory = memory;
+        }
+        sample.memory_limit = limit;
+        sample.pids = pids.unwrap_or(sample.pids);
+        (sample.read_bytes, sample.written_bytes) = io;
+        sample.source = "cgroup";
+    }
     if let Some(cpu) = own(Controller::Cpuacct) {
         sample.cpu_us = number(&cpu.join("cpuacct.usage")).unwrap_or(0) / 1000;
         sample.source = "cgroup";

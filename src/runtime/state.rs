@@ -32,6 +32,9 @@ pub struct ContainerState {
     /// Its network, as `plan::network_summary` words it.
     #[serde(default)]
     pub network: String,
+    /// Its cgroup v2 dir, when it has one (v1 dirs are found from the user config).
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
 }
 
 impl ContainerState {
@@ -48,6 +51,7 @@ impl ContainerState {
                 .map_or(0, |d| d.as_secs()),
             hostname: plan.hostname.clone(),
             network: super::plan::network_summary(plan.network.mode, &plan.network.options),
+            cgroup: None,
         }
     }
 

@@ -88,6 +88,11 @@ fn user_namespaces() -> Check {
 fn subordinate_ids() -> Vec<Check> {
     let fix = "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER";
     let mut checks = Vec::new();
+    let nsswitch = fs_err::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+    // newuidmap asks this service (through libsubid) when the files have no range.
+    let service = idmap::subid_service(&nsswitch)
+        .map(|s| format!(" or {s} (nsswitch.conf subid, via getsubids)"));
+    let service = service.unwrap_or_default();
     for (name, path) in [
         ("subordinate uids", "/etc/subuid"),
         ("subordinate gids", "/etc/subgid"),
@@ -97,13 +102,13 @@ fn subordinate_ids() -> Vec<Check> {
             0 => check(
                 name,
                 Status::Warn,
-                format!("none for you in {path}: only your own id exists inside (no --as-root, no setup steps as root)"),
+                format!("none for you in {path}{service}: only your own id exists inside (no --as-root, no setup steps as root)"),
             )
             .fix(fix),
-            n if n < 65536 => check(name, Status::Warn, format!("{n} ids in {path}; images may use ids up to 65535")).fix(fix),
+            n if n < 65536 => check(name, Status::Warn, format!("{n} ids in {path}{service}; images may use ids up to 65535")).fix(fix),
             n => {
                 let shown: Vec<String> = ranges.iter().map(|(f, c)| format!("{f}-{}", f + c - 1)).collect();
-                check(name, Status::Ok, format!("{} ({n}) in {path}", shown.join(", ")))
+                check(name, Status::Ok, format!("{} ({n}) in {path}{service}", shown.join(", ")))
             }
         });
     }
@@ -225,7 +230,7 @@ fn cgroups() -> Check {
         Controller::ALL.map(Controller::name).join(" ")
     );
     if v2_only {
-        return check("cgroups", Status::Warn, "cgroup v2 only: sandbox applies limits on v1 delegation so far; runs go without limits");
+        return cgroups_v2();
     }
     if configured.is_empty() {
         return check(
@@ -263,6 +268,51 @@ fn cgroups() -> Check {
             ),
         )
         .fix(commands)
+    }
+}
+
+/// cgroup v2: the delegated cgroup sandbox would use and the controllers it gives, else
+/// systemd's user manager, else what to do.
+fn cgroups_v2() -> Check {
+    use crate::runtime::cgroups::v2::{Offer, V2Facts};
+    let Some(facts) = V2Facts::of_this_host() else {
+        return check(
+            "cgroups",
+            Status::Warn,
+            "cgroup v2, but /proc/self/cgroup names no cgroup of this process",
+        );
+    };
+    let linger = "log in through systemd (pam_systemd), or `sudo loginctl enable-linger $USER`";
+    match &facts.base {
+        Some(base) => {
+            let (given, missing): (Vec<&str>, Vec<&str>) = ["memory", "pids", "cpu", "io"]
+                .into_iter()
+                .partition(|c| base.offers(c) != Offer::No);
+            let detail = format!(
+                "cgroup v2, delegated to you: {} (gives {})",
+                base.path.display(),
+                if given.is_empty() { "no controller".into() } else { given.join(", ") }
+            );
+            if missing.is_empty() {
+                check("cgroups", Status::Ok, detail)
+            } else if facts.systemd_user && given.is_empty() {
+                check("cgroups", Status::Ok, format!("cgroup v2: systemd's user manager gives each sandbox a delegated scope ({} gives no controller)", base.path.display()))
+            } else {
+                check("cgroups", Status::Warn, format!("{detail}; not {}", missing.join(", ")))
+                    .fix(format!("run sandbox from a leaf cgroup of {} (it must hold no processes to give controllers), or have systemd delegate them (Delegate=yes)", base.path.display()))
+            }
+        }
+        None if facts.systemd_user => check(
+            "cgroups",
+            Status::Ok,
+            "cgroup v2: systemd's user manager gives each sandbox a delegated scope (through busctl --user)",
+        ),
+        None => check(
+            "cgroups",
+            Status::Warn,
+            format!("cgroup v2: your cgroup {} is not delegated to you and no systemd user manager answers: [limits] are not applied", facts.current),
+        )
+        .fix(linger),
     }
 }
 

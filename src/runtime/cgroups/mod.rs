@@ -1,6 +1,7 @@
-//! Limits through cgroups, rootless: a cgroup per container beneath one the user may write,
-//! on cgroup v1 a subtree per controller that an administrator delegated (chowned) to the
-//! user, named in the user config (`[cgroups] v1`).
+//! Limits through cgroups, rootless: a cgroup per container beneath one the user may write.
+//! On cgroup v1, a subtree per controller that an administrator delegated (chowned) to the
+//! user, named in the user config (`[cgroups] v1`); on cgroup v2, the nearest delegated
+//! cgroup from the current one up, else a systemd user scope (`v2`, `scope`).
 //!
 //! `plan` decides from facts gathered beforehand (which delegated dirs exist and are ours to
 //! write) what to make, what to write and what cannot be applied, as plain data; `apply` makes
@@ -8,8 +9,13 @@
 
 mod apply;
 mod plan;
+pub mod scope;
+pub mod v2;
 
-pub use apply::{cleaner_main, collect_stale, io_totals, is_cleaner_exec, Cgroup, CLEANER};
+pub use apply::{
+    cleaner_main, collect_stale, container_task_files, enter_self, io_totals, is_cleaner_exec,
+    Cgroup, CLEANER,
+};
 pub use plan::{plan, CgroupPlan, NotApplied};
 
 use std::path::PathBuf;
@@ -60,8 +66,10 @@ pub struct DelegatedDir {
 pub struct CgroupFacts {
     /// The delegated v1 dirs the user config names (none: not configured).
     pub v1: Vec<DelegatedDir>,
-    /// The user config has no `[cgroups]` at all.
+    /// The user config names v1 dirs (`[cgroups] v1`).
     pub configured: bool,
+    /// On a host whose only hierarchy is cgroup2: what it offers this user.
+    pub v2: Option<v2::V2Facts>,
 }
 
 impl CgroupFacts {
@@ -80,6 +88,11 @@ impl CgroupFacts {
             .collect();
         Self {
             configured: !v1.is_empty(),
+            v2: if v1.is_empty() {
+                v2::V2Facts::of_this_host()
+            } else {
+                None
+            },
             v1,
         }
     }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::scope::{ScopeRequest, Value};
+use super::v2::{v2_name, Offer, V2Facts};
 use super::{CgroupFacts, Controller};
 use crate::runtime::plan::Limits;
 
@@ -15,8 +17,12 @@ pub struct NotApplied {
 /// The container's cgroups, as plain data.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CgroupPlan {
-    /// The container's own cgroup dir per controller, made in this order.
+    /// On cgroup v1, the container's own cgroup dir per controller, made in this order.
     pub dirs: Vec<(Controller, PathBuf)>,
+    /// On cgroup v2, the container's own cgroup, in a delegated one.
+    pub unified: Option<PathBuf>,
+    /// On cgroup v2 with nothing delegated, the systemd user scope to ask for instead.
+    pub scope: Option<ScopeRequest>,
     /// Files to write, in order, once the dirs exist.
     pub writes: Vec<(PathBuf, String)>,
     /// What was asked for and cannot be applied here.
@@ -33,6 +39,9 @@ fn size(bytes: u64) -> String {
 /// The plan for container `id` with `limits` on a host with `facts`; with `meter`, also the
 /// metering cgroups that are delegated (cpuacct, memory, pids, blkio), with no limit written.
 pub fn plan(limits: &Limits, facts: &CgroupFacts, id: &str, meter: bool) -> CgroupPlan {
+    if let (Some(v2), false) = (&facts.v2, facts.configured) {
+        return v2_plan(limits, v2, id, meter);
+    }
     let mut plan = limits_plan(limits, facts, id);
     if meter {
         for controller in [
@@ -54,9 +63,9 @@ pub fn plan(limits: &Limits, facts: &CgroupFacts, id: &str, meter: bool) -> Cgro
     plan
 }
 
-fn limits_plan(limits: &Limits, facts: &CgroupFacts, id: &str) -> CgroupPlan {
-    let mut plan = CgroupPlan::default();
-    let wanted: Vec<(Controller, String)> = [
+/// The limits asked for, each with its controller and how it is named to the user.
+fn wanted(limits: &Limits) -> Vec<(Controller, String)> {
+    [
         limits
             .memory
             .map(|m| (Controller::Memory, format!("memory {}", size(m)))),
@@ -65,8 +74,17 @@ fn limits_plan(limits: &Limits, facts: &CgroupFacts, id: &str) -> CgroupPlan {
     ]
     .into_iter()
     .flatten()
-    .collect();
-    for (controller, limit) in wanted {
+    .collect()
+}
+
+/// The CFS quota per period for `cpus`, at least 1 ms as the kernel wants.
+fn cpu_quota(cpus: f64) -> u64 {
+    ((cpus * PERIOD_US as f64).round() as u64).max(1000)
+}
+
+fn limits_plan(limits: &Limits, facts: &CgroupFacts, id: &str) -> CgroupPlan {
+    let mut plan = CgroupPlan::default();
+    for (controller, limit) in wanted(limits) {
         let dir = facts.v1.iter().find(|d| d.controller == controller);
         let parent = match dir {
             Some(d) if d.writable => d.path.clone(),
@@ -113,8 +131,7 @@ fn limits_plan(limits: &Limits, facts: &CgroupFacts, id: &str) -> CgroupPlan {
                 plan.writes.push((own.join("pids.max"), max));
             }
             Controller::Cpu => {
-                let cpus = limits.cpus.unwrap_or(1.0);
-                let quota = ((cpus * PERIOD_US as f64).round() as u64).max(1000);
+                let quota = cpu_quota(limits.cpus.unwrap_or(1.0));
                 plan.writes
                     .push((own.join("cpu.cfs_period_us"), PERIOD_US.to_string()));
                 plan.writes
@@ -126,6 +143,111 @@ fn limits_plan(limits: &Limits, facts: &CgroupFacts, id: &str) -> CgroupPlan {
     plan
 }
 
+/// cgroup v2: a cgroup `sandbox-ID` in the delegated base, the controllers it needs enabled
+/// there first; else a systemd user scope carrying the limits; else what cannot apply.
+fn v2_plan(limits: &Limits, v2: &V2Facts, id: &str, meter: bool) -> CgroupPlan {
+    let mut plan = CgroupPlan::default();
+    let wanted = wanted(limits);
+    if wanted.is_empty() && !meter {
+        return plan;
+    }
+    let Some(base) = &v2.base else {
+        if v2.systemd_user {
+            let mut scope = ScopeRequest::new(id, &v2.mount);
+            let mut set = |name: &str, value: u64| {
+                scope.properties.push((name.to_owned(), Value::U64(value)));
+            };
+            if let Some(memory) = limits.memory {
+                set("MemoryMax", memory);
+                set("MemorySwapMax", 0);
+            }
+            if let Some(pids) = limits.pids {
+                set("TasksMax", pids);
+            }
+            if let Some(cpus) = limits.cpus {
+                // Per second, where the quota is per 100 ms period.
+                set("CPUQuotaPerSecUSec", cpu_quota(cpus) * 10);
+            }
+            plan.scope = Some(scope);
+        } else {
+            for (_, limit) in wanted {
+                plan.not_applied.push(NotApplied {
+                    limit,
+                    why: format!(
+                        "cgroup v2: your cgroup {} is not delegated to you and no systemd user manager answers on the user bus; log in through systemd (or `loginctl enable-linger $USER`), or have an administrator delegate a cgroup to you",
+                        v2.current
+                    ),
+                });
+            }
+        }
+        return plan;
+    };
+    let own = base.path.join(format!("sandbox-{id}"));
+    let mut enable: Vec<&str> = Vec::new();
+    let mut limit_writes = Vec::new();
+    for (controller, limit) in wanted {
+        let Some(name) = v2_name(controller) else {
+            continue;
+        };
+        match base.offers(name) {
+            Offer::Enabled => {}
+            Offer::AfterEnabling => enable.push(name),
+            Offer::No => {
+                let why = if base.available.iter().any(|c| c == name) {
+                    format!(
+                        "{} holds processes, so cgroup v2 lets it give new cgroups no {name} controller; run sandbox from a leaf cgroup of it (`mkdir {0}/shell && echo $$ > {0}/shell/cgroup.procs`)",
+                        base.path.display()
+                    )
+                } else {
+                    format!(
+                        "the delegated cgroup {} has no {name} controller; the cgroup above it must enable it (systemd: Delegate=yes)",
+                        base.path.display()
+                    )
+                };
+                plan.not_applied.push(NotApplied { limit, why });
+                continue;
+            }
+        }
+        match controller {
+            Controller::Memory => {
+                let bytes = limits.memory.unwrap_or_default().to_string();
+                limit_writes.push((own.join("memory.max"), bytes));
+                // Swap off inside the limit.
+                if base.swap {
+                    limit_writes.push((own.join("memory.swap.max"), "0".into()));
+                }
+            }
+            Controller::Pids => {
+                let max = limits.pids.unwrap_or_default().to_string();
+                limit_writes.push((own.join("pids.max"), max));
+            }
+            Controller::Cpu => {
+                let quota = cpu_quota(limits.cpus.unwrap_or(1.0));
+                limit_writes.push((own.join("cpu.max"), format!("{quota} {PERIOD_US}")));
+            }
+            Controller::Cpuacct | Controller::Blkio => {}
+        }
+    }
+    if meter {
+        // CPU time is in every v2 cgroup; memory, pids and I/O need their controllers.
+        for name in ["memory", "pids", "io"] {
+            if base.offers(name) == Offer::AfterEnabling && !enable.contains(&name) {
+                enable.push(name);
+            }
+        }
+    }
+    if limit_writes.is_empty() && !meter {
+        return plan;
+    }
+    for name in enable {
+        plan.writes
+            .push((base.path.join("cgroup.subtree_control"), format!("+{name}")));
+    }
+    plan.writes.extend(limit_writes);
+    plan.unified = Some(own);
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +256,7 @@ mod tests {
     fn facts(writable: bool, swap: bool) -> CgroupFacts {
         CgroupFacts {
             configured: true,
+            v2: None,
             v1: Controller::ALL
                 .iter()
                 .map(|c| DelegatedDir {
@@ -219,5 +342,142 @@ mod tests {
         let meter = plan(&Limits::default(), &facts(true, true), "abc", true);
         assert_eq!(meter.dirs.len(), 4);
         assert!(meter.writes.is_empty());
+    }
+
+    fn v2(base: Option<super::super::v2::V2Base>, systemd_user: bool) -> CgroupFacts {
+        CgroupFacts {
+            v2: Some(V2Facts {
+                mount: PathBuf::from("/sys/fs/cgroup"),
+                current: "/user.slice/user-1000.slice/session-2.scope".into(),
+                base,
+                systemd_user,
+            }),
+            ..CgroupFacts::default()
+        }
+    }
+
+    fn base(enabled: &[&str], empty: bool) -> super::super::v2::V2Base {
+        super::super::v2::V2Base {
+            path: PathBuf::from("/sys/fs/cgroup/svc"),
+            enabled: enabled.iter().map(|c| c.to_string()).collect(),
+            available: ["cpu", "io", "memory", "pids"].map(str::to_owned).to_vec(),
+            empty,
+            swap: true,
+        }
+    }
+
+    fn all_three() -> Limits {
+        Limits {
+            memory: Some(64 << 20),
+            cpus: Some(0.5),
+            pids: Some(32),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn v2_makes_one_cgroup_in_the_delegated_base_and_enables_what_it_needs_first() {
+        let plan = super::plan(
+            &all_three(),
+            &v2(Some(base(&["memory", "pids"], true)), false),
+            "abc",
+            false,
+        );
+        assert!(plan.not_applied.is_empty(), "{:?}", plan.not_applied);
+        assert!(plan.dirs.is_empty());
+        let own = PathBuf::from("/sys/fs/cgroup/svc/sandbox-abc");
+        assert_eq!(plan.unified.as_ref(), Some(&own));
+        let control = PathBuf::from("/sys/fs/cgroup/svc/cgroup.subtree_control");
+        assert_eq!(plan.writes[0], (control, "+cpu".into()));
+        for (file, value) in [
+            ("memory.max", "67108864"),
+            ("memory.swap.max", "0"),
+            ("pids.max", "32"),
+            ("cpu.max", "50000 100000"),
+        ] {
+            assert!(
+                plan.writes.contains(&(own.join(file), value.into())),
+                "{file} in {:?}",
+                plan.writes
+            );
+        }
+        assert_eq!(plan.scope, None);
+    }
+
+    #[test]
+    fn v2_names_each_limit_a_base_holding_processes_cannot_give() {
+        let plan = super::plan(
+            &all_three(),
+            &v2(Some(base(&["pids"], false)), false),
+            "abc",
+            false,
+        );
+        let missing: Vec<&str> = plan.not_applied.iter().map(|n| n.limit.as_str()).collect();
+        assert_eq!(missing, ["memory 64 MiB", "cpus 0.5"]);
+        assert!(plan.not_applied[0].why.contains("holds processes"));
+        assert!(plan.not_applied[0].why.contains("leaf cgroup"));
+        // What it can give still applies; nothing is enabled in a cgroup holding processes.
+        assert!(plan
+            .writes
+            .iter()
+            .all(|(f, _)| !f.ends_with("cgroup.subtree_control")));
+        assert!(plan.writes.iter().any(|(f, _)| f.ends_with("pids.max")));
+    }
+
+    #[test]
+    fn v2_without_delegation_asks_systemd_for_a_scope_carrying_the_limits() {
+        let plan = super::plan(&all_three(), &v2(None, true), "abc", false);
+        assert!(plan.not_applied.is_empty());
+        assert!(plan.unified.is_none() && plan.writes.is_empty());
+        let scope = plan.scope.unwrap();
+        assert_eq!(scope.unit, "sandbox-abc.scope");
+        for (name, value) in [
+            ("MemoryMax", 64 << 20),
+            ("MemorySwapMax", 0),
+            ("TasksMax", 32),
+            ("CPUQuotaPerSecUSec", 500_000),
+        ] {
+            assert!(
+                scope.properties.contains(&(name.into(), Value::U64(value))),
+                "{name}"
+            );
+        }
+        assert!(scope
+            .properties
+            .contains(&("Delegate".into(), Value::Bool(true))));
+        // Neither a delegated cgroup nor systemd: each limit is named with the way out.
+        let none = super::plan(&all_three(), &v2(None, false), "abc", false);
+        assert_eq!(none.not_applied.len(), 3);
+        assert!(none.not_applied[0]
+            .why
+            .contains("session-2.scope is not delegated"));
+        assert!(none.not_applied[0].why.contains("enable-linger"));
+        // No limit and no metering: no cgroup and no call.
+        assert_eq!(
+            super::plan(&Limits::default(), &v2(None, true), "abc", false),
+            CgroupPlan::default()
+        );
+    }
+
+    #[test]
+    fn v2_metering_alone_makes_the_cgroup_with_the_metering_controllers() {
+        let plan = super::plan(
+            &Limits::default(),
+            &v2(Some(base(&["memory"], true)), false),
+            "abc",
+            true,
+        );
+        assert!(plan.unified.is_some());
+        let enabled: Vec<&str> = plan.writes.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(enabled, ["+pids", "+io"]);
+    }
+
+    #[test]
+    fn v1_named_in_the_user_config_wins_over_v2() {
+        let mut facts = facts(true, true);
+        facts.v2 = v2(None, true).v2;
+        let plan = super::plan(&all_three(), &facts, "abc", false);
+        assert_eq!(plan.dirs.len(), 3);
+        assert!(plan.scope.is_none() && plan.unified.is_none());
     }
 }

@@ -436,6 +436,7 @@ fn running(network: &str) -> ContainerState {
         started: 0,
         hostname: "app".into(),
         network: network.into(),
+        cgroup: None,
     }
 }
 
