@@ -17,6 +17,7 @@ skipped=()
 [ -n "${SANDBOX_TEST_SKIP_CGROUPS:-}" ] && skipped+=(
     a_command_over_the_memory_limit_is_killed_and_sandbox_says_so
     the_pids_limit_makes_fork_fail_inside_only
+    a_command_joining_a_running_sandbox_is_held_by_its_limits
     what_a_killed_sandbox_left_in_its_cgroups_is_collected_by_the_next_run
     stats_say_what_a_run_cost_from_rusage_or_the_cgroup
     half_a_cpu_is_half_a_cpu

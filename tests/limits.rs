@@ -104,6 +104,56 @@ fn the_pids_limit_makes_fork_fail_inside_only() {
 }
 
 #[test]
+fn a_command_joining_a_running_sandbox_is_held_by_its_limits() {
+    let (env, _registry, image) = fixture();
+    let delegation = Delegation::new(&env, "sandbox-it-join");
+    env.write(
+        "project/sandbox.toml",
+        &format!("[toolchain]\nimage = \"{image}\"\n[limits]\nmemory = \"64m\"\n"),
+    );
+    let mut running = env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            "touch up; sleep 30",
+        ])
+        .spawn()
+        .unwrap();
+    let up = env.path().join("project/up");
+    let started = std::time::Instant::now();
+    while !up.exists() {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the sandbox did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The second run joins the first (same project and image) and lands in its cgroup.
+    let out = env.run(&["run", "--network", "none", "--", "confine", "alloc", "200"]);
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
+    let out = env.ok(&["run", "--network", "none", "--", "cat", "/proc/self/cgroup"]);
+    let id = serde_json::from_str::<serde_json::Value>(&env.ok(&["ps", "--json"])).unwrap()[0]
+        ["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        out.lines()
+            .any(|l| l.contains(":memory:") && l.ends_with(&format!("/{id}"))),
+        "the joined command is not in the sandbox's memory cgroup: {out}"
+    );
+    // Ended as a user would (not kill -9, whose leftovers the next run collects): its cgroups go.
+    // SAFETY: a plain kill(2) of the child this test started.
+    unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
+    let _ = running.wait();
+    delegation.wait_until_empty();
+}
+
+#[test]
 fn tmp_is_a_tmpfs_of_the_size_asked_for() {
     let (env, _registry, image) = fixture();
     let out = run_image(

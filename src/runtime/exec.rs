@@ -19,6 +19,9 @@ use super::sys;
 pub struct Confinement<'a> {
     pub nest: Option<NestChild>,
     pub filter: Option<&'a seccompiler::BpfProgram>,
+    /// A joining command's way into the container's cgroups (their `tasks`, or v2's
+    /// `cgroup.procs`, opened before the join); a new container's command is in pid 1's.
+    pub cgroups: &'a [std::os::fd::OwnedFd],
 }
 
 /// Puts the command's fds 0-2 in place.
@@ -186,6 +189,12 @@ pub fn exec(
         Program::LoginShell => "the login shell".to_owned(),
     };
     sys::reset_signals();
+    // 0. Into the container's limits, before anything of the command's runs.
+    for tasks in confinement.cgroups {
+        if let Err(e) = crate::runtime::cgroups::enter_self(tasks.as_fd()) {
+            fail_setup(status, "enter the container's cgroup", e);
+        }
+    }
     // 1. A new session: no controlling terminal of the host's (TIOCSTI needs one).
     sys::setsid();
     // 2. Stdio: the new terminal as controlling terminal and fds 0-2; pipes where relayed or

@@ -32,6 +32,9 @@ pub struct InitFds {
     pub filter: Option<seccompiler::BpfProgram>,
     /// /dev/fuse, when the root may have to fall back to fuse-overlayfs.
     pub fuse: Option<OwnedFd>,
+    /// The container's cgroup v1 `tasks` files, opened by the monitor: pid 1 enters them
+    /// itself before anything else (see `Cgroup::task_files`).
+    pub cgroup_tasks: Vec<OwnedFd>,
 }
 
 /// Signals pid 1 forwards to the command; SIGINT and SIGQUIT go to its whole process group,
@@ -54,8 +57,20 @@ pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
         mut stdio,
         filter,
         fuse,
+        cgroup_tasks,
     } = fds;
     let status = status_pipe.as_fd();
+    // 0. Into the limits, while our uid is still the user's (v1 lets a user move only its own
+    //    processes); nothing of ours has run yet.
+    for tasks in cgroup_tasks {
+        if let Err(e) = super::cgroups::enter_self(tasks.as_fd()) {
+            report(
+                status,
+                &failure("enter the container's cgroup", Path::new("tasks"))(e),
+            );
+            sys::exit_now(125);
+        }
+    }
     let overlay = match setup(plan, status, control.as_fd(), fuse) {
         Ok(overlay) => overlay,
         Err(failure) => {
@@ -410,6 +425,7 @@ fn supervise(
             exec::Confinement {
                 nest: Some(nest_child),
                 filter,
+                cgroups: &[],
             },
         );
     }

@@ -91,6 +91,7 @@ pub fn enter_user_namespace(container: &ContainerState) -> Result<(), RuntimeErr
 pub fn run(
     container: &ContainerState,
     plan: &ProcessPlan,
+    cgroup_v1_parents: &[std::path::PathBuf],
     meter: bool,
     reporter: &dyn RunReporter,
 ) -> Result<Outcome, RuntimeError> {
@@ -110,6 +111,8 @@ pub fn run(
         libc::CLONE_NEWUSER,
         libc::CLONE_NEWNS,
     ];
+    // Opened now, with the user's rights: the command enters them before it runs.
+    let cgroups = super::cgroups::container_task_files(container, cgroup_v1_parents)?;
     let through = member(container)?;
     let nested = open_member_ns(container, through, "user")?;
     let mut fds = vec![outer_user_namespace(&nested)?];
@@ -168,11 +171,13 @@ pub fn run(
             exec::Confinement {
                 nest: None,
                 filter: filter.as_ref(),
+                cgroups: &cgroups,
             },
         );
     }
     drop(status_write);
     drop(theirs);
+    drop(cgroups);
     let session = Session {
         forward_to: child,
         status: status_read,

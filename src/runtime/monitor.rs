@@ -76,6 +76,13 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             return Err(e);
         }
     };
+    let cgroup_tasks = match cgroup.task_files() {
+        Ok(files) => files,
+        Err(e) => {
+            state::remove(&container);
+            return Err(e);
+        }
+    };
     let (status_read, status_write) = sys::pipe()?;
     let (control_read, control_write) = sys::pipe()?;
     // The command's stdio: what we keep (`ours`) and what pid 1 gets (`theirs`).
@@ -108,14 +115,15 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 stdio: theirs,
                 filter,
                 fuse: fuse.take(),
+                cgroup_tasks,
             },
         );
     }
+    drop(cgroup_tasks);
     drop(status_write);
     drop(control_read);
     drop(theirs);
-    // Into the limits before anything else: pid 1 starts the command only on our go, and its
-    // uid is still ours (v1 lets a user move only processes of its own uid).
+    // Into the v2 limits before anything else: pid 1 starts the command only on our go.
     if let Err(e) = cgroup.enter(pid) {
         drop(control_write);
         reap(pid);
@@ -227,7 +235,8 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             "the container's pid 1 ended before it started".into(),
         ));
     }
-    let record = ContainerState::new(plan, pid, pid_ns);
+    let mut record = ContainerState::new(plan, pid, pid_ns);
+    record.cgroup = cgroup.unified().map(std::path::Path::to_owned);
     state::write(&container, &record)?;
     let session = Session {
         forward_to: pid,

@@ -230,7 +230,8 @@ fn launch(
     if let Some(running) = state::find_for_project(&host.containers_dir, &project.dir, &image_name)
     {
         let process = plan::resolve_join(&inputs, &running).map_err(RuntimeError::from)?;
-        match join::run(&running, &process, request.stats, &progress) {
+        let v1_parents: Vec<PathBuf> = host.cgroups.v1.iter().map(|d| d.path.clone()).collect();
+        match join::run(&running, &process, &v1_parents, request.stats, &progress) {
             // It ended while we looked: start a new one below.
             Err(RuntimeError::NotRunning { .. }) => {}
             other => return finish(other?),
@@ -240,7 +241,14 @@ fn launch(
     let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
     state::collect_stale(&host.containers_dir);
     // What sandboxes killed with -9 left in the delegated cgroups.
-    let delegated: Vec<PathBuf> = host.cgroups.v1.iter().map(|d| d.path.clone()).collect();
+    let v2_base = host.cgroups.v2.as_ref().and_then(|v2| v2.base.as_ref());
+    let delegated: Vec<PathBuf> = host
+        .cgroups
+        .v1
+        .iter()
+        .map(|d| d.path.clone())
+        .chain(v2_base.map(|b| b.path.clone()))
+        .collect();
     crate::runtime::cgroups::collect_stale(&delegated, &host.containers_dir);
     let image = prepare_image(&store, ownership.clone(), &reference, &progress)?;
     let mut layers = image.layers.clone();

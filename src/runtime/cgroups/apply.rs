@@ -3,13 +3,20 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CgroupPlan, Controller};
+use super::scope::ScopeRequest;
+use super::{v2, CgroupPlan, Controller};
 use crate::runtime::error::RuntimeError;
 
 /// A container's cgroups, made.
 #[derive(Debug, Default)]
 pub struct Cgroup {
+    /// v1: a dir per controller.
     dirs: Vec<(Controller, PathBuf)>,
+    /// v2: its one dir.
+    unified: Option<PathBuf>,
+    /// v2 without delegation: the systemd scope to ask for when pid 1 exists. systemd then
+    /// owns the dir and removes it.
+    scope: Option<ScopeRequest>,
 }
 
 fn cgroup_error(path: &Path, source: std::io::Error) -> RuntimeError {
@@ -22,18 +29,26 @@ fn cgroup_error(path: &Path, source: std::io::Error) -> RuntimeError {
 impl Cgroup {
     /// Makes the plan's dirs and writes its limits; on a failure removes what it made.
     pub fn create(plan: &CgroupPlan) -> Result<Self, RuntimeError> {
-        let mut made = Cgroup::default();
-        for (controller, dir) in &plan.dirs {
+        let mut made = Cgroup {
+            dirs: Vec::new(),
+            unified: None,
+            scope: plan.scope.clone(),
+        };
+        let unified = plan.unified.iter().map(|d| (Controller::Memory, d));
+        for (controller, dir) in plan.dirs.iter().map(|(c, d)| (*c, d)).chain(unified) {
             match fs_err::create_dir(dir) {
-                Ok(()) => made.dirs.push((*controller, dir.clone())),
                 // A killed sandbox's leftover of the same id is reused.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    made.dirs.push((*controller, dir.clone()))
-                }
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
                     made.remove();
                     return Err(cgroup_error(dir, e));
                 }
+            }
+            if plan.unified.as_ref() == Some(dir) {
+                made.unified = Some(dir.clone());
+            } else {
+                made.dirs.push((controller, dir.clone()));
             }
         }
         for (file, value) in &plan.writes {
@@ -46,16 +61,54 @@ impl Cgroup {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.dirs.is_empty()
+        self.dirs.is_empty() && self.unified.is_none() && self.scope.is_none()
     }
 
-    /// Moves `pid` (pid 1, before it starts the command) into every cgroup.
-    pub fn enter(&self, pid: libc::pid_t) -> Result<(), RuntimeError> {
-        for (_, dir) in &self.dirs {
+    /// The v2 cgroup, once made (or once systemd made the scope).
+    pub fn unified(&self) -> Option<&Path> {
+        self.unified.as_deref()
+    }
+
+    /// The v1 cgroups' `tasks` files, open for writing, for pid 1 to enter them itself with
+    /// `enter_self`. Moving another process takes the kernel's threadgroup lock for writing,
+    /// which waits for an RCU grace period: 5-20 ms on every start. A single thread moving
+    /// itself through `tasks` skips that lock.
+    pub fn task_files(&self) -> Result<Vec<std::os::fd::OwnedFd>, RuntimeError> {
+        self.dirs
+            .iter()
+            .map(|(_, dir)| {
+                let tasks = dir.join("tasks");
+                fs_err::OpenOptions::new()
+                    .write(true)
+                    .open(&tasks)
+                    .map(|f| f.into_parts().0.into())
+                    .map_err(|e| cgroup_error(&tasks, e))
+            })
+            .collect()
+    }
+
+    /// Moves `pid` (pid 1, before it starts the command) into the v2 cgroup; without
+    /// delegation asks systemd for the scope with `pid` in it. (pid 1 enters v1 cgroups itself.)
+    pub fn enter(&mut self, pid: libc::pid_t) -> Result<(), RuntimeError> {
+        if let Some(dir) = &self.unified {
             let procs = dir.join("cgroup.procs");
             fs_err::write(&procs, pid.to_string()).map_err(|e| cgroup_error(&procs, e))?;
         }
+        if let Some(scope) = self.scope.take() {
+            self.unified = Some(scope.start(pid)?);
+            // systemd's: it goes when its processes have, without us.
+            self.scope = Some(scope);
+        }
         Ok(())
+    }
+
+    /// The dirs that are ours to remove.
+    fn ours(&mut self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.dirs.drain(..).map(|(_, d)| d).collect();
+        if self.scope.is_none() {
+            dirs.extend(self.unified.take());
+        }
+        dirs
     }
 
     fn dir(&self, controller: Controller) -> Option<&Path> {
@@ -67,6 +120,9 @@ impl Cgroup {
 
     /// When the memory limit killed something: (limit, peak) in bytes.
     pub fn out_of_memory(&self) -> Option<(u64, u64)> {
+        if let Some(dir) = &self.unified {
+            return v2::out_of_memory(dir);
+        }
         let dir = self.dir(Controller::Memory)?;
         let read = |name: &str| fs_err::read_to_string(dir.join(name)).ok();
         let killed = read("memory.oom_control")?
@@ -86,6 +142,9 @@ impl Cgroup {
     /// What everything that ran in the sandbox used, when it has cgroups to meter with
     /// (cpuacct, memory; pids and blkio when delegated too). Network counters are not there.
     pub fn usage(&self) -> Option<crate::runtime::metering::Usage> {
+        if let Some(dir) = &self.unified {
+            return Some(v2::usage(dir));
+        }
         let cpu = self.dir(Controller::Cpuacct)?;
         let number = |dir: &Path, name: &str| {
             fs_err::read_to_string(dir.join(name))
@@ -121,24 +180,27 @@ impl Cgroup {
     /// not a fork, which would make every page we touch until we exit a copy.
     pub fn remove_when_gone(mut self, pid: libc::pid_t) {
         use std::os::unix::process::CommandExt as _;
-        let dirs = std::mem::take(&mut self.dirs);
+        let dirs = self.ours();
         if dirs.is_empty() {
             return;
         }
+        let keep = |cgroup: &mut Self, dirs: Vec<PathBuf>| {
+            cgroup.dirs = dirs.into_iter().map(|d| (Controller::Memory, d)).collect();
+        };
         let Ok(pidfd) = crate::runtime::sys::pidfd_open(pid) else {
-            self.dirs = dirs;
+            keep(&mut self, dirs);
             return;
         };
         let spawned = std::process::Command::new("/proc/self/exe")
             .arg0(CLEANER)
-            .args(dirs.iter().map(|(_, d)| d))
+            .args(&dirs)
             .stdin(std::process::Stdio::from(pidfd))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn();
         // Not waited for: when we end, it is reparented and reaped by the system.
         if spawned.is_err() {
-            self.dirs = dirs;
+            keep(&mut self, dirs);
         }
     }
 
@@ -146,7 +208,7 @@ impl Cgroup {
     /// what stays is collected by a later run.
     pub fn remove(&mut self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        for (_, dir) in self.dirs.drain(..) {
+        for dir in self.ours() {
             loop {
                 match fs_err::remove_dir(&dir) {
                     Err(e)
@@ -166,10 +228,38 @@ impl Drop for Cgroup {
     /// What was not removed on purpose goes if it is already empty (a start that failed); one
     /// still in use (joined sessions) stays for a later run to collect.
     fn drop(&mut self) {
-        for (_, dir) in self.dirs.drain(..) {
+        for dir in self.ours() {
             let _ = fs_err::remove_dir(dir);
         }
     }
+}
+
+/// Moves the calling single-threaded process into the cgroup whose `tasks` (or v2
+/// `cgroup.procs`) file this is: "0" names the writer itself.
+pub fn enter_self(tasks: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    std::io::Write::write_all(&mut std::fs::File::from(tasks.try_clone_to_owned()?), b"0")
+}
+
+/// The files through which a command joining the running `container` enters its cgroups: the
+/// `tasks` of its dir under each delegated v1 dir (`v1_parents`), its v2 dir's `cgroup.procs`.
+pub fn container_task_files(
+    container: &crate::runtime::state::ContainerState,
+    v1_parents: &[PathBuf],
+) -> Result<Vec<std::os::fd::OwnedFd>, RuntimeError> {
+    let v1 = v1_parents
+        .iter()
+        .map(|parent| parent.join(&container.id).join("tasks"));
+    let v2 = container.cgroup.iter().map(|dir| dir.join("cgroup.procs"));
+    v1.chain(v2)
+        .filter(|file| file.exists())
+        .map(|file| {
+            fs_err::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .map(|f| f.into_parts().0.into())
+                .map_err(|e| cgroup_error(&file, e))
+        })
+        .collect()
 }
 
 /// argv[0] of the process that removes a container's cgroups after its pid 1 has ended.
@@ -186,6 +276,8 @@ pub fn cleaner_main(dirs: Vec<PathBuf>) -> ! {
     sys::readable(stdin.as_fd(), 60_000);
     let mut cgroup = Cgroup {
         dirs: dirs.into_iter().map(|d| (Controller::Memory, d)).collect(),
+        unified: None,
+        scope: None,
     };
     cgroup.remove();
     sys::exit_now(0)
@@ -225,10 +317,76 @@ pub fn collect_stale(parents: &[PathBuf], containers: &Path) {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let ours = name.len() == 12 && name.bytes().all(|b| b.is_ascii_hexdigit());
-            if ours && !containers.join(&name).exists() && entry.path().is_dir() {
+            // v1: the id; v2, in a cgroup that may hold others' too: `sandbox-ID`.
+            let id = name.strip_prefix("sandbox-").unwrap_or(&name);
+            let ours = id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit());
+            if ours && !containers.join(id).exists() && entry.path().is_dir() {
                 let _ = fs_err::remove_dir(entry.path());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::cgroups::v2::{fake_tree, V2Facts};
+    use crate::runtime::cgroups::CgroupFacts;
+    use crate::runtime::plan::Limits;
+
+    #[test]
+    fn a_v2_plan_is_made_entered_metered_and_removed_in_a_fake_tree() {
+        let root = fake_tree(&[
+            ("svc", "cpu memory pids", "memory pids", ""),
+            ("svc/main", "memory pids", "", "7\n"),
+        ]);
+        let uid = nix::unistd::getuid().as_raw();
+        let facts = CgroupFacts {
+            v2: Some(V2Facts::gather(root.path(), "/svc/main", uid)),
+            ..CgroupFacts::default()
+        };
+        let limits = Limits {
+            memory: Some(64 << 20),
+            cpus: Some(1.5),
+            ..Limits::default()
+        };
+        let plan = crate::runtime::cgroups::plan(&limits, &facts, "0123456789ab", false);
+        assert!(plan.not_applied.is_empty(), "{:?}", plan.not_applied);
+        let mut cgroup = Cgroup::create(&plan).unwrap();
+        let own = root.path().join("svc/sandbox-0123456789ab");
+        assert_eq!(cgroup.unified(), Some(own.as_path()));
+        let read = |p: &Path| fs_err::read_to_string(p).unwrap();
+        assert_eq!(
+            read(&root.path().join("svc/cgroup.subtree_control")),
+            "+cpu"
+        );
+        assert_eq!(read(&own.join("memory.max")), "67108864");
+        assert_eq!(read(&own.join("cpu.max")), "150000 100000");
+        cgroup.enter(4242).unwrap();
+        assert_eq!(read(&own.join("cgroup.procs")), "4242");
+        fs_err::write(
+            own.join("cpu.stat"),
+            "usage_usec 9\nuser_usec 5\nsystem_usec 4\n",
+        )
+        .unwrap();
+        fs_err::write(own.join("memory.peak"), "1000\n").unwrap();
+        let usage = cgroup.usage().unwrap();
+        assert_eq!(
+            (usage.cpu_user_us, usage.cpu_system_us, usage.peak_memory),
+            (5, 4, 1000)
+        );
+        assert_eq!(cgroup.out_of_memory(), None);
+        // A killed sandbox's leftover with the same id is taken over, not an error.
+        drop(Cgroup::create(&plan).unwrap());
+        // Collecting stale cgroups keeps those whose container still exists.
+        let containers = tempfile::tempdir().unwrap();
+        fs_err::create_dir(containers.path().join("0123456789ab")).unwrap();
+        let empty_stale = root.path().join("svc/sandbox-ba9876543210");
+        fs_err::create_dir(&empty_stale).unwrap();
+        let stranger = root.path().join("svc/other");
+        fs_err::create_dir(&stranger).unwrap();
+        collect_stale(&[root.path().join("svc")], containers.path());
+        assert!(!empty_stale.exists());
+        assert!(stranger.exists() && own.exists());
     }
 }
