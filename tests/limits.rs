@@ -366,8 +366,11 @@ fn doctor_reports_this_machines_facts_and_the_fix_for_cgroups() {
     let cgroups = find(&all, "cgroups");
     assert_eq!(cgroups["status"], "warn", "{cgroups}");
     let fix = cgroups["fix"].as_str().unwrap();
+    let user = env.user_name();
     assert!(
-        fix.contains("memory pids cpu cpuacct blkio") && fix.contains("chown $USER"),
+        fix.contains("memory pids cpu cpuacct blkio")
+            && fix.contains(&format!("chown {user} "))
+            && fix.contains("/etc/tmpfiles.d/"),
         "{fix}"
     );
     // Delegated: ok, naming the controllers.

@@ -135,13 +135,17 @@ impl TestEnv {
             .map_or_else(|| unsafe { libc::getuid() }, |u| u.uid)
     }
 
-    /// The first subordinate uid of the user the binary runs as, from /etc/subuid.
-    pub fn subuid_start(&self) -> u32 {
-        let name = self
-            .user
+    /// The name of the user the binary runs as.
+    pub fn user_name(&self) -> String {
+        self.user
             .as_ref()
             .map(|u| u.name.clone())
-            .unwrap_or_else(|| std::env::var("USER").unwrap_or_default());
+            .unwrap_or_else(|| std::env::var("USER").unwrap_or_default())
+    }
+
+    /// The first subordinate uid of the user the binary runs as, from /etc/subuid.
+    pub fn subuid_start(&self) -> u32 {
+        let name = self.user_name();
         let text =
             std::fs::read_to_string("/etc/subuid").expect("/etc/subuid is needed by these tests");
         text.lines()

@@ -221,14 +221,30 @@ fn network() -> Vec<Check> {
     checks
 }
 
+/// The user's name, as `chown` takes it.
+fn whoami() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map_or_else(|| nix::unistd::getuid().to_string(), |u| u.name)
+}
+
+/// What an administrator runs to delegate the five v1 controllers to `user`, the config line
+/// naming them, and the tmpfiles.d entry that makes them again at every boot.
+fn v1_delegation_commands(user: &str) -> String {
+    let controllers = Controller::ALL.map(Controller::name).join(" ");
+    format!(
+        "for c in {controllers}; do sudo mkdir -p /sys/fs/cgroup/$c/sandbox/{user} && sudo chown {user} /sys/fs/cgroup/$c/sandbox/{user}; done; \
+then in ~/.config/sandbox/config.toml: [cgroups] v1 = \"/sys/fs/cgroup/{{controller}}/sandbox/{user}\"; \
+to have them after a reboot: printf 'd /sys/fs/cgroup/%s/sandbox/{user} 0755 {user} - -\\n' {controllers} | sudo tee /etc/tmpfiles.d/sandbox-cgroups.conf"
+    )
+}
+
 fn cgroups() -> Check {
     let v2_only = !Path::new("/sys/fs/cgroup/memory").exists()
         && Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let configured = crate::config::user::cgroups_v1().unwrap_or_default();
-    let commands = format!(
-        "for c in {}; do sudo mkdir -p /sys/fs/cgroup/$c/sandbox/$USER && sudo chown $USER /sys/fs/cgroup/$c/sandbox/$USER; done, then in ~/.config/sandbox/config.toml: [cgroups] v1 = \"/sys/fs/cgroup/{{controller}}/sandbox/$USER\" (the dirs are gone after a reboot: put the loop in /etc/rc.local or a systemd unit)",
-        Controller::ALL.map(Controller::name).join(" ")
-    );
+    let commands = v1_delegation_commands(&whoami());
     if v2_only {
         return cgroups_v2();
     }
