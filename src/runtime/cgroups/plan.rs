@@ -151,7 +151,19 @@ fn v2_plan(limits: &Limits, v2: &V2Facts, id: &str, meter: bool) -> CgroupPlan {
     if wanted.is_empty() && !meter {
         return plan;
     }
-    let Some(base) = &v2.base else {
+    // A delegated cgroup that gives every controller asked for; else systemd's scope, which
+    // gets what the user manager has; else the delegated cgroup for what it gives.
+    let gives_all = |base: &super::v2::V2Base| {
+        wanted
+            .iter()
+            .filter_map(|(c, _)| v2_name(*c))
+            .all(|name| base.offers(name) != Offer::No)
+    };
+    let usable = v2
+        .base
+        .as_ref()
+        .filter(|base| gives_all(base) || !v2.systemd_user);
+    let Some(base) = usable else {
         if v2.systemd_user {
             let mut scope = ScopeRequest::new(id, &v2.mount);
             let mut set = |name: &str, value: u64| {
@@ -457,6 +469,25 @@ mod tests {
             super::plan(&Limits::default(), &v2(None, true), "abc", false),
             CgroupPlan::default()
         );
+    }
+
+    #[test]
+    fn v2_prefers_systemds_scope_to_a_delegated_cgroup_that_cannot_give_every_limit() {
+        let partial = base(&["pids"], false);
+        let plan = super::plan(&all_three(), &v2(Some(partial.clone()), true), "abc", false);
+        assert!(plan.scope.is_some() && plan.unified.is_none());
+        assert!(plan.not_applied.is_empty());
+        // One that gives them all is used as it is.
+        let full = base(&["memory", "pids", "cpu"], false);
+        let plan = super::plan(&all_three(), &v2(Some(full), true), "abc", false);
+        assert!(plan.scope.is_none() && plan.unified.is_some());
+        // Pids alone: the partial one does.
+        let pids = Limits {
+            pids: Some(8),
+            ..Limits::default()
+        };
+        let plan = super::plan(&pids, &v2(Some(partial), true), "abc", false);
+        assert!(plan.unified.is_some());
     }
 
     #[test]

@@ -109,9 +109,23 @@ pub fn current_cgroup(text: &str) -> Option<String> {
         .filter(|p| p.starts_with('/') && !p.split('/').any(|c| c == ".."))
 }
 
+/// Ours to make cgroups in: the dir and its `cgroup.procs` are ours. A cgroup of a systemd
+/// unit (`*.slice`, `*.scope`, `*.service`) must also be one systemd delegated (`Delegate=yes`,
+/// marked with the `user.delegate` attribute): the user manager's own slices belong to the user
+/// too, but it manages them and expects no one else to make cgroups there.
 fn delegated(dir: &Path, uid: u32) -> bool {
     let owned = |p: &Path| fs_err::metadata(p).is_ok_and(|m| m.uid() == uid);
-    dir.is_dir() && owned(dir) && owned(&dir.join("cgroup.procs"))
+    let unit = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        [".slice", ".scope", ".service"]
+            .iter()
+            .any(|s| n.ends_with(s))
+    });
+    let marked = || {
+        let path = crate::runtime::sys::cpath(dir);
+        let name = crate::runtime::sys::cstring("user.delegate");
+        matches!((path, name), (Ok(p), Ok(n)) if crate::runtime::sys::small_xattr(&p, &n).as_deref() == Some(b"1"))
+    };
+    dir.is_dir() && owned(dir) && owned(&dir.join("cgroup.procs")) && (!unit || marked())
 }
 
 fn words(path: &Path) -> Vec<String> {
@@ -295,20 +309,52 @@ mod tests {
     fn the_walk_passes_a_cgroup_holding_processes_only_through_our_own() {
         // The shell's cgroup is ours but holds processes; its parent is not ours.
         let root = fake_tree(&[
-            ("user.slice", "cpu memory pids", "memory pids", ""),
-            ("user.slice/shell", "memory pids", "", "100\n101\n"),
+            ("users", "cpu memory pids", "memory pids", ""),
+            ("users/shell", "memory pids", "", "100\n101\n"),
         ]);
         let not_ours = me().wrapping_add(1);
-        let facts = V2Facts::gather(root.path(), "/user.slice/shell", not_ours);
+        let facts = V2Facts::gather(root.path(), "/users/shell", not_ours);
         assert_eq!(facts.base, None);
         // Ours but full: kept for metering, offers no controller.
-        let facts = V2Facts::gather(root.path(), "/user.slice/shell", me());
+        let facts = V2Facts::gather(root.path(), "/users/shell", me());
         let base = facts.base.unwrap();
-        assert_eq!(base.path, root.path().join("user.slice"));
+        assert_eq!(base.path, root.path().join("users"));
         let root2 = fake_tree(&[("shell", "memory pids", "", "100\n")]);
         // The walk stops at the mount: the tree's root is not a candidate above it.
         let facts = V2Facts::gather(&root2.path().join("shell"), "/", me());
         let base = facts.base.unwrap();
+        assert_eq!(base.offers("memory"), Offer::No);
+    }
+
+    #[test]
+    fn a_systemd_unit_counts_as_delegated_only_when_systemd_marked_it() {
+        // The user manager's slice is the user's, but only the scope it delegated is ours.
+        let root = fake_tree(&[
+            (
+                "user@1000.service/app.slice",
+                "cpu memory pids",
+                "memory pids",
+                "",
+            ),
+            (
+                "user@1000.service/app.slice/run-1.scope",
+                "memory pids",
+                "",
+                "55\n",
+            ),
+        ]);
+        let scope = root.path().join("user@1000.service/app.slice/run-1.scope");
+        let current = "/user@1000.service/app.slice/run-1.scope";
+        // Unmarked: not ours at all.
+        assert_eq!(V2Facts::gather(root.path(), current, me()).base, None);
+        let path = crate::runtime::sys::cpath(&scope).unwrap();
+        let name = crate::runtime::sys::cstring("user.delegate").unwrap();
+        if let Err(e) = crate::runtime::sys::set_xattr(&path, &name, b"1") {
+            panic!("the temp dir's file system takes no user.* attributes ({e}): TMPDIR must be on tmpfs (6.6+) or ext4");
+        }
+        // Marked: the scope is ours; the slice above it still is not, so the walk stops there.
+        let base = V2Facts::gather(root.path(), current, me()).base.unwrap();
+        assert_eq!(base.path, scope);
         assert_eq!(base.offers("memory"), Offer::No);
     }
 

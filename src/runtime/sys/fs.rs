@@ -100,3 +100,41 @@ pub fn open_dir_in_root(root: BorrowedFd<'_>, path: &CStr) -> io::Result<OwnedFd
 pub fn fchdir(dir: BorrowedFd<'_>) -> io::Result<()> {
     Ok(nix::unistd::fchdir(dir)?)
 }
+
+/// getxattr(2) of `path` (followed): the value of the extended attribute `name`, when it has
+/// one of at most 64 bytes (the ones asked for are flags such as systemd's `user.delegate`).
+pub fn small_xattr(path: &CStr, name: &CStr) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 64];
+    // SAFETY: both strings are NUL-terminated, and the kernel writes at most `buf.len()` bytes
+    // into `buf`, which lives across the call.
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let n = usize::try_from(n).ok()?;
+    buf.get(..n).map(<[u8]>::to_vec)
+}
+
+/// setxattr(2), for tests that build a fake cgroup tree.
+#[cfg(test)]
+pub fn set_xattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: both strings are NUL-terminated; `value` is read for its length, which is passed.
+    let rc = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
