@@ -190,113 +190,275 @@ fn init_writes_a_template_guessed_from_the_projects_files() {
 }
 
 /// The php template's image (a busybox stand-in from the loopback "Docker Hub"), a setup layer
-/// built once and reused, rebuilt on an edit, a failing step reported with nothing stored.
+/// per step: built once and reused, an appended step runs alone, an edit of step 1 reruns all,
+/// a failing step is reported and stores nothing of its own.
 #[test]
-fn the_setup_layer_is_built_once_reused_and_rebuilt_on_change() {
+fn each_setup_step_is_a_layer_built_once_and_rebuilt_from_the_first_edit() {
     let env = TestEnv::new();
     let _registry = docker_hub(&env, "library/php", "8.2-cli", "php-8.2");
-    let steps = "setup = [\"cat /proc/sys/kernel/random/uuid > /setup-stamp\", \"mkdir -p /opt/tool && echo ready > /opt/tool/state\"]\n";
-    write_project(
-        &env,
-        "project",
-        &format!("{steps}[toolchain]\nname = \"php\"\nversion = \"8.2\"\n"),
-    );
-    let show = [
-        "run",
-        "--network",
-        "none",
-        "--",
-        "sh",
-        "-c",
-        "cat /etc/image-version /setup-stamp /opt/tool/state; echo $COMPOSER_CACHE_DIR",
-    ];
-    let first = env.run(&show);
-    assert!(first.status.success(), "{}", text(&first.stderr));
+    let project = |steps: &[&str]| {
+        let steps: Vec<String> = steps.iter().map(|s| format!("{s:?}")).collect();
+        write_project(
+            &env,
+            "project",
+            &format!(
+                "setup = [{}]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n",
+                steps.join(", ")
+            ),
+        );
+    };
+    let stamp = |n: u32| format!("cat /proc/sys/kernel/random/uuid > /stamp{n}");
+    project(&[&stamp(1), &stamp(2)]);
+    let show = |files: &str| {
+        let out = env.run(&[
+            "run",
+            "--network",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            &format!("cat /etc/image-version {files}; echo $COMPOSER_CACHE_DIR"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let (first, stderr) = show("/stamp1 /stamp2");
     assert!(
-        text(&first.stderr).contains("setup: running 2 steps once as root"),
-        "{}",
-        text(&first.stderr)
+        stderr.contains("setup: running steps 1-2 of 2 once as root"),
+        "{stderr}"
     );
-    let stdout = text(&first.stdout);
+    assert!(first.starts_with("php-8.2\n"), "{first}");
     assert!(
-        stdout.starts_with("php-8.2\n") && stdout.contains("ready\n"),
-        "{stdout}"
+        first.ends_with("/.cache/composer\n"),
+        "the template's env, `~` expanded: {first}"
     );
-    assert!(
-        stdout.ends_with("/.cache/composer\n"),
-        "the template's env, `~` expanded: {stdout}"
-    );
-    // The second run reuses the layer: setup does not run again.
-    let second = env.run(&show);
-    assert!(second.status.success(), "{}", text(&second.stderr));
-    assert!(
-        !text(&second.stderr).contains("setup:"),
-        "{}",
-        text(&second.stderr)
-    );
-    assert_eq!(text(&second.stdout), stdout, "the same setup layer");
-    assert_eq!(env.store_entries("setup").len(), 1);
+    assert_eq!(env.store_entries("setup").len(), 2, "a layer per step");
+    // The second run reuses the layers: setup does not run again.
+    let (second, stderr) = show("/stamp1 /stamp2");
+    assert!(!stderr.contains("setup:"), "{stderr}");
+    assert_eq!(second, first, "the same setup layers");
 
-    // Editing the steps builds a new layer.
-    write_project(&env, "project", "setup = [\"cat /proc/sys/kernel/random/uuid > /setup-stamp\", \"echo edited > /edited\"]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n");
-    let third = env.run(&[
-        "run",
-        "--network",
-        "none",
-        "--",
-        "sh",
-        "-c",
-        "cat /setup-stamp /edited",
-    ]);
-    assert!(third.status.success(), "{}", text(&third.stderr));
+    // Appending a step runs only that step: the earlier stamps stay.
+    project(&[&stamp(1), &stamp(2), &stamp(3)]);
+    let (third, stderr) = show("/stamp1 /stamp2 /stamp3");
     assert!(
-        text(&third.stderr).contains("setup: running"),
-        "{}",
-        text(&third.stderr)
+        stderr.contains("setup: steps 1-2 are stored; running step 3 of 3 once as root"),
+        "{stderr}"
     );
-    assert!(text(&third.stdout).ends_with("edited\n"));
-    assert_ne!(text(&third.stdout).lines().next(), stdout.lines().nth(1));
+    let lines = |out: &str| out.lines().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(
+        lines(&third)[1..3],
+        lines(&first)[1..3],
+        "steps 1 and 2 were not rerun"
+    );
+    assert_eq!(env.store_entries("setup").len(), 3);
 
-    // A failing step: its number, text, output tail and exit code; nothing stored.
-    write_project(&env, "project", "setup = [\"echo fine\", \"echo about to fail; exit 3\"]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n");
+    // Editing step 1 reruns it and every step after it.
+    project(&[&format!("{} && true", stamp(1)), &stamp(2), &stamp(3)]);
+    let (edited, stderr) = show("/stamp1 /stamp2 /stamp3");
+    assert!(stderr.contains("running steps 1-3 of 3"), "{stderr}");
+    for n in 1..=3 {
+        assert_ne!(lines(&edited)[n], lines(&third)[n], "stamp {n} was remade");
+    }
+
+    // A failing step: its number, text, output tail and exit code; it stores nothing, the step
+    // before it is stored.
+    project(&["echo fine", "echo about to fail; exit 3"]);
+    let before = env.store_entries("setup").len();
     let stderr = env.fails(&["run", "--network", "none", "--", "true"]);
     assert!(
         stderr.contains("setup step 2 of 2 failed with exit code 3: echo about to fail; exit 3"),
         "{stderr}"
     );
     assert!(stderr.contains("  | about to fail"), "{stderr}");
-    assert_eq!(
-        env.store_entries("setup").len(),
-        2,
-        "a failed setup stores nothing"
-    );
+    assert_eq!(env.store_entries("setup").len(), before + 1);
     // df counts the setup layers; removing their base image removes them too.
     let df = env.ok(&["df"]);
     assert!(
         df.lines()
-            .any(|l| l.starts_with("setup") && l.contains(" 2 ")),
+            .any(|l| l.starts_with("setup") && l.contains(&format!(" {} ", before + 1))),
         "{df}"
     );
-    // One no run used for 40 days goes with `prune`.
-    let old = env
-        .store()
-        .join("setup")
-        .join(&env.store_entries("setup")[0])
-        .join("setup.json");
-    let status = std::process::Command::new("touch")
-        .args(["-m", "-d", "40 days ago"])
-        .arg(&old)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let pruned = env.ok(&["prune"]);
-    assert!(pruned.contains("1 setup layers"), "{pruned}");
-    assert_eq!(env.store_entries("setup").len(), 1);
     env.ok(&["rmi", "docker.io/library/php:8.2-cli"]);
     assert_eq!(
         env.store_entries("setup"),
         Vec::<String>::new(),
         "setup layers outlived their base"
+    );
+}
+
+/// A version 1 lock (one key for all the setup steps) is read, and `sandbox lock` upgrades it
+/// in place to a key per step without asking the registry.
+#[test]
+fn an_old_lock_is_read_and_upgraded() {
+    let env = TestEnv::new();
+    let registry = docker_hub(&env, "library/php", "8.2-cli", "php-8.2");
+    write_project(
+        &env,
+        "project",
+        "setup = [\"echo one > /one\", \"echo two > /two\"]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n",
+    );
+    env.ok(&["lock"]);
+    let path = env.path().join("project/sandbox.lock");
+    let current = fs_err::read_to_string(&path).unwrap();
+    assert!(current.contains("version = 2"), "{current}");
+    let keys = current.matches("sha256:").count();
+    // What an older sandbox wrote: version 1, one setup_key.
+    let old = current
+        .replace("version = 2", "version = 1")
+        .lines()
+        .filter(|l| !l.starts_with("setup = [\"sha256") && !l.starts_with("    \"sha256") && *l != "]")
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\nsetup_key = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\n";
+    fs_err::write(&path, &old).unwrap();
+    env.give_to_user(&path);
+    drop(registry);
+    // It is still a lock for these inputs: --locked runs with it.
+    assert_eq!(
+        env.ok(&["run", "--locked", "--network", "none", "--", "cat", "/two"]),
+        "two\n"
+    );
+    let out = env.ok(&["lock"]);
+    assert!(
+        out.contains("upgraded") && out.contains("from version 1 to 2"),
+        "{out}"
+    );
+    let upgraded = fs_err::read_to_string(&path).unwrap();
+    assert_eq!(upgraded, current, "the same lock as one written today");
+    assert!(keys >= 4, "digest, manifest and a key per step: {current}");
+}
+
+/// A copy step puts project files into the image as root's, modes kept, and is rebuilt when a
+/// file changes; a path leaving the project, or a link out of it, is refused.
+#[test]
+fn copy_steps_bring_project_files_in_and_never_files_from_outside() {
+    let env = TestEnv::new();
+    let _registry = docker_hub(&env, "library/php", "8.2-cli", "php-8.2");
+    let dir = write_project(
+        &env,
+        "project",
+        "setup = [{ copy = \"ci/tool.sh\", to = \"/usr/local/bin/tool\" }, { copy = \"ci/conf\", to = \"/etc/app/\" }, \"cat /proc/sys/kernel/random/uuid > /after-copy\"]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n",
+    )
+    .parent()
+    .unwrap()
+    .to_owned();
+    fs_err::create_dir_all(dir.join("ci/conf")).unwrap();
+    fs_err::write(dir.join("ci/tool.sh"), "#!/bin/sh\necho tool v1\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("ci/tool.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    fs_err::write(dir.join("ci/conf/app.ini"), "level = 1\n").unwrap();
+    env.give_to_user(&dir);
+    let show = || {
+        env.ok(&[
+            "run",
+            "--network",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            "/usr/local/bin/tool; stat -c '%u %g %a' /usr/local/bin/tool; cat /etc/app/conf/app.ini /after-copy",
+        ])
+    };
+    let first = show();
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines[..3], ["tool v1", "0 0 755", "level = 1"], "{first}");
+    // Editing a copied file rebuilds from that step on.
+    fs_err::write(dir.join("ci/tool.sh"), "#!/bin/sh\necho tool v2\n").unwrap();
+    let second = show();
+    assert!(second.starts_with("tool v2\n"), "{second}");
+    assert_ne!(
+        second.lines().nth(3),
+        first.lines().nth(3),
+        "the step after it reran"
+    );
+
+    // A link out of the project is refused by name, and nothing of its target is stored.
+    let outside = env.path().join("outside-secret");
+    fs_err::write(&outside, "TOP SECRET\n").unwrap();
+    env.give_to_user(&outside);
+    std::os::unix::fs::symlink(&outside, dir.join("ci/leak")).unwrap();
+    write_project(
+        &env,
+        "project",
+        "setup = [{ copy = \"ci/leak\", to = \"/leak\" }]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n",
+    );
+    let stderr = env.fails(&["run", "--network", "none", "--", "true"]);
+    assert!(
+        stderr.contains("ci/leak") && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    let leaked = std::process::Command::new("grep")
+        .args(["-r", "-l", "TOP SECRET"])
+        .arg(env.store())
+        .output()
+        .unwrap();
+    assert!(leaked.stdout.is_empty(), "{}", text(&leaked.stdout));
+    // `..` is refused where the file says it, with its line and column.
+    write_project(
+        &env,
+        "project",
+        "setup = [{ copy = \"../outside-secret\", to = \"/x\" }]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n",
+    );
+    let stderr = env.fails(&["run", "--network", "none", "--", "true"]);
+    assert!(
+        stderr.contains("sandbox.toml:1:19") && stderr.contains("not a path inside the project"),
+        "{stderr}"
+    );
+}
+
+/// A secret reaches its step's environment only: not the layer, not the lock, not a later
+/// command; and a project file asking for one needs `sandbox trust`.
+#[test]
+fn a_secret_is_seen_by_its_step_and_stored_nowhere() {
+    let env = TestEnv::new();
+    let _registry = docker_hub(&env, "library/php", "8.2-cli", "php-8.2");
+    write_project(
+        &env,
+        "project",
+        "setup = [{ run = \"test ${#DEPLOY_TOKEN} = 12 && echo token-seen > /seen\", secrets = [\"DEPLOY_TOKEN\"] }]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n",
+    );
+    let stderr = env.fails(&["run", "--network", "none", "--", "true"]);
+    assert!(
+        stderr.contains("DEPLOY_TOKEN") && stderr.contains("sandbox trust"),
+        "a project asking for a secret needs trust: {stderr}"
+    );
+    env.ok(&["trust"]);
+    let stderr = env.fails(&["run", "--network", "none", "--", "true"]);
+    assert!(stderr.contains("needs the secret DEPLOY_TOKEN"), "{stderr}");
+    let out = env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            "cat /seen; echo \"[${DEPLOY_TOKEN:-}]\"",
+        ])
+        .env("DEPLOY_TOKEN", "s3cr3t-value")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "token-seen\n[]\n",
+        "the command does not see it"
+    );
+    env.ok(&["lock"]);
+    let found = std::process::Command::new("grep")
+        .args(["-r", "-l", "s3cr3t-value"])
+        .arg(env.store())
+        .arg(env.path().join("project"))
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "the secret was stored: {}",
+        text(&found.stdout)
     );
 }
 

@@ -1,25 +1,30 @@
-//! A project's setup steps: run once as root, with network, in a container of its base image
-//! (the launch plan with the setup script as its process and its upper dir kept); the
-//! container's changes become a setup layer in the store (`image::setup_layer`), reused by
-//! every later run of every project with the same inputs.
+//! A project's setup steps, a layer each: a command runs as root, with network, in a container
+//! of the image and the layers of the steps before it (the launch plan with the step as its
+//! process and its upper dir kept); a copy step's layer is made here from the project's files.
+//! Each layer is stored under its chain key (`image::setup_layer`), so appending a step runs
+//! only that step, editing step k reruns k and what follows, and every project with the same
+//! inputs shares them.
 //!
 //! The steps' output is captured by the monitor and comes here as it is written: a spinner with
 //! the last line on a terminal, the lines themselves otherwise; a failing step is reported with
-//! its number, its text, the tail of its output and its exit code. Nothing is stored unless
-//! every step succeeded.
+//! its number, its text, the tail of its output and its exit code. A failing step stores
+//! nothing; the steps before it stay stored.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 
 use super::errors::CliError;
 use super::progress::Progress;
 use crate::config::project::Project;
+use crate::config::setup::{Secret, SetupStep};
+use crate::image::copy_layer;
 use crate::image::runnable::Runnable;
-use crate::image::setup_layer::{SetupInputs, SetupRecord};
+use crate::image::setup_layer::{ChainRoot, SetupRecord, StepKey};
 use crate::image::store::Store;
+use crate::image::unpack::Ownership;
 use crate::image::Digest;
 use crate::runtime::monitor::{self, Outcome};
 use crate::runtime::plan::{
@@ -33,51 +38,220 @@ const TAIL: usize = 20;
 const LINE_LIMIT: usize = 64 * 1024;
 /// How each step is announced in the output (and found again there).
 const MARK: &str = "==> sandbox setup step ";
+/// The largest secret read from a file.
+const SECRET_LIMIT: u64 = 64 * 1024;
 
-/// The setup layer of `config` on `image`, built first when it is not stored.
+/// The key of each step's layer, in order; copy steps hash the project files they copy.
+pub fn chain(config: &Project, base_manifest: &str) -> Result<Vec<String>, CliError> {
+    let toolchain = config
+        .toolchain
+        .as_ref()
+        .map(|t| format!("{}@{}", t.name, t.version));
+    let mut keys = Vec::with_capacity(config.setup.len());
+    for step in &config.setup {
+        keys.push(match step {
+            SetupStep::Run { command, secrets } => StepKey::Run {
+                command,
+                secrets: secrets.iter().map(|s| s.name.as_str()).collect(),
+            },
+            SetupStep::Copy { from, to } => StepKey::Copy {
+                from,
+                to,
+                content: copy_layer::content_digest(&config.dir, from)?,
+            },
+        });
+    }
+    Ok(ChainRoot {
+        base_manifest,
+        toolchain: toolchain.as_deref(),
+        env: &config.env,
+    }
+    .chain(&keys))
+}
+
+fn as_digest(key: &str) -> Result<Digest, CliError> {
+    Digest::parse(key).map_err(|e| CliError::Internal {
+        what: format!("the setup key {key} is not a digest"),
+        source: Box::new(e),
+    })
+}
+
+/// The layers of `config`'s setup steps on `image`, in order, each built first when it is not
+/// stored.
 pub fn prepare(
     store: &Store,
     config: &Project,
     project: &ProjectInputs,
     image: &Runnable,
     host: &HostFacts,
+    ownership: &Ownership,
     progress: &Progress,
-) -> Result<PathBuf, CliError> {
-    let toolchain = config
-        .toolchain
-        .as_ref()
-        .map(|t| format!("{}@{}", t.name, t.version));
-    let key = SetupInputs {
-        base_manifest: &image.manifest,
-        toolchain: toolchain.as_deref(),
-        steps: &config.setup,
-        env: &config.env,
+) -> Result<Vec<PathBuf>, CliError> {
+    let keys = chain(config, &image.manifest)?;
+    let total = keys.len();
+    let stored = keys
+        .iter()
+        .take_while(|k| store.setup_layer(k).is_some())
+        .count();
+    if stored < total {
+        let reused = match stored {
+            0 => String::new(),
+            1 => "step 1 is stored; ".into(),
+            n => format!("steps 1-{n} are stored; "),
+        };
+        progress.line(&format!(
+            "setup: {reused}running step{} {}{} of {total} once as root",
+            if total - stored == 1 { "" } else { "s" },
+            stored + 1,
+            if total - stored == 1 {
+                String::new()
+            } else {
+                format!("-{total}")
+            },
+        ));
     }
-    .key();
-    if let Some(layer) = store.setup_layer(&key) {
-        return Ok(layer);
+    let mut layers: Vec<PathBuf> = Vec::with_capacity(total);
+    let mut parent = None;
+    for (index, (step, key)) in config.setup.iter().zip(&keys).enumerate() {
+        let number = index + 1;
+        if let Some(layer) = store.setup_layer(key) {
+            layers.push(layer);
+            parent = Some(key.clone());
+            continue;
+        }
+        let digest = as_digest(key)?;
+        // A second run of the same setup waits here, then finds the layer built.
+        let _lock = store.lock_digest(&digest)?;
+        if let Some(layer) = store.setup_layer(key) {
+            layers.push(layer);
+            parent = Some(key.clone());
+            continue;
+        }
+        let kept = store.temp_path("setup", &digest);
+        let mut lowers = image.layers.clone();
+        lowers.extend(layers.iter().cloned());
+        let built = match step {
+            SetupStep::Run { command, secrets } => run_step(
+                StepRun {
+                    command,
+                    secrets,
+                    number,
+                    total,
+                    lowers,
+                    kept: &kept,
+                },
+                config,
+                project,
+                image,
+                host,
+                progress,
+            ),
+            SetupStep::Copy { from, to } => {
+                progress.line(&format!(
+                    "setup: step {number}/{total}: {}",
+                    step.describe()
+                ));
+                copy_step(&kept, config, from, to, &lowers, ownership)
+            }
+        };
+        if let Err(e) = built {
+            let _ = fs_err::remove_dir_all(&kept);
+            return Err(e);
+        }
+        let record = SetupRecord {
+            key: key.clone(),
+            base_manifest: image.manifest.clone(),
+            parent: parent.clone().unwrap_or_default(),
+            step: step.describe(),
+            number,
+            project: Some(config.dir.clone()),
+            steps: Vec::new(),
+            built: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        // Shared, so `prune` and `rmi` (exclusive) never see it half-committed.
+        let _store = store.lock(crate::fsutil::lock::LockMode::Shared)?;
+        layers.push(store.commit_setup_layer(key, &kept, &record)?);
+        parent = Some(key.clone());
     }
-    let digest = Digest::parse(&key).map_err(|e| CliError::Internal {
-        what: format!("the setup key {key} is not a digest"),
-        source: Box::new(e),
-    })?;
-    // A second run of the same setup waits here, then finds the layer built.
-    let _lock = store.lock_digest(&digest)?;
-    if let Some(layer) = store.setup_layer(&key) {
-        return Ok(layer);
+    if stored < total {
+        progress.line(&format!(
+            "setup: done, {} layer{} stored",
+            total - stored,
+            if total - stored == 1 { "" } else { "s" }
+        ));
     }
-    progress.line(&format!(
-        "setup: running {} step{} once as root (setup key {})",
-        config.setup.len(),
-        if config.setup.len() == 1 { "" } else { "s" },
-        digest.short()
-    ));
-    let kept = store.temp_path("setup", &digest);
+    Ok(layers)
+}
+
+/// A command step to run.
+struct StepRun<'a> {
+    command: &'a str,
+    secrets: &'a [Secret],
+    number: usize,
+    total: usize,
+    /// The image's layers and the layers of the steps before it.
+    lowers: Vec<PathBuf>,
+    kept: &'a Path,
+}
+
+/// The secrets' values, from the user's environment or the files named: for the step's
+/// environment only.
+fn secret_values(secrets: &[Secret], number: usize) -> Result<Vec<(String, String)>, CliError> {
+    secrets
+        .iter()
+        .map(|secret| {
+            let value = match &secret.file {
+                None => std::env::var(&secret.name).map_err(|_| CliError::Usage {
+                    message: format!(
+                        "setup step {number} needs the secret {0}, and {0} is not set in your environment",
+                        secret.name
+                    ),
+                    hint: Some(format!("set it (`export {}=...`) and run again", secret.name)),
+                })?,
+                Some(file) => {
+                    let text = crate::config::files::read(file, SECRET_LIMIT).map_err(|e| {
+                        CliError::Usage {
+                            message: format!(
+                                "setup step {number} needs the secret {} from {}: {e}",
+                                secret.name,
+                                file.display()
+                            ),
+                            hint: None,
+                        }
+                    })?;
+                    text.strip_suffix('\n').unwrap_or(&text).to_owned()
+                }
+            };
+            if value.contains('\0') {
+                return Err(CliError::Usage {
+                    message: format!("the secret {} holds a NUL byte", secret.name),
+                    hint: None,
+                });
+            }
+            Ok((secret.name.clone(), value))
+        })
+        .collect()
+}
+
+fn run_step(
+    step: StepRun<'_>,
+    config: &Project,
+    project: &ProjectInputs,
+    image: &Runnable,
+    host: &HostFacts,
+    progress: &Progress,
+) -> Result<(), CliError> {
     let request = Request {
-        program: Program::Command(vec!["/bin/sh".into(), "-c".into(), script(&config.setup)]),
+        program: Program::Command(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            script(step.command, step.number, step.total),
+        ]),
         stdio: Stdio::Capture,
         as_root: true,
-        env: Vec::new(),
+        env: secret_values(step.secrets, step.number)?,
         network: None,
         publish: Vec::new(),
         host_loopback: false,
@@ -89,11 +263,11 @@ pub fn prepare(
     };
     let launch = plan::resolve(&Inputs {
         kind: LaunchKind::Setup {
-            keep_upper: kept.clone(),
+            keep_upper: step.kept.to_owned(),
         },
         id: state::new_id(),
         image: &image.reference,
-        layers: image.layers.clone(),
+        layers: step.lowers,
         image_env: &image.env,
         project,
         request: &request,
@@ -107,20 +281,19 @@ pub fn prepare(
     let code = match result {
         Ok(Outcome::Exited(code)) => code,
         Ok(Outcome::NotStarted { errno, .. }) => i32::from(exit_code::not_started(errno)),
-        Err(e) => {
-            let _ = fs_err::remove_dir_all(&kept);
-            return Err(e.into());
-        }
+        Err(e) => return Err(e.into()),
     };
     if code != 0 {
-        let _ = fs_err::remove_dir_all(&kept);
-        let step = outcome.step.unwrap_or(1);
-        let text = config.setup.get(step - 1).cloned().unwrap_or_default();
+        let _ = fs_err::remove_dir_all(step.kept);
         return Err(CliError::SetupStep {
-            step,
-            total: config.setup.len(),
+            step: step.number,
+            total: step.total,
             code,
-            text,
+            text: config
+                .setup
+                .get(step.number - 1)
+                .map(SetupStep::describe)
+                .unwrap_or_default(),
             output: outcome
                 .tail
                 .iter()
@@ -130,33 +303,39 @@ pub fn prepare(
             file: config.file.clone(),
         });
     }
-    let record = SetupRecord {
-        key: key.clone(),
-        base_manifest: image.manifest.clone(),
-        steps: config.setup.clone(),
-        built: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    };
-    // Shared, so `prune` and `rmi` (exclusive) never see it half-committed.
-    let _store = store.lock(crate::fsutil::lock::LockMode::Shared)?;
-    let layer = store.commit_setup_layer(&key, &kept, &record)?;
-    progress.line(&format!("setup: done, stored as layer {}", digest.short()));
-    Ok(layer)
+    Ok(())
 }
 
-/// The steps as one script: each announced, the first failure ends it with its status.
-fn script(steps: &[String]) -> String {
-    let mut out = String::from("set -u\n");
-    for (i, step) in steps.iter().enumerate() {
-        let quoted = step.replace('\'', "'\\''");
-        out.push_str(&format!(
-            "printf '%s\\n' '{MARK}{n}/{total}: {quoted}'\n/bin/sh -c '{quoted}' </dev/null || exit $?\n",
-            n = i + 1,
-            total = steps.len(),
-        ));
+fn copy_step(
+    kept: &Path,
+    config: &Project,
+    from: &Path,
+    to: &str,
+    lowers: &[PathBuf],
+    ownership: &Ownership,
+) -> Result<(), CliError> {
+    fs_err::create_dir_all(kept)?;
+    let copied = copy_layer::build(kept, &config.dir, from, to, lowers, ownership)?;
+    // The key was made from the files as they were a moment ago; they must not have changed.
+    let expected = copy_layer::content_digest(&config.dir, from)?;
+    if copied != expected {
+        return Err(CliError::Usage {
+            message: format!(
+                "{} changed while setup copied it",
+                config.dir.join(from).display()
+            ),
+            hint: Some("run again once nothing writes to it".into()),
+        });
     }
-    out
+    Ok(())
+}
+
+/// A step as a script: announced, then run with nothing on its stdin.
+fn script(command: &str, number: usize, total: usize) -> String {
+    let quoted = command.replace('\'', "'\\''");
+    format!(
+        "set -u\nprintf '%s\\n' '{MARK}{number}/{total}: {quoted}'\nexec /bin/sh -c '{quoted}' </dev/null\n"
+    )
 }
 
 /// What the steps printed, as far as the report of a failure needs it.
@@ -276,20 +455,18 @@ mod tests {
     }
 
     #[test]
-    fn the_script_announces_each_step_and_stops_at_the_first_failure() {
-        let text = script(&["echo 'a b'".into(), "false".into(), "echo never".into()]);
+    fn the_script_announces_the_step_and_keeps_its_status() {
+        let text = script("echo 'a b'; exit 3", 2, 3);
         let out = std::process::Command::new("/bin/sh")
             .args(["-c", &text])
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(3));
         assert!(
-            stdout.contains(&format!("{MARK}1/3: echo 'a b'")),
+            stdout.contains(&format!("{MARK}2/3: echo 'a b'; exit 3")),
             "{stdout}"
         );
         assert!(stdout.contains("a b\n"), "{stdout}");
-        assert!(stdout.contains(&format!("{MARK}2/3: false")), "{stdout}");
-        assert!(!stdout.contains("never"), "{stdout}");
     }
 }

@@ -12,6 +12,8 @@ use super::project::Project;
 use crate::fsutil::atomic::write_file_atomic;
 
 pub const FILE_NAME: &str = "sandbox.lock";
+/// The version written: 2 has a setup key per step (1 had one for all).
+pub const VERSION: u32 = 2;
 const HEADER: &str = "# sandbox.lock: what sandbox.toml resolved to, written by `sandbox lock`.\n\
 # Commit it: `sandbox run`/`enter` then use these digests without asking the registry about\n\
 # the tag, and `--locked` refuses to run when sandbox.toml no longer matches. Do not edit.\n";
@@ -37,7 +39,11 @@ impl Inputs {
                 .as_ref()
                 .map(|t| format!("{}@{}", t.name, t.version)),
             image: project.image.value.clone(),
-            setup: project.setup.clone(),
+            setup: project
+                .setup
+                .iter()
+                .map(super::setup::SetupStep::describe)
+                .collect(),
             env: project.env.iter().cloned().collect(),
         }
     }
@@ -52,9 +58,12 @@ pub struct Resolved {
     /// The platform the manifest below is for.
     pub platform: String,
     pub manifest: String,
-    /// The setup layer's key, when there are setup steps.
+    /// Version 1: one key for all the setup steps' layer (read, never written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup_key: Option<String>,
+    /// The key of each setup step's layer, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -83,7 +92,7 @@ pub fn read(project: &Project) -> Result<Option<LockFile>, ConfigError> {
 pub fn parse(path: &std::path::Path, text: &str) -> Result<LockFile, ConfigError> {
     let lock: LockFile =
         toml::from_str(text).map_err(|e| super::diagnostic::from_toml(path, text, &e))?;
-    if lock.version != 1 {
+    if !(1..=VERSION).contains(&lock.version) {
         return Err(ConfigError::Other {
             message: format!(
                 "{} has version {}, which this sandbox does not know",
@@ -174,6 +183,18 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_lock_is_read_and_a_version_3_refused() {
+        let path = std::path::Path::new("/p/sandbox.lock");
+        let old = "version = 1\n[inputs]\nimage = \"busybox:1\"\nsetup = [\"make\"]\n[resolved]\ndigest = \"sha256:aa\"\nplatform = \"linux/amd64\"\nmanifest = \"sha256:bb\"\nsetup_key = \"sha256:cc\"\n";
+        let lock = parse(path, old).unwrap();
+        assert_eq!(lock.version, 1);
+        assert_eq!(lock.resolved.setup_key.as_deref(), Some("sha256:cc"));
+        assert_eq!(lock.inputs.setup, ["make"]);
+        let future = old.replace("version = 1", "version = 3");
+        assert!(parse(path, &future).is_err());
+    }
+
+    #[test]
     fn the_pinned_reference_keeps_the_registry_port() {
         let lock = LockFile {
             version: 1,
@@ -183,6 +204,7 @@ mod tests {
                 platform: "linux/amd64".into(),
                 manifest: "sha256:bb".into(),
                 setup_key: None,
+                setup: Vec::new(),
             },
         };
         assert_eq!(

@@ -7,6 +7,7 @@ pub mod files;
 pub mod lock;
 pub mod ownership;
 pub mod project;
+pub mod setup;
 pub mod templates;
 pub mod trust;
 pub mod user;

@@ -51,7 +51,7 @@ pub const FILE_NAME: &str = "sandbox.toml";
 #[serde(deny_unknown_fields)]
 struct RawProject {
     toolchain: Option<Spanned<RawToolchain>>,
-    setup: Option<Spanned<Vec<String>>>,
+    setup: Option<Spanned<Vec<Spanned<super::setup::RawStep>>>>,
     workdir: Option<Spanned<String>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, String>,
@@ -85,7 +85,7 @@ struct RawToolchain {
     name: Option<Spanned<String>>,
     version: Option<Spanned<toml::Value>>,
     image: Option<Spanned<String>>,
-    setup: Option<Spanned<Vec<String>>>,
+    setup: Option<Spanned<Vec<Spanned<super::setup::RawStep>>>>,
 }
 
 #[derive(Deserialize)]
@@ -160,7 +160,7 @@ pub struct Project {
     pub toolchain: Option<Toolchain>,
     /// The image reference (from the template, or `image =`).
     pub image: Located<String>,
-    pub setup: Vec<String>,
+    pub setup: Vec<super::setup::SetupStep>,
     /// The template's env, then the project's.
     pub env: Vec<(String, String)>,
     pub caches: Vec<Cache>,
@@ -296,6 +296,7 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
         }
     };
 
+    let mut host_access = Vec::new();
     let setup = match (raw.setup, toolchain.setup) {
         (Some(_), Some(inner)) => {
             return Err(error(
@@ -305,12 +306,8 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
             ))
         }
         (Some(s), None) | (None, Some(s)) => {
-            let span = s.span();
-            let steps = s.into_inner();
-            if steps.iter().any(|step| step.trim().is_empty()) {
-                return Err(error(span, "a setup step is empty".into(), None));
-            }
-            steps
+            let home = dirs::home_dir().unwrap_or_else(|| PathBuf::from("/"));
+            super::setup::parse(s, &home, &error, &mut host_access)?
         }
         (None, None) => Vec::new(),
     };
@@ -367,7 +364,6 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
         }
     }
 
-    let mut host_access = Vec::new();
     let network = match raw.network {
         None => NetworkSettings::default(),
         Some(n) => {

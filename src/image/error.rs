@@ -213,6 +213,13 @@ pub enum ImageError {
         source: serde_json::Error,
     },
 
+    #[error("cannot copy {} from the project into the setup layer", from.display())]
+    CopyStep {
+        from: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{0}")]
     Internal(String),
 

@@ -1,5 +1,6 @@
 //! The image layer: references, registries, manifests, blobs, unpacking and the store.
 
+pub mod copy_layer;
 pub mod digest;
 pub mod error;
 pub mod gc;

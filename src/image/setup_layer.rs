@@ -1,29 +1,73 @@
-//! Setup layers: a project's `setup` steps, run once in a container of its base image, kept as
-//! one more layer in the store under `setup/<key>/root/` (overlay format, like `layers/`), with
-//! `setup.json` beside it, written last. The key hashes everything that decides the result
-//! (the base manifest digest, the steps, the env, the toolchain), so a change of any rebuilds
-//! it and every project with the same inputs shares it.
+//! Setup layers: each of a project's `setup` steps, run once in a container of the image with
+//! the layers of the steps before it (a copy step is made without one), kept as one more layer
+//! in the store under `setup/<key>/root/` (overlay format, like `layers/`), with `setup.json`
+//! beside it, written last. As a Containerfile's lines, the keys form a chain: step k's key
+//! hashes step k-1's key and step k, so appending a step runs only that one and editing step k
+//! reruns k and what follows. The chain starts from the base manifest digest, the toolchain and
+//! the env (every step sees the env, so a change of it reruns them all). Every project with the
+//! same inputs shares the layers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::store::Store;
 
-/// What decides a setup layer's content.
+/// What every step sits on.
 #[derive(Serialize)]
-pub struct SetupInputs<'a> {
+pub struct ChainRoot<'a> {
     pub base_manifest: &'a str,
     pub toolchain: Option<&'a str>,
-    pub steps: &'a [String],
     pub env: &'a [(String, String)],
 }
 
-impl SetupInputs<'_> {
-    /// `sha256:<hex>` of the inputs, as canonical JSON.
+/// One step's part of its layer's key: for a command, its text and the names of its secrets
+/// (never their values); for a copy, where from and to, and the content's digest.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum StepKey<'a> {
+    Run {
+        command: &'a str,
+        secrets: Vec<&'a str>,
+    },
+    Copy {
+        from: &'a Path,
+        to: &'a str,
+        content: String,
+    },
+}
+
+#[derive(Serialize)]
+struct Link<'a> {
+    parent: &'a str,
+    step: &'a StepKey<'a>,
+}
+
+fn digest_of<T: Serialize>(value: &T) -> String {
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    super::Digest::of_bytes(&json).to_string()
+}
+
+impl ChainRoot<'_> {
+    /// `sha256:<hex>` of the chain's start, as canonical JSON.
     pub fn key(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        super::Digest::of_bytes(&json).to_string()
+        digest_of(self)
+    }
+
+    /// Each step's key, in order.
+    pub fn chain(&self, steps: &[StepKey<'_>]) -> Vec<String> {
+        let mut parent = self.key();
+        steps
+            .iter()
+            .map(|step| {
+                let key = digest_of(&Link {
+                    parent: &parent,
+                    step,
+                });
+                parent = key.clone();
+                key
+            })
+            .collect()
     }
 }
 
@@ -32,6 +76,20 @@ impl SetupInputs<'_> {
 pub struct SetupRecord {
     pub key: String,
     pub base_manifest: String,
+    /// The key of the layer below (the chain's start for the first step).
+    #[serde(default)]
+    pub parent: String,
+    /// The step, as `SetupStep::describe` words it.
+    #[serde(default)]
+    pub step: String,
+    /// Its number in the project's steps (1-based).
+    #[serde(default)]
+    pub number: usize,
+    /// The project whose setup made it.
+    #[serde(default)]
+    pub project: Option<PathBuf>,
+    /// Before a layer per step: all of one project's steps in one layer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<String>,
     /// Seconds since the epoch.
     pub built: u64,
@@ -118,48 +176,75 @@ impl Store {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_key_changes_with_every_input() {
-        let steps = vec!["apt-get update".to_owned()];
-        let env = vec![("A".to_owned(), "1".to_owned())];
-        let base = SetupInputs {
-            base_manifest: "sha256:aa",
-            toolchain: Some("java@17"),
-            steps: &steps,
-            env: &env,
-        };
-        let other_steps = vec!["apt-get upgrade".to_owned()];
-        let other_env = vec![("A".to_owned(), "2".to_owned())];
-        let variants = [
-            SetupInputs {
-                base_manifest: "sha256:bb",
-                ..base_clone(&base)
-            },
-            SetupInputs {
-                toolchain: Some("java@21"),
-                ..base_clone(&base)
-            },
-            SetupInputs {
-                steps: &other_steps,
-                ..base_clone(&base)
-            },
-            SetupInputs {
-                env: &other_env,
-                ..base_clone(&base)
-            },
-        ];
-        for v in variants {
-            assert_ne!(v.key(), base.key());
+    fn run(command: &str) -> StepKey<'_> {
+        StepKey::Run {
+            command,
+            secrets: Vec::new(),
         }
-        assert_eq!(base.key(), base_clone(&base).key());
     }
 
-    fn base_clone<'a>(b: &SetupInputs<'a>) -> SetupInputs<'a> {
-        SetupInputs {
-            base_manifest: b.base_manifest,
-            toolchain: b.toolchain,
-            steps: b.steps,
-            env: b.env,
+    #[test]
+    fn a_steps_key_depends_on_the_steps_before_it_and_not_after() {
+        let env = vec![("A".to_owned(), "1".to_owned())];
+        let root = ChainRoot {
+            base_manifest: "sha256:aa",
+            toolchain: Some("node@22"),
+            env: &env,
+        };
+        let two = root.chain(&[run("apt-get update"), run("npm ci")]);
+        let three = root.chain(&[run("apt-get update"), run("npm ci"), run("npm test")]);
+        assert_eq!(two[..], three[..2], "appending keeps the earlier keys");
+        let edited = root.chain(&[run("apt-get update -q"), run("npm ci")]);
+        assert!(
+            edited.iter().zip(&two).all(|(a, b)| a != b),
+            "editing step 1 changes all"
+        );
+        let secret = root.chain(&[StepKey::Run {
+            command: "apt-get update",
+            secrets: vec!["TOKEN"],
+        }]);
+        assert_ne!(secret[0], two[0]);
+        let other_env = vec![("A".to_owned(), "2".to_owned())];
+        let moved = ChainRoot {
+            env: &other_env,
+            ..root_clone(&root)
+        };
+        assert_ne!(moved.chain(&[run("apt-get update")])[0], two[0]);
+    }
+
+    fn root_clone<'a>(r: &ChainRoot<'a>) -> ChainRoot<'a> {
+        ChainRoot {
+            base_manifest: r.base_manifest,
+            toolchain: r.toolchain,
+            env: r.env,
         }
+    }
+
+    #[test]
+    fn the_chains_start_changes_with_every_input() {
+        let env = vec![("A".to_owned(), "1".to_owned())];
+        let other_env = vec![("A".to_owned(), "2".to_owned())];
+        let base = ChainRoot {
+            base_manifest: "sha256:aa",
+            toolchain: Some("java@17"),
+            env: &env,
+        };
+        for variant in [
+            ChainRoot {
+                base_manifest: "sha256:bb",
+                ..root_clone(&base)
+            },
+            ChainRoot {
+                toolchain: Some("java@21"),
+                ..root_clone(&base)
+            },
+            ChainRoot {
+                env: &other_env,
+                ..root_clone(&base)
+            },
+        ] {
+            assert_ne!(variant.key(), base.key());
+        }
+        assert_eq!(base.key(), root_clone(&base).key());
     }
 }

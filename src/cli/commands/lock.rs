@@ -1,6 +1,7 @@
 //! `sandbox lock [--update]`: records in sandbox.lock the digests the project's image resolved
-//! to and its setup key. Without --update a lock that still matches sandbox.toml is kept as it
-//! is (no registry asked); --update asks the registry what the tag names now.
+//! to and the key of each setup step's layer. Without --update a lock that still matches
+//! sandbox.toml is kept as it is (no registry asked; a version 1 lock is upgraded in place);
+//! --update asks the registry what the tag names now.
 
 use crate::cli::args::{GlobalArgs, LockArgs};
 use crate::cli::errors::CliError;
@@ -8,7 +9,6 @@ use crate::cli::progress::Progress;
 use crate::cli::project::{self, LockState};
 use crate::cli::session;
 use crate::config::lock::{self, Inputs, LockFile, Resolved};
-use crate::image::setup_layer::SetupInputs;
 use crate::image::Reference;
 
 #[allow(clippy::print_stdout)]
@@ -17,10 +17,26 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<(), CliError> {
     let cwd = std::env::current_dir()?;
     let project = project::load(global, &cwd)?;
     if !args.update {
-        if let LockState::Current(_) = project::lock_state(&project)? {
+        if let LockState::Current(mut current) = project::lock_state(&project)? {
+            let path = lock::path_for(&project);
+            if current.version < lock::VERSION {
+                // Everything needed is in the lock and the project: no registry is asked.
+                current.resolved.setup =
+                    crate::cli::setup_steps::chain(&project, &current.resolved.manifest)?;
+                current.resolved.setup_key = None;
+                let old = current.version;
+                current.version = lock::VERSION;
+                lock::write(&project, &current)?;
+                println!(
+                    "upgraded {} from version {old} to {} (a key per setup step)",
+                    path.display(),
+                    lock::VERSION
+                );
+                return Ok(());
+            }
             println!(
                 "{} is up to date (`sandbox lock --update` asks the registry again)",
-                lock::path_for(&project).display()
+                path.display()
             );
             return Ok(());
         }
@@ -30,23 +46,16 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<(), CliError> {
     let record = session::pull(&store, ownership, &reference, &progress)?;
     let inputs = Inputs::of(&project);
     let manifest = record.manifest_digest.to_string();
-    let setup_key = (!project.setup.is_empty()).then(|| {
-        SetupInputs {
-            base_manifest: &manifest,
-            toolchain: inputs.toolchain.as_deref(),
-            steps: &project.setup,
-            env: &project.env,
-        }
-        .key()
-    });
+    let setup = crate::cli::setup_steps::chain(&project, &manifest)?;
     let file = LockFile {
-        version: 1,
+        version: lock::VERSION,
         inputs,
         resolved: Resolved {
             digest: record.resolved_digest.to_string(),
             platform: record.platform.clone(),
             manifest,
-            setup_key,
+            setup_key: None,
+            setup,
         },
     };
     let path = lock::write(&project, &file)?;

@@ -253,8 +253,8 @@ fn launch(
     let image = prepare_image(&store, ownership.clone(), &reference, &progress)?;
     let mut layers = image.layers.clone();
     if let Some(config) = config.as_ref().filter(|c| !c.setup.is_empty()) {
-        layers.push(setup_steps::prepare(
-            &store, config, &project, &image, &host, &progress,
+        layers.extend(setup_steps::prepare(
+            &store, config, &project, &image, &host, &ownership, &progress,
         )?);
     }
     inputs.layers = layers;

@@ -121,6 +121,10 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         let mut env = Environment::base(inputs.image_env, &project.env, Path::new(ROOT_HOME));
         env.set("HOME", ROOT_HOME);
         env.set("DEBIAN_FRONTEND", "noninteractive");
+        // The step's own variables: its secrets, which no other step or command sees.
+        for (key, value) in &request.env {
+            env.set(key, value);
+        }
         env.into_vec()
     } else {
         environment(
