@@ -260,6 +260,22 @@ fn each_setup_step_is_a_layer_built_once_and_rebuilt_from_the_first_edit() {
     for n in 1..=3 {
         assert_ne!(lines(&edited)[n], lines(&third)[n], "stamp {n} was remade");
     }
+    // The layers the edit superseded are listed, counted as reclaimable, and pruned; the
+    // current ones stay.
+    let ls = env.ok(&["setup", "ls"]);
+    assert!(ls.contains("1/3") && ls.contains("3/3"), "{ls}");
+    assert!(
+        ls.contains("3 layers of this project superseded by edits"),
+        "{ls}"
+    );
+    let pruned = env.ok(&["prune"]);
+    assert!(pruned.contains("3 setup layers"), "{pruned}");
+    assert_eq!(env.store_entries("setup").len(), 3);
+    let ls = env.ok(&["setup", "ls"]);
+    assert!(!ls.contains("superseded"), "{ls}");
+    let (again, stderr) = show("/stamp1 /stamp2 /stamp3");
+    assert!(!stderr.contains("setup:"), "{stderr}");
+    assert_eq!(again, edited);
 
     // A failing step: its number, text, output tail and exit code; it stores nothing, the step
     // before it is stored.

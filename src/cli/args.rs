@@ -64,6 +64,9 @@ pub enum Command {
     /// List or remove the persistent caches shared by projects of a toolchain
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Show the project's setup layers
+    #[command(subcommand)]
+    Setup(SetupCommand),
     /// Print a shell completion script (also checked in under completions/)
     Completions(CompletionsArgs),
     /// Check what this host gives a sandbox, and print the fix for each missing piece
@@ -137,6 +140,12 @@ pub enum CacheCommand {
         #[arg(value_name = "NAME", required = true)]
         names: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetupCommand {
+    /// List the project's setup steps with their layers (size, age), and what an edit superseded
+    Ls,
 }
 
 #[derive(Debug, Args)]

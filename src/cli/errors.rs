@@ -57,7 +57,7 @@ impl CliError {
             CliError::Runtime(e) => e.hint(),
             CliError::Usage { hint, .. } => hint.clone(),
             CliError::SetupStep { file, .. } => Some(format!(
-                "fix the step in {} and run again; nothing was stored",
+                "fix the step in {} and run again; the steps before it are stored and will not rerun",
                 file.display()
             )),
             CliError::NoHome { variable, .. } => {

@@ -175,6 +175,8 @@ pub fn prepare(
         layers.push(store.commit_setup_layer(key, &kept, &record)?);
         parent = Some(key.clone());
     }
+    // What the project uses now: layers of its earlier steps are superseded (`prune`).
+    let _ = store.record_chain(&config.dir, &keys);
     if stored < total {
         progress.line(&format!(
             "setup: done, {} layer{} stored",

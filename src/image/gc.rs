@@ -33,7 +33,8 @@ pub struct Usage {
     pub blob_bytes: u64,
     pub setup_layers: usize,
     pub setup_bytes: u64,
-    /// Setup layers whose base image is gone (or never finished): what `prune` frees at least.
+    /// Setup layers whose base image is gone (or never finished), or superseded by an edit of
+    /// their project: what `prune` frees at least.
     pub unused_setup_bytes: u64,
     pub temp_bytes: u64,
 }
@@ -56,14 +57,15 @@ pub fn prune(store: &Store) -> Result<Freed, ImageError> {
     let temp = store.clean_stale_temp()?;
     let mut freed = collect_unused(store)?;
     freed.temp = temp;
-    // Setup layers no run used for a long time: an old version of a project's steps, most likely.
+    // Setup layers an edit of their project superseded, and those no run used for a long time.
     let limit = std::time::Duration::from_secs(UNUSED_DAYS * 24 * 3600);
+    let chains = store.chains();
     for setup in store.setup_layers() {
         let idle = setup
             .used
             .and_then(|t| t.elapsed().ok())
             .is_none_or(|d| d > limit);
-        if idle {
+        if idle || super::setup_layer::superseded(&setup, &chains) {
             freed.bytes += tree_size(&setup.dir);
             remove_any(&setup.dir)?;
             freed.setup += 1;
@@ -184,11 +186,12 @@ pub fn usage(store: &Store) -> Result<Usage, ImageError> {
         .iter()
         .map(|i| i.manifest_digest.to_string())
         .collect();
+    let chains = store.chains();
     for setup in store.setup_layers() {
         let bytes = tree_size(&setup.dir);
         usage.setup_layers += 1;
         usage.setup_bytes += bytes;
-        if !setup_in_use(&setup, &manifests) {
+        if !setup_in_use(&setup, &manifests) || super::setup_layer::superseded(&setup, &chains) {
             usage.unused_setup_bytes += bytes;
         }
     }

@@ -95,6 +95,29 @@ pub struct SetupRecord {
     pub built: u64,
 }
 
+/// The chain of setup layers a project's last run used: a layer its project's chain has moved
+/// past (an edit of a step) and no other project's chain holds is superseded.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProjectChain {
+    pub dir: PathBuf,
+    pub keys: Vec<String>,
+}
+
+/// Whether no run of this sandbox will use `setup` again: a layer of all steps (before a layer
+/// per step), or one whose project's chain moved past it and no other project's holds.
+pub fn superseded(setup: &StoredSetup, chains: &[ProjectChain]) -> bool {
+    let Some(record) = &setup.record else {
+        return false;
+    };
+    if !record.steps.is_empty() {
+        return true;
+    }
+    let Some(project) = &record.project else {
+        return false;
+    };
+    !chains.iter().any(|c| c.keys.contains(&record.key)) && chains.iter().any(|c| &c.dir == project)
+}
+
 /// Setup layers no run used for this long are removed by `prune`.
 pub const UNUSED_DAYS: u64 = 30;
 
@@ -151,6 +174,38 @@ impl Store {
                     dir,
                 }
             })
+            .collect()
+    }
+
+    fn chains_dir(&self) -> PathBuf {
+        self.root().join("projects")
+    }
+
+    /// Records `keys` as the project's current chain (when it changed).
+    pub fn record_chain(&self, dir: &Path, keys: &[String]) -> std::io::Result<()> {
+        let name = super::Digest::of_bytes(dir.as_os_str().as_encoded_bytes());
+        let file = self.chains_dir().join(format!("{}.json", name.hex()));
+        let chain = ProjectChain {
+            dir: dir.to_owned(),
+            keys: keys.to_vec(),
+        };
+        let bytes = serde_json::to_vec_pretty(&chain).map_err(std::io::Error::other)?;
+        if fs_err::read(&file).is_ok_and(|old| old == bytes) {
+            return Ok(());
+        }
+        fs_err::create_dir_all(self.chains_dir())?;
+        crate::fsutil::atomic::write_file_atomic(&file, &bytes, 0o600)
+    }
+
+    /// Every project's current chain.
+    pub fn chains(&self) -> Vec<ProjectChain> {
+        let Ok(entries) = fs_err::read_dir(self.chains_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| fs_err::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
             .collect()
     }
 
@@ -218,6 +273,57 @@ mod tests {
             toolchain: r.toolchain,
             env: r.env,
         }
+    }
+
+    fn stored(key: &str, project: Option<&str>, steps: &[&str]) -> StoredSetup {
+        StoredSetup {
+            dir: PathBuf::from("/store/setup").join(key),
+            record: Some(SetupRecord {
+                key: key.into(),
+                base_manifest: "sha256:aa".into(),
+                parent: String::new(),
+                step: "make".into(),
+                number: 1,
+                project: project.map(PathBuf::from),
+                steps: steps.iter().map(|s| s.to_string()).collect(),
+                built: 0,
+            }),
+            used: None,
+        }
+    }
+
+    #[test]
+    fn a_layer_is_superseded_when_its_projects_chain_moved_past_it_and_no_other_holds_it() {
+        let chains = vec![
+            ProjectChain {
+                dir: "/p/a".into(),
+                keys: vec!["k1".into(), "k2b".into()],
+            },
+            ProjectChain {
+                dir: "/p/b".into(),
+                keys: vec!["k1".into(), "k2".into()],
+            },
+        ];
+        assert!(
+            !superseded(&stored("k1", Some("/p/a"), &[]), &chains),
+            "in use"
+        );
+        assert!(
+            !superseded(&stored("k2", Some("/p/a"), &[]), &chains),
+            "b's chain holds it"
+        );
+        assert!(
+            superseded(&stored("k3", Some("/p/a"), &[]), &chains),
+            "a moved past it"
+        );
+        assert!(
+            !superseded(&stored("k3", Some("/p/c"), &[]), &chains),
+            "c never said"
+        );
+        assert!(
+            superseded(&stored("old", None, &["a", "b"]), &chains),
+            "all steps in one"
+        );
     }
 
     #[test]

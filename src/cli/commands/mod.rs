@@ -10,5 +10,6 @@ pub mod lock;
 pub mod login;
 pub mod pull;
 pub mod run;
+pub mod setup;
 pub mod stats;
 pub mod store_admin;

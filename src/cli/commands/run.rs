@@ -252,7 +252,7 @@ fn launch(
     crate::runtime::cgroups::collect_stale(&delegated, &host.containers_dir);
     let image = prepare_image(&store, ownership.clone(), &reference, &progress)?;
     let mut layers = image.layers.clone();
-    if let Some(config) = config.as_ref().filter(|c| !c.setup.is_empty()) {
+    if let Some(config) = config.as_ref() {
         layers.extend(setup_steps::prepare(
             &store, config, &project, &image, &host, &ownership, &progress,
         )?);
