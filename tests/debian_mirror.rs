@@ -82,6 +82,53 @@ fn rootfs_image(rootfs: &Path) -> oci::BuiltImage {
     oci::assemble(vec![layer], oci::host_arch())
 }
 
+/// A CA, and a certificate it signed for `name`: (CA PEM, certificate PEM, key PEM).
+fn ca_and_server(ca_name: &str, name: &str) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// An HTTPS server on the host's 127.0.0.1 (Python's), answering `body`; its port.
+fn https_server(dir: &Path, cert: &str, key: &str, body: &str) -> (std::process::Child, u16) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("key.pem"), key).unwrap();
+    std::fs::write(dir.join("index.html"), body).unwrap();
+    let script = "import http.server, ssl, sys, functools\n\
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
+        server = http.server.HTTPServer(('127.0.0.1', 0), handler)\n\
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+        context.load_cert_chain(sys.argv[1] + '/cert.pem', sys.argv[1] + '/key.pem')\n\
+        server.socket = context.wrap_socket(server.socket, server_side=True)\n\
+        print(server.server_address[1], flush=True)\n\
+        server.serve_forever()\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 on the host runs the test's HTTPS server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (child, line.trim().parse().expect("the server's port"))
+}
+
 fn project(env: &TestEnv, name: &str, toml: &str) -> PathBuf {
     env.write(&format!("{name}/sandbox.toml"), toml);
     env.path().join(name)
@@ -94,20 +141,29 @@ fn java_and_php_projects_build_with_packages_from_the_debian_mirror() {
     let registry = Registry::start();
     oci::push(&registry.url(), "library/eclipse-temurin", "17-jdk", &image);
     oci::push(&registry.url(), "library/php", "8.2-cli", &image);
+    // The "host" trusts a CA of its own (a company's, say) through the user config.
+    let (host_ca, host_cert, host_key) =
+        ca_and_server("sandbox test host CA", "host.containers.internal");
+    let host_ca_file = env.write("host-ca.crt", &host_ca);
     env.write(
         "config/sandbox/config.toml",
         &format!(
-            "[[registry]]\nprefix = \"docker.io\"\n[[registry.mirror]]\nlocation = \"{}\"\n",
-            registry.host()
+            "[[registry]]\nprefix = \"docker.io\"\n[[registry.mirror]]\nlocation = \"{}\"\n[tls]\nhost_cas = false\nca_files = [\"{}\"]\n",
+            registry.host(),
+            host_ca_file.display()
         ),
     );
 
-    // Java: the JDK from a setup step, then javac and java on the project's own source.
+    // Java: the JDK (and curl, python) from setup steps, and a CA of the project's own that a
+    // copy step puts in the image's bundle; then javac and java on the project's own source.
+    let (image_ca, image_cert, image_key) =
+        ca_and_server("sandbox test image CA", "host.containers.internal");
     let java = project(
         &env,
         "java-app",
-        &format!("setup = [\"apt-get update\", \"apt-get install -y --no-install-recommends openjdk-17-jdk-headless\"]\n[toolchain]\nname = \"java\"\nversion = \"17\"\n{ENV}"),
+        &format!("setup = [\"apt-get update\", \"apt-get install -y --no-install-recommends openjdk-17-jdk-headless curl python3\", {{ copy = \"image-ca.crt\", to = \"/usr/local/share/ca-certificates/\" }}, \"update-ca-certificates\"]\n[toolchain]\nname = \"java\"\nversion = \"17\"\n{ENV}"),
     );
+    env.write("java-app/image-ca.crt", &image_ca);
     env.write(
         "java-app/Hello.java",
         "public class Hello { public static void main(String[] a) { System.out.println(\"Hello from \" + System.getProperty(\"java.version\")); } }\n",
@@ -146,6 +202,68 @@ fn java_and_php_projects_build_with_packages_from_the_debian_mirror() {
         !text(&out.stderr).contains("setup: running"),
         "{}",
         text(&out.stderr)
+    );
+
+    // The host's CA and the image's own both verify, in curl, Python and Java, without -k.
+    let (mut host_server, host_port) = https_server(
+        &env.path().join("host-server"),
+        &host_cert,
+        &host_key,
+        "host CA ok\n",
+    );
+    let (mut image_server, image_port) = https_server(
+        &env.path().join("image-server"),
+        &image_cert,
+        &image_key,
+        "image CA ok\n",
+    );
+    env.write(
+        "java-app/Fetch.java",
+        "public class Fetch { public static void main(String[] a) throws Exception { try (var in = new java.net.URL(a[0]).openStream()) { System.out.print(new String(in.readAllBytes())); } } }\n",
+    );
+    let mut fetch = String::from("set -e; javac Fetch.java");
+    for port in [host_port, image_port] {
+        let url = format!("https://host.containers.internal:{port}/");
+        fetch.push_str(&format!(
+            "; curl -sS {url}; python3 -c \"import urllib.request; print(urllib.request.urlopen('{url}').read().decode(), end='')\"; java Fetch {url}"
+        ));
+    }
+    let out = env
+        .command(&["run", "--host-loopback", "--", "sh", "-c", &fetch])
+        .current_dir(&java)
+        .output()
+        .unwrap();
+    let _ = host_server.kill();
+    let _ = image_server.kill();
+    let _ = host_server.wait();
+    let _ = image_server.wait();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "host CA ok\n".repeat(3) + &"image CA ok\n".repeat(3),
+        "{}",
+        text(&out.stderr)
+    );
+    // The host's CA is in no setup layer: it is mounted at run time only.
+    let body: String = host_ca
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .take(1)
+        .collect();
+    let found = Command::new("grep")
+        .args(["-r", "-l", "-F", &body])
+        .arg(env.store().join("setup"))
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "the host CA is in a layer: {}",
+        text(&found.stdout)
     );
 
     // PHP: php-cli from a setup step.

@@ -8,6 +8,7 @@ mod progress;
 mod project;
 mod session;
 mod setup_steps;
+mod trust;
 
 use std::process::ExitCode;
 

@@ -112,6 +112,11 @@ pub fn prepare(
     }
     let mut layers: Vec<PathBuf> = Vec::with_capacity(total);
     let mut parent = None;
+    let trust_files = if stored < total {
+        super::trust::host_files()?
+    } else {
+        Vec::new()
+    };
     for (index, (step, key)) in config.setup.iter().zip(&keys).enumerate() {
         let number = index + 1;
         if let Some(layer) = store.setup_layer(key) {
@@ -137,6 +142,13 @@ pub fn prepare(
                     secrets,
                     number,
                     total,
+                    trust: super::trust::for_layers(
+                        store,
+                        &trust_files,
+                        &lowers,
+                        &super::trust::env_pairs(&image.env, &config.env),
+                        progress,
+                    )?,
                     lowers,
                     kept: &kept,
                 },
@@ -193,6 +205,8 @@ struct StepRun<'a> {
     secrets: &'a [Secret],
     number: usize,
     total: usize,
+    /// The host's CAs, trusted in the step (never part of its layer).
+    trust: Option<crate::runtime::plan::HostTrust>,
     /// The image's layers and the layers of the steps before it.
     lowers: Vec<PathBuf>,
     kept: &'a Path,
@@ -275,6 +289,7 @@ fn run_step(
         request: &request,
         host,
         ids_mapped: true,
+        trust: step.trust.as_ref(),
     })
     .map_err(RuntimeError::from)?;
     let output = StepOutput::new(progress);

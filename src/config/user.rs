@@ -5,6 +5,11 @@
 //! safe_directories = ["/srv/shared/app"]   # sandbox.toml there may be another user's
 //! [cgroups]                                # delegated cgroup v1 dirs, for [limits]
 //! v1 = "/sys/fs/cgroup/{controller}/sandbox/alice"
+//! [tls]
+//! host_cas = true            # trust the host's own CAs inside (default: when it has some)
+//! ca_files = ["~/corp-ca.crt"]                # and these
+//! [proxy]
+//! pass = true                # the host's http_proxy, https_proxy, no_proxy go inside
 //! [[registry]]
 //! prefix = "docker.io"
 //! [[registry.mirror]]
@@ -29,6 +34,31 @@ struct OwnFile {
     #[serde(default)]
     safe_directories: Vec<PathBuf>,
     cgroups: Option<OwnCgroups>,
+    tls: Option<OwnTls>,
+    proxy: Option<OwnProxy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnTls {
+    host_cas: Option<bool>,
+    #[serde(default)]
+    ca_files: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnProxy {
+    pass: Option<bool>,
+}
+
+/// `[tls]`: which CAs of the host's the sandbox trusts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `host_cas`; unset: on when the host trusts CAs beyond its distribution's bundle.
+    pub host_cas: Option<bool>,
+    /// More CA files (`~/` is the home).
+    pub ca_files: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +229,36 @@ pub fn cgroups_v1() -> Result<Vec<(Controller, PathBuf)>, ConfigError> {
             })
             .collect(),
     }
+}
+
+/// `[tls]` of the user's own config.
+pub fn tls() -> Result<TlsSettings, ConfigError> {
+    let Some((_, file)) = own_file()? else {
+        return Ok(TlsSettings::default());
+    };
+    let Some(tls) = file.tls else {
+        return Ok(TlsSettings::default());
+    };
+    let home = dirs::home_dir().unwrap_or_default();
+    Ok(TlsSettings {
+        host_cas: tls.host_cas,
+        ca_files: tls
+            .ca_files
+            .iter()
+            .map(|f| match f.strip_prefix("~/") {
+                Some(rest) => home.join(rest),
+                None => PathBuf::from(f),
+            })
+            .collect(),
+    })
+}
+
+/// `[proxy] pass`: whether the host's proxy variables go inside (default: yes, as podman).
+pub fn pass_proxy() -> Result<bool, ConfigError> {
+    Ok(own_file()?
+        .and_then(|(_, file)| file.proxy)
+        .and_then(|p| p.pass)
+        .unwrap_or(true))
 }
 
 /// `safe_directories` of the user's own config.

@@ -14,6 +14,7 @@ pub mod reporter;
 pub mod runnable;
 pub mod setup_layer;
 pub mod store;
+pub mod trust;
 pub mod unpack;
 
 pub use digest::Digest;

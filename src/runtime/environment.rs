@@ -32,6 +32,13 @@ impl Environment {
         self.0.push((key.to_owned(), value.to_owned()));
     }
 
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn into_vec(self) -> Vec<(String, String)> {
         self.0
     }

@@ -185,6 +185,7 @@ fn setup(
     //    caches, whose targets are made inside that home with the user as owner.
     write_etc(plan)?;
     mount_caches(plan)?;
+    mount_trust(plan)?;
     // 7. Switch root; the old root is detached, so nothing of the host stays reachable.
     pivot(&merged)?;
     // 8. Hostname and loopback.
@@ -357,6 +358,26 @@ fn mount_caches(plan: &LaunchPlan) -> Result<(), MountFailure> {
         });
     }
     mounts::execute(&merged, &ops)
+}
+
+/// The host-trusting CA bundle and JVM store, read-only: at sandbox's own paths in /dev, and
+/// for a command over the image's own (files the image has, so nothing is made in a layer).
+fn mount_trust(plan: &LaunchPlan) -> Result<(), MountFailure> {
+    let ops: Vec<mounts::MountOp> = plan
+        .rootfs
+        .trust
+        .iter()
+        .map(|(source, target)| mounts::MountOp::Bind {
+            source: source.clone(),
+            target: target.clone(),
+            kind: mounts::Kind::File,
+            read_only: true,
+        })
+        .collect();
+    if ops.is_empty() {
+        return Ok(());
+    }
+    mounts::execute(&plan.merged(), &ops)
 }
 
 fn pivot(merged: &Path) -> Result<(), MountFailure> {

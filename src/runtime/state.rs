@@ -35,6 +35,12 @@ pub struct ContainerState {
     /// Its cgroup v2 dir, when it has one (v1 dirs are found from the user config).
     #[serde(default)]
     pub cgroup: Option<PathBuf>,
+    /// It has the host-trusting CA bundle (and the JVM needs its store named), so joined
+    /// commands get the same variables.
+    #[serde(default)]
+    pub trusts_host_cas: bool,
+    #[serde(default)]
+    pub java_options: bool,
 }
 
 impl ContainerState {
@@ -52,6 +58,10 @@ impl ContainerState {
             hostname: plan.hostname.clone(),
             network: super::plan::network_summary(plan.network.mode, &plan.network.options),
             cgroup: None,
+            trusts_host_cas: !plan.rootfs.trust.is_empty(),
+            java_options: plan.process.env.iter().any(|(k, v)| {
+                k == "JAVA_TOOL_OPTIONS" && v.contains(super::plan::TRUST_JAVA_STORE)
+            }),
         }
     }
 

@@ -72,11 +72,11 @@ pub fn project_inputs(config: Option<&Project>, cwd: &Path) -> ProjectInputs {
 pub fn host_facts(global: &GlobalArgs) -> Result<HostFacts, CliError> {
     let containers = session::store_root(global)?.join("containers");
     let cgroups = crate::config::user::cgroups_v1()?;
-    Ok(HostFacts::gather(
-        containers,
-        super::cache::caches_root(),
-        &cgroups,
-    )?)
+    let mut host = HostFacts::gather(containers, super::cache::caches_root(), &cgroups)?;
+    if !crate::config::user::pass_proxy()? {
+        host.proxy_env.clear();
+    }
+    Ok(host)
 }
 
 /// The project's sandbox.toml, unless --image names the image (then it is not read).
@@ -224,6 +224,7 @@ fn launch(
         request: &request,
         host: &host,
         ids_mapped: true,
+        trust: None,
     };
 
     // A running container of this project and image is joined instead of starting another.
@@ -257,9 +258,17 @@ fn launch(
             &store, config, &project, &image, &host, &ownership, &progress,
         )?);
     }
+    let trust = crate::cli::trust::for_layers(
+        &store,
+        &crate::cli::trust::host_files()?,
+        &layers,
+        &crate::cli::trust::env_pairs(&image.env, &project.env),
+        &progress,
+    )?;
     inputs.layers = layers;
     inputs.image_env = &image.env;
     inputs.ids_mapped = !matches!(ownership, Ownership::Squash);
+    inputs.trust = trust.as_ref();
     let plan = plan::resolve(&inputs).map_err(RuntimeError::from)?;
     if !plan.cgroup.not_applied.is_empty() && !global.quiet {
         let what: Vec<String> = plan

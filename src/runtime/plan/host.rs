@@ -42,6 +42,17 @@ pub struct HostFacts {
     pub stdio: [FdKind; 3],
     /// The cgroups delegated to the user (from the user config, looked at).
     pub cgroups: crate::runtime::cgroups::CgroupFacts,
+    /// The host's proxy variables, passed inside (as podman does) unless the user config says
+    /// not to.
+    pub proxy_env: Vec<(String, String)>,
+}
+
+/// The proxy variables tools read, in both cases.
+pub fn is_proxy_variable(key: &str) -> bool {
+    matches!(
+        key.to_ascii_lowercase().as_str(),
+        "http_proxy" | "https_proxy" | "ftp_proxy" | "no_proxy" | "all_proxy"
+    )
 }
 
 /// The most of the host's resolv.conf that is copied.
@@ -105,6 +116,9 @@ impl HostFacts {
             cache_root,
             stdio: [StdStream::In, StdStream::Out, StdStream::Err].map(sys::std_kind),
             cgroups: crate::runtime::cgroups::CgroupFacts::gather(cgroups_v1),
+            proxy_env: std::env::vars()
+                .filter(|(k, _)| is_proxy_variable(k))
+                .collect(),
         })
     }
 }

@@ -187,7 +187,35 @@ pub struct RootfsPlan {
     pub home: (PathBuf, Option<Owner>),
     /// Mounted after the home exists, so their targets are made inside it as the user's.
     pub caches: Vec<CacheMount>,
+    /// The host's CAs: (file on the host, path inside), bound read-only last.
+    pub trust: Vec<(PathBuf, PathBuf)>,
 }
+
+/// The files that make a container trust the host's CAs (see `image::trust`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostTrust {
+    /// PEM: the image's CAs and the host's.
+    pub bundle: PathBuf,
+    /// The same as a JVM trust store.
+    pub java_store: PathBuf,
+    /// The image's system bundle and JVM trust stores, which a command's are mounted over.
+    pub system_bundle: Option<String>,
+    pub jvm_stores: Vec<String>,
+}
+
+/// Where a container finds the host's CAs: in sandbox's own tmpfs /dev, which no layer holds.
+pub const TRUST_BUNDLE: &str = "/dev/sandbox/ca-certificates.crt";
+pub const TRUST_JAVA_STORE: &str = "/dev/sandbox/cacerts.jks";
+
+/// The variables tools read a CA bundle from.
+pub const TRUST_VARIABLES: [&str; 6] = [
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+];
 
 /// The network and what its /etc files need.
 #[derive(Clone, Debug, PartialEq, Eq)]

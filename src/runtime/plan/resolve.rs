@@ -78,6 +78,8 @@ pub struct Inputs<'a> {
     pub host: &'a HostFacts,
     /// Whether the user has subordinate ids (keep-id), so ids other than theirs exist inside.
     pub ids_mapped: bool,
+    /// The host's CAs, when the sandbox trusts them.
+    pub trust: Option<&'a super::HostTrust>,
 }
 
 const ROOT_HOME: &str = "/root";
@@ -121,6 +123,12 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         let mut env = Environment::base(inputs.image_env, &project.env, Path::new(ROOT_HOME));
         env.set("HOME", ROOT_HOME);
         env.set("DEBIAN_FRONTEND", "noninteractive");
+        for (key, value) in &inputs.host.proxy_env {
+            env.set(key, value);
+        }
+        if inputs.trust.is_some() {
+            trust_variables(&mut env, true);
+        }
         // The step's own variables: its secrets, which no other step or command sees.
         for (key, value) in &request.env {
             env.set(key, value);
@@ -134,6 +142,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
             inputs.host,
             &user,
             &hostname,
+            inputs.trust.map(|t| t.jvm_stores.is_empty()),
         )
     };
     let cwd = if setup {
@@ -171,6 +180,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         etc_files: etc(&network, &hostname, &inputs.host.resolv_conf, root_owner),
         home: (user.home.clone(), home_owner),
         caches,
+        trust: trust_mounts(inputs.trust, setup),
     };
     let stdio = if setup {
         Stdio::Capture
@@ -243,6 +253,7 @@ pub fn resolve_join(
             inputs.host,
             &user,
             &running.hostname,
+            running.trusts_host_cas.then_some(running.java_options),
         ),
         cwd: working_dir(inputs.project, &inputs.host.cwd),
         user,
@@ -251,6 +262,37 @@ pub fn resolve_join(
         root_capabilities: root_capabilities(inputs.project, Some(request)),
         seccomp: request.seccomp,
     })
+}
+
+/// The host-trusting bundle and JVM store at their own paths; for a command, also over the
+/// image's system bundle and JVM stores (not for setup steps, whose package installs rewrite
+/// those files).
+fn trust_mounts(trust: Option<&super::HostTrust>, setup: bool) -> Vec<(PathBuf, PathBuf)> {
+    let Some(trust) = trust else {
+        return Vec::new();
+    };
+    let mut mounts = vec![
+        (trust.bundle.clone(), PathBuf::from(super::TRUST_BUNDLE)),
+        (
+            trust.java_store.clone(),
+            PathBuf::from(super::TRUST_JAVA_STORE),
+        ),
+    ];
+    if !setup {
+        mounts.extend(
+            trust
+                .system_bundle
+                .iter()
+                .map(|p| (trust.bundle.clone(), PathBuf::from(p))),
+        );
+        mounts.extend(
+            trust
+                .jvm_stores
+                .iter()
+                .map(|p| (trust.java_store.clone(), PathBuf::from(p))),
+        );
+    }
+    mounts
 }
 
 /// The command's stdio: what was asked for, with `Inherit` decided per fd from what it is.
@@ -297,7 +339,8 @@ fn identity(host: &HostFacts, ids_mapped: bool) -> Identity {
 }
 
 /// The image's env and the project's (see `Environment::base`), then who you are, then the
-/// host's terminal and locale variables, then `-e`.
+/// host's terminal, locale and proxy variables, then the CA bundle's (`trust`: whether the JVM
+/// needs its trust store named), then `-e`.
 fn environment(
     image_env: &[String],
     project: &ProjectInputs,
@@ -305,6 +348,7 @@ fn environment(
     host: &HostFacts,
     user: &Identity,
     hostname: &str,
+    trust: Option<bool>,
 ) -> Vec<(String, String)> {
     let mut env = Environment::base(image_env, &project.env, &user.home);
     env.set("HOME", &user.home.display().to_string());
@@ -312,10 +356,36 @@ fn environment(
     env.set("LOGNAME", &user.name);
     env.set("HOSTNAME", hostname);
     env.set("container", "sandbox");
-    for (key, value) in host.terminal_env.iter().chain(&request.env) {
+    for (key, value) in host.terminal_env.iter().chain(&host.proxy_env) {
+        env.set(key, value);
+    }
+    if let Some(java_options) = trust {
+        trust_variables(&mut env, java_options);
+    }
+    for (key, value) in &request.env {
         env.set(key, value);
     }
     env.into_vec()
+}
+
+/// Points the variables tools read a CA bundle from at the host-trusting bundle; with
+/// `java_options`, the JVM's trust store too (where none of the image's could be mounted over,
+/// and in setup steps, which may install the JVM).
+fn trust_variables(env: &mut Environment, java_options: bool) {
+    for name in super::TRUST_VARIABLES {
+        env.set(name, super::TRUST_BUNDLE);
+    }
+    if java_options {
+        let ours = format!(
+            "-Djavax.net.ssl.trustStore={} -Djavax.net.ssl.trustStorePassword=changeit -Djavax.net.ssl.trustStoreType=JKS",
+            super::TRUST_JAVA_STORE
+        );
+        let options = match env.get("JAVA_TOOL_OPTIONS") {
+            Some(theirs) if !theirs.is_empty() => format!("{theirs} {ours}"),
+            _ => ours,
+        };
+        env.set("JAVA_TOOL_OPTIONS", &options);
+    }
 }
 
 /// sandbox.toml's workdir, else the current dir; the project dir when that is outside it.

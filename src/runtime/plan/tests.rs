@@ -29,6 +29,7 @@ fn host() -> HostFacts {
         cache_root: Some("/home/dev/.cache/sandbox/caches".into()),
         stdio: [FdKind::Terminal, FdKind::Pipe, FdKind::Null],
         cgroups: crate::runtime::cgroups::CgroupFacts::default(),
+        proxy_env: vec![("https_proxy".into(), "http://proxy.example:3128".into())],
     }
 }
 
@@ -72,6 +73,7 @@ fn plan_for(
         request,
         host,
         ids_mapped: true,
+        trust: None,
     })
 }
 
@@ -97,6 +99,7 @@ fn setup_plan(project: &ProjectInputs) -> LaunchPlan {
         },
         host: &host(),
         ids_mapped: true,
+        trust: None,
     })
     .unwrap()
 }
@@ -383,6 +386,7 @@ fn as_root_needs_subordinate_ids_and_owns_the_home() {
         request: &root,
         host: &host(),
         ids_mapped: false,
+        trust: None,
     });
     assert!(matches!(single, Err(PlanError::AsRootNeedsSubordinateIds)));
 }
@@ -437,6 +441,8 @@ fn running(network: &str) -> ContainerState {
         hostname: "app".into(),
         network: network.into(),
         cgroup: None,
+        trusts_host_cas: false,
+        java_options: false,
     }
 }
 
@@ -452,6 +458,7 @@ fn a_join_shares_the_running_network_and_refuses_another() {
         request,
         host: &HOST,
         ids_mapped: true,
+        trust: None,
     };
     static PROJECT: std::sync::LazyLock<ProjectInputs> = std::sync::LazyLock::new(project);
     static HOST: std::sync::LazyLock<HostFacts> = std::sync::LazyLock::new(host);
@@ -506,6 +513,7 @@ fn container_root_holds_podmans_set_changed_by_file_then_flags_and_setup_ignores
         request: &request,
         host: &host,
         ids_mapped: true,
+        trust: None,
     })
     .unwrap();
     let root = &setup.process.root_capabilities;
@@ -550,4 +558,102 @@ fn limits_are_the_files_then_the_flags_and_size_tmp_and_setup_keeps_the_files() 
         plan_for(&project, &request, &host),
         Err(PlanError::LimitsNotApplied(_))
     ));
+}
+
+fn trust() -> super::HostTrust {
+    super::HostTrust {
+        bundle: "/store/tls/k.pem".into(),
+        java_store: "/store/tls/k.jks".into(),
+        system_bundle: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+        jvm_stores: vec!["/etc/ssl/certs/java/cacerts".into()],
+    }
+}
+
+fn with_trust(kind: LaunchKind, trust: Option<&super::HostTrust>) -> LaunchPlan {
+    resolve(&Inputs {
+        kind,
+        id: "abc".into(),
+        image: "img",
+        layers: vec!["/store/layers/a/root".into()],
+        image_env: &["JAVA_TOOL_OPTIONS=-Xss1m".into()],
+        project: &project(),
+        request: &request(),
+        host: &host(),
+        ids_mapped: true,
+        trust,
+    })
+    .unwrap()
+}
+
+fn env_of<'a>(plan: &'a LaunchPlan, key: &str) -> Option<&'a str> {
+    plan.process
+        .env
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn the_host_cas_are_mounted_read_only_over_the_images_for_a_command_only() {
+    let trust = trust();
+    let command = with_trust(LaunchKind::Command, Some(&trust));
+    let targets: Vec<&str> = command
+        .rootfs
+        .trust
+        .iter()
+        .map(|(_, t)| t.to_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            super::TRUST_BUNDLE,
+            super::TRUST_JAVA_STORE,
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/ssl/certs/java/cacerts"
+        ]
+    );
+    for name in super::TRUST_VARIABLES {
+        assert_eq!(env_of(&command, name), Some(super::TRUST_BUNDLE), "{name}");
+    }
+    // The image's JVM store is mounted over: no JVM option needed, the image's kept.
+    assert_eq!(env_of(&command, "JAVA_TOOL_OPTIONS"), Some("-Xss1m"));
+    // Setup steps rewrite the system bundle when they install packages: only sandbox's own
+    // paths, and the JVM told where its store is.
+    let setup = with_trust(
+        LaunchKind::Setup {
+            keep_upper: "/store/tmp/x".into(),
+        },
+        Some(&trust),
+    );
+    assert_eq!(setup.rootfs.trust.len(), 2);
+    assert_eq!(env_of(&setup, "SSL_CERT_FILE"), Some(super::TRUST_BUNDLE));
+    let java = env_of(&setup, "JAVA_TOOL_OPTIONS").unwrap();
+    assert!(
+        java.starts_with("-Xss1m ")
+            && java.contains("-Djavax.net.ssl.trustStore=/dev/sandbox/cacerts.jks"),
+        "{java}"
+    );
+    // Without host CAs nothing changes.
+    let plain = with_trust(LaunchKind::Command, None);
+    assert!(plain.rootfs.trust.is_empty());
+    assert_eq!(env_of(&plain, "SSL_CERT_FILE"), None);
+}
+
+#[test]
+fn the_hosts_proxy_variables_reach_commands_and_setup_steps() {
+    let command = with_trust(LaunchKind::Command, None);
+    assert_eq!(
+        env_of(&command, "https_proxy"),
+        Some("http://proxy.example:3128")
+    );
+    let setup = with_trust(
+        LaunchKind::Setup {
+            keep_upper: "/store/tmp/x".into(),
+        },
+        None,
+    );
+    assert_eq!(
+        env_of(&setup, "https_proxy"),
+        Some("http://proxy.example:3128")
+    );
 }
