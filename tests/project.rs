@@ -345,6 +345,53 @@ fn an_old_lock_is_read_and_upgraded() {
     assert!(keys >= 4, "digest, manifest and a key per step: {current}");
 }
 
+/// The home persists between runs of a project (not another project's), `--fresh-home` starts
+/// from an empty one, and `sandbox reset` empties it.
+#[test]
+fn the_home_persists_per_project_until_reset() {
+    let env = TestEnv::new();
+    let _registry = docker_hub(&env, "library/php", "8.2-cli", "php-8.2");
+    write_project(
+        &env,
+        "project",
+        "[toolchain]\nname = \"php\"\nversion = \"8.2\"\n[network]\nmode = \"none\"\n",
+    );
+    env.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo remembered > ~/note; echo 'ls -l' >> ~/.ash_history",
+    ]);
+    assert_eq!(
+        env.ok(&["run", "--", "sh", "-c", "cat ~/note ~/.ash_history"]),
+        "remembered\nls -l\n"
+    );
+    let fresh = env.run(&["run", "--fresh-home", "--", "sh", "-c", "cat ~/note"]);
+    assert!(!fresh.status.success(), "a fresh home has no note");
+    assert_eq!(
+        env.ok(&["run", "--", "sh", "-c", "cat ~/note"]),
+        "remembered\n",
+        "and --fresh-home left the persistent one alone"
+    );
+    // Another project has its own.
+    let other = write_project(
+        &env,
+        "other",
+        "[toolchain]\nname = \"php\"\nversion = \"8.2\"\n[network]\nmode = \"none\"\n",
+    );
+    let out = in_dir(
+        &env,
+        other.parent().unwrap(),
+        &["run", "--", "sh", "-c", "cat ~/note"],
+    );
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let reset = env.ok(&["reset"]);
+    assert!(reset.starts_with("emptied the home of"), "{reset}");
+    let gone = env.run(&["run", "--", "sh", "-c", "cat ~/note"]);
+    assert!(!gone.status.success(), "{}", text(&gone.stdout));
+}
+
 /// A copy step puts project files into the image as root's, modes kept, and is rebuilt when a
 /// file changes; a path leaving the project, or a link out of it, is refused.
 #[test]

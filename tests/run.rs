@@ -256,10 +256,24 @@ fn the_sandbox_sees_only_its_own_processes_and_files() {
         !f.env.home().join("file").exists(),
         "the host's home is untouched"
     );
+    // The home persists (in the store, never the host's); a fresh one is empty.
     let out = f.sh("cat $HOME/file 2>&1");
+    assert!(text(&out.stdout).contains("mine"), "the home persists");
+    let out = f.env.run(&[
+        "run",
+        "--network",
+        "none",
+        "--fresh-home",
+        "--image",
+        &f.image,
+        "--",
+        "sh",
+        "-c",
+        "cat $HOME/file 2>&1",
+    ]);
     assert!(
         !text(&out.stdout).contains("mine"),
-        "changes outside the project are discarded"
+        "--fresh-home: changes outside the project are discarded"
     );
     assert!(
         f.env.store_entries("containers").is_empty(),

@@ -61,6 +61,8 @@ pub enum Command {
     Lock(LockArgs),
     /// Allow this project's sandbox.toml to ask for host access (host network, host loopback)
     Trust,
+    /// Empty the project's persistent home (shell history, tool logins, editor state)
+    Reset,
     /// List or remove the persistent caches shared by projects of a toolchain
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -297,6 +299,9 @@ pub struct SandboxArgs {
     /// Fail unless sandbox.lock exists and still matches sandbox.toml
     #[arg(long)]
     pub locked: bool,
+    /// Start from an empty home, discarded afterwards, instead of the project's persistent one
+    #[arg(long)]
+    pub fresh_home: bool,
     /// Give container root a capability beyond podman's default set, e.g. NET_ADMIN or ALL
     /// (repeatable)
     #[arg(long = "cap-add", value_name = "CAP", value_parser = parse_capabilities)]

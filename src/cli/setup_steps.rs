@@ -276,6 +276,7 @@ fn run_step(
         seccomp: Seccomp::Default,
         limits: Limits::default(),
         stats: false,
+        home: None,
     };
     let launch = plan::resolve(&Inputs {
         kind: LaunchKind::Setup {

@@ -337,6 +337,17 @@ fn write_etc(plan: &LaunchPlan) -> Result<(), MountFailure> {
     let (home, owner) = &plan.rootfs.home;
     root.dir(home, *owner)
         .map_err(failure("create the home directory", home))?;
+    if let Some(source) = &plan.rootfs.home_source {
+        mounts::execute(
+            &plan.merged(),
+            &[mounts::MountOp::Bind {
+                source: source.clone(),
+                target: home.clone(),
+                kind: mounts::Kind::Dir,
+                read_only: false,
+            }],
+        )?;
+    }
     Ok(())
 }
 

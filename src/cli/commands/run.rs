@@ -212,6 +212,14 @@ fn launch(
             required: args.require_limits,
         },
         stats: args.stats,
+        home: if args.fresh_home {
+            None
+        } else {
+            Some(crate::image::store::homes::ensure_home(
+                &session::store_root(global)?,
+                &project.dir,
+            )?)
+        },
     };
     let image_name = reference.to_string();
     let mut inputs = Inputs {
@@ -284,7 +292,7 @@ fn launch(
     }
     if plan.process.program == Program::LoginShell && !global.quiet {
         progress.line(&format!(
-            "sandbox {}: {} in {}; changes outside the project dir are discarded when the last shell exits",
+            "sandbox {}: {} in {}; changes outside the project dir, the home and the caches are discarded when the last shell exits",
             plan.id,
             image.reference,
             project.dir.display()

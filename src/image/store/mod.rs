@@ -17,6 +17,7 @@
 //! Every object is made under `tmp/` and renamed into place once verified, so a kill at any moment
 //! leaves either nothing or a whole object; `Store::clean_stale_temp` removes what a dead process left.
 
+pub mod homes;
 pub mod images;
 
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};

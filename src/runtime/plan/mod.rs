@@ -185,6 +185,8 @@ pub struct RootfsPlan {
     pub etc_files: Vec<EtcFile>,
     /// The user's home inside, made if missing, and its owner.
     pub home: (PathBuf, Option<Owner>),
+    /// The project's persistent home on the host, bound there.
+    pub home_source: Option<PathBuf>,
     /// Mounted after the home exists, so their targets are made inside it as the user's.
     pub caches: Vec<CacheMount>,
     /// The host's CAs: (file on the host, path inside), bound read-only last.

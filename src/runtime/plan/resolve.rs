@@ -35,6 +35,9 @@ pub struct Request {
     pub limits: Limits,
     /// `--stats`.
     pub stats: bool,
+    /// The project's persistent home, bound at the user's home (none: a fresh one in the
+    /// overlay, gone when the sandbox ends: `--fresh-home`).
+    pub home: Option<PathBuf>,
 }
 
 /// What the project's sandbox.toml says (all empty without one: `--image`).
@@ -179,6 +182,8 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         mounts: mounts::plan(own_netns, project_mount, limits.tmp_size()),
         etc_files: etc(&network, &hostname, &inputs.host.resolv_conf, root_owner),
         home: (user.home.clone(), home_owner),
+        // Setup steps never see it: their layer must not depend on it.
+        home_source: if setup { None } else { request.home.clone() },
         caches,
         trust: trust_mounts(inputs.trust, setup),
     };

@@ -55,6 +55,7 @@ fn request() -> Request {
         seccomp: Seccomp::Default,
         limits: Limits::default(),
         stats: false,
+        home: Some("/store/homes/0123".into()),
     }
 }
 
@@ -656,4 +657,18 @@ fn the_hosts_proxy_variables_reach_commands_and_setup_steps() {
         env_of(&setup, "https_proxy"),
         Some("http://proxy.example:3128")
     );
+}
+
+#[test]
+fn the_persistent_home_is_bound_for_commands_and_never_for_setup() {
+    let command = plan(&project(), &request());
+    assert_eq!(
+        command.rootfs.home_source.as_deref(),
+        Some(std::path::Path::new("/store/homes/0123"))
+    );
+    let setup = setup_plan(&project());
+    assert_eq!(setup.rootfs.home_source, None);
+    let mut fresh = request();
+    fresh.home = None;
+    assert_eq!(plan(&project(), &fresh).rootfs.home_source, None);
 }
