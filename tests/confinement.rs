@@ -996,3 +996,105 @@ fn image_etc_files_that_are_links_to_devices_fifos_or_host_secrets_are_never_fol
     );
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "PRIVATE KEY\n");
 }
+
+/// `[forward]` in the user's config: the ssh agent answers inside (the image has no ssh, so
+/// the probe asks it as `ssh-add -l` does), ~/.gitconfig and a named file are there read-only;
+/// nothing of it without the config, and a project file asking for it needs `sandbox trust`.
+#[test]
+fn forwarded_agent_and_files_are_there_only_when_the_user_asks() {
+    let f = fixture();
+    let user = f.env.user.as_ref();
+    let as_user = |program: &str| {
+        let mut command = match user {
+            Some(u) => {
+                let mut c = std::process::Command::new("/usr/bin/setpriv");
+                c.args([
+                    &format!("--reuid={}", u.uid),
+                    &format!("--regid={}", u.gid),
+                    "--init-groups",
+                    "--",
+                    program,
+                ]);
+                c
+            }
+            None => std::process::Command::new(program),
+        };
+        command.env("HOME", f.env.home());
+        command
+    };
+    // The host's agent, the user's own, with one key.
+    let socket = f.env.path().join("agent.sock");
+    let mut agent = as_user("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent (Debian's openssh-client) runs the test's agent");
+    let started = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(started.elapsed().as_secs() < 10, "ssh-agent did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let key = f.env.path().join("id_test");
+    let made = as_user("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let added = as_user("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &socket)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(added.success());
+    f.env
+        .write("home/.gitconfig", "[user]\n\tname = Dev Eloper\n");
+    f.env
+        .write("home/.npmrc", "registry=https://registry.npmjs.org/\n");
+    f.env.give_to_user(&f.env.home());
+    let look = "confine agent; cat ~/.gitconfig ~/.npmrc; echo x >> ~/.gitconfig 2>/dev/null && echo gitconfig-written";
+    let run = || {
+        f.command(&[], &["sh", "-c", look])
+            .env("SSH_AUTH_SOCK", &socket)
+            .output()
+            .unwrap()
+    };
+    // Not asked for: nothing.
+    let out = text(&run().stdout);
+    assert!(out.starts_with("agent=no SSH_AUTH_SOCK\n"), "{out}");
+    assert!(!out.contains("Dev Eloper"), "{out}");
+    f.env.write(
+        "config/sandbox/config.toml",
+        "[forward]\nssh_agent = true\ngitconfig = true\npaths = [\"~/.npmrc\"]\n",
+    );
+    let out = run();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("agent=1 identities\n"),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("name = Dev Eloper") && stdout.contains("registry="),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("gitconfig-written"), "read-only: {stdout}");
+    // A project's sandbox.toml asking for the agent is host access.
+    f.env.write("config/sandbox/config.toml", "");
+    f.env.write(
+        "project/sandbox.toml",
+        &format!(
+            "[toolchain]\nimage = \"{}\"\n[forward]\nssh_agent = true\n",
+            f.image
+        ),
+    );
+    let stderr = f.env.fails(&["run", "--network", "none", "--", "true"]);
+    assert!(
+        stderr.contains("forward.ssh_agent") && stderr.contains("sandbox trust"),
+        "{stderr}"
+    );
+}

@@ -277,6 +277,7 @@ fn run_step(
         limits: Limits::default(),
         stats: false,
         home: None,
+        forward: Default::default(),
     };
     let launch = plan::resolve(&Inputs {
         kind: LaunchKind::Setup {

@@ -4,6 +4,7 @@
 pub mod diagnostic;
 pub mod error;
 pub mod files;
+pub mod forward;
 pub mod lock;
 pub mod ownership;
 pub mod project;

@@ -60,6 +60,7 @@ struct RawProject {
     network: Option<RawNetwork>,
     limits: Option<RawLimits>,
     security: Option<RawSecurity>,
+    forward: Option<super::forward::RawForward>,
 }
 
 /// A value in `[caches]`: a cache's path inside, or `shared = false`.
@@ -169,6 +170,8 @@ pub struct Project {
     pub security: SecuritySettings,
     /// Relative to the project dir.
     pub workdir: Option<PathBuf>,
+    /// `[forward]`: the host's things it asks for (only after `sandbox trust`).
+    pub forward: super::forward::Forward,
     /// What in the file asks for access beyond the project (refused until `sandbox trust`).
     pub host_access: Vec<Located<String>>,
 }
@@ -467,6 +470,18 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
         }
     }
 
+    let forward = match raw.forward {
+        None => super::forward::Forward::default(),
+        Some(raw_forward) => {
+            let (forward, asks) = raw_forward.into_forward(&error)?;
+            host_access.extend(
+                asks.into_iter()
+                    .map(|(value, span)| Located { value, span }),
+            );
+            forward
+        }
+    };
+
     let limits = match raw.limits {
         None => Limits::default(),
         Some(l) => Limits {
@@ -509,6 +524,7 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
         limits,
         security,
         workdir,
+        forward,
         host_access,
     })
 }

@@ -10,6 +10,10 @@
 //! ca_files = ["~/corp-ca.crt"]                # and these
 //! [proxy]
 //! pass = true                # the host's http_proxy, https_proxy, no_proxy go inside
+//! [forward]                  # off unless asked for
+//! ssh_agent = true
+//! gitconfig = true
+//! paths = ["~/.npmrc"]
 //! [[registry]]
 //! prefix = "docker.io"
 //! [[registry.mirror]]
@@ -36,6 +40,7 @@ struct OwnFile {
     cgroups: Option<OwnCgroups>,
     tls: Option<OwnTls>,
     proxy: Option<OwnProxy>,
+    forward: Option<super::forward::RawForward>,
 }
 
 #[derive(Deserialize)]
@@ -259,6 +264,22 @@ pub fn pass_proxy() -> Result<bool, ConfigError> {
         .and_then(|(_, file)| file.proxy)
         .and_then(|p| p.pass)
         .unwrap_or(true))
+}
+
+/// `[forward]` of the user's own config.
+pub fn forward() -> Result<super::forward::Forward, ConfigError> {
+    let Some((path, file)) = own_file()? else {
+        return Ok(Default::default());
+    };
+    let Some(raw) = file.forward else {
+        return Ok(Default::default());
+    };
+    let error =
+        |_: std::ops::Range<usize>, message: String, hint: Option<String>| ConfigError::Other {
+            message: format!("{}: {message}", path.display()),
+            hint,
+        };
+    Ok(raw.into_forward(&error)?.0)
 }
 
 /// `safe_directories` of the user's own config.

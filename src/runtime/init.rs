@@ -372,9 +372,10 @@ fn mount_caches(plan: &LaunchPlan) -> Result<(), MountFailure> {
 }
 
 /// The host-trusting CA bundle and JVM store, read-only: at sandbox's own paths in /dev, and
-/// for a command over the image's own (files the image has, so nothing is made in a layer).
+/// for a command over the image's own (files the image has, so nothing is made in a layer);
+/// then what the user forwards.
 fn mount_trust(plan: &LaunchPlan) -> Result<(), MountFailure> {
-    let ops: Vec<mounts::MountOp> = plan
+    let mut ops: Vec<mounts::MountOp> = plan
         .rootfs
         .trust
         .iter()
@@ -385,6 +386,19 @@ fn mount_trust(plan: &LaunchPlan) -> Result<(), MountFailure> {
             read_only: true,
         })
         .collect();
+    // What of the host's the user forwards ([forward]): the agent's socket, files, dirs.
+    for forward in &plan.rootfs.forward {
+        ops.push(mounts::MountOp::Bind {
+            source: forward.source.clone(),
+            target: forward.target.clone(),
+            kind: if forward.dir {
+                mounts::Kind::Dir
+            } else {
+                mounts::Kind::File
+            },
+            read_only: forward.read_only,
+        });
+    }
     if ops.is_empty() {
         return Ok(());
     }

@@ -170,6 +170,29 @@ static void alloc(long mb) {
     printf("alloc=%ld MiB\n", mb);
 }
 
+/* Asks the ssh agent at $SSH_AUTH_SOCK for its identities (SSH_AGENTC_REQUEST_IDENTITIES),
+   as `ssh-add -l` does, and prints how many it holds. */
+static void agent(void) {
+    const char *path = getenv("SSH_AUTH_SOCK");
+    if (!path) { printf("agent=no SSH_AUTH_SOCK\n"); return; }
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    strncpy(addr.sun_path, path, sizeof addr.sun_path - 1);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) { printf("agent=%s\n", strerror(errno)); return; }
+    unsigned char request[5] = { 0, 0, 0, 1, 11 };
+    if (write(fd, request, 5) != 5) { printf("agent=write failed\n"); return; }
+    unsigned char answer[9];
+    size_t got = 0;
+    while (got < sizeof answer) {
+        ssize_t n = read(fd, answer + got, sizeof answer - got);
+        if (n <= 0) break;
+        got += n;
+    }
+    if (got < 9 || answer[4] != 12) { printf("agent=unexpected answer\n"); return; }
+    unsigned count = (answer[5] << 24) | (answer[6] << 16) | (answer[7] << 8) | answer[8];
+    printf("agent=%u identities\n", count);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && strcmp(argv[1], "denied") == 0) denied_calls();
@@ -178,6 +201,7 @@ int main(int argc, char **argv) {
     else if (argc > 1 && strcmp(argv[1], "root") == 0) root_powers();
     else if (argc > 2 && strcmp(argv[1], "abstract") == 0) abstract_socket(argv[2]);
     else if (argc > 2 && strcmp(argv[1], "alloc") == 0) alloc(atol(argv[2]));
+    else if (argc > 1 && strcmp(argv[1], "agent") == 0) agent();
     else if (argc > 4 && strcmp(argv[1], "watch") == 0) {
         /* The needles are joined here, so no command line (ours included) holds them. */
         char env_needle[256], argv_needle[256];

@@ -68,6 +68,53 @@ pub fn project_inputs(config: Option<&Project>, cwd: &Path) -> ProjectInputs {
     }
 }
 
+/// What of the host's the user's config (and a trusted sandbox.toml) forwards, found on the
+/// host; what is missing is said and left out.
+fn forwarded(config: Option<&Project>, progress: &Progress) -> Result<plan::Forwarded, CliError> {
+    let mut forward = crate::config::user::forward()?;
+    if let Some(config) = config {
+        forward = forward.merged(&config.forward);
+    }
+    let mut out = plan::Forwarded::default();
+    if forward.is_empty() {
+        return Ok(out);
+    }
+    let home = dirs::home_dir().unwrap_or_default();
+    if forward.ssh_agent {
+        use std::os::unix::fs::FileTypeExt as _;
+        match std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from) {
+            Some(socket) if fs_err::metadata(&socket).is_ok_and(|m| m.file_type().is_socket()) => {
+                out.ssh_agent = Some(socket)
+            }
+            _ => progress.notice(
+                "forward.ssh_agent: SSH_AUTH_SOCK names no socket here, so no agent is forwarded",
+            ),
+        }
+    }
+    let mut paths = forward.paths.clone();
+    if forward.gitconfig {
+        let xdg = "~/.config/git/config";
+        paths.push(
+            if home.join(".gitconfig").exists() || !home.join(".config/git/config").exists() {
+                "~/.gitconfig".into()
+            } else {
+                xdg.into()
+            },
+        );
+    }
+    for inside in paths {
+        let host = PathBuf::from(crate::runtime::environment::expand_home(&inside, &home));
+        match fs_err::metadata(&host) {
+            Ok(meta) => out.paths.push((host, inside, meta.is_dir())),
+            Err(_) => progress.notice(&format!(
+                "forward: {} is not there, so it is not forwarded",
+                host.display()
+            )),
+        }
+    }
+    Ok(out)
+}
+
 /// The host facts every plan starts from.
 pub fn host_facts(global: &GlobalArgs) -> Result<HostFacts, CliError> {
     let containers = session::store_root(global)?.join("containers");
@@ -212,6 +259,7 @@ fn launch(
             required: args.require_limits,
         },
         stats: args.stats,
+        forward: forwarded(config.as_ref(), &progress)?,
         home: if args.fresh_home {
             None
         } else {

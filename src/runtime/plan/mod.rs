@@ -19,7 +19,9 @@ use std::path::PathBuf;
 
 pub use host::{FdKind, HostFacts};
 pub use mounts::{Kind, MountOp};
-pub use resolve::{resolve, resolve_join, Inputs, LaunchKind, ProjectInputs, Request};
+pub use resolve::{
+    resolve, resolve_join, Forwarded, Inputs, LaunchKind, ProjectInputs, Request, SSH_AGENT_SOCKET,
+};
 
 use super::network::{Helper, PortMapping};
 
@@ -191,6 +193,17 @@ pub struct RootfsPlan {
     pub caches: Vec<CacheMount>,
     /// The host's CAs: (file on the host, path inside), bound read-only last.
     pub trust: Vec<(PathBuf, PathBuf)>,
+    /// What of the host's is forwarded.
+    pub forward: Vec<ForwardMount>,
+}
+
+/// A host path bound inside for `[forward]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardMount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub dir: bool,
+    pub read_only: bool,
 }
 
 /// The files that make a container trust the host's CAs (see `image::trust`).

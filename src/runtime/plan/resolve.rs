@@ -38,6 +38,17 @@ pub struct Request {
     /// The project's persistent home, bound at the user's home (none: a fresh one in the
     /// overlay, gone when the sandbox ends: `--fresh-home`).
     pub home: Option<PathBuf>,
+    /// What of the host's is forwarded (`[forward]`), for commands only.
+    pub forward: Forwarded,
+}
+
+/// The host's things a command may use, resolved on the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The ssh agent's socket (SSH_AUTH_SOCK).
+    pub ssh_agent: Option<PathBuf>,
+    /// (file or dir on the host, where inside: absolute or `~/...`, whether a dir), read-only.
+    pub paths: Vec<(PathBuf, String, bool)>,
 }
 
 /// What the project's sandbox.toml says (all empty without one: `--image`).
@@ -186,6 +197,11 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         home_source: if setup { None } else { request.home.clone() },
         caches,
         trust: trust_mounts(inputs.trust, setup),
+        forward: if setup {
+            Vec::new()
+        } else {
+            forward_mounts(&request.forward, &user.home)
+        },
     };
     let stdio = if setup {
         Stdio::Capture
@@ -267,6 +283,32 @@ pub fn resolve_join(
         root_capabilities: root_capabilities(inputs.project, Some(request)),
         seccomp: request.seccomp,
     })
+}
+
+/// Where the ssh agent's socket is inside: in sandbox's own tmpfs /dev, which no layer holds.
+pub const SSH_AGENT_SOCKET: &str = "/dev/sandbox/ssh-agent.sock";
+
+/// The forwarded socket (read-write: it is connected to) and paths (read-only).
+fn forward_mounts(forward: &Forwarded, home: &Path) -> Vec<super::ForwardMount> {
+    let mut mounts: Vec<super::ForwardMount> = forward
+        .ssh_agent
+        .iter()
+        .map(|socket| super::ForwardMount {
+            source: socket.clone(),
+            target: PathBuf::from(SSH_AGENT_SOCKET),
+            dir: false,
+            read_only: false,
+        })
+        .collect();
+    for (host, inside, dir) in &forward.paths {
+        mounts.push(super::ForwardMount {
+            source: host.clone(),
+            target: PathBuf::from(expand_home(inside, home)),
+            dir: *dir,
+            read_only: true,
+        });
+    }
+    mounts
 }
 
 /// The host-trusting bundle and JVM store at their own paths; for a command, also over the
@@ -366,6 +408,9 @@ fn environment(
     }
     if let Some(java_options) = trust {
         trust_variables(&mut env, java_options);
+    }
+    if request.forward.ssh_agent.is_some() {
+        env.set("SSH_AUTH_SOCK", SSH_AGENT_SOCKET);
     }
     for (key, value) in &request.env {
         env.set(key, value);

@@ -56,6 +56,7 @@ fn request() -> Request {
         limits: Limits::default(),
         stats: false,
         home: Some("/store/homes/0123".into()),
+        forward: Default::default(),
     }
 }
 
@@ -671,4 +672,46 @@ fn the_persistent_home_is_bound_for_commands_and_never_for_setup() {
     let mut fresh = request();
     fresh.home = None;
     assert_eq!(plan(&project(), &fresh).rootfs.home_source, None);
+}
+
+#[test]
+fn forwarded_things_are_bound_for_commands_with_the_agents_variable() {
+    let mut request = request();
+    request.forward = super::Forwarded {
+        ssh_agent: Some("/tmp/ssh-x/agent.1".into()),
+        paths: vec![("/home/dev/.gitconfig".into(), "~/.gitconfig".into(), false)],
+    };
+    let command = plan(&project(), &request);
+    let forward = &command.rootfs.forward;
+    assert_eq!(forward.len(), 2);
+    assert_eq!(
+        forward[0].target,
+        std::path::Path::new(super::SSH_AGENT_SOCKET)
+    );
+    assert!(!forward[0].read_only, "a socket is connected to");
+    assert!(forward[1].target.ends_with(".gitconfig") && forward[1].read_only);
+    assert!(forward[1].target.starts_with(&command.process.user.home));
+    assert_eq!(
+        env_of(&command, "SSH_AUTH_SOCK"),
+        Some(super::SSH_AGENT_SOCKET)
+    );
+    let setup = resolve(&Inputs {
+        kind: LaunchKind::Setup {
+            keep_upper: "/store/tmp/x".into(),
+        },
+        id: "abc".into(),
+        image: "img",
+        layers: vec!["/store/layers/a/root".into()],
+        image_env: &[],
+        project: &project(),
+        request: &request,
+        host: &host(),
+        ids_mapped: true,
+        trust: None,
+    })
+    .unwrap();
+    assert!(
+        setup.rootfs.forward.is_empty(),
+        "setup steps get nothing of the host's"
+    );
 }
