@@ -392,6 +392,34 @@ fn the_home_persists_per_project_until_reset() {
     assert!(!gone.status.success(), "{}", text(&gone.stdout));
 }
 
+/// A template on the team's own image: the template's env and caches, the image named.
+#[test]
+fn a_template_runs_on_the_users_own_image() {
+    let env = TestEnv::new();
+    let registry = docker_hub(&env, "library/php", "8.2-cli", "php-8.2");
+    push_busybox(&registry, "team/php", "custom", "team-php");
+    write_project(
+        &env,
+        "project",
+        &format!(
+            "[toolchain]\nname = \"php\"\nversion = \"8.2\"\nimage = \"docker.io/team/php:custom\"\n[network]\nmode = \"none\"\n"
+        ),
+    );
+    let out = env.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/image-version; echo $COMPOSER_CACHE_DIR",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "team-php", "the user's image: {out}");
+    assert!(
+        lines[1].ends_with("/.cache/composer"),
+        "the template's env: {out}"
+    );
+}
+
 /// A copy step puts project files into the image as root's, modes kept, and is rebuilt when a
 /// file changes; a path leaving the project, or a link out of it, is refused.
 #[test]

@@ -8,7 +8,8 @@
 //! [toolchain]
 //! name = "java"                # a template in sandboxes/
 //! version = "21"
-//! # image = "docker.io/library/eclipse-temurin:21-jdk"   # or an image, instead of a template
+//! # image = "docker.io/library/eclipse-temurin:21-jdk"   # or an image (with name and version:
+//! #                            the template's env and caches on that image)
 //!
 //! [env]
 //! MAVEN_OPTS = "-Xmx1g"
@@ -227,39 +228,37 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
     let mut env = Vec::new();
     let mut caches = Vec::new();
     let (chosen, image) = match (&toolchain.name, &toolchain.image) {
-        (Some(_), Some(image)) => {
-            return Err(error(
-                image.span(),
-                "give either `name` and `version` (a template) or `image`, not both".into(),
-                Some("remove `image` to use the template's image, or `name`/`version` to name the image yourself".into()),
-            ))
-        }
         (None, Some(image)) => {
-            if let Err(e) = crate::image::Reference::parse(image.get_ref()) {
-                return Err(error(
-                    image.span(),
-                    format!("`{}` is not an image reference: {e}", image.get_ref()),
-                    Some("for example `docker.io/library/eclipse-temurin:21-jdk` or `registry.example:5000/team/app@sha256:...`".into()),
-                ));
-            }
+            check_reference(image, &error)?;
             if toolchain.version.is_some() {
                 let version = toolchain.version.as_ref().map_or(0..0, Spanned::span);
                 return Err(error(
                     version,
-                    "`version` needs `name` (a template); with `image` the tag is the version".into(),
+                    "`version` needs `name` (a template); with `image` the tag is the version"
+                        .into(),
                     None,
                 ));
             }
             (None, located(image))
         }
-        (Some(name), None) => {
+        (Some(name), own_image) => {
             let template = templates::find(name.get_ref())?.ok_or_else(|| {
                 let names = templates::names();
                 let hint = match diagnostic::nearest(name.get_ref(), &names) {
-                    Some(best) => format!("did you mean `{best}`? The templates are: {}", names.join(", ")),
-                    None => format!("the templates are: {}; or name an image with `image = \"REF\"`", names.join(", ")),
+                    Some(best) => format!(
+                        "did you mean `{best}`? The templates are: {}",
+                        names.join(", ")
+                    ),
+                    None => format!(
+                        "the templates are: {}; or name an image with `image = \"REF\"`",
+                        names.join(", ")
+                    ),
                 };
-                error(name.span(), format!("unknown toolchain `{}`", name.get_ref()), Some(hint))
+                error(
+                    name.span(),
+                    format!("unknown toolchain `{}`", name.get_ref()),
+                    Some(hint),
+                )
             })?;
             let version = version_text(&toolchain, &template, table_span.clone(), &error)?;
             let Some(reference) = template.versions.get(&version.value) else {
@@ -284,9 +283,16 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
                     name: template.name.clone(),
                     version: version.value.clone(),
                 }),
-                Located {
-                    value: reference.clone(),
-                    span: version.span,
+                // The template's env and caches on the user's own image, when named.
+                match own_image {
+                    Some(image) => {
+                        check_reference(image, &error)?;
+                        located(image)
+                    }
+                    None => Located {
+                        value: reference.clone(),
+                        span: version.span,
+                    },
                 },
             )
         }
@@ -294,7 +300,10 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
             return Err(error(
                 table_span,
                 "[toolchain] names neither a template (`name`, `version`) nor an `image`".into(),
-                Some(format!("for example name = \"java\" and version = \"21\"; the templates are: {}", templates::names().join(", "))),
+                Some(format!(
+                    "for example name = \"java\" and version = \"21\"; the templates are: {}",
+                    templates::names().join(", ")
+                )),
             ))
         }
     };
@@ -328,9 +337,11 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
         env.push((name.clone(), value));
     }
 
+    // An image's project shares its caches with the other projects of the same image
+    // (repository, any tag), not with every image's.
     let group = chosen
         .as_ref()
-        .map_or_else(|| "image".to_owned(), |t| t.name.clone());
+        .map_or_else(|| image_cache_group(&image.value), |t| t.name.clone());
     // `shared = false`: this project's caches are its own, not shared with the other
     // projects of its toolchain (a cache is writable from inside, so it is a channel to them).
     let mut shared = true;
@@ -531,6 +542,35 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
 
 type ErrorAt<'a> = dyn Fn(Range<usize>, String, Option<String>) -> ConfigError + 'a;
 
+fn check_reference(image: &Spanned<String>, error: &ErrorAt<'_>) -> Result<(), ConfigError> {
+    crate::image::Reference::parse(image.get_ref()).map(|_| ()).map_err(|e| {
+        error(
+            image.span(),
+            format!("`{}` is not an image reference: {e}", image.get_ref()),
+            Some("for example `docker.io/library/eclipse-temurin:21-jdk` or `registry.example:5000/team/app@sha256:...`".into()),
+        )
+    })
+}
+
+/// The cache group of a project naming an image: `image-` and its repository, made a single
+/// safe path component (`image-docker.io_library_node`).
+pub fn image_cache_group(reference: &str) -> String {
+    let repository = crate::image::Reference::parse(reference)
+        .map(|r| r.name())
+        .unwrap_or_else(|_| reference.to_owned());
+    let safe: String = repository
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("image-{}", safe.trim_start_matches('.'))
+}
+
 /// `version = "17"` (an integer is taken too; a float is refused: 3.10 would read as 3.1).
 fn version_text(
     toolchain: &RawToolchain,
@@ -673,5 +713,53 @@ fn pids(value: &Spanned<toml::Value>, error: &ErrorAt<'_>) -> Result<u64, Config
             format!("pids must be a whole number from 1 to 4194304, not {other}"),
             None,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Result<Project, ConfigError> {
+        parse(Path::new("/work/app/sandbox.toml"), text.to_owned())
+    }
+
+    #[test]
+    fn a_template_on_the_users_own_image_has_the_templates_env_and_caches() {
+        let project = parsed(
+            "[toolchain]\nname = \"java\"\nversion = \"21\"\nimage = \"registry.example/team/jdk:21\"\n",
+        )
+        .unwrap();
+        assert_eq!(project.image.value, "registry.example/team/jdk:21");
+        assert_eq!(
+            project.toolchain,
+            Some(Toolchain {
+                name: "java".into(),
+                version: "21".into()
+            })
+        );
+        assert!(project
+            .caches
+            .iter()
+            .any(|c| c.group == "java" && c.target == "~/.m2"));
+        // Without a version it says what is missing.
+        let err =
+            parsed("[toolchain]\nname = \"java\"\nimage = \"registry.example/team/jdk:21\"\n")
+                .err()
+                .unwrap()
+                .to_string();
+        assert!(err.contains("no `version`"), "{err}");
+    }
+
+    #[test]
+    fn an_images_caches_are_named_after_its_repository() {
+        let project =
+            parsed("[toolchain]\nimage = \"node:22\"\n[caches]\nnpm = \"~/.npm\"\n").unwrap();
+        assert_eq!(project.caches[0].group, "image-docker.io_library_node");
+        assert_eq!(
+            image_cache_group("127.0.0.1:5000/team/app:1"),
+            "image-127.0.0.1_5000_team_app"
+        );
+        assert!(!image_cache_group("../../x").contains('/'));
     }
 }
