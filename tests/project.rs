@@ -182,6 +182,29 @@ fn init_writes_a_template_guessed_from_the_projects_files() {
         stderr.contains("go, java, node, php, python, rust"),
         "{stderr}"
     );
+    // The project's own files name the version, and the output says which decided.
+    env.write(
+        "project/pom.xml",
+        "<project><properties><maven.compiler.release>17</maven.compiler.release></properties></project>",
+    );
+    let out = env.run(&["init", "--force"]);
+    assert!(
+        text(&out.stderr)
+            .contains("pom.xml (<maven.compiler.release>) asks for java `17`: version 17"),
+        "{}",
+        text(&out.stderr)
+    );
+    let toml = std::fs::read_to_string(env.path().join("project/sandbox.toml")).unwrap();
+    assert!(toml.contains("name = \"java\"\nversion = \"17\""), "{toml}");
+    env.write("project/.tool-versions", "java 8.0.392\n");
+    env.write("project/pom.xml", "<project/>");
+    let out = env.run(&["init", "--force", "java"]);
+    assert!(
+        text(&out.stderr).contains(".tool-versions (java) asks for java `8.0.392`: version 8"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_file(env.path().join("project/.tool-versions")).unwrap();
     // Nothing to guess from.
     std::fs::remove_file(env.path().join("project/pom.xml")).unwrap();
     std::fs::remove_file(env.path().join("project/sandbox.toml")).unwrap();

@@ -12,5 +12,6 @@ pub mod setup;
 pub mod templates;
 pub mod trust;
 pub mod user;
+pub mod version_hints;
 
 pub use error::ConfigError;

@@ -31,7 +31,7 @@ fn choose(
             "found {file}: using the {} template ({})",
             template.name, template.description
         ));
-        let version = template.default.clone();
+        let version = hinted_version(&template, dir, progress);
         return Ok((template, version));
     };
     let (name, version) = match asked.split_once('@') {
@@ -45,7 +45,7 @@ fn choose(
             templates::names().join(", ")
         )),
     })?;
-    let version = version.map_or_else(|| template.default.clone(), str::to_owned);
+    let version = version.map_or_else(|| hinted_version(&template, dir, progress), str::to_owned);
     if !template.versions.contains_key(&version) {
         return Err(CliError::Usage {
             message: format!("{} has no version `{version}`", template.name),
@@ -59,20 +59,51 @@ fn choose(
     Ok((template, version))
 }
 
+/// The version the project's own files ask for (`.nvmrc`, `requires-python`, ...), said with
+/// the file that decided; else the template's default.
+fn hinted_version(template: &Template, dir: &std::path::Path, progress: &Progress) -> String {
+    use crate::config::version_hints;
+    let Some(hint) = version_hints::find(dir, &template.name) else {
+        return template.default.clone();
+    };
+    match version_hints::matching(template, &hint.asked) {
+        Some(version) => {
+            progress.line(&format!(
+                "{} asks for {} `{}`: version {version}",
+                hint.file, template.name, hint.asked
+            ));
+            version
+        }
+        None => {
+            progress.line(&format!(
+                "{} asks for {} `{}`, which the template has no image for ({}); using {}",
+                hint.file,
+                template.name,
+                hint.asked,
+                template.versions_sorted().join(", "),
+                template.default
+            ));
+            template.default.clone()
+        }
+    }
+}
+
 /// The sandbox.toml text for `template` at `version`, with every key explained.
 pub fn render(template: &Template, version: &str) -> String {
     format!(
         r#"# sandbox.toml: this project's sandbox, for `sandbox enter` and `sandbox run -- CMD`.
 {init}
 #
-# setup = ["..."]        shell steps run once as root, with network; the result is a layer
-#                        reused until the steps, env or image change
+# setup = ["..."]        shell steps run once as root, with network; each step's result is a
+#                        layer, rebuilt from the first step that changed (or env or image);
+#                        {{ copy = "FILE", to = "/PATH" }} brings a project file in
 # workdir = "."          where commands start, relative to this directory
 
 [toolchain]
 name = "{name}"
 version = "{version}"          # {name} versions: {versions}
-# image = "REF"          instead of name and version: any image, e.g. {image}
+# image = "REF"          any image, e.g. {image}: alone, or with name and
+#                        version for this template's env and caches on it
 
 [env]
 # NAME = "value"         set inside, after the image's and the template's own
@@ -82,8 +113,8 @@ version = "{version}"          # {name} versions: {versions}
 # ports = ["8080:8080"]  [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], on 127.0.0.1 by default
 # host_loopback = false  reach the host's 127.0.0.1 services (needs `sandbox trust`)
 
-[limits]
-# memory = "2g"          (parsed and checked; not applied yet)
+[limits]                 # through a cgroup delegated to you (`sandbox doctor` says how)
+# memory = "2g"
 # cpus = 1.5
 # pids = 512
 "#,

@@ -1,0 +1,293 @@
+//! The version a project already says it wants, for `sandbox init`: `.python-version`,
+//! `requires-python`, `.nvmrc`, `engines.node`, `maven.compiler.release`/`<java.version>`,
+//! composer.json's `require.php`, go.mod's `go` line, `rust-toolchain(.toml)` and
+//! `.tool-versions` (asdf, mise). Files are the project's (untrusted): read size-capped, and
+//! only a version-shaped string is taken from them.
+
+use std::path::Path;
+
+use super::templates::Template;
+
+/// The most read of a hint file.
+const LIMIT: u64 = 256 * 1024;
+
+/// A version the project asks for and the file that says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hint {
+    /// As written (`3.11.4`, `>=18`, `^8.2`).
+    pub asked: String,
+    pub file: String,
+}
+
+fn read(dir: &Path, name: &str) -> Option<String> {
+    super::files::read_optional(&dir.join(name), LIMIT)
+        .ok()
+        .flatten()
+}
+
+/// The first `major[.minor[.patch]]` in `text` (after any `v`, `^`, `~`, `>=`, `==`).
+pub fn version_in(text: &str) -> Option<String> {
+    let start = text.find(|c: char| c.is_ascii_digit())?;
+    let version: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let version = version.trim_end_matches('.').to_owned();
+    (!version.is_empty()).then_some(version)
+}
+
+/// `.tool-versions` names for each template.
+fn tool_names(template: &str) -> &'static [&'static str] {
+    match template {
+        "python" => &["python"],
+        "node" => &["nodejs", "node"],
+        "java" => &["java"],
+        "php" => &["php"],
+        "go" => &["golang", "go"],
+        "rust" => &["rust"],
+        _ => &[],
+    }
+}
+
+/// The hint for `template` in the project at `dir`, the most specific file first.
+pub fn find(dir: &Path, template: &str) -> Option<Hint> {
+    let hint = |asked: String, file: &str| {
+        Some(Hint {
+            asked,
+            file: file.to_owned(),
+        })
+    };
+    let line_in = |file: &str, prefix: &str| -> Option<String> {
+        read(dir, file)?
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()))
+    };
+    let from = match template {
+        "python" => read(dir, ".python-version")
+            .and_then(|t| t.lines().next().map(str::to_owned))
+            .and_then(|v| hint(v.trim().to_owned(), ".python-version"))
+            .or_else(|| {
+                line_in("pyproject.toml", "requires-python").and_then(|v| {
+                    hint(
+                        v.trim_start_matches([' ', '='])
+                            .trim_matches('"')
+                            .to_owned(),
+                        "pyproject.toml (requires-python)",
+                    )
+                })
+            }),
+        "node" => read(dir, ".nvmrc")
+            .and_then(|t| t.lines().next().map(str::to_owned))
+            .and_then(|v| hint(v.trim().to_owned(), ".nvmrc"))
+            .or_else(|| {
+                let json: serde_json::Value =
+                    serde_json::from_str(&read(dir, "package.json")?).ok()?;
+                let node = json.get("engines")?.get("node")?.as_str()?.to_owned();
+                hint(node, "package.json (engines.node)")
+            }),
+        "java" => {
+            let pom = read(dir, "pom.xml");
+            let tag = |name: &str| {
+                let text = pom.as_ref()?;
+                let open = format!("<{name}>");
+                let start = text.find(&open)? + open.len();
+                let end = text[start..].find('<')? + start;
+                Some(text[start..end].trim().to_owned())
+            };
+            [
+                "maven.compiler.release",
+                "java.version",
+                "maven.compiler.source",
+            ]
+            .iter()
+            .find_map(|name| tag(name).and_then(|v| hint(v, &format!("pom.xml (<{name}>)"))))
+            .or_else(|| {
+                ["build.gradle.kts", "build.gradle"]
+                    .iter()
+                    .find_map(|file| {
+                        let text = read(dir, file)?;
+                        let at = text
+                            .find("JavaLanguageVersion.of(")
+                            .map(|i| i + "JavaLanguageVersion.of(".len())
+                            .or_else(|| {
+                                text.find("JavaVersion.VERSION_")
+                                    .map(|i| i + "JavaVersion.VERSION_".len())
+                            })?;
+                        hint(
+                            text[at..]
+                                .chars()
+                                .take(8)
+                                .collect::<String>()
+                                .replace('_', "."),
+                            file,
+                        )
+                    })
+            })
+        }
+        "php" => {
+            let json: serde_json::Value =
+                serde_json::from_str(&read(dir, "composer.json")?).ok()?;
+            let php = json.get("require")?.get("php")?.as_str()?.to_owned();
+            hint(php, "composer.json (require.php)")
+        }
+        "go" => line_in("go.mod", "go ").and_then(|v| hint(v, "go.mod (go)")),
+        "rust" => line_in("rust-toolchain.toml", "channel")
+            .map(|v| {
+                v.trim_start_matches([' ', '='])
+                    .trim_matches('"')
+                    .to_owned()
+            })
+            .and_then(|v| hint(v, "rust-toolchain.toml (channel)"))
+            .or_else(|| {
+                read(dir, "rust-toolchain")
+                    .and_then(|t| t.lines().next().map(str::to_owned))
+                    .and_then(|v| hint(v.trim().to_owned(), "rust-toolchain"))
+            }),
+        _ => None,
+    };
+    from.or_else(|| {
+        let text = read(dir, ".tool-versions")?;
+        text.lines().find_map(|line| {
+            let mut words = line.split_whitespace();
+            let tool = words.next()?;
+            let version = words.next()?;
+            tool_names(template).contains(&tool).then(|| Hint {
+                asked: version.to_owned(),
+                file: format!(".tool-versions ({tool})"),
+            })
+        })
+    })
+}
+
+/// The template version `asked` means: the same, else its `major.minor`, else its major;
+/// `None` when the template has no image for it.
+pub fn matching(template: &Template, asked: &str) -> Option<String> {
+    let version = version_in(asked)?;
+    let parts: Vec<&str> = version.split('.').collect();
+    (1..=parts.len())
+        .rev()
+        .map(|n| parts[..n].join("."))
+        .find(|candidate| template.versions.contains_key(candidate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            fs_err::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    /// (template, project files, version chosen, the file that decided).
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+
+    #[test]
+    fn each_projects_file_names_the_version_and_the_template_maps_it() {
+        let table: &[Case] = &[
+            (
+                "python",
+                &[(".python-version", "3.11.4\n")],
+                "3.11",
+                ".python-version",
+            ),
+            (
+                "python",
+                &[(
+                    "pyproject.toml",
+                    "[project]\nrequires-python = \">=3.10\"\n",
+                )],
+                "3.10",
+                "pyproject.toml (requires-python)",
+            ),
+            ("node", &[(".nvmrc", "v20.11.1\n")], "20", ".nvmrc"),
+            (
+                "node",
+                &[("package.json", "{\"engines\": {\"node\": \">=18\"}}")],
+                "18",
+                "package.json (engines.node)",
+            ),
+            (
+                "java",
+                &[(
+                    "pom.xml",
+                    "<properties><maven.compiler.release>17</maven.compiler.release></properties>",
+                )],
+                "17",
+                "pom.xml (<maven.compiler.release>)",
+            ),
+            (
+                "java",
+                &[(
+                    "pom.xml",
+                    "<properties><java.version>11</java.version></properties>",
+                )],
+                "11",
+                "pom.xml (<java.version>)",
+            ),
+            (
+                "java",
+                &[(
+                    "build.gradle.kts",
+                    "java { toolchain { languageVersion = JavaLanguageVersion.of(21) } }",
+                )],
+                "21",
+                "build.gradle.kts",
+            ),
+            (
+                "php",
+                &[("composer.json", "{\"require\": {\"php\": \"^8.2\"}}")],
+                "8.2",
+                "composer.json (require.php)",
+            ),
+            (
+                "go",
+                &[("go.mod", "module x\n\ngo 1.22.3\n")],
+                "1.22",
+                "go.mod (go)",
+            ),
+            (
+                "rust",
+                &[("rust-toolchain.toml", "[toolchain]\nchannel = \"1.79.0\"\n")],
+                "1.79",
+                "rust-toolchain.toml (channel)",
+            ),
+            (
+                "rust",
+                &[("rust-toolchain", "1.80\n")],
+                "1.80",
+                "rust-toolchain",
+            ),
+            (
+                "node",
+                &[(".tool-versions", "python 3.12.1\nnodejs 18.19.0\n")],
+                "18",
+                ".tool-versions (nodejs)",
+            ),
+        ];
+        for (name, files, version, file) in table {
+            let dir = project(files);
+            let template = super::super::templates::find(name).unwrap().unwrap();
+            let hint = find(dir.path(), name).unwrap_or_else(|| panic!("{name}: {files:?}"));
+            assert_eq!(hint.file, *file, "{name}");
+            assert_eq!(
+                matching(&template, &hint.asked).as_deref(),
+                Some(*version),
+                "{name}: {hint:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_version_the_template_lacks_or_a_name_gives_none() {
+        let node = super::super::templates::find("node").unwrap().unwrap();
+        assert_eq!(matching(&node, "16.20.0"), None);
+        assert_eq!(matching(&node, "lts/iron"), None);
+        let rust = super::super::templates::find("rust").unwrap().unwrap();
+        assert_eq!(matching(&rust, "stable"), None);
+        assert_eq!(find(project(&[]).path(), "go"), None);
+    }
+}
