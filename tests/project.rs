@@ -424,9 +424,7 @@ fn a_template_runs_on_the_users_own_image() {
     write_project(
         &env,
         "project",
-        &format!(
-            "[toolchain]\nname = \"php\"\nversion = \"8.2\"\nimage = \"docker.io/team/php:custom\"\n[network]\nmode = \"none\"\n"
-        ),
+        "[toolchain]\nname = \"php\"\nversion = \"8.2\"\nimage = \"docker.io/team/php:custom\"\n[network]\nmode = \"none\"\n",
     );
     let out = env.ok(&[
         "run",
