@@ -511,6 +511,61 @@ fn enter_gives_an_interactive_shell_on_a_new_pty() {
     assert_eq!(status.code(), Some(3));
 }
 
+/// `enter` without a terminal says so at once instead of waiting; SIGTERM and SIGHUP to
+/// `enter` end the shell (which ignores SIGTERM) and the session, cleanly.
+#[test]
+fn enter_needs_a_terminal_and_ends_on_sigterm_or_sighup() {
+    let f = fixture();
+    let started = Instant::now();
+    let out = f
+        .env
+        .command(&["enter", "--network", "none", "--image", &f.image])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("stdin is not a terminal")
+            && text(&out.stderr).contains("sandbox run"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    for signal in [libc::SIGTERM, libc::SIGHUP] {
+        let (master, slave) = pty(24, 80);
+        let cmd = f.env.command(&[
+            "enter",
+            "--network",
+            "none",
+            "--image",
+            &f.image,
+            "-e",
+            "PS1=PROMPT> ",
+        ]);
+        let mut child = spawn_on_pty(cmd, &slave);
+        drop(slave);
+        let mut screen = Screen {
+            master: std::fs::File::from(master),
+            seen: String::new(),
+        };
+        screen.expect("PROMPT> ");
+        // SAFETY: a plain kill(2) of the child this test started.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "enter kept running after signal {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(status.code(), Some(128 + libc::SIGHUP), "signal {signal}");
+        assert!(f.env.store_entries("containers").is_empty());
+    }
+}
+
 #[test]
 fn tiocsti_from_inside_cannot_reach_the_host_terminal() {
     let f = fixture();

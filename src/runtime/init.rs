@@ -425,6 +425,15 @@ pub fn signal_fd() -> std::io::Result<sys::SignalFd> {
 }
 
 /// Starts the command, then reaps and forwards until it ends and nothing else runs.
+/// What the command gets for `sig`: an interactive shell ignores SIGTERM, so `enter`'s shell
+/// gets SIGHUP instead, which ends it (and its jobs) as a closed terminal would.
+fn for_command(plan: &LaunchPlan, sig: Signal) -> Signal {
+    match (&plan.process.program, sig) {
+        (crate::runtime::plan::Program::LoginShell, Signal::SIGTERM) => Signal::SIGHUP,
+        _ => sig,
+    }
+}
+
 fn supervise(
     plan: &LaunchPlan,
     status: BorrowedFd<'_>,
@@ -532,7 +541,7 @@ fn event_loop(
                 } else {
                     child
                 };
-                sys::kill(target, sig);
+                sys::kill(target, for_command(plan, sig));
             }
         }
         reap(plan, child, &mut child_code, &mut usage, status);

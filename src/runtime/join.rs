@@ -180,6 +180,7 @@ pub fn run(
     drop(cgroups);
     let session = Session {
         forward_to: child,
+        hang_up_on_term: matches!(plan.program, super::plan::Program::LoginShell),
         status: status_read,
         stdio: ours,
     };

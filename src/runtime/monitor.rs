@@ -37,6 +37,8 @@ pub enum Outcome {
 pub struct Session {
     /// Who to forward signals to (pid 1 for a new container, the command for a join).
     pub forward_to: libc::pid_t,
+    /// SIGTERM goes on as SIGHUP: a joined interactive shell ignores SIGTERM.
+    pub hang_up_on_term: bool,
     pub status: OwnedFd,
     /// The terminal, the captured output and the relayed streams.
     pub stdio: MonitorSide,
@@ -240,6 +242,8 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     state::write(&container, &record)?;
     let session = Session {
         forward_to: pid,
+        // pid 1 turns it into SIGHUP for a shell itself.
+        hang_up_on_term: false,
         status: status_read,
         stdio: ours,
     };
@@ -531,6 +535,9 @@ fn wait_for(
                             return Ok((not_started.unwrap_or(Outcome::Exited(code)), false, None));
                         }
                     }
+                }
+                (Signal::SIGTERM, _) if session.hang_up_on_term => {
+                    sys::kill(session.forward_to, Signal::SIGHUP);
                 }
                 (sig, _) if FORWARDED.contains(&sig) => {
                     sys::kill(session.forward_to, sig);

@@ -378,5 +378,16 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<u8, CliError> {
 }
 
 pub fn enter(global: &GlobalArgs, args: &EnterArgs) -> Result<u8, CliError> {
+    // An interactive shell on something that is not a terminal would wait for input that
+    // never comes: say so at once.
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage {
+            message: "sandbox enter opens an interactive shell, and stdin is not a terminal".into(),
+            hint: Some(
+                "run commands with `sandbox run -- CMD`, or a script with `sandbox run -- sh < script.sh`"
+                    .into(),
+            ),
+        });
+    }
     launch(global, &args.sandbox, Program::LoginShell, Stdio::Terminal)
 }
