@@ -511,6 +511,23 @@ fn enter_gives_an_interactive_shell_on_a_new_pty() {
     assert_eq!(status.code(), Some(3));
 }
 
+/// `sandbox run CMD` needs no `--`: the first word that is not sandbox's option starts it.
+#[test]
+fn a_command_runs_without_the_double_dash() {
+    let f = fixture();
+    let out = f.env.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--image",
+        &f.image,
+        "echo",
+        "-n",
+        "--network",
+    ]);
+    assert_eq!(out, "--network");
+}
+
 /// `enter` without a terminal says so at once instead of waiting; SIGTERM and SIGHUP to
 /// `enter` end the shell (which ignores SIGTERM) and the session, cleanly.
 #[test]

@@ -377,8 +377,14 @@ fn parse_capabilities(text: &str) -> Result<Vec<caps::Capability>, String> {
 pub struct RunArgs {
     #[command(flatten)]
     pub sandbox: SandboxArgs,
-    /// The command and its arguments, after `--`
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The command and its arguments: the first word that is not an option of sandbox's
+    /// starts it (`sandbox run node -v`); `--` before it still works
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 
@@ -403,4 +409,52 @@ pub struct StopArgs {
     /// Seconds to wait after SIGTERM before SIGKILL
     #[arg(short, long, default_value_t = 10)]
     pub time: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn command_of(args: &[&str]) -> Vec<String> {
+        match Cli::try_parse_from(args).unwrap().command {
+            Command::Run(run) => run.command,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_first_word_that_is_no_option_starts_the_command() {
+        assert_eq!(
+            command_of(&["sandbox", "run", "node", "-v"]),
+            ["node", "-v"]
+        );
+        assert_eq!(
+            command_of(&[
+                "sandbox",
+                "run",
+                "--network",
+                "none",
+                "--",
+                "ls",
+                "--",
+                "-l"
+            ]),
+            ["ls", "--", "-l"]
+        );
+        assert_eq!(
+            command_of(&[
+                "sandbox",
+                "-v",
+                "run",
+                "-e",
+                "A=1",
+                "make",
+                "--network",
+                "x"
+            ]),
+            ["make", "--network", "x"]
+        );
+        assert!(Cli::try_parse_from(["sandbox", "run"]).is_err());
+    }
 }
