@@ -414,7 +414,6 @@ pub struct StopArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
 
     fn command_of(args: &[&str]) -> Vec<String> {
         match Cli::try_parse_from(args).unwrap().command {
