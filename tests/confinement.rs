@@ -218,7 +218,7 @@ fn the_default_seccomp_filter_denies_what_reaches_the_host_kernel() {
     }
     // The escape hatch turns it off, and -v says so.
     let out = f.run(
-        &["-v", "--security-opt", "seccomp=unconfined"],
+        &["--verbose", "--security-opt", "seccomp=unconfined"],
         &["confine", "denied"],
     );
     assert!(

@@ -528,6 +528,66 @@ fn a_command_runs_without_the_double_dash() {
     assert_eq!(out, "--network");
 }
 
+/// `-v HOST:CONTAINER[:ro]` mounts a host dir (read-only when asked), `--env-file` reads
+/// variables before `-e`, and a bad line is named with its file and line.
+#[test]
+fn volumes_and_env_files_are_the_users_own_flags() {
+    let f = fixture();
+    let data = f.env.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("in.txt"), "from the host\n").unwrap();
+    f.env.give_to_user(&data);
+    let env_file = f.env.write(
+        "vars.env",
+        "# settings\nAPI=http://localhost:8080\n\nMODE=dev\n",
+    );
+    let ro = format!("{}:/data:ro", data.display());
+    let rw = format!("{}:/rw", data.display());
+    let env_file_arg = env_file.display().to_string();
+    let out = f.env.run(&[
+        "run", "--network", "none", "--image", &f.image, "-v", &ro, "-v", &rw,
+        "--env-file", &env_file_arg, "-e", "MODE=prod", "--", "sh", "-c",
+        "cat /data/in.txt; touch /data/x 2>/dev/null && echo ro-written; echo made > /rw/out.txt; echo $API $MODE",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "from the host\nhttp://localhost:8080 prod\n"
+    );
+    let made = data.join("out.txt");
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "made\n");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&made).unwrap()),
+        f.env.uid()
+    );
+    let bad = f.env.write("bad.env", "OK=1\nnot a variable\n");
+    let stderr = f.env.fails(&[
+        "run",
+        "--network",
+        "none",
+        "--image",
+        &f.image,
+        "--env-file",
+        &bad.display().to_string(),
+        "true",
+    ]);
+    assert!(
+        stderr.contains("bad.env:2:") && stderr.contains("not KEY=VALUE"),
+        "{stderr}"
+    );
+    let stderr = f.env.fails(&[
+        "run",
+        "--network",
+        "none",
+        "--image",
+        &f.image,
+        "-v",
+        "/no/such/dir:/x",
+        "true",
+    ]);
+    assert!(stderr.contains("/no/such/dir does not exist"), "{stderr}");
+}
+
 /// `enter` without a terminal says so at once instead of waiting; SIGTERM and SIGHUP to
 /// `enter` end the shell (which ignores SIGTERM) and the session, cleanly.
 #[test]

@@ -11,11 +11,15 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// Explain what is being done (`-v` before the subcommand; `--verbose` anywhere): after
+    /// run and enter, `-v` mounts a volume as in podman
+    #[arg(short = 'v')]
+    pub verbose_short: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct GlobalArgs {
     /// The image store [default: $XDG_DATA_HOME/sandbox]
     #[arg(long, global = true, env = "SANDBOX_ROOT", value_name = "DIR")]
@@ -24,7 +28,7 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Explain what is being done
-    #[arg(short, long, global = true)]
+    #[arg(long, global = true)]
     pub verbose: bool,
     /// The project's sandbox.toml [default: the nearest one at or above the current dir]
     #[arg(long, global = true, env = "SANDBOX_CONFIG", value_name = "FILE")]
@@ -293,6 +297,14 @@ pub struct SandboxArgs {
     /// Set an environment variable inside (repeatable)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
+    /// Read variables from a file: KEY=VALUE lines (KEY alone: your value of it), `#` comments;
+    /// before -e (repeatable)
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Mount a file or dir of the host: HOST[:CONTAINER][:ro] (CONTAINER defaults to HOST)
+    /// (repeatable)
+    #[arg(short = 'v', long = "volume", value_name = "HOST[:CONTAINER][:ro]", value_parser = parse_volume)]
+    pub volumes: Vec<Volume>,
     /// Run as root inside the sandbox instead of as yourself
     #[arg(long)]
     pub as_root: bool,
@@ -334,6 +346,56 @@ pub struct SandboxArgs {
     /// Loosen confinement: `seccomp=unconfined` runs without the default seccomp filter
     #[arg(long = "security-opt", value_name = "OPT", value_parser = parse_security_opt)]
     pub security_opt: Vec<SecurityOpt>,
+}
+
+/// A `-v` mount, as given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Volume {
+    pub host: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// `HOST[:CONTAINER][:ro|rw]`: the container path absolute without `..`.
+fn parse_volume(text: &str) -> Result<Volume, String> {
+    let mut parts: Vec<&str> = text.split(':').collect();
+    let mut read_only = false;
+    if let Some(last) = parts.last().filter(|_| parts.len() > 1) {
+        match *last {
+            "ro" => {
+                read_only = true;
+                parts.pop();
+            }
+            "rw" => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    let (host, target) = match parts.as_slice() {
+        [host] => (*host, *host),
+        [host, target] => (*host, *target),
+        _ => return Err(format!("`{text}` is not HOST[:CONTAINER][:ro]")),
+    };
+    if host.is_empty() {
+        return Err("the host path is empty".into());
+    }
+    let target = std::path::Path::new(target);
+    let absolute_in_image = target.is_absolute()
+        && !target
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+    if !absolute_in_image {
+        return Err(format!(
+            "the path inside, `{}`, must be absolute and without `..`",
+            target.display()
+        ));
+    }
+    Ok(Volume {
+        host: PathBuf::from(host),
+        target: target.to_owned(),
+        read_only,
+    })
 }
 
 fn parse_memory(text: &str) -> Result<u64, String> {
@@ -418,6 +480,28 @@ mod tests {
     fn command_of(args: &[&str]) -> Vec<String> {
         match Cli::try_parse_from(args).unwrap().command {
             Command::Run(run) => run.command,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn volumes_read_as_podman_writes_them() {
+        let v = parse_volume("/srv/data:/data:ro").unwrap();
+        assert_eq!(
+            (v.host.to_str(), v.target.to_str(), v.read_only),
+            (Some("/srv/data"), Some("/data"), true)
+        );
+        let v = parse_volume("./cache").unwrap_err();
+        assert!(v.contains("must be absolute"), "{v}");
+        let v = parse_volume("/srv/x:ro").unwrap();
+        assert_eq!((v.target.to_str(), v.read_only), (Some("/srv/x"), true));
+        assert!(parse_volume("/a:/b/../etc").is_err());
+        assert!(parse_volume("/a:/b:/c:ro").is_err());
+        // -v after run is a volume; before it, verbose.
+        let cli = Cli::try_parse_from(["sandbox", "-v", "run", "-v", "/tmp:/x", "true"]).unwrap();
+        assert!(cli.verbose_short);
+        match cli.command {
+            Command::Run(run) => assert_eq!(run.sandbox.volumes[0].target, PathBuf::from("/x")),
             other => panic!("{other:?}"),
         }
     }

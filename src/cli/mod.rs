@@ -54,7 +54,9 @@ pub fn main() -> ExitCode {
 
 /// Runs the command; `Ok` carries the exit status (the command's own for run and enter).
 fn dispatch(cli: &Cli) -> Result<u8, CliError> {
-    let global = &cli.global;
+    let mut global = cli.global.clone();
+    global.verbose |= cli.verbose_short;
+    let global = &global;
     match &cli.command {
         Command::Run(args) => return commands::run::run(global, args),
         Command::Doctor(args) => return commands::doctor::run(global, args),

@@ -68,6 +68,63 @@ pub fn project_inputs(config: Option<&Project>, cwd: &Path) -> ProjectInputs {
     }
 }
 
+/// `--env-file` files, then `-e`.
+fn environment_flags(args: &SandboxArgs) -> Result<Vec<(String, String)>, CliError> {
+    let mut env = Vec::new();
+    for file in &args.env_files {
+        let text = crate::config::files::read(file, crate::config::files::SMALL)?;
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = match line.split_once('=') {
+                Some((key, value)) => (key, Some(value.to_owned())),
+                None => (line, None),
+            };
+            if !crate::config::setup::is_variable_name(key) {
+                return Err(CliError::Usage {
+                    message: format!(
+                        "{}:{}: `{line}` is not KEY=VALUE",
+                        file.display(),
+                        number + 1
+                    ),
+                    hint: Some("one variable per line, e.g. API_URL=http://localhost:8080".into()),
+                });
+            }
+            // KEY alone: the value it has here, if any (as docker reads an env file).
+            if let Some(value) = value.or_else(|| std::env::var(key).ok()) {
+                env.push((key.to_owned(), value));
+            }
+        }
+    }
+    env.extend(args.env.iter().cloned());
+    Ok(env)
+}
+
+/// `-v` mounts: the host path (relative to the current dir) must exist.
+fn volumes(
+    asked: &[crate::cli::args::Volume],
+    cwd: &Path,
+) -> Result<Vec<crate::runtime::plan::ForwardMount>, CliError> {
+    asked
+        .iter()
+        .map(|v| {
+            let host = cwd.join(&v.host);
+            let meta = fs_err::metadata(&host).map_err(|_| CliError::Usage {
+                message: format!("-v {}: {} does not exist", v.host.display(), host.display()),
+                hint: Some("create it first; sandbox does not make host paths".into()),
+            })?;
+            Ok(crate::runtime::plan::ForwardMount {
+                source: host,
+                target: v.target.clone(),
+                dir: meta.is_dir(),
+                read_only: v.read_only,
+            })
+        })
+        .collect()
+}
+
 /// What of the host's the user's config (and a trusted sandbox.toml) forwards, found on the
 /// host; what is missing is said and left out.
 fn forwarded(config: Option<&Project>, progress: &Progress) -> Result<plan::Forwarded, CliError> {
@@ -240,7 +297,7 @@ fn launch(
         program,
         stdio,
         as_root: args.as_root,
-        env: args.env.clone(),
+        env: environment_flags(args)?,
         network: args.network.map(Into::into),
         publish: args.publish.clone(),
         host_loopback: args.host_loopback,
@@ -259,7 +316,10 @@ fn launch(
             required: args.require_limits,
         },
         stats: args.stats,
-        forward: forwarded(config.as_ref(), &progress)?,
+        forward: plan::Forwarded {
+            volumes: volumes(&args.volumes, &cwd)?,
+            ..forwarded(config.as_ref(), &progress)?
+        },
         home: if args.fresh_home {
             None
         } else {

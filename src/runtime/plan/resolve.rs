@@ -49,6 +49,8 @@ pub struct Forwarded {
     pub ssh_agent: Option<PathBuf>,
     /// (file or dir on the host, where inside: absolute or `~/...`, whether a dir), read-only.
     pub paths: Vec<(PathBuf, String, bool)>,
+    /// `-v HOST:CONTAINER[:ro]`, the user's own flags.
+    pub volumes: Vec<super::ForwardMount>,
 }
 
 /// What the project's sandbox.toml says (all empty without one: `--image`).
@@ -308,6 +310,7 @@ fn forward_mounts(forward: &Forwarded, home: &Path) -> Vec<super::ForwardMount> 
             read_only: true,
         });
     }
+    mounts.extend(forward.volumes.iter().cloned());
     mounts
 }
 

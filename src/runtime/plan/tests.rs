@@ -680,6 +680,7 @@ fn forwarded_things_are_bound_for_commands_with_the_agents_variable() {
     request.forward = super::Forwarded {
         ssh_agent: Some("/tmp/ssh-x/agent.1".into()),
         paths: vec![("/home/dev/.gitconfig".into(), "~/.gitconfig".into(), false)],
+        volumes: Vec::new(),
     };
     let command = plan(&project(), &request);
     let forward = &command.rootfs.forward;
