@@ -143,7 +143,7 @@ pub enum CacheCommand {
     /// Remove a cache (`TOOLCHAIN/NAME`, or NAME when only one toolchain has it)
     Rm {
         /// The cache to remove
-        #[arg(value_name = "NAME", required = true)]
+        #[arg(value_name = "NAME", required = true, add = clap_complete::engine::ArgValueCompleter::new(cache_names))]
         names: Vec<String>,
     },
 }
@@ -178,13 +178,75 @@ impl CompletionShell {
     }
 }
 
+/// The store, as completion finds it (no command line was parsed).
+fn store_root_for_completion() -> Option<PathBuf> {
+    std::env::var_os("SANDBOX_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| dirs::data_dir().map(|d| d.join("sandbox")))
+}
+
+/// Stored images' references, for completing `rmi`, `pull` and `--image`: read from the
+/// store's records, nothing pulled.
+fn stored_images(current: &std::ffi::OsStr) -> Vec<clap_complete::engine::CompletionCandidate> {
+    let prefix = current.to_string_lossy();
+    let Some(root) = store_root_for_completion().filter(|r| r.join("images").is_dir()) else {
+        return Vec::new();
+    };
+    let Ok(store) = crate::image::store::Store::open(&root) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = store
+        .images()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.reference)
+        .collect();
+    // `busybox` completes as well as `docker.io/library/busybox:latest`.
+    let short: Vec<String> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("docker.io/library/").map(str::to_owned))
+        .collect();
+    names.extend(short);
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| n.starts_with(prefix.as_ref()))
+        .map(clap_complete::engine::CompletionCandidate::new)
+        .collect()
+}
+
+/// Cache names (`TOOLCHAIN/NAME`), for completing `cache rm`.
+fn cache_names(current: &std::ffi::OsStr) -> Vec<clap_complete::engine::CompletionCandidate> {
+    let prefix = current.to_string_lossy();
+    let Some(root) = dirs::cache_dir().map(|d| d.join("sandbox").join("caches")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for group in fs_err::read_dir(&root).into_iter().flatten().flatten() {
+        for name in fs_err::read_dir(group.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let full = format!(
+                "{}/{}",
+                group.file_name().to_string_lossy(),
+                name.file_name().to_string_lossy()
+            );
+            if full.starts_with(prefix.as_ref()) {
+                out.push(clap_complete::engine::CompletionCandidate::new(full));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.get_value().cmp(b.get_value()));
+    out
+}
+
 /// Running containers' ids, for completing `sandbox stop`.
 fn running_ids(current: &std::ffi::OsStr) -> Vec<clap_complete::engine::CompletionCandidate> {
     let prefix = current.to_string_lossy();
-    let root = std::env::var_os("SANDBOX_ROOT")
-        .map(PathBuf::from)
-        .or_else(|| dirs::data_dir().map(|d| d.join("sandbox")));
-    let Some(root) = root else {
+    let Some(root) = store_root_for_completion() else {
         return Vec::new();
     };
     crate::runtime::state::running(&root.join("containers"))
@@ -201,6 +263,7 @@ fn running_ids(current: &std::ffi::OsStr) -> Vec<clap_complete::engine::Completi
 pub struct PullArgs {
     /// Image reference, e.g. `busybox`, `127.0.0.1:5000/library/busybox:1.36`, `repo@sha256:...`
     /// [default: the project's image]
+    #[arg(add = clap_complete::engine::ArgValueCompleter::new(stored_images))]
     pub reference: Option<String>,
 }
 
@@ -214,7 +277,7 @@ pub struct ImagesArgs {
 #[derive(Debug, Args)]
 pub struct RmiArgs {
     /// Image references to remove
-    #[arg(required = true)]
+    #[arg(required = true, add = clap_complete::engine::ArgValueCompleter::new(stored_images))]
     pub references: Vec<String>,
 }
 
@@ -282,7 +345,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// The image to run, e.g. `docker.io/library/debian:bookworm` (pulled if missing)
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", add = clap_complete::engine::ArgValueCompleter::new(stored_images))]
     pub image: Option<String>,
     /// Network mode [default: pasta if installed, else slirp4netns]
     #[arg(long, value_enum)]
