@@ -25,6 +25,10 @@ install -D -m 0644 completions/sandbox.bash "$bash_dir/sandbox"
 install -D -m 0644 completions/_sandbox "$zsh_dir/_sandbox"
 install -D -m 0644 completions/sandbox.fish "$fish_dir/sandbox.fish"
 echo "installed completions for bash ($bash_dir), zsh ($zsh_dir) and fish ($fish_dir)"
+# Man pages (checked in under man/, generated from the same definitions as --help).
+if [ "$(id -u)" = 0 ]; then man_dir=/usr/local/share/man/man1; else man_dir=${XDG_DATA_HOME:-$HOME/.local/share}/man/man1; fi
+install -D -m 0644 -t "$man_dir" man/*.1
+echo "installed man pages in $man_dir (man sandbox, man sandbox-run, ...)"
 
 work=$(mktemp -d /tmp/sandbox-demo.XXXXXX)
 chmod 0755 "$work"

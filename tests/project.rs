@@ -829,6 +829,37 @@ fn workdir_config_flag_and_container_id_completion() {
 
 /// The checked-in scripts are what the binary prints, and the binary completes toolchains.
 #[test]
+fn man_pages_are_current() {
+    let env = TestEnv::new();
+    let fresh = env.path().join("man");
+    env.ok(&["man", &fresh.display().to_string()]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let names = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(&root),
+        names(&fresh),
+        "man/ is stale: regenerate it with `sandbox man man`"
+    );
+    for name in names(&fresh) {
+        assert_eq!(
+            std::fs::read_to_string(root.join(&name)).unwrap(),
+            std::fs::read_to_string(fresh.join(&name)).unwrap(),
+            "man/{name} is stale: regenerate it with `sandbox man man`"
+        );
+    }
+    assert!(std::fs::read_to_string(fresh.join("sandbox-run.1"))
+        .unwrap()
+        .contains("\\-\\-fresh\\-home"));
+}
+
+#[test]
 fn completions_are_current() {
     let env = TestEnv::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");

@@ -75,6 +75,8 @@ pub enum Command {
     Setup(SetupCommand),
     /// Print a shell completion script (also checked in under completions/)
     Completions(CompletionsArgs),
+    /// Write the man pages (sandbox.1, sandbox-SUBCOMMAND.1) into DIR (also checked in under man/)
+    Man(ManArgs),
     /// Check what this host gives a sandbox, and print the fix for each missing piece
     Doctor(DoctorArgs),
     /// Show running sandboxes' CPU, memory, pids, network and block I/O (every second)
@@ -152,6 +154,13 @@ pub enum CacheCommand {
 pub enum SetupCommand {
     /// List the project's setup steps with their layers (size, age), and what an edit superseded
     Ls,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Where to write them
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

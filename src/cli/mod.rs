@@ -77,6 +77,7 @@ fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Cache(command) => commands::cache::run(command),
         Command::Setup(command) => commands::setup::run(global, command),
         Command::Completions(args) => commands::completions::run(args),
+        Command::Man(args) => commands::completions::man(args),
         Command::Stats(args) => commands::stats::run(global, args),
     }?;
     Ok(0)

@@ -28,3 +28,13 @@ pub fn run(args: &CompletionsArgs) -> Result<(), CliError> {
     std::io::stdout().lock().write_all(&bytes)?;
     Ok(())
 }
+
+/// `sandbox man DIR`: the man pages, from the same clap definition as `--help`.
+#[allow(clippy::print_stdout)]
+pub fn man(args: &crate::cli::args::ManArgs) -> Result<(), CliError> {
+    use clap::CommandFactory as _;
+    fs_err::create_dir_all(&args.dir)?;
+    clap_mangen::generate_to(crate::cli::args::Cli::command(), &args.dir)?;
+    println!("wrote the man pages to {}", args.dir.display());
+    Ok(())
+}
