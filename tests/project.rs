@@ -677,6 +677,37 @@ fn the_lock_pins_the_image_and_locked_refuses_after_an_edit() {
         "/etc/image-version",
     ];
     assert_eq!(env.ok(&cat), "first\n");
+    // Not stored any more: the pinned digest is pulled and stored under the tag it came from,
+    // one entry in `images`, not a second `repo@sha256:...`.
+    env.ok(&["rmi", "docker.io/library/php:8.3-cli"]);
+    assert_eq!(env.ok(&cat), "first\n");
+    let images: serde_json::Value = serde_json::from_str(&env.ok(&["images", "--json"])).unwrap();
+    let images = images.as_array().unwrap();
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0]["reference"], "docker.io/library/php:8.3-cli");
+    // `ps` names it by its tag and a short digest.
+    let mut running = env
+        .command(&["run", "--locked", "--network", "none", "--", "sleep", "20"])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let shown = loop {
+        let ps: serde_json::Value = serde_json::from_str(&env.ok(&["ps", "--json"])).unwrap();
+        if let Some(image) = ps[0]["image"].as_str() {
+            break image.to_owned();
+        }
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the sandbox did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = running.kill();
+    let _ = running.wait();
+    assert!(
+        shown.starts_with("docker.io/library/php:8.3-cli (") && !shown.contains('@'),
+        "{shown}"
+    );
     // And with the registry gone.
     drop(registry);
     assert_eq!(env.ok(&cat), "first\n");

@@ -84,6 +84,17 @@ pub fn pull(
     reference: &crate::image::Reference,
     progress: &Progress,
 ) -> Result<crate::image::store::images::ImageRecord, CliError> {
+    pull_as(store, ownership, reference, reference, progress)
+}
+
+/// Pulls `reference` and records it as `record_as` (a locked digest under its tag).
+pub fn pull_as(
+    store: &Store,
+    ownership: Ownership,
+    reference: &crate::image::Reference,
+    record_as: &crate::image::Reference,
+    progress: &Progress,
+) -> Result<crate::image::store::images::ImageRecord, CliError> {
     let config = user_config(progress)?;
     let credentials = crate::image::registry::credentials::CredentialFiles::standard();
     let cx = crate::image::pull::PullContext {
@@ -93,5 +104,7 @@ pub fn pull(
         platform: crate::image::platform::Platform::host(),
         reporter: progress,
     };
-    Ok(crate::image::pull::pull(store, reference, &cx)?)
+    Ok(crate::image::pull::pull_as(
+        store, reference, record_as, &cx,
+    )?)
 }

@@ -53,6 +53,17 @@ pub fn pull(
     reference: &Reference,
     cx: &PullContext<'_>,
 ) -> Result<ImageRecord, ImageError> {
+    pull_as(store, reference, reference, cx)
+}
+
+/// Pulls `reference` and records it under `record_as` (a digest a lock pins, under the tag
+/// it came from).
+pub fn pull_as(
+    store: &Store,
+    reference: &Reference,
+    record_as: &Reference,
+    cx: &PullContext<'_>,
+) -> Result<ImageRecord, ImageError> {
     let _shared = store.lock(LockMode::Shared)?;
     store.clean_stale_temp()?;
     let resolved = resolve_from_sources(reference, cx)?;
@@ -82,7 +93,7 @@ pub fn pull(
         })
         .collect();
     let record = ImageRecord {
-        reference: reference.to_string(),
+        reference: record_as.to_string(),
         source: resolved.source.reference.registry().to_owned(),
         resolved_digest: resolved.resolved_digest.clone(),
         manifest_digest: resolved.manifest_digest.clone(),

@@ -209,15 +209,37 @@ fn project_config(
     Ok(Some(config))
 }
 
+/// The image to run, and how it is named.
+struct ChosenImage {
+    /// What is pulled: the digest sandbox.lock pins, else the reference itself.
+    reference: Reference,
+    /// For a locked project, the tag the lock came from: the image is stored under it.
+    tag: Option<Reference>,
+}
+
+impl ChosenImage {
+    /// How `ps` names it: a locked project's tag with a short digest, not a second
+    /// `repo@sha256:...`.
+    fn shown(&self) -> String {
+        match (&self.tag, self.reference.digest()) {
+            (Some(tag), Some(digest)) => format!("{tag} ({})", digest.short()),
+            _ => self.reference.to_string(),
+        }
+    }
+}
+
 /// The image to run: --image; else sandbox.toml's, pinned by sandbox.lock when it matches.
 fn image_reference(
     args: &SandboxArgs,
     config: Option<&Project>,
     progress: &Progress,
-) -> Result<Reference, CliError> {
+) -> Result<ChosenImage, CliError> {
     let Some(config) = config else {
         let text = args.image.as_deref().unwrap_or_default();
-        return Ok(Reference::parse(text)?);
+        return Ok(ChosenImage {
+            reference: Reference::parse(text)?,
+            tag: None,
+        });
     };
     let locked = if args.locked {
         Some(project::require_current_lock(config)?)
@@ -231,14 +253,25 @@ fn image_reference(
             }
         }
     };
-    let text = match locked {
-        Some(lock) => crate::config::lock::pinned_reference(&lock, &Platform::host().to_string()),
-        None => config.image.value.clone(),
+    let parse = |text: &str| {
+        Reference::parse(text).map_err(|e| -> CliError {
+            config
+                .error_at(config.image.span.clone(), format!("`{text}`: {e}"), None)
+                .into()
+        })
     };
-    Reference::parse(&text).map_err(|e| {
-        config
-            .error_at(config.image.span.clone(), format!("`{text}`: {e}"), None)
-            .into()
+    Ok(match locked {
+        Some(lock) => ChosenImage {
+            reference: parse(&crate::config::lock::pinned_reference(
+                &lock,
+                &Platform::host().to_string(),
+            ))?,
+            tag: Some(parse(&lock.inputs.image)?).filter(|t| t.digest().is_none()),
+        },
+        None => ChosenImage {
+            reference: parse(&config.image.value)?,
+            tag: None,
+        },
     })
 }
 
@@ -247,9 +280,10 @@ fn image_reference(
 fn prepare_image(
     store: &crate::image::store::Store,
     ownership: Ownership,
-    reference: &Reference,
+    chosen: &ChosenImage,
     progress: &Progress,
 ) -> Result<Runnable, CliError> {
+    let reference = &chosen.reference;
     if let Some(record) = store.image(&reference.to_string())? {
         if let Some(runnable) = runnable::load(store, &record)? {
             return Ok(runnable);
@@ -272,7 +306,14 @@ fn prepare_image(
             }
         }
     }
-    let record = session::pull(store, ownership, reference, progress)?;
+    // A locked project's digest is stored under its tag (one entry in `images`, not two).
+    let record = session::pull_as(
+        store,
+        ownership,
+        reference,
+        chosen.tag.as_ref().unwrap_or(reference),
+        progress,
+    )?;
     runnable::load(store, &record)?.ok_or_else(|| CliError::Usage {
         message: format!("{reference} lost a layer while it was being pulled"),
         hint: Some("run the command again".into()),
@@ -290,7 +331,7 @@ fn launch(
         .stats_json(args.json);
     let cwd = std::env::current_dir()?;
     let config = project_config(global, args, &cwd)?;
-    let reference = image_reference(args, config.as_ref(), &progress)?;
+    let chosen = image_reference(args, config.as_ref(), &progress)?;
     let host = host_facts(global)?;
     let project = project_inputs(config.as_ref(), &cwd);
     let request = Request {
@@ -329,7 +370,7 @@ fn launch(
             )?)
         },
     };
-    let image_name = reference.to_string();
+    let image_name = chosen.shown();
     let mut inputs = Inputs {
         kind: LaunchKind::Command,
         id: state::new_id(),
@@ -367,7 +408,7 @@ fn launch(
         .chain(v2_base.map(|b| b.path.clone()))
         .collect();
     crate::runtime::cgroups::collect_stale(&delegated, &host.containers_dir);
-    let image = prepare_image(&store, ownership.clone(), &reference, &progress)?;
+    let image = prepare_image(&store, ownership.clone(), &chosen, &progress)?;
     let mut layers = image.layers.clone();
     if let Some(config) = config.as_ref() {
         layers.extend(setup_steps::prepare(
