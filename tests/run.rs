@@ -588,6 +588,67 @@ fn volumes_and_env_files_are_the_users_own_flags() {
     assert!(stderr.contains("/no/such/dir does not exist"), "{stderr}");
 }
 
+/// On a terminal, `enter`'s banner comes after the pull's bars, not above them.
+#[test]
+fn the_banner_prints_after_the_progress_bars() {
+    let env = TestEnv::new();
+    let registry = Registry::start();
+    let image = oci::build(&ImageSpec {
+        layers: vec![LayerSpec {
+            entries: oci::busybox_full_entries(),
+            compression: Compression::Gzip,
+        }],
+        architecture: oci::host_arch().into(),
+    });
+    oci::push(&registry.url(), "banner/app", "1", &image);
+    let reference = format!("{}/banner/app:1", registry.host());
+    let (master, slave) = pty(30, 120);
+    let mut cmd = env.command(&[
+        "enter",
+        "--network",
+        "none",
+        "--image",
+        &reference,
+        "-e",
+        "PS1=PROMPT> ",
+    ]);
+    // indicatif draws bars only on a terminal it knows.
+    cmd.env("TERM", "xterm");
+    let mut child = spawn_on_pty(cmd, &slave);
+    drop(slave);
+    let mut master = std::fs::File::from(master);
+    let mut transcript = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    while !transcript.contains("PROMPT> ") {
+        assert!(Instant::now() < deadline, "no prompt: {transcript:?}");
+        let mut p = libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 200) } > 0 {
+            match master.read(&mut buf) {
+                Ok(n) if n > 0 => transcript.push_str(&text(&buf[..n])),
+                _ => break,
+            }
+        }
+    }
+    master.write_all(b"exit\r").unwrap();
+    let _ = child.wait();
+    let bar = transcript
+        .rfind("done")
+        .unwrap_or_else(|| panic!("a layer bar was drawn: {transcript:?}"));
+    let banner = transcript
+        .find("changes outside the project dir")
+        .expect("the banner");
+    assert!(
+        bar < banner,
+        "the banner came before the bars finished: {transcript:?}"
+    );
+}
+
 /// `enter` without a terminal says so at once instead of waiting; SIGTERM and SIGHUP to
 /// `enter` end the shell (which ignores SIGTERM) and the session, cleanly.
 #[test]

@@ -10,7 +10,9 @@ use crate::image::reporter::PullReporter;
 use crate::image::Digest;
 
 pub struct Progress {
-    multi: MultiProgress,
+    /// The bars being drawn; replaced by a fresh one once they have all finished, so what is
+    /// said after them prints below them, not above.
+    multi: Mutex<MultiProgress>,
     verbose: bool,
     bars: Mutex<Vec<ProgressBar>>,
     visible: bool,
@@ -33,14 +35,17 @@ impl Progress {
     }
 
     pub fn new(quiet: bool) -> Self {
-        let visible = !quiet && std::io::stderr().is_terminal();
+        // indicatif draws nothing on a terminal it takes for dumb (no TERM): then lines are
+        // printed plainly, never handed to bars that swallow them.
+        let visible =
+            !quiet && std::io::stderr().is_terminal() && !ProgressDrawTarget::stderr().is_hidden();
         let target = if visible {
             ProgressDrawTarget::stderr()
         } else {
             ProgressDrawTarget::hidden()
         };
         Self {
-            multi: MultiProgress::with_draw_target(target),
+            multi: Mutex::new(MultiProgress::with_draw_target(target)),
             verbose: false,
             bars: Mutex::new(Vec::new()),
             visible,
@@ -59,7 +64,7 @@ impl Progress {
     /// is called. (No ticking thread: a container starts only from a single-threaded process.)
     pub fn spinner(&self) -> Option<ProgressBar> {
         self.visible.then(|| {
-            let bar = self.multi.add(ProgressBar::new_spinner());
+            let bar = self.multi().add(ProgressBar::new_spinner());
             if let Ok(style) = ProgressStyle::with_template("{spinner} {wide_msg}") {
                 bar.set_style(style);
             }
@@ -67,14 +72,42 @@ impl Progress {
         })
     }
 
-    /// Prints a line above the bars (or plainly when they are hidden).
+    fn multi(&self) -> MultiProgress {
+        match self.multi.lock() {
+            Ok(multi) => multi.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Once every layer bar has finished, they stay on the screen as they are, and a fresh
+    /// set of bars starts below them: lines printed next come after them.
+    fn settle(&self) {
+        let Ok(mut bars) = self.bars.lock() else {
+            return;
+        };
+        if bars.is_empty() || !bars.iter().all(ProgressBar::is_finished) {
+            return;
+        }
+        bars.clear();
+        if let Ok(mut multi) = self.multi.lock() {
+            *multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        }
+        // The last bar's line is left unterminated.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!();
+        }
+    }
+
+    /// Prints a line above the bars still running (or plainly when they are hidden).
     #[allow(clippy::print_stderr)]
     pub fn line(&self, text: &str) {
         if self.quiet {
             return;
         }
         if self.visible {
-            let _ = self.multi.println(text);
+            self.settle();
+            let _ = self.multi().println(text);
         } else {
             eprintln!("{text}");
         }
@@ -83,7 +116,7 @@ impl Progress {
 
 impl PullReporter for Progress {
     fn layer_started(&self, blob: &Digest, size: u64) -> usize {
-        let bar = self.multi.add(ProgressBar::new(size));
+        let bar = self.multi().add(ProgressBar::new(size));
         let style =
             ProgressStyle::with_template("{prefix} [{bar:30}] {bytes:>10}/{total_bytes:<10} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
