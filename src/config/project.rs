@@ -762,4 +762,19 @@ mod tests {
         );
         assert!(!image_cache_group("../../x").contains('/'));
     }
+
+    #[test]
+    fn too_many_setup_steps_are_refused_where_they_stand() {
+        let steps = vec!["\"true\""; super::super::setup::MAX_STEPS + 1].join(", ");
+        let err = parsed(&format!(
+            "setup = [{steps}]\n[toolchain]\nimage = \"busybox\"\n"
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("201 setup steps") && err.contains(":1:9"),
+            "{err}"
+        );
+    }
 }

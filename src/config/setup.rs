@@ -101,6 +101,9 @@ impl SetupStep {
 
 pub(super) type ErrorAt<'a> = &'a dyn Fn(Range<usize>, String, Option<String>) -> ConfigError;
 
+/// The most setup steps: each is a layer, and overlayfs stacks at most 500 (with the image's).
+pub const MAX_STEPS: usize = 200;
+
 /// A variable name a shell takes.
 pub fn is_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -117,6 +120,16 @@ pub(super) fn parse(
     error: ErrorAt<'_>,
     host_access: &mut Vec<super::project::Located<String>>,
 ) -> Result<Vec<SetupStep>, ConfigError> {
+    if steps.get_ref().len() > MAX_STEPS {
+        return Err(error(
+            steps.span(),
+            format!(
+                "{} setup steps; at most {MAX_STEPS} (each is a layer)",
+                steps.get_ref().len()
+            ),
+            Some("join steps that belong together with `&&`".into()),
+        ));
+    }
     let mut out = Vec::new();
     for step in steps.into_inner() {
         let span = step.span();

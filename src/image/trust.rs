@@ -187,9 +187,12 @@ pub fn prepare(
     host_files: &[PathBuf],
     java_home: Option<&str>,
 ) -> Result<Option<TrustFiles>, ImageError> {
+    // An image's bundle larger than any real one is not read (nor mounted over): the image may
+    // be hostile.
     let system_bundle = SYSTEM_BUNDLES
         .iter()
-        .find_map(|p| find_in_layers(layers, p).map(|found| (p.to_string(), found)));
+        .find_map(|p| find_in_layers(layers, p).map(|found| (p.to_string(), found)))
+        .filter(|(_, found)| fs_err::metadata(found).is_ok_and(|m| m.len() <= CA_FILE_LIMIT));
     let mut jvm_candidates: Vec<String> = JVM_STORES.iter().map(|s| s.to_string()).collect();
     if let Some(home) = java_home.filter(|h| h.starts_with('/')) {
         jvm_candidates.insert(
@@ -240,7 +243,7 @@ pub fn prepare(
         return Ok(None);
     }
     let image_pem = match &system_bundle {
-        Some((_, found)) => fs_err::read_to_string(found).unwrap_or_default(),
+        Some((_, found)) => crate::config::files::read(found, CA_FILE_LIMIT).unwrap_or_default(),
         None => String::new(),
     };
     let mut bundle = image_pem.trim_end().to_owned();
