@@ -26,6 +26,8 @@ exec_as_user() {
 }
 cleanup() {
     kill "$registry_pid" 2>/dev/null || true
+    # The pause process sandbox started for this store (it would idle 15 minutes otherwise).
+    [ -f "$work/store/pause.pid" ] && kill "$(cut -d" " -f1 "$work/store/pause.pid")" 2>/dev/null || true
     if command -v podman >/dev/null; then as_user podman unshare rm -rf "$work/store" "$work/podman" 2>/dev/null || true; fi
     rm -rf "$work" 2>/dev/null || true
 }
