@@ -442,9 +442,19 @@ fn stats_show_a_running_sandbox() {
     );
     let _ = running.kill();
     let _ = running.wait();
+    // Gone before the next starts: a run while it ends would join it as it dies.
+    let ending = std::time::Instant::now();
+    while env.ok(&["ps", "--json"]).trim() != "[]" {
+        assert!(
+            ending.elapsed().as_secs() < 10,
+            "the killed sandbox did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // With a memory limit on a delegated cgroup: the cgroup's figures and the limit.
     let _delegation = Delegation::new(&env, "sandbox-it-live");
     std::fs::remove_file(&up).unwrap();
+    let started = std::time::Instant::now();
     let mut limited = env
         .command(&[
             "run",
@@ -462,8 +472,11 @@ fn stats_show_a_running_sandbox() {
         .spawn()
         .unwrap();
     while !up.exists() {
+        if let Some(status) = limited.try_wait().unwrap() {
+            panic!("the limited sandbox ended before it started: {status}");
+        }
         assert!(
-            started.elapsed().as_secs() < 40,
+            started.elapsed().as_secs() < 20,
             "the sandbox did not start"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
