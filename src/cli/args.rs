@@ -77,6 +77,8 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Write the man pages (sandbox.1, sandbox-SUBCOMMAND.1) into DIR (also checked in under man/)
     Man(ManArgs),
+    /// Write the prepared sandbox (image and setup layers) as an OCI archive or image layout
+    Export(ExportArgs),
     /// Check what this host gives a sandbox, and print the fix for each missing piece
     Doctor(DoctorArgs),
     /// Show running sandboxes' CPU, memory, pids, network and block I/O (every second)
@@ -154,6 +156,28 @@ pub enum CacheCommand {
 pub enum SetupCommand {
     /// List the project's setup steps with their layers (size, age), and what an edit superseded
     Ls,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// FILE.tar: an OCI archive (`podman load -i`, `docker load -i`); DIR/: an OCI image layout
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: PathBuf,
+    /// How setup layers are compressed
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: CompressionArg,
+    /// The name the image gets when loaded [default: localhost/PROJECT:sandbox]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Fail unless sandbox.lock exists and still matches sandbox.toml
+    #[arg(long)]
+    pub locked: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
 }
 
 #[derive(Debug, Args)]

@@ -213,6 +213,9 @@ pub enum ImageError {
         source: serde_json::Error,
     },
 
+    #[error("the compressed layer {digest} of {reference} is not kept in the store (it was pulled by an older sandbox, or pruned)")]
+    BlobNotKept { reference: String, digest: Digest },
+
     #[error("cannot copy {} from the project into the setup layer", from.display())]
     CopyStep {
         from: PathBuf,
@@ -231,6 +234,9 @@ impl ImageError {
     /// What the user can do next, when we know.
     pub fn hint(&self) -> Option<String> {
         match self {
+            ImageError::BlobNotKept { reference, .. } => Some(format!(
+                "pull it again (`sandbox rmi {reference}` and `sandbox pull {reference}`): layers are kept as they came since this version"
+            )),
             ImageError::NoHome { .. } => {
                 Some("set HOME (or XDG_CONFIG_HOME) to an absolute path".into())
             }

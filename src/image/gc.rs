@@ -85,6 +85,8 @@ fn collect_unused(store: &Store) -> Result<Freed, ImageError> {
     for image in &images {
         for layer in &image.layers {
             layers.insert(layer.diff_id.hex().to_owned());
+            // The compressed blob, kept for export and push.
+            blobs.insert(layer.blob.hex().to_owned());
         }
         for d in [
             &image.manifest_digest,

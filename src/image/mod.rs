@@ -3,8 +3,10 @@
 pub mod copy_layer;
 pub mod digest;
 pub mod error;
+pub mod export;
 pub mod gc;
 pub mod hashing;
+pub mod layer_tar;
 pub mod manifest;
 pub mod platform;
 pub mod pull;

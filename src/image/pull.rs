@@ -336,10 +336,16 @@ fn unpack_into(
         descriptor.size,
         &shown,
     )?;
+    // The compressed blob is kept as it came (export and push send base layers byte for
+    // byte); it joins the store's blobs only once its digest is checked.
+    let kept = temp.join("blob");
+    let kept_file = fs_err::File::create(&kept).map_err(|e| store.io_error(e))?;
+    let tee = Tee {
+        inner: blob.take(descriptor.size + 1),
+        copy: std::io::BufWriter::new(kept_file),
+    };
     // One byte past the declared size is enough to tell that the blob is too long.
-    let mut compressed = HashingReader::new(blob.take(descriptor.size + 1), |n| {
-        cx.reporter.layer_progress(progress_id, n)
-    });
+    let mut compressed = HashingReader::new(tee, |n| cx.reporter.layer_progress(progress_id, n));
     let unpacked = {
         let decoder: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(&mut compressed),
@@ -370,9 +376,14 @@ fn unpack_into(
     };
     // Finish hashing the compressed stream either way: a digest mismatch explains a corrupt
     // stream better than the decompressor's complaint does.
-    let (blob_digest, blob_size, _) = compressed
+    let (blob_digest, blob_size, tee) = compressed
         .drain()
         .map_err(|e| unwrap_io(e, &descriptor.digest))?;
+    tee.copy
+        .into_inner()
+        .map_err(|e| store.io_error(e.into_error()))?
+        .sync_all()
+        .map_err(|e| store.io_error(e))?;
     if blob_size > descriptor.size || (unpacked.is_ok() && blob_size != descriptor.size) {
         return Err(ImageError::SizeMismatch {
             what: "layer",
@@ -412,6 +423,12 @@ fn unpack_into(
             stats.dropped_xattrs
         ));
     }
+    let blob_path = store.blob_path(&descriptor.digest);
+    if blob_path.exists() {
+        let _ = fs_err::remove_file(&kept);
+    } else {
+        fs_err::rename(&kept, &blob_path).map_err(|e| store.io_error(e))?;
+    }
     let info = LayerInfo {
         diff_id: diff_id.clone(),
         blob: descriptor.digest.clone(),
@@ -423,6 +440,20 @@ fn unpack_into(
         serde_json::to_vec_pretty(&info).map_err(|e| ImageError::Internal(e.to_string()))?;
     fs_err::write(temp.join("layer.json"), bytes).map_err(|e| store.io_error(e))?;
     Ok(info)
+}
+
+/// Reads `inner`, writing a copy of every byte to `copy`.
+struct Tee<R, W> {
+    inner: R,
+    copy: W,
+}
+
+impl<R: Read, W: std::io::Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 fn unwrap_io(error: std::io::Error, layer: &Digest) -> ImageError {

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod completions;
 pub mod containers;
 pub mod doctor;
+pub mod export;
 pub mod home;
 pub mod images;
 pub mod init;

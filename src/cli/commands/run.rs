@@ -210,11 +210,11 @@ fn project_config(
 }
 
 /// The image to run, and how it is named.
-struct ChosenImage {
+pub struct ChosenImage {
     /// What is pulled: the digest sandbox.lock pins, else the reference itself.
-    reference: Reference,
+    pub reference: Reference,
     /// For a locked project, the tag the lock came from: the image is stored under it.
-    tag: Option<Reference>,
+    pub tag: Option<Reference>,
 }
 
 impl ChosenImage {
@@ -229,19 +229,20 @@ impl ChosenImage {
 }
 
 /// The image to run: --image; else sandbox.toml's, pinned by sandbox.lock when it matches.
-fn image_reference(
-    args: &SandboxArgs,
+pub fn image_reference(
+    image_flag: Option<&str>,
+    locked_flag: bool,
     config: Option<&Project>,
     progress: &Progress,
 ) -> Result<ChosenImage, CliError> {
     let Some(config) = config else {
-        let text = args.image.as_deref().unwrap_or_default();
+        let text = image_flag.unwrap_or_default();
         return Ok(ChosenImage {
             reference: Reference::parse(text)?,
             tag: None,
         });
     };
-    let locked = if args.locked {
+    let locked = if locked_flag {
         Some(project::require_current_lock(config)?)
     } else {
         match project::lock_state(config)? {
@@ -277,7 +278,7 @@ fn image_reference(
 
 /// The stored image, pulled first when missing or incomplete. A digest already stored under
 /// its tag (`sandbox lock` pulled it) is used as it is, without asking the registry.
-fn prepare_image(
+pub fn prepare_image(
     store: &crate::image::store::Store,
     ownership: Ownership,
     chosen: &ChosenImage,
@@ -331,7 +332,12 @@ fn launch(
         .stats_json(args.json);
     let cwd = std::env::current_dir()?;
     let config = project_config(global, args, &cwd)?;
-    let chosen = image_reference(args, config.as_ref(), &progress)?;
+    let chosen = image_reference(
+        args.image.as_deref(),
+        args.locked,
+        config.as_ref(),
+        &progress,
+    )?;
     let host = host_facts(global)?;
     let project = project_inputs(config.as_ref(), &cwd);
     let request = Request {

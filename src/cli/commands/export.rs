@@ -1,0 +1,133 @@
+//! `sandbox export -o FILE.tar|DIR/`: the prepared sandbox (the project's image with its setup
+//! layers, built first when missing, and the config it runs with) as a standard OCI image.
+
+use std::collections::BTreeMap;
+
+use crate::cli::args::{CompressionArg, ExportArgs, GlobalArgs};
+use crate::cli::errors::CliError;
+use crate::cli::progress::Progress;
+use crate::cli::{project, session, setup_steps};
+use crate::image::export::{self, ExportInputs, LayerCompression, SetupLayer};
+
+/// `SOURCE_DATE_EPOCH`, else 0: times in setup layers are clamped to it.
+fn epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[allow(clippy::print_stdout)]
+pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CliError> {
+    let progress = Progress::new(global.quiet).verbose(global.verbose);
+    let cwd = std::env::current_dir()?;
+    let config = project::load(global, &cwd)?;
+    crate::config::trust::check(&config)?;
+    let chosen = super::run::image_reference(None, args.locked, Some(&config), &progress)?;
+    let host = super::run::host_facts(global)?;
+    let inputs = super::run::project_inputs(Some(&config), &cwd);
+    let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
+    let image = super::run::prepare_image(&store, ownership.clone(), &chosen, &progress)?;
+    let roots = setup_steps::prepare(
+        &store, &config, &inputs, &image, &host, &ownership, &progress,
+    )?;
+    let base = store
+        .images()?
+        .into_iter()
+        .find(|r| r.manifest_digest.to_string() == image.manifest)
+        .ok_or_else(|| CliError::Usage {
+            message: format!("{} is not in the store", image.reference),
+            hint: Some("pull it again with `sandbox pull`".into()),
+        })?;
+    let setup: Vec<SetupLayer> = roots
+        .iter()
+        .zip(&config.setup)
+        .map(|(root, step)| SetupLayer {
+            root: root.clone(),
+            entry: root.parent().map_or_else(|| root.clone(), |p| p.to_owned()),
+            step: step.describe(),
+        })
+        .collect();
+    // What the sandbox runs with: the image's variables, then the template's and project's
+    // (`~/` as root's home, the image's user).
+    let env = crate::runtime::environment::Environment::base(
+        &image.env,
+        &config.env,
+        std::path::Path::new("/root"),
+    )
+    .into_vec()
+    .into_iter()
+    .map(|(k, v)| format!("{k}={v}"))
+    .collect();
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        "dev.sandbox.config.sha256".to_owned(),
+        crate::image::Digest::of_bytes(config.text.as_bytes())
+            .hex()
+            .to_owned(),
+    );
+    let prepared = export::prepare(
+        &store,
+        &ExportInputs {
+            base: &base,
+            setup: &setup,
+            env,
+            labels,
+            epoch: epoch(),
+            compression: match args.compression {
+                CompressionArg::Gzip => LayerCompression::Gzip,
+                CompressionArg::Zstd => LayerCompression::Zstd,
+            },
+        },
+    )?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        let dir = config
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_else(|| "project".into());
+        let safe: String = dir
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("localhost/{}:sandbox", safe.trim_matches(['-', '.']))
+    });
+    let output = cwd.join(&args.output);
+    let as_dir = args.output.as_os_str().to_string_lossy().ends_with('/') || output.is_dir();
+    if as_dir {
+        export::write_layout(&store, &prepared, &name, &output)?;
+    } else {
+        // Written beside the target, then renamed: never a half-written archive there.
+        let temp = output.with_extension(format!("partial-{}", std::process::id()));
+        let file = fs_err::File::create(&temp)?;
+        let written =
+            export::write_archive(&store, &prepared, &name, std::io::BufWriter::new(file))
+                .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+                .and_then(|f| f.sync_all());
+        if let Err(e) = written {
+            let _ = fs_err::remove_file(&temp);
+            return Err(e.into());
+        }
+        fs_err::rename(&temp, &output)?;
+    }
+    println!(
+        "wrote {} ({}, {} layers: {} of the image, {} of setup): {}",
+        output.display(),
+        if as_dir {
+            "OCI image layout"
+        } else {
+            "OCI archive"
+        },
+        prepared.layers.len(),
+        base.layers.len(),
+        setup.len(),
+        prepared.manifest.digest
+    );
+    Ok(())
+}

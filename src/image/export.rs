@@ -1,0 +1,413 @@
+//! The prepared sandbox as a standard OCI image: the base image's layers byte for byte (their
+//! compressed blobs are kept in the store when pulled), each setup step's layer as a
+//! reproducible tar (`layer_tar`), compressed deterministically, and a config that carries
+//! what the sandbox runs with. Written as an OCI image layout (a dir) or an OCI archive (a tar
+//! of one), which `podman load` and `docker load` read.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use super::error::ImageError;
+use super::store::images::ImageRecord;
+use super::store::Store;
+use super::Digest;
+
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+/// How setup layers are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerCompression {
+    Gzip,
+    Zstd,
+}
+
+/// A setup step's layer to add: its dir in the store and the step, for the history.
+#[derive(Clone, Debug)]
+pub struct SetupLayer {
+    pub root: PathBuf,
+    /// The setup layer's entry (`setup/<key>/`), where its blob's description is kept.
+    pub entry: PathBuf,
+    pub step: String,
+}
+
+/// What the prepared image is made of.
+pub struct ExportInputs<'a> {
+    pub base: &'a ImageRecord,
+    pub setup: &'a [SetupLayer],
+    /// The environment the sandbox runs with (the image's, the template's, the project's).
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Times in setup layers are clamped to this (`SOURCE_DATE_EPOCH`).
+    pub epoch: u64,
+    pub compression: LayerCompression,
+}
+
+/// A blob of the prepared image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// The prepared image: its manifest, config and layers (all in the store's blobs).
+#[derive(Debug)]
+pub struct Prepared {
+    pub manifest: Blob,
+    pub config: Blob,
+    pub layers: Vec<Blob>,
+}
+
+/// A setup layer's blob, as made once and kept beside the layer.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SetupBlob {
+    digest: Digest,
+    diff_id: Digest,
+    size: u64,
+    epoch: u64,
+}
+
+/// The OCI media type for a base layer's (Docker's name for the same bytes, or OCI's own).
+fn oci_layer_type(media_type: &str) -> String {
+    match media_type {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => OCI_LAYER_GZIP.into(),
+        "application/vnd.docker.image.rootfs.diff.tar.zstd" => OCI_LAYER_ZSTD.into(),
+        "application/vnd.docker.image.rootfs.diff.tar" => OCI_LAYER_TAR.into(),
+        other => other.to_owned(),
+    }
+}
+
+/// A writer that hashes and counts what passes.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn digest_of(hash: Sha256) -> Result<Digest, ImageError> {
+    Digest::parse(&format!("sha256:{:x}", hash.finalize()))
+        .map_err(|e| ImageError::Internal(format!("a sha256 that is not a digest: {e}")))
+}
+
+/// The setup layer's blob: made once (a reproducible tar, compressed), kept in the store.
+fn setup_blob(
+    store: &Store,
+    layer: &SetupLayer,
+    epoch: u64,
+    compression: LayerCompression,
+) -> Result<(Blob, Digest), ImageError> {
+    let (name, media_type) = match compression {
+        LayerCompression::Gzip => ("blob-gzip.json", OCI_LAYER_GZIP),
+        LayerCompression::Zstd => ("blob-zstd.json", OCI_LAYER_ZSTD),
+    };
+    let record = layer.entry.join(name);
+    if let Some(made) = super::store::read_record::<SetupBlob>(&record)? {
+        if made.epoch == epoch && store.blob_path(&made.digest).is_file() {
+            return Ok((
+                Blob {
+                    digest: made.digest,
+                    size: made.size,
+                    media_type: media_type.into(),
+                },
+                made.diff_id,
+            ));
+        }
+    }
+    let temp = store.root().join("tmp").join(format!(
+        "export-{}-{}",
+        std::process::id(),
+        layer
+            .entry
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let io_error = |e: io::Error| store.io_error(e);
+    let file = fs_err::File::create(&temp).map_err(io_error)?;
+    let compressed = Hashing {
+        inner: io::BufWriter::new(file),
+        hash: Sha256::new(),
+        size: 0,
+    };
+    // The tar's digest (diff_id) is taken before compression, the blob's after.
+    let (compressed, diff_id) = match compression {
+        LayerCompression::Gzip => {
+            // No name and no time in the gzip header: the same tar gives the same bytes.
+            let encoder = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(compressed, flate2::Compression::default());
+            let mut tar = Hashing {
+                inner: encoder,
+                hash: Sha256::new(),
+                size: 0,
+            };
+            super::layer_tar::write(&layer.root, &mut tar, epoch).map_err(io_error)?;
+            let diff_id = digest_of(tar.hash)?;
+            (tar.inner.finish().map_err(io_error)?, diff_id)
+        }
+        LayerCompression::Zstd => {
+            let encoder = zstd::stream::write::Encoder::new(compressed, 3).map_err(io_error)?;
+            let mut tar = Hashing {
+                inner: encoder,
+                hash: Sha256::new(),
+                size: 0,
+            };
+            super::layer_tar::write(&layer.root, &mut tar, epoch).map_err(io_error)?;
+            let diff_id = digest_of(tar.hash)?;
+            (tar.inner.finish().map_err(io_error)?, diff_id)
+        }
+    };
+    let Hashing {
+        inner, hash, size, ..
+    } = compressed;
+    inner
+        .into_inner()
+        .map_err(|e| io_error(e.into_error()))?
+        .sync_all()
+        .map_err(io_error)?;
+    let digest = digest_of(hash)?;
+    fs_err::rename(&temp, store.blob_path(&digest)).map_err(io_error)?;
+    let made = SetupBlob {
+        digest: digest.clone(),
+        diff_id: diff_id.clone(),
+        size,
+        epoch,
+    };
+    let bytes = serde_json::to_vec(&made).map_err(|e| ImageError::Internal(e.to_string()))?;
+    crate::fsutil::atomic::write_file_atomic(&record, &bytes, 0o600).map_err(io_error)?;
+    Ok((
+        Blob {
+            digest,
+            size,
+            media_type: media_type.into(),
+        },
+        diff_id,
+    ))
+}
+
+/// Stores `bytes` as a blob and describes it.
+fn json_blob(store: &Store, value: &Value, media_type: &str) -> Result<Blob, ImageError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| ImageError::Internal(e.to_string()))?;
+    let digest = Digest::of_bytes(&bytes);
+    store.write_blob(&digest, &bytes)?;
+    Ok(Blob {
+        digest,
+        size: bytes.len() as u64,
+        media_type: media_type.into(),
+    })
+}
+
+/// RFC 3339 for a time in seconds since the epoch (UTC), for the config's history.
+fn rfc3339(seconds: u64) -> String {
+    let days = seconds / 86_400;
+    let rest = seconds % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Makes (or finds) every blob of the prepared image in the store.
+pub fn prepare(store: &Store, inputs: &ExportInputs<'_>) -> Result<Prepared, ImageError> {
+    let mut layers = Vec::new();
+    for layer in &inputs.base.layers {
+        if !store.blob_path(&layer.blob).is_file() {
+            return Err(ImageError::BlobNotKept {
+                reference: inputs.base.reference.clone(),
+                digest: layer.blob.clone(),
+            });
+        }
+        layers.push(Blob {
+            digest: layer.blob.clone(),
+            size: layer.compressed_size,
+            media_type: oci_layer_type(&layer.media_type),
+        });
+    }
+    let mut config: Value = serde_json::from_slice(&store.read_blob(&inputs.base.config_digest)?)
+        .map_err(|e| ImageError::BadManifest {
+        what: "image config",
+        reference: inputs.base.reference.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut diff_ids = Vec::new();
+    let mut history = Vec::new();
+    for layer in inputs.setup {
+        let (blob, diff_id) = setup_blob(store, layer, inputs.epoch, inputs.compression)?;
+        layers.push(blob);
+        diff_ids.push(Value::String(diff_id.to_string()));
+        history.push(json!({
+            "created": rfc3339(inputs.epoch),
+            "created_by": layer.step,
+            "comment": "sandbox setup step",
+        }));
+    }
+    let object = config
+        .as_object_mut()
+        .ok_or_else(|| ImageError::BadManifest {
+            what: "image config",
+            reference: inputs.base.reference.clone(),
+            reason: "not a JSON object".into(),
+        })?;
+    let rootfs = object
+        .entry("rootfs")
+        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    if let Some(ids) = rootfs.get_mut("diff_ids").and_then(Value::as_array_mut) {
+        ids.extend(diff_ids);
+    }
+    if let Some(entries) = object
+        .entry("history")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+    {
+        entries.extend(history);
+    }
+    let run = object.entry("config").or_insert_with(|| json!({}));
+    if let Some(run) = run.as_object_mut() {
+        run.insert("Env".into(), json!(inputs.env));
+        let labels = run.entry("Labels").or_insert_with(|| json!({}));
+        if let Some(labels) = labels.as_object_mut() {
+            for (k, v) in &inputs.labels {
+                labels.insert(k.clone(), Value::String(v.clone()));
+            }
+        }
+    }
+    object.insert("created".into(), Value::String(rfc3339(inputs.epoch)));
+    let config_blob = json_blob(store, &config, OCI_CONFIG)?;
+    let descriptor = |b: &Blob| json!({"mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size});
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": super::manifest::OCI_MANIFEST,
+        "config": descriptor(&config_blob),
+        "layers": layers.iter().map(descriptor).collect::<Vec<_>>(),
+    });
+    let manifest_blob = json_blob(store, &manifest, super::manifest::OCI_MANIFEST)?;
+    Ok(Prepared {
+        manifest: manifest_blob,
+        config: config_blob,
+        layers,
+    })
+}
+
+/// The index of a layout holding `prepared`, named `name` (`org.opencontainers.image.ref.name`).
+fn index(prepared: &Prepared, name: &str) -> Value {
+    json!({
+        "schemaVersion": 2,
+        "mediaType": super::manifest::OCI_INDEX,
+        "manifests": [{
+            "mediaType": prepared.manifest.media_type,
+            "digest": prepared.manifest.digest.to_string(),
+            "size": prepared.manifest.size,
+            "annotations": {"org.opencontainers.image.ref.name": name},
+        }],
+    })
+}
+
+fn all_blobs(prepared: &Prepared) -> Vec<&Blob> {
+    let mut blobs = vec![&prepared.manifest, &prepared.config];
+    blobs.extend(prepared.layers.iter());
+    blobs
+}
+
+/// Writes an OCI image layout at `dir` (made; an existing layout gains the image).
+pub fn write_layout(store: &Store, prepared: &Prepared, name: &str, dir: &Path) -> io::Result<()> {
+    let blobs = dir.join("blobs").join("sha256");
+    fs_err::create_dir_all(&blobs)?;
+    fs_err::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    for blob in all_blobs(prepared) {
+        let target = blobs.join(blob.digest.hex());
+        if !target.exists() {
+            fs_err::copy(store.blob_path(&blob.digest), &target)?;
+        }
+    }
+    let bytes = serde_json::to_vec(&index(prepared, name)).map_err(io::Error::other)?;
+    fs_err::write(dir.join("index.json"), bytes)
+}
+
+/// Writes an OCI archive (a tar of an image layout) to `out`.
+pub fn write_archive<W: Write>(
+    store: &Store,
+    prepared: &Prepared,
+    name: &str,
+    out: W,
+) -> io::Result<W> {
+    let mut tar = tar::Builder::new(out);
+    let mut add = |path: &str, bytes: &[u8]| -> io::Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(bytes.len() as u64);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, path, bytes)
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let index = serde_json::to_vec(&index(prepared, name)).map_err(io::Error::other)?;
+    add("index.json", &index)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for blob in all_blobs(prepared) {
+        if !seen.insert(blob.digest.hex().to_owned()) {
+            continue;
+        }
+        let file = fs_err::File::open(store.blob_path(&blob.digest))?;
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(blob.size);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(
+            &mut header,
+            format!("blobs/sha256/{}", blob.digest.hex()),
+            io::Read::take(file, blob.size),
+        )?;
+    }
+    tar.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_times_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn docker_layer_types_are_named_as_oci_names_the_same_bytes() {
+        assert_eq!(
+            oci_layer_type("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            OCI_LAYER_GZIP
+        );
+        assert_eq!(oci_layer_type(OCI_LAYER_ZSTD), OCI_LAYER_ZSTD);
+    }
+}
