@@ -139,3 +139,61 @@ fn an_exported_sandbox_loads_and_runs_in_podman_with_what_setup_made() {
     assert!(env.path().join("project/layout/index.json").is_file());
     assert!(env.path().join("project/layout/oci-layout").is_file());
 }
+
+/// `sandbox load` takes an exported sandbox into another store, without a registry: it runs
+/// there with what setup made, and a hostile archive entry is refused.
+#[test]
+fn an_exported_sandbox_loads_into_another_store() {
+    let env = TestEnv::new();
+    let (registry, image) = support::pulled_busybox(&env, "mobility/load", Vec::new());
+    env.write(
+        "project/sandbox.toml",
+        &format!(
+            "setup = [\"echo made-by-setup > /made\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"
+        ),
+    );
+    env.ok(&["export", "-o", "app.tar"]);
+    drop(registry);
+    let other = TestEnv::new();
+    let archive = env.path().join("project/app.tar");
+    other.give_to_user(&archive);
+    let out = other.ok(&[
+        "load",
+        &archive.display().to_string(),
+        "--name",
+        "localhost/team/app:dev",
+    ]);
+    assert!(
+        out.starts_with("loaded localhost/team/app:dev (2 layers)"),
+        "{out}"
+    );
+    let ran = other.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--image",
+        "localhost/team/app:dev",
+        "cat",
+        "/made",
+    ]);
+    assert_eq!(ran, "made-by-setup\n");
+    // An archive naming a path outside its layout is refused, and nothing is loaded from it.
+    let evil = other.path().join("evil.tar");
+    let mut builder = tar::Builder::new(std::fs::File::create(&evil).unwrap());
+    let mut header = tar::Header::new_old();
+    header.set_size(4);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    // Written by hand: the tar crate itself refuses to make such a name.
+    let name = b"blobs/../../../evil";
+    header.as_old_mut().name[..name.len()].copy_from_slice(name);
+    header.set_cksum();
+    builder.append(&header, &b"evil"[..]).unwrap();
+    builder.into_inner().unwrap();
+    other.give_to_user(&evil);
+    let stderr = other.fails(&["load", &evil.display().to_string()]);
+    assert!(
+        stderr.contains("image archive") || stderr.contains("index.json"),
+        "{stderr}"
+    );
+}

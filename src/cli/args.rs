@@ -79,6 +79,8 @@ pub enum Command {
     Man(ManArgs),
     /// Write the prepared sandbox (image and setup layers) as an OCI archive or image layout
     Export(ExportArgs),
+    /// Load an OCI archive or image layout into the store, without a registry
+    Load(LoadArgs),
     /// Check what this host gives a sandbox, and print the fix for each missing piece
     Doctor(DoctorArgs),
     /// Show running sandboxes' CPU, memory, pids, network and block I/O (every second)
@@ -172,6 +174,16 @@ pub struct ExportArgs {
     /// Fail unless sandbox.lock exists and still matches sandbox.toml
     #[arg(long)]
     pub locked: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// FILE.tar (an OCI archive) or DIR (an OCI image layout)
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The name to store it under [default: the name the archive gives it]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

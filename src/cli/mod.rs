@@ -79,6 +79,7 @@ fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Completions(args) => commands::completions::run(args),
         Command::Man(args) => commands::completions::man(args),
         Command::Export(args) => commands::export::run(global, args),
+        Command::Load(args) => commands::export::load(global, args),
         Command::Stats(args) => commands::stats::run(global, args),
     }?;
     Ok(0)

@@ -7,6 +7,7 @@ pub mod export;
 pub mod gc;
 pub mod hashing;
 pub mod layer_tar;
+pub mod load;
 pub mod manifest;
 pub mod platform;
 pub mod pull;

@@ -317,8 +317,50 @@ fn unpack_into(
     cx: &PullContext<'_>,
 ) -> Result<LayerInfo, ImageError> {
     let descriptor = &resolved.manifest.layers[index];
-    let diff_id = &resolved.diff_ids[index];
-    let host = resolved.client.host_name();
+    let shown = resolved.source.reference.to_string();
+    let blob = BlobReader::open(
+        &resolved.client,
+        &descriptor.digest,
+        descriptor.size,
+        &shown,
+    )?;
+    unpack_blob(
+        store,
+        Box::new(blob),
+        LayerSource {
+            descriptor,
+            diff_id: &resolved.diff_ids[index],
+            host: resolved.client.host_name(),
+        },
+        temp,
+        &|n| cx.reporter.layer_progress(progress_id, n),
+        &cx.ownership,
+        cx.reporter,
+    )
+}
+
+/// A layer blob to unpack: its descriptor, the diff_id the config names, and where it came
+/// from (for errors).
+pub(crate) struct LayerSource<'a> {
+    pub descriptor: &'a super::manifest::Descriptor,
+    pub diff_id: &'a Digest,
+    pub host: String,
+}
+
+/// Unpacks the layer blob read from `blob` into `temp` (made here), checking its size, digest
+/// and diff_id, and keeps the blob itself in the store.
+pub(crate) fn unpack_blob(
+    store: &Store,
+    blob: Box<dyn Read + '_>,
+    source: LayerSource<'_>,
+    temp: &std::path::Path,
+    progress: &dyn Fn(u64),
+    ownership: &Ownership,
+    reporter: &dyn PullReporter,
+) -> Result<LayerInfo, ImageError> {
+    let descriptor = source.descriptor;
+    let diff_id = source.diff_id;
+    let host = source.host;
     let compression = manifest::layer_compression(&descriptor.media_type).ok_or_else(|| {
         ImageError::UnsupportedMediaType {
             media_type: descriptor.media_type.clone(),
@@ -329,13 +371,6 @@ fn unpack_into(
     let root = temp.join("root");
     fs_err::create_dir(&root).map_err(|e| store.io_error(e))?;
 
-    let shown = resolved.source.reference.to_string();
-    let blob = BlobReader::open(
-        &resolved.client,
-        &descriptor.digest,
-        descriptor.size,
-        &shown,
-    )?;
     // The compressed blob is kept as it came (export and push send base layers byte for
     // byte); it joins the store's blobs only once its digest is checked.
     let kept = temp.join("blob");
@@ -345,7 +380,7 @@ fn unpack_into(
         copy: std::io::BufWriter::new(kept_file),
     };
     // One byte past the declared size is enough to tell that the blob is too long.
-    let mut compressed = HashingReader::new(tee, |n| cx.reporter.layer_progress(progress_id, n));
+    let mut compressed = HashingReader::new(tee, progress);
     let unpacked = {
         let decoder: Box<dyn Read + '_> = match compression {
             Compression::None => Box::new(&mut compressed),
@@ -361,7 +396,7 @@ fn unpack_into(
             ),
         };
         let mut tar_stream = HashingReader::new(decoder, |_| {});
-        let stats = unpack::unpack(&mut tar_stream, &root, &descriptor.digest, &cx.ownership);
+        let stats = unpack::unpack(&mut tar_stream, &root, &descriptor.digest, ownership);
         match stats {
             Ok(stats) => {
                 let drained = tar_stream.drain().map_err(|e| ImageError::CorruptLayer {
@@ -410,14 +445,14 @@ fn unpack_into(
         });
     }
     if stats.skipped_devices > 0 {
-        cx.reporter.notice(&format!(
+        reporter.notice(&format!(
             "layer {}: skipped {} device node(s), which cannot be created without root",
             descriptor.digest.short(),
             stats.skipped_devices
         ));
     }
     if stats.dropped_xattrs > 0 {
-        cx.reporter.notice(&format!(
+        reporter.notice(&format!(
             "layer {}: dropped {} extended attribute(s) that rootless overlay cannot keep",
             descriptor.digest.short(),
             stats.dropped_xattrs

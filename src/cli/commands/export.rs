@@ -131,3 +131,20 @@ pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CliError> {
     );
     Ok(())
 }
+
+/// `sandbox load PATH [--name NAME]`.
+#[allow(clippy::print_stdout)]
+pub fn load(global: &GlobalArgs, args: &crate::cli::args::LoadArgs) -> Result<(), CliError> {
+    let progress = Progress::new(global.quiet).verbose(global.verbose);
+    let path = std::env::current_dir()?.join(&args.path);
+    let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
+    let record =
+        crate::image::load::load(&store, &path, args.name.as_deref(), &ownership, &progress)?;
+    println!(
+        "loaded {} ({} layers): {}",
+        record.reference,
+        record.layers.len(),
+        record.manifest_digest
+    );
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! `sandbox load`: an OCI archive or image layout (what `sandbox export` and `podman save
+//! --format oci-archive` write) into the store, without a registry. The file is untrusted as a
+//! registry is: only the layout's own names are taken from an archive, every blob is checked
+//! against its digest, and layers are unpacked as a pull unpacks them.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use super::error::ImageError;
+use super::manifest::{self, Manifest};
+use super::pull::{unpack_blob, LayerSource};
+use super::reporter::PullReporter;
+use super::store::images::{ImageRecord, LayerRef};
+use super::store::{remove_any, Store};
+use super::unpack::Ownership;
+use super::Digest;
+
+/// The largest index, manifest or config read.
+const JSON_LIMIT: u64 = 4 << 20;
+
+fn bad(path: &Path, reason: impl Into<String>) -> ImageError {
+    ImageError::BadManifest {
+        what: "image archive",
+        reference: path.display().to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The archive's layout files extracted into `dir`: `oci-layout`, `index.json` and
+/// `blobs/sha256/<hex>` regular files; any other entry is refused.
+fn extract(archive: &Path, dir: &Path) -> Result<(), ImageError> {
+    let file = fs_err::File::open(archive)?;
+    let mut tar = tar::Archive::new(file);
+    fs_err::create_dir_all(dir.join("blobs/sha256"))?;
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        let name = entry
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            continue;
+        }
+        let blob = name
+            .strip_prefix("blobs/sha256/")
+            .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        let allowed = name == "oci-layout" || name == "index.json" || blob.is_some();
+        if !allowed || !kind.is_file() {
+            return Err(bad(archive, format!("unexpected entry `{name}`")));
+        }
+        let mut out = fs_err::File::create(dir.join(&name))?;
+        std::io::copy(&mut entry, &mut out)?;
+    }
+    Ok(())
+}
+
+/// A blob of the layout, checked against its digest; at most `limit` bytes.
+fn read_blob(layout: &Path, digest: &Digest, limit: u64) -> Result<Vec<u8>, ImageError> {
+    let path = layout.join("blobs/sha256").join(digest.hex());
+    let mut bytes = Vec::new();
+    fs_err::File::open(&path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(bad(
+            layout,
+            format!("{digest} is larger than {limit} bytes"),
+        ));
+    }
+    let actual = Digest::of_bytes(&bytes);
+    if &actual != digest {
+        return Err(ImageError::DigestMismatch {
+            what: "blob",
+            expected: digest.clone(),
+            actual,
+            host: layout.display().to_string(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Loads the image at `path` (an archive, or a layout dir) as `name` (else the layout's own
+/// name for it); returns its record.
+pub fn load(
+    store: &Store,
+    path: &Path,
+    name: Option<&str>,
+    ownership: &Ownership,
+    reporter: &dyn PullReporter,
+) -> Result<ImageRecord, ImageError> {
+    let _shared = store.lock(crate::fsutil::lock::LockMode::Shared)?;
+    let extracted: Option<PathBuf> = (!path.is_dir()).then(|| {
+        store
+            .root()
+            .join("tmp")
+            .join(format!("load-{}", std::process::id()))
+    });
+    let result = (|| {
+        let layout = match &extracted {
+            Some(dir) => {
+                extract(path, dir)?;
+                dir.clone()
+            }
+            None => path.to_owned(),
+        };
+        load_layout(store, &layout, path, name, ownership, reporter)
+    })();
+    if let Some(dir) = extracted {
+        let _ = remove_any(&dir);
+    }
+    result
+}
+
+fn load_layout(
+    store: &Store,
+    layout: &Path,
+    shown: &Path,
+    name: Option<&str>,
+    ownership: &Ownership,
+    reporter: &dyn PullReporter,
+) -> Result<ImageRecord, ImageError> {
+    let index_text = crate::config::files::read(&layout.join("index.json"), JSON_LIMIT)
+        .map_err(|e| bad(shown, format!("no readable index.json: {e}")))?;
+    let index: serde_json::Value =
+        serde_json::from_str(&index_text).map_err(|e| bad(shown, e.to_string()))?;
+    let entries = index["manifests"]
+        .as_array()
+        .ok_or_else(|| bad(shown, "index.json lists no manifests"))?;
+    let chosen = entries
+        .iter()
+        .find(|m| name.is_none_or(|n| m["annotations"]["org.opencontainers.image.ref.name"] == n))
+        .or_else(|| entries.first())
+        .ok_or_else(|| bad(shown, "index.json lists no manifests"))?;
+    let digest = chosen["digest"]
+        .as_str()
+        .and_then(|d| Digest::parse(d).ok())
+        .ok_or_else(|| bad(shown, "a manifest without a valid digest"))?;
+    let media_type = chosen["mediaType"]
+        .as_str()
+        .unwrap_or(manifest::OCI_MANIFEST);
+    let reference = name
+        .map(str::to_owned)
+        .or_else(|| {
+            chosen["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| format!("localhost/loaded:{}", digest.short()));
+    let reference = super::Reference::parse(&reference)?.to_string();
+    let manifest_bytes = read_blob(layout, &digest, JSON_LIMIT)?;
+    let image = match manifest::parse_manifest(&manifest_bytes, media_type, &reference)? {
+        Manifest::Image(image) => image,
+        Manifest::Index(_) => {
+            return Err(bad(
+                shown,
+                "a multi-platform index; load one platform's image",
+            ))
+        }
+    };
+    let config_bytes = read_blob(layout, &image.config.digest, JSON_LIMIT)?;
+    let config = manifest::parse_config(&config_bytes, image.layers.len(), &reference)?;
+    let mut layers = Vec::new();
+    let mut size = 0;
+    for (descriptor, diff_id) in image.layers.iter().zip(&config.rootfs.diff_ids) {
+        let _guard = store.lock_digest(diff_id)?;
+        let info = match store.layer_info(diff_id)? {
+            Some(info) => info,
+            None => {
+                let blob =
+                    fs_err::File::open(layout.join("blobs/sha256").join(descriptor.digest.hex()))?;
+                let temp = store.temp_path("layer", diff_id);
+                let unpacked = unpack_blob(
+                    store,
+                    Box::new(blob),
+                    LayerSource {
+                        descriptor,
+                        diff_id,
+                        host: shown.display().to_string(),
+                    },
+                    &temp,
+                    &|_| {},
+                    ownership,
+                    reporter,
+                );
+                let info = match unpacked {
+                    Ok(info) => info,
+                    Err(e) => {
+                        let _ = remove_any(&temp);
+                        return Err(e);
+                    }
+                };
+                fs_err::rename(&temp, store.layer_dir(diff_id)).map_err(|e| {
+                    let _ = remove_any(&temp);
+                    store.io_error(e)
+                })?;
+                info
+            }
+        };
+        size += info.unpacked_bytes;
+        layers.push(LayerRef {
+            diff_id: diff_id.clone(),
+            blob: descriptor.digest.clone(),
+            media_type: descriptor.media_type.clone(),
+            compressed_size: descriptor.size,
+        });
+    }
+    store.write_blob(&digest, &manifest_bytes)?;
+    store.write_blob(&image.config.digest, &config_bytes)?;
+    let record = ImageRecord {
+        reference,
+        source: "file".into(),
+        resolved_digest: digest.clone(),
+        manifest_digest: digest,
+        config_digest: image.config.digest.clone(),
+        platform: format!("{}/{}", config.os, config.architecture),
+        layers,
+        size,
+        pulled: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    store.save_image(&record)?;
+    Ok(record)
+}
