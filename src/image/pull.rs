@@ -378,6 +378,7 @@ pub(crate) fn unpack_blob(
     let tee = Tee {
         inner: blob.take(descriptor.size + 1),
         copy: std::io::BufWriter::new(kept_file),
+        store,
     };
     // One byte past the declared size is enough to tell that the blob is too long.
     let mut compressed = HashingReader::new(tee, progress);
@@ -477,16 +478,20 @@ pub(crate) fn unpack_blob(
     Ok(info)
 }
 
-/// Reads `inner`, writing a copy of every byte to `copy`.
-struct Tee<R, W> {
+/// Reads `inner`, writing a copy of every byte to `copy` (in the store: a failure to write is
+/// the store's, a full disk named as such, not a broken download).
+struct Tee<'s, R, W> {
     inner: R,
     copy: W,
+    store: &'s Store,
 }
 
-impl<R: Read, W: std::io::Write> Read for Tee<R, W> {
+impl<R: Read, W: std::io::Write> Read for Tee<'_, R, W> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n])?;
+        self.copy
+            .write_all(&buf[..n])
+            .map_err(|e| std::io::Error::other(self.store.io_error(e)))?;
         Ok(n)
     }
 }

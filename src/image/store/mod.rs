@@ -208,12 +208,19 @@ impl Store {
 
     /// Turns an I/O error into a store error, naming the store when the disk is full.
     pub fn io_error(&self, error: std::io::Error) -> ImageError {
-        match error.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => ImageError::NoSpace {
+        // fs_err's errors carry the path and keep only the kind of the OS error.
+        let full = matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+            || matches!(
+                error.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            );
+        if full {
+            ImageError::NoSpace {
                 store: self.root.clone(),
                 source: error,
-            },
-            _ => ImageError::Io(error),
+            }
+        } else {
+            ImageError::Io(error)
         }
     }
 }
