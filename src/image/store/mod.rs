@@ -209,11 +209,13 @@ impl Store {
     /// Turns an I/O error into a store error, naming the store when the disk is full.
     pub fn io_error(&self, error: std::io::Error) -> ImageError {
         // fs_err's errors carry the path and keep only the kind of the OS error.
-        let full = matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-            || matches!(
-                error.kind(),
-                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-            );
+        let full = matches!(
+            error.raw_os_error(),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT)
+        ) || matches!(
+            error.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        );
         if full {
             ImageError::NoSpace {
                 store: self.root.clone(),
