@@ -197,3 +197,65 @@ fn an_exported_sandbox_loads_into_another_store() {
         "{stderr}"
     );
 }
+
+/// `sandbox push` to a plain registry: podman pulls and runs it; a layer larger than one chunk
+/// goes up in chunks; a second push uploads nothing.
+#[test]
+fn a_pushed_sandbox_is_pulled_and_run_by_podman_and_pushing_again_uploads_nothing() {
+    let env = TestEnv::new();
+    let (registry, image) = support::pulled_busybox(&env, "mobility/base", Vec::new());
+    env.write(
+        "project/sandbox.toml",
+        &format!(
+            "setup = [\"echo made-by-setup > /made\", \"head -c 20000000 /dev/urandom > /big\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"
+        ),
+    );
+    let target = format!("{}/team/app:dev", registry.host());
+    let out = env.ok(&["push", &target]);
+    assert!(
+        out.starts_with(&format!("pushed {target}@sha256:")),
+        "{out}"
+    );
+    // The base layer was on the same registry: mounted, not uploaded again.
+    assert!(out.contains("(3 blobs uploaded, 1 already there)"), "{out}");
+    let again = env.ok(&["push", &target]);
+    assert!(
+        again.contains("(0 blobs uploaded, 4 already there)"),
+        "{again}"
+    );
+    let digest = |line: &str| {
+        line.split('@')
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(digest(&out), digest(&again), "the same image both times");
+
+    let podman_dir = env.path().join("podman");
+    std::fs::create_dir_all(&podman_dir).unwrap();
+    let pulled = podman(&env, &podman_dir, &["pull", "--tls-verify=false", &target]);
+    assert!(
+        pulled.status.success(),
+        "podman pull: {}",
+        text(&pulled.stderr)
+    );
+    let ran = podman(
+        &env,
+        &podman_dir,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &target,
+            "sh",
+            "-c",
+            "cat /made; wc -c < /big",
+        ],
+    );
+    assert!(ran.status.success(), "podman run: {}", text(&ran.stderr));
+    assert_eq!(text(&ran.stdout), "made-by-setup\n20000000\n");
+}

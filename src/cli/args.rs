@@ -81,6 +81,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Load an OCI archive or image layout into the store, without a registry
     Load(LoadArgs),
+    /// Push the prepared sandbox (image and setup layers) to a registry; prints its digest
+    Push(PushArgs),
     /// Check what this host gives a sandbox, and print the fix for each missing piece
     Doctor(DoctorArgs),
     /// Show running sandboxes' CPU, memory, pids, network and block I/O (every second)
@@ -171,6 +173,19 @@ pub struct ExportArgs {
     /// The name the image gets when loaded [default: localhost/PROJECT:sandbox]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Fail unless sandbox.lock exists and still matches sandbox.toml
+    #[arg(long)]
+    pub locked: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Where to: REGISTRY/REPOSITORY[:TAG]
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// How setup layers are compressed
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: CompressionArg,
     /// Fail unless sandbox.lock exists and still matches sandbox.toml
     #[arg(long)]
     pub locked: bool,

@@ -80,6 +80,7 @@ fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Man(args) => commands::completions::man(args),
         Command::Export(args) => commands::export::run(global, args),
         Command::Load(args) => commands::export::load(global, args),
+        Command::Push(args) => commands::push::run(global, args),
         Command::Stats(args) => commands::stats::run(global, args),
     }?;
     Ok(0)

@@ -145,6 +145,7 @@ fn resolve(
         repository: reference.repository().to_owned(),
         insecure: source.insecure || cx.registries.is_insecure(reference.registry()),
         credential,
+        push: false,
     })?;
     let (bytes, content_type) = client.fetch_manifest(&reference.manifest_selector(), &shown)?;
     let resolved_digest = Digest::of_bytes(&bytes);

@@ -17,19 +17,31 @@ fn epoch() -> u64 {
         .unwrap_or(0)
 }
 
-#[allow(clippy::print_stdout)]
-pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CliError> {
-    let progress = Progress::new(global.quiet).verbose(global.verbose);
+/// The project's prepared image: its blobs made (setup layers built first when missing).
+pub struct PreparedProject {
+    pub store: crate::image::store::Store,
+    pub prepared: export::Prepared,
+    pub base: crate::image::store::images::ImageRecord,
+    pub config: crate::config::project::Project,
+    pub setup_layers: usize,
+}
+
+pub fn prepare_project(
+    global: &GlobalArgs,
+    locked: bool,
+    compression: CompressionArg,
+    progress: &Progress,
+) -> Result<PreparedProject, CliError> {
     let cwd = std::env::current_dir()?;
     let config = project::load(global, &cwd)?;
     crate::config::trust::check(&config)?;
-    let chosen = super::run::image_reference(None, args.locked, Some(&config), &progress)?;
+    let chosen = super::run::image_reference(None, locked, Some(&config), progress)?;
     let host = super::run::host_facts(global)?;
     let inputs = super::run::project_inputs(Some(&config), &cwd);
-    let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
-    let image = super::run::prepare_image(&store, ownership.clone(), &chosen, &progress)?;
+    let (store, ownership) = session::open_store_in_namespace(global, progress)?;
+    let image = super::run::prepare_image(&store, ownership.clone(), &chosen, progress)?;
     let roots = setup_steps::prepare(
-        &store, &config, &inputs, &image, &host, &ownership, &progress,
+        &store, &config, &inputs, &image, &host, &ownership, progress,
     )?;
     let base = store
         .images()?
@@ -74,12 +86,32 @@ pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CliError> {
             env,
             labels,
             epoch: epoch(),
-            compression: match args.compression {
+            compression: match compression {
                 CompressionArg::Gzip => LayerCompression::Gzip,
                 CompressionArg::Zstd => LayerCompression::Zstd,
             },
         },
     )?;
+    Ok(PreparedProject {
+        store,
+        prepared,
+        base,
+        config,
+        setup_layers: setup.len(),
+    })
+}
+
+#[allow(clippy::print_stdout)]
+pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CliError> {
+    let progress = Progress::new(global.quiet).verbose(global.verbose);
+    let cwd = std::env::current_dir()?;
+    let PreparedProject {
+        store,
+        prepared,
+        base,
+        config,
+        setup_layers,
+    } = prepare_project(global, args.locked, args.compression, &progress)?;
     let name = args.name.clone().unwrap_or_else(|| {
         let dir = config
             .dir
@@ -126,7 +158,7 @@ pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CliError> {
         },
         prepared.layers.len(),
         base.layers.len(),
-        setup.len(),
+        setup_layers,
         prepared.manifest.digest
     );
     Ok(())

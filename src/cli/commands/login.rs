@@ -93,6 +93,7 @@ pub fn login(global: &GlobalArgs, args: &LoginArgs) -> Result<(), CliError> {
         repository: String::new(),
         insecure: config.registries.is_insecure(&registry),
         credential: Some(credential.clone()),
+        push: false,
     })?;
     client.check_login()?;
     let files = CredentialFiles::standard();

@@ -11,6 +11,7 @@ pub mod init;
 pub mod lock;
 pub mod login;
 pub mod pull;
+pub mod push;
 pub mod run;
 pub mod setup;
 pub mod stats;

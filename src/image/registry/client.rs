@@ -41,6 +41,8 @@ pub struct Connection {
     /// Configured insecure: plain HTTP allowed, TLS unverified.
     pub insecure: bool,
     pub credential: Option<Credential>,
+    /// Tokens are asked for with push scope too.
+    pub push: bool,
 }
 
 #[derive(Default)]
@@ -51,12 +53,13 @@ struct AuthState {
 
 /// A connected client; cheap to share between the threads pulling layers.
 pub struct RegistryClient {
-    registry: String,
-    repository: String,
-    base: Url,
-    http: Client,
-    credential: Option<Credential>,
+    pub(super) registry: String,
+    pub(super) repository: String,
+    pub(super) base: Url,
+    pub(super) http: Client,
+    pub(super) credential: Option<Credential>,
     auth: Mutex<AuthState>,
+    push: bool,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -90,6 +93,7 @@ impl RegistryClient {
             http,
             credential: connection.credential.clone(),
             auth: Mutex::new(AuthState::default()),
+            push: connection.push,
         };
         match client.ping() {
             Ok(()) => Ok(client),
@@ -108,7 +112,7 @@ impl RegistryClient {
         }
     }
 
-    fn host(&self) -> String {
+    pub(super) fn host(&self) -> String {
         api_host(&self.registry).to_owned()
     }
 
@@ -135,13 +139,13 @@ impl RegistryClient {
         })
     }
 
-    fn url(&self, path: &str) -> Result<Url, ImageError> {
+    pub(super) fn url(&self, path: &str) -> Result<Url, ImageError> {
         self.base
             .join(path)
             .map_err(|e| ImageError::Internal(e.to_string()))
     }
 
-    fn remember_challenge(&self, headers: &HeaderMap) {
+    pub(super) fn remember_challenge(&self, headers: &HeaderMap) {
         let parsed = headers
             .get_all(WWW_AUTHENTICATE)
             .iter()
@@ -155,7 +159,7 @@ impl RegistryClient {
     }
 
     /// The Authorization value to send to the registry's own origin, if any.
-    fn authorization(&self) -> Option<String> {
+    pub(super) fn authorization(&self) -> Option<String> {
         let state = self.auth.lock().ok()?;
         match (&state.challenge, &state.token, &self.credential) {
             (_, Some(token), _) => Some(format!("Bearer {}", token.expose())),
@@ -165,7 +169,7 @@ impl RegistryClient {
     }
 
     /// Fetches a bearer token for our repository after a 401; `false` when there is no way to.
-    fn authenticate(&self) -> Result<bool, ImageError> {
+    pub(super) fn authenticate(&self) -> Result<bool, ImageError> {
         let challenge = self.auth.lock().ok().and_then(|s| s.challenge.clone());
         let Some(Challenge::Bearer { realm, service, .. }) = challenge else {
             return Ok(matches!(challenge, Some(Challenge::Basic)) && self.credential.is_some());
@@ -184,7 +188,11 @@ impl RegistryClient {
             }
             // An empty repository is `sandbox login`: a token for no scope proves the password.
             if !self.repository.is_empty() {
-                query.append_pair("scope", &format!("repository:{}:pull", self.repository));
+                let actions = if self.push { "pull,push" } else { "pull" };
+                query.append_pair(
+                    "scope",
+                    &format!("repository:{}:{actions}", self.repository),
+                );
             }
         }
         let mut request = self.http.get(url.clone());
@@ -408,7 +416,11 @@ impl RegistryClient {
     }
 
     /// Maps error statuses to the errors a user can act on.
-    fn check_status(&self, response: Response, shown: &str) -> Result<Response, ImageError> {
+    pub(super) fn check_status(
+        &self,
+        response: Response,
+        shown: &str,
+    ) -> Result<Response, ImageError> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -456,7 +468,7 @@ fn parse_url(text: &str, host: &str) -> Result<Url, ImageError> {
     })
 }
 
-fn same_origin(a: &Url, b: &Url) -> bool {
+pub(super) fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()

@@ -6,3 +6,4 @@ pub mod client;
 pub mod credentials;
 pub mod hosts;
 pub mod tls;
+pub mod upload;
