@@ -259,3 +259,41 @@ fn a_pushed_sandbox_is_pulled_and_run_by_podman_and_pushing_again_uploads_nothin
     assert!(ran.status.success(), "podman run: {}", text(&ran.stderr));
     assert_eq!(text(&ran.stdout), "made-by-setup\n20000000\n");
 }
+
+/// `sandbox lock --push` pins the prepared sandbox; another machine (a second store) with the
+/// lock runs `--locked` with the same tree, pulled, without running setup.
+#[test]
+fn a_second_store_with_the_lock_runs_the_prepared_sandbox_without_setup() {
+    let env = TestEnv::new();
+    let (registry, image) = support::pulled_busybox(&env, "mobility/locked", Vec::new());
+    let toml = format!(
+        "setup = [\"cat /proc/sys/kernel/random/uuid > /stamp\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"
+    );
+    env.write("project/sandbox.toml", &toml);
+    let target = format!("{}/team/app:locked", registry.host());
+    let out = env.ok(&["lock", "--push", &target]);
+    assert!(out.contains("pins it as the prepared sandbox"), "{out}");
+    let lock = std::fs::read_to_string(env.path().join("project/sandbox.lock")).unwrap();
+    assert!(
+        lock.contains(&format!(
+            "prepared = \"{}/team/app@sha256:",
+            registry.host()
+        )),
+        "{lock}"
+    );
+    let here = env.ok(&["run", "--locked", "cat", "/stamp"]);
+
+    let other = TestEnv::new();
+    other.write("project/sandbox.toml", &toml);
+    other.write("project/sandbox.lock", &lock);
+    let out = other.run(&["run", "--locked", "cat", "/stamp"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        text(&out.stdout),
+        here,
+        "the same tree as where it was prepared"
+    );
+    assert!(stderr.contains("using the prepared sandbox"), "{stderr}");
+    assert!(!stderr.contains("setup: running"), "{stderr}");
+}

@@ -142,6 +142,10 @@ pub struct LockArgs {
     /// Ask the registry again what the tags name now, instead of keeping the locked digests
     #[arg(long)]
     pub update: bool,
+    /// Also push the prepared sandbox to REF and pin its digest: machines without the setup
+    /// layers pull it instead of running setup
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -64,6 +64,10 @@ pub struct Resolved {
     /// The key of each setup step's layer, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setup: Vec<String>,
+    /// The prepared sandbox (image and setup layers) pushed by `sandbox lock --push`, by
+    /// digest: a machine without the setup layers pulls it instead of running setup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -205,6 +209,7 @@ mod tests {
                 manifest: "sha256:bb".into(),
                 setup_key: None,
                 setup: Vec::new(),
+                prepared: None,
             },
         };
         assert_eq!(

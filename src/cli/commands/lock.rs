@@ -16,6 +16,9 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet).verbose(global.verbose);
     let cwd = std::env::current_dir()?;
     let project = project::load(global, &cwd)?;
+    if let Some(push) = &args.push {
+        return lock_and_push(global, &project, push, &progress);
+    }
     if !args.update {
         if let LockState::Current(mut current) = project::lock_state(&project)? {
             let path = lock::path_for(&project);
@@ -56,6 +59,7 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<(), CliError> {
             manifest,
             setup_key: None,
             setup,
+            prepared: None,
         },
     };
     let path = lock::write(&project, &file)?;
@@ -64,6 +68,46 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<(), CliError> {
         path.display(),
         project.image.value,
         record.manifest_digest
+    );
+    Ok(())
+}
+
+/// `sandbox lock --push REF`: prepares the sandbox (with the locked base when the lock is
+/// current), pushes it, and writes the lock with the prepared image pinned by digest.
+#[allow(clippy::print_stdout)]
+fn lock_and_push(
+    global: &GlobalArgs,
+    project: &crate::config::project::Project,
+    push: &str,
+    progress: &Progress,
+) -> Result<(), CliError> {
+    let target = super::push::push_target(push)?;
+    let prepared = super::export::prepare_project(
+        global,
+        false,
+        crate::cli::args::CompressionArg::Gzip,
+        progress,
+    )?;
+    let (digest, uploaded, skipped) = super::push::push(&prepared, &target, progress)?;
+    let base = &prepared.base;
+    let manifest = base.manifest_digest.to_string();
+    let pinned = format!("{}@{digest}", target.name());
+    let file = LockFile {
+        version: lock::VERSION,
+        inputs: Inputs::of(project),
+        resolved: Resolved {
+            digest: base.resolved_digest.to_string(),
+            platform: base.platform.clone(),
+            setup: crate::cli::setup_steps::chain(project, &manifest)?,
+            manifest,
+            setup_key: None,
+            prepared: Some(pinned.clone()),
+        },
+    };
+    let path = lock::write(project, &file)?;
+    println!(
+        "pushed {target}@{digest} ({uploaded} blobs uploaded, {skipped} already there); {} pins it as the prepared sandbox",
+        path.display()
     );
     Ok(())
 }

@@ -14,17 +14,34 @@ use crate::image::Reference;
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &PushArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet).verbose(global.verbose);
-    let target = Reference::parse(&args.reference)?;
+    let target = push_target(&args.reference)?;
+    let project = super::export::prepare_project(global, args.locked, args.compression, &progress)?;
+    let (digest, uploaded, skipped) = push(&project, &target, &progress)?;
+    println!("pushed {target}@{digest} ({uploaded} blobs uploaded, {skipped} already there)");
+    Ok(())
+}
+
+/// A reference to push to: a tag, not a digest.
+pub fn push_target(text: &str) -> Result<Reference, CliError> {
+    let target = Reference::parse(text)?;
     if target.digest().is_some() {
         return Err(CliError::Usage {
             message: format!("{target} names a digest; push to a tag"),
             hint: Some("e.g. registry.example/team/app:dev".into()),
         });
     }
-    let project = super::export::prepare_project(global, args.locked, args.compression, &progress)?;
+    Ok(target)
+}
+
+/// Pushes the prepared project to `target`: its manifest digest, blobs uploaded and skipped.
+pub fn push(
+    project: &super::export::PreparedProject,
+    target: &Reference,
+    progress: &Progress,
+) -> Result<(crate::image::Digest, usize, usize), CliError> {
     let store = &project.store;
     let prepared = &project.prepared;
-    let registries = session::user_config(&progress)?.registries;
+    let registries = session::user_config(progress)?.registries;
     let credential = CredentialFiles::standard().lookup(target.registry())?;
     let client = RegistryClient::connect(&Connection {
         registry: target.registry().to_owned(),
@@ -68,6 +85,5 @@ pub fn run(global: &GlobalArgs, args: &PushArgs) -> Result<(), CliError> {
     let manifest = store.read_blob(&prepared.manifest.digest)?;
     let tag = target.manifest_selector();
     let digest = client.put_manifest(&tag, &manifest, &prepared.manifest.media_type)?;
-    println!("pushed {target}@{digest} ({uploaded} blobs uploaded, {skipped} already there)");
-    Ok(())
+    Ok((digest, uploaded, skipped))
 }

@@ -215,6 +215,8 @@ pub struct ChosenImage {
     pub reference: Reference,
     /// For a locked project, the tag the lock came from: the image is stored under it.
     pub tag: Option<Reference>,
+    /// The prepared sandbox the lock pins (`sandbox lock --push`), by digest.
+    pub prepared: Option<Reference>,
 }
 
 impl ChosenImage {
@@ -240,6 +242,7 @@ pub fn image_reference(
         return Ok(ChosenImage {
             reference: Reference::parse(text)?,
             tag: None,
+            prepared: None,
         });
     };
     let locked = if locked_flag {
@@ -268,10 +271,18 @@ pub fn image_reference(
                 &Platform::host().to_string(),
             ))?,
             tag: Some(parse(&lock.inputs.image)?).filter(|t| t.digest().is_none()),
+            prepared: lock
+                .resolved
+                .prepared
+                .as_deref()
+                .map(Reference::parse)
+                .transpose()?
+                .filter(|p| p.digest().is_some()),
         },
         None => ChosenImage {
             reference: parse(&config.image.value)?,
             tag: None,
+            prepared: None,
         },
     })
 }
@@ -417,9 +428,29 @@ fn launch(
     let image = prepare_image(&store, ownership.clone(), &chosen, &progress)?;
     let mut layers = image.layers.clone();
     if let Some(config) = config.as_ref() {
-        layers.extend(setup_steps::prepare(
-            &store, config, &project, &image, &host, &ownership, &progress,
-        )?);
+        // Setup not built here, and the lock pins a prepared sandbox: pulled (and checked by
+        // its digest) instead of running the steps.
+        let missing = || -> Result<bool, CliError> {
+            Ok(setup_steps::chain(config, &image.manifest)?
+                .iter()
+                .any(|key| store.setup_layer(key).is_none()))
+        };
+        match &chosen.prepared {
+            Some(prepared) if missing()? => {
+                progress.line(&format!(
+                    "setup: not built here; using the prepared sandbox {prepared} that sandbox.lock pins"
+                ));
+                let whole = ChosenImage {
+                    reference: prepared.clone(),
+                    tag: None,
+                    prepared: None,
+                };
+                layers = prepare_image(&store, ownership.clone(), &whole, &progress)?.layers;
+            }
+            _ => layers.extend(setup_steps::prepare(
+                &store, config, &project, &image, &host, &ownership, &progress,
+            )?),
+        }
     }
     let trust = crate::cli::trust::for_layers(
         &store,
