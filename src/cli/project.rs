@@ -43,7 +43,7 @@ pub enum LockState {
     /// No sandbox.lock.
     Missing,
     /// It matches sandbox.toml: these digests hold.
-    Current(lock::LockFile),
+    Current(Box<lock::LockFile>),
     /// sandbox.toml changed since: the lines that differ.
     Drifted(Vec<String>),
 }
@@ -54,7 +54,7 @@ pub fn lock_state(project: &Project) -> Result<LockState, CliError> {
     };
     let drift = lock::drift(&locked.inputs, &lock::Inputs::of(project));
     Ok(if drift.is_empty() {
-        LockState::Current(locked)
+        LockState::Current(Box::new(locked))
     } else {
         LockState::Drifted(drift)
     })
@@ -63,7 +63,7 @@ pub fn lock_state(project: &Project) -> Result<LockState, CliError> {
 /// `--locked`: the lock must exist and match.
 pub fn require_current_lock(project: &Project) -> Result<lock::LockFile, CliError> {
     match lock_state(project)? {
-        LockState::Current(locked) => Ok(locked),
+        LockState::Current(locked) => Ok(*locked),
         LockState::Missing => Err(CliError::Usage {
             message: format!(
                 "--locked: {} has no sandbox.lock",

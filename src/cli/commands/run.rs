@@ -249,7 +249,7 @@ pub fn image_reference(
         Some(project::require_current_lock(config)?)
     } else {
         match project::lock_state(config)? {
-            project::LockState::Current(lock) => Some(lock),
+            project::LockState::Current(lock) => Some(*lock),
             project::LockState::Missing => None,
             project::LockState::Drifted(_) => {
                 progress.notice("sandbox.lock no longer matches sandbox.toml, so it is not used; `sandbox lock` records the change");
