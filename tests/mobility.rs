@@ -19,6 +19,39 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// podman's own dir for a test; its pause process (podman keeps one per run dir) is ended
+/// with it.
+struct PodmanDir(std::path::PathBuf);
+
+impl PodmanDir {
+    fn new(env: &TestEnv) -> Self {
+        let dir = env.path().join("podman");
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for PodmanDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PodmanDir {
+    fn drop(&mut self) {
+        let file = self.0.join("run/libpod/tmp/pause.pid");
+        if let Some(pid) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            // SAFETY: a plain kill(2) of the pause process this test's podman started (it
+            // ignores SIGTERM).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 /// podman as the test user, with its store and run dirs under `dir`.
 fn podman(env: &TestEnv, dir: &Path, args: &[&str]) -> std::process::Output {
     assert!(
@@ -89,8 +122,7 @@ fn an_exported_sandbox_loads_and_runs_in_podman_with_what_setup_made() {
     let digest = |line: &str| line.rsplit(' ').next().unwrap().trim().to_owned();
     assert_eq!(digest(&out), digest(&again), "{out}\n{again}");
 
-    let podman_dir = env.path().join("podman");
-    std::fs::create_dir_all(&podman_dir).unwrap();
+    let podman_dir = PodmanDir::new(&env);
     let loaded = podman(
         &env,
         &podman_dir,
@@ -234,8 +266,7 @@ fn a_pushed_sandbox_is_pulled_and_run_by_podman_and_pushing_again_uploads_nothin
     };
     assert_eq!(digest(&out), digest(&again), "the same image both times");
 
-    let podman_dir = env.path().join("podman");
-    std::fs::create_dir_all(&podman_dir).unwrap();
+    let podman_dir = PodmanDir::new(&env);
     let pulled = podman(&env, &podman_dir, &["pull", "--tls-verify=false", &target]);
     assert!(
         pulled.status.success(),
@@ -296,4 +327,92 @@ fn a_second_store_with_the_lock_runs_the_prepared_sandbox_without_setup() {
     );
     assert!(stderr.contains("using the prepared sandbox"), "{stderr}");
     assert!(!stderr.contains("setup: running"), "{stderr}");
+}
+
+/// `sandbox kube --pod` runs under `podman kube play` with the project mounted, and `--job`
+/// is a Job pinned by digest with the limits of sandbox.toml.
+#[test]
+fn kube_yaml_runs_under_podman_kube_play_and_pins_the_prepared_sandbox() {
+    let env = TestEnv::new();
+    let (registry, image) = support::pulled_busybox(&env, "mobility/kube", Vec::new());
+    let toml = |limits: &str| {
+        format!(
+            "setup = [\"echo made-by-setup > /made\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n{limits}[env]\nGREETING = \"hi: there\"\n"
+        )
+    };
+    env.write(
+        "project/sandbox.toml",
+        &toml("[limits]\nmemory = \"256m\"\ncpus = 0.5\n"),
+    );
+    env.write("project/hello.txt", "from the project\n");
+    let target = format!("{}/team/kube:locked", registry.host());
+    env.ok(&["lock", "--push", &target]);
+    let job = env.ok(&["kube", "--job", "--", "sh", "-c", "cat /made"]);
+    for needle in [
+        "apiVersion: \"batch/v1\"",
+        "kind: \"Job\"",
+        "backoffLimit: 0",
+        "restartPolicy: \"Never\"",
+        "memory: \"268435456\"",
+        "cpu: \"500m\"",
+        "mountPath: \"/workspace\"",
+        "value: \"hi: there\"",
+    ] {
+        assert!(job.contains(needle), "{needle} in {job}");
+    }
+    assert!(
+        job.contains(&format!("image: \"{}/team/kube@sha256:", registry.host())),
+        "{job}"
+    );
+    let claimed = env.ok(&["kube", "--job", "--volume-claim", "src", "--", "true"]);
+    assert!(
+        claimed.contains("claimName: \"src\"") && !claimed.contains("hostPath"),
+        "{claimed}"
+    );
+
+    // Rootless podman cannot set limits on this host: the pod is played without them (limits
+    // are not among the lock's inputs, so the lock still holds).
+    env.write("project/sandbox.toml", &toml(""));
+    let pod = env.ok(&[
+        "kube",
+        "--pod",
+        "--",
+        "sh",
+        "-c",
+        "cat /made /workspace/hello.txt; echo $GREETING",
+    ]);
+    let file = env.write("pod.yaml", &pod);
+    let podman_dir = PodmanDir::new(&env);
+    let played = podman(
+        &env,
+        &podman_dir,
+        &[
+            "kube",
+            "play",
+            "--tls-verify=false",
+            "--network",
+            "none",
+            &file.display().to_string(),
+        ],
+    );
+    assert!(
+        played.status.success(),
+        "podman kube play: {}",
+        text(&played.stderr)
+    );
+    let started = std::time::Instant::now();
+    let logs = loop {
+        let logs = podman(&env, &podman_dir, &["logs", "project-project"]);
+        let out = text(&logs.stdout);
+        if out.contains("hi: there") || started.elapsed().as_secs() > 20 {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = podman(
+        &env,
+        &podman_dir,
+        &["kube", "down", &file.display().to_string()],
+    );
+    assert_eq!(logs, "made-by-setup\nfrom the project\nhi: there\n");
 }

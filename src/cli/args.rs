@@ -83,6 +83,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Push the prepared sandbox (image and setup layers) to a registry; prints its digest
     Push(PushArgs),
+    /// Print a Kubernetes Job or Pod running CMD in the prepared sandbox sandbox.lock pins
+    Kube(KubeArgs),
     /// Check what this host gives a sandbox, and print the fix for each missing piece
     Doctor(DoctorArgs),
     /// Show running sandboxes' CPU, memory, pids, network and block I/O (every second)
@@ -180,6 +182,28 @@ pub struct ExportArgs {
     /// Fail unless sandbox.lock exists and still matches sandbox.toml
     #[arg(long)]
     pub locked: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KubeArgs {
+    /// A Job (batch/v1) [default]
+    #[arg(long, conflicts_with = "pod")]
+    pub job: bool,
+    /// A Pod (v1), which `podman kube play` runs too
+    #[arg(long)]
+    pub pod: bool,
+    /// The volume claim holding the project, mounted at /workspace [default: this machine's
+    /// project dir, as a hostPath]
+    #[arg(long, value_name = "NAME")]
+    pub volume_claim: Option<String>,
+    /// The command and its arguments
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -81,6 +81,7 @@ fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Export(args) => commands::export::run(global, args),
         Command::Load(args) => commands::export::load(global, args),
         Command::Push(args) => commands::push::run(global, args),
+        Command::Kube(args) => commands::kube::run(global, args),
         Command::Stats(args) => commands::stats::run(global, args),
     }?;
     Ok(0)

@@ -8,6 +8,7 @@ pub mod export;
 pub mod home;
 pub mod images;
 pub mod init;
+pub mod kube;
 pub mod lock;
 pub mod login;
 pub mod pull;
