@@ -111,6 +111,11 @@ fn an_exported_sandbox_loads_and_runs_in_podman_with_what_setup_made() {
             "setup = [\"echo made-by-setup > /made\", \"rm /bin/vi\"]\n[toolchain]\nimage = \"{image}\"\n[env]\nGREETING = \"hello\"\n[network]\nmode = \"none\"\n"
         ),
     );
+    // A clone of a repository: its origin is the image's source.
+    env.write(
+        "project/.git/config",
+        "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = https://git.example/team/app.git\n",
+    );
     let out = env.ok(&["export", "-o", "app.tar"]);
     assert!(
         out.contains("OCI archive") && out.contains("2 of setup"),
@@ -144,11 +149,14 @@ fn an_exported_sandbox_loads_and_runs_in_podman_with_what_setup_made() {
             "localhost/project:sandbox",
             "sh",
             "-c",
-            "cat /made; echo $GREETING; test -e /bin/vi || echo vi-removed",
+            "cat /made; echo $GREETING; test -e /bin/vi || echo vi-removed; id -u; pwd",
         ],
     );
     assert!(ran.status.success(), "podman run: {}", text(&ran.stderr));
-    assert_eq!(text(&ran.stdout), "made-by-setup\nhello\nvi-removed\n");
+    assert_eq!(
+        text(&ran.stdout),
+        "made-by-setup\nhello\nvi-removed\n0\n/workspace\n"
+    );
     // The setup steps are the image's history, as a Containerfile's lines.
     let history = podman(
         &env,
@@ -165,6 +173,23 @@ fn an_exported_sandbox_loads_and_runs_in_podman_with_what_setup_made() {
     assert!(
         history.contains("echo made-by-setup > /made") && history.contains("rm /bin/vi"),
         "{history}"
+    );
+    let inspect = podman(
+        &env,
+        &podman_dir,
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Labels}}",
+            "localhost/project:sandbox",
+        ],
+    );
+    let labels = text(&inspect.stdout);
+    assert!(
+        labels.contains("\"org.opencontainers.image.source\":\"https://git.example/team/app.git\"")
+            && labels.contains("dev.sandbox.config.sha256"),
+        "{labels}"
     );
     // An OCI image layout too.
     env.ok(&["export", "-o", "layout/"]);

@@ -21,6 +21,12 @@ pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
+/// The user an exported sandbox runs as: root of the sandbox's mapping (what setup steps ran
+/// as), by number.
+pub const EXPORT_USER: &str = "0:0";
+/// Its working dir: where `sandbox kube` mounts the project.
+pub const EXPORT_WORKDIR: &str = "/workspace";
+
 /// How setup layers are compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerCompression {
@@ -295,6 +301,9 @@ pub fn prepare(store: &Store, inputs: &ExportInputs<'_>) -> Result<Prepared, Ima
     let run = object.entry("config").or_insert_with(|| json!({}));
     if let Some(run) = run.as_object_mut() {
         run.insert("Env".into(), json!(inputs.env));
+        // Fixed, not the preparing user's: the same steps give the same config everywhere.
+        run.insert("User".into(), json!(EXPORT_USER));
+        run.insert("WorkingDir".into(), json!(EXPORT_WORKDIR));
         let labels = run.entry("Labels").or_insert_with(|| json!({}));
         if let Some(labels) = labels.as_object_mut() {
             for (k, v) in &inputs.labels {

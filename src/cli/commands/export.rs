@@ -9,6 +9,33 @@ use crate::cli::progress::Progress;
 use crate::cli::{project, session, setup_steps};
 use crate::image::export::{self, ExportInputs, LayerCompression, SetupLayer};
 
+/// The project's git remote `origin`, when it has one with an http(s) URL: the same on every
+/// clone, so the label does not make configs differ between machines.
+fn git_origin(dir: &std::path::Path) -> Option<String> {
+    let text = crate::config::files::read_optional(&dir.join(".git/config"), 256 * 1024)
+        .ok()
+        .flatten()?;
+    let mut in_origin = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_origin = line == "[remote \"origin\"]";
+        } else if in_origin {
+            if let Some(url) = line
+                .strip_prefix("url")
+                .map(|r| r.trim_start_matches([' ', '=']))
+            {
+                let url = url.trim();
+                let safe = (url.starts_with("https://") || url.starts_with("http://"))
+                    && !url.contains('@')
+                    && url.chars().all(|c| c.is_ascii_graphic());
+                return safe.then(|| url.to_owned());
+            }
+        }
+    }
+    None
+}
+
 /// `SOURCE_DATE_EPOCH`, else 0: times in setup layers are clamped to it.
 fn epoch() -> u64 {
     std::env::var("SOURCE_DATE_EPOCH")
@@ -78,6 +105,9 @@ pub fn prepare_project(
             .hex()
             .to_owned(),
     );
+    if let Some(url) = git_origin(&config.dir) {
+        labels.insert("org.opencontainers.image.source".to_owned(), url);
+    }
     let prepared = export::prepare(
         &store,
         &ExportInputs {
@@ -179,4 +209,30 @@ pub fn load(global: &GlobalArgs, args: &crate::cli::args::LoadArgs) -> Result<()
         record.manifest_digest
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_label_is_the_origin_remote_when_it_is_a_plain_http_url() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(dir.path().join(".git")).unwrap();
+        let config = |url: &str| {
+            fs_err::write(
+                dir.path().join(".git/config"),
+                format!("[core]\n\tbare = false\n[remote \"origin\"]\n\turl = {url}\n\tfetch = +refs/heads/*\n"),
+            )
+            .unwrap();
+            git_origin(dir.path())
+        };
+        assert_eq!(
+            config("https://git.example/team/app.git").as_deref(),
+            Some("https://git.example/team/app.git")
+        );
+        // Credentials in the URL, or ssh, are never put in an image.
+        assert_eq!(config("https://user:token@git.example/app.git"), None);
+        assert_eq!(config("git@git.example:team/app.git"), None);
+    }
 }
