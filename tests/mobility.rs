@@ -441,3 +441,62 @@ fn kube_yaml_runs_under_podman_kube_play_and_pins_the_prepared_sandbox() {
     );
     assert_eq!(logs, "made-by-setup\nfrom the project\nhi: there\n");
 }
+
+/// A registry that answers 416 to a chunk, or drops the connection during one: the push asks
+/// where the upload stands and resumes. One that refuses every chunk: a clear error, and no
+/// manifest names a half-pushed image.
+#[test]
+fn a_push_resumes_after_a_refused_or_dropped_chunk_and_never_names_a_half_pushed_image() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use support::hostile::{Reply, UploadRegistry};
+    let env = TestEnv::new();
+    let (_base, image) = support::pulled_busybox(&env, "mobility/hostile", Vec::new());
+    env.write(
+        "project/sandbox.toml",
+        &format!(
+            "setup = [\"head -c 40000000 /dev/urandom > /big\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"
+        ),
+    );
+    let patches = AtomicUsize::new(0);
+    let flaky = UploadRegistry::start(move |request, _| {
+        if request.method != "PATCH" {
+            return None;
+        }
+        match patches.fetch_add(1, Ordering::SeqCst) {
+            1 => Some(Reply::status(416)),
+            2 => Some(Reply::Dropped),
+            _ => None,
+        }
+    });
+    let target = format!("{}/team/app:dev", flaky.server.host());
+    let out = env.ok(&["push", &target]);
+    assert!(out.contains("pushed"), "{out}");
+    assert!(flaky.manifests.lock().unwrap().contains_key("dev"));
+    let asked = flaky
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/upload/"))
+        .count();
+    assert!(asked >= 1, "the push asked where the upload stood");
+
+    let refusing =
+        UploadRegistry::start(|request, _| (request.method == "PATCH").then(|| Reply::status(500)));
+    let target = format!("{}/team/app:dev", refusing.server.host());
+    let out = env.run(&["push", &target]);
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("500"), "{stderr}");
+    assert!(
+        refusing.manifests.lock().unwrap().is_empty(),
+        "a manifest named a half-pushed image"
+    );
+    assert!(
+        !refusing
+            .server
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/manifests/")),
+        "the manifest was never sent"
+    );
+}

@@ -15,6 +15,8 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub headers: HashMap<String, String>,
+    /// The body (what Content-Length announced).
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -37,6 +39,8 @@ pub enum Reply {
         body: Vec<u8>,
         send: usize,
     },
+    /// Closes the connection without answering.
+    Dropped,
     /// Sends `send` bytes of the body, then nothing for `stall`, keeping the connection open.
     Stalled {
         status: u16,
@@ -67,6 +71,7 @@ impl Reply {
             Reply::Full { headers, .. }
             | Reply::Truncated { headers, .. }
             | Reply::Stalled { headers, .. } => headers.push((name.into(), value.into())),
+            Reply::Dropped => {}
         }
         self
     }
@@ -143,16 +148,29 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
         }
     }
+    let length = headers
+        .get("content-length")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        body.clear();
+    }
     let request = Request {
         method,
         path,
         headers,
+        body,
     };
     log.lock().expect("log").push(request.clone());
     let reply = handler(&request);
     let mut out = stream;
     let mut stall = None;
     let (status, headers, body, send) = match reply {
+        Reply::Dropped => {
+            let _ = out.shutdown(std::net::Shutdown::Both);
+            return;
+        }
         Reply::Stalled {
             status,
             headers,
@@ -255,4 +273,152 @@ pub fn ranged(request: &Request, content_type: &str, body: &[u8]) -> Reply {
             ),
         _ => Reply::body(200, content_type, body.to_vec()),
     }
+}
+
+/// A registry that takes pushes, in memory, checking what a real one checks (each blob's
+/// digest, chunks in order, a manifest's blobs present), with `fault` choosing, per request,
+/// a failure to answer instead (`None`: behave).
+pub struct UploadRegistry {
+    pub server: HostileServer,
+    pub blobs: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    pub manifests: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+}
+
+impl UploadRegistry {
+    pub fn start(fault: impl Fn(&Request, usize) -> Option<Reply> + Send + Sync + 'static) -> Self {
+        let blobs: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let manifests: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let uploads: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (b, m) = (blobs.clone(), manifests.clone());
+        let server = HostileServer::start(move |request| {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            if let Some(reply) = fault(request, n) {
+                return reply;
+            }
+            upload_route(request, &b, &m, &uploads)
+        });
+        Self {
+            server,
+            blobs,
+            manifests,
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+fn upload_route(
+    request: &Request,
+    blobs: &Mutex<HashMap<String, Vec<u8>>>,
+    manifests: &Mutex<HashMap<String, Vec<u8>>>,
+    uploads: &Mutex<HashMap<String, Vec<u8>>>,
+) -> Reply {
+    let (path, query) = request
+        .path
+        .split_once('?')
+        .unwrap_or((request.path.as_str(), ""));
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(|v| v.replace("%3A", ":"))
+    };
+    let method = request.method.as_str();
+    if path == "/v2/" {
+        return Reply::status(200);
+    }
+    if let Some(digest) = path
+        .split("/blobs/")
+        .nth(1)
+        .filter(|d| d.starts_with("sha256:"))
+    {
+        let have = blobs.lock().expect("blobs").get(digest).cloned();
+        return match (method, have) {
+            ("HEAD" | "GET", Some(bytes)) => Reply::body(200, "application/octet-stream", bytes),
+            _ => Reply::status(404),
+        };
+    }
+    if path.ends_with("/blobs/uploads/") && method == "POST" {
+        let id = format!("u{}", uploads.lock().expect("uploads").len());
+        uploads
+            .lock()
+            .expect("uploads")
+            .insert(id.clone(), Vec::new());
+        return Reply::status(202).with_header("Location", &format!("/upload/{id}"));
+    }
+    if let Some(id) = path.strip_prefix("/upload/") {
+        let mut all = uploads.lock().expect("uploads");
+        let Some(data) = all.get_mut(id) else {
+            return Reply::status(404);
+        };
+        let range = |len: usize| format!("0-{}", len.saturating_sub(1));
+        match method {
+            "GET" => {
+                return Reply::status(204)
+                    .with_header("Location", &format!("/upload/{id}"))
+                    .with_header("Range", &range(data.len()))
+            }
+            "PATCH" => {
+                let start = request
+                    .header("content-range")
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if start != data.len() {
+                    return Reply::status(416)
+                        .with_header("Location", &format!("/upload/{id}"))
+                        .with_header("Range", &range(data.len()));
+                }
+                data.extend_from_slice(&request.body);
+                return Reply::status(202)
+                    .with_header("Location", &format!("/upload/{id}"))
+                    .with_header("Range", &range(data.len()));
+            }
+            "PUT" => {
+                data.extend_from_slice(&request.body);
+                let digest = param("digest").unwrap_or_default();
+                if format!("sha256:{}", sha256_hex(data)) != digest {
+                    return Reply::body(
+                        400,
+                        "application/json",
+                        br#"{"errors":[{"code":"DIGEST_INVALID"}]}"#.to_vec(),
+                    );
+                }
+                blobs.lock().expect("blobs").insert(digest, data.clone());
+                return Reply::status(201);
+            }
+            _ => return Reply::status(405),
+        }
+    }
+    if let Some(tag) = path.split("/manifests/").nth(1) {
+        if method == "PUT" {
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&request.body).unwrap_or_default();
+            let mut needed = vec![manifest["config"]["digest"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()];
+            for layer in manifest["layers"].as_array().into_iter().flatten() {
+                needed.push(layer["digest"].as_str().unwrap_or("").to_owned());
+            }
+            let have = blobs.lock().expect("blobs");
+            if needed.iter().any(|d| !have.contains_key(d)) {
+                return Reply::body(
+                    400,
+                    "application/json",
+                    br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN"}]}"#.to_vec(),
+                );
+            }
+            manifests
+                .lock()
+                .expect("manifests")
+                .insert(tag.to_owned(), request.body.clone());
+            return Reply::status(201);
+        }
+    }
+    Reply::status(404)
 }
