@@ -268,14 +268,24 @@ fn a_pushed_sandbox_is_pulled_and_run_by_podman_and_pushing_again_uploads_nothin
         ),
     );
     let target = format!("{}/team/app:dev", registry.host());
-    let out = env.ok(&["push", &target]);
+    // Chunks of 8 MiB, so the 20 MB layer goes up in three.
+    let push = |args: &[&str]| {
+        let out = env
+            .command(args)
+            .env("SANDBOX_PUSH_CHUNK_MB", "8")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let out = push(&["push", &target]);
     assert!(
         out.starts_with(&format!("pushed {target}@sha256:")),
         "{out}"
     );
     // The base layer was on the same registry: mounted, not uploaded again.
     assert!(out.contains("(3 blobs uploaded, 1 already there)"), "{out}");
-    let again = env.ok(&["push", &target]);
+    let again = push(&["push", &target]);
     assert!(
         again.contains("(0 blobs uploaded, 4 already there)"),
         "{again}"
@@ -291,6 +301,23 @@ fn a_pushed_sandbox_is_pulled_and_run_by_podman_and_pushing_again_uploads_nothin
     };
     assert_eq!(digest(&out), digest(&again), "the same image both times");
 
+    // skopeo reads the config fields the sandbox runs with.
+    let inspect = Command::new("/usr/bin/skopeo")
+        .args(["inspect", "--config", "--tls-verify=false"])
+        .arg(format!("docker://{target}"))
+        .output()
+        .expect("skopeo (Debian: apt-get install skopeo; scripts/host-packages.sh installs it)");
+    let config = text(&inspect.stdout);
+    assert!(inspect.status.success(), "{}", text(&inspect.stderr));
+    for needle in [
+        "\"User\": \"0:0\"",
+        "\"WorkingDir\": \"/workspace\"",
+        // (skopeo's JSON escapes `>`.)
+        "\"created_by\": \"echo made-by-setup \\u003e /made\"",
+        "dev.sandbox.config.sha256",
+    ] {
+        assert!(config.contains(needle), "{needle} in {config}");
+    }
     let podman_dir = PodmanDir::new(&env);
     let pulled = podman(&env, &podman_dir, &["pull", "--tls-verify=false", &target]);
     assert!(
@@ -469,7 +496,15 @@ fn a_push_resumes_after_a_refused_or_dropped_chunk_and_never_names_a_half_pushed
         }
     });
     let target = format!("{}/team/app:dev", flaky.server.host());
-    let out = env.ok(&["push", &target]);
+    let chunked = |args: &[&str]| {
+        env.command(args)
+            .env("SANDBOX_PUSH_CHUNK_MB", "8")
+            .output()
+            .unwrap()
+    };
+    let out = chunked(&["push", &target]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = text(&out.stdout);
     assert!(out.contains("pushed"), "{out}");
     assert!(flaky.manifests.lock().unwrap().contains_key("dev"));
     let asked = flaky
@@ -483,7 +518,7 @@ fn a_push_resumes_after_a_refused_or_dropped_chunk_and_never_names_a_half_pushed
     let refusing =
         UploadRegistry::start(|request, _| (request.method == "PATCH").then(|| Reply::status(500)));
     let target = format!("{}/team/app:dev", refusing.server.host());
-    let out = env.run(&["push", &target]);
+    let out = chunked(&["push", &target]);
     assert_eq!(out.status.code(), Some(125));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("500"), "{stderr}");

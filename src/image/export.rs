@@ -160,7 +160,7 @@ fn setup_blob(
             // No name and no time in the gzip header: the same tar gives the same bytes.
             let encoder = flate2::GzBuilder::new()
                 .mtime(0)
-                .write(compressed, flate2::Compression::default());
+                .write(compressed, flate2::Compression::fast());
             let mut tar = Hashing {
                 inner: encoder,
                 hash: Sha256::new(),
@@ -371,12 +371,32 @@ pub fn write_archive<W: Write>(
     out: W,
 ) -> io::Result<W> {
     let mut tar = tar::Builder::new(out);
-    let mut add = |path: &str, bytes: &[u8]| -> io::Result<()> {
+    // Entries are the writing user's (tools that unpack the archive rootless, as skopeo does,
+    // cannot make them root's), with dirs of their own.
+    let (uid, gid) = (
+        u64::from(nix::unistd::getuid().as_raw()),
+        u64::from(nix::unistd::getgid().as_raw()),
+    );
+    let header = |kind: tar::EntryType, mode: u32, size: u64| {
         let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
-        header.set_size(bytes.len() as u64);
-        header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, path, bytes)
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(size);
+        header.set_uid(uid);
+        header.set_gid(gid);
+        header.set_mtime(0);
+        header
+    };
+    for dir in ["blobs/", "blobs/sha256/"] {
+        tar.append_data(
+            &mut header(tar::EntryType::Directory, 0o755, 0),
+            dir,
+            io::empty(),
+        )?;
+    }
+    let mut add = |path: &str, bytes: &[u8]| -> io::Result<()> {
+        let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
+        tar.append_data(&mut h, path, bytes)
     };
     add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     let index = serde_json::to_vec(&index(prepared, name)).map_err(io::Error::other)?;
@@ -387,12 +407,9 @@ pub fn write_archive<W: Write>(
             continue;
         }
         let file = fs_err::File::open(store.blob_path(&blob.digest))?;
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
-        header.set_size(blob.size);
-        header.set_entry_type(tar::EntryType::Regular);
+        let mut h = header(tar::EntryType::Regular, 0o644, blob.size);
         tar.append_data(
-            &mut header,
+            &mut h,
             format!("blobs/sha256/{}", blob.digest.hex()),
             io::Read::take(file, blob.size),
         )?;

@@ -16,7 +16,17 @@ use crate::image::digest::Digest;
 use crate::image::error::{ImageError, NetStage};
 
 /// Blobs up to this size go in one request; larger ones in chunks of it.
-pub const CHUNK: u64 = 16 << 20;
+pub const CHUNK: u64 = 64 << 20;
+
+/// The chunk size: `SANDBOX_PUSH_CHUNK_MB` (for a registry or proxy that limits request sizes),
+/// else `CHUNK`.
+pub fn chunk_size() -> u64 {
+    std::env::var("SANDBOX_PUSH_CHUNK_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|mb| *mb > 0)
+        .map_or(CHUNK, |mb| mb << 20)
+}
 const ATTEMPTS: u32 = 5;
 
 /// What a request carries: nothing, bytes, or a part of a file.
@@ -183,7 +193,8 @@ impl RegistryClient {
         let response = self.send(Method::POST, &start, None, None, Payload::Empty)?;
         let response = self.check_status(response, &digest.to_string())?;
         let mut url = self.location(&response, &start)?;
-        if size <= CHUNK {
+        let chunk = chunk_size();
+        if size <= chunk {
             let mut put = url.clone();
             put.query_pairs_mut()
                 .append_pair("digest", &digest.to_string());
@@ -205,7 +216,7 @@ impl RegistryClient {
         let mut sent = 0;
         let mut failures = 0;
         while sent < size {
-            let len = CHUNK.min(size - sent);
+            let len = chunk.min(size - sent);
             let range = format!("{sent}-{}", sent + len - 1);
             let response = self.send(
                 Method::PATCH,
