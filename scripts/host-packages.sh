@@ -18,6 +18,11 @@ if [ "$(id -u)" = 0 ]; then
     id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
     grep -q "^$user:" /etc/subuid || usermod --add-subuids 100000-165535 "$user"
     grep -q "^$user:" /etc/subgid || usermod --add-subgids 100000-165535 "$user"
+    # A second user with other subordinate ranges: prepared sandboxes must not depend on them.
+    second=${SANDBOX_TEST_SECOND_USER:-sandbox-test2}
+    id "$second" >/dev/null 2>&1 || useradd -m -s /bin/bash "$second"
+    grep -q "^$second:" /etc/subuid || usermod --add-subuids 300000-365535 "$second"
+    grep -q "^$second:" /etc/subgid || usermod --add-subgids 300000-365535 "$second"
     # fuse-overlayfs (the fallback overlay) needs /dev/fuse, which Debian's udev rule makes
     # 0666; minimal machines and containers may leave it 0600.
     [ -c /dev/fuse ] && chmod 0666 /dev/fuse

@@ -535,3 +535,54 @@ fn a_push_resumes_after_a_refused_or_dropped_chunk_and_never_names_a_half_pushed
         "the manifest was never sent"
     );
 }
+
+/// The last layer (the setup step's) of the image in an OCI archive.
+fn setup_layer_digest(archive: &Path) -> String {
+    let mut files = std::collections::HashMap::new();
+    let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.insert(name, bytes);
+    }
+    let json = |name: &str| -> serde_json::Value { serde_json::from_slice(&files[name]).unwrap() };
+    let index = json("index.json");
+    let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = json(&format!(
+        "blobs/sha256/{}",
+        manifest_digest.trim_start_matches("sha256:")
+    ));
+    let layers = manifest["layers"].as_array().unwrap();
+    let digest = layers.last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    digest
+}
+
+/// Two users with different subordinate ranges prepare the same setup step: the same setup
+/// layer, digest for digest (owners are the ids inside, never the host's; times clamped).
+#[test]
+fn two_users_with_other_subordinate_ranges_prepare_the_same_image() {
+    let second =
+        std::env::var("SANDBOX_TEST_SECOND_USER").unwrap_or_else(|_| "sandbox-test2".into());
+    let digests: Vec<String> = [TestEnv::new(), TestEnv::for_user(&second)]
+        .iter()
+        .map(|env| {
+            let (_registry, image) = support::pulled_busybox(env, "mobility/same", Vec::new());
+            // The same image on both registries: the reference differs only in its port, which is
+            // not part of the image.
+            env.write(
+                "project/sandbox.toml",
+                &format!(
+                    "setup = [\"mkdir -p /opt/app && echo same > /opt/app/file && chown 1000:1000 /opt/app/file && ln -s file /opt/app/link\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"
+                ),
+            );
+            env.ok(&["export", "-o", "app.tar", "--name", "localhost/same:1"]);
+            setup_layer_digest(&env.path().join("project/app.tar"))
+        })
+        .collect();
+    assert_eq!(digests[0], digests[1]);
+}

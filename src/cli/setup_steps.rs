@@ -279,6 +279,7 @@ fn run_step(
         home: None,
         forward: Default::default(),
     };
+    let lowers = step.lowers.clone();
     let launch = plan::resolve(&Inputs {
         kind: LaunchKind::Setup {
             keep_upper: step.kept.to_owned(),
@@ -322,7 +323,61 @@ fn run_step(
             file: config.file.clone(),
         });
     }
+    // The layer holds what the step did, not the /etc files and mount points sandbox made.
+    crate::image::setup_layer::clean_setup_upper(
+        step.kept,
+        &lowers,
+        &written_etc(&launch, &lowers),
+        &made_dirs(&launch),
+    )?;
     Ok(())
+}
+
+/// The dirs sandbox may have made in a setup container: its mount points and the home.
+fn made_dirs(launch: &plan::LaunchPlan) -> Vec<PathBuf> {
+    use crate::runtime::plan::MountOp;
+    let mut dirs: Vec<PathBuf> = launch
+        .rootfs
+        .mounts
+        .iter()
+        .filter_map(|op| match op {
+            MountOp::Proc { target }
+            | MountOp::Sys { target, .. }
+            | MountOp::Tmpfs { target, .. }
+            | MountOp::Devpts { target } => Some(target.clone()),
+            _ => None,
+        })
+        .collect();
+    dirs.push(launch.rootfs.home.0.clone());
+    dirs
+}
+
+/// The /etc files sandbox wrote into a setup container, with their text.
+fn written_etc(launch: &plan::LaunchPlan, lowers: &[PathBuf]) -> Vec<(PathBuf, String)> {
+    use crate::runtime::etc_files;
+    use crate::runtime::plan::EtcContent;
+    let image_text = |path: &Path| {
+        crate::image::trust::find_in_layers(lowers, &path.display().to_string())
+            .and_then(|found| crate::config::files::read(&found, etc_files::READ_LIMIT).ok())
+            .unwrap_or_default()
+    };
+    launch
+        .rootfs
+        .etc_files
+        .iter()
+        .map(|file| {
+            let text = match &file.content {
+                EtcContent::Text(text) => text.clone(),
+                EtcContent::Passwd => {
+                    etc_files::passwd(&image_text(&file.path), &launch.process.user)
+                }
+                EtcContent::Group => {
+                    etc_files::group(&image_text(&file.path), &launch.process.user)
+                }
+            };
+            (file.path.clone(), text)
+        })
+        .collect()
 }
 
 fn copy_step(

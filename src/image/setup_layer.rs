@@ -118,6 +118,71 @@ pub fn superseded(setup: &StoredSetup, chains: &[ProjectChain]) -> bool {
     !chains.iter().any(|c| c.keys.contains(&record.key)) && chains.iter().any(|c| &c.dir == project)
 }
 
+/// Takes out of a setup step's upper dir what sandbox itself put there rather than the step:
+/// the /etc files it wrote (`expected`: path in the image and the text it wrote), where the step
+/// left them as they were, and dirs copied up only because sandbox made mount points or files
+/// in them (empty, with the same mode and owner as below). What remains is the step's own
+/// doing: a layer that does not name the preparing user, the same on every machine.
+pub fn clean_setup_upper(
+    upper: &Path,
+    lowers: &[PathBuf],
+    expected: &[(PathBuf, String)],
+    made: &[PathBuf],
+) -> std::io::Result<()> {
+    for (path, text) in expected {
+        let at = upper.join(path.strip_prefix("/").unwrap_or(path));
+        let unchanged = fs_err::symlink_metadata(&at).is_ok_and(|m| m.is_file())
+            && fs_err::read_to_string(&at).is_ok_and(|t| &t == text);
+        if unchanged {
+            fs_err::remove_file(&at)?;
+        }
+    }
+    let made: Vec<PathBuf> = made
+        .iter()
+        .map(|p| p.strip_prefix("/").unwrap_or(p).to_owned())
+        .collect();
+    remove_copied_up_dirs(upper, Path::new(""), lowers, &made)?;
+    Ok(())
+}
+
+/// Removes empty dirs under `upper/rel` (deepest first) that only repeat the image's own, or
+/// that sandbox made (`made`: mount points, the home) where the image has none.
+fn remove_copied_up_dirs(
+    upper: &Path,
+    rel: &Path,
+    lowers: &[PathBuf],
+    made: &[PathBuf],
+) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = upper.join(rel);
+    for entry in fs_err::read_dir(&dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            remove_copied_up_dirs(upper, &rel.join(entry.file_name()), lowers, made)?;
+        }
+    }
+    if rel.as_os_str().is_empty() || fs_err::read_dir(&dir)?.next().is_some() {
+        return Ok(());
+    }
+    let opaque = crate::runtime::sys::cpath(&dir)
+        .ok()
+        .zip(crate::runtime::sys::cstring("user.overlay.opaque").ok())
+        .is_some_and(|(p, n)| crate::runtime::sys::small_xattr(&p, &n).is_some());
+    let mine = fs_err::symlink_metadata(&dir)?;
+    let below = lowers
+        .iter()
+        .rev()
+        .find_map(|l| fs_err::symlink_metadata(l.join(rel)).ok());
+    let same = below.as_ref().is_some_and(|b| {
+        b.is_dir() && b.mode() == mine.mode() && b.uid() == mine.uid() && b.gid() == mine.gid()
+    });
+    let sandbox_made = below.is_none() && made.iter().any(|m| m == rel);
+    if (same || sandbox_made) && !opaque {
+        fs_err::remove_dir(&dir)?;
+    }
+    Ok(())
+}
+
 /// Setup layers no run used for this long are removed by `prune`.
 pub const UNUSED_DAYS: u64 = 30;
 
@@ -324,6 +389,54 @@ mod tests {
             superseded(&stored("old", None, &["a", "b"]), &chains),
             "all steps in one"
         );
+    }
+
+    #[test]
+    fn what_sandbox_put_in_a_setup_upper_goes_and_what_the_step_did_stays() {
+        let lower = tempfile::tempdir().unwrap();
+        let upper = tempfile::tempdir().unwrap();
+        for dir in ["etc", "proc", "opt"] {
+            fs_err::create_dir_all(lower.path().join(dir)).unwrap();
+            fs_err::create_dir_all(upper.path().join(dir)).unwrap();
+        }
+        fs_err::write(upper.path().join("etc/hosts"), "127.0.0.1 app\n").unwrap();
+        fs_err::write(upper.path().join("etc/passwd"), "root:x:0:0\nnew:x:1:1\n").unwrap();
+        fs_err::create_dir_all(upper.path().join("opt/tool")).unwrap();
+        fs_err::write(upper.path().join("opt/tool/bin"), "x").unwrap();
+        let expected = vec![
+            (PathBuf::from("/etc/hosts"), "127.0.0.1 app\n".to_owned()),
+            (PathBuf::from("/etc/passwd"), "root:x:0:0\n".to_owned()),
+        ];
+        fs_err::create_dir_all(upper.path().join("sys")).unwrap();
+        fs_err::create_dir_all(upper.path().join("srv")).unwrap();
+        clean_setup_upper(
+            upper.path(),
+            &[lower.path().to_owned()],
+            &expected,
+            &[PathBuf::from("/sys")],
+        )
+        .unwrap();
+        assert!(
+            !upper.path().join("sys").exists(),
+            "a mount point sandbox made: gone"
+        );
+        assert!(
+            upper.path().join("srv").exists(),
+            "an empty dir the step made: kept"
+        );
+        assert!(
+            !upper.path().join("etc/hosts").exists(),
+            "as sandbox wrote it: gone"
+        );
+        assert!(
+            upper.path().join("etc/passwd").exists(),
+            "the step changed it: kept"
+        );
+        assert!(
+            !upper.path().join("proc").exists(),
+            "an empty copy-up: gone"
+        );
+        assert!(upper.path().join("opt/tool/bin").exists());
     }
 
     #[test]

@@ -89,11 +89,14 @@ pub fn binary() -> &'static Path {
 
 impl TestEnv {
     pub fn new() -> Self {
-        let user = is_root().then(|| {
-            lookup_user(
-                &std::env::var("SANDBOX_TEST_USER").unwrap_or_else(|_| "sandbox-test".into()),
-            )
-        });
+        Self::for_user(
+            &std::env::var("SANDBOX_TEST_USER").unwrap_or_else(|_| "sandbox-test".into()),
+        )
+    }
+
+    /// The same, running the binary as `name` (when the tests run as root).
+    pub fn for_user(name: &str) -> Self {
+        let user = is_root().then(|| lookup_user(name));
         let dir = tempfile::Builder::new()
             .prefix("sandbox-it-")
             .tempdir_in("/tmp")
