@@ -253,12 +253,21 @@ impl RegistryClient {
         range_from: Option<u64>,
     ) -> Result<Response, ImageError> {
         let url = self.url(path)?;
+        self.with_retries(|| self.get_following_redirects(&url, accept, range_from))
+    }
+
+    /// Makes one attempt with `send` (which applies the current Authorization) until the answer
+    /// is not a passing trouble: a 401 fetches a token once; a 5xx, a 429 or a broken transfer is
+    /// tried again after a growing pause (Retry-After honoured, up to 10 s).
+    pub(super) fn with_retries(
+        &self,
+        mut send: impl FnMut() -> Result<Response, ImageError>,
+    ) -> Result<Response, ImageError> {
         let mut authenticated = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let response = self.get_following_redirects(&url, accept, range_from);
-            let retry_after = match response {
+            let retry_after = match send() {
                 Err(ImageError::Unreachable {
                     stage: NetStage::Transfer | NetStage::Timeout,
                     ..

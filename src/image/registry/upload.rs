@@ -5,7 +5,6 @@
 
 use std::io::{Read as _, Seek as _};
 use std::path::Path;
-use std::time::Duration;
 
 use reqwest::blocking::{Body, Response};
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
@@ -27,6 +26,7 @@ pub fn chunk_size() -> u64 {
         .filter(|mb| *mb > 0)
         .map_or(CHUNK, |mb| mb << 20)
 }
+/// How many failed chunks are resumed before giving up.
 const ATTEMPTS: u32 = 5;
 
 /// What a request carries: nothing, bytes, or a part of a file.
@@ -53,7 +53,8 @@ impl Payload<'_> {
 
 impl RegistryClient {
     /// One request with auth (a 401 fetches a push-scoped token once) and retries of
-    /// transient failures; redirects are not followed (upload answers use Location).
+    /// passing troubles (`with_retries`); redirects are not followed (upload answers use
+    /// Location). The body is made anew for each attempt.
     fn send(
         &self,
         method: Method,
@@ -63,10 +64,7 @@ impl RegistryClient {
         payload: Payload<'_>,
     ) -> Result<Response, ImageError> {
         let host = self.host();
-        let mut authenticated = false;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        self.with_retries(|| {
             let (body, len) = payload.body().map_err(ImageError::Io)?;
             let mut request = self
                 .http
@@ -84,31 +82,8 @@ impl RegistryClient {
                     request = request.header(AUTHORIZATION, auth);
                 }
             }
-            match request.send() {
-                Ok(r) if r.status() == StatusCode::UNAUTHORIZED && !authenticated => {
-                    self.remember_challenge(r.headers());
-                    authenticated = true;
-                    if self.authenticate()? {
-                        attempt -= 1;
-                        continue;
-                    }
-                    return Ok(r);
-                }
-                Ok(r)
-                    if (r.status().is_server_error()
-                        || r.status() == StatusCode::TOO_MANY_REQUESTS)
-                        && attempt < ATTEMPTS => {}
-                Ok(r) => return Ok(r),
-                Err(e)
-                    if attempt < ATTEMPTS
-                        && (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()) =>
-                {
-                    let _ = net_error(&host, e);
-                }
-                Err(e) => return Err(net_error(&host, e)),
-            }
-            std::thread::sleep(Duration::from_millis(100 << attempt.min(6)));
-        }
+            request.send().map_err(|e| net_error(&host, e))
+        })
     }
 
     fn repo_url(&self, rest: &str) -> Result<Url, ImageError> {
