@@ -191,6 +191,46 @@ fn an_exported_sandbox_loads_and_runs_in_podman_with_what_setup_made() {
             && labels.contains("dev.sandbox.config.sha256"),
         "{labels}"
     );
+    // Setup layers compressed with zstd load and run too.
+    env.ok(&[
+        "export",
+        "-o",
+        "zstd.tar",
+        "--compression",
+        "zstd",
+        "--name",
+        "localhost/project:zstd",
+    ]);
+    let zstd = env.path().join("project/zstd.tar");
+    let loaded = podman(
+        &env,
+        &podman_dir,
+        &["load", "-i", &zstd.display().to_string()],
+    );
+    assert!(
+        loaded.status.success(),
+        "podman load: {}",
+        text(&loaded.stderr)
+    );
+    let ran = podman(
+        &env,
+        &podman_dir,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "localhost/project:zstd",
+            "cat",
+            "/made",
+        ],
+    );
+    assert_eq!(
+        text(&ran.stdout),
+        "made-by-setup\n",
+        "{}",
+        text(&ran.stderr)
+    );
     // An OCI image layout too.
     env.ok(&["export", "-o", "layout/"]);
     assert!(env.path().join("project/layout/index.json").is_file());
