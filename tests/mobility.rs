@@ -626,3 +626,89 @@ fn two_users_with_other_subordinate_ranges_prepare_the_same_image() {
         .collect();
     assert_eq!(digests[0], digests[1]);
 }
+
+/// A push to a docker-registry that wants tokens: refused without credentials (and said so),
+/// then, logged in, the token flow with push scope; podman, logged in too, pulls and runs it.
+#[test]
+fn a_push_to_a_token_auth_registry_asks_for_push_scope_with_the_users_credentials() {
+    use support::token_registry::{TokenRegistry, PASSWORD, USER};
+    let env = TestEnv::new();
+    let (_base, image) = support::pulled_busybox(&env, "mobility/token", Vec::new());
+    env.write(
+        "project/sandbox.toml",
+        &format!(
+            "setup = [\"echo made-by-setup > /made\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"
+        ),
+    );
+    let tokens = TokenRegistry::start();
+    let host = tokens.registry.host();
+    let target = format!("{host}/team/app:dev");
+    let stderr = env.fails(&["push", &target]);
+    assert!(stderr.contains("sandbox login"), "{stderr}");
+    let mut login = env
+        .command(&["login", &host, "-u", USER, "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(login.stdin.as_mut().unwrap(), PASSWORD.as_bytes()).unwrap();
+    drop(login.stdin.take());
+    let logged = login.wait_with_output().unwrap();
+    assert!(logged.status.success(), "{}", text(&logged.stderr));
+    let out = env.ok(&["push", &target]);
+    assert!(
+        out.starts_with(&format!("pushed {target}@sha256:")),
+        "{out}"
+    );
+    let scopes: Vec<String> = tokens
+        .issuer
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .filter(|p| p.contains("scope="))
+        .collect();
+    assert!(
+        scopes
+            .iter()
+            .any(|p| p.contains("pull%2Cpush") || p.contains("pull,push")),
+        "{scopes:?}"
+    );
+
+    let podman_dir = PodmanDir::new(&env);
+    let logged = podman(
+        &env,
+        &podman_dir,
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            USER,
+            "-p",
+            PASSWORD,
+            &host,
+        ],
+    );
+    assert!(
+        logged.status.success(),
+        "podman login: {}",
+        text(&logged.stderr)
+    );
+    let pulled = podman(&env, &podman_dir, &["pull", "--tls-verify=false", &target]);
+    assert!(
+        pulled.status.success(),
+        "podman pull: {}",
+        text(&pulled.stderr)
+    );
+    let ran = podman(
+        &env,
+        &podman_dir,
+        &["run", "--rm", "--network", "none", &target, "cat", "/made"],
+    );
+    assert_eq!(
+        text(&ran.stdout),
+        "made-by-setup\n",
+        "{}",
+        text(&ran.stderr)
+    );
+}
