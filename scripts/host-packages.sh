@@ -2,7 +2,7 @@
 # Installs the Debian packages sandbox and its tests use, and, when run as root, creates the
 # unprivileged user the end-to-end tests run as (with /etc/subuid and /etc/subgid ranges).
 set -euo pipefail
-packages=(uidmap docker-registry busybox-static curl ca-certificates gcc libc6-dev fuse-overlayfs passt slirp4netns debootstrap openssh-client python3 podman runc skopeo)
+packages=(uidmap docker-registry busybox-static curl ca-certificates gcc libc6-dev fuse-overlayfs passt slirp4netns debootstrap openssh-client python3 podman runc skopeo apache2-utils)
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 missing=()

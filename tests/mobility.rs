@@ -712,3 +712,49 @@ fn a_push_to_a_token_auth_registry_asks_for_push_scope_with_the_users_credential
         text(&ran.stderr)
     );
 }
+
+/// A push to a docker-registry with basic (htpasswd) auth: refused without login, then sent
+/// with the user's credentials.
+#[test]
+fn a_push_to_a_basic_auth_registry_uses_the_users_credentials() {
+    let env = TestEnv::new();
+    let (_base, image) = support::pulled_busybox(&env, "mobility/basic", Vec::new());
+    env.write(
+        "project/sandbox.toml",
+        &format!(
+            "setup = [\"echo made-by-setup > /made\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"
+        ),
+    );
+    let registry = support::Registry::start_with(|dir| {
+        let made = Command::new("htpasswd")
+            .args(["-Bbn", "basic-user", "basic-pass"])
+            .output()
+            .expect("htpasswd (Debian: apt-get install apache2-utils; scripts/host-packages.sh installs it)");
+        std::fs::write(dir.join("htpasswd"), made.stdout).unwrap();
+        format!(
+            "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            dir.join("htpasswd").display()
+        )
+    });
+    let host = registry.host();
+    let target = format!("{host}/team/app:basic");
+    let stderr = env.fails(&["push", &target]);
+    assert!(stderr.contains("sandbox login"), "{stderr}");
+    let mut login = env
+        .command(&["login", &host, "-u", "basic-user", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(login.stdin.as_mut().unwrap(), b"basic-pass").unwrap();
+    drop(login.stdin.take());
+    let logged = login.wait_with_output().unwrap();
+    assert!(logged.status.success(), "{}", text(&logged.stderr));
+    let out = env.ok(&["push", &target]);
+    assert!(
+        out.starts_with(&format!("pushed {target}@sha256:")),
+        "{out}"
+    );
+    assert!(out.contains("(3 blobs uploaded, 0 already there)"), "{out}");
+}
