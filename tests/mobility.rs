@@ -101,6 +101,33 @@ fn podman(env: &TestEnv, dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// podman as above, which must succeed; its stdout.
+fn podman_ok(env: &TestEnv, dir: &Path, args: &[&str]) -> String {
+    let out = podman(env, dir, args);
+    assert!(
+        out.status.success(),
+        "podman {}: {}",
+        args.join(" "),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// `sandbox login HOST -u USER --password-stdin`, which must succeed.
+fn sandbox_login(env: &TestEnv, host: &str, user: &str, password: &str) {
+    let mut login = env
+        .command(&["login", host, "-u", user, "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(login.stdin.as_mut().unwrap(), password.as_bytes()).unwrap();
+    drop(login.stdin.take());
+    let logged = login.wait_with_output().unwrap();
+    assert!(logged.status.success(), "{}", text(&logged.stderr));
+}
+
 #[test]
 fn an_exported_sandbox_loads_and_runs_in_podman_with_what_setup_made() {
     let env = TestEnv::new();
@@ -128,15 +155,10 @@ fn an_exported_sandbox_loads_and_runs_in_podman_with_what_setup_made() {
     assert_eq!(digest(&out), digest(&again), "{out}\n{again}");
 
     let podman_dir = PodmanDir::new(&env);
-    let loaded = podman(
+    podman_ok(
         &env,
         &podman_dir,
         &["load", "-i", &archive.display().to_string()],
-    );
-    assert!(
-        loaded.status.success(),
-        "podman load: {}",
-        text(&loaded.stderr)
     );
     let ran = podman(
         &env,
@@ -202,15 +224,10 @@ fn an_exported_sandbox_loads_and_runs_in_podman_with_what_setup_made() {
         "localhost/project:zstd",
     ]);
     let zstd = env.path().join("project/zstd.tar");
-    let loaded = podman(
+    podman_ok(
         &env,
         &podman_dir,
         &["load", "-i", &zstd.display().to_string()],
-    );
-    assert!(
-        loaded.status.success(),
-        "podman load: {}",
-        text(&loaded.stderr)
     );
     let ran = podman(
         &env,
@@ -645,17 +662,7 @@ fn a_push_to_a_token_auth_registry_asks_for_push_scope_with_the_users_credential
     let target = format!("{host}/team/app:dev");
     let stderr = env.fails(&["push", &target]);
     assert!(stderr.contains("sandbox login"), "{stderr}");
-    let mut login = env
-        .command(&["login", &host, "-u", USER, "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(login.stdin.as_mut().unwrap(), PASSWORD.as_bytes()).unwrap();
-    drop(login.stdin.take());
-    let logged = login.wait_with_output().unwrap();
-    assert!(logged.status.success(), "{}", text(&logged.stderr));
+    sandbox_login(&env, &host, USER, PASSWORD);
     let out = env.ok(&["push", &target]);
     assert!(
         out.starts_with(&format!("pushed {target}@sha256:")),
@@ -740,17 +747,7 @@ fn a_push_to_a_basic_auth_registry_uses_the_users_credentials() {
     let target = format!("{host}/team/app:basic");
     let stderr = env.fails(&["push", &target]);
     assert!(stderr.contains("sandbox login"), "{stderr}");
-    let mut login = env
-        .command(&["login", &host, "-u", "basic-user", "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(login.stdin.as_mut().unwrap(), b"basic-pass").unwrap();
-    drop(login.stdin.take());
-    let logged = login.wait_with_output().unwrap();
-    assert!(logged.status.success(), "{}", text(&logged.stderr));
+    sandbox_login(&env, &host, "basic-user", "basic-pass");
     let out = env.ok(&["push", &target]);
     assert!(
         out.starts_with(&format!("pushed {target}@sha256:")),
