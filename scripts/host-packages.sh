@@ -2,7 +2,7 @@
 # Installs the Debian packages sandbox and its tests use, and, when run as root, creates the
 # unprivileged user the end-to-end tests run as (with /etc/subuid and /etc/subgid ranges).
 set -euo pipefail
-packages=(uidmap docker-registry busybox-static curl ca-certificates gcc libc6-dev fuse-overlayfs passt slirp4netns debootstrap openssh-client python3 podman runc skopeo apache2-utils)
+packages=(uidmap docker-registry busybox-static curl ca-certificates gcc libc6-dev fuse-overlayfs passt slirp4netns debootstrap openssh-client python3 podman runc skopeo apache2-utils python3-venv)
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 missing=()
@@ -12,6 +12,13 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# The Kubernetes schema checker the kube tests run (PyPI, pinned; its schemas are in the wheel).
+tools=${SANDBOX_TEST_TOOLS:-/opt/sandbox-test-tools}
+validator_version=1.37.0
+if ! "$tools/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$validator_version"; then
+    $sudo /usr/bin/python3 -m venv "$tools"
+    $sudo "$tools/bin/pip" install -q "kubernetes-validate==$validator_version"
 fi
 if [ "$(id -u)" = 0 ]; then
     user=${SANDBOX_TEST_USER:-sandbox-test}

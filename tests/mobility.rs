@@ -438,6 +438,28 @@ fn a_second_store_with_the_lock_runs_the_prepared_sandbox_without_setup() {
     assert!(!stderr.contains("setup: running"), "{stderr}");
 }
 
+/// Checks a YAML document against the Kubernetes OpenAPI schema of its kind, strictly (unknown
+/// fields are errors), with `kubernetes-validate` from PyPI (scripts/host-packages.sh installs it).
+fn assert_valid_for_kubernetes(env: &TestEnv, name: &str, yaml: &str) {
+    let validator = std::env::var("SANDBOX_TEST_KUBERNETES_VALIDATE")
+        .unwrap_or_else(|_| "/opt/sandbox-test-tools/bin/kubernetes-validate".into());
+    if !Path::new(&validator).exists() {
+        panic!("{validator} is missing: scripts/host-packages.sh installs kubernetes-validate from PyPI into /opt/sandbox-test-tools (.ci/run does)");
+    }
+    let file = env.write(name, yaml);
+    let out = std::process::Command::new(&validator)
+        .args(["--strict", "--no-warn"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("running {validator}: {e}"));
+    assert!(
+        out.status.success(),
+        "{name} is not a valid Kubernetes object: {}{}\n{yaml}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 /// `sandbox kube --pod` runs under `podman kube play` with the project mounted, and `--job`
 /// is a Job pinned by digest with the limits of sandbox.toml.
 #[test]
@@ -446,7 +468,7 @@ fn kube_yaml_runs_under_podman_kube_play_and_pins_the_prepared_sandbox() {
     let (registry, image) = support::pulled_busybox(&env, "mobility/kube", Vec::new());
     let toml = |limits: &str| {
         format!(
-            "setup = [\"echo made-by-setup > /made\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n{limits}[env]\nGREETING = \"hi: there\"\n"
+            "setup = [\"echo made-by-setup > /made\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n{limits}[env]\nGREETING = \"hi: there\"\nTRICK = \"end\\\"\\nkind: Pod\\n- [x\"\n"
         )
     };
     env.write(
@@ -478,6 +500,15 @@ fn kube_yaml_runs_under_podman_kube_play_and_pins_the_prepared_sandbox() {
         claimed.contains("claimName: \"src\"") && !claimed.contains("hostPath"),
         "{claimed}"
     );
+    // A hostile value in sandbox.toml stays one string: no second `kind`, no new list.
+    assert_eq!(
+        job.lines().filter(|l| l.starts_with("kind:")).count(),
+        1,
+        "{job}"
+    );
+    assert!(job.contains(r#"value: "end\"\nkind: Pod\n- [x""#), "{job}");
+    assert_valid_for_kubernetes(&env, "job.yaml", &job);
+    assert_valid_for_kubernetes(&env, "claimed.yaml", &claimed);
 
     // Rootless podman cannot set limits on this host: the pod is played without them (limits
     // are not among the lock's inputs, so the lock still holds).
@@ -490,6 +521,7 @@ fn kube_yaml_runs_under_podman_kube_play_and_pins_the_prepared_sandbox() {
         "-c",
         "cat /made /workspace/hello.txt; echo $GREETING",
     ]);
+    assert_valid_for_kubernetes(&env, "pod-check.yaml", &pod);
     let file = env.write("pod.yaml", &pod);
     let podman_dir = PodmanDir::new(&env);
     let played = podman(
