@@ -20,10 +20,12 @@ done
 registries=()
 stop_registries() { for pid in "${registries[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap 'stop_registries; cleanup' EXIT
+# Starts a registry of its own and sets target to it (not in a $(...) subshell, which would
+# lose its pid and leave it running).
 fresh_registry() {
     local port; port=$(shuf -i 40001-60000 -n 1)
     registries+=("$(scripts/start-registry.sh "$port" "$work/registry-$port")")
-    echo "127.0.0.1:$port"
+    target="127.0.0.1:$port"
 }
 cat >"$work/project/sandbox.toml" <<EOF
 setup = ["head -c 150000000 /dev/urandom > /random && yes 'a line of text, as class files and docs are' | head -c 150000000 > /text"]
@@ -38,7 +40,7 @@ EOF
 
 seconds() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b - a}'; }
 
-target=$(fresh_registry)
+fresh_registry
 start=$(date +%s.%N)
 (cd "$work/project" && as_user "$work/sandbox" -q --root "$work/store" push "$target/bench/app:1" >/dev/null)
 sandbox_s=$(seconds "$start" "$(date +%s.%N)")
@@ -47,7 +49,7 @@ start=$(date +%s.%N)
 again_s=$(seconds "$start" "$(date +%s.%N)")
 
 # Its layer compressed by the first push: what uploading alone costs, to a fresh registry.
-target=$(fresh_registry)
+fresh_registry
 start=$(date +%s.%N)
 (cd "$work/project" && as_user "$work/sandbox" -q --root "$work/store" push "$target/bench/app:1" >/dev/null)
 warm_s=$(seconds "$start" "$(date +%s.%N)")
@@ -55,12 +57,12 @@ warm_s=$(seconds "$start" "$(date +%s.%N)")
 (cd "$work/project" && as_user "$work/sandbox" -q --root "$work/store" export -o "$work/app.tar" --name localhost/bench/app:1 >/dev/null)
 size_mb=$(du -m "$work/app.tar" | cut -f1)
 as_user podman $podman_args load -q -i "$work/app.tar" >/dev/null
-target=$(fresh_registry)
+fresh_registry
 start=$(date +%s.%N)
 as_user podman $podman_args push -q --tls-verify=false localhost/bench/app:1 "$target/bench/app:1" >/dev/null 2>&1
 podman_s=$(seconds "$start" "$(date +%s.%N)")
 
-target=$(fresh_registry)
+fresh_registry
 start=$(date +%s.%N)
 as_user skopeo copy -q --dest-tls-verify=false "oci-archive:$work/app.tar" "docker://$target/bench/app:1" >/dev/null
 skopeo_s=$(seconds "$start" "$(date +%s.%N)")

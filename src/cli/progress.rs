@@ -136,6 +136,12 @@ impl PullReporter for Progress {
         }
     }
 
+    fn layer_length(&self, id: usize, size: u64) {
+        if let Some(bar) = self.bars.lock().ok().and_then(|b| b.get(id).cloned()) {
+            bar.set_length(size);
+        }
+    }
+
     fn layer_finished(&self, id: usize, reused: bool) {
         if let Some(bar) = self.bars.lock().ok().and_then(|b| b.get(id).cloned()) {
             if reused {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
+use super::blob_stream::{BlobStream, Tee};
 use super::error::ImageError;
 use super::store::images::ImageRecord;
 use super::store::Store;
@@ -114,30 +115,94 @@ fn digest_of(hash: Sha256) -> Result<Digest, ImageError> {
         .map_err(|e| ImageError::Internal(format!("a sha256 that is not a digest: {e}")))
 }
 
-/// The setup layer's blob: made once (a reproducible tar, compressed), kept in the store.
-fn setup_blob(
-    store: &Store,
+fn setup_record(layer: &SetupLayer, compression: LayerCompression) -> (PathBuf, &'static str) {
+    let (name, media_type) = match compression {
+        // v2: the parallel encoder (gzip_parallel), whose bytes differ from the first one's.
+        LayerCompression::Gzip => ("blob-gzip-v2.json", OCI_LAYER_GZIP),
+        LayerCompression::Zstd => ("blob-zstd.json", OCI_LAYER_ZSTD),
+    };
+    (layer.entry.join(name), media_type)
+}
+
+/// The setup layer's blob as described when it was made (the blob itself may not be in the
+/// store: a push streams it without keeping it), and its tar's digest.
+pub fn setup_blob_record(
     layer: &SetupLayer,
     epoch: u64,
     compression: LayerCompression,
-) -> Result<(Blob, Digest), ImageError> {
-    let (name, media_type) = match compression {
-        LayerCompression::Gzip => ("blob-gzip.json", OCI_LAYER_GZIP),
-        LayerCompression::Zstd => ("blob-zstd.json", OCI_LAYER_ZSTD),
-    };
-    let record = layer.entry.join(name);
-    if let Some(made) = super::store::read_record::<SetupBlob>(&record)? {
-        if made.epoch == epoch && store.blob_path(&made.digest).is_file() {
-            return Ok((
+) -> Result<Option<(Blob, Digest)>, ImageError> {
+    let (record, media_type) = setup_record(layer, compression);
+    Ok(super::store::read_record::<SetupBlob>(&record)?
+        .filter(|made| made.epoch == epoch)
+        .map(|made| {
+            (
                 Blob {
                     digest: made.digest,
                     size: made.size,
                     media_type: media_type.into(),
                 },
                 made.diff_id,
-            ));
-        }
+            )
+        }))
+}
+
+/// The setup layer's blob and its tar's digest, when made before and still in the store.
+pub fn cached_setup_blob(
+    store: &Store,
+    layer: &SetupLayer,
+    epoch: u64,
+    compression: LayerCompression,
+) -> Result<Option<(Blob, Digest)>, ImageError> {
+    Ok(setup_blob_record(layer, epoch, compression)?
+        .filter(|(blob, _)| store.blob_path(&blob.digest).is_file()))
+}
+
+/// What `prepare` must find or make for the setup layers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Their blobs in the store (to write an image).
+    Blobs,
+    /// Their descriptions (for a manifest whose blobs went to a registry).
+    Descriptions,
+}
+
+/// The setup layer's blob (or its description): made once, then found.
+fn setup_blob(
+    store: &Store,
+    layer: &SetupLayer,
+    epoch: u64,
+    compression: LayerCompression,
+    need: Need,
+) -> Result<(Blob, Digest), ImageError> {
+    let made = match need {
+        Need::Blobs => cached_setup_blob(store, layer, epoch, compression)?,
+        Need::Descriptions => setup_blob_record(layer, epoch, compression)?,
+    };
+    match made {
+        Some(made) => Ok(made),
+        None => make_setup_blob(store, layer, epoch, compression, BlobSink::Store),
     }
+}
+
+/// Where a setup layer's blob goes as it is made.
+#[derive(Clone, Copy)]
+pub enum BlobSink<'a> {
+    /// Into the store's blobs.
+    Store,
+    /// Into the store's blobs and to an uploader as it is made.
+    Stream(&'a BlobStream),
+}
+
+/// Makes the setup layer's blob into `sink` and records its description.
+pub fn make_setup_blob(
+    store: &Store,
+    layer: &SetupLayer,
+    epoch: u64,
+    compression: LayerCompression,
+    sink: BlobSink<'_>,
+) -> Result<(Blob, Digest), ImageError> {
+    let (record, media_type) = setup_record(layer, compression);
+    let io_error = |e: io::Error| store.io_error(e);
     let temp = store.root().join("tmp").join(format!(
         "export-{}-{}",
         std::process::id(),
@@ -147,31 +212,86 @@ fn setup_blob(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     ));
-    let io_error = |e: io::Error| store.io_error(e);
     let file = fs_err::File::create(&temp).map_err(io_error)?;
+    let written = match sink {
+        BlobSink::Store => compress_layer(store, layer, epoch, compression, file),
+        BlobSink::Stream(stream) => {
+            let tee = Tee::new(file, stream);
+            compress_layer(store, layer, epoch, compression, tee)
+                .and_then(|(tee, made)| Ok((tee.finish().map_err(io_error)?, made)))
+        }
+    };
+    let (file, made) = match written {
+        Ok(written) => written,
+        Err(e) => {
+            if let BlobSink::Stream(stream) = sink {
+                stream.ended(Err(e.to_string()));
+            }
+            let _ = fs_err::remove_file(&temp);
+            return Err(e);
+        }
+    };
+    // The uploader may finish while the file is synced: a failure after this still fails the
+    // push before its manifest.
+    if let BlobSink::Stream(stream) = sink {
+        stream.ended(Ok(Blob {
+            digest: made.digest.clone(),
+            size: made.size,
+            media_type: media_type.into(),
+        }));
+    }
+    file.sync_all().map_err(io_error)?;
+    fs_err::rename(&temp, store.blob_path(&made.digest)).map_err(io_error)?;
+    let bytes = serde_json::to_vec(&made).map_err(|e| ImageError::Internal(e.to_string()))?;
+    crate::fsutil::atomic::write_file_atomic(&record, &bytes, 0o600).map_err(io_error)?;
+    Ok((
+        Blob {
+            digest: made.digest,
+            size: made.size,
+            media_type: media_type.into(),
+        },
+        made.diff_id,
+    ))
+}
+
+/// Writes the layer as a reproducible tar, compressed, into `out`; describes what it wrote.
+fn compress_layer<W: Write>(
+    store: &Store,
+    layer: &SetupLayer,
+    epoch: u64,
+    compression: LayerCompression,
+    out: W,
+) -> Result<(W, SetupBlob), ImageError> {
+    let io_error = |e: io::Error| store.io_error(e);
     let compressed = Hashing {
-        inner: io::BufWriter::new(file),
+        inner: out,
         hash: Sha256::new(),
         size: 0,
     };
     // The tar's digest (diff_id) is taken before compression, the blob's after.
     let (compressed, diff_id) = match compression {
         LayerCompression::Gzip => {
-            // No name and no time in the gzip header: the same tar gives the same bytes.
-            let encoder = flate2::GzBuilder::new()
-                .mtime(0)
-                .write(compressed, flate2::Compression::fast());
+            // On every core, the same bytes for the same tar whatever the core count.
+            let encoder = super::gzip_parallel::ParallelGzip::new(compressed).map_err(io_error)?;
             let mut tar = Hashing {
-                inner: encoder,
+                inner: io::BufWriter::with_capacity(256 << 10, encoder),
                 hash: Sha256::new(),
                 size: 0,
             };
             super::layer_tar::write(&layer.root, &mut tar, epoch).map_err(io_error)?;
             let diff_id = digest_of(tar.hash)?;
-            (tar.inner.finish().map_err(io_error)?, diff_id)
+            let encoder = tar
+                .inner
+                .into_inner()
+                .map_err(|e| io_error(e.into_error()))?;
+            (encoder.finish().map_err(io_error)?, diff_id)
         }
         LayerCompression::Zstd => {
-            let encoder = zstd::stream::write::Encoder::new(compressed, 3).map_err(io_error)?;
+            let encoder = zstd::stream::write::Encoder::new(
+                io::BufWriter::with_capacity(1 << 20, compressed),
+                3,
+            )
+            .map_err(io_error)?;
             let mut tar = Hashing {
                 inner: encoder,
                 hash: Sha256::new(),
@@ -179,34 +299,24 @@ fn setup_blob(
             };
             super::layer_tar::write(&layer.root, &mut tar, epoch).map_err(io_error)?;
             let diff_id = digest_of(tar.hash)?;
-            (tar.inner.finish().map_err(io_error)?, diff_id)
+            let buffered = tar.inner.finish().map_err(io_error)?;
+            (
+                buffered
+                    .into_inner()
+                    .map_err(|e| io_error(e.into_error()))?,
+                diff_id,
+            )
         }
     };
-    let Hashing {
-        inner, hash, size, ..
-    } = compressed;
-    inner
-        .into_inner()
-        .map_err(|e| io_error(e.into_error()))?
-        .sync_all()
-        .map_err(io_error)?;
-    let digest = digest_of(hash)?;
-    fs_err::rename(&temp, store.blob_path(&digest)).map_err(io_error)?;
-    let made = SetupBlob {
-        digest: digest.clone(),
-        diff_id: diff_id.clone(),
-        size,
-        epoch,
-    };
-    let bytes = serde_json::to_vec(&made).map_err(|e| ImageError::Internal(e.to_string()))?;
-    crate::fsutil::atomic::write_file_atomic(&record, &bytes, 0o600).map_err(io_error)?;
+    let Hashing { inner, hash, size } = compressed;
     Ok((
-        Blob {
-            digest,
+        inner,
+        SetupBlob {
+            digest: digest_of(hash)?,
+            diff_id,
             size,
-            media_type: media_type.into(),
+            epoch,
         },
-        diff_id,
     ))
 }
 
@@ -244,22 +354,33 @@ fn rfc3339(seconds: u64) -> String {
     )
 }
 
-/// Makes (or finds) every blob of the prepared image in the store.
-pub fn prepare(store: &Store, inputs: &ExportInputs<'_>) -> Result<Prepared, ImageError> {
-    let mut layers = Vec::new();
-    for layer in &inputs.base.layers {
-        if !store.blob_path(&layer.blob).is_file() {
-            return Err(ImageError::BlobNotKept {
-                reference: inputs.base.reference.clone(),
+/// The base image's layers as blobs of the prepared image: kept in the store since its pull.
+pub fn base_layers(store: &Store, base: &ImageRecord) -> Result<Vec<Blob>, ImageError> {
+    base.layers
+        .iter()
+        .map(|layer| {
+            if !store.blob_path(&layer.blob).is_file() {
+                return Err(ImageError::BlobNotKept {
+                    reference: base.reference.clone(),
+                    digest: layer.blob.clone(),
+                });
+            }
+            Ok(Blob {
                 digest: layer.blob.clone(),
-            });
-        }
-        layers.push(Blob {
-            digest: layer.blob.clone(),
-            size: layer.compressed_size,
-            media_type: oci_layer_type(&layer.media_type),
-        });
-    }
+                size: layer.compressed_size,
+                media_type: oci_layer_type(&layer.media_type),
+            })
+        })
+        .collect()
+}
+
+/// Makes (or finds) every blob of the prepared image in the store.
+pub fn prepare(
+    store: &Store,
+    inputs: &ExportInputs<'_>,
+    need: Need,
+) -> Result<Prepared, ImageError> {
+    let mut layers = base_layers(store, inputs.base)?;
     let mut config: Value = serde_json::from_slice(&store.read_blob(&inputs.base.config_digest)?)
         .map_err(|e| ImageError::BadManifest {
         what: "image config",
@@ -269,7 +390,7 @@ pub fn prepare(store: &Store, inputs: &ExportInputs<'_>) -> Result<Prepared, Ima
     let mut diff_ids = Vec::new();
     let mut history = Vec::new();
     for layer in inputs.setup {
-        let (blob, diff_id) = setup_blob(store, layer, inputs.epoch, inputs.compression)?;
+        let (blob, diff_id) = setup_blob(store, layer, inputs.epoch, inputs.compression, need)?;
         layers.push(blob);
         diff_ids.push(Value::String(diff_id.to_string()));
         history.push(json!({

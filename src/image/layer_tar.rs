@@ -149,7 +149,9 @@ fn walk<W: Write>(
                 libc::O_NOFOLLOW,
             )
             .open(&full)?;
-            builder.append_data(&mut h, &path, file.take(meta.len()))?;
+            // Large reads: io::copy would read 8 KiB at a time.
+            let reader = io::BufReader::with_capacity(1 << 20, file.take(meta.len()));
+            builder.append_data(&mut h, &path, reader)?;
         } else {
             let entry = if kind.is_fifo() {
                 tar::EntryType::Fifo

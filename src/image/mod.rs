@@ -1,10 +1,12 @@
 //! The image layer: references, registries, manifests, blobs, unpacking and the store.
 
+pub mod blob_stream;
 pub mod copy_layer;
 pub mod digest;
 pub mod error;
 pub mod export;
 pub mod gc;
+pub mod gzip_parallel;
 pub mod hashing;
 pub mod layer_tar;
 pub mod load;

@@ -13,6 +13,8 @@ pub trait PullReporter: Send + Sync {
         0
     }
     fn layer_progress(&self, _id: usize, _bytes: u64) {}
+    /// The layer's size grew to `size` (an upload of a blob still being made).
+    fn layer_length(&self, _id: usize, _size: u64) {}
     /// Done; `reused` when the layer was already in the store.
     fn layer_finished(&self, _id: usize, _reused: bool) {}
     /// Something the user should know that is not an error.

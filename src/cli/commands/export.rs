@@ -44,6 +44,31 @@ fn epoch() -> u64 {
         .unwrap_or(0)
 }
 
+/// What the project's prepared image is made of, before its setup blobs are made.
+pub struct ProjectParts {
+    pub store: crate::image::store::Store,
+    pub base: crate::image::store::images::ImageRecord,
+    pub config: crate::config::project::Project,
+    pub setup: Vec<SetupLayer>,
+    env: Vec<String>,
+    labels: BTreeMap<String, String>,
+    pub epoch: u64,
+    pub compression: LayerCompression,
+}
+
+impl ProjectParts {
+    pub fn inputs(&self) -> ExportInputs<'_> {
+        ExportInputs {
+            base: &self.base,
+            setup: &self.setup,
+            env: self.env.clone(),
+            labels: self.labels.clone(),
+            epoch: self.epoch,
+            compression: self.compression,
+        }
+    }
+}
+
 /// The project's prepared image: its blobs made (setup layers built first when missing).
 pub struct PreparedProject {
     pub store: crate::image::store::Store,
@@ -59,6 +84,24 @@ pub fn prepare_project(
     compression: CompressionArg,
     progress: &Progress,
 ) -> Result<PreparedProject, CliError> {
+    let parts = project_parts(global, locked, compression, progress)?;
+    let prepared = export::prepare(&parts.store, &parts.inputs(), export::Need::Blobs)?;
+    Ok(PreparedProject {
+        setup_layers: parts.setup.len(),
+        store: parts.store,
+        prepared,
+        base: parts.base,
+        config: parts.config,
+    })
+}
+
+/// The project's parts: its base pulled and its setup layers built when missing.
+pub fn project_parts(
+    global: &GlobalArgs,
+    locked: bool,
+    compression: CompressionArg,
+    progress: &Progress,
+) -> Result<ProjectParts, CliError> {
     let cwd = std::env::current_dir()?;
     let config = project::load(global, &cwd)?;
     crate::config::trust::check(&config)?;
@@ -108,26 +151,18 @@ pub fn prepare_project(
     if let Some(url) = git_origin(&config.dir) {
         labels.insert("org.opencontainers.image.source".to_owned(), url);
     }
-    let prepared = export::prepare(
-        &store,
-        &ExportInputs {
-            base: &base,
-            setup: &setup,
-            env,
-            labels,
-            epoch: epoch(),
-            compression: match compression {
-                CompressionArg::Gzip => LayerCompression::Gzip,
-                CompressionArg::Zstd => LayerCompression::Zstd,
-            },
-        },
-    )?;
-    Ok(PreparedProject {
+    Ok(ProjectParts {
         store,
-        prepared,
         base,
         config,
-        setup_layers: setup.len(),
+        setup,
+        env,
+        labels,
+        epoch: epoch(),
+        compression: match compression {
+            CompressionArg::Gzip => LayerCompression::Gzip,
+            CompressionArg::Zstd => LayerCompression::Zstd,
+        },
     })
 }
 

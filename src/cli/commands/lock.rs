@@ -82,7 +82,7 @@ fn lock_and_push(
     progress: &Progress,
 ) -> Result<(), CliError> {
     let target = super::push::push_target(push)?;
-    let prepared = super::export::prepare_project(
+    let prepared = super::export::project_parts(
         global,
         false,
         crate::cli::args::CompressionArg::Gzip,

@@ -3,7 +3,8 @@
 //! chunks for a large one (a broken chunk resumes from what the registry says it has), then
 //! the manifest. The manifest goes last: a registry never names an image whose blobs it lacks.
 
-use std::io::{Read as _, Seek as _};
+use std::fs::File;
+use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 
 use reqwest::blocking::{Body, Response};
@@ -11,8 +12,10 @@ use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE
 use reqwest::{Method, StatusCode, Url};
 
 use super::client::{net_error, same_origin, RegistryClient};
+use crate::image::blob_stream::{BlobStream, Taken};
 use crate::image::digest::Digest;
 use crate::image::error::{ImageError, NetStage};
+use crate::image::export::Blob;
 
 /// Blobs up to this size go in one request; larger ones in chunks of it.
 pub const CHUNK: u64 = 64 << 20;
@@ -26,6 +29,22 @@ pub fn chunk_size() -> u64 {
         .filter(|mb| *mb > 0)
         .map_or(CHUNK, |mb| mb << 20)
 }
+/// The chunk size for a blob still being made: smaller than a made blob's, so the upload
+/// follows the maker closely.
+const STREAM_CHUNK: u64 = 32 << 20;
+
+/// The chunk size for a blob still being made (`SANDBOX_PUSH_CHUNK_MB` when smaller).
+pub fn stream_chunk_size() -> usize {
+    usize::try_from(chunk_size().min(STREAM_CHUNK)).unwrap_or(1 << 20)
+}
+
+/// How a PATCH went.
+enum Patched {
+    /// The registry has the chunk; the upload goes on at this URL.
+    Accepted(Url),
+    /// It failed; the registry has `have` bytes; the upload goes on at `url`.
+    Resume { have: u64, url: Url },
+}
 /// How many failed chunks are resumed before giving up.
 const ATTEMPTS: u32 = 5;
 
@@ -34,7 +53,20 @@ const ATTEMPTS: u32 = 5;
 enum Payload<'a> {
     Empty,
     Bytes(&'a [u8]),
-    File { path: &'a Path, from: u64, len: u64 },
+    /// Bytes shared with the request, not copied.
+    Shared(&'a bytes::Bytes),
+    File {
+        path: &'a Path,
+        from: u64,
+        len: u64,
+    },
+}
+
+/// `len` bytes of `file` from `from` on, without moving its offset.
+fn read_range(file: &File, from: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0; usize::try_from(len).map_err(std::io::Error::other)?];
+    file.read_exact_at(&mut bytes, from)?;
+    Ok(bytes)
 }
 
 impl Payload<'_> {
@@ -42,10 +74,12 @@ impl Payload<'_> {
         Ok(match *self {
             Payload::Empty => (Body::from(Vec::new()), 0),
             Payload::Bytes(bytes) => (Body::from(bytes.to_vec()), bytes.len() as u64),
+            Payload::Shared(bytes) => (Body::from(bytes.clone()), bytes.len() as u64),
+            // Read into memory (a chunk at most): reqwest streams a reader 8 KiB at a time,
+            // which costs more system time than the upload itself.
             Payload::File { path, from, len } => {
-                let mut file = fs_err::File::open(path)?.into_parts().0;
-                file.seek(std::io::SeekFrom::Start(from))?;
-                (Body::sized(file.take(len), len), len)
+                let file = fs_err::File::open(path)?.into_parts().0;
+                (Body::from(read_range(&file, from, len)?), len)
             }
         })
     }
@@ -190,47 +224,136 @@ impl RegistryClient {
         }
         let mut sent = 0;
         let mut failures = 0;
+        let what = digest.to_string();
         while sent < size {
             let len = chunk.min(size - sent);
-            let range = format!("{sent}-{}", sent + len - 1);
-            let response = self.send(
-                Method::PATCH,
-                &url,
-                Some("application/octet-stream"),
-                Some((CONTENT_RANGE, range)),
-                Payload::File {
-                    path,
-                    from: sent,
-                    len,
-                },
-            );
-            match response {
-                Ok(r) if r.status() == StatusCode::ACCEPTED => {
-                    url = self.location(&r, &url)?;
+            let payload = Payload::File {
+                path,
+                from: sent,
+                len,
+            };
+            match self.patch_chunk(&url, sent, len, payload, &what, &mut failures)? {
+                Patched::Accepted(next) => {
+                    url = next;
                     sent += len;
                     progress(len);
                 }
-                // A chunk the registry refused (416: not where it is) or that broke: ask how
-                // much it has, and go on from there.
-                other => {
-                    failures += 1;
-                    let refused = match other {
-                        Ok(r) => self.check_status(r, &digest.to_string()).err(),
-                        Err(e) => Some(e),
-                    };
-                    if failures > ATTEMPTS {
-                        return Err(refused.unwrap_or_else(|| ImageError::Unreachable {
-                            host: self.host(),
-                            stage: NetStage::Transfer,
-                            source: Box::new(std::io::Error::other("the upload kept failing")),
-                        }));
-                    }
-                    let (have, next) = self.upload_offset(&url)?;
+                Patched::Resume { have, url: next } => {
                     url = next;
-                    sent = have.min(size);
+                    sent = have.min(sent + len);
                 }
             }
         }
+        self.finish_upload(&url, digest)
+    }
+
+    /// Uploads a blob as it is made (`stream`), in chunks as they come; the blob as made.
+    pub fn upload_stream(
+        &self,
+        stream: &BlobStream,
+        progress: &dyn Fn(u64),
+    ) -> Result<Blob, ImageError> {
+        let what = "a setup layer";
+        let start = self.repo_url("blobs/uploads/")?;
+        let response = self.send(Method::POST, &start, None, None, Payload::Empty)?;
+        let response = self.check_status(response, what)?;
+        let mut url = self.location(&response, &start)?;
+        let mut sent: u64 = 0;
+        let mut failures = 0;
+        let made = loop {
+            let bytes = match stream.take() {
+                Taken::Bytes(bytes) => bytes::Bytes::from(bytes),
+                Taken::End(blob) => break blob,
+                Taken::Failed(reason) => {
+                    return Err(ImageError::Internal(format!("making the layer: {reason}")))
+                }
+            };
+            // The chunk stays here until the registry has it: a failed PATCH resends its rest.
+            let end = sent + bytes.len() as u64;
+            let mut at = sent;
+            while at < end {
+                let rest = bytes.slice(usize::try_from(at - sent).unwrap_or(0)..);
+                let len = end - at;
+                match self.patch_chunk(&url, at, len, Payload::Shared(&rest), what, &mut failures)? {
+                    Patched::Accepted(next) => {
+                        url = next;
+                        progress(len);
+                        at = end;
+                    }
+                    Patched::Resume { have, url: next } if (sent..=end).contains(&have) => {
+                        url = next;
+                        at = have;
+                    }
+                    Patched::Resume { have, .. } => {
+                        return Err(ImageError::Protocol {
+                            host: self.host(),
+                            url: url.to_string(),
+                            reason: format!(
+                                "the upload stands at byte {have}, outside the chunk {sent}-{end} being sent: the registry lost what it had accepted"
+                            ),
+                        })
+                    }
+                }
+            }
+            sent = end;
+        };
+        if made.size != sent {
+            return Err(ImageError::Internal(format!(
+                "the layer is {} bytes but {sent} were sent",
+                made.size
+            )));
+        }
+        self.finish_upload(&url, &made.digest)?;
+        Ok(made)
+    }
+
+    /// PATCHes `len` bytes at `from` to the upload at `url`. When the registry refuses or the
+    /// connection breaks, asks how much the registry has (after at most `ATTEMPTS` failures
+    /// in all, the error).
+    fn patch_chunk(
+        &self,
+        url: &Url,
+        from: u64,
+        len: u64,
+        payload: Payload<'_>,
+        what: &str,
+        failures: &mut u32,
+    ) -> Result<Patched, ImageError> {
+        let range = format!("{from}-{}", from + len - 1);
+        let response = self.send(
+            Method::PATCH,
+            url,
+            Some("application/octet-stream"),
+            Some((CONTENT_RANGE, range)),
+            payload,
+        );
+        match response {
+            Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                Ok(Patched::Accepted(self.location(&r, url)?))
+            }
+            // A chunk the registry refused (416: not where it is) or that broke: ask how much
+            // it has, and go on from there.
+            other => {
+                *failures += 1;
+                let refused = match other {
+                    Ok(r) => self.check_status(r, what).err(),
+                    Err(e) => Some(e),
+                };
+                if *failures > ATTEMPTS {
+                    return Err(refused.unwrap_or_else(|| ImageError::Unreachable {
+                        host: self.host(),
+                        stage: NetStage::Transfer,
+                        source: Box::new(std::io::Error::other("the upload kept failing")),
+                    }));
+                }
+                let (have, url) = self.upload_offset(url)?;
+                Ok(Patched::Resume { have, url })
+            }
+        }
+    }
+
+    /// Completes the upload at `url` as `digest`.
+    fn finish_upload(&self, url: &Url, digest: &Digest) -> Result<(), ImageError> {
         let mut put = url.clone();
         put.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
