@@ -651,16 +651,37 @@ fn setup_layer_digest(archive: &Path) -> String {
     digest
 }
 
+/// The last layer of the manifest `reference` names on a plain loopback registry.
+fn pushed_setup_layer(host: &str, repository: &str, tag: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-fsS",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &format!("http://{host}/v2/{repository}/manifests/{tag}"),
+        ])
+        .output()
+        .expect("curl (Debian's curl package; .ci/run installs it)");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Two users with different subordinate ranges prepare the same setup step: the same setup
-/// layer, digest for digest (owners are the ids inside, never the host's; times clamped).
+/// layer, digest for digest (owners are the ids inside, never the host's; times clamped),
+/// whether it is exported first and pushed from the store, or pushed first while compressed.
 #[test]
 fn two_users_with_other_subordinate_ranges_prepare_the_same_image() {
     let second =
         std::env::var("SANDBOX_TEST_SECOND_USER").unwrap_or_else(|_| "sandbox-test2".into());
     let digests: Vec<String> = [TestEnv::new(), TestEnv::for_user(&second)]
         .iter()
-        .map(|env| {
-            let (_registry, image) = support::pulled_busybox(env, "mobility/same", Vec::new());
+        .enumerate()
+        .flat_map(|(i, env)| {
+            let (registry, image) = support::pulled_busybox(env, "mobility/same", Vec::new());
             // The same image on both registries: the reference differs only in its port, which is
             // not part of the image.
             env.write(
@@ -669,11 +690,25 @@ fn two_users_with_other_subordinate_ranges_prepare_the_same_image() {
                     "setup = [\"mkdir -p /opt/app && echo same > /opt/app/file && chown 1000:1000 /opt/app/file && ln -s file /opt/app/link\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"
                 ),
             );
-            env.ok(&["export", "-o", "app.tar", "--name", "localhost/same:1"]);
-            setup_layer_digest(&env.path().join("project/app.tar"))
+            let target = format!("{}/team/same:1", registry.host());
+            let export = || {
+                env.ok(&["export", "-o", "app.tar", "--name", "localhost/same:1"]);
+                setup_layer_digest(&env.path().join("project/app.tar"))
+            };
+            let push = || {
+                env.ok(&["push", &target]);
+                pushed_setup_layer(&registry.host(), "team/same", "1")
+            };
+            if i == 0 {
+                let exported = export();
+                [exported, push()]
+            } else {
+                let pushed = push();
+                [export(), pushed]
+            }
         })
         .collect();
-    assert_eq!(digests[0], digests[1]);
+    assert!(digests.iter().all(|d| d == &digests[0]), "{digests:?}");
 }
 
 /// A push to a docker-registry that wants tokens: refused without credentials (and said so),
