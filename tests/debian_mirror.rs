@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::oci;
+use support::tls::{ca_and_server, https_server};
 use support::{Registry, TestEnv};
 
 const MIRROR: &str = "http://deb.debian.org/debian";
@@ -80,53 +81,6 @@ fn rootfs_image(rootfs: &Path) -> oci::BuiltImage {
         media_type,
     };
     oci::assemble(vec![layer], oci::host_arch())
-}
-
-/// A CA, and a certificate it signed for `name`: (CA PEM, certificate PEM, key PEM).
-fn ca_and_server(ca_name: &str, name: &str) -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, ca_name);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
-
-/// An HTTPS server on the host's 127.0.0.1 (Python's), answering `body`; its port.
-fn https_server(dir: &Path, cert: &str, key: &str, body: &str) -> (std::process::Child, u16) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert).unwrap();
-    std::fs::write(dir.join("key.pem"), key).unwrap();
-    std::fs::write(dir.join("index.html"), body).unwrap();
-    let script = "import http.server, ssl, sys, functools\n\
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
-        server = http.server.HTTPServer(('127.0.0.1', 0), handler)\n\
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
-        context.load_cert_chain(sys.argv[1] + '/cert.pem', sys.argv[1] + '/key.pem')\n\
-        server.socket = context.wrap_socket(server.socket, server_side=True)\n\
-        print(server.server_address[1], flush=True)\n\
-        server.serve_forever()\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .arg(dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 on the host runs the test's HTTPS server");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    (child, line.trim().parse().expect("the server's port"))
 }
 
 fn project(env: &TestEnv, name: &str, toml: &str) -> PathBuf {

@@ -445,6 +445,10 @@ pub struct SandboxArgs {
     /// Let the sandbox reach the host's loopback services, as host.containers.internal
     #[arg(long)]
     pub host_loopback: bool,
+    /// With `[network] allow`: write every connection and lookup, allowed or blocked, to FILE
+    /// (JSON lines)
+    #[arg(long, value_name = "FILE")]
+    pub network_log: Option<std::path::PathBuf>,
     /// Set an environment variable inside (repeatable)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,

@@ -2,6 +2,7 @@
 
 pub mod args;
 mod commands;
+mod egress;
 pub mod errors;
 mod format;
 mod progress;

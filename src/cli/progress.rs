@@ -195,6 +195,13 @@ impl crate::runtime::RunReporter for Progress {
         );
     }
 
+    /// Said even with -q: it may be why the command failed.
+    #[allow(clippy::print_stderr)]
+    fn egress_blocked(&self, target: &str, reason: &str) {
+        self.multi()
+            .suspend(|| eprintln!("sandbox: blocked egress to {target} ({reason})"));
+    }
+
     /// Said even with -q: it is why the command died.
     #[allow(clippy::print_stderr)]
     fn out_of_memory(&self, limit: u64, peak: u64) {

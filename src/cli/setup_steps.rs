@@ -271,6 +271,7 @@ fn run_step(
         network: None,
         publish: Vec::new(),
         host_loopback: false,
+        network_log: None,
         cap_add: Vec::new(),
         cap_drop: Vec::new(),
         seccomp: Seccomp::Default,
@@ -491,6 +492,10 @@ impl RunReporter for StepOutput<'_> {
 
     fn out_of_memory(&self, limit: u64, peak: u64) {
         RunReporter::out_of_memory(self.progress, limit, peak);
+    }
+
+    fn egress_blocked(&self, target: &str, reason: &str) {
+        RunReporter::egress_blocked(self.progress, target, reason);
     }
 
     fn output(&self, bytes: &[u8]) {

@@ -2,6 +2,7 @@
 //! sandbox.lock, the trust list) and turns them into values the other layers use.
 
 pub mod diagnostic;
+pub mod egress;
 pub mod error;
 pub mod files;
 pub mod forward;

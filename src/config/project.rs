@@ -97,6 +97,8 @@ struct RawNetwork {
     #[serde(default)]
     ports: Vec<Spanned<String>>,
     host_loopback: Option<Spanned<bool>>,
+    allow: Option<Spanned<Vec<Spanned<String>>>>,
+    setup_allow: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +146,10 @@ pub struct NetworkSettings {
     pub mode: Option<Located<NetworkMode>>,
     pub ports: Vec<Located<PortMapping>>,
     pub host_loopback: bool,
+    /// `allow`: only these names are reachable (none: everything is).
+    pub allow: Option<super::egress::AllowSetting>,
+    /// `setup_allow`: the same for setup steps (none: `allow`).
+    pub setup_allow: Option<super::egress::AllowSetting>,
 }
 
 /// `[security]`: changes to container root's capabilities.
@@ -165,6 +171,8 @@ pub struct Project {
     pub setup: Vec<super::setup::SetupStep>,
     /// The template's env, then the project's.
     pub env: Vec<(String, String)>,
+    /// The hosts of the template's package registries (`@toolchain`), when it has a template.
+    pub toolchain_egress: Option<Vec<String>>,
     pub caches: Vec<Cache>,
     pub network: NetworkSettings,
     pub limits: Limits,
@@ -227,6 +235,7 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
     let toolchain = toolchain.into_inner();
     let mut env = Vec::new();
     let mut caches = Vec::new();
+    let mut toolchain_egress = None;
     let (chosen, image) = match (&toolchain.name, &toolchain.image) {
         (None, Some(image)) => {
             check_reference(image, &error)?;
@@ -273,6 +282,7 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
                 ));
             };
             env.extend(template.env.clone());
+            toolchain_egress = Some(template.egress.clone());
             caches.extend(template.caches.iter().map(|(n, t)| Cache {
                 group: template.name.clone(),
                 name: n.clone(),
@@ -441,10 +451,30 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
                     span: port.span(),
                 });
             }
+            let file_name = file
+                .file_name()
+                .map_or("sandbox.toml".into(), |n| n.to_string_lossy().into_owned());
+            let list = |key: &str, entries: &Option<Spanned<Vec<Spanned<String>>>>| {
+                entries
+                    .as_ref()
+                    .map(|entries| {
+                        let line = super::egress::line_of(&text, entries.span().start);
+                        super::egress::parse(
+                            key,
+                            entries,
+                            toolchain_egress.as_deref(),
+                            format!("[network].{key} in {file_name}:{line}"),
+                            &error,
+                        )
+                    })
+                    .transpose()
+            };
             NetworkSettings {
                 mode,
                 ports,
                 host_loopback: n.host_loopback.is_some_and(|h| h.into_inner()),
+                allow: list("allow", &n.allow)?,
+                setup_allow: list("setup_allow", &n.setup_allow)?,
             }
         }
     };
@@ -523,6 +553,7 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
     };
 
     Ok(Project {
+        toolchain_egress,
         file: file.to_owned(),
         dir,
         text,

@@ -36,6 +36,9 @@ pub struct Template {
     /// Cache name -> path inside (`~` is the user's home).
     #[serde(default)]
     pub caches: BTreeMap<String, String>,
+    /// The hosts of its package registries: what `@toolchain` allows.
+    #[serde(default)]
+    pub egress: Vec<String>,
 }
 
 impl Template {

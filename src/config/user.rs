@@ -41,6 +41,13 @@ struct OwnFile {
     tls: Option<OwnTls>,
     proxy: Option<OwnProxy>,
     forward: Option<super::forward::RawForward>,
+    network: Option<OwnNetwork>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnNetwork {
+    allow: Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -280,6 +287,34 @@ pub fn forward() -> Result<super::forward::Forward, ConfigError> {
             hint,
         };
     Ok(raw.into_forward(&error)?.0)
+}
+
+/// `[network] allow` of the user's own config: the floor every project's list stays within
+/// (`toolchain`: the project template's registries, for `@toolchain`).
+pub fn egress_floor(
+    toolchain: Option<&[String]>,
+) -> Result<Option<super::egress::AllowSetting>, ConfigError> {
+    let Some((path, file)) = own_file()? else {
+        return Ok(None);
+    };
+    let Some(entries) = file.network.and_then(|n| n.allow) else {
+        return Ok(None);
+    };
+    let error =
+        |_: std::ops::Range<usize>, message: String, hint: Option<String>| ConfigError::Other {
+            message: format!("{}: {message}", path.display()),
+            hint,
+        };
+    // Without a template, `@toolchain` in the floor stands for nothing.
+    let none: &[String] = &[];
+    super::egress::parse(
+        "allow",
+        &entries,
+        Some(toolchain.unwrap_or(none)),
+        format!("[network].allow in {}", path.display()),
+        &error,
+    )
+    .map(Some)
 }
 
 /// `safe_directories` of the user's own config.

@@ -32,6 +32,10 @@ impl Environment {
         self.0.push((key.to_owned(), value.to_owned()));
     }
 
+    pub fn remove(&mut self, key: &str) {
+        self.0.retain(|(k, _)| k != key);
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()

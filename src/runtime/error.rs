@@ -12,6 +12,12 @@ pub enum PlanError {
     #[error("no rootless network helper is installed (pasta or slirp4netns)")]
     NoNetworkHelper,
 
+    #[error("[network] allow cannot hold with the host's network: it would reach everything")]
+    AllowWithHostNetwork,
+
+    #[error("[network] allow and published ports (-p, [network] ports) do not go together yet")]
+    AllowWithPorts,
+
     #[error("this project's sandbox {id} is already running with network `{running}`; a command joining it shares that network and cannot have `{wanted}`")]
     OtherNetwork {
         id: String,
@@ -33,6 +39,8 @@ impl PlanError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             PlanError::AsRootNeedsSubordinateIds => "add a range: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`".into(),
+            PlanError::AllowWithHostNetwork => "drop `mode = \"host\"` (or --network host) to keep the allow-list, or drop `allow`".into(),
+            PlanError::AllowWithPorts => "publish ports with `--network pasta`, which lets the sandbox reach everything, or serve on the sandbox's own loopback".into(),
             PlanError::PortsNeedHelper => "with --network host the sandbox uses the host's ports directly; otherwise use --network pasta or slirp4netns".into(),
             PlanError::NoNetworkHelper => "install one (Debian: `sudo apt-get install passt` or `slirp4netns`), or use --network none (loopback only) or --network host".into(),
             PlanError::OtherNetwork { id, .. } => format!("drop --network/-p/--host-loopback to join it, or end it first (`sandbox stop {id}`)"),

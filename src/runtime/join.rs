@@ -183,6 +183,7 @@ pub fn run(
         hang_up_on_term: matches!(plan.program, super::plan::Program::LoginShell),
         status: status_read,
         stdio: ours,
+        notices: None,
     };
     let outcome = monitor::wait_child(session, &signals, child)?;
     if meter {

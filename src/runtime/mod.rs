@@ -3,6 +3,7 @@
 pub mod capabilities;
 pub mod cgroups;
 pub mod channel;
+pub mod egress;
 pub mod environment;
 pub mod error;
 pub mod etc_files;
@@ -41,6 +42,8 @@ pub trait RunReporter {
     fn out_of_memory(&self, _limit: u64, _peak: u64) {}
     /// What the run cost (`--stats`).
     fn stats(&self, _stats: &metering::Stats) {}
+    /// The egress allow-list blocked a connection or lookup (once per target and run).
+    fn egress_blocked(&self, _target: &str, _reason: &str) {}
 }
 
 /// Blanks this process's command line after argv[0] (see `sys::hide_arguments`).

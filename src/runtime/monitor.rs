@@ -42,6 +42,8 @@ pub struct Session {
     pub status: OwnedFd,
     /// The terminal, the captured output and the relayed streams.
     pub stdio: MonitorSide,
+    /// The egress forwarder's reports of blocked connections.
+    pub notices: Option<OwnedFd>,
 }
 
 /// Makes the caches' host dirs (owned by the user, private) before they are mounted.
@@ -177,7 +179,9 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                         Seccomp::Unconfined => "unconfined",
                     }
                 ));
-                if helper.is_none() && matches!(plan.network.mode, Network::Helper(_)) {
+                if helper.is_none()
+                    && matches!(plan.network.mode, Network::Helper(_) | Network::Filtered)
+                {
                     drop(control_write);
                     reap(pid);
                     state::remove(&container);
@@ -246,6 +250,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         hang_up_on_term: false,
         status: status_read,
         stdio: ours,
+        notices: helper.as_mut().and_then(|k| k.notices.take()),
     };
     let result = wait(session, &signals, reporter);
     // Goodbye: pid 1 may now outlive us if joined sessions still run.
@@ -413,21 +418,26 @@ fn start_helper(
     pid: libc::pid_t,
     reporter: &dyn RunReporter,
 ) -> Result<Option<net_keeper::Keeper>, RuntimeError> {
-    let Network::Helper(helper) = plan.network.mode else {
-        return Ok(None);
+    let options = &plan.network.options;
+    let (connection, name) = match (plan.network.mode, &options.policy) {
+        (Network::Helper(helper), _) => (
+            net_keeper::Connection::Helper {
+                helper,
+                ports: &options.ports,
+                host_loopback: options.host_loopback,
+            },
+            helper.binary(),
+        ),
+        (Network::Filtered, Some(policy)) => (
+            net_keeper::Connection::Filtered(policy),
+            "the egress forwarder",
+        ),
+        _ => return Ok(None),
     };
     let started = Instant::now();
-    let options = &plan.network.options;
-    let running = net_keeper::start(
-        helper,
-        pid,
-        &options.ports,
-        options.host_loopback,
-        &plan.dir,
-    )?;
+    let running = net_keeper::start(&connection, pid, &plan.dir)?;
     reporter.verbose(&format!(
-        "{} ready in {} ms",
-        helper.binary(),
+        "{name} ready in {} ms",
         started.elapsed().as_millis()
     ));
     Ok(Some(running))
@@ -499,6 +509,7 @@ fn wait_for(
     let mut buf = vec![0u8; 64 * 1024];
     let mut status_open = true;
     let mut output = capture.as_ref().map(|o| o.as_fd());
+    let mut notices = Notices::new(session.notices.as_ref().map(|n| n.as_fd()));
     loop {
         let mut polls = Vec::with_capacity(8);
         watch(&mut polls, signals.as_fd());
@@ -506,12 +517,16 @@ fn wait_for(
         let output_at = output.map(|o| watch(&mut polls, o));
         let master_at = master.map(|m| watch(&mut polls, m));
         let stdin_at = (master.is_some() && stdin_open).then(|| watch(&mut polls, stdin.as_fd()));
+        let notices_at = notices.fd.map(|n| watch(&mut polls, n));
         relays.register(&mut polls);
         sys::poll(&mut polls, -1);
         let ready = sys::ready(&polls);
         drop(polls);
         relays.service(&ready, &mut buf);
         let is_ready = |at: Option<usize>| at.is_some_and(|i| ready[i]);
+        if is_ready(notices_at) {
+            notices.read(reporter);
+        }
         for sig in sys::read_signals(signals) {
             match (sig, master) {
                 (Signal::SIGWINCH, Some(m)) => sys::sync_window_size(stdin.as_fd(), m),
@@ -528,6 +543,8 @@ fn wait_for(
                                 drain(m, &mut buf);
                             }
                             relays.drain(&mut buf);
+                            notices.drain(reporter);
+                            notices.drain(reporter);
                             drop(raw);
                             if let Some(f) = setup_failed {
                                 return Err(f);
@@ -576,6 +593,7 @@ fn wait_for(
                     // Everything inside closed the pipe without a verdict: pid 1 died.
                     drain_output(output, &mut buf, reporter);
                     relays.drain(&mut buf);
+                    notices.drain(reporter);
                     drop(raw);
                     if let Some(f) = setup_failed {
                         return Err(f);
@@ -604,6 +622,7 @@ fn wait_for(
                         }
                         drain_output(output, &mut buf, reporter);
                         relays.drain(&mut buf);
+                        notices.drain(reporter);
                         drop(raw);
                         if let Some(f) = setup_failed {
                             return Err(f);
@@ -612,6 +631,49 @@ fn wait_for(
                     }
                 }
             }
+        }
+    }
+}
+
+/// The egress forwarder's reports, read as they come (JSON lines).
+struct Notices<'fd> {
+    fd: Option<BorrowedFd<'fd>>,
+    pending: Vec<u8>,
+}
+
+impl<'fd> Notices<'fd> {
+    fn new(fd: Option<BorrowedFd<'fd>>) -> Self {
+        Self {
+            fd,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Reads what is there (the fd is ready) and reports each whole line.
+    fn read(&mut self, reporter: &dyn RunReporter) {
+        let Some(fd) = self.fd else { return };
+        let mut chunk = [0u8; 4096];
+        match sys::read_some(fd, &mut chunk) {
+            Some(n) => self.pending.extend_from_slice(&chunk[..n]),
+            None => self.fd = None,
+        }
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            if let Ok(blocked) = serde_json::from_slice::<super::egress::forwarder::Blocked>(&line)
+            {
+                reporter.egress_blocked(&blocked.target, &blocked.reason);
+            }
+        }
+    }
+
+    /// Reports what the forwarder wrote before the command ended.
+    fn drain(&mut self, reporter: &dyn RunReporter) {
+        while let Some(fd) = self.fd {
+            let mut polls = [sys::PollFd::new(fd, sys::PollFlags::POLLIN)];
+            if sys::poll(&mut polls, 0) == 0 {
+                return;
+            }
+            self.read(reporter);
         }
     }
 }

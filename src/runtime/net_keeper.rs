@@ -14,9 +14,31 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::egress::{self, Policy};
 use super::error::RuntimeError;
 use super::network::{self, Helper, PortMapping};
 use super::sys;
+
+/// What the keeper connects the sandbox with.
+pub enum Connection<'a> {
+    /// A rootless helper (pasta, slirp4netns), with published ports and host loopback.
+    Helper {
+        helper: Helper,
+        ports: &'a [PortMapping],
+        host_loopback: bool,
+    },
+    /// sandbox's own forwarder, letting through what the allow-list names.
+    Filtered(&'a Policy),
+}
+
+impl Connection<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Connection::Helper { helper, .. } => helper.binary(),
+            Connection::Filtered(_) => "sandbox's egress forwarder",
+        }
+    }
+}
 
 /// What the keeper tells the monitor once, when the helper is ready or could not start.
 #[derive(Debug, Serialize, Deserialize)]
@@ -39,6 +61,8 @@ pub struct Keeper {
     control: Option<OwnedFd>,
     /// The helper listens on published host ports: wait for them to be free before returning.
     holds_ports: bool,
+    /// The forwarder's reports of blocked connections (JSON lines), for the monitor to show.
+    pub notices: Option<OwnedFd>,
 }
 
 impl Keeper {
@@ -63,18 +87,17 @@ fn reap(pid: libc::pid_t) {
     let _ = sys::waitpid(pid, false);
 }
 
-/// Forks the keeper, which starts `helper` on pid 1's network namespace; returns once the
-/// helper is ready, or with why it is not.
+/// Forks the keeper, which connects pid 1's network namespace; returns once the helper (or
+/// forwarder) is ready, or with why it is not.
 pub fn start(
-    helper: Helper,
+    connection: &Connection<'_>,
     pid1: libc::pid_t,
-    ports: &[PortMapping],
-    host_loopback: bool,
     dir: &Path,
 ) -> Result<Keeper, RuntimeError> {
     let pidfd = sys::pidfd_open(pid1)?;
     let (report_read, report_write) = sys::pipe()?;
     let (control_read, control_write) = sys::pipe()?;
+    let (notices_read, notices_write) = sys::pipe()?;
     // The monitor is single-threaded here (it checked before cloning pid 1 and has started no
     // thread since); the child only runs `keep`, which never returns.
     let single = sys::SingleThreaded::check().ok_or_else(|| {
@@ -82,16 +105,17 @@ pub fn start(
     })?;
     let pid = sys::fork(&single)?;
     if pid == 0 {
+        drop(notices_read);
         keep(
-            helper,
+            connection,
             pid1,
-            ports,
-            host_loopback,
             dir,
-            [pidfd, report_write, control_read],
+            [pidfd, report_write, control_read, notices_write],
         );
     }
-    drop((pidfd, report_write, control_read));
+    drop((pidfd, report_write, control_read, notices_write));
+    let tool = connection.name();
+    let holds_ports = matches!(connection, Connection::Helper { ports, .. } if !ports.is_empty());
     let mut line = Vec::new();
     let _ = std::fs::File::from(report_read).read_to_end(&mut line);
     let report = serde_json::from_slice::<Report>(&line).ok();
@@ -100,12 +124,11 @@ pub fn start(
             return Ok(Keeper {
                 pid,
                 control: Some(control_write),
-                holds_ports: !ports.is_empty(),
+                holds_ports,
+                notices: matches!(connection, Connection::Filtered(_)).then_some(notices_read),
             })
         }
-        Some(Report::Missing) => RuntimeError::MissingNetworkHelper {
-            tool: helper.binary(),
-        },
+        Some(Report::Missing) => RuntimeError::MissingNetworkHelper { tool },
         Some(Report::PortUnavailable {
             port,
             errno,
@@ -119,12 +142,9 @@ pub fn start(
                 detail,
             ),
         },
-        Some(Report::Failed { error }) => RuntimeError::NetworkHelper {
-            tool: helper.binary(),
-            error,
-        },
+        Some(Report::Failed { error }) => RuntimeError::NetworkHelper { tool, error },
         None => RuntimeError::NetworkHelper {
-            tool: helper.binary(),
+            tool,
             error: "sandbox's network keeper ended before the helper was ready".into(),
         },
     };
@@ -134,23 +154,29 @@ pub fn start(
 }
 
 /// The keeper process: never returns.
-fn keep(
-    helper: Helper,
-    pid1: libc::pid_t,
-    ports: &[PortMapping],
-    host_loopback: bool,
-    dir: &Path,
-    fds: [OwnedFd; 3],
-) -> ! {
-    let [pidfd, report, control] = fds;
+fn keep(connection: &Connection<'_>, pid1: libc::pid_t, dir: &Path, fds: [OwnedFd; 4]) -> ! {
+    let [pidfd, report, control, notices] = fds;
     // Not a group leader (just forked), so this starts a new session.
     sys::setsid();
     // Nothing of the monitor's stays open here: not its terminal or output pipes (a caller
     // reading our stdout to its end would wait for the container), not pid 1's control pipe
     // (its end tells pid 1 that the monitor died).
     sys::stdio_to_dev_null();
-    sys::close_all_but(&[pidfd.as_fd(), report.as_fd(), control.as_fd()]);
-    let answer = match network::start(helper, pid1, ports, host_loopback, dir) {
+    sys::close_all_but(&[
+        pidfd.as_fd(),
+        report.as_fd(),
+        control.as_fd(),
+        notices.as_fd(),
+    ]);
+    let started = match connection {
+        Connection::Helper {
+            helper,
+            ports,
+            host_loopback,
+        } => network::start(*helper, pid1, ports, *host_loopback, dir).map(Some),
+        Connection::Filtered(policy) => start_forwarder(policy, pid1, notices).map(|()| None),
+    };
+    let answer = match started {
         Ok(running) => Ok(running),
         Err(RuntimeError::MissingNetworkHelper { .. }) => Err(Report::Missing),
         Err(RuntimeError::PortUnavailable { port, source }) => Err(Report::PortUnavailable {
@@ -174,6 +200,23 @@ fn keep(
     wait_for_the_end(pidfd.as_fd(), control);
     drop(running);
     sys::exit_now(0)
+}
+
+/// Starts the egress forwarder on pid 1's network namespace (on threads of this process).
+fn start_forwarder(
+    policy: &Policy,
+    pid1: libc::pid_t,
+    notices: OwnedFd,
+) -> Result<(), RuntimeError> {
+    let failed = |what: &str, e: std::io::Error| RuntimeError::NetworkHelper {
+        tool: "sandbox's egress forwarder",
+        error: format!("{what}: {e}"),
+    };
+    let netns = fs_err::File::open(format!("/proc/{pid1}/ns/net"))
+        .map(|f| OwnedFd::from(f.into_parts().0))
+        .map_err(|e| failed("cannot open the sandbox's network namespace", e))?;
+    egress::forwarder::start(policy, &netns, notices)
+        .map_err(|e| failed("cannot set up the sandbox's network", e))
 }
 
 /// Returns when pid 1 has exited, or when the monitor closed the control pipe without `detach`.

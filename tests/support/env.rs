@@ -180,6 +180,15 @@ impl TestEnv {
         path
     }
 
+    /// Writes `bytes` at `relative`, owned by the test user.
+    pub fn write_bytes(&self, relative: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, bytes).expect("write");
+        self.give_to_user(self.path());
+        path
+    }
+
     /// `sandbox ARGS` in this environment, as the test user, with a clean environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = match &self.user {

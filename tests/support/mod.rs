@@ -7,6 +7,7 @@ pub mod env;
 pub mod hostile;
 pub mod oci;
 pub mod registry;
+pub mod tls;
 pub mod token_registry;
 
 pub use env::TestEnv;

@@ -107,7 +107,7 @@ pub fn project_parts(
     crate::config::trust::check(&config)?;
     let chosen = super::run::image_reference(None, locked, Some(&config), progress)?;
     let host = super::run::host_facts(global)?;
-    let inputs = super::run::project_inputs(Some(&config), &cwd);
+    let inputs = super::run::project_inputs(Some(&config), &cwd)?;
     let (store, ownership) = session::open_store_in_namespace(global, progress)?;
     let image = super::run::prepare_image(&store, ownership.clone(), &chosen, progress)?;
     let roots = setup_steps::prepare(

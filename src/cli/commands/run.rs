@@ -38,14 +38,19 @@ fn usage(message: impl Into<String>, hint: impl Into<String>) -> CliError {
 }
 
 /// What sandbox.toml says, as the plan takes it (the current dir as the project without one).
-pub fn project_inputs(config: Option<&Project>, cwd: &Path) -> ProjectInputs {
+pub fn project_inputs(config: Option<&Project>, cwd: &Path) -> Result<ProjectInputs, CliError> {
+    let (egress, setup_egress) = crate::cli::egress::policies(config)?;
     let Some(config) = config else {
-        return ProjectInputs {
+        return Ok(ProjectInputs {
             dir: project_dir(cwd),
+            egress,
+            setup_egress,
             ..ProjectInputs::default()
-        };
+        });
     };
-    ProjectInputs {
+    Ok(ProjectInputs {
+        egress,
+        setup_egress,
         dir: config.dir.clone(),
         workdir: config.workdir.clone(),
         env: config.env.clone(),
@@ -65,7 +70,7 @@ pub fn project_inputs(config: Option<&Project>, cwd: &Path) -> ProjectInputs {
         limits: config.limits.clone(),
         cap_add: config.security.cap_add.iter().map(|c| c.value).collect(),
         cap_drop: config.security.cap_drop.iter().map(|c| c.value).collect(),
-    }
+    })
 }
 
 /// `--env-file` files, then `-e`.
@@ -350,7 +355,7 @@ fn launch(
         &progress,
     )?;
     let host = host_facts(global)?;
-    let project = project_inputs(config.as_ref(), &cwd);
+    let project = project_inputs(config.as_ref(), &cwd)?;
     let request = Request {
         program,
         stdio,
@@ -359,6 +364,7 @@ fn launch(
         network: args.network.map(Into::into),
         publish: args.publish.clone(),
         host_loopback: args.host_loopback,
+        network_log: args.network_log.as_ref().map(|f| cwd.join(f)),
         cap_add: args.cap_add.concat(),
         cap_drop: args.cap_drop.concat(),
         seccomp: if args.security_opt.contains(&SecurityOpt::SeccompUnconfined) {

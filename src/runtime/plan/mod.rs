@@ -34,6 +34,9 @@ pub enum Network {
     Host,
     /// Its own network namespace, connected by a rootless helper (pasta or slirp4netns).
     Helper(Helper),
+    /// Its own network namespace, reaching only what `options.policy` allows through
+    /// sandbox's egress forwarder.
+    Filtered,
 }
 
 /// Published ports and host loopback, for helper networking.
@@ -44,6 +47,8 @@ pub struct NetworkOptions {
     pub host_loopback: bool,
     /// The address inside that reaches the host when `host_loopback` is on.
     pub host_address: Option<String>,
+    /// The egress allow-list, for `Network::Filtered`.
+    pub policy: Option<crate::runtime::egress::Policy>,
 }
 
 /// How a container is networked, in words (`pasta -p 127.0.0.1:8080:80/tcp`): recorded in its
@@ -53,6 +58,12 @@ pub fn network_summary(network: Network, options: &NetworkOptions) -> String {
         Network::None => "none".to_owned(),
         Network::Host => "host".to_owned(),
         Network::Helper(helper) => helper.binary().to_owned(),
+        Network::Filtered => {
+            let rules = options.policy.as_ref().map_or_else(Vec::new, |p| {
+                p.allow.rules.iter().map(ToString::to_string).collect()
+            });
+            format!("filtered (allow {})", rules.join(","))
+        }
     };
     for port in &options.ports {
         text.push_str(&format!(" -p {port}"));

@@ -27,6 +27,8 @@ pub struct Request {
     pub network: Option<NetworkMode>,
     pub publish: Vec<PortMapping>,
     pub host_loopback: bool,
+    /// `--network-log FILE`: the egress forwarder's record of every connection.
+    pub network_log: Option<PathBuf>,
     /// `--cap-add` and `--cap-drop`, for container root.
     pub cap_add: Vec<caps::Capability>,
     pub cap_drop: Vec<caps::Capability>,
@@ -67,6 +69,10 @@ pub struct ProjectInputs {
     pub network: Option<NetworkMode>,
     pub ports: Vec<PortMapping>,
     pub host_loopback: bool,
+    /// `[network] allow` (commands) and `setup_allow` (setup steps), with the user's floor
+    /// applied: reach only these names.
+    pub egress: Option<crate::runtime::egress::Policy>,
+    pub setup_egress: Option<crate::runtime::egress::Policy>,
     pub limits: Limits,
     /// `[security] cap_add` (only from a trusted file) and `cap_drop`.
     pub cap_add: Vec<caps::Capability>,
@@ -135,6 +141,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
     let hostname = etc_files::hostname_for(&project.dir);
     // Setup sees only the project's own network settings; its layer must not depend on flags.
     let network = network(project, (!setup).then_some(request), inputs.host)?;
+    let filtered = network.mode == Network::Filtered;
     let env = if setup {
         let mut env = Environment::base(inputs.image_env, &project.env, Path::new(ROOT_HOME));
         env.set("HOME", ROOT_HOME);
@@ -144,6 +151,9 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         }
         if inputs.trust.is_some() {
             trust_variables(&mut env, true);
+        }
+        if filtered {
+            proxy_variables(&mut env);
         }
         // The step's own variables: its secrets, which no other step or command sees.
         for (key, value) in &request.env {
@@ -158,7 +168,10 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
             inputs.host,
             &user,
             &hostname,
-            inputs.trust.map(|t| t.jvm_stores.is_empty()),
+            Added {
+                trust: inputs.trust.map(|t| t.jvm_stores.is_empty()),
+                proxy: filtered,
+            },
         )
     };
     let cwd = if setup {
@@ -276,7 +289,10 @@ pub fn resolve_join(
             inputs.host,
             &user,
             &running.hostname,
-            running.trusts_host_cas.then_some(running.java_options),
+            Added {
+                trust: running.trusts_host_cas.then_some(running.java_options),
+                proxy: running.network.starts_with("filtered"),
+            },
         ),
         cwd: working_dir(inputs.project, &inputs.host.cwd),
         user,
@@ -388,6 +404,14 @@ fn identity(host: &HostFacts, ids_mapped: bool) -> Identity {
     }
 }
 
+/// The variables sandbox adds for what it set up.
+struct Added {
+    /// The host's CAs are trusted (and whether the JVM needs its store named).
+    trust: Option<bool>,
+    /// Egress goes through the forwarder: proxy variables point at it.
+    proxy: bool,
+}
+
 /// The image's env and the project's (see `Environment::base`), then who you are, then the
 /// host's terminal, locale and proxy variables, then the CA bundle's (`trust`: whether the JVM
 /// needs its trust store named), then `-e`.
@@ -398,7 +422,7 @@ fn environment(
     host: &HostFacts,
     user: &Identity,
     hostname: &str,
-    trust: Option<bool>,
+    added: Added,
 ) -> Vec<(String, String)> {
     let mut env = Environment::base(image_env, &project.env, &user.home);
     env.set("HOME", &user.home.display().to_string());
@@ -409,8 +433,11 @@ fn environment(
     for (key, value) in host.terminal_env.iter().chain(&host.proxy_env) {
         env.set(key, value);
     }
-    if let Some(java_options) = trust {
+    if let Some(java_options) = added.trust {
         trust_variables(&mut env, java_options);
+    }
+    if added.proxy {
+        proxy_variables(&mut env);
     }
     if request.forward.ssh_agent.is_some() {
         env.set("SSH_AUTH_SOCK", SSH_AGENT_SOCKET);
@@ -419,6 +446,29 @@ fn environment(
         env.set(key, value);
     }
     env.into_vec()
+}
+
+/// Points proxy-aware tools (and the JVM) at the egress forwarder, in place of the host's
+/// proxy (which the forwarder itself dials through): they then say which name they want.
+fn proxy_variables(env: &mut Environment) {
+    use crate::runtime::egress::{PROXY_ADDRESS, PROXY_PORT};
+    let url = format!("http://{PROXY_ADDRESS}:{PROXY_PORT}");
+    for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
+        env.set(name, &url);
+    }
+    for name in ["no_proxy", "NO_PROXY"] {
+        env.set(name, "localhost,127.0.0.1,::1");
+    }
+    env.remove("all_proxy");
+    env.remove("ALL_PROXY");
+    let ours = format!(
+        "-Dhttp.proxyHost={PROXY_ADDRESS} -Dhttp.proxyPort={PROXY_PORT} -Dhttps.proxyHost={PROXY_ADDRESS} -Dhttps.proxyPort={PROXY_PORT} -Dhttp.nonProxyHosts=localhost|127.0.0.1"
+    );
+    let options = match env.get("JAVA_TOOL_OPTIONS") {
+        Some(theirs) if !theirs.is_empty() => format!("{theirs} {ours}"),
+        _ => ours,
+    };
+    env.set("JAVA_TOOL_OPTIONS", &options);
 }
 
 /// Points the variables tools read a CA bundle from at the host-trusting bundle; with
@@ -463,6 +513,15 @@ fn network(
     host: &HostFacts,
 ) -> Result<NetworkPlan, PlanError> {
     let flag = request.and_then(|r| r.network);
+    // The allow-list, unless the user's own flag asks for a helper's open network.
+    let policy = match request {
+        Some(_) => project.egress.as_ref(),
+        None => project.setup_egress.as_ref(),
+    }
+    .filter(|_| !matches!(flag, Some(NetworkMode::Pasta | NetworkMode::Slirp4netns)));
+    if let Some(policy) = policy {
+        return filtered(project, request, flag, policy);
+    }
     let mode = match flag.or(project.network) {
         Some(NetworkMode::None) => Network::None,
         Some(NetworkMode::Host) => Network::Host,
@@ -501,6 +560,43 @@ fn network(
             ports,
             host_loopback,
             host_address,
+            policy: None,
+        },
+    })
+}
+
+/// The network of a sandbox with an allow-list: none stays none, host is refused (it would
+/// bypass the list), anything else is filtered.
+fn filtered(
+    project: &ProjectInputs,
+    request: Option<&Request>,
+    flag: Option<NetworkMode>,
+    policy: &crate::runtime::egress::Policy,
+) -> Result<NetworkPlan, PlanError> {
+    match flag.or(project.network) {
+        Some(NetworkMode::None) => {
+            return Ok(NetworkPlan {
+                mode: Network::None,
+                options: NetworkOptions::default(),
+            })
+        }
+        Some(NetworkMode::Host) => return Err(PlanError::AllowWithHostNetwork),
+        _ => {}
+    }
+    let publishes = !project.ports.is_empty() || request.is_some_and(|r| !r.publish.is_empty());
+    if publishes {
+        return Err(PlanError::AllowWithPorts);
+    }
+    let host_loopback = request.is_some_and(|r| r.host_loopback) || project.host_loopback;
+    let mut policy = policy.clone();
+    policy.host_loopback = host_loopback;
+    policy.log = request.and_then(|r| r.network_log.clone());
+    Ok(NetworkPlan {
+        mode: Network::Filtered,
+        options: NetworkOptions {
+            policy: Some(policy),
+            host_loopback,
+            ..NetworkOptions::default()
         },
     })
 }

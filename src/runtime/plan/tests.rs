@@ -50,6 +50,7 @@ fn request() -> Request {
         network: None,
         publish: Vec::new(),
         host_loopback: false,
+        network_log: None,
         cap_add: Vec::new(),
         cap_drop: Vec::new(),
         seccomp: Seccomp::Default,

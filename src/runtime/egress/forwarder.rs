@@ -1,0 +1,482 @@
+//! The forwarder: runs in the network keeper (in the host's network namespace) with listeners
+//! and a DNS socket made in the sandbox's, and lets through only what the allow-list names.
+//! A thread per connection: a sandbox opens tens of connections, not thousands.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::dns::{self, Answer};
+use super::sniff::{self, Opening};
+use super::{Policy, PROXY_PORT};
+use crate::runtime::sys;
+
+/// How long a connection may take to say which name it is for before it is judged by its
+/// address (a protocol where the server speaks first says nothing).
+const FIRST_BYTES: Duration = Duration::from_millis(800);
+/// How long its whole opening (a ClientHello, an HTTP head) may take.
+const OPENING: Duration = Duration::from_secs(10);
+const DIAL: Duration = Duration::from_secs(15);
+
+/// A blocked attempt, as the keeper reports it to the monitor (one JSON line each).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    /// `name:port`, `name` (a lookup) or `address:port`.
+    pub target: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// One line of `--network-log`.
+#[derive(Serialize)]
+struct LogLine<'a> {
+    time: f64,
+    kind: &'a str,
+    target: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+struct Shared {
+    policy: Policy,
+    /// Addresses the resolver gave out, and for which names.
+    resolved: Mutex<HashMap<IpAddr, Vec<String>>>,
+    reported: Mutex<HashSet<String>>,
+    notices: Mutex<std::fs::File>,
+    log: Option<Mutex<std::fs::File>>,
+    /// The host's own proxy (`https_proxy`), which dials for us when set.
+    upstream_proxy: Option<String>,
+}
+
+impl Shared {
+    fn log(&self, kind: &str, target: &str, allowed: bool, reason: Option<&str>) {
+        let Some(log) = &self.log else { return };
+        let time = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let line = LogLine {
+            time,
+            kind,
+            target,
+            allowed,
+            reason,
+        };
+        if let (Ok(mut text), Ok(mut file)) = (serde_json::to_vec(&line), log.lock()) {
+            text.push(b'\n');
+            let _ = file.write_all(&text);
+        }
+    }
+
+    /// Logs a blocked attempt and tells the monitor, once per target and run.
+    fn block(&self, kind: &str, target: &str, reason: &str) {
+        self.log(kind, target, false, Some(reason));
+        let first = self
+            .reported
+            .lock()
+            .map(|mut seen| seen.insert(target.to_owned()))
+            .unwrap_or(false);
+        if !first {
+            return;
+        }
+        let notice = Blocked {
+            target: target.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let (Ok(mut text), Ok(mut pipe)) = (serde_json::to_vec(&notice), self.notices.lock()) {
+            text.push(b'\n');
+            let _ = pipe.write_all(&text);
+        }
+    }
+
+    fn not_listed(&self) -> String {
+        format!("not in {}", self.policy.source)
+    }
+}
+
+/// What the sandbox's namespace holds for the forwarder.
+struct Sockets {
+    listeners: Vec<TcpListener>,
+    dns: UdpSocket,
+}
+
+/// Makes the sandbox's network namespace route every address to itself and opens the
+/// listeners there, on a thread that enters it (the rest of the keeper stays in the host's).
+fn open_in_namespace(netns: &OwnedFd, ports: &[u16]) -> std::io::Result<Sockets> {
+    let netns = netns.try_clone()?;
+    let ports = ports.to_vec();
+    std::thread::spawn(move || -> std::io::Result<Sockets> {
+        sys::setns(netns.as_fd(), libc::CLONE_NEWNET)?;
+        sys::loopback_up()?;
+        sys::route_everything_to_loopback()?;
+        let listeners = ports
+            .iter()
+            .map(|p| TcpListener::bind((Ipv4Addr::UNSPECIFIED, *p)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let dns = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 53))?;
+        Ok(Sockets { listeners, dns })
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the thread entering the sandbox's network panicked"))?
+}
+
+/// Starts forwarding for the sandbox whose network namespace is `netns`; blocked attempts
+/// are reported on `notices`. Runs on threads until the keeper exits.
+pub fn start(policy: &Policy, netns: &OwnedFd, notices: OwnedFd) -> std::io::Result<()> {
+    let mut ports = policy.allow.ports();
+    ports.push(PROXY_PORT);
+    ports.sort_unstable();
+    ports.dedup();
+    let sockets = open_in_namespace(netns, &ports)?;
+    let log = match &policy.log {
+        Some(path) => Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        )),
+        None => None,
+    };
+    let upstream_proxy = ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|p| !p.is_empty()))
+        .and_then(|p| proxy_address(&p));
+    let shared = Arc::new(Shared {
+        policy: policy.clone(),
+        resolved: Mutex::new(HashMap::new()),
+        reported: Mutex::new(HashSet::new()),
+        notices: Mutex::new(std::fs::File::from(notices)),
+        log,
+        upstream_proxy,
+    });
+    {
+        let shared = Arc::clone(&shared);
+        let socket = sockets.dns;
+        std::thread::spawn(move || serve_dns(&shared, &socket));
+    }
+    for listener in sockets.listeners {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || handle(&shared, client));
+            }
+        });
+    }
+    Ok(())
+}
+
+/// `host:port` of an `http://` proxy URL (user info is not supported: dropped as unusable).
+fn proxy_address(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let authority = rest.split('/').next()?;
+    if authority.contains('@') || authority.is_empty() {
+        return None;
+    }
+    Some(if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    })
+}
+
+fn serve_dns(shared: &Shared, socket: &UdpSocket) {
+    let mut packet = [0u8; 512];
+    loop {
+        let Ok((n, from)) = socket.recv_from(&mut packet) else {
+            continue;
+        };
+        let Some(question) = dns::parse_query(&packet[..n]) else {
+            continue;
+        };
+        let answer = if shared.policy.allow.allows_name(&question.name) {
+            let answer = resolve(shared, &question.name);
+            if question.qtype == dns::TYPE_A {
+                shared.log("dns", &question.name, true, None);
+            }
+            answer
+        } else {
+            shared.block("dns", &question.name, &shared.not_listed());
+            Answer::NoSuchName
+        };
+        let _ = socket.send_to(&dns::response(&question, &answer), from);
+    }
+}
+
+/// The IPv4 addresses of an allowed name, remembered so a connection to one of them without
+/// a name of its own is known to be for that name.
+fn resolve(shared: &Shared, name: &str) -> Answer {
+    let Ok(found) = (name, 0u16).to_socket_addrs_v4() else {
+        return Answer::Failed;
+    };
+    if found.is_empty() {
+        return Answer::NoSuchName;
+    }
+    if let Ok(mut resolved) = shared.resolved.lock() {
+        for address in &found {
+            let names = resolved.entry(IpAddr::V4(*address)).or_default();
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    Answer::Addresses(found)
+}
+
+trait ResolveV4 {
+    fn to_socket_addrs_v4(&self) -> std::io::Result<Vec<Ipv4Addr>>;
+}
+
+impl ResolveV4 for (&str, u16) {
+    fn to_socket_addrs_v4(&self) -> std::io::Result<Vec<Ipv4Addr>> {
+        use std::net::ToSocketAddrs as _;
+        let mut out: Vec<Ipv4Addr> = Vec::new();
+        for address in self.to_socket_addrs()? {
+            if let SocketAddr::V4(v4) = address {
+                if !out.contains(v4.ip()) {
+                    out.push(*v4.ip());
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a connection's opening: until it says which name it is for, it ends, or time is up.
+fn read_opening(client: &mut TcpStream) -> (Vec<u8>, Opening) {
+    let started = Instant::now();
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let limit = if bytes.is_empty() {
+            FIRST_BYTES
+        } else {
+            OPENING
+        };
+        let Some(left) = limit
+            .checked_sub(started.elapsed())
+            .filter(|d| !d.is_zero())
+        else {
+            return (bytes, Opening::Other);
+        };
+        if client.set_read_timeout(Some(left)).is_err() {
+            return (bytes, Opening::Other);
+        }
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => return (bytes, Opening::Other),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+        }
+        match sniff::opening(&bytes) {
+            Opening::NeedMore if bytes.len() < sniff::OPENING_MAX => {}
+            Opening::NeedMore => return (bytes, Opening::Other),
+            decided => return (bytes, decided),
+        }
+    }
+}
+
+fn is_address(name: &str) -> bool {
+    name.parse::<IpAddr>().is_ok()
+}
+
+/// Refuses a plain HTTP request in words the client shows.
+fn forbid(client: &mut TcpStream, message: &str) {
+    let body = format!("sandbox: {message}\n");
+    let _ = write!(
+        client,
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn handle(shared: &Shared, mut client: TcpStream) {
+    let Ok(local) = client.local_addr() else {
+        return;
+    };
+    let (mut opening_bytes, opening) = read_opening(&mut client);
+    let mut via_proxy = false;
+    let (name, port, kind) = match opening {
+        Opening::Tls(Some(sni)) => (Some(sni), local.port(), "tls"),
+        Opening::Http {
+            host,
+            port,
+            connect,
+            head_len,
+        } if connect => {
+            // The head is for the forwarder; what follows goes on.
+            opening_bytes.drain(..head_len.min(opening_bytes.len()));
+            via_proxy = true;
+            (Some(host), port.unwrap_or(443), "connect")
+        }
+        Opening::Http { host, port, .. } if local.port() == PROXY_PORT => {
+            (Some(host), port.unwrap_or(80), "http-proxy")
+        }
+        Opening::Http { host, .. } => (Some(host), local.port(), "http"),
+        Opening::Tls(None) | Opening::Other | Opening::NeedMore => (
+            shared
+                .resolved
+                .lock()
+                .ok()
+                .and_then(|r| r.get(&local.ip()).and_then(|names| names.first().cloned())),
+            local.port(),
+            "address",
+        ),
+    };
+    let Some(name) = name.filter(|n| !is_address(n)) else {
+        let target = format!("{}:{}", local.ip(), port);
+        shared.block(
+            kind,
+            &target,
+            "an address, not a name the sandbox looked up (the list names hosts)",
+        );
+        return;
+    };
+    let target = format!("{name}:{port}");
+    if !shared.policy.allow.allows(&name, port) {
+        shared.block(kind, &target, &shared.not_listed());
+        if kind.starts_with("http") || kind == "connect" {
+            forbid(
+                &mut client,
+                &format!("blocked egress to {target} ({})", shared.not_listed()),
+            );
+        }
+        return;
+    }
+    let upstream = match dial(shared, &name, port) {
+        Ok(upstream) => upstream,
+        Err(reason) => {
+            shared.block(kind, &target, &reason);
+            if via_proxy {
+                let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+            }
+            return;
+        }
+    };
+    if via_proxy {
+        if client
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+        // What is tunnelled must be for the name CONNECT gave: a TLS server name other than
+        // it would ride an allowed tunnel to another host behind the same address.
+        if opening_bytes.is_empty() {
+            let (more, _) = read_opening(&mut client);
+            opening_bytes = more;
+        }
+        if let Opening::Tls(Some(sni)) = sniff::opening(&opening_bytes) {
+            if sni != name {
+                shared.block(
+                    "connect",
+                    &format!("{sni}:{port}"),
+                    &format!("a TLS server name other than the CONNECT target {target}"),
+                );
+                return;
+            }
+        }
+    }
+    shared.log(kind, &target, true, None);
+    splice(client, upstream, &opening_bytes);
+}
+
+/// Connects to `name:port` from the host's side (through the host's proxy when it has one).
+fn dial(shared: &Shared, name: &str, port: u16) -> Result<TcpStream, String> {
+    use std::net::ToSocketAddrs as _;
+    if let Some(proxy) = &shared.upstream_proxy {
+        let mut stream = TcpStream::connect(proxy.as_str())
+            .map_err(|e| format!("the host's proxy {proxy}: {e}"))?;
+        let _ = stream.set_read_timeout(Some(DIAL));
+        write!(
+            stream,
+            "CONNECT {name}:{port} HTTP/1.1\r\nHost: {name}:{port}\r\n\r\n"
+        )
+        .map_err(|e| format!("the host's proxy {proxy}: {e}"))?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return Err(format!("the host's proxy {proxy} did not answer")),
+            }
+        }
+        let ok = head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200");
+        let _ = stream.set_read_timeout(None);
+        return ok
+            .then_some(stream)
+            .ok_or_else(|| format!("the host's proxy {proxy} refused it"));
+    }
+    let addresses: Vec<SocketAddr> = (name, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve it on the host: {e}"))?
+        .filter(|a| {
+            shared.policy.host_loopback || !(a.ip().is_loopback() || a.ip().is_unspecified())
+        })
+        .collect();
+    if addresses.is_empty() {
+        return Err(
+            "it resolves to the host's loopback, which the sandbox reaches only with --host-loopback"
+                .into(),
+        );
+    }
+    let mut last = String::new();
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, DIAL) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = format!("cannot connect to {address}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// Copies both ways until both sides are done; `first` goes to the upstream first.
+fn splice(mut client: TcpStream, mut upstream: TcpStream, first: &[u8]) {
+    let _ = client.set_read_timeout(None);
+    if !first.is_empty() && upstream.write_all(first).is_err() {
+        return;
+    }
+    let (Ok(mut client_back), Ok(mut upstream_back)) = (client.try_clone(), upstream.try_clone())
+    else {
+        return;
+    };
+    let down = std::thread::spawn(move || {
+        copy(&mut upstream_back, &mut client_back);
+    });
+    copy(&mut client, &mut upstream);
+    let _ = down.join();
+}
+
+fn copy(from: &mut TcpStream, to: &mut TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hosts_proxy_is_read_from_its_url() {
+        assert_eq!(
+            proxy_address("http://proxy:3128/").as_deref(),
+            Some("proxy:3128")
+        );
+        assert_eq!(proxy_address("http://proxy").as_deref(), Some("proxy:80"));
+        assert_eq!(proxy_address("http://user:pw@proxy:3128"), None);
+    }
+}

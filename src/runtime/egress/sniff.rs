@@ -1,0 +1,323 @@
+//! Which name a connection is for, from its first bytes: the server name (SNI) of a TLS
+//! ClientHello, the Host of an HTTP request, or the target of a proxy's CONNECT. The bytes
+//! come from inside the sandbox: every length is checked against what is there.
+
+/// The most a connection's opening may take before it is judged on what came.
+pub const OPENING_MAX: usize = 16 * 1024;
+
+/// What the opening bytes say.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// Not enough bytes yet to tell.
+    NeedMore,
+    /// A TLS ClientHello, with its server name when it has one.
+    Tls(Option<String>),
+    /// An HTTP request: for `host` (on `port` when it names one); `connect` for a proxy's
+    /// CONNECT, whose head (`head_len` bytes) is answered by the forwarder, not sent on.
+    Http {
+        host: String,
+        port: Option<u16>,
+        connect: bool,
+        head_len: usize,
+    },
+    /// Neither, or malformed.
+    Other,
+}
+
+/// Reads what `bytes` (the connection's first bytes, as many as came) are.
+pub fn opening(bytes: &[u8]) -> Opening {
+    match bytes.first() {
+        None => Opening::NeedMore,
+        Some(0x16) => tls(bytes),
+        Some(b) if b.is_ascii_uppercase() => http(bytes),
+        Some(_) => Opening::Other,
+    }
+}
+
+fn tls(bytes: &[u8]) -> Opening {
+    // The handshake may span records: gather their payloads.
+    let mut handshake = Vec::new();
+    let mut at = 0;
+    loop {
+        let Some(header) = bytes.get(at..at + 5) else {
+            return more_or_other(bytes);
+        };
+        if header[0] != 0x16 || header[1] != 3 {
+            return Opening::Other;
+        }
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        let Some(payload) = bytes.get(at + 5..at + 5 + len) else {
+            return more_or_other(bytes);
+        };
+        handshake.extend_from_slice(payload);
+        at += 5 + len;
+        if handshake.len() >= 4 {
+            if handshake[0] != 1 {
+                return Opening::Other;
+            }
+            let body = (usize::from(handshake[1]) << 16)
+                | (usize::from(handshake[2]) << 8)
+                | usize::from(handshake[3]);
+            if handshake.len() >= 4 + body {
+                return match client_hello_sni(&handshake[4..4 + body]) {
+                    Some(sni) => Opening::Tls(sni),
+                    None => Opening::Other,
+                };
+            }
+        }
+    }
+}
+
+fn more_or_other(bytes: &[u8]) -> Opening {
+    if bytes.len() >= OPENING_MAX {
+        Opening::Other
+    } else {
+        Opening::NeedMore
+    }
+}
+
+/// A reader over a byte slice that fails (None) past its end.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let out = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(out)
+    }
+    fn u8(&mut self) -> Option<usize> {
+        self.take(1).map(|b| usize::from(b[0]))
+    }
+    fn u16(&mut self) -> Option<usize> {
+        self.take(2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+}
+
+/// The server name of a ClientHello's body: `Some(None)` when it names none, `None` when
+/// the body is malformed.
+fn client_hello_sni(body: &[u8]) -> Option<Option<String>> {
+    let mut c = Cursor { bytes: body, at: 0 };
+    c.take(2 + 32)?; // version, random
+    let session = c.u8()?;
+    c.take(session)?;
+    let suites = c.u16()?;
+    c.take(suites)?;
+    let methods = c.u8()?;
+    c.take(methods)?;
+    if c.at == body.len() {
+        return Some(None);
+    }
+    let total = c.u16()?;
+    let mut extensions = Cursor {
+        bytes: c.take(total)?,
+        at: 0,
+    };
+    while extensions.at < extensions.bytes.len() {
+        let kind = extensions.u16()?;
+        let len = extensions.u16()?;
+        let data = extensions.take(len)?;
+        if kind != 0 {
+            continue;
+        }
+        let mut list = Cursor { bytes: data, at: 0 };
+        let list_len = list.u16()?;
+        let mut names = Cursor {
+            bytes: list.take(list_len)?,
+            at: 0,
+        };
+        while names.at < names.bytes.len() {
+            let name_type = names.u8()?;
+            let name_len = names.u16()?;
+            let name = names.take(name_len)?;
+            if name_type == 0 {
+                let name = std::str::from_utf8(name).ok()?;
+                return Some(Some(super::rules::normalize(name)));
+            }
+        }
+        return Some(None);
+    }
+    Some(None)
+}
+
+fn http(bytes: &[u8]) -> Opening {
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return more_or_other(bytes);
+    };
+    let Ok(head) = std::str::from_utf8(&bytes[..end]) else {
+        return Opening::Other;
+    };
+    let mut lines = head.split("\r\n");
+    let mut request = lines.next().unwrap_or_default().split(' ');
+    let (Some(method), Some(target), Some(version)) =
+        (request.next(), request.next(), request.next())
+    else {
+        return Opening::Other;
+    };
+    if !method.bytes().all(|b| b.is_ascii_uppercase()) || !version.starts_with("HTTP/1.") {
+        return Opening::Other;
+    }
+    let head_len = end + 4;
+    if method == "CONNECT" {
+        return match split_host_port(target) {
+            Some((host, Some(port))) => Opening::Http {
+                host,
+                port: Some(port),
+                connect: true,
+                head_len,
+            },
+            _ => Opening::Other,
+        };
+    }
+    // A proxy's request names the URL; an origin's names the path and a Host header.
+    let authority = match target.strip_prefix("http://") {
+        Some(rest) => Some(rest.split(['/', '?', '#']).next().unwrap_or_default()),
+        None => lines.find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("host")
+                .then_some(value.trim())
+        }),
+    };
+    match authority.and_then(split_host_port) {
+        Some((host, port)) => Opening::Http {
+            host,
+            port,
+            connect: false,
+            head_len,
+        },
+        None => Opening::Other,
+    }
+}
+
+/// `host[:port]` (a bracketed IPv6 address too); `None` when malformed or with user info.
+fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((host.to_ascii_lowercase(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((super::rules::normalize(host), Some(port.parse().ok()?))),
+        None => Some((super::rules::normalize(authority), None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ClientHello naming `sni` (or none), in one record or cut into records of `split`.
+    pub fn client_hello(sni: Option<&str>, split: usize) -> Vec<u8> {
+        let mut body = vec![3, 3];
+        body.extend([7u8; 32]);
+        body.push(0); // no session id
+        body.extend([0, 2, 0x13, 0x01]); // one suite
+        body.extend([1, 0]); // no compression
+        let mut extensions = Vec::new();
+        extensions.extend([0, 0x2b, 0, 3, 2, 3, 4]); // supported_versions
+        if let Some(name) = sni {
+            let n = name.len() as u16;
+            extensions.extend([0, 0]);
+            extensions.extend((n + 5).to_be_bytes());
+            extensions.extend((n + 3).to_be_bytes());
+            extensions.push(0);
+            extensions.extend(n.to_be_bytes());
+            extensions.extend(name.as_bytes());
+        }
+        body.extend((extensions.len() as u16).to_be_bytes());
+        body.extend(extensions);
+        let mut handshake = vec![1, 0];
+        handshake.extend((body.len() as u16).to_be_bytes());
+        handshake.extend(body);
+        let mut out = Vec::new();
+        for piece in handshake.chunks(split) {
+            out.extend([0x16, 3, 1]);
+            out.extend((piece.len() as u16).to_be_bytes());
+            out.extend(piece);
+        }
+        out
+    }
+
+    #[test]
+    fn the_server_name_of_a_client_hello_is_read_across_records() {
+        let hello = client_hello(Some("PyPI.org"), 4096);
+        assert_eq!(opening(&hello), Opening::Tls(Some("pypi.org".into())));
+        assert_eq!(
+            opening(&client_hello(Some("a.example"), 7)),
+            Opening::Tls(Some("a.example".into()))
+        );
+        assert_eq!(opening(&client_hello(None, 4096)), Opening::Tls(None));
+        assert_eq!(opening(&hello[..hello.len() - 1]), Opening::NeedMore);
+    }
+
+    #[test]
+    fn malformed_hellos_are_other_never_a_panic() {
+        let hello = client_hello(Some("pypi.org"), 4096);
+        for cut in 0..hello.len() {
+            let mut broken = hello.clone();
+            broken[cut] = 0xff;
+            let _ = opening(&broken);
+        }
+        let mut lying = hello.clone();
+        // The SNI entry claims more bytes than its list holds.
+        let at = lying.len() - "pypi.org".len() - 2;
+        lying[at] = 0x7f;
+        assert!(matches!(
+            opening(&lying),
+            Opening::Other | Opening::NeedMore
+        ));
+        assert_eq!(opening(&[0x16, 3, 1, 0xff, 0xff]), Opening::NeedMore);
+        assert_eq!(opening(&vec![0x16; OPENING_MAX]), Opening::Other);
+    }
+
+    #[test]
+    fn http_requests_name_their_host_connect_its_target() {
+        let get = b"GET /simple/ HTTP/1.1\r\nHost: PyPI.org\r\nAccept: */*\r\n\r\n";
+        assert_eq!(
+            opening(get),
+            Opening::Http {
+                host: "pypi.org".into(),
+                port: None,
+                connect: false,
+                head_len: get.len()
+            }
+        );
+        let connect = b"CONNECT pypi.org:443 HTTP/1.1\r\nHost: pypi.org:443\r\n\r\n\x16\x03";
+        assert_eq!(
+            opening(connect),
+            Opening::Http {
+                host: "pypi.org".into(),
+                port: Some(443),
+                connect: true,
+                head_len: connect.len() - 2
+            }
+        );
+        let proxied = b"GET http://deb.debian.org:8080/debian HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert!(
+            matches!(opening(proxied), Opening::Http { host, port: Some(8080), .. } if host == "deb.debian.org")
+        );
+        assert_eq!(opening(b"GET / HTTP/1.1\r\nHost: a"), Opening::NeedMore);
+        assert_eq!(opening(b"GET / HTTP/1.1\r\n\r\n"), Opening::Other);
+        assert_eq!(
+            opening(b"CONNECT pypi.org HTTP/1.1\r\n\r\n"),
+            Opening::Other
+        );
+        assert_eq!(
+            opening(b"CONNECT user@pypi.org:443 HTTP/1.1\r\n\r\n"),
+            Opening::Other
+        );
+        assert_eq!(opening(b"SSH-2.0-OpenSSH_9.2\r\n"), Opening::NeedMore);
+        assert_eq!(opening(b"\x00\x01"), Opening::Other);
+    }
+}

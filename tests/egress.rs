@@ -1,0 +1,221 @@
+//! The egress allow-list: `[network] allow` reaches the names it lists and nothing else, each
+//! blocked attempt failing at once and named on stderr. Every server here is on the host's
+//! loopback (reached with --host-loopback), and every blocked attempt stays inside the
+//! sandbox's own network namespace.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::print_stderr
+)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::tls::{ca_and_server, https_server};
+use support::TestEnv;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A project on a busybox image with `network` as its [network] table; an HTTPS server on
+/// the host's loopback for `localhost` answering `body` (stopped when dropped) and its port.
+struct Fixture {
+    env: TestEnv,
+    image: String,
+    server: std::process::Child,
+    port: u16,
+    _registry: support::Registry,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+impl Fixture {
+    fn new(body: &str) -> Self {
+        let env = TestEnv::new();
+        // The host's /usr is mounted over the image's (-v), so its curl runs inside.
+        let (registry, image) = support::pulled_busybox(
+            &env,
+            "egress/busybox",
+            vec![
+                support::oci::Entry::symlink("lib", "usr/lib"),
+                support::oci::Entry::symlink("lib64", "usr/lib64"),
+            ],
+        );
+        let (_, cert, key) = ca_and_server("Test CA", "localhost");
+        let (server, port) = https_server(&env.path().join("www"), &cert, &key, body);
+        Fixture {
+            env,
+            image,
+            server,
+            port,
+            _registry: registry,
+        }
+    }
+
+    fn project(&self, network: &str) {
+        self.env.write(
+            "project/sandbox.toml",
+            &format!(
+                "[toolchain]\nimage = \"{}\"\n[network]\n{network}\n",
+                self.image
+            ),
+        );
+    }
+
+    /// Runs `script` with --host-loopback: (status, stdout, stderr, how long it took).
+    fn run(&self, extra: &[&str], script: &str) -> (Option<i32>, String, String, Duration) {
+        let mut args = vec!["run", "--host-loopback", "-v", "/usr:/usr:ro"];
+        args.extend(extra);
+        args.extend(["--", "sh", "-c", script]);
+        let started = Instant::now();
+        let out = self.env.run(&args);
+        (
+            out.status.code(),
+            text(&out.stdout),
+            text(&out.stderr),
+            started.elapsed(),
+        )
+    }
+}
+
+/// What a fetch of `url` inside prints (the host's curl; the test CA is not trusted inside).
+fn fetch(url: &str) -> String {
+    format!("/usr/bin/curl -sSk --max-time 20 {url} && echo FETCHED || echo FAILED")
+}
+
+#[test]
+fn a_listed_name_is_reached_directly_and_through_the_proxy() {
+    let f = Fixture::new("hello from the host\n");
+    f.project(&format!("allow = [\"localhost:{}\"]", f.port));
+    let url = format!("https://localhost:{}/", f.port);
+    // Straight (the TLS server name says which name it is for), then through the proxy
+    // variables sandbox sets (a CONNECT naming it).
+    let (code, out, err, _) = f.run(
+        &[],
+        &format!(
+            "env -u https_proxy -u HTTPS_PROXY {}; {}",
+            fetch(&url),
+            fetch(&url)
+        ),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out, "hello from the host\nFETCHED\nhello from the host\nFETCHED\n",
+        "{err}"
+    );
+    assert!(!err.contains("blocked"), "{err}");
+}
+
+#[test]
+fn unlisted_names_addresses_and_lookups_fail_at_once_and_are_named() {
+    let f = Fixture::new("secret\n");
+    // The server's port is listed, for another name: the connection is made and judged by
+    // the name it is for.
+    f.project(&format!("allow = [\"allowed.example:{}\"]", f.port));
+    let port = f.port;
+    let log = f.env.path().join("project/net.jsonl");
+    let (code, out, err, took) = f.run(
+        &["--network-log", "net.jsonl"],
+        &format!(
+            "{}; {}; env -u https_proxy -u HTTPS_PROXY {}; nslookup evil.example >/dev/null 2>&1 && echo RESOLVED || echo NXDOMAIN",
+            fetch(&format!("https://localhost:{port}/")),
+            fetch(&format!("https://127.0.0.1:{port}/")),
+            fetch(&format!("https://localhost:{port}/")),
+        ),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "FAILED\nFAILED\nFAILED\nNXDOMAIN\n", "{err}");
+    assert!(!out.contains("secret"));
+    assert!(
+        took < Duration::from_secs(15),
+        "blocked at once, not timed out: {took:?}"
+    );
+    for needle in [
+        format!("sandbox: blocked egress to localhost:{port} (not in [network].allow in sandbox.toml:4)"),
+        format!("sandbox: blocked egress to 127.0.0.1:{port} (an address"),
+        "sandbox: blocked egress to evil.example (not in [network].allow".to_owned(),
+    ] {
+        assert!(err.contains(&needle), "{needle} in {err}");
+    }
+    assert_eq!(
+        err.matches(&format!("blocked egress to localhost:{port}"))
+            .count(),
+        1,
+        "once per name and run: {err}"
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{log}"
+    );
+    assert!(
+        log.contains("\"target\":\"evil.example\"") && log.contains("\"allowed\":false"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_tunnel_whose_tls_name_is_not_its_connect_target_is_cut() {
+    let f = Fixture::new("secret\n");
+    f.project(&format!("allow = [\"localhost:{}\"]", f.port));
+    // CONNECT to the listed name, then a ClientHello for another: the proxy's answer comes,
+    // the server's never does.
+    let hello = client_hello("evil.example");
+    f.env.write_bytes("project/hello.bin", &hello);
+    f.env.write(
+        "project/connect.txt",
+        &format!(
+            "CONNECT localhost:{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            f.port
+        ),
+    );
+    let (code, out, err, took) = f.run(
+        &[],
+        "cat connect.txt hello.bin | nc 127.0.0.1 3128 | head -c 40",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+    assert!(!out.contains('\u{16}'), "no TLS answer came back: {out:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert!(
+        err.contains(&format!(
+            "blocked egress to evil.example:{} (a TLS server name other than the CONNECT target localhost:{})",
+            f.port, f.port
+        )),
+        "{err}"
+    );
+}
+
+/// A TLS ClientHello naming `sni`.
+fn client_hello(sni: &str) -> Vec<u8> {
+    let mut body = vec![3, 3];
+    body.extend([7u8; 32]);
+    body.push(0);
+    body.extend([0, 2, 0x13, 0x01]);
+    body.extend([1, 0]);
+    let n = sni.len() as u16;
+    let mut ext = vec![0, 0];
+    ext.extend((n + 5).to_be_bytes());
+    ext.extend((n + 3).to_be_bytes());
+    ext.push(0);
+    ext.extend(n.to_be_bytes());
+    ext.extend(sni.as_bytes());
+    body.extend((ext.len() as u16).to_be_bytes());
+    body.extend(ext);
+    let mut handshake = vec![1, 0];
+    handshake.extend((body.len() as u16).to_be_bytes());
+    handshake.extend(body);
+    let mut record = vec![0x16, 3, 1];
+    record.extend((handshake.len() as u16).to_be_bytes());
+    record.extend(handshake);
+    record
+}
