@@ -13,6 +13,7 @@ skipped=()
 [ -n "${SANDBOX_TEST_SKIP_DNS:-}" ] && skipped+=(names_resolve_through_the_helpers_dns_forwarder)
 [ -n "${SANDBOX_TEST_SKIP_ENOSPC:-}" ] && skipped+=(a_full_disk_is_named_and_leaves_nothing_half_written)
 [ -n "${SANDBOX_TEST_SKIP_DEBIAN_MIRROR:-}" ] && skipped+=(java_and_php_projects_build_with_packages_from_the_debian_mirror)
+[ -n "${SANDBOX_TEST_SKIP_PACKAGE_REGISTRIES:-}" ] && skipped+=(pip_and_npm_reach_their_registries_with_toolchain_and_nothing_more)
 # The tests that delegate cgroup v1 subtrees to the test user (as root).
 [ -n "${SANDBOX_TEST_SKIP_CGROUPS:-}" ] && skipped+=(
     a_command_over_the_memory_limit_is_killed_and_sandbox_says_so

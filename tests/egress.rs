@@ -219,3 +219,111 @@ fn client_hello(sni: &str) -> Vec<u8> {
     record.extend(handshake);
     record
 }
+
+/// pip and npm (the host's, from its /usr) reach PyPI and the npm registry with
+/// `allow = ["@toolchain"]`; with PyPI's index alone, pip fails at its file host's lookup,
+/// which is named. Needs those registries (these machines reach them through their egress):
+/// `SANDBOX_TEST_SKIP_PACKAGE_REGISTRIES=1` leaves it out (see the README).
+#[test]
+fn pip_and_npm_reach_their_registries_with_toolchain_and_nothing_more() {
+    for tool in ["/usr/bin/python3", "/usr/bin/npm"] {
+        assert!(
+            std::path::Path::new(tool).exists(),
+            "{tool} is missing: install Debian's python3-pip and npm (.ci/run does)"
+        );
+    }
+    let env = TestEnv::new();
+    let (_registry, image) = support::pulled_busybox(
+        &env,
+        "egress/registries",
+        vec![
+            support::oci::Entry::symlink("lib", "usr/lib"),
+            support::oci::Entry::symlink("lib64", "usr/lib64"),
+        ],
+    );
+    let project = |toolchain: &str, allow: &str| {
+        let version = if toolchain == "python" { "3.12" } else { "22" };
+        env.write(
+            "project/sandbox.toml",
+            &format!(
+                "[toolchain]\nname = \"{toolchain}\"\nversion = \"{version}\"\nimage = \"{image}\"\n[network]\nallow = [{allow}]\n"
+            ),
+        );
+    };
+    let run = |script: &str| {
+        let out = env.run(&["run", "-v", "/usr:/usr:ro", "--", "sh", "-c", script]);
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let pip =
+        "python3 -m pip download --no-deps --no-cache-dir -q -d /tmp/dl six==1.16.0 && ls /tmp/dl";
+
+    project("python", "\"@toolchain\"");
+    let (code, out, err) = run(pip);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("six-1.16.0"), "{out}\n{err}");
+
+    project("python", "\"pypi.org\"");
+    let started = Instant::now();
+    let (code, _, err) = run(&format!("{pip} --retries 0 --timeout 20"));
+    assert_ne!(code, Some(0), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("sandbox: blocked egress to files.pythonhosted.org"),
+        "{err}"
+    );
+
+    project("node", "\"@toolchain\"");
+    let (code, out, err) = run("npm view is-number@7.0.0 version");
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "7.0.0", "{err}");
+}
+
+/// The user's own `[network] allow` holds for every project: one without a list gets it, one
+/// may narrow it, and one going beyond it is refused at that entry until `sandbox trust`.
+#[test]
+fn the_users_own_list_is_a_floor_projects_go_beyond_only_when_trusted() {
+    let f = Fixture::new("hello\n");
+    let port = f.port;
+    f.env.write(
+        "config/sandbox/config.toml",
+        &format!("[network]\nallow = [\"localhost:{port}\", \"*.corp.example\"]\n"),
+    );
+    let url = format!("https://localhost:{port}/");
+    // No list of its own: the floor's.
+    f.project("");
+    let (code, out, err, _) = f.run(
+        &[],
+        &format!(
+            "{}; nslookup evil.example >/dev/null 2>&1 || echo NXDOMAIN",
+            fetch(&url)
+        ),
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "hello\nFETCHED\nNXDOMAIN\n"),
+        "{err}"
+    );
+    // Narrower: fine.
+    f.project(&format!(
+        "allow = [\"localhost:{port}\", \"git.corp.example\"]"
+    ));
+    let (code, out, err, _) = f.run(&[], &fetch(&url));
+    assert_eq!((code, out.as_str()), (Some(0), "hello\nFETCHED\n"), "{err}");
+    // Wider: refused where it says so, then trusted.
+    f.project(&format!(
+        "allow = [\"localhost:{port}\",\n  \"evil.example\"]"
+    ));
+    let err = f.env.fails(&["run", "--", "true"]);
+    assert!(err.contains("sandbox.toml:5:3"), "{err}");
+    assert!(
+        err.contains("`evil.example` is beyond your own [network].allow"),
+        "{err}"
+    );
+    assert!(err.contains("sandbox trust"), "{err}");
+    f.env.ok(&["trust"]);
+    f.env.ok(&["run", "--", "true"]);
+}

@@ -717,3 +717,106 @@ fn forwarded_things_are_bound_for_commands_with_the_agents_variable() {
         "setup steps get nothing of the host's"
     );
 }
+
+fn policy(names: &[&str]) -> crate::runtime::egress::Policy {
+    crate::runtime::egress::Policy {
+        allow: crate::runtime::egress::AllowList {
+            rules: names
+                .iter()
+                .map(|n| crate::runtime::egress::Rule::parse(n).unwrap())
+                .collect(),
+        },
+        source: "[network].allow in sandbox.toml:3".into(),
+        log: None,
+        host_loopback: false,
+    }
+}
+
+#[test]
+fn an_allow_list_filters_the_network_and_points_tools_at_the_forwarder() {
+    let toml = ProjectInputs {
+        egress: Some(policy(&["pypi.org"])),
+        setup_egress: Some(policy(&["deb.debian.org"])),
+        ..project()
+    };
+    let flags = Request {
+        host_loopback: true,
+        network_log: Some("/home/dev/app/net.jsonl".into()),
+        ..request()
+    };
+    let p = plan(&toml, &flags);
+    assert_eq!(p.network.mode, Network::Filtered);
+    let chosen = p.network.options.policy.as_ref().unwrap();
+    assert!(chosen.allow.allows("pypi.org", 443) && chosen.host_loopback);
+    assert_eq!(
+        chosen.log.as_deref(),
+        Some(Path::new("/home/dev/app/net.jsonl"))
+    );
+    // The forwarder replaces the host's proxy inside; it dials through that one itself.
+    assert_eq!(env_of(&p, "https_proxy"), Some("http://127.0.0.1:3128"));
+    assert!(env_of(&p, "JAVA_TOOL_OPTIONS")
+        .unwrap()
+        .contains("-Dhttps.proxyPort=3128"));
+    let resolv = p
+        .rootfs
+        .etc_files
+        .iter()
+        .find(|f| f.path == Path::new("/etc/resolv.conf"))
+        .unwrap();
+    assert!(matches!(&resolv.content, EtcContent::Text(t) if t.contains("nameserver 169.254.1.1")));
+    assert!(network_summary(p.network.mode, &p.network.options).contains("allow pypi.org"));
+
+    // Setup steps run with their own list.
+    let setup = setup_plan(&toml);
+    assert_eq!(setup.network.mode, Network::Filtered);
+    let setup_policy = setup.network.options.policy.as_ref().unwrap();
+    assert!(setup_policy.allow.allows("deb.debian.org", 80));
+    assert!(!setup_policy.allow.allows("pypi.org", 443));
+}
+
+#[test]
+fn an_allow_list_refuses_the_hosts_network_and_ports_and_yields_to_the_users_flags() {
+    let toml = ProjectInputs {
+        egress: Some(policy(&["pypi.org"])),
+        ..project()
+    };
+    let host_network = Request {
+        network: Some(NetworkMode::Host),
+        ..request()
+    };
+    assert!(matches!(
+        plan_for(&toml, &host_network, &host()),
+        Err(PlanError::AllowWithHostNetwork)
+    ));
+    let publish = Request {
+        publish: vec![parse_port("8080:80").unwrap()],
+        ..request()
+    };
+    assert!(matches!(
+        plan_for(&toml, &publish, &host()),
+        Err(PlanError::AllowWithPorts)
+    ));
+    let none = Request {
+        network: Some(NetworkMode::None),
+        ..request()
+    };
+    assert_eq!(plan(&toml, &none).network.mode, Network::None);
+    // The user's own flag for a helper is theirs to give: the open network.
+    let pasta = Request {
+        network: Some(NetworkMode::Pasta),
+        ..request()
+    };
+    assert_eq!(
+        plan(&toml, &pasta).network.mode,
+        Network::Helper(Helper::Pasta)
+    );
+    // No helper is needed to filter.
+    let bare = HostFacts {
+        helper: None,
+        ..host()
+    };
+    assert_eq!(
+        plan_for(&toml, &request(), &bare).unwrap().network.mode,
+        Network::Filtered
+    );
+}
