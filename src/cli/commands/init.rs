@@ -112,6 +112,10 @@ version = "{version}"          # {name} versions: {versions}
 # mode = "pasta"         pasta | slirp4netns | none | host (host needs `sandbox trust`)
 # ports = ["8080:8080"]  [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], on 127.0.0.1 by default
 # host_loopback = false  reach the host's 127.0.0.1 services (needs `sandbox trust`)
+# allow = ["@toolchain"]  only these names are reachable: @toolchain is this template's
+#                        package registries; add hosts ("git.example.org", "*.corp.example:8443")
+#                        or @debian, @ubuntu, @alpine; a dependency can then send nothing elsewhere
+# setup_allow = ["@toolchain", "@debian"]  the same for setup steps (default: allow)
 
 [limits]                 # through a cgroup delegated to you (`sandbox doctor` says how)
 # memory = "2g"
