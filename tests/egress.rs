@@ -72,7 +72,13 @@ impl Fixture {
 
     /// Runs `script` with --host-loopback: (status, stdout, stderr, how long it took).
     fn run(&self, extra: &[&str], script: &str) -> (Option<i32>, String, String, Duration) {
-        let mut args = vec!["run", "--host-loopback", "-v", "/usr:/usr:ro"];
+        let mut args = vec!["--host-loopback"];
+        args.extend(extra);
+        self.run_with(&args, script)
+    }
+
+    fn run_with(&self, extra: &[&str], script: &str) -> (Option<i32>, String, String, Duration) {
+        let mut args = vec!["run", "-v", "/usr:/usr:ro"];
         args.extend(extra);
         args.extend(["--", "sh", "-c", script]);
         let started = Instant::now();
@@ -326,4 +332,36 @@ fn the_users_own_list_is_a_floor_projects_go_beyond_only_when_trusted() {
     assert!(err.contains("sandbox trust"), "{err}");
     f.env.ok(&["trust"]);
     f.env.ok(&["run", "--", "true"]);
+}
+
+/// A listed name that resolves to the host's loopback is not dialed without --host-loopback:
+/// a wildcard of the project's must not reach the host's own services.
+#[test]
+fn a_listed_name_on_the_hosts_loopback_needs_host_loopback() {
+    let f = Fixture::new("host only\n");
+    f.project(&format!("allow = [\"localhost:{}\"]", f.port));
+    let (code, out, err, _) = f.run_with(&[], &fetch(&format!("https://localhost:{}/", f.port)));
+    assert_eq!((code, out.as_str()), (Some(0), "FAILED\n"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "blocked egress to localhost:{} (it resolves to the host's loopback",
+            f.port
+        )),
+        "{err}"
+    );
+}
+
+/// Setup steps run with `setup_allow`: a step looking up another name fails, and says which.
+#[test]
+fn setup_steps_are_held_by_setup_allow() {
+    let f = Fixture::new("x\n");
+    f.env.write(
+        "project/sandbox.toml",
+        &format!(
+            "setup = [\"nslookup evil.example\"]\n[toolchain]\nimage = \"{}\"\n[network]\nallow = [\"localhost\"]\nsetup_allow = [\"deb.debian.org\"]\n",
+            f.image
+        ),
+    );
+    let err = f.env.fails(&["run", "--", "true"]);
+    assert!(err.contains("sandbox: blocked egress to evil.example (not in [network].setup_allow in sandbox.toml:6)"), "{err}");
 }

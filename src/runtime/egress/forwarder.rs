@@ -22,6 +22,8 @@ const FIRST_BYTES: Duration = Duration::from_millis(800);
 /// How long its whole opening (a ClientHello, an HTTP head) may take.
 const OPENING: Duration = Duration::from_secs(10);
 const DIAL: Duration = Duration::from_secs(15);
+/// The most connections in flight at once (a thread each): more are closed at once.
+const CONNECTIONS_MAX: usize = 512;
 
 /// A blocked attempt, as the keeper reports it to the monitor (one JSON line each).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +54,8 @@ struct Shared {
     log: Option<Mutex<std::fs::File>>,
     /// The host's own proxy (`https_proxy`), which dials for us when set.
     upstream_proxy: Option<String>,
+    /// Connections in flight.
+    open: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -153,6 +157,7 @@ pub fn start(policy: &Policy, netns: &OwnedFd, notices: OwnedFd) -> std::io::Res
         notices: Mutex::new(std::fs::File::from(notices)),
         log,
         upstream_proxy,
+        open: std::sync::atomic::AtomicUsize::new(0),
     });
     {
         let shared = Arc::clone(&shared);
@@ -162,9 +167,25 @@ pub fn start(policy: &Policy, netns: &OwnedFd, notices: OwnedFd) -> std::io::Res
     for listener in sockets.listeners {
         let shared = Arc::clone(&shared);
         std::thread::spawn(move || {
+            use std::sync::atomic::Ordering;
             for client in listener.incoming().flatten() {
+                // A flood of connections from inside costs it its own connections, not the
+                // keeper's memory.
+                if shared.open.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS_MAX {
+                    shared.open.fetch_sub(1, Ordering::SeqCst);
+                    shared.log(
+                        "connection",
+                        "",
+                        false,
+                        Some("too many connections at once"),
+                    );
+                    continue;
+                }
                 let shared = Arc::clone(&shared);
-                std::thread::spawn(move || handle(&shared, client));
+                std::thread::spawn(move || {
+                    handle(&shared, client);
+                    shared.open.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
     }
