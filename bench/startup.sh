@@ -2,7 +2,8 @@
 # Start-up benchmark: `sandbox run --network none -- true` on a present image, against
 # `bwrap --unshare-all --seccomp ... true` on the same root file system (with a filter shaped
 # like sandbox's default, from bench/seccomp-filter.py) and, when installed,
-# `podman run --rm --network none ... true`, timed with hyperfine in one run. The run without
+# `podman run --rm --network none ... true`, timed with hyperfine in one run; also with the
+# default network (pasta, slirp4netns) and with an allow-list (sandbox's egress forwarder). The run without
 # the seccomp filter shows what the filter costs. Also reports sandbox's own peak RSS while a
 # command runs. Needs hyperfine, bubblewrap and python3-seccomp (Debian packages).
 #
@@ -32,6 +33,12 @@ for helper in pasta slirp4netns; do
         names+=("sandbox-$helper")
     fi
 done
+# An allow-list (the user's floor, which --image runs get too): sandbox's own forwarder.
+mkdir -p "$work/home/.config/sandbox"
+printf '[network]\nallow = ["example.org"]\n' >"$work/home/.config/sandbox/config.toml"
+[ -n "$user" ] && chown -R "$user:" "$work/home/.config"
+cmds+=("cd $work/project && $work/sandbox --root $work/store run --image $ref -- true")
+names+=(sandbox-allow)
 if podman_ready; then
     cmds+=("podman $podman_args run --rm --network none $ref true")
     names+=(podman)
@@ -60,6 +67,11 @@ for helper in pasta slirp4netns; do
             "$(awk -v a="$ms" -v s="$sandbox_ms" -v b="$bwrap_ms" 'BEGIN{print (a-s)/b}')"
     fi
 done
+allow_ms=$(median sandbox-allow)
+printf '%-40s %8.2f ms   total/bwrap = %.2f; adds %.2f ms to --network none\n' \
+    "sandbox run -- true with [network] allow" "$allow_ms" \
+    "$(awk -v a="$allow_ms" -v b="$bwrap_ms" 'BEGIN{print a/b}')" \
+    "$(awk -v a="$allow_ms" -v s="$sandbox_ms" 'BEGIN{print a-s}')"
 if [[ " ${names[*]} " == *" podman "* ]]; then
     podman_ms=$(median podman)
     printf '%-40s %8.2f ms   sandbox/podman = %.3f\n' "podman run --rm --network none true" "$podman_ms" "$(awk -v a="$sandbox_ms" -v b="$podman_ms" 'BEGIN{print a/b}')"
