@@ -139,3 +139,40 @@ if podman_ready; then
 else
     echo "podman: not installed, skipped"
 fi
+
+# Egress: the sandbox downloads from a server on the host's loopback (busybox wget inside, the
+# whole run timed), through pasta (open) and through sandbox's egress forwarder (an
+# allow-list naming the server: the user's floor, which --image runs get). Target: the
+# forwarder at least 80% of pasta's rate.
+p=$(next_port)
+busybox httpd -f -p "127.0.0.1:$p" -h "$work/project" &
+server=$!
+wait_http "$p"
+# Median MB/s of `sandbox run ARGS -- wget URL` over the whole run.
+egress_rate() {
+    local url=$1; shift
+    for _ in $(seq "$runs"); do
+        local start end
+        start=$(date +%s.%N)
+        (cd "$work/project" && as_user "$work/sandbox" --root "$work/store" run --host-loopback --image "$ref" "$@" -- busybox wget -q -O /dev/null "$url")
+        end=$(date +%s.%N)
+        awk -v s="$start" -v e="$end" -v mb="$size_mb" 'BEGIN{printf "%.0f\n", mb * 1.048576 / (e - s)}'
+    done | sort -n | awk '{a[NR]=$1} END {printf "%.0f", a[int((NR+1)/2)]}'
+}
+pasta_rate=""
+if command -v pasta >/dev/null; then
+    pasta_rate=$(egress_rate "http://host.containers.internal:$p/big" --network pasta)
+    printf '%-34s download %6s MB/s\n' "egress through pasta" "$pasta_rate"
+fi
+mkdir -p "$work/home/.config/sandbox"
+printf '[network]\nallow = ["localhost:%s"]\n' "$p" >"$work/home/.config/sandbox/config.toml"
+[ -n "$user" ] && chown -R "$user:" "$work/home/.config"
+allow_rate=$(egress_rate "http://localhost:$p/big")
+rm -f "$work/home/.config/sandbox/config.toml"
+kill "$server"
+if [ -n "$pasta_rate" ]; then
+    printf '%-34s download %6s MB/s   forwarder/pasta = %s (target >= 0.8)\n' "egress through [network] allow" "$allow_rate" \
+        "$(awk -v a="$allow_rate" -v b="$pasta_rate" 'BEGIN{printf "%.2f", a/b}')"
+else
+    printf '%-34s download %6s MB/s\n' "egress through [network] allow" "$allow_rate"
+fi

@@ -365,3 +365,28 @@ fn setup_steps_are_held_by_setup_allow() {
     let err = f.env.fails(&["run", "--", "true"]);
     assert!(err.contains("sandbox: blocked egress to evil.example (not in [network].setup_allow in sandbox.toml:6)"), "{err}");
 }
+
+/// Plain HTTP through the proxy variables reaches a server that knows no proxy requests
+/// (busybox httpd on the host's loopback): the forwarder sends it the path, not the URL.
+#[test]
+fn plain_http_through_the_proxy_reaches_a_strict_server() {
+    let f = Fixture::new("unused\n");
+    let www = f.env.path().join("plain");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("file"), "plain hello\n").unwrap();
+    let port = support::registry::free_port();
+    let mut httpd = std::process::Command::new("busybox")
+        .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
+        .arg(&www)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f.project(&format!("allow = [\"localhost:{port}\"]"));
+    let (code, out, err, _) = f.run(&[], &format!("wget -q -O - http://localhost:{port}/file"));
+    let _ = httpd.kill();
+    let _ = httpd.wait();
+    assert_eq!((code, out.as_str()), (Some(0), "plain hello\n"), "{err}");
+}

@@ -333,7 +333,17 @@ fn handle(shared: &Shared, mut client: TcpStream) {
             via_proxy = true;
             (Some(host), port.unwrap_or(443), "connect")
         }
-        Opening::Http { host, port, .. } if local.port() == PROXY_PORT => {
+        Opening::Http {
+            host,
+            port,
+            head_len,
+            ..
+        } if local.port() == PROXY_PORT => {
+            // Origin servers need not understand a proxy's absolute URL.
+            match sniff::origin_form(&opening_bytes, head_len) {
+                Some(rewritten) => opening_bytes = rewritten,
+                None => return,
+            }
             (Some(host), port.unwrap_or(80), "http-proxy")
         }
         Opening::Http { host, .. } => (Some(host), local.port(), "http"),

@@ -193,6 +193,65 @@ fn http(bytes: &[u8]) -> Opening {
     }
 }
 
+/// A proxy client's request (`GET http://host/path HTTP/1.1`) as its origin server takes it
+/// (`GET /path HTTP/1.1`), with `Connection: close`: the client's next request then comes on a
+/// new connection, whose host is checked again. `bytes` holds the head (`head_len`) and what
+/// followed it.
+pub fn origin_form(bytes: &[u8], head_len: usize) -> Option<Vec<u8>> {
+    let head = std::str::from_utf8(bytes.get(..head_len)?).ok()?;
+    let mut lines = head.trim_end_matches("\r\n").split("\r\n");
+    let mut request = lines.next()?.splitn(3, ' ');
+    let (method, target, version) = (request.next()?, request.next()?, request.next()?);
+    let path = match target.strip_prefix("http://") {
+        Some(rest) => match rest.find(['/', '?']) {
+            Some(at) if rest.as_bytes()[at] == b'/' => &rest[at..],
+            Some(at) => {
+                return Some(rebuild(
+                    method,
+                    &format!("/{}", &rest[at..]),
+                    version,
+                    lines,
+                    bytes,
+                    head_len,
+                ))
+            }
+            None => "/",
+        },
+        None => target,
+    };
+    Some(rebuild(method, path, version, lines, bytes, head_len))
+}
+
+fn rebuild<'a>(
+    method: &str,
+    path: &str,
+    version: &str,
+    headers: impl Iterator<Item = &'a str>,
+    bytes: &[u8],
+    head_len: usize,
+) -> Vec<u8> {
+    let mut out = format!("{method} {path} {version}\r\n");
+    for line in headers {
+        let name = line.split(':').next().unwrap_or_default().trim();
+        let hop = [
+            "connection",
+            "proxy-connection",
+            "keep-alive",
+            "proxy-authorization",
+        ]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h));
+        if !hop {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(bytes.get(head_len..).unwrap_or_default());
+    out
+}
+
 /// `host[:port]` (a bracketed IPv6 address too); `None` when malformed or with user info.
 fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
     if authority.is_empty() || authority.contains('@') {
@@ -279,6 +338,24 @@ mod tests {
         ));
         assert_eq!(opening(&[0x16, 3, 1, 0xff, 0xff]), Opening::NeedMore);
         assert_eq!(opening(&vec![0x16; OPENING_MAX]), Opening::Other);
+    }
+
+    #[test]
+    fn a_proxy_request_goes_on_in_origin_form_and_closes() {
+        let request = b"GET http://deb.debian.org/debian/dists?x=1 HTTP/1.1\r\nHost: deb.debian.org\r\nProxy-Connection: keep-alive\r\nConnection: keep-alive\r\n\r\nBODY";
+        let head_len = request.len() - 4;
+        let out = String::from_utf8(origin_form(request, head_len).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            "GET /debian/dists?x=1 HTTP/1.1\r\nHost: deb.debian.org\r\nConnection: close\r\n\r\nBODY"
+        );
+        let bare = b"GET http://example.org HTTP/1.1\r\nHost: example.org\r\n\r\n";
+        let out = String::from_utf8(origin_form(bare, bare.len()).unwrap()).unwrap();
+        assert!(out.starts_with("GET / HTTP/1.1\r\n"), "{out}");
+        let query = b"GET http://example.org?q HTTP/1.1\r\n\r\n";
+        let out = String::from_utf8(origin_form(query, query.len()).unwrap()).unwrap();
+        assert!(out.starts_with("GET /?q HTTP/1.1\r\n"), "{out}");
+        assert!(origin_form(b"\xff\xfe", 2).is_none());
     }
 
     #[test]
