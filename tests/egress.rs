@@ -390,3 +390,68 @@ fn plain_http_through_the_proxy_reaches_a_strict_server() {
     let _ = httpd.wait();
     assert_eq!((code, out.as_str()), (Some(0), "plain hello\n"), "{err}");
 }
+
+/// When the host itself goes out through a proxy (`https_proxy` where sandbox runs), the
+/// forwarder dials through it: a CONNECT for the listed name reaches the host's proxy.
+#[test]
+fn the_forwarder_dials_through_the_hosts_own_proxy() {
+    use std::io::{BufRead, Write};
+    let f = Fixture::new("via the host's proxy\n");
+    f.project(&format!("allow = [\"localhost:{}\"]", f.port));
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = proxy.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for client in proxy.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(client.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                log.lock().unwrap().push(line.trim().to_owned());
+                let mut header = String::new();
+                while reader.read_line(&mut header).unwrap() > 2 {
+                    header.clear();
+                }
+                let target = line.split(' ').nth(1).unwrap().to_owned();
+                let upstream = std::net::TcpStream::connect(target).unwrap();
+                let mut client = client;
+                client.write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+                let (mut up_read, mut up_write) = (upstream.try_clone().unwrap(), upstream);
+                let mut down = client.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up_read, &mut down);
+                    let _ = down.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut reader, &mut up_write);
+            });
+        }
+    });
+    let url = format!("https://localhost:{}/", f.port);
+    let out = f
+        .env
+        .command(&[
+            "run",
+            "--host-loopback",
+            "-v",
+            "/usr:/usr:ro",
+            "--",
+            "sh",
+            "-c",
+            &fetch(&url),
+        ])
+        .env("https_proxy", format!("http://127.0.0.1:{proxy_port}"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "via the host's proxy\nFETCHED\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        [format!("CONNECT localhost:{} HTTP/1.1", f.port)]
+    );
+}

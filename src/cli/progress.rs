@@ -198,8 +198,12 @@ impl crate::runtime::RunReporter for Progress {
     /// Said even with -q: it may be why the command failed.
     #[allow(clippy::print_stderr)]
     fn egress_blocked(&self, target: &str, reason: &str) {
-        self.multi()
-            .suspend(|| eprintln!("sandbox: blocked egress to {target} ({reason})"));
+        // One write: the command inside shares this stderr, and pieces would interleave.
+        let line = format!("sandbox: blocked egress to {target} ({reason})\n");
+        self.multi().suspend(|| {
+            use std::io::Write as _;
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        });
     }
 
     /// Said even with -q: it is why the command died.
