@@ -553,3 +553,94 @@ fn a_busy_port_a_missing_helper_and_a_failing_helper_are_explained() {
     });
     drop(taken);
 }
+
+/// The default network is a warm one: pasta prepared ahead of time by the store's pool. A run
+/// typed after the previous one takes it; 100 runs leave nothing but the pool's prepared one;
+/// two at once never share a namespace; kill -9 of sandbox ends the pasta it took, and kill -9
+/// of the pause process leaves no prepared one.
+#[test]
+fn warm_networks_are_taken_once_and_never_outlive_their_sandbox_or_the_pause_process() {
+    let f = fixture();
+    let warm = || helpers_with("sandbox-pasta-warm-");
+    let verbose_run = |command: &[&str]| {
+        let mut args = vec![
+            "--verbose",
+            "run",
+            "--network",
+            "pasta",
+            "--image",
+            &f.image,
+            "--",
+        ];
+        args.extend_from_slice(command);
+        f.env.run(&args)
+    };
+    // The first run starts the pool; the next, typed a moment later, takes a prepared pasta
+    // and has the network (an interface besides lo).
+    assert!(verbose_run(&["true"]).status.success());
+    std::thread::sleep(Duration::from_millis(800));
+    let out = verbose_run(&["cat", "/proc/net/dev"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("a warm pasta"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).lines().count() > 3,
+        "{}",
+        text(&out.stdout)
+    );
+
+    for i in 0..100 {
+        let out = f.run("pasta", &[], &["true"]);
+        assert!(out.status.success(), "run {i}: {}", text(&out.stderr));
+    }
+    eventually("only the prepared pasta left after 100 runs", || {
+        (warm().len() <= 1).then_some(())
+    });
+
+    // Two at once: namespaces of their own.
+    let ns = ["sh", "-c", "readlink /proc/self/ns/net; sleep 1"];
+    let (a, b) = (f.start("pasta", &[], &ns), f.start("pasta", &[], &ns));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success());
+    assert_ne!(text(&a.stdout), text(&b.stdout));
+
+    // kill -9 of sandbox: the pasta it took ends with its container.
+    std::thread::sleep(Duration::from_millis(800));
+    let prepared = warm();
+    assert_eq!(prepared.len(), 1, "{prepared:?}");
+    let mut child = f.start("pasta", &[], &["sleep", "30"]);
+    eventually("the container to run", || {
+        (f.env.ok(&["ps"]).lines().count() == 2).then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The run took the prepared one: it ends with the container.
+    eventually("the taken pasta to end", || {
+        (!warm().contains(&prepared[0])).then_some(())
+    });
+    eventually("the container to end", || {
+        f.env.ok(&["ps"]).lines().count().eq(&1).then_some(())
+    });
+
+    // kill -9 of the pause process: the pool ends its prepared pasta and leaves.
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!warm().is_empty(), "a pasta is prepared");
+    let pid: i32 = std::fs::read_to_string(f.env.store().join("pause.pid"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // SAFETY: the pause process this test's sandbox started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    eventually("no prepared pasta after the pause process died", || {
+        warm().is_empty().then_some(())
+    });
+    eventually("the pool's socket gone", || {
+        (!f.env.store().join("warm.sock").exists()).then_some(())
+    });
+}

@@ -35,6 +35,9 @@ pub struct InitFds {
     /// The container's cgroup v1 `tasks` files, opened by the monitor: pid 1 enters them
     /// itself before anything else (see `Cgroup::task_files`).
     pub cgroup_tasks: Vec<OwnedFd>,
+    /// A warm network namespace, pasta already attached (see `warm`), to enter instead of
+    /// a new one.
+    pub netns: Option<OwnedFd>,
 }
 
 /// Signals pid 1 forwards to the command; SIGINT and SIGQUIT go to its whole process group,
@@ -58,8 +61,20 @@ pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
         filter,
         fuse,
         cgroup_tasks,
+        netns,
     } = fds;
     let status = status_pipe.as_fd();
+    // Into the warm network first: /sys, mounted below, shows the network it is mounted in.
+    let warm = netns.is_some();
+    if let Some(netns) = netns {
+        if let Err(e) = sys::setns(netns.as_fd(), libc::CLONE_NEWNET) {
+            report(
+                status,
+                &failure("enter the prepared network", Path::new("/"))(e),
+            );
+            sys::exit_now(125);
+        }
+    }
     // 0. Into the limits, while our uid is still the user's (v1 lets a user move only its own
     //    processes); nothing of ours has run yet.
     for tasks in cgroup_tasks {
@@ -71,7 +86,7 @@ pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
             sys::exit_now(125);
         }
     }
-    let overlay = match setup(plan, status, control.as_fd(), fuse) {
+    let overlay = match setup(plan, status, control.as_fd(), fuse, warm) {
         Ok(overlay) => overlay,
         Err(failure) => {
             report(status, &failure);
@@ -151,6 +166,7 @@ fn setup(
     status: BorrowedFd<'_>,
     control: BorrowedFd<'_>,
     fuse: Option<OwnedFd>,
+    warm: bool,
 ) -> Result<&'static str, MountFailure> {
     let merged = plan.merged();
     // 1. Our own session, so the host terminal's signals reach the monitor, which forwards them;
@@ -161,7 +177,7 @@ fn setup(
     // 2. Dumpable until the network helper has attached to our namespaces (gaining capabilities
     //    in the user namespace made us undumpable); undumpable again before the command starts.
     sys::set_dumpable(true).map_err(failure("let the network helper attach", Path::new("/")))?;
-    if matches!(plan.network.mode, Network::Helper(_) | Network::Filtered) {
+    if matches!(plan.network.mode, Network::Helper(_) | Network::Filtered) && !warm {
         channel::send(status, &Message::Attachable);
     }
     // 3. No mount event may propagate back to the host.

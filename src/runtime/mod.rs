@@ -28,6 +28,7 @@ pub mod stdio;
 pub mod sys;
 pub mod udp_relay;
 pub mod userns;
+pub mod warm;
 
 pub use error::RuntimeError;
 pub use idmap::IdMapping;

@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 use super::channel::{self, FailureKind, Message};
 use super::error::RuntimeError;
 use super::init::{self, InitFds, FORWARDED};
+use std::path::Path;
 use std::time::Instant;
 
 use super::capabilities;
@@ -22,6 +23,7 @@ use super::seccomp;
 use super::state::{self, ContainerState};
 use super::stdio::{self, MonitorSide};
 use super::sys;
+use super::warm;
 use super::RunReporter;
 
 /// How a command ended.
@@ -92,10 +94,25 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     // The command's stdio: what we keep (`ours`) and what pid 1 gets (`theirs`).
     let (mut ours, theirs) = stdio::prepare(plan.process.stdio, true)?;
     network::check_ports_free(&plan.network.options.ports)?;
+    // The store's pool may hold a network ready for this one (see `warm`).
+    let store = plan.dir.parent().and_then(Path::parent).map(Path::to_owned);
+    let (warm, start_pool) = match (&store, warm::eligible(&plan.network)) {
+        (Some(store), true) => match warm::take(store) {
+            warm::Answer::Taken(taken) => (Some(taken), false),
+            warm::Answer::NoneReady => (None, false),
+            warm::Answer::NoPool => (None, true),
+        },
+        _ => (None, false),
+    };
     let flags = plan
         .namespaces
         .iter()
+        .filter(|ns| !(warm.is_some() && **ns == super::plan::Namespace::Net))
         .fold(0, |flags, ns| flags | ns.clone_flag());
+    let warm_netns = match &warm {
+        Some(taken) => Some(taken.netns.try_clone()?),
+        None => None,
+    };
     let Some(single) = sys::SingleThreaded::wait(std::time::Duration::from_secs(2)) else {
         return Err(RuntimeError::Internal(format!(
             "internal error: a thread is still running when the container starts ({})",
@@ -120,8 +137,20 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 filter,
                 fuse: fuse.take(),
                 cgroup_tasks,
+                netns: warm_netns,
             },
         );
+    }
+    drop(warm_netns);
+    // The pool ends the helper when pid 1 exits; without this handback it ends it at once.
+    let warm_bound = match warm {
+        Some(taken) => sys::pidfd_open(pid)
+            .and_then(|pidfd| taken.bind_to(&pidfd))
+            .is_ok(),
+        None => false,
+    };
+    if warm_bound {
+        reporter.verbose("network: a warm pasta, prepared ahead of time");
     }
     drop(cgroup_tasks);
     drop(status_write);
@@ -180,6 +209,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                     }
                 ));
                 if helper.is_none()
+                    && !warm_bound
                     && matches!(plan.network.mode, Network::Helper(_) | Network::Filtered)
                 {
                     drop(control_write);
@@ -244,6 +274,10 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     let mut record = ContainerState::new(plan, pid, pid_ns);
     record.cgroup = cgroup.unified().map(std::path::Path::to_owned);
     state::write(&container, &record)?;
+    // The first eligible run of a store starts its pool of warm networks, for the next ones.
+    if let (true, Some(store), Some(single)) = (start_pool, &store, sys::SingleThreaded::check()) {
+        warm::spawn_pool(store, &single);
+    }
     let session = Session {
         forward_to: pid,
         // pid 1 turns it into SIGHUP for a shell itself.

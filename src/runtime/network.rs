@@ -222,6 +222,18 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// Ends the helper and reaps it (a long-lived owner collects no zombies).
+    pub fn end(mut self) {
+        self.end_in_place();
+    }
+
+    /// The same, for an owner that cannot give it up.
+    pub fn end_in_place(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.udp = None;
+    }
+
     /// A helper holds nothing worth a graceful end: SIGKILL. Reaped only when it holds
     /// published ports (so the next command may bind them at once): pasta takes some 25 ms to
     /// free its tables after the signal, time the user would otherwise wait for their exit
@@ -260,9 +272,6 @@ pub fn start(
     host_loopback: bool,
     dir: &Path,
 ) -> Result<Running, RuntimeError> {
-    let binary = which::which(helper.binary()).map_err(|_| RuntimeError::MissingNetworkHelper {
-        tool: helper.binary(),
-    })?;
     let open = |name: &str| {
         fs_err::File::open(format!("/proc/{pid}/ns/{name}"))
             .map(OwnedFd::from)
@@ -272,10 +281,24 @@ pub fn start(
             })
     };
     let namespaces = open("net")?;
-    let relay = super::udp_relay::start(&namespaces, ports)?;
+    start_on(helper, &namespaces, ports, host_loopback, dir)
+}
+
+/// Starts `helper` on the network namespace `netns` and waits until it is ready.
+pub fn start_on(
+    helper: Helper,
+    netns: &OwnedFd,
+    ports: &[PortMapping],
+    host_loopback: bool,
+    dir: &Path,
+) -> Result<Running, RuntimeError> {
+    let binary = which::which(helper.binary()).map_err(|_| RuntimeError::MissingNetworkHelper {
+        tool: helper.binary(),
+    })?;
+    let relay = super::udp_relay::start(netns, ports)?;
     let mut running = match helper {
-        Helper::Pasta => start_pasta(&binary, &namespaces, ports, host_loopback, dir),
-        Helper::Slirp4netns => start_slirp(&binary, &namespaces, ports, host_loopback, dir),
+        Helper::Pasta => start_pasta(&binary, netns, ports, host_loopback, dir),
+        Helper::Slirp4netns => start_slirp(&binary, netns, ports, host_loopback, dir),
     }?;
     running.udp = relay;
     running.holds_ports = !ports.is_empty();
@@ -292,6 +315,55 @@ fn prepare(command: &mut Command, netns: &OwnedFd, extra: Vec<(i32, i32)>) {
     sys::prepare_helper(command, moves);
 }
 
+/// pasta started and not ready yet: `poll` says when it is.
+pub struct Starting {
+    child: Option<Child>,
+    pid_file: std::path::PathBuf,
+    pid_dir: std::path::PathBuf,
+    deadline: Instant,
+}
+
+impl Starting {
+    /// `Some` once ready; `None` while it is setting up; the error once it failed.
+    pub fn poll(&mut self) -> Result<Option<Running>, RuntimeError> {
+        let Some(child) = self.child.as_mut() else {
+            return Err(RuntimeError::Internal(
+                "pasta was already handed out".into(),
+            ));
+        };
+        if fs_err::metadata(&self.pid_file).is_ok_and(|m| m.len() > 0) {
+            let child = self
+                .child
+                .take()
+                .ok_or_else(|| RuntimeError::Internal("pasta was already handed out".into()))?;
+            return Ok(Some(Running {
+                child,
+                _exit_fd: None,
+                temp_dir: Some(self.pid_dir.clone()),
+                udp: None,
+                holds_ports: false,
+            }));
+        }
+        let why = match child.try_wait() {
+            Ok(Some(status)) => format!("it exited before it was ready ({status})"),
+            _ if Instant::now() > self.deadline => "it was not ready after 10 s".to_owned(),
+            _ => return Ok(None),
+        };
+        let _ = fs_err::remove_dir_all(&self.pid_dir);
+        Err(failed(Helper::Pasta, child, &why))
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = fs_err::remove_dir_all(&self.pid_dir);
+        }
+    }
+}
+
 fn start_pasta(
     binary: &Path,
     netns: &OwnedFd,
@@ -299,6 +371,29 @@ fn start_pasta(
     host_loopback: bool,
     dir: &Path,
 ) -> Result<Running, RuntimeError> {
+    let mut starting = spawn_pasta(binary, netns, ports, host_loopback, dir)?;
+    loop {
+        if let Some(running) = starting.poll()? {
+            return Ok(running);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Starts pasta without waiting for it (a warm pool prepares several at once).
+pub fn begin_pasta(netns: &OwnedFd, dir: &Path) -> Result<Starting, RuntimeError> {
+    let binary =
+        which::which("pasta").map_err(|_| RuntimeError::MissingNetworkHelper { tool: "pasta" })?;
+    spawn_pasta(&binary, netns, &[], false, dir)
+}
+
+fn spawn_pasta(
+    binary: &Path,
+    netns: &OwnedFd,
+    ports: &[PortMapping],
+    host_loopback: bool,
+    dir: &Path,
+) -> Result<Starting, RuntimeError> {
     // pasta writes its pid file once set up. It runs as container root without capabilities,
     // which cannot even traverse the user's private store, so the file goes in a private dir of
     // its own under the temp dir, owned by that root; removed with the helper.
@@ -359,40 +454,16 @@ fn start_pasta(
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     prepare(&mut command, netns, Vec::new());
-    let mut child = command.spawn().map_err(|e| RuntimeError::NetworkHelper {
+    let child = command.spawn().map_err(|e| RuntimeError::NetworkHelper {
         tool: "pasta",
         error: e.to_string(),
     })?;
-    // Ready once the pid file exists; a helper that exits first has failed.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if fs_err::metadata(&pid_file).is_ok_and(|m| m.len() > 0) {
-            return Ok(Running {
-                child,
-                _exit_fd: None,
-                temp_dir: Some(pid_dir),
-                udp: None,
-                holds_ports: false,
-            });
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let _ = fs_err::remove_dir_all(&pid_dir);
-            return Err(failed(
-                Helper::Pasta,
-                &mut child,
-                &format!("it exited before it was ready ({status})"),
-            ));
-        }
-        if Instant::now() > deadline {
-            let _ = fs_err::remove_dir_all(&pid_dir);
-            return Err(failed(
-                Helper::Pasta,
-                &mut child,
-                "it was not ready after 10 s",
-            ));
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    Ok(Starting {
+        child: Some(child),
+        pid_file,
+        pid_dir,
+        deadline: Instant::now() + Duration::from_secs(10),
+    })
 }
 
 fn start_slirp(

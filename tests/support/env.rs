@@ -16,6 +16,29 @@ pub struct TestEnv {
     pub user: Option<User>,
 }
 
+impl Drop for TestEnv {
+    /// Ends this store's pause process (which sandbox started for the test): it would idle on
+    /// for a minute, and the store's pool of warm networks with it.
+    fn drop(&mut self) {
+        let Ok(text) = std::fs::read_to_string(self.store().join("pause.pid")) else {
+            return;
+        };
+        let Some(pid) = text
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            return;
+        };
+        let is_pause = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.starts_with(b"sandbox-pause"));
+        if is_pause {
+            // SAFETY: signals a process this test's sandbox started, checked by its name.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct User {
     pub name: String,

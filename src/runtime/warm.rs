@@ -1,0 +1,338 @@
+//! Warm networks: pasta prepared ahead of time, so the default network costs a sandbox what
+//! `--network none` costs instead of pasta's start-up (20-40 ms).
+//!
+//! A pool process per store, forked by a monitor once (it lives in the store's user
+//! namespace, with its capabilities), keeps one network namespace with pasta attached and
+//! answers on `<store>/warm.sock`: a new sandbox takes the namespace (its fd, passed over the
+//! socket), its pid 1 enters it instead of making one, and the monitor hands back pid 1's
+//! pidfd; the pool ends that pasta when pid 1 exits (`kill -9` of sandbox included: pid 1 dies
+//! with its monitor), and prepares the next. The pool ends the prepared one and leaves when
+//! the pause process is gone (once no taken one is in use) or after 15 idle minutes; it throws
+//! the prepared one away, instead of handing out stale addresses, when the host's routes or
+//! resolv.conf changed since it was made (a VPN came up). Published ports, host loopback and
+//! other modes start their own helper as before.
+
+use std::hash::{Hash as _, Hasher as _};
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::network::{self, Helper};
+use super::sys;
+
+/// The pool's socket, in the store (0700: only its user reaches it).
+pub const SOCKET: &str = "warm.sock";
+const IDLE: Duration = Duration::from_secs(15 * 60);
+/// How long a taker may take to hand back pid 1 (it clones pid 1 in between).
+const HANDBACK: Duration = Duration::from_secs(5);
+
+/// A prepared network namespace, taken by a new container.
+pub struct Taken {
+    pub netns: OwnedFd,
+    link: UnixStream,
+}
+
+impl Taken {
+    /// Hands the pool pid 1's pidfd: it ends the helper when pid 1 exits.
+    pub fn bind_to(self, pid1: &OwnedFd) -> std::io::Result<()> {
+        sys::send_fd(self.link.as_fd(), pid1.as_fd())
+    }
+}
+
+/// Whether a plan's network can be a warm one: pasta, no published ports, no host loopback.
+pub fn eligible(network: &super::plan::NetworkPlan) -> bool {
+    network.mode == super::plan::Network::Helper(Helper::Pasta)
+        && network.options.ports.is_empty()
+        && !network.options.host_loopback
+}
+
+/// What the pool's answer to `take` was.
+pub enum Answer {
+    Taken(Taken),
+    /// A pool answered but had none ready (another sandbox took it).
+    NoneReady,
+    /// No pool answers: the caller may start one.
+    NoPool,
+}
+
+/// Asks the store's pool for its prepared network.
+pub fn take(store: &Path) -> Answer {
+    let Ok(mut link) = UnixStream::connect(store.join(SOCKET)) else {
+        return Answer::NoPool;
+    };
+    let _ = link.set_read_timeout(Some(Duration::from_millis(500)));
+    if link.write_all(b"t").is_err() {
+        return Answer::NoPool;
+    }
+    match sys::recv_fd(link.as_fd()) {
+        Ok(netns) => Answer::Taken(Taken { netns, link }),
+        Err(_) => Answer::NoneReady,
+    }
+}
+
+/// The host's network as pasta copies it: routes and resolver.
+fn fingerprint() -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for file in [
+        "/etc/resolv.conf",
+        "/proc/net/route",
+        "/proc/net/ipv6_route",
+    ] {
+        fs_err::read(file).unwrap_or_default().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// Starts the store's pool in the background (the caller is single-threaded and in the
+/// store's user namespace); best effort.
+pub fn spawn_pool(store: &Path, single: &sys::SingleThreaded) {
+    if let Ok(0) = sys::fork(single) {
+        sys::setsid();
+        sys::stdio_to_dev_null();
+        sys::close_all_but(&[]);
+        sys::hide_arguments();
+        let _ = sys::set_name(c"sandbox-warm");
+        let code = Pool::open(store).map_or(0, |mut pool| {
+            pool.serve();
+            0
+        });
+        sys::exit_now(code)
+    }
+}
+
+/// How many networks are kept ready. One: an idle pasta holds some 30 MB, and a run typed
+/// after the previous one finds it ready; a burst of runs starts the rest as before.
+const READY: usize = 1;
+/// How long after a take the pool waits before it starts the replacement: pasta's start-up
+/// is some 20 ms of CPU, which would compete with the command that just took one.
+const REFILL_AFTER: Duration = Duration::from_millis(200);
+/// After this many helpers in a row failed to start, the pool stops trying (takers start
+/// their own, which reports why).
+const FAILURES_MAX: u32 = 3;
+
+/// One network of the pool: pasta starting on it, or ready.
+struct Slot {
+    netns: OwnedFd,
+    /// `None` once handed out.
+    helper: Option<Helper_>,
+    /// The host's network when it was made.
+    fingerprint: u64,
+}
+
+enum Helper_ {
+    Starting(network::Starting),
+    Ready(network::Running),
+}
+
+impl Drop for Slot {
+    /// A ready helper nobody took is ended and reaped (a starting one ends itself).
+    fn drop(&mut self) {
+        if let Some(Helper_::Ready(running)) = &mut self.helper {
+            running.end_in_place();
+        }
+    }
+}
+
+struct Pool {
+    store: PathBuf,
+    listener: UnixListener,
+    /// Held for the pool's life: a second pool for the store finds it locked and leaves.
+    _lock: nix::fcntl::Flock<std::fs::File>,
+    pause: Option<OwnedFd>,
+    slots: Vec<Slot>,
+    taken: Vec<(OwnedFd, network::Running)>,
+    made: u64,
+    failures: u32,
+    last_take: Instant,
+}
+
+impl Pool {
+    fn open(store: &Path) -> Option<Pool> {
+        let file = fs_err::File::create(store.join("warm.lock"))
+            .ok()?
+            .into_parts()
+            .0;
+        let lock =
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()?;
+        let socket = store.join(SOCKET);
+        let _ = fs_err::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).ok()?;
+        Some(Pool {
+            store: store.to_owned(),
+            listener,
+            _lock: lock,
+            pause: pause_pidfd(store),
+            slots: Vec::new(),
+            taken: Vec::new(),
+            made: 0,
+            failures: 0,
+            last_take: Instant::now(),
+        })
+    }
+
+    fn serve(&mut self) {
+        loop {
+            let open = self.pause.is_some() && self.last_take.elapsed() < IDLE;
+            if !open {
+                // Nothing new is handed out; the taken ones are waited for.
+                self.slots.clear();
+                if self.taken.is_empty() {
+                    break;
+                }
+            }
+            let settled = self.last_take.elapsed() >= REFILL_AFTER || self.made == 0;
+            while open && settled && self.slots.len() < READY && self.failures < FAILURES_MAX {
+                match self.begin() {
+                    Some(slot) => self.slots.push(slot),
+                    None => self.failures += 1,
+                }
+            }
+            let starting = self
+                .slots
+                .iter()
+                .any(|s| matches!(s.helper, Some(Helper_::Starting(_))));
+            let ended = {
+                let mut polls = vec![sys::PollFd::new(
+                    self.listener.as_fd(),
+                    sys::PollFlags::POLLIN,
+                )];
+                if let Some(pause) = &self.pause {
+                    polls.push(sys::PollFd::new(pause.as_fd(), sys::PollFlags::POLLIN));
+                }
+                for (pidfd, _) in &self.taken {
+                    polls.push(sys::PollFd::new(pidfd.as_fd(), sys::PollFlags::POLLIN));
+                }
+                // While pasta starts, look again soon; with slots to refill, once settled.
+                let refill = (open && self.slots.len() < READY && self.failures < FAILURES_MAX)
+                    .then(|| REFILL_AFTER.saturating_sub(self.last_take.elapsed()));
+                let timeout = match (starting, refill) {
+                    (true, _) => 1,
+                    (false, Some(wait)) => i32::try_from(wait.as_millis()).unwrap_or(0).max(1),
+                    (false, None) => 60_000,
+                };
+                sys::poll(&mut polls, timeout);
+                sys::ready(&polls)
+            };
+            let offset = if self.pause.is_some() { 2 } else { 1 };
+            if self.pause.is_some() && ended.get(1) == Some(&true) {
+                self.pause = None;
+            }
+            // Helpers whose pid 1 exited end now (from the back, so indexes stay right).
+            for i in (0..self.taken.len()).rev() {
+                if ended.get(offset + i) == Some(&true) {
+                    let (_, helper) = self.taken.swap_remove(i);
+                    helper.end();
+                }
+            }
+            self.advance();
+            if ended.first() == Some(&true) {
+                if let Ok((link, _)) = self.listener.accept() {
+                    self.answer(link);
+                }
+            }
+        }
+        self.slots.clear();
+        let _ = fs_err::remove_file(self.store.join(SOCKET));
+    }
+
+    /// A network namespace of its own (made on a thread, so this process stays in the host's)
+    /// with pasta starting on it.
+    fn begin(&mut self) -> Option<Slot> {
+        let netns = std::thread::spawn(|| -> std::io::Result<OwnedFd> {
+            sys::unshare(libc::CLONE_NEWNET)?;
+            Ok(OwnedFd::from(
+                fs_err::File::open("/proc/thread-self/ns/net")?
+                    .into_parts()
+                    .0,
+            ))
+        })
+        .join()
+        .ok()?
+        .ok()?;
+        self.made += 1;
+        let id = PathBuf::from(format!("warm-{}-{}", std::process::id(), self.made));
+        let fingerprint = fingerprint();
+        let starting = network::begin_pasta(&netns, &id).ok()?;
+        Some(Slot {
+            netns,
+            helper: Some(Helper_::Starting(starting)),
+            fingerprint,
+        })
+    }
+
+    /// Moves started helpers to ready, and drops those that failed.
+    fn advance(&mut self) {
+        let mut i = 0;
+        while i < self.slots.len() {
+            let outcome = match &mut self.slots[i].helper {
+                Some(Helper_::Starting(starting)) => starting.poll(),
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            match outcome {
+                Ok(Some(running)) => {
+                    self.slots[i].helper = Some(Helper_::Ready(running));
+                    self.failures = 0;
+                    i += 1;
+                }
+                Ok(None) => i += 1,
+                Err(_) => {
+                    self.slots.swap_remove(i);
+                    self.failures += 1;
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, mut link: UnixStream) {
+        let _ = link.set_read_timeout(Some(HANDBACK));
+        let mut asked = [0u8; 1];
+        let ours = nix::sys::socket::getsockopt(&link, nix::sys::socket::sockopt::PeerCredentials)
+            .is_ok_and(|c| c.uid() == nix::unistd::getuid().as_raw());
+        if !ours || link.read_exact(&mut asked).is_err() || asked != *b"t" {
+            return;
+        }
+        // Stale ones (the host's network changed since they were made) are thrown away.
+        let now = fingerprint();
+        self.slots.retain(|slot| slot.fingerprint == now);
+        let ready = self
+            .slots
+            .iter()
+            .position(|s| matches!(s.helper, Some(Helper_::Ready(_))));
+        let Some(at) = ready else {
+            let _ = link.write_all(b"n");
+            return;
+        };
+        let mut slot = self.slots.swap_remove(at);
+        let Some(Helper_::Ready(helper)) = slot.helper.take() else {
+            return;
+        };
+        if sys::send_fd(link.as_fd(), slot.netns.as_fd()).is_err() {
+            helper.end();
+            return;
+        }
+        self.last_take = Instant::now();
+        match sys::recv_fd(link.as_fd()) {
+            Ok(pid1) => self.taken.push((pid1, helper)),
+            // The taker gave up before its pid 1 existed: nobody uses this one.
+            Err(_) => helper.end(),
+        }
+    }
+}
+
+/// A pidfd of the store's pause process, when it is alive.
+fn pause_pidfd(store: &Path) -> Option<OwnedFd> {
+    let text = fs_err::read_to_string(store.join("pause.pid")).ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let (Some(Some(pid)), Some(Some(start))) = (fields.next(), fields.next()) else {
+        return None;
+    };
+    let pid = i32::try_from(pid).ok()?;
+    let pidfd = sys::pidfd_open(pid).ok()?;
+    // Opened first, then checked: a pid reused after the check could not be mistaken.
+    (super::state::process_start(pid) == Some(start)).then_some(pidfd)
+}
