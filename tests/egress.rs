@@ -39,15 +39,23 @@ impl Drop for Fixture {
 
 impl Fixture {
     fn new(body: &str) -> Self {
+        Self::with_entries(body, Vec::new())
+    }
+
+    /// With more entries in the image.
+    fn with_entries(body: &str, extra: Vec<support::oci::Entry>) -> Self {
         let env = TestEnv::new();
         // The host's /usr is mounted over the image's (-v), so its curl runs inside.
         let (registry, image) = support::pulled_busybox(
             &env,
             "egress/busybox",
-            vec![
+            [
                 support::oci::Entry::symlink("lib", "usr/lib"),
                 support::oci::Entry::symlink("lib64", "usr/lib64"),
-            ],
+            ]
+            .into_iter()
+            .chain(extra)
+            .collect(),
         );
         let (_, cert, key) = ca_and_server("Test CA", "localhost");
         let (server, port) = https_server(&env.path().join("www"), &cert, &key, body);
@@ -454,4 +462,45 @@ fn the_forwarder_dials_through_the_hosts_own_proxy() {
         seen.lock().unwrap().as_slice(),
         [format!("CONNECT localhost:{} HTTP/1.1", f.port)]
     );
+}
+
+/// `@debian` reaches the mirrors the image's own apt sources name (here one on the host's
+/// loopback); without the preset it does not; a sources file that is a link out of the image
+/// is not followed.
+#[test]
+fn a_distribution_preset_reaches_the_images_own_mirrors() {
+    let port = support::registry::free_port();
+    let sources = format!("deb https://localhost:{port}/debian bookworm main\n");
+    let mut f = Fixture::with_entries(
+        "from the image's mirror\n",
+        vec![
+            support::oci::Entry::dir("etc/apt"),
+            support::oci::Entry::file("etc/apt/sources.list", sources.as_bytes()),
+            support::oci::Entry::dir("etc/apt/sources.list.d"),
+            support::oci::Entry::symlink("etc/apt/sources.list.d/evil.list", "/etc/passwd"),
+        ],
+    );
+    // The server on the port the image names.
+    let _ = f.server.kill();
+    let _ = f.server.wait();
+    let (_, cert, key) = ca_and_server("Test CA", "localhost");
+    let (server, _) = support::tls::https_server_on(
+        &f.env.path().join("mirror"),
+        &cert,
+        &key,
+        "from the image's mirror\n",
+        port,
+    );
+    f.server = server;
+    let url = format!("https://localhost:{port}/");
+    f.project("allow = [\"@debian\"]");
+    let (code, out, err, _) = f.run(&[], &fetch(&url));
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "from the image's mirror\nFETCHED\n"),
+        "{err}"
+    );
+    f.project("allow = [\"deb.debian.org\"]");
+    let (code, out, err, _) = f.run(&[], &fetch(&url));
+    assert_eq!((code, out.as_str()), (Some(0), "FAILED\n"), "{err}");
 }

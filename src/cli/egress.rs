@@ -66,3 +66,120 @@ fn effective(
     }
     Ok(Some(policy(own)))
 }
+
+/// Where package managers name their mirrors, beneath an image's root.
+const SOURCES: [&str; 2] = ["etc/apt/sources.list", "etc/apk/repositories"];
+const SOURCES_DIR: &str = "etc/apt/sources.list.d";
+/// The most of one sources file read.
+const SOURCES_MAX: u64 = 64 * 1024;
+
+/// The text of `rel` in the top-most of `layers` holding it, read beneath that layer with no
+/// symbolic link followed (the image is the project's choice, not to be trusted).
+fn read_in_layers(layers: &[std::path::PathBuf], rel: &std::path::Path) -> Option<String> {
+    use std::io::Read as _;
+    use std::os::fd::AsRawFd as _;
+    for layer in layers.iter().rev() {
+        let Ok(fd) = crate::fsutil::tree::open_beneath(layer, rel) else {
+            continue;
+        };
+        let file = fs_err::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
+        let mut text = String::new();
+        file.take(SOURCES_MAX).read_to_string(&mut text).ok()?;
+        return Some(text);
+    }
+    None
+}
+
+/// The mirrors the base image's own apt and apk sources name (its layers, not setup's: a step
+/// must not widen the list by editing them).
+fn image_mirrors(layers: &[std::path::PathBuf]) -> Vec<crate::runtime::egress::Rule> {
+    let mut texts: Vec<String> = SOURCES
+        .iter()
+        .filter_map(|rel| read_in_layers(layers, std::path::Path::new(rel)))
+        .collect();
+    let mut names = std::collections::BTreeSet::new();
+    for layer in layers {
+        use std::os::fd::AsRawFd as _;
+        // The dir itself beneath the layer too: a link there would list another's names.
+        let Ok(dir) = crate::fsutil::tree::open_beneath(layer, std::path::Path::new(SOURCES_DIR))
+        else {
+            continue;
+        };
+        if let Ok(entries) = fs_err::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".list") || name.ends_with(".sources") {
+                    names.insert(name);
+                }
+            }
+        }
+    }
+    for name in names {
+        let rel = std::path::Path::new(SOURCES_DIR).join(name);
+        texts.extend(read_in_layers(layers, &rel));
+    }
+    let mut rules = Vec::new();
+    for text in texts {
+        for rule in crate::config::egress::mirrors_in(&text) {
+            if !rules.contains(&rule) {
+                rules.push(rule);
+            }
+        }
+    }
+    rules
+}
+
+/// `project` with the base image's mirrors added to each list that names a distribution
+/// preset (`@debian`), within the user's floor (a mirror beyond it is left out and said).
+pub fn with_image_mirrors(
+    project: &crate::runtime::plan::ProjectInputs,
+    config: Option<&Project>,
+    layers: &[std::path::PathBuf],
+    progress: &crate::cli::progress::Progress,
+) -> Result<crate::runtime::plan::ProjectInputs, CliError> {
+    let mut enriched = project.clone();
+    let Some(config) = config else {
+        return Ok(enriched);
+    };
+    let own = config.network.allow.as_ref();
+    let setup = config.network.setup_allow.as_ref().or(own);
+    let names_preset = |s: Option<&AllowSetting>| s.is_some_and(|s| !s.distributions.is_empty());
+    if !names_preset(own) && !names_preset(setup) {
+        return Ok(enriched);
+    }
+    let floor = crate::config::user::egress_floor(config.toolchain_egress.as_deref())?;
+    let mirrors: Vec<_> = image_mirrors(layers)
+        .into_iter()
+        .filter(|rule| {
+            let within = floor
+                .as_ref()
+                .is_none_or(|f| f.rules.iter().any(|r| r.value.covers(rule)));
+            if !within {
+                crate::image::reporter::PullReporter::notice(
+                    progress,
+                    &format!(
+                        "the image's package mirror {rule} is beyond your own {}; not allowed",
+                        floor.as_ref().map_or("", |f| f.source.as_str())
+                    ),
+                );
+            }
+            within
+        })
+        .collect();
+    for (setting, policy) in [
+        (own, &mut enriched.egress),
+        (setup, &mut enriched.setup_egress),
+    ] {
+        if let (true, Some(policy)) = (names_preset(setting), policy.as_mut()) {
+            for rule in &mirrors {
+                if !policy.allow.rules.contains(rule) {
+                    policy.allow.rules.push(rule.clone());
+                }
+            }
+        }
+    }
+    Ok(enriched)
+}

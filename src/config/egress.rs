@@ -33,6 +33,8 @@ pub struct AllowSetting {
     pub source: String,
     /// Each rule with the span of the entry it came from.
     pub rules: Vec<Located<Rule>>,
+    /// The distribution presets it names (`@debian`): the image's own mirrors join them.
+    pub distributions: Vec<&'static str>,
 }
 
 impl AllowSetting {
@@ -54,6 +56,7 @@ pub fn parse(
     error: &dyn Fn(Range<usize>, String, Option<String>) -> ConfigError,
 ) -> Result<AllowSetting, ConfigError> {
     let mut rules = Vec::new();
+    let mut distributions = Vec::new();
     let located = |rule: Rule, span: &Range<usize>| Located {
         value: rule,
         span: span.clone(),
@@ -75,7 +78,8 @@ pub fn parse(
                 })?;
                 rules.push(located(rule, &span));
             }
-        } else if let Some((_, hosts)) = DISTRIBUTIONS.iter().find(|(name, _)| *name == text) {
+        } else if let Some((name, hosts)) = DISTRIBUTIONS.iter().find(|(name, _)| *name == text) {
+            distributions.push(*name);
             for host in *hosts {
                 let rule = Rule::parse(host).map_err(|e| error(span.clone(), e, None))?;
                 rules.push(located(rule, &span));
@@ -105,7 +109,41 @@ pub fn parse(
             rules.push(located(rule, &entry.span()));
         }
     }
-    Ok(AllowSetting { source, rules })
+    Ok(AllowSetting {
+        source,
+        rules,
+        distributions,
+    })
+}
+
+/// The mirrors a package manager's sources name (apt's one-line and deb822 files, apk's
+/// repositories): `http(s)://HOST[:PORT]/...` as rules, addresses and other schemes left out.
+pub fn mirrors_in(text: &str) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        for word in line.split_whitespace() {
+            let Some(rest) = word
+                .strip_prefix("http://")
+                .or_else(|| word.strip_prefix("https://"))
+            else {
+                continue;
+            };
+            let authority = rest.split('/').next().unwrap_or_default();
+            if authority.contains('@') {
+                continue;
+            }
+            if let Ok(rule) = Rule::parse(authority) {
+                if !rules.contains(&rule) {
+                    rules.push(rule);
+                }
+            }
+        }
+    }
+    rules
 }
 
 /// The line `offset` falls on in `text` (from 1).
@@ -129,6 +167,22 @@ mod tests {
             hint: None,
         };
         parse("allow", &doc.allow, toolchain, "here".into(), &error).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn mirrors_are_read_from_apt_and_apk_sources() {
+        let apt = "# deb http://commented.example/debian\ndeb [signed-by=/k.gpg] http://deb.debian.org/debian bookworm main\ndeb https://mirror.corp.example:8443/debian bookworm main\n";
+        let deb822 = "Types: deb\nURIs: http://deb.debian.org/debian http://security.debian.org/debian-security\nSuites: bookworm\n";
+        let apk = "https://dl-cdn.alpinelinux.org/alpine/v3.19/main\nhttp://10.0.0.5/alpine\nhttps://user:pw@evil.example/x\n";
+        let names = |t: &str| {
+            mirrors_in(t)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(apt), ["deb.debian.org", "mirror.corp.example:8443"]);
+        assert_eq!(names(deb822), ["deb.debian.org", "security.debian.org"]);
+        assert_eq!(names(apk), ["dl-cdn.alpinelinux.org"]);
     }
 
     #[test]

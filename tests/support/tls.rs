@@ -23,13 +23,24 @@ pub fn ca_and_server(ca_name: &str, name: &str) -> (String, String, String) {
 
 /// An HTTPS server on the host's 127.0.0.1 (Python's), answering `body`; its port.
 pub fn https_server(dir: &Path, cert: &str, key: &str, body: &str) -> (std::process::Child, u16) {
+    https_server_on(dir, cert, key, body, 0)
+}
+
+/// The same on `port` (0: any free one).
+pub fn https_server_on(
+    dir: &Path,
+    cert: &str,
+    key: &str,
+    body: &str,
+    port: u16,
+) -> (std::process::Child, u16) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("cert.pem"), cert).unwrap();
     std::fs::write(dir.join("key.pem"), key).unwrap();
     std::fs::write(dir.join("index.html"), body).unwrap();
     let script = "import http.server, ssl, sys, functools\n\
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
-        server = http.server.HTTPServer(('127.0.0.1', 0), handler)\n\
+        server = http.server.HTTPServer(('127.0.0.1', int(sys.argv[2])), handler)\n\
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
         context.load_cert_chain(sys.argv[1] + '/cert.pem', sys.argv[1] + '/key.pem')\n\
         server.socket = context.wrap_socket(server.socket, server_side=True)\n\
@@ -38,6 +49,7 @@ pub fn https_server(dir: &Path, cert: &str, key: &str, body: &str) -> (std::proc
     let mut child = Command::new("python3")
         .args(["-c", script])
         .arg(dir)
+        .arg(port.to_string())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

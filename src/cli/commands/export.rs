@@ -110,6 +110,8 @@ pub fn project_parts(
     let inputs = super::run::project_inputs(Some(&config), &cwd)?;
     let (store, ownership) = session::open_store_in_namespace(global, progress)?;
     let image = super::run::prepare_image(&store, ownership.clone(), &chosen, progress)?;
+    let inputs =
+        crate::cli::egress::with_image_mirrors(&inputs, Some(&config), &image.layers, progress)?;
     let roots = setup_steps::prepare(
         &store, &config, &inputs, &image, &host, &ownership, progress,
     )?;

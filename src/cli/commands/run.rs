@@ -432,6 +432,14 @@ fn launch(
         .collect();
     crate::runtime::cgroups::collect_stale(&delegated, &host.containers_dir);
     let image = prepare_image(&store, ownership.clone(), &chosen, &progress)?;
+    // `@debian` and the like reach the image's own mirrors too.
+    let project = crate::cli::egress::with_image_mirrors(
+        &project,
+        config.as_ref(),
+        &image.layers,
+        &progress,
+    )?;
+    inputs.project = &project;
     let mut layers = image.layers.clone();
     if let Some(config) = config.as_ref() {
         // Setup not built here, and the lock pins a prepared sandbox: pulled (and checked by
