@@ -88,6 +88,11 @@ fn fingerprint() -> u64 {
 /// Starts the store's pool in the background (the caller is single-threaded and in the
 /// store's user namespace); best effort.
 pub fn spawn_pool(store: &Path, single: &sys::SingleThreaded) {
+    // A socket's path holds at most 107 bytes: a store deeper than that gets no pool (rather
+    // than one forked in vain by every run).
+    if store.join(SOCKET).as_os_str().len() > 100 {
+        return;
+    }
     if let Ok(0) = sys::fork(single) {
         sys::setsid();
         sys::stdio_to_dev_null();
