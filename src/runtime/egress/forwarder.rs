@@ -24,6 +24,11 @@ const OPENING: Duration = Duration::from_secs(10);
 const DIAL: Duration = Duration::from_secs(15);
 /// The most connections in flight at once (a thread each): more are closed at once.
 const CONNECTIONS_MAX: usize = 512;
+/// The most lookups on the host at once.
+const LOOKUPS_MAX: usize = 32;
+/// The most addresses remembered with their names (lookups of endless names under an allowed
+/// wildcard must not grow the keeper without bound).
+const RESOLVED_MAX: usize = 4096;
 
 /// A blocked attempt, as the keeper reports it to the monitor (one JSON line each).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,7 +167,7 @@ pub fn start(policy: &Policy, netns: &OwnedFd, notices: OwnedFd) -> std::io::Res
     {
         let shared = Arc::clone(&shared);
         let socket = sockets.dns;
-        std::thread::spawn(move || serve_dns(&shared, &socket));
+        std::thread::spawn(move || serve_dns(&shared, socket));
     }
     for listener in sockets.listeners {
         let shared = Arc::clone(&shared);
@@ -206,7 +211,9 @@ fn proxy_address(url: &str) -> Option<String> {
     })
 }
 
-fn serve_dns(shared: &Shared, socket: &UdpSocket) {
+fn serve_dns(shared: &Arc<Shared>, socket: UdpSocket) {
+    let socket = Arc::new(socket);
+    let lookups = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut packet = [0u8; 512];
     loop {
         let Ok((n, from)) = socket.recv_from(&mut packet) else {
@@ -215,17 +222,31 @@ fn serve_dns(shared: &Shared, socket: &UdpSocket) {
         let Some(question) = dns::parse_query(&packet[..n]) else {
             continue;
         };
-        let answer = if shared.policy.allow.allows_name(&question.name) {
-            let answer = resolve(shared, &question.name);
+        if !shared.policy.allow.allows_name(&question.name) {
+            shared.block("dns", &question.name, &shared.not_listed());
+            let _ = socket.send_to(&dns::response(&question, &Answer::NoSuchName), from);
+            continue;
+        }
+        // A lookup on the host may take seconds: on a thread of its own, so one slow name
+        // does not hold the others (at most LOOKUPS_MAX at once; more wait for a retry).
+        use std::sync::atomic::Ordering;
+        if lookups.fetch_add(1, Ordering::SeqCst) >= LOOKUPS_MAX {
+            lookups.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        let (shared, socket, lookups) = (
+            Arc::clone(shared),
+            Arc::clone(&socket),
+            Arc::clone(&lookups),
+        );
+        std::thread::spawn(move || {
+            let answer = resolve(&shared, &question.name);
             if question.qtype == dns::TYPE_A {
                 shared.log("dns", &question.name, true, None);
             }
-            answer
-        } else {
-            shared.block("dns", &question.name, &shared.not_listed());
-            Answer::NoSuchName
-        };
-        let _ = socket.send_to(&dns::response(&question, &answer), from);
+            let _ = socket.send_to(&dns::response(&question, &answer), from);
+            lookups.fetch_sub(1, Ordering::SeqCst);
+        });
     }
 }
 
@@ -239,6 +260,9 @@ fn resolve(shared: &Shared, name: &str) -> Answer {
         return Answer::NoSuchName;
     }
     if let Ok(mut resolved) = shared.resolved.lock() {
+        if resolved.len() >= RESOLVED_MAX {
+            resolved.clear();
+        }
         for address in &found {
             let names = resolved.entry(IpAddr::V4(*address)).or_default();
             if !names.iter().any(|n| n == name) {
