@@ -504,3 +504,25 @@ fn a_distribution_preset_reaches_the_images_own_mirrors() {
     let (code, out, err, _) = f.run(&[], &fetch(&url));
     assert_eq!((code, out.as_str()), (Some(0), "FAILED\n"), "{err}");
 }
+
+/// A flood of connections that never say what they are for costs the sandbox its own
+/// connections, not the forwarder: a fetch afterwards still goes through.
+#[test]
+fn a_flood_of_silent_connections_does_not_take_the_forwarder_down() {
+    let f = Fixture::new("still here\n");
+    f.project(&format!("allow = [\"localhost:{}\"]", f.port));
+    let url = format!("https://localhost:{}/", f.port);
+    let (code, out, err, _) = f.run(
+        &[],
+        &format!(
+            "for i in $(seq 700); do (sleep 3 | nc 127.0.0.1 {} >/dev/null 2>&1 &); done; sleep 1; {}",
+            f.port,
+            fetch(&url)
+        ),
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "still here\nFETCHED\n"),
+        "{err}"
+    );
+}
