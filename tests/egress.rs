@@ -471,15 +471,38 @@ fn the_forwarder_dials_through_the_hosts_own_proxy() {
 fn a_distribution_preset_reaches_the_images_own_mirrors() {
     let port = support::registry::free_port();
     let sources = format!("deb https://localhost:{port}/debian bookworm main\n");
+    // A host file naming another server, which a link in the image points at.
+    let outside = tempfile::NamedTempFile::new().unwrap();
     let mut f = Fixture::with_entries(
         "from the image's mirror\n",
         vec![
             support::oci::Entry::dir("etc/apt"),
             support::oci::Entry::file("etc/apt/sources.list", sources.as_bytes()),
             support::oci::Entry::dir("etc/apt/sources.list.d"),
-            support::oci::Entry::symlink("etc/apt/sources.list.d/evil.list", "/etc/passwd"),
+            support::oci::Entry::symlink(
+                "etc/apt/sources.list.d/evil.list",
+                &outside.path().display().to_string(),
+            ),
         ],
     );
+    let (_, other_cert, other_key) = ca_and_server("Test CA", "localhost");
+    let (mut other, other_port) = https_server(
+        &f.env.path().join("other"),
+        &other_cert,
+        &other_key,
+        "not for the sandbox\n",
+    );
+    std::fs::write(
+        outside.path(),
+        format!("deb https://localhost:{other_port}/debian bookworm main\n"),
+    )
+    .unwrap();
+    // Readable by the test user: only the link's refusal keeps it out.
+    std::fs::set_permissions(
+        outside.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     // The server on the port the image names.
     let _ = f.server.kill();
     let _ = f.server.wait();
@@ -494,10 +517,19 @@ fn a_distribution_preset_reaches_the_images_own_mirrors() {
     f.server = server;
     let url = format!("https://localhost:{port}/");
     f.project("allow = [\"@debian\"]");
-    let (code, out, err, _) = f.run(&[], &fetch(&url));
+    let (code, out, err, _) = f.run(
+        &[],
+        &format!(
+            "{}; {}",
+            fetch(&url),
+            fetch(&format!("https://localhost:{other_port}/"))
+        ),
+    );
+    let _ = other.kill();
+    let _ = other.wait();
     assert_eq!(
         (code, out.as_str()),
-        (Some(0), "from the image's mirror\nFETCHED\n"),
+        (Some(0), "from the image's mirror\nFETCHED\nFAILED\n"),
         "{err}"
     );
     f.project("allow = [\"deb.debian.org\"]");
