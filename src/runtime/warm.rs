@@ -72,14 +72,21 @@ pub fn take(store: &Path) -> Answer {
     }
 }
 
-/// The host's network as pasta copies it: routes and resolver.
+/// What pasta copies from the host when it starts: its resolver and routes.
+const HOST_NETWORK: [&str; 3] = [
+    "/etc/resolv.conf",
+    "/proc/net/route",
+    "/proc/net/ipv6_route",
+];
+
+/// The host's network as pasta copies it.
 fn fingerprint() -> u64 {
+    fingerprint_of(&HOST_NETWORK.map(Path::new))
+}
+
+fn fingerprint_of(files: &[&Path]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for file in [
-        "/etc/resolv.conf",
-        "/proc/net/route",
-        "/proc/net/ipv6_route",
-    ] {
+    for file in files {
         fs_err::read(file).unwrap_or_default().hash(&mut hasher);
     }
     hasher.finish()
@@ -340,4 +347,23 @@ fn pause_pidfd(store: &Path) -> Option<OwnedFd> {
     let pidfd = sys::pidfd_open(pid).ok()?;
     // Opened first, then checked: a pid reused after the check could not be mistaken.
     (super::state::process_start(pid) == Some(start)).then_some(pidfd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_resolver_or_route_changes_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let (resolv, route) = (dir.path().join("resolv.conf"), dir.path().join("route"));
+        std::fs::write(&resolv, "nameserver 10.0.0.1\n").unwrap();
+        std::fs::write(&route, "eth0 00000000 0100000A\n").unwrap();
+        let files = [resolv.as_path(), route.as_path()];
+        let before = fingerprint_of(&files);
+        assert_eq!(before, fingerprint_of(&files));
+        // A VPN came up: another default route.
+        std::fs::write(&route, "tun0 00000000 0100080A\n").unwrap();
+        assert_ne!(before, fingerprint_of(&files));
+    }
 }
