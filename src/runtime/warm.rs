@@ -357,13 +357,13 @@ mod tests {
     fn a_changed_resolver_or_route_changes_the_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
         let (resolv, route) = (dir.path().join("resolv.conf"), dir.path().join("route"));
-        std::fs::write(&resolv, "nameserver 10.0.0.1\n").unwrap();
-        std::fs::write(&route, "eth0 00000000 0100000A\n").unwrap();
+        fs_err::write(&resolv, "nameserver 10.0.0.1\n").unwrap();
+        fs_err::write(&route, "eth0 00000000 0100000A\n").unwrap();
         let files = [resolv.as_path(), route.as_path()];
         let before = fingerprint_of(&files);
         assert_eq!(before, fingerprint_of(&files));
         // A VPN came up: another default route.
-        std::fs::write(&route, "tun0 00000000 0100080A\n").unwrap();
+        fs_err::write(&route, "tun0 00000000 0100080A\n").unwrap();
         assert_ne!(before, fingerprint_of(&files));
     }
 }
