@@ -198,8 +198,15 @@ impl crate::runtime::RunReporter for Progress {
     /// Said even with -q: it may be why the command failed.
     #[allow(clippy::print_stderr)]
     fn egress_blocked(&self, target: &str, reason: &str) {
-        // One write: the command inside shares this stderr, and pieces would interleave.
-        let line = format!("sandbox: blocked egress to {target} ({reason})\n");
+        // One write: the command inside shares this stderr, and pieces would interleave. A
+        // terminal may be in raw mode (`enter`): the line ends with a carriage return too.
+        use std::io::IsTerminal as _;
+        let end = if std::io::stderr().is_terminal() {
+            "\r\n"
+        } else {
+            "\n"
+        };
+        let line = format!("sandbox: blocked egress to {target} ({reason}){end}");
         self.multi().suspend(|| {
             use std::io::Write as _;
             let _ = std::io::stderr().write_all(line.as_bytes());
