@@ -6,6 +6,10 @@ fn main() -> std::process::ExitCode {
     if let Some(file) = sandbox::runtime::pause::is_pause_exec() {
         sandbox::runtime::pause::hold(&file);
     }
+    // So does the pool of warm networks.
+    if let Some(store) = sandbox::runtime::warm::is_pool_exec() {
+        sandbox::runtime::warm::pool_main(&store);
+    }
     // So does the process that removes a sandbox's cgroups after it ended.
     if let Some(dirs) = sandbox::runtime::cgroups::is_cleaner_exec() {
         sandbox::runtime::cgroups::cleaner_main(dirs);

@@ -121,6 +121,17 @@ fn stop(child: Child) -> String {
     text(&out.stderr)
 }
 
+/// The pid of the pool of warm networks serving `store` (`sandbox-warm STORE`).
+fn pool_of(store: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let wanted = format!("sandbox-warm\0{store}\0");
+        (cmdline == wanted.as_bytes())
+            .then(|| e.file_name().to_str()?.parse().ok())
+            .flatten()
+    })
+}
+
 /// Helper processes whose command line mentions `needle`.
 fn helpers_with(needle: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
@@ -561,7 +572,6 @@ fn a_busy_port_a_missing_helper_and_a_failing_helper_are_explained() {
 #[test]
 fn warm_networks_are_taken_once_and_never_outlive_their_sandbox_or_the_pause_process() {
     let f = fixture();
-    let warm = || helpers_with("sandbox-pasta-warm-");
     let verbose_run = |command: &[&str]| {
         let mut args = vec![
             "--verbose",
@@ -579,6 +589,10 @@ fn warm_networks_are_taken_once_and_never_outlive_their_sandbox_or_the_pause_pro
     // and has the network (an interface besides lo).
     assert!(verbose_run(&["true"]).status.success());
     std::thread::sleep(Duration::from_millis(800));
+    // This store's pool (others' run beside this test): its pastas carry its pid.
+    let store = f.env.store().display().to_string();
+    let pool = eventually("the store's pool", || pool_of(&store));
+    let warm = || helpers_with(&format!("sandbox-pasta-warm-{pool}-"));
     let out = verbose_run(&["cat", "/proc/net/dev"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(

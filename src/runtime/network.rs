@@ -413,7 +413,10 @@ fn spawn_pasta(
             .create(&pid_dir)
             .map_err(setup)?;
     }
-    std::os::unix::fs::chown(&pid_dir, Some(0), Some(0)).map_err(setup)?;
+    if let Err(e) = std::os::unix::fs::chown(&pid_dir, Some(0), Some(0)) {
+        let _ = fs_err::remove_dir(&pid_dir);
+        return Err(setup(e));
+    }
     let pid_file = pid_dir.join("pid");
     let mut command = Command::new(binary);
     // Stay container root (it owns nothing outside the sandbox's user namespace).

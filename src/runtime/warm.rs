@@ -92,11 +92,33 @@ fn fingerprint_of(files: &[&Path]) -> u64 {
     hasher.finish()
 }
 
+/// argv[0] of the pool, re-executed.
+const NAME: &str = "sandbox-warm";
+
+/// What the pool needs of container root's capabilities: making network namespaces, starting
+/// pasta as container root and ending it, and making and removing pasta's private pid dir
+/// (container root's).
+const POOL_CAPS: [caps::Capability; 7] = [
+    caps::Capability::CAP_KILL,
+    caps::Capability::CAP_SYS_ADMIN,
+    caps::Capability::CAP_SETUID,
+    caps::Capability::CAP_SETGID,
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_FOWNER,
+];
+
 /// Starts the store's pool in the background (the caller is single-threaded and in the
-/// store's user namespace); best effort.
+/// store's user namespace); best effort. The pool re-executes itself, as the pause process
+/// does, so the memory, argv and environment of the run that started it (`-e KEY=secret`)
+/// do not stay readable for the minutes it lives; the capabilities it needs go along as
+/// ambient ones.
 pub fn spawn_pool(store: &Path, single: &sys::SingleThreaded) {
     // A socket's path holds at most 107 bytes: a store deeper than that gets no pool (rather
     // than one forked in vain by every run).
+    let Ok(store) = std::path::absolute(store) else {
+        return;
+    };
     if store.join(SOCKET).as_os_str().len() > 100 {
         return;
     }
@@ -105,13 +127,58 @@ pub fn spawn_pool(store: &Path, single: &sys::SingleThreaded) {
         sys::stdio_to_dev_null();
         sys::close_all_but(&[]);
         sys::hide_arguments();
-        let _ = sys::set_name(c"sandbox-warm");
-        let code = Pool::open(store).map_or(0, |mut pool| {
-            pool.serve();
-            0
-        });
-        sys::exit_now(code)
+        if keep_across_exec(&POOL_CAPS).is_ok() {
+            if let (Ok(exe), Ok(name), Ok(path)) = (
+                sys::cstring("/proc/self/exe"),
+                sys::cstring(NAME),
+                sys::cpath(&store),
+            ) {
+                // Only where pasta is found and where its pid file goes.
+                let env: Vec<_> = ["PATH", "TMPDIR"]
+                    .iter()
+                    .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+                    .filter_map(|pair| sys::cstring(&pair).ok())
+                    .collect();
+                let _ = sys::execve(&exe, &[name, path], &env);
+            }
+        }
+        // The exec failed: serve as we are.
+        pool_main(&store)
     }
+}
+
+/// Makes `wanted` ambient, so an exec keeps them (the uid inside stays the user's).
+fn keep_across_exec(wanted: &[caps::Capability]) -> Result<(), caps::errors::CapsError> {
+    let mut inheritable = caps::read(None, caps::CapSet::Inheritable)?;
+    inheritable.extend(wanted.iter().copied());
+    caps::set(None, caps::CapSet::Inheritable, &inheritable)?;
+    for cap in wanted {
+        caps::raise(None, caps::CapSet::Ambient, *cap)?;
+    }
+    Ok(())
+}
+
+/// The store, when this process is the pool re-executed (`sandbox-warm STORE`).
+pub fn is_pool_exec() -> Option<PathBuf> {
+    let mut args = std::env::args_os();
+    if args.next()? != NAME {
+        return None;
+    }
+    let store = args.next()?;
+    args.next().is_none().then(|| store.into())
+}
+
+/// The pool's life.
+pub fn pool_main(store: &Path) -> ! {
+    let _ = sys::set_name(c"sandbox-warm");
+    if let Ok(root) = sys::cstring("/") {
+        let _ = sys::chdir(&root);
+    }
+    let code = Pool::open(store).map_or(0, |mut pool| {
+        pool.serve();
+        0
+    });
+    sys::exit_now(code)
 }
 
 /// How many networks are kept ready. One: an idle pasta holds some 30 MB, and a run typed
