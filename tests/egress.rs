@@ -558,3 +558,55 @@ fn a_flood_of_silent_connections_does_not_take_the_forwarder_down() {
         "{err}"
     );
 }
+
+/// A sandbox with an allow-list still publishes ports: the keeper relays them itself.
+#[test]
+fn a_sandbox_with_an_allow_list_publishes_its_ports() {
+    use std::io::{Read, Write};
+    let f = Fixture::new("unused\n");
+    f.project("allow = [\"pypi.org\"]");
+    f.env.write("project/www/index.html", "served inside\n");
+    let port = support::registry::free_port();
+    let www = f.env.path().join("project/www").display().to_string();
+    let mut server = f
+        .env
+        .command(&[
+            "run",
+            "-p",
+            &format!("{port}:8000"),
+            "--",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "8000",
+            "-h",
+            &www,
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let page = loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+                s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+                let mut out = String::new();
+                s.read_to_string(&mut out).ok()?;
+                out.contains("200 OK").then_some(out)
+            });
+        if let Some(page) = got {
+            break page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the published port never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // SAFETY: signalling the sandbox this test started.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let _ = server.wait();
+    assert!(page.ends_with("served inside\n"), "{page}");
+}

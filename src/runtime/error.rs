@@ -15,8 +15,8 @@ pub enum PlanError {
     #[error("[network] allow cannot hold with the host's network: it would reach everything")]
     AllowWithHostNetwork,
 
-    #[error("[network] allow and published ports (-p, [network] ports) do not go together yet")]
-    AllowWithPorts,
+    #[error("port {port} inside is the egress forwarder's with [network] allow: a server there cannot be published")]
+    AllowHoldsPort { port: u16 },
 
     #[error("this project's sandbox {id} is already running with network `{running}`; a command joining it shares that network and cannot have `{wanted}`")]
     OtherNetwork {
@@ -40,7 +40,7 @@ impl PlanError {
         Some(match self {
             PlanError::AsRootNeedsSubordinateIds => "add a range: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`".into(),
             PlanError::AllowWithHostNetwork => "drop `mode = \"host\"` (or --network host) to keep the allow-list, or drop `allow`".into(),
-            PlanError::AllowWithPorts => "publish ports with `--network pasta`, which lets the sandbox reach everything, or serve on the sandbox's own loopback".into(),
+            PlanError::AllowHoldsPort { .. } => "serve on another port inside (the forwarder holds 3128 and the ports the list allows, 80 and 443 by default)".into(),
             PlanError::PortsNeedHelper => "with --network host the sandbox uses the host's ports directly; otherwise use --network pasta or slirp4netns".into(),
             PlanError::NoNetworkHelper => "install one (Debian: `sudo apt-get install passt` or `slirp4netns`), or use --network none (loopback only) or --network host".into(),
             PlanError::OtherNetwork { id, .. } => format!("drop --network/-p/--host-loopback to join it, or end it first (`sandbox stop {id}`)"),

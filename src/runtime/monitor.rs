@@ -463,7 +463,10 @@ fn start_helper(
             helper.binary(),
         ),
         (Network::Filtered, Some(policy)) => (
-            net_keeper::Connection::Filtered(policy),
+            net_keeper::Connection::Filtered {
+                policy,
+                ports: &options.ports,
+            },
             "the egress forwarder",
         ),
         _ => return Ok(None),

@@ -27,15 +27,25 @@ pub enum Connection<'a> {
         ports: &'a [PortMapping],
         host_loopback: bool,
     },
-    /// sandbox's own forwarder, letting through what the allow-list names.
-    Filtered(&'a Policy),
+    /// sandbox's own forwarder, letting through what the allow-list names, with its own
+    /// relays for published ports.
+    Filtered {
+        policy: &'a Policy,
+        ports: &'a [PortMapping],
+    },
+}
+
+/// What the keeper holds until the container ends (dropped: ended).
+enum Held {
+    Helper { _running: network::Running },
+    Udp { _relay: super::udp_relay::UdpRelay },
 }
 
 impl Connection<'_> {
     fn name(&self) -> &'static str {
         match self {
             Connection::Helper { helper, .. } => helper.binary(),
-            Connection::Filtered(_) => "sandbox's egress forwarder",
+            Connection::Filtered { .. } => "sandbox's egress forwarder",
         }
     }
 }
@@ -115,7 +125,9 @@ pub fn start(
     }
     drop((pidfd, report_write, control_read, notices_write));
     let tool = connection.name();
-    let holds_ports = matches!(connection, Connection::Helper { ports, .. } if !ports.is_empty());
+    let holds_ports = match connection {
+        Connection::Helper { ports, .. } | Connection::Filtered { ports, .. } => !ports.is_empty(),
+    };
     let mut line = Vec::new();
     let _ = std::fs::File::from(report_read).read_to_end(&mut line);
     let report = serde_json::from_slice::<Report>(&line).ok();
@@ -125,7 +137,7 @@ pub fn start(
                 pid,
                 control: Some(control_write),
                 holds_ports,
-                notices: matches!(connection, Connection::Filtered(_)).then_some(notices_read),
+                notices: matches!(connection, Connection::Filtered { .. }).then_some(notices_read),
             })
         }
         Some(Report::Missing) => RuntimeError::MissingNetworkHelper { tool },
@@ -173,8 +185,10 @@ fn keep(connection: &Connection<'_>, pid1: libc::pid_t, dir: &Path, fds: [OwnedF
             helper,
             ports,
             host_loopback,
-        } => network::start(*helper, pid1, ports, *host_loopback, dir).map(Some),
-        Connection::Filtered(policy) => start_forwarder(policy, pid1, notices).map(|()| None),
+        } => network::start(*helper, pid1, ports, *host_loopback, dir)
+            .map(|running| Some(Held::Helper { _running: running })),
+        Connection::Filtered { policy, ports } => start_forwarder(policy, ports, pid1, notices)
+            .map(|relay| relay.map(|relay| Held::Udp { _relay: relay })),
     };
     let answer = match started {
         Ok(running) => Ok(running),
@@ -202,12 +216,14 @@ fn keep(connection: &Connection<'_>, pid1: libc::pid_t, dir: &Path, fds: [OwnedF
     sys::exit_now(0)
 }
 
-/// Starts the egress forwarder on pid 1's network namespace (on threads of this process).
+/// Starts the egress forwarder on pid 1's network namespace (on threads of this process), and
+/// the relays of its published ports.
 fn start_forwarder(
     policy: &Policy,
+    ports: &[PortMapping],
     pid1: libc::pid_t,
     notices: OwnedFd,
-) -> Result<(), RuntimeError> {
+) -> Result<Option<super::udp_relay::UdpRelay>, RuntimeError> {
     let failed = |what: &str, e: std::io::Error| RuntimeError::NetworkHelper {
         tool: "sandbox's egress forwarder",
         error: format!("{what}: {e}"),
@@ -216,7 +232,9 @@ fn start_forwarder(
         .map(|f| OwnedFd::from(f.into_parts().0))
         .map_err(|e| failed("cannot open the sandbox's network namespace", e))?;
     egress::forwarder::start(policy, &netns, notices)
-        .map_err(|e| failed("cannot set up the sandbox's network", e))
+        .map_err(|e| failed("cannot set up the sandbox's network", e))?;
+    egress::inbound::start(&netns, ports)?;
+    super::udp_relay::start(&netns, ports)
 }
 
 /// Returns when pid 1 has exited, or when the monitor closed the control pipe without `detach`.

@@ -489,7 +489,7 @@ fn dial(shared: &Shared, name: &str, port: u16) -> Result<TcpStream, String> {
 }
 
 /// Copies both ways until both sides are done; `first` goes to the upstream first.
-fn splice(mut client: TcpStream, mut upstream: TcpStream, first: &[u8]) {
+pub(super) fn splice(mut client: TcpStream, mut upstream: TcpStream, first: &[u8]) {
     let _ = client.set_read_timeout(None);
     if !first.is_empty() && upstream.write_all(first).is_err() {
         return;

@@ -12,6 +12,7 @@
 
 pub mod dns;
 pub mod forwarder;
+pub mod inbound;
 pub mod rules;
 pub mod sniff;
 

@@ -583,9 +583,26 @@ fn filtered(
         Some(NetworkMode::Host) => return Err(PlanError::AllowWithHostNetwork),
         _ => {}
     }
-    let publishes = !project.ports.is_empty() || request.is_some_and(|r| !r.publish.is_empty());
-    if publishes {
-        return Err(PlanError::AllowWithPorts);
+    // Published as with a helper (a setup container publishes nothing), except on a port the
+    // forwarder holds inside.
+    let ports: Vec<PortMapping> = match request {
+        Some(request) => project
+            .ports
+            .iter()
+            .chain(&request.publish)
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let held = policy.allow.ports();
+    if let Some(taken) = ports.iter().find(|p| {
+        p.protocol == crate::runtime::network::Protocol::Tcp
+            && (held.contains(&p.container_port)
+                || p.container_port == crate::runtime::egress::PROXY_PORT)
+    }) {
+        return Err(PlanError::AllowHoldsPort {
+            port: taken.container_port,
+        });
     }
     let host_loopback = request.is_some_and(|r| r.host_loopback) || project.host_loopback;
     let mut policy = policy.clone();
@@ -595,6 +612,7 @@ fn filtered(
         mode: Network::Filtered,
         options: NetworkOptions {
             policy: Some(policy),
+            ports,
             host_loopback,
             ..NetworkOptions::default()
         },

@@ -788,14 +788,24 @@ fn an_allow_list_refuses_the_hosts_network_and_ports_and_yields_to_the_users_fla
         plan_for(&toml, &host_network, &host()),
         Err(PlanError::AllowWithHostNetwork)
     ));
+    // Published ports go through the keeper's own relay, but not on a port it holds inside.
     let publish = Request {
         publish: vec![parse_port("8080:80").unwrap()],
         ..request()
     };
     assert!(matches!(
         plan_for(&toml, &publish, &host()),
-        Err(PlanError::AllowWithPorts)
+        Err(PlanError::AllowHoldsPort { port: 80 })
     ));
+    let publish = Request {
+        publish: vec![parse_port("8080:8000").unwrap()],
+        ..request()
+    };
+    let p = plan(&toml, &publish);
+    assert_eq!(
+        (p.network.mode, p.network.options.ports.len()),
+        (Network::Filtered, 1)
+    );
     let none = Request {
         network: Some(NetworkMode::None),
         ..request()
