@@ -188,6 +188,9 @@ impl RuntimeError {
                 if *tool == "pasta" { "passt" } else { "slirp4netns" }
             )),
             RuntimeError::Plan(e) => e.hint(),
+            RuntimeError::NetworkHelper { tool, .. } if tool.contains("egress") => Some(
+                "the forwarder for [network] allow configures the sandbox's own network namespace, which sandbox makes itself: this is sandbox's failure, worth reporting with the error above; `--network none` runs without any network meanwhile".into(),
+            ),
             RuntimeError::NetworkHelper { .. } => Some(
                 "pasta and slirp4netns need /dev/net/tun usable by your user (`ls -l /dev/net/tun`); --network none or host avoid them".into(),
             ),

@@ -195,12 +195,12 @@ const FAILURES_MAX: u32 = 3;
 struct Slot {
     netns: OwnedFd,
     /// `None` once handed out.
-    helper: Option<Helper_>,
+    helper: Option<SlotState>,
     /// The host's network when it was made.
     fingerprint: u64,
 }
 
-enum Helper_ {
+enum SlotState {
     Starting(network::Starting),
     Ready(network::Running),
 }
@@ -208,7 +208,7 @@ enum Helper_ {
 impl Drop for Slot {
     /// A ready helper nobody took is ended and reaped (a starting one ends itself).
     fn drop(&mut self) {
-        if let Some(Helper_::Ready(running)) = &mut self.helper {
+        if let Some(SlotState::Ready(running)) = &mut self.helper {
             running.end_in_place();
         }
     }
@@ -271,7 +271,7 @@ impl Pool {
             let starting = self
                 .slots
                 .iter()
-                .any(|s| matches!(s.helper, Some(Helper_::Starting(_))));
+                .any(|s| matches!(s.helper, Some(SlotState::Starting(_))));
             let ended = {
                 let mut polls = vec![sys::PollFd::new(
                     self.listener.as_fd(),
@@ -336,7 +336,7 @@ impl Pool {
         let starting = network::begin_pasta(&netns, &id).ok()?;
         Some(Slot {
             netns,
-            helper: Some(Helper_::Starting(starting)),
+            helper: Some(SlotState::Starting(starting)),
             fingerprint,
         })
     }
@@ -346,7 +346,7 @@ impl Pool {
         let mut i = 0;
         while i < self.slots.len() {
             let outcome = match &mut self.slots[i].helper {
-                Some(Helper_::Starting(starting)) => starting.poll(),
+                Some(SlotState::Starting(starting)) => starting.poll(),
                 _ => {
                     i += 1;
                     continue;
@@ -354,7 +354,7 @@ impl Pool {
             };
             match outcome {
                 Ok(Some(running)) => {
-                    self.slots[i].helper = Some(Helper_::Ready(running));
+                    self.slots[i].helper = Some(SlotState::Ready(running));
                     self.failures = 0;
                     i += 1;
                 }
@@ -381,13 +381,13 @@ impl Pool {
         let ready = self
             .slots
             .iter()
-            .position(|s| matches!(s.helper, Some(Helper_::Ready(_))));
+            .position(|s| matches!(s.helper, Some(SlotState::Ready(_))));
         let Some(at) = ready else {
             let _ = link.write_all(b"n");
             return;
         };
         let mut slot = self.slots.swap_remove(at);
-        let Some(Helper_::Ready(helper)) = slot.helper.take() else {
+        let Some(SlotState::Ready(helper)) = slot.helper.take() else {
             return;
         };
         if sys::send_fd(link.as_fd(), slot.netns.as_fd()).is_err() {
