@@ -390,6 +390,9 @@ pub struct LogoutArgs {
 /// How the sandbox reaches the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum NetworkArg {
+    /// Its own network namespace; sandbox makes each connection again from the host's side
+    /// (the default: no helper to start)
+    Relay,
     /// Its own network namespace, connected by pasta (rootless, slirp-style)
     Pasta,
     /// Its own network namespace, connected by slirp4netns
@@ -403,6 +406,7 @@ pub enum NetworkArg {
 impl From<NetworkArg> for NetworkMode {
     fn from(arg: NetworkArg) -> Self {
         match arg {
+            NetworkArg::Relay => NetworkMode::Relay,
             NetworkArg::Pasta => NetworkMode::Pasta,
             NetworkArg::Slirp4netns => NetworkMode::Slirp4netns,
             NetworkArg::None => NetworkMode::None,
@@ -435,7 +439,7 @@ pub struct SandboxArgs {
     /// The image to run, e.g. `docker.io/library/debian:bookworm` (pulled if missing)
     #[arg(long, value_name = "REF", add = clap_complete::engine::ArgValueCompleter::new(stored_images))]
     pub image: Option<String>,
-    /// Network mode [default: pasta if installed, else slirp4netns]
+    /// Network mode [default: sandbox.toml's, else relay]
     #[arg(long, value_enum)]
     pub network: Option<NetworkArg>,
     /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]; the host address defaults
@@ -445,8 +449,8 @@ pub struct SandboxArgs {
     /// Let the sandbox reach the host's loopback services, as host.containers.internal
     #[arg(long)]
     pub host_loopback: bool,
-    /// With `[network] allow`: write every connection and lookup, allowed or blocked, to FILE
-    /// (JSON lines)
+    /// With `[network] allow` or the relay network: write every connection and lookup, allowed
+    /// or blocked, to FILE (JSON lines)
     #[arg(long, value_name = "FILE")]
     pub network_log: Option<std::path::PathBuf>,
     /// Set an environment variable inside (repeatable)

@@ -6,11 +6,8 @@ pub enum PlanError {
     #[error("--as-root needs subordinate ids, and this user has none")]
     AsRootNeedsSubordinateIds,
 
-    #[error("-p/--publish and --host-loopback need a network helper, not --network none or host")]
+    #[error("-p/--publish and --host-loopback need the sandbox's own network, not --network none or host")]
     PortsNeedHelper,
-
-    #[error("no rootless network helper is installed (pasta or slirp4netns)")]
-    NoNetworkHelper,
 
     #[error("[network] allow cannot hold with the host's network: it would reach everything")]
     AllowWithHostNetwork,
@@ -41,8 +38,7 @@ impl PlanError {
             PlanError::AsRootNeedsSubordinateIds => "add a range: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`".into(),
             PlanError::AllowWithHostNetwork => "drop `mode = \"host\"` (or --network host) to keep the allow-list, or drop `allow`".into(),
             PlanError::AllowHoldsPort { .. } => "serve on another port inside (the forwarder holds 3128 and the ports the list allows, 80 and 443 by default)".into(),
-            PlanError::PortsNeedHelper => "with --network host the sandbox uses the host's ports directly; otherwise use --network pasta or slirp4netns".into(),
-            PlanError::NoNetworkHelper => "install one (Debian: `sudo apt-get install passt` or `slirp4netns`), or use --network none (loopback only) or --network host".into(),
+            PlanError::PortsNeedHelper => "with --network host the sandbox uses the host's ports directly; otherwise drop --network (the relay publishes ports) or use pasta or slirp4netns".into(),
             PlanError::OtherNetwork { id, .. } => format!("drop --network/-p/--host-loopback to join it, or end it first (`sandbox stop {id}`)"),
             PlanError::NoCacheDir => "set HOME (or XDG_CACHE_HOME) to where your caches should live".into(),
             PlanError::DirectoryAsStdio { .. } => "redirect a file (`< file`), not a directory".into(),

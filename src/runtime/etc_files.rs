@@ -72,6 +72,10 @@ pub fn resolv_conf(network: Network, host_text: &str) -> String {
         Network::Host => host_text.to_owned(),
         Network::Helper(helper) => format!("nameserver {}\n", helper.dns()),
         Network::None => "# sandbox: --network none has no name servers\n".to_owned(),
+        Network::Relay => format!(
+            "# sandbox: relayed to the host's name server\nnameserver {}\n",
+            crate::runtime::egress::DNS_ADDRESS
+        ),
         Network::Filtered => format!(
             "# sandbox: names in [network] allow resolve; others do not exist here\nnameserver {}\n",
             crate::runtime::egress::DNS_ADDRESS

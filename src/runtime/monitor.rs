@@ -210,7 +210,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 ));
                 if helper.is_none()
                     && !warm_bound
-                    && matches!(plan.network.mode, Network::Helper(_) | Network::Filtered)
+                    && matches!(plan.network.mode, Network::Helper(_) | Network::Filtered | Network::Relay)
                 {
                     drop(control_write);
                     reap(pid);
@@ -453,7 +453,18 @@ fn start_helper(
     reporter: &dyn RunReporter,
 ) -> Result<Option<net_keeper::Keeper>, RuntimeError> {
     let options = &plan.network.options;
+    let relay = crate::runtime::egress::relay::Options {
+        host_loopback: options.host_loopback,
+        log: options.log.clone(),
+    };
     let (connection, name) = match (plan.network.mode, &options.policy) {
+        (Network::Relay, _) => (
+            net_keeper::Connection::Relay {
+                options: &relay,
+                ports: &options.ports,
+            },
+            "the network relay",
+        ),
         (Network::Helper(helper), _) => (
             net_keeper::Connection::Helper {
                 helper,

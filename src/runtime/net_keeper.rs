@@ -33,6 +33,12 @@ pub enum Connection<'a> {
         policy: &'a Policy,
         ports: &'a [PortMapping],
     },
+    /// sandbox's own open network (`relay`): every connection made again from the host's
+    /// side, with the same relays for published ports.
+    Relay {
+        options: &'a egress::relay::Options,
+        ports: &'a [PortMapping],
+    },
 }
 
 /// What the keeper holds until the container ends (dropped: ended).
@@ -46,6 +52,7 @@ impl Connection<'_> {
         match self {
             Connection::Helper { helper, .. } => helper.binary(),
             Connection::Filtered { .. } => "sandbox's egress forwarder",
+            Connection::Relay { .. } => "sandbox's network relay",
         }
     }
 }
@@ -126,7 +133,9 @@ pub fn start(
     drop((pidfd, report_write, control_read, notices_write));
     let tool = connection.name();
     let holds_ports = match connection {
-        Connection::Helper { ports, .. } | Connection::Filtered { ports, .. } => !ports.is_empty(),
+        Connection::Helper { ports, .. }
+        | Connection::Filtered { ports, .. }
+        | Connection::Relay { ports, .. } => !ports.is_empty(),
     };
     let mut line = Vec::new();
     let _ = std::fs::File::from(report_read).read_to_end(&mut line);
@@ -189,6 +198,8 @@ fn keep(connection: &Connection<'_>, pid1: libc::pid_t, dir: &Path, fds: [OwnedF
             .map(|running| Some(Held::Helper { _running: running })),
         Connection::Filtered { policy, ports } => start_forwarder(policy, ports, pid1, notices)
             .map(|relay| relay.map(|relay| Held::Udp { _relay: relay })),
+        Connection::Relay { options, ports } => start_relay(options, ports, pid1)
+            .map(|relay| relay.map(|relay| Held::Udp { _relay: relay })),
     };
     let answer = match started {
         Ok(running) => Ok(running),
@@ -232,6 +243,26 @@ fn start_forwarder(
         .map(|f| OwnedFd::from(f.into_parts().0))
         .map_err(|e| failed("cannot open the sandbox's network namespace", e))?;
     egress::forwarder::start(policy, &netns, notices)
+        .map_err(|e| failed("cannot set up the sandbox's network", e))?;
+    egress::inbound::start(&netns, ports)?;
+    super::udp_relay::start(&netns, ports)
+}
+
+/// Starts the relay on pid 1's network namespace (on threads of this process), and the relays
+/// of its published ports.
+fn start_relay(
+    options: &egress::relay::Options,
+    ports: &[PortMapping],
+    pid1: libc::pid_t,
+) -> Result<Option<super::udp_relay::UdpRelay>, RuntimeError> {
+    let failed = |what: &str, e: std::io::Error| RuntimeError::NetworkHelper {
+        tool: "sandbox's network relay",
+        error: format!("{what}: {e}"),
+    };
+    let netns = fs_err::File::open(format!("/proc/{pid1}/ns/net"))
+        .map(|f| OwnedFd::from(f.into_parts().0))
+        .map_err(|e| failed("cannot open the sandbox's network namespace", e))?;
+    egress::relay::start(&netns, options)
         .map_err(|e| failed("cannot set up the sandbox's network", e))?;
     egress::inbound::start(&netns, ports)?;
     super::udp_relay::start(&netns, ports)

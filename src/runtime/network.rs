@@ -102,6 +102,7 @@ pub fn parse_port(spec: &str) -> Result<PortMapping, String> {
 /// name it; parsed once, where the text is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetworkMode {
+    Relay,
     Pasta,
     Slirp4netns,
     None,
@@ -109,7 +110,8 @@ pub enum NetworkMode {
 }
 
 impl NetworkMode {
-    pub const ALL: [NetworkMode; 4] = [
+    pub const ALL: [NetworkMode; 5] = [
+        NetworkMode::Relay,
         NetworkMode::Pasta,
         NetworkMode::Slirp4netns,
         NetworkMode::None,
@@ -118,6 +120,7 @@ impl NetworkMode {
 
     pub fn name(self) -> &'static str {
         match self {
+            NetworkMode::Relay => "relay",
             NetworkMode::Pasta => "pasta",
             NetworkMode::Slirp4netns => "slirp4netns",
             NetworkMode::None => "none",
@@ -143,13 +146,6 @@ impl Helper {
             Helper::Pasta => "pasta",
             Helper::Slirp4netns => "slirp4netns",
         }
-    }
-
-    /// pasta when installed, else slirp4netns; `None` when neither is.
-    pub fn detect() -> Option<Self> {
-        [Helper::Pasta, Helper::Slirp4netns]
-            .into_iter()
-            .find(|h| which::which(h.binary()).is_ok())
     }
 
     /// The name server the container's resolv.conf names.

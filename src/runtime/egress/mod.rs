@@ -13,6 +13,7 @@
 pub mod dns;
 pub mod forwarder;
 pub mod inbound;
+pub mod relay;
 pub mod rules;
 pub mod sniff;
 

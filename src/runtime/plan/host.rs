@@ -6,7 +6,6 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use super::OverlayChoice;
-use crate::runtime::network::Helper;
 pub use crate::runtime::sys::FdKind;
 use crate::runtime::sys::{self, StdStream};
 
@@ -28,8 +27,6 @@ pub struct HostFacts {
     pub terminal_env: Vec<(String, String)>,
     /// The host's /etc/resolv.conf (capped), for `host` networking.
     pub resolv_conf: String,
-    /// pasta when installed, else slirp4netns.
-    pub helper: Option<Helper>,
     /// The IPv4 default gateway, which pasta copies inside (host loopback's address).
     pub gateway: Option<Ipv4Addr>,
     /// `SANDBOX_OVERLAY=kernel|fuse`, else automatic.
@@ -105,7 +102,6 @@ impl HostFacts {
                 .filter(|(k, _)| is_terminal_variable(k))
                 .collect(),
             resolv_conf,
-            helper: Helper::detect(),
             gateway: crate::runtime::network::default_gateway(),
             overlay: match std::env::var("SANDBOX_OVERLAY").as_deref() {
                 Ok("fuse") => OverlayChoice::Fuse,

@@ -37,6 +37,9 @@ pub enum Network {
     /// Its own network namespace, reaching only what `options.policy` allows through
     /// sandbox's egress forwarder.
     Filtered,
+    /// Its own network namespace, every connection made again from the host's side by
+    /// sandbox's relay (the default).
+    Relay,
 }
 
 /// Published ports and host loopback, for helper networking.
@@ -49,6 +52,8 @@ pub struct NetworkOptions {
     pub host_address: Option<String>,
     /// The egress allow-list, for `Network::Filtered`.
     pub policy: Option<crate::runtime::egress::Policy>,
+    /// `--network-log`, for `Network::Relay` (an allow-list keeps it in its policy).
+    pub log: Option<PathBuf>,
 }
 
 /// How a container is networked, in words (`pasta -p 127.0.0.1:8080:80/tcp`): recorded in its
@@ -58,6 +63,7 @@ pub fn network_summary(network: Network, options: &NetworkOptions) -> String {
         Network::None => "none".to_owned(),
         Network::Host => "host".to_owned(),
         Network::Helper(helper) => helper.binary().to_owned(),
+        Network::Relay => "relay".to_owned(),
         Network::Filtered => {
             let rules = options.policy.as_ref().map_or_else(Vec::new, |p| {
                 p.allow.rules.iter().map(ToString::to_string).collect()

@@ -504,7 +504,7 @@ fn working_dir(project: &ProjectInputs, cwd: &Path) -> PathBuf {
     }
 }
 
-/// The network: the flag, else sandbox.toml's mode, else pasta if installed, else slirp4netns;
+/// The network: the flag, else sandbox.toml's mode, else the relay;
 /// ports and host loopback from both. Without a request (a setup container) only the mode
 /// counts: nothing is published.
 fn network(
@@ -518,7 +518,12 @@ fn network(
         Some(_) => project.egress.as_ref(),
         None => project.setup_egress.as_ref(),
     }
-    .filter(|_| !matches!(flag, Some(NetworkMode::Pasta | NetworkMode::Slirp4netns)));
+    .filter(|_| {
+        !matches!(
+            flag,
+            Some(NetworkMode::Pasta | NetworkMode::Slirp4netns | NetworkMode::Relay)
+        )
+    });
     if let Some(policy) = policy {
         return filtered(project, request, flag, policy);
     }
@@ -527,7 +532,7 @@ fn network(
         Some(NetworkMode::Host) => Network::Host,
         Some(NetworkMode::Pasta) => Network::Helper(Helper::Pasta),
         Some(NetworkMode::Slirp4netns) => Network::Helper(Helper::Slirp4netns),
-        None => Network::Helper(host.helper.ok_or(PlanError::NoNetworkHelper)?),
+        Some(NetworkMode::Relay) | None => Network::Relay,
     };
     let Some(request) = request else {
         return Ok(NetworkPlan {
@@ -542,18 +547,23 @@ fn network(
         .cloned()
         .collect();
     let host_loopback = request.host_loopback || project.host_loopback;
-    let Network::Helper(helper) = mode else {
-        if !ports.is_empty() || host_loopback {
-            return Err(PlanError::PortsNeedHelper);
+    let host_address = match mode {
+        Network::Helper(helper) => host_loopback
+            .then(|| helper.host_address(host.gateway))
+            .flatten(),
+        Network::Relay => {
+            host_loopback.then(|| crate::runtime::egress::relay::HOST_ADDRESS.to_string())
         }
-        return Ok(NetworkPlan {
-            mode,
-            options: NetworkOptions::default(),
-        });
+        _ => {
+            if !ports.is_empty() || host_loopback {
+                return Err(PlanError::PortsNeedHelper);
+            }
+            return Ok(NetworkPlan {
+                mode,
+                options: NetworkOptions::default(),
+            });
+        }
     };
-    let host_address = host_loopback
-        .then(|| helper.host_address(host.gateway))
-        .flatten();
     Ok(NetworkPlan {
         mode,
         options: NetworkOptions {
@@ -561,6 +571,9 @@ fn network(
             host_loopback,
             host_address,
             policy: None,
+            log: (mode == Network::Relay)
+                .then(|| request.network_log.clone())
+                .flatten(),
         },
     })
 }
@@ -655,7 +668,7 @@ fn etc(
         owner,
     };
     let host_address = match network.mode {
-        Network::Helper(_) if network.options.host_loopback => {
+        Network::Helper(_) | Network::Relay if network.options.host_loopback => {
             network.options.host_address.as_deref()
         }
         _ => None,

@@ -22,7 +22,6 @@ fn host() -> HostFacts {
             ("LANG".into(), "C.UTF-8".into()),
         ],
         resolv_conf: "nameserver 10.0.0.1\n".into(),
-        helper: Some(Helper::Pasta),
         gateway: Some("192.168.1.1".parse().unwrap()),
         overlay: OverlayChoice::Auto,
         containers_dir: "/store/containers".into(),
@@ -271,7 +270,7 @@ fn the_environment_is_image_then_project_then_user_then_terminal_then_flags() {
 }
 
 #[test]
-fn the_network_is_the_flag_then_sandbox_toml_then_the_installed_helper() {
+fn the_network_is_the_flag_then_sandbox_toml_then_the_relay() {
     let none_in_toml = ProjectInputs {
         network: Some(NetworkMode::None),
         ..project()
@@ -285,25 +284,33 @@ fn the_network_is_the_flag_then_sandbox_toml_then_the_installed_helper() {
         plan(&none_in_toml, &flag).network.mode,
         Network::Helper(Helper::Slirp4netns)
     );
-    assert_eq!(
-        plan(&project(), &request()).network.mode,
-        Network::Helper(Helper::Pasta)
+    // The default needs no helper installed: sandbox relays the connections itself.
+    let default = plan(&project(), &request());
+    assert_eq!(default.network.mode, Network::Relay);
+    let resolv = default
+        .rootfs
+        .etc_files
+        .iter()
+        .find(|f| f.path == Path::new("/etc/resolv.conf"))
+        .unwrap();
+    assert!(
+        matches!(&resolv.content, EtcContent::Text(t) if t.contains("nameserver 169.254.1.1"))
     );
-    let bare = HostFacts {
-        helper: None,
-        ..host()
+    let pasta = Request {
+        network: Some(NetworkMode::Pasta),
+        network_log: Some("/tmp/log".into()),
+        ..request()
     };
-    assert!(matches!(
-        plan_for(&project(), &request(), &bare),
-        Err(PlanError::NoNetworkHelper)
-    ));
-    // A mode that needs no helper does not need one installed.
+    let p = plan(&project(), &pasta);
+    assert_eq!(p.network.mode, Network::Helper(Helper::Pasta));
+    assert_eq!(p.network.options.log, None, "pasta logs nothing");
+    let logged = Request {
+        network_log: Some("/tmp/log".into()),
+        ..request()
+    };
     assert_eq!(
-        plan_for(&none_in_toml, &request(), &bare)
-            .unwrap()
-            .network
-            .mode,
-        Network::None
+        plan(&project(), &logged).network.options.log,
+        Some("/tmp/log".into())
     );
 }
 
@@ -317,6 +324,17 @@ fn ports_come_from_sandbox_toml_and_flags_and_need_a_helper() {
         publish: vec![parse_port("5353:53/udp").unwrap()],
         host_loopback: true,
         ..request()
+    };
+    // The relay (the default) reaches the host's loopback at an address of its own.
+    let relayed = plan(&toml, &flags);
+    assert_eq!(relayed.network.options.ports.len(), 2);
+    assert_eq!(
+        relayed.network.options.host_address.as_deref(),
+        Some("169.254.1.2")
+    );
+    let flags = Request {
+        network: Some(NetworkMode::Pasta),
+        ..flags
     };
     let p = plan(&toml, &flags);
     assert_eq!(p.network.options.ports.len(), 2);
@@ -820,13 +838,10 @@ fn an_allow_list_refuses_the_hosts_network_and_ports_and_yields_to_the_users_fla
         plan(&toml, &pasta).network.mode,
         Network::Helper(Helper::Pasta)
     );
-    // No helper is needed to filter.
-    let bare = HostFacts {
-        helper: None,
-        ..host()
+    let relay = Request {
+        network: Some(NetworkMode::Relay),
+        ..request()
     };
-    assert_eq!(
-        plan_for(&toml, &request(), &bare).unwrap().network.mode,
-        Network::Filtered
-    );
+    assert_eq!(plan(&toml, &relay).network.mode, Network::Relay);
+    assert_eq!(plan(&toml, &request()).network.mode, Network::Filtered);
 }

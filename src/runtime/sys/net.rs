@@ -3,7 +3,7 @@
 use std::io;
 use std::os::fd::AsRawFd as _;
 
-use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+use nix::sys::socket::{socket, AddressFamily, MsgFlags, SockFlag, SockType};
 
 use super::check;
 
@@ -33,7 +33,7 @@ pub fn loopback_up() -> io::Result<()> {
 /// its port, which reads the address it was for with getsockname, and one to a port nobody
 /// listens on is refused at once.
 pub fn route_everything_to_loopback() -> io::Result<()> {
-    use nix::sys::socket::{recv, sendto, MsgFlags, NetlinkAddr, SockProtocol};
+    use nix::sys::socket::{recv, sendto, NetlinkAddr, SockProtocol};
     let sock = socket(
         AddressFamily::Netlink,
         SockType::Raw,
@@ -84,4 +84,85 @@ pub fn route_everything_to_loopback() -> io::Result<()> {
             "an unexpected answer from the kernel's routing",
         )),
     }
+}
+
+/// A socket of the relay's (`nftables::install_relay_rules`) in the current thread's network
+/// namespace: transparent, so TPROXY may hand it packets meant for other addresses, bound to
+/// `address`. Needs CAP_NET_ADMIN over the namespace.
+fn transparent_socket(
+    kind: SockType,
+    address: std::net::SocketAddrV4,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{bind, setsockopt, sockopt, SockaddrIn};
+    let sock = socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&sock, sockopt::IpTransparent, &true)?;
+    setsockopt(&sock, sockopt::ReuseAddr, &true)?;
+    if kind == SockType::Datagram {
+        setsockopt(&sock, sockopt::Ipv4OrigDstAddr, &true)?;
+    }
+    bind(sock.as_raw_fd(), &SockaddrIn::from(address))?;
+    Ok(sock)
+}
+
+/// The relay's TCP listener: it accepts connections for any address, each socket's local
+/// address being where the connection was going.
+pub fn transparent_listener(address: std::net::SocketAddrV4) -> io::Result<std::net::TcpListener> {
+    let sock = transparent_socket(SockType::Stream, address)?;
+    nix::sys::socket::listen(&sock, nix::sys::socket::Backlog::MAXCONN)?;
+    Ok(std::net::TcpListener::from(sock))
+}
+
+/// A transparent UDP socket: the relay's receiver (reading each datagram's original
+/// destination with `recv_with_destination`), or a sender of replies from `address`.
+pub fn transparent_udp(address: std::net::SocketAddrV4) -> io::Result<std::net::UdpSocket> {
+    transparent_socket(SockType::Datagram, address).map(std::net::UdpSocket::from)
+}
+
+/// Receives a datagram on a socket from `transparent_udp`: its length, sender and where it
+/// was going (`None` when the kernel gave no IP_ORIGDSTADDR).
+pub fn recv_with_destination(
+    socket: &std::net::UdpSocket,
+    buffer: &mut [u8],
+) -> io::Result<(
+    usize,
+    std::net::SocketAddrV4,
+    Option<std::net::SocketAddrV4>,
+)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, SockaddrIn};
+    let mut space = nix::cmsg_space!(libc::sockaddr_in);
+    let mut iov = [std::io::IoSliceMut::new(buffer)];
+    let message = recvmsg::<SockaddrIn>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )?;
+    let from = message
+        .address
+        .map(|a| std::net::SocketAddrV4::new(a.ip(), a.port()))
+        .ok_or_else(|| io::Error::other("a datagram without a sender"))?;
+    let mut destination = None;
+    for cmsg in message.cmsgs()? {
+        if let ControlMessageOwned::Ipv4OrigDstAddr(a) = cmsg {
+            destination = Some(std::net::SocketAddrV4::new(
+                std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            ));
+        }
+    }
+    Ok((message.bytes, from, destination))
+}
+
+/// Makes closing `stream` send a reset instead of a FIN (SO_LINGER 0): the relay's way of
+/// saying a connection could not be made.
+pub fn reset_on_close(stream: &std::net::TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(
+        stream,
+        sockopt::Linger,
+        &libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    );
 }

@@ -1,0 +1,334 @@
+//! The `relay` network, sandbox's default: an open network without a helper process. As with
+//! an allow-list, every IPv4 address is local inside the sandbox's network namespace; an
+//! nftables TPROXY rule there hands every TCP connection and UDP datagram for an address
+//! outside 127.0.0.0/8 to the keeper's sockets on one port, and the keeper, in the host's
+//! namespace, makes the same connection (or sends the same datagram) from the host's side
+//! and copies the bytes both ways. Nothing is judged; connections are logged with
+//! `--network-log`.
+//!
+//! Why not a helper: pasta spends some 20 ms of CPU starting, on every run; this costs the
+//! keeper a netlink batch and two sockets. What it cannot do as pasta does: IPv6 (no route
+//! inside: refused at once), ICMP (a ping is answered by the sandbox's own loopback), and a
+//! connection to a closed port is accepted, then reset, rather than refused.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::{
+    IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
+};
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::DNS_ADDRESS;
+use crate::runtime::sys;
+
+/// The port the keeper's sockets listen on inside (on 127.0.0.1): TPROXY hands them
+/// everything, so its number only has to stay clear of the sandbox's own servers.
+pub const RELAY_PORT: u16 = 1;
+/// The address inside that stands for the host's loopback with `--host-loopback`
+/// (`host.containers.internal`).
+pub const HOST_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 2);
+/// How long a connection may take to be made on the host's side.
+const DIAL: Duration = Duration::from_secs(30);
+/// The most TCP connections in flight (threads): more are reset at once.
+const CONNECTIONS_MAX: usize = 512;
+/// The most UDP flows at once; a datagram that would start another is dropped.
+const FLOWS_MAX: usize = 256;
+/// A UDP flow without a reply for this long is forgotten.
+const FLOW_IDLE: Duration = Duration::from_secs(60);
+
+/// What the relay is set up with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Whether `HOST_ADDRESS` reaches the host's 127.0.0.1 (`--host-loopback`).
+    pub host_loopback: bool,
+    /// `--network-log FILE`: each connection and flow, as JSON lines.
+    pub log: Option<PathBuf>,
+}
+
+/// One line of `--network-log` (the allow-list's shape, every line allowed).
+#[derive(Serialize)]
+struct LogLine<'a> {
+    time: f64,
+    kind: &'a str,
+    target: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+struct Shared {
+    host_loopback: bool,
+    /// The host's first name server, where DNS_ADDRESS:53 goes.
+    name_server: Option<SocketAddr>,
+    log: Option<Mutex<std::fs::File>>,
+    connections: AtomicUsize,
+    /// Asks the thread inside the sandbox's namespace for a socket to reply from.
+    inside: Mutex<mpsc::Sender<ReplySocketRequest>>,
+}
+
+type ReplySocketRequest = (SocketAddrV4, mpsc::Sender<std::io::Result<UdpSocket>>);
+
+impl Shared {
+    fn log(&self, kind: &str, target: &str, failed: Option<&str>) {
+        let Some(log) = &self.log else { return };
+        let time = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let line = LogLine {
+            time,
+            kind,
+            target,
+            allowed: true,
+            reason: failed,
+        };
+        if let (Ok(mut text), Ok(mut file)) = (serde_json::to_vec(&line), log.lock()) {
+            text.push(b'\n');
+            let _ = file.write_all(&text);
+        }
+    }
+
+    /// Where a connection or datagram for `to` (inside) goes on the host's side.
+    fn target(&self, to: SocketAddrV4) -> Result<SocketAddr, &'static str> {
+        let dns: Ipv4Addr = DNS_ADDRESS.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        if *to.ip() == dns && to.port() == 53 {
+            return self
+                .name_server
+                .ok_or("the host names no name server in /etc/resolv.conf");
+        }
+        if *to.ip() == HOST_ADDRESS {
+            return if self.host_loopback {
+                Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, to.port())))
+            } else {
+                Err("the host's loopback is reached only with --host-loopback")
+            };
+        }
+        let ip = *to.ip();
+        if ip.is_loopback() || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return Err("not an address on the network");
+        }
+        Ok(SocketAddr::V4(to))
+    }
+}
+
+/// The host's first name server, as pasta's `--dns-forward` uses it.
+fn host_name_server() -> Option<SocketAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
+    text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some("nameserver"))
+            .then(|| words.next()?.parse::<IpAddr>().ok())
+            .flatten()
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
+}
+
+/// Sets up the sandbox's namespace (whose fd is `netns`) and relays its traffic on threads
+/// of this process until it exits.
+pub fn start(netns: &OwnedFd, options: &Options) -> std::io::Result<()> {
+    let log = match &options.log {
+        Some(path) => Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        )),
+        None => None,
+    };
+    let (requests, requested) = mpsc::channel::<ReplySocketRequest>();
+    let (ready, sockets) = mpsc::channel::<std::io::Result<(TcpListener, UdpSocket)>>();
+    let netns = netns.try_clone()?;
+    // The thread that enters the namespace stays there to make the sockets replies come from.
+    std::thread::spawn(move || {
+        let set_up = (|| {
+            sys::setns(netns.as_fd(), libc::CLONE_NEWNET)?;
+            sys::loopback_up()?;
+            sys::route_everything_to_loopback()?;
+            sys::install_relay_rules(RELAY_PORT)?;
+            let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, RELAY_PORT);
+            Ok((sys::transparent_listener(at)?, sys::transparent_udp(at)?))
+        })();
+        let failed = set_up.is_err();
+        let _ = ready.send(set_up);
+        if failed {
+            return;
+        }
+        for (from, answer) in requested {
+            let _ = answer.send(sys::transparent_udp(from));
+        }
+    });
+    let (listener, datagrams) = sockets
+        .recv()
+        .map_err(|_| std::io::Error::other("the thread entering the sandbox's network ended"))??;
+    let shared = Arc::new(Shared {
+        host_loopback: options.host_loopback,
+        name_server: host_name_server(),
+        log,
+        connections: AtomicUsize::new(0),
+        inside: Mutex::new(requests),
+    });
+    {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || accept(&shared, &listener));
+    }
+    std::thread::spawn(move || relay_datagrams(&shared, &datagrams));
+    Ok(())
+}
+
+fn accept(shared: &Arc<Shared>, listener: &TcpListener) {
+    for client in listener.incoming().flatten() {
+        if shared.connections.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS_MAX {
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            sys::reset_on_close(&client);
+            continue;
+        }
+        let shared = Arc::clone(shared);
+        std::thread::spawn(move || {
+            connect(&shared, client);
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+/// Makes the client's connection from the host's side, or resets it saying why in the log.
+fn connect(shared: &Shared, client: TcpStream) {
+    let Ok(SocketAddr::V4(to)) = client.local_addr() else {
+        return;
+    };
+    let target = to.to_string();
+    let upstream = shared
+        .target(to)
+        .map_err(str::to_owned)
+        .and_then(|address| {
+            TcpStream::connect_timeout(&address, DIAL).map_err(|e| e.to_string())
+        });
+    match upstream {
+        Ok(upstream) => {
+            shared.log("tcp", &target, None);
+            super::forwarder::splice(client, upstream, &[]);
+        }
+        Err(reason) => {
+            shared.log("tcp", &target, Some(&reason));
+            sys::reset_on_close(&client);
+        }
+    }
+}
+
+/// A UDP flow: the host's socket for one (sender, destination) pair inside.
+type Flows = Arc<Mutex<HashMap<(SocketAddrV4, SocketAddrV4), Arc<UdpSocket>>>>;
+
+fn relay_datagrams(shared: &Arc<Shared>, socket: &UdpSocket) {
+    let flows: Flows = Arc::default();
+    let mut buffer = vec![0u8; 65536];
+    loop {
+        let Ok((n, from, Some(to))) = sys::recv_with_destination(socket, &mut buffer) else {
+            continue;
+        };
+        let known = flows
+            .lock()
+            .ok()
+            .and_then(|f| f.get(&(from, to)).cloned());
+        let outside = match known {
+            Some(outside) => outside,
+            None => match open_flow(shared, &flows, from, to) {
+                Some(outside) => outside,
+                None => continue,
+            },
+        };
+        let _ = outside.send(&buffer[..n]);
+    }
+}
+
+/// Opens the host's side of a new flow and the thread carrying its replies back.
+fn open_flow(
+    shared: &Arc<Shared>,
+    flows: &Flows,
+    from: SocketAddrV4,
+    to: SocketAddrV4,
+) -> Option<Arc<UdpSocket>> {
+    if flows.lock().map_or(true, |f| f.len() >= FLOWS_MAX) {
+        return None;
+    }
+    let target = match shared.target(to) {
+        Ok(target) => target,
+        Err(reason) => {
+            shared.log("udp", &to.to_string(), Some(reason));
+            return None;
+        }
+    };
+    let local: SocketAddr = if target.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let outside = UdpSocket::bind(local).ok()?;
+    outside.connect(target).ok()?;
+    outside.set_read_timeout(Some(FLOW_IDLE)).ok()?;
+    // Replies must come from where the datagram was going: a socket bound there, inside.
+    let (answer, reply_socket) = mpsc::channel();
+    shared.inside.lock().ok()?.send((to, answer)).ok()?;
+    let reply = reply_socket.recv().ok()?.ok()?;
+    let outside = Arc::new(outside);
+    flows
+        .lock()
+        .ok()?
+        .insert((from, to), Arc::clone(&outside));
+    shared.log("udp", &to.to_string(), None);
+    let (flows, back) = (Arc::clone(flows), Arc::clone(&outside));
+    std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 65536];
+        while let Ok(n) = back.recv(&mut buffer) {
+            if reply.send_to(&buffer[..n], from).is_err() {
+                break;
+            }
+        }
+        if let Ok(mut flows) = flows.lock() {
+            flows.remove(&(from, to));
+        }
+    });
+    Some(outside)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(host_loopback: bool) -> Shared {
+        let (requests, _) = mpsc::channel();
+        Shared {
+            host_loopback,
+            name_server: Some("10.0.0.53:53".parse().unwrap()),
+            log: None,
+            connections: AtomicUsize::new(0),
+            inside: Mutex::new(requests),
+        }
+    }
+
+    #[test]
+    fn destinations_map_to_the_host_side_only_where_they_should() {
+        let s = shared(false);
+        let v4 = |a: &str| a.parse::<SocketAddrV4>().unwrap();
+        assert_eq!(
+            s.target(v4("93.184.216.34:443")),
+            Ok("93.184.216.34:443".parse().unwrap())
+        );
+        assert_eq!(
+            s.target(v4("169.254.1.1:53")),
+            Ok("10.0.0.53:53".parse().unwrap())
+        );
+        // The host's loopback only when asked for, and never by its own address.
+        assert!(s.target(v4("169.254.1.2:8080")).is_err());
+        assert!(s.target(v4("127.0.0.1:8080")).is_err());
+        assert!(s.target(v4("0.0.0.0:80")).is_err());
+        assert!(s.target(v4("224.0.0.251:5353")).is_err());
+        assert_eq!(
+            shared(true).target(v4("169.254.1.2:8080")),
+            Ok("127.0.0.1:8080".parse().unwrap())
+        );
+    }
+}
