@@ -1,5 +1,6 @@
-//! Networking: pasta and slirp4netns with published ports, DNS and host loopback; none; the
-//! helper's lifetime; errors. Network tests talk only to loopback and to namespaces they made.
+//! Networking: the relay (the default), pasta and slirp4netns with published ports, DNS and
+//! host loopback; none; the helper's lifetime; errors. Network tests talk only to loopback
+//! and to namespaces they made.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -37,6 +38,33 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// Sends argv[3] to argv[1]:argv[2] over UDP and prints the reply (exit 1 without one in 2 s,
+/// 2 when sending failed).
+const UDP_ASK: &str = r#"
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+int main(int argc, char **argv) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(atoi(argv[2]));
+    inet_pton(AF_INET, argv[1], &a.sin_addr);
+    struct timeval t = {2, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &t, sizeof t);
+    if (sendto(s, argv[3], strlen(argv[3]), 0, (struct sockaddr *)&a, sizeof a) < 0) return 2;
+    char buf[512];
+    ssize_t n = recv(s, buf, sizeof buf - 1, 0);
+    if (n <= 0) return 1;
+    buf[n] = 0;
+    printf("%s\n", buf);
+    return 0;
+}
+"#;
+
 struct Fixture {
     env: TestEnv,
     _registry: Registry,
@@ -48,7 +76,10 @@ fn fixture() -> Fixture {
     let (registry, image) = support::pulled_busybox(
         &env,
         "library/net",
-        vec![support::helper_entry("bin/udp-echo", "udp-echo", UDP_ECHO)],
+        vec![
+            support::helper_entry("bin/udp-echo", "udp-echo", UDP_ECHO),
+            support::helper_entry("bin/udp-ask", "udp-ask", UDP_ASK),
+        ],
     );
     env.write("project/www/index.html", "hello from inside\n");
     Fixture {
@@ -154,7 +185,7 @@ fn helpers_with(needle: &str) -> Vec<String> {
 #[test]
 fn a_server_inside_answers_on_a_published_tcp_port() {
     let f = fixture();
-    for helper in ["pasta", "slirp4netns"] {
+    for helper in ["relay", "pasta", "slirp4netns"] {
         let port = free_port();
         let publish = format!("{port}:80");
         let child = f.start(
@@ -173,7 +204,7 @@ fn a_server_inside_answers_on_a_published_tcp_port() {
 #[test]
 fn a_udp_server_inside_echoes_through_a_published_udp_port() {
     let f = fixture();
-    for helper in ["pasta", "slirp4netns"] {
+    for helper in ["relay", "pasta", "slirp4netns"] {
         let port = free_port();
         let publish = format!("{port}:5353/udp");
         let child = f.start(helper, &["-p", &publish], &["/bin/udp-echo", "5353"]);
@@ -223,7 +254,7 @@ fn the_hosts_loopback_is_unreachable_unless_asked_for() {
     let f = fixture();
     let port = host_server("host-loopback-service");
     // With --host-loopback, host.containers.internal reaches the host's 127.0.0.1 services.
-    for helper in ["pasta", "slirp4netns"] {
+    for helper in ["relay", "pasta", "slirp4netns"] {
         let script = format!("address=$(grep host.containers.internal /etc/hosts | cut -f1); echo \"at $address\"; {}", probe("$address", port));
         let out = f.run(helper, &["--host-loopback"], &["sh", "-c", &script]);
         let stdout = text(&out.stdout);
@@ -251,6 +282,25 @@ fn the_hosts_loopback_is_unreachable_unless_asked_for() {
     assert!(
         stdout.starts_with("0\n") && !stdout.contains("200 OK"),
         "slirp4netns reached the host's loopback by default: {stdout} {}",
+        text(&out.stderr)
+    );
+    // The relay's host address is virtual too: reset, never dialed on the host.
+    let out = f.run(
+        "relay",
+        &[],
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "grep -c host.containers.internal /etc/hosts; {}",
+                probe("169.254.1.2", port)
+            ),
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("0\n") && !stdout.contains("200 OK"),
+        "the relay reached the host's loopback by default: {stdout} {}",
         text(&out.stderr)
     );
     // pasta's host address is the real gateway's, so a try would leave the machine: check
@@ -285,6 +335,135 @@ fn the_hosts_loopback_is_unreachable_unless_asked_for() {
         text(&out.stdout),
         text(&out.stderr)
     );
+}
+
+/// The relay (the default network) with --host-loopback, so every try stays on this machine:
+/// TCP to any port and UDP reach the host's services; a closed port, IPv6 and the host's
+/// loopback without the flag fail at once; the sandbox's own loopback stays its own;
+/// `--network-log` names each connection.
+#[test]
+fn the_relay_carries_tcp_and_udp_to_any_port_and_fails_at_once_where_it_cannot() {
+    let f = fixture();
+    let web = host_server("relayed-by-sandbox");
+    let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = echo.recv_from(&mut buf) {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = echo.send_to(&reply, from);
+        }
+    });
+    let closed = free_port();
+    let script = format!(
+        "{}; udp-ask 169.254.1.2 {udp_port} hello; echo udp=$?; \
+         printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 169.254.1.2 {closed}; echo closed; \
+         nc -w 10 2001:db8::1 80 </dev/null; echo v6=$?; \
+         busybox httpd -p 127.0.0.1:8080 -h {}; {}",
+        probe("169.254.1.2", web),
+        f.www(),
+        probe("127.0.0.1", 8080)
+    );
+    let started = Instant::now();
+    let out = f.run(
+        "relay",
+        &["--host-loopback", "--network-log", "net.jsonl"],
+        &["sh", "-c", &script],
+    );
+    let took = started.elapsed();
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"HTTP/1.0 200 OK"), "{stdout} {stderr}");
+    assert!(
+        stdout.contains("echo:hello\nudp=0\n"),
+        "UDP through the relay: {stdout} {stderr}"
+    );
+    // A closed port: the relay accepted the connection, could not make it, and reset it
+    // (pasta would refuse it); nothing comes back.
+    assert!(
+        stdout.contains("udp=0\nclosed\nv6=1\n"),
+        "a closed port and IPv6 fail: {stdout} {stderr}"
+    );
+    assert!(
+        stderr.contains("Network is unreachable"),
+        "IPv6 has no route: {stderr}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("HTTP/1.1 200 OK"),
+        "the sandbox's own 127.0.0.1:8080 (busybox httpd) is its own: {stdout} {stderr}"
+    );
+    // Each failure is at once (their timeouts are 10 s each).
+    assert!(took < Duration::from_secs(8), "took {took:?}: {stdout}");
+    let log = std::fs::read_to_string(f.env.path().join("project/net.jsonl")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "\"kind\":\"tcp\",\"target\":\"169.254.1.2:{web}\""
+        )) && log.contains(&format!(
+            "\"kind\":\"udp\",\"target\":\"169.254.1.2:{udp_port}\""
+        )) && log.contains(&format!(
+            "169.254.1.2:{closed}\",\"allowed\":true,\"reason\""
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("127.0.0.1:8080"), "{log}");
+
+    // Without --host-loopback the host's address is refused, and nothing is dialed.
+    let out = f.run(
+        "relay",
+        &[],
+        &[
+            "sh",
+            "-c",
+            &format!("{}; echo done", probe("169.254.1.2", web)),
+        ],
+    );
+    assert_eq!(text(&out.stdout), "done\n", "{}", text(&out.stderr));
+}
+
+/// Code inside opening connections and UDP flows by the hundred holds the relay's threads only
+/// while they last: afterwards it still relays (all on this machine, with --host-loopback).
+#[test]
+fn a_flood_of_connections_and_flows_does_not_take_the_relay_down() {
+    let f = fixture();
+    let web = host_server("still-relaying");
+    // A host service that holds every connection until its client closes.
+    let sink = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sink_port = sink.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in sink.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let quiet_udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = quiet_udp.local_addr().unwrap().port();
+    let script = format!(
+        "for i in $(seq 700); do (sleep 2 | nc 169.254.1.2 {sink_port} >/dev/null 2>&1 &); done; \
+         for i in $(seq 300); do (udp-ask 169.254.1.2 {udp_port} flow$i >/dev/null 2>&1 &); done; \
+         sleep 4; {}",
+        probe("169.254.1.2", web)
+    );
+    let out = f.run("relay", &["--host-loopback"], &["sh", "-c", &script]);
+    assert_eq!(
+        text(&out.stdout).trim_end(),
+        "HTTP/1.0 200 OK",
+        "{}",
+        text(&out.stderr)
+    );
+    // The flows that fit were relayed (at most 256 at once), the rest dropped.
+    quiet_udp
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let mut received = 0;
+    while quiet_udp.recv_from(&mut buf).is_ok() {
+        received += 1;
+    }
+    assert!((1..=256).contains(&received), "{received} datagrams");
 }
 
 #[test]
@@ -347,7 +526,7 @@ fn names_resolve_through_the_helpers_dns_forwarder() {
     // test user) whose /etc/resolv.conf names our responder; the helpers forward to the host's
     // first name server, which is then it.
     let resolv = f.env.write("resolv.conf", "nameserver 127.0.0.1\n");
-    for helper in ["pasta", "slirp4netns"] {
+    for helper in ["relay", "pasta", "slirp4netns"] {
         let inner = f.env.command(&[
             "run",
             "--network",

@@ -177,7 +177,11 @@ fn setup(
     // 2. Dumpable until the network helper has attached to our namespaces (gaining capabilities
     //    in the user namespace made us undumpable); undumpable again before the command starts.
     sys::set_dumpable(true).map_err(failure("let the network helper attach", Path::new("/")))?;
-    if matches!(plan.network.mode, Network::Helper(_) | Network::Filtered | Network::Relay) && !warm {
+    if matches!(
+        plan.network.mode,
+        Network::Helper(_) | Network::Filtered | Network::Relay
+    ) && !warm
+    {
         channel::send(status, &Message::Attachable);
     }
     // 3. No mount event may propagate back to the host.

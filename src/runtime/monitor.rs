@@ -210,7 +210,10 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 ));
                 if helper.is_none()
                     && !warm_bound
-                    && matches!(plan.network.mode, Network::Helper(_) | Network::Filtered | Network::Relay)
+                    && matches!(
+                        plan.network.mode,
+                        Network::Helper(_) | Network::Filtered | Network::Relay
+                    )
                 {
                     drop(control_write);
                     reap(pid);

@@ -13,9 +13,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::net::{
-    IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
-};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -118,7 +116,7 @@ impl Shared {
 
 /// The host's first name server, as pasta's `--dns-forward` uses it.
 fn host_name_server() -> Option<SocketAddr> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
+    let text = fs_err::read_to_string("/etc/resolv.conf").ok()?;
     text.lines().find_map(|line| {
         let mut words = line.split_whitespace();
         (words.next() == Some("nameserver"))
@@ -204,9 +202,7 @@ fn connect(shared: &Shared, client: TcpStream) {
     let upstream = shared
         .target(to)
         .map_err(str::to_owned)
-        .and_then(|address| {
-            TcpStream::connect_timeout(&address, DIAL).map_err(|e| e.to_string())
-        });
+        .and_then(|address| TcpStream::connect_timeout(&address, DIAL).map_err(|e| e.to_string()));
     match upstream {
         Ok(upstream) => {
             shared.log("tcp", &target, None);
@@ -229,10 +225,7 @@ fn relay_datagrams(shared: &Arc<Shared>, socket: &UdpSocket) {
         let Ok((n, from, Some(to))) = sys::recv_with_destination(socket, &mut buffer) else {
             continue;
         };
-        let known = flows
-            .lock()
-            .ok()
-            .and_then(|f| f.get(&(from, to)).cloned());
+        let known = flows.lock().ok().and_then(|f| f.get(&(from, to)).cloned());
         let outside = match known {
             Some(outside) => outside,
             None => match open_flow(shared, &flows, from, to) {
@@ -274,10 +267,7 @@ fn open_flow(
     shared.inside.lock().ok()?.send((to, answer)).ok()?;
     let reply = reply_socket.recv().ok()?.ok()?;
     let outside = Arc::new(outside);
-    flows
-        .lock()
-        .ok()?
-        .insert((from, to), Arc::clone(&outside));
+    flows.lock().ok()?.insert((from, to), Arc::clone(&outside));
     shared.log("udp", &to.to_string(), None);
     let (flows, back) = (Arc::clone(flows), Arc::clone(&outside));
     std::thread::spawn(move || {

@@ -293,9 +293,7 @@ fn the_network_is_the_flag_then_sandbox_toml_then_the_relay() {
         .iter()
         .find(|f| f.path == Path::new("/etc/resolv.conf"))
         .unwrap();
-    assert!(
-        matches!(&resolv.content, EtcContent::Text(t) if t.contains("nameserver 169.254.1.1"))
-    );
+    assert!(matches!(&resolv.content, EtcContent::Text(t) if t.contains("nameserver 169.254.1.1")));
     let pasta = Request {
         network: Some(NetworkMode::Pasta),
         network_log: Some("/tmp/log".into()),

@@ -175,14 +175,7 @@ fn relay_batch(port: u16) -> (Vec<u8>, usize) {
     let kind = |msg: u16| (NFNL_SUBSYS_NFTABLES << 8) | msg;
     let mut out = Vec::with_capacity(1024);
     let none = Attributes::default();
-    message(
-        &mut out,
-        libc::NLMSG_MIN_TYPE as u16,
-        request,
-        0,
-        0,
-        &none,
-    );
+    message(&mut out, libc::NLMSG_MIN_TYPE as u16, request, 0, 0, &none);
     message(
         &mut out,
         kind(NFT_MSG_NEWTABLE),
@@ -304,7 +297,9 @@ mod tests {
         let mut kinds = Vec::new();
         while at < batch.len() {
             let length = u32::from_ne_bytes(batch[at..at + 4].try_into().unwrap()) as usize;
-            kinds.push(u16::from_ne_bytes(batch[at + 4..at + 6].try_into().unwrap()));
+            kinds.push(u16::from_ne_bytes(
+                batch[at + 4..at + 6].try_into().unwrap(),
+            ));
             assert_eq!(length % 4, 0);
             at += length;
         }
