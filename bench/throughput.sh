@@ -103,8 +103,8 @@ p=$(next_port)
 up=$(upload host_receiver "$p")
 report "host loopback (no sandbox)" "$down" "$up"
 
-for helper in pasta slirp4netns; do
-    command -v "$helper" >/dev/null || { echo "$helper: not installed, skipped"; continue; }
+for helper in relay pasta slirp4netns; do
+    [ "$helper" = relay ] || command -v "$helper" >/dev/null || { echo "$helper: not installed, skipped"; continue; }
     p=$(next_port)
     (cd "$work/project" && exec_as_user "$work/sandbox" --root "$work/store" run --network "$helper" -p "$p:80" --image "$ref" -- busybox httpd -f -p 80 -h . 2>/dev/null) 2>/dev/null &
     server=$!
@@ -141,7 +141,7 @@ else
 fi
 
 # Egress: the sandbox downloads from a server on the host's loopback (busybox wget inside, the
-# whole run timed), through pasta (open) and through sandbox's egress forwarder (an
+# whole run timed), through pasta and the relay (open) and through sandbox's egress forwarder (an
 # allow-list naming the server: the user's floor, which --image runs get). Target: the
 # forwarder at least 80% of pasta's rate.
 p=$(next_port)
@@ -163,6 +163,13 @@ pasta_rate=""
 if command -v pasta >/dev/null; then
     pasta_rate=$(egress_rate "http://host.containers.internal:$p/big" --network pasta)
     printf '%-34s download %6s MB/s\n' "egress through pasta" "$pasta_rate"
+fi
+relay_rate=$(egress_rate "http://host.containers.internal:$p/big")
+if [ -n "$pasta_rate" ]; then
+    printf '%-34s download %6s MB/s   relay/pasta = %s\n' "egress through the relay (default)" "$relay_rate" \
+        "$(awk -v a="$relay_rate" -v b="$pasta_rate" 'BEGIN{printf "%.2f", a/b}')"
+else
+    printf '%-34s download %6s MB/s\n' "egress through the relay (default)" "$relay_rate"
 fi
 mkdir -p "$work/home/.config/sandbox"
 printf '[network]\nallow = ["localhost:%s"]\n' "$p" >"$work/home/.config/sandbox/config.toml"

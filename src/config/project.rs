@@ -17,7 +17,7 @@
 //! maven = "~/.m2"
 //! shared = false               # this project's own caches instead
 //! [network]
-//! mode = "pasta"               # pasta | slirp4netns | none | host
+//! mode = "relay"               # relay (default) | pasta | slirp4netns | none | host
 //! ports = ["8080:8080"]
 //! host_loopback = false
 //! [limits]
@@ -403,7 +403,7 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
                             text.span(),
                             format!("unknown network mode `{}`", text.get_ref()),
                             Some(format!(
-                                "{hint}the modes are pasta, slirp4netns, none and host"
+                                "{hint}the modes are relay, pasta, slirp4netns, none and host"
                             )),
                         ));
                     };
