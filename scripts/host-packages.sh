@@ -2,7 +2,7 @@
 # Installs the Debian packages sandbox and its tests use, and, when run as root, creates the
 # unprivileged user the end-to-end tests run as (with /etc/subuid and /etc/subgid ranges).
 set -euo pipefail
-packages=(uidmap docker-registry busybox-static curl ca-certificates gcc libc6-dev fuse-overlayfs passt slirp4netns debootstrap openssh-client python3 podman runc skopeo apache2-utils python3-venv python3-pip)
+packages=(uidmap docker-registry busybox-static curl ca-certificates gcc libc6-dev fuse-overlayfs passt slirp4netns debootstrap openssh-client python3 podman runc skopeo apache2-utils python3-venv python3-pip nftables)
 # npm for the egress test: Debian's, unless the machine has one already (NodeSource's nodejs
 # carries its own and conflicts with Debian's npm package).
 command -v npm >/dev/null || packages+=(npm)

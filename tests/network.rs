@@ -422,6 +422,49 @@ fn the_relay_carries_tcp_and_udp_to_any_port_and_fails_at_once_where_it_cannot()
     assert_eq!(text(&out.stdout), "done\n", "{}", text(&out.stderr));
 }
 
+/// What the relay writes into the sandbox's namespace (over netlink, without nft) is the
+/// ruleset its documentation shows, read back by the host's `nft` (as root, from outside).
+#[test]
+fn the_relays_rules_are_the_documented_ones() {
+    assert!(
+        support::env::is_root(),
+        "this test reads the sandbox's nftables rules with nsenter, which needs root"
+    );
+    let f = fixture();
+    let mut child = f.start("relay", &[], &["sleep", "9.25"]);
+    let pid = eventually("the sandbox's sleep", || {
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            (cmdline == b"sleep\09.25\0")
+                .then(|| e.file_name().to_str()?.parse::<u32>().ok())
+                .flatten()
+        })
+    });
+    let out = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-n", "nft", "list", "ruleset"])
+        .output()
+        .expect("nsenter and nft (Debian: nftables) are needed to read the rules");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rules = text(&out.stdout);
+    let lines: Vec<&str> = rules.lines().map(str::trim).collect();
+    assert_eq!(
+        lines,
+        [
+            "table ip sandbox {",
+            "chain relay {",
+            "type filter hook prerouting priority mangle; policy accept;",
+            "ip daddr != 127.0.0.0/8 ct direction original meta l4proto tcp tproxy to :1",
+            "ip daddr != 127.0.0.0/8 ct direction original meta l4proto udp tproxy to :1",
+            "ip daddr != 127.0.0.0/8 icmp type echo-request reject with icmp host-prohibited",
+            "}",
+            "}",
+        ],
+        "{rules} {}",
+        text(&out.stderr)
+    );
+}
+
 /// Code inside opening connections and UDP flows by the hundred holds the relay's threads only
 /// while they last: afterwards it still relays (all on this machine, with --host-loopback).
 #[test]
@@ -611,6 +654,20 @@ fn the_helper_never_outlives_its_sandbox() {
             f.env.ok(&["ps"]).lines().count().eq(&1).then_some(())
         });
     }
+
+    // The relay has no helper: its keeper holds the published port, and goes with kill -9.
+    let port = free_port();
+    let mut child = f.start(
+        "relay",
+        &["-p", &format!("{port}:80")],
+        &["busybox", "httpd", "-f", "-p", "80", "-h", &f.www()],
+    );
+    eventually("the relayed server to answer", || http_get(port));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eventually("the relay's keeper to free the port after kill -9", || {
+        TcpListener::bind(("127.0.0.1", port)).ok().map(drop)
+    });
 }
 
 /// The network belongs to the container, not to its first command: a session that joined keeps

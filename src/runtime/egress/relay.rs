@@ -8,7 +8,7 @@
 //!
 //! Why not a helper: pasta spends some 20 ms of CPU starting, on every run; this costs the
 //! keeper a netlink batch and two sockets. What it cannot do as pasta does: IPv6 (no route
-//! inside: refused at once), ICMP (a ping is answered by the sandbox's own loopback), and a
+//! inside: refused at once), ICMP (a ping is refused), and a
 //! connection to a closed port is accepted, then reset, rather than refused.
 
 use std::collections::HashMap;

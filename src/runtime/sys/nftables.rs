@@ -9,6 +9,7 @@
 //!   chain relay { type filter hook prerouting priority mangle; policy accept;
 //!     ip daddr & 255.0.0.0 != 127.0.0.0 ct direction original meta l4proto tcp tproxy to :PORT
 //!     ip daddr & 255.0.0.0 != 127.0.0.0 ct direction original meta l4proto udp tproxy to :PORT
+//!     ip daddr & 255.0.0.0 != 127.0.0.0 icmp type echo-request reject with icmp host-prohibited
 //!   }
 //! }
 //! ```
@@ -91,10 +92,10 @@ fn cmp(op: u32, value: &[u8]) -> Attributes {
 const CMP_EQ: u32 = 0;
 const CMP_NEQ: u32 = 1;
 
-/// The expressions of one rule: not loopback, original direction, `protocol`, to `port`.
-fn relay_rule(protocol: u8, port: u16) -> Attributes {
-    let expressions = [
-        // payload load 4b @ network header + 16 (the destination address) => reg 1
+/// `ip daddr & 255.0.0.0 != 127.0.0.0`: payload load 4b @ network header + 16 => reg 1,
+/// masked, compared.
+fn not_loopback() -> [Attributes; 3] {
+    [
         expression(
             "payload",
             Attributes::default()
@@ -114,6 +115,32 @@ fn relay_rule(protocol: u8, port: u16) -> Attributes {
                 .data(5, &[0, 0, 0, 0]),
         ),
         cmp(CMP_NEQ, &[127, 0, 0, 0]),
+    ]
+}
+
+/// `meta l4proto == protocol`.
+fn protocol_is(protocol: u8) -> [Attributes; 2] {
+    [
+        expression(
+            "meta",
+            Attributes::default()
+                .be32(1, REG_1)
+                .be32(2, libc::NFT_META_L4PROTO as u32),
+        ),
+        cmp(CMP_EQ, &[protocol]),
+    ]
+}
+
+fn list(expressions: impl IntoIterator<Item = Attributes>) -> Attributes {
+    expressions
+        .into_iter()
+        .fold(Attributes::default(), |list, e| list.nested(1, e))
+}
+
+/// The expressions of one rule: not loopback, original direction, `protocol`, to `port`.
+fn relay_rule(protocol: u8, port: u16) -> Attributes {
+    let mut expressions: Vec<Attributes> = not_loopback().into();
+    expressions.extend([
         // ct load direction => reg 1; == original
         expression(
             "ct",
@@ -122,14 +149,9 @@ fn relay_rule(protocol: u8, port: u16) -> Attributes {
                 .be32(2, libc::NFT_CT_DIRECTION as u32),
         ),
         cmp(CMP_EQ, &[0]),
-        // meta load l4proto => reg 1; == protocol
-        expression(
-            "meta",
-            Attributes::default()
-                .be32(1, REG_1)
-                .be32(2, libc::NFT_META_L4PROTO as u32),
-        ),
-        cmp(CMP_EQ, &[protocol]),
+    ]);
+    expressions.extend(protocol_is(protocol));
+    expressions.extend([
         // immediate reg 1 port; tproxy ip port reg 1
         expression(
             "immediate",
@@ -143,10 +165,30 @@ fn relay_rule(protocol: u8, port: u16) -> Attributes {
                 .be32(1, u32::from(NFPROTO_IPV4))
                 .be32(3, REG_1),
         ),
-    ];
-    expressions
-        .into_iter()
-        .fold(Attributes::default(), |list, e| list.nested(1, e))
+    ]);
+    list(expressions)
+}
+
+/// A ping of any address but the sandbox's own loopback is refused (host prohibited) rather
+/// than answered by that loopback, where every address is local.
+fn no_ping_rule() -> Attributes {
+    let mut expressions: Vec<Attributes> = not_loopback().into();
+    expressions.extend(protocol_is(libc::IPPROTO_ICMP as u8));
+    expressions.extend([
+        // payload load 1b @ transport header + 0 (the ICMP type) => reg 1; == echo request
+        expression(
+            "payload",
+            Attributes::default()
+                .be32(1, REG_1)
+                .be32(2, 2)
+                .be32(3, 0)
+                .be32(4, 1),
+        ),
+        cmp(CMP_EQ, &[8]),
+        // reject type icmp code host-prohibited (10)
+        expression("reject", Attributes::default().be32(1, 0).bytes(2, &[10])),
+    ]);
+    list(expressions)
 }
 
 /// One netlink message: header, `nfgenmsg`, attributes.
@@ -200,7 +242,13 @@ fn relay_batch(port: u16) -> (Vec<u8>, usize) {
             .be32(5, libc::NF_ACCEPT as u32)
             .text(7, "filter"),
     );
-    for (seq, protocol) in [(3, libc::IPPROTO_TCP as u8), (4, libc::IPPROTO_UDP as u8)] {
+    let rules = [
+        relay_rule(libc::IPPROTO_TCP as u8, port),
+        relay_rule(libc::IPPROTO_UDP as u8, port),
+        no_ping_rule(),
+    ];
+    let count = rules.len();
+    for (seq, rule) in (3..).zip(rules) {
         message(
             &mut out,
             kind(NFT_MSG_NEWRULE),
@@ -210,18 +258,18 @@ fn relay_batch(port: u16) -> (Vec<u8>, usize) {
             &Attributes::default()
                 .text(1, TABLE)
                 .text(2, CHAIN)
-                .nested(4, relay_rule(protocol, port)),
+                .nested(4, rule),
         );
     }
     message(
         &mut out,
         libc::NLMSG_MIN_TYPE as u16 + 1,
         request,
-        5,
+        3 + count as u32,
         0,
         &none,
     );
-    (out, 4)
+    (out, 2 + count)
 }
 
 /// Installs the relay's rules in the current thread's network namespace, diverting the
@@ -292,7 +340,7 @@ mod tests {
     #[test]
     fn the_batch_is_whole_messages_from_begin_to_end() {
         let (batch, acks) = relay_batch(1);
-        assert_eq!(acks, 4);
+        assert_eq!(acks, 5);
         let mut at = 0;
         let mut kinds = Vec::new();
         while at < batch.len() {
@@ -304,6 +352,6 @@ mod tests {
             at += length;
         }
         assert_eq!(at, batch.len());
-        assert_eq!(kinds, vec![0x10, 0xa00, 0xa03, 0xa06, 0xa06, 0x11]);
+        assert_eq!(kinds, vec![0x10, 0xa00, 0xa03, 0xa06, 0xa06, 0xa06, 0x11]);
     }
 }
