@@ -676,7 +676,7 @@ fn the_helper_never_outlives_its_sandbox() {
 #[test]
 fn a_joined_session_keeps_the_network_after_the_first_command_ends() {
     let f = fixture();
-    for helper in ["pasta", "slirp4netns"] {
+    for helper in ["relay", "pasta", "slirp4netns"] {
         let port = free_port();
         let publish = format!("{port}:80");
         let first = f.start(helper, &["-p", &publish], &["sh", "-c", "echo up; sleep 2"]);
