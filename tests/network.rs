@@ -358,7 +358,7 @@ fn the_relay_carries_tcp_and_udp_to_any_port_and_fails_at_once_where_it_cannot()
     let closed = free_port();
     let script = format!(
         "{}; udp-ask 169.254.1.2 {udp_port} hello; echo udp=$?; \
-         printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 169.254.1.2 {closed}; echo closed; \
+         nc -w 10 169.254.1.2 {closed} </dev/null; echo closed=$?; \
          nc -w 10 2001:db8::1 80 </dev/null; echo v6=$?; \
          busybox httpd -p 127.0.0.1:8080 -h {}; {}",
         probe("169.254.1.2", web),
@@ -380,11 +380,14 @@ fn the_relay_carries_tcp_and_udp_to_any_port_and_fails_at_once_where_it_cannot()
         stdout.contains("echo:hello\nudp=0\n"),
         "UDP through the relay: {stdout} {stderr}"
     );
-    // A closed port: the relay accepted the connection, could not make it, and reset it
-    // (pasta would refuse it); nothing comes back.
+    // A closed port is refused inside as outside: the opening waited for the real one.
     assert!(
-        stdout.contains("udp=0\nclosed\nv6=1\n"),
+        stdout.contains("udp=0\nclosed=1\nv6=1\n"),
         "a closed port and IPv6 fail: {stdout} {stderr}"
+    );
+    assert!(
+        stderr.contains("Connection refused"),
+        "the closed port is refused: {stderr}"
     );
     assert!(
         stderr.contains("Network is unreachable"),
@@ -447,13 +450,22 @@ fn the_relays_rules_are_the_documented_ones() {
     child.kill().unwrap();
     child.wait().unwrap();
     let rules = text(&out.stdout);
-    let lines: Vec<&str> = rules.lines().map(str::trim).collect();
+    let lines: Vec<&str> = rules
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
     assert_eq!(
         lines,
         [
             "table ip sandbox {",
+            "chain queue {",
+            "type filter hook prerouting priority raw; policy accept;",
+            "ip daddr != 127.0.0.0/8 tcp flags syn / fin,syn,rst,ack queue num 0",
+            "}",
             "chain relay {",
             "type filter hook prerouting priority mangle; policy accept;",
+            "meta mark 0x0000005b reject with tcp reset",
             "ip daddr != 127.0.0.0/8 ct direction original meta l4proto tcp tproxy to :1",
             "ip daddr != 127.0.0.0/8 ct direction original meta l4proto udp tproxy to :1",
             "ip daddr != 127.0.0.0/8 icmp type echo-request reject with icmp host-prohibited",

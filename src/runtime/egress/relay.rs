@@ -6,10 +6,14 @@
 //! and copies the bytes both ways. Nothing is judged; connections are logged with
 //! `--network-log`.
 //!
+//! A TCP opening (SYN) waits in a netfilter queue while the keeper makes the connection
+//! outside: it goes on to the keeper's listener once that is made, is reset when it was
+//! refused, and is dropped (the sandbox's own retries and timeout then run as they would) when
+//! it timed out. So connect() inside succeeds, fails or times out as the real one did.
+//!
 //! Why not a helper: pasta spends some 20 ms of CPU starting, on every run; this costs the
-//! keeper a netlink batch and two sockets. What it cannot do as pasta does: IPv6 (no route
-//! inside: refused at once), ICMP (a ping is refused), and a
-//! connection to a closed port is accepted, then reset, rather than refused.
+//! keeper a netlink batch and three sockets. What it does not do as pasta does: IPv6 (no route
+//! inside: refused at once) and ICMP (a ping is refused).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -18,7 +22,7 @@ use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -39,6 +43,9 @@ const CONNECTIONS_MAX: usize = 512;
 const FLOWS_MAX: usize = 256;
 /// A UDP flow without a reply for this long is forgotten.
 const FLOW_IDLE: Duration = Duration::from_secs(60);
+/// A connection made outside whose opening never reached the listener (the sandbox gave up)
+/// is closed after this long.
+const UNCLAIMED: Duration = Duration::from_secs(30);
 
 /// What the relay is set up with.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -66,11 +73,26 @@ struct Shared {
     name_server: Option<SocketAddr>,
     log: Option<Mutex<std::fs::File>>,
     connections: AtomicUsize,
+    /// Connections being made outside for queued openings (client, destination inside).
+    made: Mutex<HashMap<(SocketAddrV4, SocketAddrV4), Made>>,
     /// Asks the thread inside the sandbox's namespace for a socket to reply from.
     inside: Mutex<mpsc::Sender<ReplySocketRequest>>,
 }
 
 type ReplySocketRequest = (SocketAddrV4, mpsc::Sender<std::io::Result<UdpSocket>>);
+
+/// A connection being made outside, or made and waiting for the sandbox's side.
+enum Made {
+    Dialing,
+    Ready(TcpStream, Instant),
+}
+
+/// What the inside thread opens for the relay.
+struct Inside {
+    listener: TcpListener,
+    datagrams: UdpSocket,
+    openings: sys::Queue,
+}
 
 impl Shared {
     fn log(&self, kind: &str, target: &str, failed: Option<&str>) {
@@ -139,7 +161,7 @@ pub fn start(netns: &OwnedFd, options: &Options) -> std::io::Result<()> {
         None => None,
     };
     let (requests, requested) = mpsc::channel::<ReplySocketRequest>();
-    let (ready, sockets) = mpsc::channel::<std::io::Result<(TcpListener, UdpSocket)>>();
+    let (ready, sockets) = mpsc::channel::<std::io::Result<Inside>>();
     let netns = netns.try_clone()?;
     // The thread that enters the namespace stays there to make the sockets replies come from.
     std::thread::spawn(move || {
@@ -147,9 +169,14 @@ pub fn start(netns: &OwnedFd, options: &Options) -> std::io::Result<()> {
             sys::setns(netns.as_fd(), libc::CLONE_NEWNET)?;
             sys::loopback_up()?;
             sys::route_everything_to_loopback()?;
-            sys::install_relay_rules(RELAY_PORT)?;
             let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, RELAY_PORT);
-            Ok((sys::transparent_listener(at)?, sys::transparent_udp(at)?))
+            let inside = Inside {
+                listener: sys::transparent_listener(at)?,
+                datagrams: sys::transparent_udp(at)?,
+                openings: sys::Queue::bind(sys::SYN_QUEUE)?,
+            };
+            sys::install_relay_rules(RELAY_PORT)?;
+            Ok(inside)
         })();
         let failed = set_up.is_err();
         let _ = ready.send(set_up);
@@ -160,7 +187,7 @@ pub fn start(netns: &OwnedFd, options: &Options) -> std::io::Result<()> {
             let _ = answer.send(sys::transparent_udp(from));
         }
     });
-    let (listener, datagrams) = sockets
+    let inside = sockets
         .recv()
         .map_err(|_| std::io::Error::other("the thread entering the sandbox's network ended"))??;
     let shared = Arc::new(Shared {
@@ -168,14 +195,111 @@ pub fn start(netns: &OwnedFd, options: &Options) -> std::io::Result<()> {
         name_server: host_name_server(),
         log,
         connections: AtomicUsize::new(0),
+        made: Mutex::new(HashMap::new()),
         inside: Mutex::new(requests),
     });
+    let Inside {
+        listener,
+        datagrams,
+        openings,
+    } = inside;
     {
         let shared = Arc::clone(&shared);
         std::thread::spawn(move || accept(&shared, &listener));
     }
+    {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || judge_openings(&shared, Arc::new(openings)));
+    }
     std::thread::spawn(move || relay_datagrams(&shared, &datagrams));
     Ok(())
+}
+
+/// Makes the connection each queued opening is for, then lets the opening on, resets it or
+/// drops it as the connection went.
+fn judge_openings(shared: &Arc<Shared>, queue: Arc<sys::Queue>) {
+    let mut buffer = vec![0u8; 65536];
+    loop {
+        let Ok(openings) = queue.receive(&mut buffer) else {
+            // ENOBUFS (openings lost: the sandbox sends them again) or a signal.
+            continue;
+        };
+        for opening in openings {
+            let Some(key) = opening.flow else {
+                let _ = queue.verdict(opening.id, sys::Verdict::Accept);
+                continue;
+            };
+            let state = shared
+                .made
+                .lock()
+                .map(|made| made.get(&key).map(|m| matches!(m, Made::Ready(..))));
+            match state {
+                // Sent again after its connection was made (the answer was lost): on.
+                Ok(Some(true)) => {
+                    let _ = queue.verdict(opening.id, sys::Verdict::Accept);
+                }
+                // Sent again while it is being made: the first one is waiting.
+                Ok(Some(false)) => {
+                    let _ = queue.verdict(opening.id, sys::Verdict::Drop);
+                }
+                Ok(None) => dial_for(shared, &queue, opening.id, key),
+                Err(_) => {
+                    let _ = queue.verdict(opening.id, sys::Verdict::Reset);
+                }
+            }
+        }
+    }
+}
+
+/// Makes the connection for a queued opening on a thread of its own.
+fn dial_for(
+    shared: &Arc<Shared>,
+    queue: &Arc<sys::Queue>,
+    id: u32,
+    key: (SocketAddrV4, SocketAddrV4),
+) {
+    if shared.connections.fetch_add(1, Ordering::SeqCst) >= CONNECTIONS_MAX {
+        shared.connections.fetch_sub(1, Ordering::SeqCst);
+        let _ = queue.verdict(id, sys::Verdict::Reset);
+        return;
+    }
+    if let Ok(mut made) = shared.made.lock() {
+        made.retain(|_, m| !matches!(m, Made::Ready(_, at) if at.elapsed() > UNCLAIMED));
+        made.insert(key, Made::Dialing);
+    }
+    let (shared, queue) = (Arc::clone(shared), Arc::clone(queue));
+    std::thread::spawn(move || {
+        let target = key.1.to_string();
+        let dialed = shared
+            .target(key.1)
+            .map_err(|reason| (None, reason.to_owned()))
+            .and_then(|address| {
+                TcpStream::connect_timeout(&address, DIAL)
+                    .map_err(|e| (Some(e.kind()), e.to_string()))
+            });
+        let verdict = match dialed {
+            Ok(stream) => {
+                shared.log("tcp", &target, None);
+                if let Ok(mut made) = shared.made.lock() {
+                    made.insert(key, Made::Ready(stream, Instant::now()));
+                }
+                sys::Verdict::Accept
+            }
+            Err((kind, reason)) => {
+                shared.log("tcp", &target, Some(&reason));
+                if let Ok(mut made) = shared.made.lock() {
+                    made.remove(&key);
+                }
+                if kind == Some(std::io::ErrorKind::TimedOut) {
+                    sys::Verdict::Drop
+                } else {
+                    sys::Verdict::Reset
+                }
+            }
+        };
+        let _ = queue.verdict(id, verdict);
+        shared.connections.fetch_sub(1, Ordering::SeqCst);
+    });
 }
 
 fn accept(shared: &Arc<Shared>, listener: &TcpListener) {
@@ -193,11 +317,30 @@ fn accept(shared: &Arc<Shared>, listener: &TcpListener) {
     }
 }
 
-/// Makes the client's connection from the host's side, or resets it saying why in the log.
+/// Splices the client to the connection made for its opening (or, should there be none, makes
+/// it now), else resets it saying why in the log.
 fn connect(shared: &Shared, client: TcpStream) {
-    let Ok(SocketAddr::V4(to)) = client.local_addr() else {
+    let (Ok(SocketAddr::V4(to)), Ok(SocketAddr::V4(from))) =
+        (client.local_addr(), client.peer_addr())
+    else {
         return;
     };
+    let made = shared
+        .made
+        .lock()
+        .ok()
+        .and_then(|mut made| match made.remove(&(from, to)) {
+            Some(Made::Ready(stream, _)) => Some(stream),
+            Some(dialing @ Made::Dialing) => {
+                made.insert((from, to), dialing);
+                None
+            }
+            None => None,
+        });
+    if let Some(upstream) = made {
+        super::forwarder::splice(client, upstream, &[]);
+        return;
+    }
     let target = to.to_string();
     let upstream = shared
         .target(to)
@@ -295,6 +438,7 @@ mod tests {
             name_server: Some("10.0.0.53:53".parse().unwrap()),
             log: None,
             connections: AtomicUsize::new(0),
+            made: Mutex::new(HashMap::new()),
             inside: Mutex::new(requests),
         }
     }

@@ -1,15 +1,21 @@
 //! The one nftables ruleset sandbox installs: in a sandbox's own network namespace (its
 //! `relay` network), every TCP and UDP packet the sandbox sends to an address outside
 //! 127.0.0.0/8 is handed by TPROXY to the keeper's socket on one port, which reads where it
-//! was going (getsockname, IP_ORIGDSTADDR). Written as nf_tables netlink messages, so no
-//! `nft` binary runs at start-up; `nft list ruleset` inside shows it as
+//! was going (getsockname, IP_ORIGDSTADDR); a TCP opening first waits in a queue until the
+//! keeper has made that connection outside (or failed to: then it is reset). Written as
+//! nf_tables netlink messages, so no `nft` binary runs at start-up; `nft list ruleset` inside
+//! shows it as
 //!
 //! ```text
 //! table ip sandbox {
+//!   chain queue { type filter hook prerouting priority raw; policy accept;
+//!     ip daddr != 127.0.0.0/8 tcp flags syn / fin,syn,rst,ack queue num 0
+//!   }
 //!   chain relay { type filter hook prerouting priority mangle; policy accept;
-//!     ip daddr & 255.0.0.0 != 127.0.0.0 ct direction original meta l4proto tcp tproxy to :PORT
-//!     ip daddr & 255.0.0.0 != 127.0.0.0 ct direction original meta l4proto udp tproxy to :PORT
-//!     ip daddr & 255.0.0.0 != 127.0.0.0 icmp type echo-request reject with icmp host-prohibited
+//!     meta l4proto tcp meta mark 0x0000005b reject with tcp reset
+//!     ip daddr != 127.0.0.0/8 ct direction original meta l4proto tcp tproxy to :PORT
+//!     ip daddr != 127.0.0.0/8 ct direction original meta l4proto udp tproxy to :PORT
+//!     ip daddr != 127.0.0.0/8 icmp type echo-request reject with icmp host-prohibited
 //!   }
 //! }
 //! ```
@@ -19,13 +25,9 @@
 //! keeper's own replies alone.
 
 use std::io;
-use std::os::fd::AsRawFd as _;
 
-use nix::sys::socket::{
-    recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
-};
+use super::nfnetlink::{self, Attributes, Head};
 
-const NLA_F_NESTED: u16 = 0x8000;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_NEWCHAIN: u16 = 3;
@@ -34,45 +36,15 @@ const NFPROTO_IPV4: u8 = 2;
 /// nf_tables' first 16-byte register.
 const REG_1: u32 = 1;
 const TABLE: &str = "sandbox";
-const CHAIN: &str = "relay";
-/// `priority mangle`.
+/// The chain that queues connection openings (`priority raw`, before the relay's).
+const QUEUE_CHAIN: &str = "queue";
+const RELAY_CHAIN: &str = "relay";
+const PRIORITY_RAW: i32 = -300;
 const PRIORITY_MANGLE: i32 = -150;
-
-/// Netlink attributes, written in the kernel's layout (length, type, value, padded to 4).
-#[derive(Default)]
-struct Attributes(Vec<u8>);
-
-impl Attributes {
-    fn bytes(mut self, kind: u16, value: &[u8]) -> Self {
-        let length = 4 + value.len();
-        self.0.extend_from_slice(&(length as u16).to_ne_bytes());
-        self.0.extend_from_slice(&kind.to_ne_bytes());
-        self.0.extend_from_slice(value);
-        self.0.resize(self.0.len().next_multiple_of(4), 0);
-        self
-    }
-
-    /// A string, NUL-terminated as nf_tables wants.
-    fn text(self, kind: u16, value: &str) -> Self {
-        let mut bytes = value.as_bytes().to_vec();
-        bytes.push(0);
-        self.bytes(kind, &bytes)
-    }
-
-    /// nf_tables' numbers are big-endian.
-    fn be32(self, kind: u16, value: u32) -> Self {
-        self.bytes(kind, &value.to_be_bytes())
-    }
-
-    fn nested(self, kind: u16, inner: Attributes) -> Self {
-        self.bytes(kind | NLA_F_NESTED, &inner.0)
-    }
-
-    /// `NFTA_DATA_VALUE` nested under `kind`.
-    fn data(self, kind: u16, value: &[u8]) -> Self {
-        self.nested(kind, Attributes::default().bytes(1, value))
-    }
-}
+/// The mark the keeper's verdict gives an opening it could not make: reset at once.
+pub const RESET_MARK: u32 = 0x5b;
+/// The queue connection openings wait in.
+pub const SYN_QUEUE: u16 = 0;
 
 /// One expression of a rule: `NFTA_LIST_ELEM { NFTA_EXPR_NAME, NFTA_EXPR_DATA }`.
 fn expression(name: &str, data: Attributes) -> Attributes {
@@ -191,133 +163,160 @@ fn no_ping_rule() -> Attributes {
     list(expressions)
 }
 
-/// One netlink message: header, `nfgenmsg`, attributes.
-fn message(out: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, family: u8, attrs: &Attributes) {
-    let length = 16 + 4 + attrs.0.len();
-    out.extend_from_slice(&(length as u32).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(&flags.to_ne_bytes());
-    out.extend_from_slice(&seq.to_ne_bytes());
-    out.extend_from_slice(&0u32.to_ne_bytes());
-    out.push(family);
-    out.push(0); // NFNETLINK_V0
-    let res_id: u16 = if kind < 0x100 {
-        NFNL_SUBSYS_NFTABLES
-    } else {
-        0
-    };
-    out.extend_from_slice(&res_id.to_be_bytes());
-    out.extend_from_slice(&attrs.0);
+/// `tcp flags & (fin|syn|rst|ack) == syn`, a connection's opening: queued for the keeper,
+/// which lets it on once it has made the connection outside (else marks it to be reset), so
+/// the sandbox's connect() fails or succeeds as the real one did. NFQUEUE is the iptables
+/// target through nft's compat layer: some kernels build nft's own `queue` out.
+fn queue_rule() -> Attributes {
+    let mut expressions: Vec<Attributes> = not_loopback().into();
+    expressions.extend(protocol_is(libc::IPPROTO_TCP as u8));
+    expressions.extend([
+        expression(
+            "payload",
+            Attributes::default()
+                .be32(1, REG_1)
+                .be32(2, 2)
+                .be32(3, 13)
+                .be32(4, 1),
+        ),
+        expression(
+            "bitwise",
+            Attributes::default()
+                .be32(1, REG_1)
+                .be32(2, REG_1)
+                .be32(3, 1)
+                .data(4, &[0x17])
+                .data(5, &[0]),
+        ),
+        cmp(CMP_EQ, &[0x02]),
+        // struct xt_NFQ_info_v3 { u16 queuenum, queues_total, flags }, in the machine's order.
+        expression(
+            "target",
+            Attributes::default().text(1, "NFQUEUE").be32(2, 3).bytes(
+                3,
+                &[
+                    SYN_QUEUE.to_ne_bytes(),
+                    1u16.to_ne_bytes(),
+                    0u16.to_ne_bytes(),
+                    0u16.to_ne_bytes(),
+                ]
+                .concat(),
+            ),
+        ),
+    ]);
+    list(expressions)
 }
 
-/// The whole batch (begin, table, chain, two rules, end) and how many acknowledgements it asks for.
+/// `meta mark RESET_MARK reject with tcp reset`: an opening the keeper could not make.
+fn reset_rule() -> Attributes {
+    let mut expressions: Vec<Attributes> = protocol_is(libc::IPPROTO_TCP as u8).into();
+    expressions.extend([
+        expression(
+            "meta",
+            Attributes::default()
+                .be32(1, REG_1)
+                .be32(2, libc::NFT_META_MARK as u32),
+        ),
+        cmp(CMP_EQ, &RESET_MARK.to_ne_bytes()),
+        // NFT_REJECT_TCP_RST
+        expression("reject", Attributes::default().be32(1, 1)),
+    ]);
+    list(expressions)
+}
+
+/// The whole batch (begin, table, two chains and their rules, end) and how many
+/// acknowledgements it asks for.
 fn relay_batch(port: u16) -> (Vec<u8>, usize) {
     let request = libc::NLM_F_REQUEST as u16;
     let create = request | (libc::NLM_F_CREATE | libc::NLM_F_ACK) as u16;
+    let mut out = Vec::with_capacity(2048);
+    let mut seq = 0;
+    let mut acks = 0;
+    let mut push = |kind: u16, flags: u16, family: u8, attrs: Attributes| {
+        let batch = kind >> 8 == 0;
+        let head = Head {
+            kind,
+            flags,
+            seq,
+            family,
+            res_id: if batch { NFNL_SUBSYS_NFTABLES } else { 0 },
+        };
+        nfnetlink::message(&mut out, &head, &attrs);
+        seq += 1;
+        if flags & libc::NLM_F_ACK as u16 != 0 {
+            acks += 1;
+        }
+    };
     let kind = |msg: u16| (NFNL_SUBSYS_NFTABLES << 8) | msg;
-    let mut out = Vec::with_capacity(1024);
-    let none = Attributes::default();
-    message(&mut out, libc::NLMSG_MIN_TYPE as u16, request, 0, 0, &none);
-    message(
-        &mut out,
+    push(
+        libc::NLMSG_MIN_TYPE as u16,
+        request,
+        0,
+        Attributes::default(),
+    );
+    push(
         kind(NFT_MSG_NEWTABLE),
         create,
-        1,
         NFPROTO_IPV4,
-        &Attributes::default().text(1, TABLE),
+        Attributes::default().text(1, TABLE),
     );
-    let hook = Attributes::default()
-        .be32(1, libc::NF_INET_PRE_ROUTING as u32)
-        .be32(2, PRIORITY_MANGLE as u32);
-    message(
-        &mut out,
-        kind(NFT_MSG_NEWCHAIN),
-        create,
-        2,
-        NFPROTO_IPV4,
-        &Attributes::default()
-            .text(1, TABLE)
-            .text(3, CHAIN)
-            .nested(4, hook)
-            .be32(5, libc::NF_ACCEPT as u32)
-            .text(7, "filter"),
-    );
-    let rules = [
-        relay_rule(libc::IPPROTO_TCP as u8, port),
-        relay_rule(libc::IPPROTO_UDP as u8, port),
-        no_ping_rule(),
+    let chains = [
+        (QUEUE_CHAIN, PRIORITY_RAW, vec![queue_rule()]),
+        (
+            RELAY_CHAIN,
+            PRIORITY_MANGLE,
+            vec![
+                reset_rule(),
+                relay_rule(libc::IPPROTO_TCP as u8, port),
+                relay_rule(libc::IPPROTO_UDP as u8, port),
+                no_ping_rule(),
+            ],
+        ),
     ];
-    let count = rules.len();
-    for (seq, rule) in (3..).zip(rules) {
-        message(
-            &mut out,
-            kind(NFT_MSG_NEWRULE),
-            create | libc::NLM_F_APPEND as u16,
-            seq,
+    for (chain, priority, rules) in chains {
+        let hook = Attributes::default()
+            .be32(1, libc::NF_INET_PRE_ROUTING as u32)
+            .be32(2, priority as u32);
+        push(
+            kind(NFT_MSG_NEWCHAIN),
+            create,
             NFPROTO_IPV4,
-            &Attributes::default()
+            Attributes::default()
                 .text(1, TABLE)
-                .text(2, CHAIN)
-                .nested(4, rule),
+                .text(3, chain)
+                .nested(4, hook)
+                .be32(5, libc::NF_ACCEPT as u32)
+                .text(7, "filter"),
         );
+        for rule in rules {
+            push(
+                kind(NFT_MSG_NEWRULE),
+                create | libc::NLM_F_APPEND as u16,
+                NFPROTO_IPV4,
+                Attributes::default()
+                    .text(1, TABLE)
+                    .text(2, chain)
+                    .nested(4, rule),
+            );
+        }
     }
-    message(
-        &mut out,
+    push(
         libc::NLMSG_MIN_TYPE as u16 + 1,
         request,
-        3 + count as u32,
         0,
-        &none,
+        Attributes::default(),
     );
-    (out, 2 + count)
+    (out, acks)
 }
 
-/// Installs the relay's rules in the current thread's network namespace, diverting the
-/// sandbox's TCP and UDP to `port` on its loopback (needs CAP_NET_ADMIN over it).
+/// Installs the relay's rules in the current thread's network namespace: the sandbox's TCP
+/// and UDP go to `port` on its loopback, connection openings through `SYN_QUEUE` first (needs
+/// CAP_NET_ADMIN over the namespace).
 pub fn install_relay_rules(port: u16) -> io::Result<()> {
-    let sock = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkNetFilter,
-    )?;
-    let (batch, mut acks) = relay_batch(port);
-    sendto(
-        sock.as_raw_fd(),
-        &batch,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )?;
-    let mut answer = vec![0u8; 8192];
-    while acks > 0 {
-        let n = recv(sock.as_raw_fd(), &mut answer, MsgFlags::empty())?;
-        let mut at = 0;
-        while at + 20 <= n {
-            let word = |i: usize| -> u32 {
-                answer
-                    .get(i..i + 4)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, u32::from_ne_bytes)
-            };
-            let length = word(at) as usize;
-            let kind = word(at + 4) & 0xffff;
-            if length < 16 {
-                return Err(io::Error::other("a malformed answer from nf_tables"));
-            }
-            if kind == libc::NLMSG_ERROR as u32 {
-                let error = word(at + 16) as i32;
-                if error < 0 {
-                    return Err(io::Error::from_raw_os_error(-error));
-                }
-                acks = acks.saturating_sub(1);
-            }
-            at += length.next_multiple_of(4);
-        }
-        if n == 0 {
-            return Err(io::Error::other("nf_tables closed the socket"));
-        }
-    }
-    Ok(())
+    let sock = nfnetlink::open()?;
+    let (batch, acks) = relay_batch(port);
+    nfnetlink::send(&sock, &batch)?;
+    nfnetlink::acknowledged(&sock, acks)
 }
 
 #[cfg(test)]
@@ -325,33 +324,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attributes_are_padded_and_nested_as_the_kernel_reads_them() {
-        let a = Attributes::default().text(1, "abc").be32(2, 7);
-        // "abc\0" fits 4 bytes: 8; a be32: 8.
-        assert_eq!(a.0.len(), 16);
-        assert_eq!(&a.0[..8], &[8, 0, 1, 0, b'a', b'b', b'c', 0]);
-        assert_eq!(&a.0[8..], &[8, 0, 2, 0, 0, 0, 0, 7]);
-        let odd = Attributes::default().bytes(3, &[1]);
-        assert_eq!(odd.0, vec![5, 0, 3, 0, 1, 0, 0, 0]);
-        let nested = Attributes::default().nested(4, odd);
-        assert_eq!(&nested.0[..4], &[12, 0, 4, 0x80]);
-    }
-
-    #[test]
     fn the_batch_is_whole_messages_from_begin_to_end() {
         let (batch, acks) = relay_batch(1);
-        assert_eq!(acks, 5);
-        let mut at = 0;
-        let mut kinds = Vec::new();
-        while at < batch.len() {
-            let length = u32::from_ne_bytes(batch[at..at + 4].try_into().unwrap()) as usize;
-            kinds.push(u16::from_ne_bytes(
-                batch[at + 4..at + 6].try_into().unwrap(),
-            ));
-            assert_eq!(length % 4, 0);
-            at += length;
-        }
-        assert_eq!(at, batch.len());
-        assert_eq!(kinds, vec![0x10, 0xa00, 0xa03, 0xa06, 0xa06, 0xa06, 0x11]);
+        let kinds: Vec<u16> = nfnetlink::messages(&batch).map(|(k, _)| k).collect();
+        assert_eq!(
+            kinds,
+            vec![0x10, 0xa00, 0xa03, 0xa06, 0xa03, 0xa06, 0xa06, 0xa06, 0xa06, 0x11]
+        );
+        assert_eq!(acks, kinds.len() - 2);
+        let total: usize = nfnetlink::messages(&batch).map(|(_, m)| m.len()).sum();
+        assert_eq!(total, batch.len());
     }
 }
