@@ -346,6 +346,7 @@ fn doctor_reports_this_machines_facts_and_the_fix_for_cgroups() {
         "newuidmap/newgidmap",
         "overlay",
         "seccomp",
+        "network relay",
     ] {
         assert_eq!(
             find(&all, name)["status"],

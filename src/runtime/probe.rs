@@ -78,6 +78,21 @@ pub fn overlay_in_user_namespace(scratch: &Path) -> Result<(), String> {
     result
 }
 
+/// Whether the relay network can be set up: in a user and network namespace of this user's,
+/// every address local, the packet queue bound and the nftables rules installed.
+pub fn relay_network() -> Result<(), String> {
+    in_child(|| {
+        own_user_namespace()?;
+        sys::unshare(libc::CLONE_NEWNET).map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
+        sys::loopback_up().map_err(|e| format!("bringing lo up: {e}"))?;
+        sys::route_everything_to_loopback().map_err(|e| format!("the local route: {e}"))?;
+        let _queue = sys::Queue::bind(sys::SYN_QUEUE)
+            .map_err(|e| format!("binding a netfilter queue: {e}"))?;
+        sys::install_relay_rules(crate::runtime::egress::relay::RELAY_PORT)
+            .map_err(|e| format!("installing the nftables rules (TPROXY, NFQUEUE): {e}"))
+    })
+}
+
 /// Whether this kernel filters system calls with seccomp.
 pub fn seccomp() -> bool {
     fs_err::read_to_string("/proc/self/status")

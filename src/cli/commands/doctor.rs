@@ -193,28 +193,42 @@ fn overlay(scratch: &Path) -> Vec<Check> {
 }
 
 fn network() -> Vec<Check> {
+    let relay = match probe::relay_network() {
+        Ok(()) => check(
+            "network relay",
+            Status::Ok,
+            "nftables TPROXY and NFQUEUE in a network namespace of yours (the default network)",
+        ),
+        Err(e) => check(
+            "network relay",
+            Status::Warn,
+            format!("the default network cannot be set up here: {e}"),
+        )
+        .fix("use --network pasta (or `mode = \"pasta\"` in sandbox.toml); a kernel with nf_tables, TPROXY and the NFQUEUE target has it"),
+    };
     let helpers: Vec<String> = ["pasta", "slirp4netns"]
         .iter()
         .filter(|h| which::which(h).is_ok())
         .map(|h| h.to_string())
         .collect();
-    let mut checks = vec![if helpers.is_empty() {
+    let mut checks = vec![relay];
+    checks.push(if helpers.is_empty() {
         check(
             "network helper",
             Status::Warn,
-            "neither pasta nor slirp4netns: only --network none and host work",
+            "neither pasta nor slirp4netns: --network pasta and slirp4netns do not work",
         )
         .fix("sudo apt-get install passt")
     } else {
         check("network helper", Status::Ok, helpers.join(", "))
-    }];
+    });
     checks.push(if usable_by_us("/dev/net/tun") {
         check("/dev/net/tun", Status::Ok, "readable and writable")
     } else {
         check(
             "/dev/net/tun",
             Status::Warn,
-            "not readable and writable by you: the network helpers need it",
+            "not readable and writable by you: pasta and slirp4netns need it",
         )
         .fix("sudo chmod 0666 /dev/net/tun")
     });
