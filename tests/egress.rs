@@ -177,6 +177,32 @@ fn unlisted_names_addresses_and_lookups_fail_at_once_and_are_named() {
     );
 }
 
+/// A port no entry allows: the opening is refused at once, before anything is dialed, and
+/// named. (Every address is local inside: the try never leaves the sandbox's namespace.)
+#[test]
+fn a_port_no_entry_allows_is_refused_at_once_and_named() {
+    let f = Fixture::new("unused\n");
+    f.project(&format!("allow = [\"localhost:{}\"]", f.port));
+    let (code, out, err, took) = f.run(
+        &["--network-log", "net.jsonl"],
+        "nc -w 10 192.0.2.7 4444 </dev/null; echo refused=$?",
+    );
+    assert_eq!((code, out.as_str()), (Some(0), "refused=1\n"), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(
+        err.contains(
+            "sandbox: blocked egress to 192.0.2.7:4444 (not in [network].allow in sandbox.toml:4)"
+        ),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(8), "at once: {took:?}");
+    let log = std::fs::read_to_string(f.env.path().join("project/net.jsonl")).unwrap();
+    assert!(
+        log.contains("\"target\":\"192.0.2.7:4444\",\"allowed\":false"),
+        "{log}"
+    );
+}
+
 #[test]
 fn a_tunnel_whose_tls_name_is_not_its_connect_target_is_cut() {
     let f = Fixture::new("secret\n");

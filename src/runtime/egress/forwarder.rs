@@ -112,10 +112,13 @@ impl Shared {
 struct Sockets {
     listeners: Vec<TcpListener>,
     dns: UdpSocket,
+    openings: sys::Queue,
 }
 
 /// Makes the sandbox's network namespace route every address to itself and opens the
 /// listeners there, on a thread that enters it (the rest of the keeper stays in the host's).
+/// A connection's opening to any other port waits in the queue (the relay's rules, without
+/// its diversion), to be refused at once and named.
 fn open_in_namespace(netns: &OwnedFd, ports: &[u16]) -> std::io::Result<Sockets> {
     let netns = netns.try_clone()?;
     let ports = ports.to_vec();
@@ -128,10 +131,45 @@ fn open_in_namespace(netns: &OwnedFd, ports: &[u16]) -> std::io::Result<Sockets>
             .map(|p| TcpListener::bind((Ipv4Addr::UNSPECIFIED, *p)))
             .collect::<std::io::Result<Vec<_>>>()?;
         let dns = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 53))?;
-        Ok(Sockets { listeners, dns })
+        let openings = sys::Queue::bind(sys::SYN_QUEUE)?;
+        sys::install_relay_rules(None)?;
+        Ok(Sockets {
+            listeners,
+            dns,
+            openings,
+        })
     })
     .join()
     .map_err(|_| std::io::Error::other("the thread entering the sandbox's network panicked"))?
+}
+
+/// Lets on each queued opening for a port the forwarder listens on (its name is judged once
+/// it says it); resets the others, naming them.
+fn judge_openings(shared: &Shared, queue: &sys::Queue, ports: &[u16]) {
+    let mut buffer = vec![0u8; 65536];
+    loop {
+        let Ok(openings) = queue.receive(&mut buffer) else {
+            continue;
+        };
+        for opening in openings {
+            let verdict = match opening.flow {
+                Some((_, to)) if !ports.contains(&to.port()) => {
+                    let name = shared.resolved.lock().ok().and_then(|r| {
+                        r.get(&IpAddr::V4(*to.ip()))
+                            .and_then(|names| names.first().cloned())
+                    });
+                    let target = match name {
+                        Some(name) => format!("{name}:{}", to.port()),
+                        None => to.to_string(),
+                    };
+                    shared.block("connection", &target, &shared.not_listed());
+                    sys::Verdict::Reset
+                }
+                _ => sys::Verdict::Accept,
+            };
+            let _ = queue.verdict(opening.id, verdict);
+        }
+    }
 }
 
 /// Starts forwarding for the sandbox whose network namespace is `netns`; blocked attempts
@@ -168,6 +206,11 @@ pub fn start(policy: &Policy, netns: &OwnedFd, notices: OwnedFd) -> std::io::Res
         let shared = Arc::clone(&shared);
         let socket = sockets.dns;
         std::thread::spawn(move || serve_dns(&shared, socket));
+    }
+    {
+        let shared = Arc::clone(&shared);
+        let queue = sockets.openings;
+        std::thread::spawn(move || judge_openings(&shared, &queue, &ports));
     }
     for listener in sockets.listeners {
         let shared = Arc::clone(&shared);

@@ -3,7 +3,8 @@
 //! No helper connects the sandbox's network namespace to the outside. Instead every IPv4
 //! address is made local inside it, and sandbox's network keeper, which lives in the host's
 //! namespace, holds listeners created in the sandbox's: a connection to any address lands on
-//! the listener of its port (one to another port is refused at once), a DNS query on the
+//! the listener of its port (one to another port waits in a netfilter queue until the keeper
+//! refuses it, naming it), a DNS query on the
 //! keeper's resolver (which answers listed names only: NXDOMAIN at once for the rest). The
 //! keeper reads which name each connection is for (the TLS server name, the HTTP Host, a
 //! proxy's CONNECT target, else the name its resolver gave that address for), checks it

@@ -175,7 +175,7 @@ pub fn start(netns: &OwnedFd, options: &Options) -> std::io::Result<()> {
                 datagrams: sys::transparent_udp(at)?,
                 openings: sys::Queue::bind(sys::SYN_QUEUE)?,
             };
-            sys::install_relay_rules(RELAY_PORT)?;
+            sys::install_relay_rules(Some(RELAY_PORT))?;
             Ok(inside)
         })();
         let failed = set_up.is_err();

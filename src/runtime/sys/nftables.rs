@@ -226,7 +226,7 @@ fn reset_rule() -> Attributes {
 
 /// The whole batch (begin, table, two chains and their rules, end) and how many
 /// acknowledgements it asks for.
-fn relay_batch(port: u16) -> (Vec<u8>, usize) {
+fn relay_batch(relay_port: Option<u16>) -> (Vec<u8>, usize) {
     let request = libc::NLM_F_REQUEST as u16;
     let create = request | (libc::NLM_F_CREATE | libc::NLM_F_ACK) as u16;
     let mut out = Vec::with_capacity(2048);
@@ -265,12 +265,15 @@ fn relay_batch(port: u16) -> (Vec<u8>, usize) {
         (
             RELAY_CHAIN,
             PRIORITY_MANGLE,
-            vec![
-                reset_rule(),
-                relay_rule(libc::IPPROTO_TCP as u8, port),
-                relay_rule(libc::IPPROTO_UDP as u8, port),
-                no_ping_rule(),
-            ],
+            [
+                Some(reset_rule()),
+                relay_port.map(|port| relay_rule(libc::IPPROTO_TCP as u8, port)),
+                relay_port.map(|port| relay_rule(libc::IPPROTO_UDP as u8, port)),
+                Some(no_ping_rule()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
         ),
     ];
     for (chain, priority, rules) in chains {
@@ -309,12 +312,14 @@ fn relay_batch(port: u16) -> (Vec<u8>, usize) {
     (out, acks)
 }
 
-/// Installs the relay's rules in the current thread's network namespace: the sandbox's TCP
-/// and UDP go to `port` on its loopback, connection openings through `SYN_QUEUE` first (needs
-/// CAP_NET_ADMIN over the namespace).
-pub fn install_relay_rules(port: u16) -> io::Result<()> {
+/// Installs the relay's rules in the current thread's network namespace (needs CAP_NET_ADMIN
+/// over it): connection openings wait in `SYN_QUEUE`, and with `relay_port` the sandbox's TCP
+/// and UDP then go to that port on its loopback. An allow-list's forwarder passes `None`: its
+/// listeners hold the listed ports themselves, and the queue only refuses (and names) the
+/// openings for the others.
+pub fn install_relay_rules(relay_port: Option<u16>) -> io::Result<()> {
     let sock = nfnetlink::open()?;
-    let (batch, acks) = relay_batch(port);
+    let (batch, acks) = relay_batch(relay_port);
     nfnetlink::send(&sock, &batch)?;
     nfnetlink::acknowledged(&sock, acks)
 }
@@ -325,13 +330,15 @@ mod tests {
 
     #[test]
     fn the_batch_is_whole_messages_from_begin_to_end() {
-        let (batch, acks) = relay_batch(1);
+        let (batch, acks) = relay_batch(Some(1));
         let kinds: Vec<u16> = nfnetlink::messages(&batch).map(|(k, _)| k).collect();
         assert_eq!(
             kinds,
             vec![0x10, 0xa00, 0xa03, 0xa06, 0xa03, 0xa06, 0xa06, 0xa06, 0xa06, 0x11]
         );
         assert_eq!(acks, kinds.len() - 2);
+        let (queue_only, _) = relay_batch(None);
+        assert_eq!(nfnetlink::messages(&queue_only).count(), kinds.len() - 2);
         let total: usize = nfnetlink::messages(&batch).map(|(_, m)| m.len()).sum();
         assert_eq!(total, batch.len());
     }
