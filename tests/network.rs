@@ -477,6 +477,50 @@ fn the_relays_rules_are_the_documented_ones() {
     );
 }
 
+/// Under a kernel that cannot relay (planted: the record the first run writes says so), the
+/// default network is pasta; the record says `ok` here, written by the first run.
+#[test]
+fn the_default_network_is_pasta_where_the_kernel_cannot_relay() {
+    let f = fixture();
+    let run = || {
+        let out = f.env.run(&[
+            "--verbose",
+            "run",
+            "--image",
+            &f.image,
+            "--",
+            "cat",
+            "/etc/resolv.conf",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (text(&out.stdout), text(&out.stderr))
+    };
+    let (resolv, said) = run();
+    assert!(
+        resolv.contains("relayed") && said.contains("the network relay ready"),
+        "{resolv} {said}"
+    );
+    let record = f.env.store().join("relay-support");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        format!("{} ok\n", release.trim())
+    );
+    f.env.write(
+        &record
+            .strip_prefix(f.env.path())
+            .unwrap()
+            .display()
+            .to_string(),
+        &format!("{} no: planted by the test\n", release.trim()),
+    );
+    let (resolv, said) = run();
+    assert!(
+        !resolv.contains("relayed") && said.contains("pasta ready"),
+        "{resolv} {said}"
+    );
+}
+
 /// Code inside opening connections and UDP flows by the hundred holds the relay's threads only
 /// while they last: afterwards it still relays (all on this machine, with --host-loopback).
 #[test]

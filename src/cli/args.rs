@@ -439,7 +439,8 @@ pub struct SandboxArgs {
     /// The image to run, e.g. `docker.io/library/debian:bookworm` (pulled if missing)
     #[arg(long, value_name = "REF", add = clap_complete::engine::ArgValueCompleter::new(stored_images))]
     pub image: Option<String>,
-    /// Network mode [default: sandbox.toml's, else relay]
+    /// Network mode [default: sandbox.toml's, else relay where the kernel can, else pasta, else
+    /// slirp4netns]
     #[arg(long, value_enum)]
     pub network: Option<NetworkArg>,
     /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]; the host address defaults

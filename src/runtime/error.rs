@@ -9,6 +9,9 @@ pub enum PlanError {
     #[error("-p/--publish and --host-loopback need the sandbox's own network, not --network none or host")]
     PortsNeedHelper,
 
+    #[error("this kernel cannot set up sandbox's relay network, and no rootless network helper is installed (pasta or slirp4netns)")]
+    NoNetworkHelper,
+
     #[error("[network] allow cannot hold with the host's network: it would reach everything")]
     AllowWithHostNetwork,
 
@@ -36,6 +39,7 @@ impl PlanError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             PlanError::AsRootNeedsSubordinateIds => "add a range: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER`".into(),
+            PlanError::NoNetworkHelper => "install one (Debian: `sudo apt-get install passt`), or use --network none (loopback only); `sandbox doctor` says what the relay lacks".into(),
             PlanError::AllowWithHostNetwork => "drop `mode = \"host\"` (or --network host) to keep the allow-list, or drop `allow`".into(),
             PlanError::AllowHoldsPort { .. } => "serve on another port inside (the forwarder holds 3128 and the ports the list allows, 80 and 443 by default)".into(),
             PlanError::PortsNeedHelper => "with --network host the sandbox uses the host's ports directly; otherwise drop --network (the relay publishes ports) or use pasta or slirp4netns".into(),

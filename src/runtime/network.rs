@@ -148,6 +148,13 @@ impl Helper {
         }
     }
 
+    /// pasta when installed, else slirp4netns; `None` when neither is.
+    pub fn detect() -> Option<Self> {
+        [Helper::Pasta, Helper::Slirp4netns]
+            .into_iter()
+            .find(|h| which::which(h.binary()).is_ok())
+    }
+
     /// The name server the container's resolv.conf names.
     pub fn dns(self) -> &'static str {
         match self {

@@ -93,8 +93,65 @@ pub fn relay_network() -> Result<(), String> {
     })
 }
 
+/// Whether the relay network can be set up under this kernel, as the first trial under its
+/// release found and wrote down in `<store>/relay-support` (`RELEASE ok` or `RELEASE no:
+/// why`): a run reads one small file, a new kernel costs one trial. Without a store yet, or
+/// while a thread runs (the trial forks), it is taken to work and not written down.
+pub fn relay_here(store: &Path) -> bool {
+    let release = fs_err::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_owned())
+        .unwrap_or_default();
+    let record = store.join("relay-support");
+    if let Some(known) = fs_err::read_to_string(&record)
+        .ok()
+        .and_then(|text| relay_record_says(&text, &release))
+    {
+        return known;
+    }
+    if sys::SingleThreaded::check().is_none() || !store.is_dir() {
+        return true;
+    }
+    let found = relay_network();
+    let text = match &found {
+        Ok(()) => format!("{release} ok\n"),
+        Err(why) => format!("{release} no: {}\n", why.replace('\n', " ")),
+    };
+    let temporary = store.join(format!(".relay-support.{}", std::process::id()));
+    if fs_err::write(&temporary, text).is_ok() && fs_err::rename(&temporary, &record).is_err() {
+        let _ = fs_err::remove_file(&temporary);
+    }
+    found.is_ok()
+}
+
+/// What a `relay-support` record says for `release`; `None` when it is for another kernel
+/// (or unreadable).
+fn relay_record_says(text: &str, release: &str) -> Option<bool> {
+    let (recorded, verdict) = text.trim().split_once(' ')?;
+    (recorded == release && !release.is_empty()).then(|| verdict == "ok")
+}
+
 /// Whether this kernel filters system calls with seccomp.
 pub fn seccomp() -> bool {
     fs_err::read_to_string("/proc/self/status")
         .is_ok_and(|status| status.lines().any(|l| l.starts_with("Seccomp:")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_record_counts_for_its_own_kernel_only() {
+        assert_eq!(relay_record_says("6.1.0 ok\n", "6.1.0"), Some(true));
+        assert_eq!(
+            relay_record_says(
+                "6.1.0 no: installing the nftables rules: EOPNOTSUPP\n",
+                "6.1.0"
+            ),
+            Some(false)
+        );
+        assert_eq!(relay_record_says("6.1.0 ok\n", "6.2.0"), None);
+        assert_eq!(relay_record_says("garbage", "6.1.0"), None);
+        assert_eq!(relay_record_says(" ok", ""), None);
+    }
 }

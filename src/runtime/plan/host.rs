@@ -1,11 +1,13 @@
 //! Facts about the host a plan depends on, gathered once by the caller: who the user is, the
-//! working directory, the terminal and locale variables, resolv.conf, the installed network
-//! helper, the overlay override and where the store and caches live.
+//! working directory, the terminal and locale variables, resolv.conf, whether the relay
+//! network works here (else the installed helper), the overlay override and where the store and
+//! caches live.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use super::OverlayChoice;
+use crate::runtime::network::Helper;
 pub use crate::runtime::sys::FdKind;
 use crate::runtime::sys::{self, StdStream};
 
@@ -27,6 +29,11 @@ pub struct HostFacts {
     pub terminal_env: Vec<(String, String)>,
     /// The host's /etc/resolv.conf (capped), for `host` networking.
     pub resolv_conf: String,
+    /// Whether the relay network works under this kernel (the default network when it does).
+    pub relay: bool,
+    /// pasta when installed, else slirp4netns: the default network when the relay does not
+    /// work (looked for only then).
+    pub helper: Option<Helper>,
     /// The IPv4 default gateway, which pasta copies inside (host loopback's address).
     pub gateway: Option<Ipv4Addr>,
     /// `SANDBOX_OVERLAY=kernel|fuse`, else automatic.
@@ -81,6 +88,9 @@ impl HostFacts {
         let shell = entry
             .as_ref()
             .map_or_else(|| PathBuf::from("/bin/sh"), |u| u.shell.clone());
+        let relay = containers_dir
+            .parent()
+            .is_some_and(crate::runtime::probe::relay_here);
         let mut resolv_conf = fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default();
         if resolv_conf.len() > RESOLV_CONF_LIMIT {
             let mut end = RESOLV_CONF_LIMIT;
@@ -102,6 +112,8 @@ impl HostFacts {
                 .filter(|(k, _)| is_terminal_variable(k))
                 .collect(),
             resolv_conf,
+            relay,
+            helper: if relay { None } else { Helper::detect() },
             gateway: crate::runtime::network::default_gateway(),
             overlay: match std::env::var("SANDBOX_OVERLAY").as_deref() {
                 Ok("fuse") => OverlayChoice::Fuse,

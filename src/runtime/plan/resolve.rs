@@ -504,7 +504,8 @@ fn working_dir(project: &ProjectInputs, cwd: &Path) -> PathBuf {
     }
 }
 
-/// The network: the flag, else sandbox.toml's mode, else the relay;
+/// The network: the flag, else sandbox.toml's mode, else the relay (where the kernel can, else
+/// pasta if installed, else slirp4netns);
 /// ports and host loopback from both. Without a request (a setup container) only the mode
 /// counts: nothing is published.
 fn network(
@@ -532,7 +533,9 @@ fn network(
         Some(NetworkMode::Host) => Network::Host,
         Some(NetworkMode::Pasta) => Network::Helper(Helper::Pasta),
         Some(NetworkMode::Slirp4netns) => Network::Helper(Helper::Slirp4netns),
-        Some(NetworkMode::Relay) | None => Network::Relay,
+        Some(NetworkMode::Relay) => Network::Relay,
+        None if host.relay => Network::Relay,
+        None => Network::Helper(host.helper.ok_or(PlanError::NoNetworkHelper)?),
     };
     let Some(request) = request else {
         return Ok(NetworkPlan {

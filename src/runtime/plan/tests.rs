@@ -22,6 +22,8 @@ fn host() -> HostFacts {
             ("LANG".into(), "C.UTF-8".into()),
         ],
         resolv_conf: "nameserver 10.0.0.1\n".into(),
+        relay: true,
+        helper: None,
         gateway: Some("192.168.1.1".parse().unwrap()),
         overlay: OverlayChoice::Auto,
         containers_dir: "/store/containers".into(),
@@ -294,6 +296,35 @@ fn the_network_is_the_flag_then_sandbox_toml_then_the_relay() {
         .find(|f| f.path == Path::new("/etc/resolv.conf"))
         .unwrap();
     assert!(matches!(&resolv.content, EtcContent::Text(t) if t.contains("nameserver 169.254.1.1")));
+    // Where the kernel cannot relay: pasta if installed, else slirp4netns, else an error.
+    let no_relay = |helper| HostFacts {
+        relay: false,
+        helper,
+        ..host()
+    };
+    assert_eq!(
+        plan_for(&project(), &request(), &no_relay(Some(Helper::Pasta)))
+            .unwrap()
+            .network
+            .mode,
+        Network::Helper(Helper::Pasta)
+    );
+    assert!(matches!(
+        plan_for(&project(), &request(), &no_relay(None)),
+        Err(PlanError::NoNetworkHelper)
+    ));
+    // An explicit relay is tried all the same (the keeper then says why it cannot).
+    let relay = Request {
+        network: Some(NetworkMode::Relay),
+        ..request()
+    };
+    assert_eq!(
+        plan_for(&project(), &relay, &no_relay(None))
+            .unwrap()
+            .network
+            .mode,
+        Network::Relay
+    );
     let pasta = Request {
         network: Some(NetworkMode::Pasta),
         network_log: Some("/tmp/log".into()),
