@@ -149,6 +149,8 @@ fn judge_openings(shared: &Shared, queue: &sys::Queue, ports: &[u16]) {
     let mut buffer = vec![0u8; 65536];
     loop {
         let Ok(openings) = queue.receive(&mut buffer) else {
+            // Never a busy loop on an error that stays.
+            std::thread::sleep(Duration::from_millis(10));
             continue;
         };
         for opening in openings {
@@ -260,6 +262,7 @@ fn serve_dns(shared: &Arc<Shared>, socket: UdpSocket) {
     let mut packet = [0u8; 512];
     loop {
         let Ok((n, from)) = socket.recv_from(&mut packet) else {
+            std::thread::sleep(Duration::from_millis(10));
             continue;
         };
         let Some(question) = dns::parse_query(&packet[..n]) else {

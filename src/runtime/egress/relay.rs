@@ -46,6 +46,8 @@ const FLOW_IDLE: Duration = Duration::from_secs(60);
 /// A connection made outside whose opening never reached the listener (the sandbox gave up)
 /// is closed after this long.
 const UNCLAIMED: Duration = Duration::from_secs(30);
+/// How long a loop waits after its socket failed, before it reads again.
+const ERROR_PAUSE: Duration = Duration::from_millis(10);
 
 /// What the relay is set up with.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -221,7 +223,9 @@ fn judge_openings(shared: &Arc<Shared>, queue: Arc<sys::Queue>) {
     let mut buffer = vec![0u8; 65536];
     loop {
         let Ok(openings) = queue.receive(&mut buffer) else {
-            // ENOBUFS (openings lost: the sandbox sends them again) or a signal.
+            // ENOBUFS (openings lost: the sandbox sends them again) or a signal; never a
+            // busy loop on an error that stays.
+            std::thread::sleep(ERROR_PAUSE);
             continue;
         };
         for opening in openings {
@@ -263,9 +267,14 @@ fn dial_for(
         let _ = queue.verdict(id, sys::Verdict::Reset);
         return;
     }
-    if let Ok(mut made) = shared.made.lock() {
+    let room = shared.made.lock().is_ok_and(|mut made| {
         made.retain(|_, m| !matches!(m, Made::Ready(_, at) if at.elapsed() > UNCLAIMED));
-        made.insert(key, Made::Dialing);
+        made.len() < CONNECTIONS_MAX && made.insert(key, Made::Dialing).is_none()
+    });
+    if !room {
+        shared.connections.fetch_sub(1, Ordering::SeqCst);
+        let _ = queue.verdict(id, sys::Verdict::Reset);
+        return;
     }
     let (shared, queue) = (Arc::clone(shared), Arc::clone(queue));
     std::thread::spawn(move || {
@@ -365,8 +374,13 @@ fn relay_datagrams(shared: &Arc<Shared>, socket: &UdpSocket) {
     let flows: Flows = Arc::default();
     let mut buffer = vec![0u8; 65536];
     loop {
-        let Ok((n, from, Some(to))) = sys::recv_with_destination(socket, &mut buffer) else {
-            continue;
+        let (n, from, to) = match sys::recv_with_destination(socket, &mut buffer) {
+            Ok((n, from, Some(to))) => (n, from, to),
+            Ok(_) => continue,
+            Err(_) => {
+                std::thread::sleep(ERROR_PAUSE);
+                continue;
+            }
         };
         let known = flows.lock().ok().and_then(|f| f.get(&(from, to)).cloned());
         let outside = match known {
