@@ -551,18 +551,9 @@ pub(super) fn splice(mut client: TcpStream, mut upstream: TcpStream, first: &[u8
     let _ = down.join();
 }
 
+/// One direction of a splice: zero-copy through a pipe, then each side told it is over.
 fn copy(from: &mut TcpStream, to: &mut TcpStream) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
+    let _ = sys::splice_through(from, to);
     let _ = to.shutdown(Shutdown::Write);
     let _ = from.shutdown(Shutdown::Read);
 }

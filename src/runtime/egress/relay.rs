@@ -186,7 +186,7 @@ pub fn start(netns: &OwnedFd, options: &Options) -> std::io::Result<()> {
             return;
         }
         for (from, answer) in requested {
-            let _ = answer.send(sys::transparent_udp(from));
+            let _ = answer.send(sys::udp_reply_socket(from));
         }
     });
     let inside = sockets

@@ -26,7 +26,7 @@ pub use fs_context::*;
 pub use mount::*;
 pub use net::*;
 pub use nfqueue::{Opening, Queue, Verdict};
-pub use nftables::{install_relay_rules, RESET_MARK, SYN_QUEUE};
+pub use nftables::{install_relay_rules, REPLY_MARK, RESET_MARK, SYN_QUEUE};
 pub use ns::*;
 pub use prctl::*;
 pub use process::*;

@@ -118,6 +118,15 @@ pub fn transparent_udp(address: std::net::SocketAddrV4) -> io::Result<std::net::
     transparent_socket(SockType::Datagram, address).map(std::net::UdpSocket::from)
 }
 
+/// A socket the relay sends UDP replies from, bound to where the sandbox's datagram was going
+/// and marked (`nftables::REPLY_MARK`) so the relay's rule lets its datagrams through.
+pub fn udp_reply_socket(address: std::net::SocketAddrV4) -> io::Result<std::net::UdpSocket> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let socket = transparent_udp(address)?;
+    setsockopt(&socket, sockopt::Mark, &super::REPLY_MARK)?;
+    Ok(socket)
+}
+
 /// Receives a datagram on a socket from `transparent_udp`: its length, sender and where it
 /// was going (`None` when the kernel gave no IP_ORIGDSTADDR).
 pub fn recv_with_destination(
@@ -165,4 +174,34 @@ pub fn reset_on_close(stream: &std::net::TcpStream) {
             l_linger: 0,
         },
     );
+}
+
+/// Copies from one socket to another until the first ends, through a pipe with splice(2), so
+/// the bytes never come up to this process (the relays' and forwarder's hot path). Returns
+/// when `from` reached its end or either side failed.
+pub fn splice_through(from: &std::net::TcpStream, to: &std::net::TcpStream) -> io::Result<()> {
+    use nix::fcntl::{splice, FcntlArg, SpliceFFlags};
+    /// The most moved per call: the pipe is made this big where the system allows.
+    const CHUNK: usize = 1 << 20;
+    let (pipe_out, pipe_in) = super::pipe()?;
+    // Ignored when over the user's pipe limit: the default 64 KiB still works.
+    let _ = nix::fcntl::fcntl(&pipe_in, FcntlArg::F_SETPIPE_SZ(CHUNK as libc::c_int));
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+    loop {
+        let read = match splice(from, None, &pipe_in, None, CHUNK, flags) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut left = read;
+        while left > 0 {
+            match splice(&pipe_out, None, to, None, left, flags) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => left -= n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }

@@ -13,16 +13,16 @@
 //!   }
 //!   chain relay { type filter hook prerouting priority mangle; policy accept;
 //!     meta l4proto tcp meta mark 0x0000005b reject with tcp reset
-//!     ip daddr != 127.0.0.0/8 ct direction original meta l4proto tcp tproxy to :PORT
-//!     ip daddr != 127.0.0.0/8 ct direction original meta l4proto udp tproxy to :PORT
+//!     ip daddr != 127.0.0.0/8 tcp flags syn / fin,syn,rst,ack tproxy to :PORT
+//!     ip daddr != 127.0.0.0/8 meta l4proto udp meta mark != 0x0000005c tproxy to :PORT
 //!     ip daddr != 127.0.0.0/8 icmp type echo-request reject with icmp host-prohibited
 //!   }
 //! }
 //! ```
 //!
 //! The packets pass `prerouting` because every address is local there (see
-//! `route_everything_to_loopback`): they loop through `lo`. `ct direction original` leaves the
-//! keeper's own replies alone.
+//! `route_everything_to_loopback`): they loop through `lo`. Nothing uses conntrack, which would
+//! cost every packet.
 
 use std::io;
 
@@ -43,6 +43,8 @@ const PRIORITY_RAW: i32 = -300;
 const PRIORITY_MANGLE: i32 = -150;
 /// The mark the keeper's verdict gives an opening it could not make: reset at once.
 pub const RESET_MARK: u32 = 0x5b;
+/// The mark of the keeper's UDP replies, which the relay rule leaves alone.
+pub const REPLY_MARK: u32 = 0x5c;
 /// The queue connection openings wait in.
 pub const SYN_QUEUE: u16 = 0;
 
@@ -109,22 +111,36 @@ fn list(expressions: impl IntoIterator<Item = Attributes>) -> Attributes {
         .fold(Attributes::default(), |list, e| list.nested(1, e))
 }
 
-/// The expressions of one rule: not loopback, original direction, `protocol`, to `port`.
-fn relay_rule(protocol: u8, port: u16) -> Attributes {
-    let mut expressions: Vec<Attributes> = not_loopback().into();
+/// `tcp flags & (fin|syn|rst|ack) == syn`: payload load 1b @ transport header + 13, masked,
+/// compared.
+fn is_tcp_opening() -> Vec<Attributes> {
+    let mut expressions: Vec<Attributes> = protocol_is(libc::IPPROTO_TCP as u8).into();
     expressions.extend([
-        // ct load direction => reg 1; == original
         expression(
-            "ct",
+            "payload",
             Attributes::default()
                 .be32(1, REG_1)
-                .be32(2, libc::NFT_CT_DIRECTION as u32),
+                .be32(2, 2)
+                .be32(3, 13)
+                .be32(4, 1),
         ),
-        cmp(CMP_EQ, &[0]),
+        expression(
+            "bitwise",
+            Attributes::default()
+                .be32(1, REG_1)
+                .be32(2, REG_1)
+                .be32(3, 1)
+                .data(4, &[0x17])
+                .data(5, &[0]),
+        ),
+        cmp(CMP_EQ, &[0x02]),
     ]);
-    expressions.extend(protocol_is(protocol));
-    expressions.extend([
-        // immediate reg 1 port; tproxy ip port reg 1
+    expressions
+}
+
+/// `tproxy ip to :port`.
+fn tproxy_to(port: u16) -> [Attributes; 2] {
+    [
         expression(
             "immediate",
             Attributes::default()
@@ -137,7 +153,33 @@ fn relay_rule(protocol: u8, port: u16) -> Attributes {
                 .be32(1, u32::from(NFPROTO_IPV4))
                 .be32(3, REG_1),
         ),
+    ]
+}
+
+/// A TCP opening for anywhere but loopback goes to the listener on `port`. Only the opening:
+/// every address being local, the rest of the connection finds its accepted socket by itself.
+fn tcp_relay_rule(port: u16) -> Attributes {
+    let mut expressions: Vec<Attributes> = not_loopback().into();
+    expressions.extend(is_tcp_opening());
+    expressions.extend(tproxy_to(port));
+    list(expressions)
+}
+
+/// Every UDP datagram for anywhere but loopback goes to the socket on `port`, but for the
+/// keeper's replies (sent with `REPLY_MARK`), which go to the sandbox's own socket.
+fn udp_relay_rule(port: u16) -> Attributes {
+    let mut expressions: Vec<Attributes> = not_loopback().into();
+    expressions.extend(protocol_is(libc::IPPROTO_UDP as u8));
+    expressions.extend([
+        expression(
+            "meta",
+            Attributes::default()
+                .be32(1, REG_1)
+                .be32(2, libc::NFT_META_MARK as u32),
+        ),
+        cmp(CMP_NEQ, &REPLY_MARK.to_ne_bytes()),
     ]);
+    expressions.extend(tproxy_to(port));
     list(expressions)
 }
 
@@ -169,26 +211,8 @@ fn no_ping_rule() -> Attributes {
 /// target through nft's compat layer: some kernels build nft's own `queue` out.
 fn queue_rule() -> Attributes {
     let mut expressions: Vec<Attributes> = not_loopback().into();
-    expressions.extend(protocol_is(libc::IPPROTO_TCP as u8));
+    expressions.extend(is_tcp_opening());
     expressions.extend([
-        expression(
-            "payload",
-            Attributes::default()
-                .be32(1, REG_1)
-                .be32(2, 2)
-                .be32(3, 13)
-                .be32(4, 1),
-        ),
-        expression(
-            "bitwise",
-            Attributes::default()
-                .be32(1, REG_1)
-                .be32(2, REG_1)
-                .be32(3, 1)
-                .data(4, &[0x17])
-                .data(5, &[0]),
-        ),
-        cmp(CMP_EQ, &[0x02]),
         // struct xt_NFQ_info_v3 { u16 queuenum, queues_total, flags }, in the machine's order.
         expression(
             "target",
@@ -267,8 +291,8 @@ fn relay_batch(relay_port: Option<u16>) -> (Vec<u8>, usize) {
             PRIORITY_MANGLE,
             [
                 Some(reset_rule()),
-                relay_port.map(|port| relay_rule(libc::IPPROTO_TCP as u8, port)),
-                relay_port.map(|port| relay_rule(libc::IPPROTO_UDP as u8, port)),
+                relay_port.map(tcp_relay_rule),
+                relay_port.map(udp_relay_rule),
                 Some(no_ping_rule()),
             ]
             .into_iter()
