@@ -185,8 +185,8 @@ pub fn start(netns: &OwnedFd, options: &Options) -> std::io::Result<()> {
         if failed {
             return;
         }
-        for (from, answer) in requested {
-            let _ = answer.send(sys::udp_reply_socket(from));
+        for (address, answer) in requested {
+            let _ = answer.send(sys::udp_reply_socket(address));
         }
     });
     let inside = sockets
