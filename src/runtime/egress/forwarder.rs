@@ -7,11 +7,12 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::dns::{self, Answer};
+use super::log::NetworkLog;
 use super::sniff::{self, Opening};
 use super::{Policy, PROXY_PORT};
 use crate::runtime::sys;
@@ -39,24 +40,13 @@ pub struct Blocked {
     pub reason: String,
 }
 
-/// One line of `--network-log`.
-#[derive(Serialize)]
-struct LogLine<'a> {
-    time: f64,
-    kind: &'a str,
-    target: &'a str,
-    allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-}
-
 struct Shared {
     policy: Policy,
     /// Addresses the resolver gave out, and for which names.
     resolved: Mutex<HashMap<IpAddr, Vec<String>>>,
     reported: Mutex<HashSet<String>>,
     notices: Mutex<std::fs::File>,
-    log: Option<Mutex<std::fs::File>>,
+    log: Option<NetworkLog>,
     /// The host's own proxy (`https_proxy`), which dials for us when set.
     upstream_proxy: Option<String>,
     /// Connections in flight.
@@ -65,20 +55,8 @@ struct Shared {
 
 impl Shared {
     fn log(&self, kind: &str, target: &str, allowed: bool, reason: Option<&str>) {
-        let Some(log) = &self.log else { return };
-        let time = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let line = LogLine {
-            time,
-            kind,
-            target,
-            allowed,
-            reason,
-        };
-        if let (Ok(mut text), Ok(mut file)) = (serde_json::to_vec(&line), log.lock()) {
-            text.push(b'\n');
-            let _ = file.write_all(&text);
+        if let Some(log) = &self.log {
+            log.write(kind, target, allowed, reason);
         }
     }
 
@@ -182,15 +160,7 @@ pub fn start(policy: &Policy, netns: &OwnedFd, notices: OwnedFd) -> std::io::Res
     ports.sort_unstable();
     ports.dedup();
     let sockets = open_in_namespace(netns, &ports)?;
-    let log = match &policy.log {
-        Some(path) => Some(Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?,
-        )),
-        None => None,
-    };
+    let log = NetworkLog::open(policy.log.as_deref())?;
     let upstream_proxy = ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|p| !p.is_empty()))

@@ -14,6 +14,7 @@
 pub mod dns;
 pub mod forwarder;
 pub mod inbound;
+pub mod log;
 pub mod relay;
 pub mod rules;
 pub mod sniff;

@@ -16,16 +16,14 @@
 //! inside: refused at once) and ICMP (a ping is refused).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
+use super::log::NetworkLog;
 use super::DNS_ADDRESS;
 use crate::runtime::sys;
 
@@ -58,22 +56,11 @@ pub struct Options {
     pub log: Option<PathBuf>,
 }
 
-/// One line of `--network-log` (the allow-list's shape, every line allowed).
-#[derive(Serialize)]
-struct LogLine<'a> {
-    time: f64,
-    kind: &'a str,
-    target: &'a str,
-    allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-}
-
 struct Shared {
     host_loopback: bool,
     /// The host's first name server, where DNS_ADDRESS:53 goes.
     name_server: Option<SocketAddr>,
-    log: Option<Mutex<std::fs::File>>,
+    log: Option<NetworkLog>,
     connections: AtomicUsize,
     /// Connections being made outside for queued openings (client, destination inside).
     made: Mutex<HashMap<(SocketAddrV4, SocketAddrV4), Made>>,
@@ -97,21 +84,10 @@ struct Inside {
 }
 
 impl Shared {
+    /// Logs a connection or flow; `failed` says why it could not be made.
     fn log(&self, kind: &str, target: &str, failed: Option<&str>) {
-        let Some(log) = &self.log else { return };
-        let time = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let line = LogLine {
-            time,
-            kind,
-            target,
-            allowed: true,
-            reason: failed,
-        };
-        if let (Ok(mut text), Ok(mut file)) = (serde_json::to_vec(&line), log.lock()) {
-            text.push(b'\n');
-            let _ = file.write_all(&text);
+        if let Some(log) = &self.log {
+            log.write(kind, target, true, failed);
         }
     }
 
@@ -153,15 +129,7 @@ fn host_name_server() -> Option<SocketAddr> {
 /// Sets up the sandbox's namespace (whose fd is `netns`) and relays its traffic on threads
 /// of this process until it exits.
 pub fn start(netns: &OwnedFd, options: &Options) -> std::io::Result<()> {
-    let log = match &options.log {
-        Some(path) => Some(Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?,
-        )),
-        None => None,
-    };
+    let log = NetworkLog::open(options.log.as_deref())?;
     let (requests, requested) = mpsc::channel::<ReplySocketRequest>();
     let (ready, sockets) = mpsc::channel::<std::io::Result<Inside>>();
     let netns = netns.try_clone()?;

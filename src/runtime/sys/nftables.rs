@@ -92,17 +92,17 @@ fn not_loopback() -> [Attributes; 3] {
     ]
 }
 
+/// `meta load KEY => reg 1`.
+fn meta_load(key: libc::c_int) -> Attributes {
+    expression(
+        "meta",
+        Attributes::default().be32(1, REG_1).be32(2, key as u32),
+    )
+}
+
 /// `meta l4proto == protocol`.
 fn protocol_is(protocol: u8) -> [Attributes; 2] {
-    [
-        expression(
-            "meta",
-            Attributes::default()
-                .be32(1, REG_1)
-                .be32(2, libc::NFT_META_L4PROTO as u32),
-        ),
-        cmp(CMP_EQ, &[protocol]),
-    ]
+    [meta_load(libc::NFT_META_L4PROTO), cmp(CMP_EQ, &[protocol])]
 }
 
 fn list(expressions: impl IntoIterator<Item = Attributes>) -> Attributes {
@@ -171,12 +171,7 @@ fn udp_relay_rule(port: u16) -> Attributes {
     let mut expressions: Vec<Attributes> = not_loopback().into();
     expressions.extend(protocol_is(libc::IPPROTO_UDP as u8));
     expressions.extend([
-        expression(
-            "meta",
-            Attributes::default()
-                .be32(1, REG_1)
-                .be32(2, libc::NFT_META_MARK as u32),
-        ),
+        meta_load(libc::NFT_META_MARK),
         cmp(CMP_NEQ, &REPLY_MARK.to_ne_bytes()),
     ]);
     expressions.extend(tproxy_to(port));
@@ -235,12 +230,7 @@ fn queue_rule() -> Attributes {
 fn reset_rule() -> Attributes {
     let mut expressions: Vec<Attributes> = protocol_is(libc::IPPROTO_TCP as u8).into();
     expressions.extend([
-        expression(
-            "meta",
-            Attributes::default()
-                .be32(1, REG_1)
-                .be32(2, libc::NFT_META_MARK as u32),
-        ),
+        meta_load(libc::NFT_META_MARK),
         cmp(CMP_EQ, &RESET_MARK.to_ne_bytes()),
         // NFT_REJECT_TCP_RST
         expression("reject", Attributes::default().be32(1, 1)),

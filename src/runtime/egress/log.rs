@@ -1,0 +1,55 @@
+//! `--network-log FILE`: one JSON line per connection, flow or lookup, for the allow-list's
+//! forwarder and the relay alike.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// One line.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: f64,
+    kind: &'a str,
+    target: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+/// The log file, appended to by every thread of the keeper.
+pub struct NetworkLog(Mutex<std::fs::File>);
+
+impl NetworkLog {
+    /// Opens `path` for appending, when there is one.
+    pub fn open(path: Option<&Path>) -> std::io::Result<Option<NetworkLog>> {
+        path.map(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map(|file| NetworkLog(Mutex::new(file)))
+        })
+        .transpose()
+    }
+
+    /// Appends one line, whole (a failed write is dropped: the log never stops the network).
+    pub fn write(&self, kind: &str, target: &str, allowed: bool, reason: Option<&str>) {
+        let time = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let line = Line {
+            time,
+            kind,
+            target,
+            allowed,
+            reason,
+        };
+        if let (Ok(mut text), Ok(mut file)) = (serde_json::to_vec(&line), self.0.lock()) {
+            text.push(b'\n');
+            let _ = file.write_all(&text);
+        }
+    }
+}
