@@ -196,10 +196,18 @@ fn keep(connection: &Connection<'_>, pid1: libc::pid_t, dir: &Path, fds: [OwnedF
             host_loopback,
         } => network::start(*helper, pid1, ports, *host_loopback, dir)
             .map(|running| Some(Held::Helper { _running: running })),
-        Connection::Filtered { policy, ports } => start_forwarder(policy, ports, pid1, notices)
-            .map(|relay| relay.map(|relay| Held::Udp { _relay: relay })),
-        Connection::Relay { options, ports } => start_relay(options, ports, pid1)
-            .map(|relay| relay.map(|relay| Held::Udp { _relay: relay })),
+        Connection::Filtered { policy, ports } => {
+            start_own(connection.name(), pid1, ports, |netns| {
+                egress::forwarder::start(policy, netns, notices)
+            })
+            .map(|relay| relay.map(|relay| Held::Udp { _relay: relay }))
+        }
+        Connection::Relay { options, ports } => {
+            start_own(connection.name(), pid1, ports, |netns| {
+                egress::relay::start(netns, options)
+            })
+            .map(|relay| relay.map(|relay| Held::Udp { _relay: relay }))
+        }
     };
     let answer = match started {
         Ok(running) => Ok(running),
@@ -227,43 +235,22 @@ fn keep(connection: &Connection<'_>, pid1: libc::pid_t, dir: &Path, fds: [OwnedF
     sys::exit_now(0)
 }
 
-/// Starts the egress forwarder on pid 1's network namespace (on threads of this process), and
-/// the relays of its published ports.
-fn start_forwarder(
-    policy: &Policy,
-    ports: &[PortMapping],
+/// Sets up pid 1's network namespace with sandbox's own code, `tool` (the forwarder or the
+/// relay, on threads of this process), then the relays of its published ports.
+fn start_own(
+    tool: &'static str,
     pid1: libc::pid_t,
-    notices: OwnedFd,
+    ports: &[PortMapping],
+    set_up: impl FnOnce(&OwnedFd) -> std::io::Result<()>,
 ) -> Result<Option<super::udp_relay::UdpRelay>, RuntimeError> {
     let failed = |what: &str, e: std::io::Error| RuntimeError::NetworkHelper {
-        tool: "sandbox's egress forwarder",
+        tool,
         error: format!("{what}: {e}"),
     };
     let netns = fs_err::File::open(format!("/proc/{pid1}/ns/net"))
         .map(|f| OwnedFd::from(f.into_parts().0))
         .map_err(|e| failed("cannot open the sandbox's network namespace", e))?;
-    egress::forwarder::start(policy, &netns, notices)
-        .map_err(|e| failed("cannot set up the sandbox's network", e))?;
-    egress::inbound::start(&netns, ports)?;
-    super::udp_relay::start(&netns, ports)
-}
-
-/// Starts the relay on pid 1's network namespace (on threads of this process), and the relays
-/// of its published ports.
-fn start_relay(
-    options: &egress::relay::Options,
-    ports: &[PortMapping],
-    pid1: libc::pid_t,
-) -> Result<Option<super::udp_relay::UdpRelay>, RuntimeError> {
-    let failed = |what: &str, e: std::io::Error| RuntimeError::NetworkHelper {
-        tool: "sandbox's network relay",
-        error: format!("{what}: {e}"),
-    };
-    let netns = fs_err::File::open(format!("/proc/{pid1}/ns/net"))
-        .map(|f| OwnedFd::from(f.into_parts().0))
-        .map_err(|e| failed("cannot open the sandbox's network namespace", e))?;
-    egress::relay::start(&netns, options)
-        .map_err(|e| failed("cannot set up the sandbox's network", e))?;
+    set_up(&netns).map_err(|e| failed("cannot set up the sandbox's network", e))?;
     egress::inbound::start(&netns, ports)?;
     super::udp_relay::start(&netns, ports)
 }
