@@ -111,19 +111,24 @@ fn list(expressions: impl IntoIterator<Item = Attributes>) -> Attributes {
         .fold(Attributes::default(), |list, e| list.nested(1, e))
 }
 
+/// `payload load 1b @ transport header + offset => reg 1`.
+fn transport_byte(offset: u32) -> Attributes {
+    expression(
+        "payload",
+        Attributes::default()
+            .be32(1, REG_1)
+            .be32(2, 2)
+            .be32(3, offset)
+            .be32(4, 1),
+    )
+}
+
 /// `tcp flags & (fin|syn|rst|ack) == syn`: payload load 1b @ transport header + 13, masked,
 /// compared.
 fn is_tcp_opening() -> Vec<Attributes> {
     let mut expressions: Vec<Attributes> = protocol_is(libc::IPPROTO_TCP as u8).into();
     expressions.extend([
-        expression(
-            "payload",
-            Attributes::default()
-                .be32(1, REG_1)
-                .be32(2, 2)
-                .be32(3, 13)
-                .be32(4, 1),
-        ),
+        transport_byte(13),
         expression(
             "bitwise",
             Attributes::default()
@@ -184,15 +189,8 @@ fn no_ping_rule() -> Attributes {
     let mut expressions: Vec<Attributes> = not_loopback().into();
     expressions.extend(protocol_is(libc::IPPROTO_ICMP as u8));
     expressions.extend([
-        // payload load 1b @ transport header + 0 (the ICMP type) => reg 1; == echo request
-        expression(
-            "payload",
-            Attributes::default()
-                .be32(1, REG_1)
-                .be32(2, 2)
-                .be32(3, 0)
-                .be32(4, 1),
-        ),
+        // the ICMP type == echo request
+        transport_byte(0),
         cmp(CMP_EQ, &[8]),
         // reject type icmp code host-prohibited (10)
         expression("reject", Attributes::default().be32(1, 0).bytes(2, &[10])),
