@@ -191,6 +191,9 @@ impl RuntimeError {
             RuntimeError::NetworkHelper { tool, .. } if tool.contains("egress") => Some(
                 "the forwarder for [network] allow configures the sandbox's own network namespace, which sandbox makes itself: this is sandbox's failure, worth reporting with the error above; `--network none` runs without any network meanwhile".into(),
             ),
+            RuntimeError::NetworkHelper { tool, .. } if tool.contains("relay") => Some(
+                "the relay (the default network) needs nf_tables with TPROXY and the NFQUEUE target; `sandbox doctor` tries what it needs and says what is missing; `--network pasta` (or `mode = \"pasta\"` in sandbox.toml) runs without it".into(),
+            ),
             RuntimeError::NetworkHelper { .. } => Some(
                 "pasta and slirp4netns need /dev/net/tun usable by your user (`ls -l /dev/net/tun`); --network none or host avoid them".into(),
             ),
@@ -200,5 +203,25 @@ impl RuntimeError {
             ),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_of_sandboxs_own_networks_has_its_own_hint() {
+        let hint = |tool| {
+            RuntimeError::NetworkHelper {
+                tool,
+                error: "x".into(),
+            }
+            .hint()
+            .unwrap_or_default()
+        };
+        assert!(hint("sandbox's network relay").contains("sandbox doctor"));
+        assert!(hint("sandbox's egress forwarder").contains("[network] allow"));
+        assert!(hint("pasta").contains("/dev/net/tun"));
     }
 }
