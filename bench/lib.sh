@@ -29,6 +29,11 @@ cleanup() {
     # The pause process sandbox started for this store (it would idle 15 minutes otherwise).
     [ -f "$work/store/pause.pid" ] && kill "$(cut -d" " -f1 "$work/store/pause.pid")" 2>/dev/null || true
     if command -v podman >/dev/null; then as_user podman unshare rm -rf "$work/store" "$work/podman" 2>/dev/null || true; fi
+    # And podman's pause process (catatonit; the unshare above starts one too), which would
+    # hold its user namespace for this run dir forever: the one whose XDG_RUNTIME_DIR is ours.
+    for pid in $(pgrep -x catatonit || true); do
+        tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "XDG_RUNTIME_DIR=$work/run" && kill "$pid" 2>/dev/null || true
+    done
     rm -rf "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
