@@ -65,6 +65,11 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// Round trips as an RPC or keep-alive HTTP client makes them: both ends TCP_NODELAY, each
+/// 8-byte message written as two halves (`roundtrip serve PORT`, `roundtrip ask ADDRESS PORT
+/// COUNT [NAME:PORT]`).
+const ROUNDTRIP: &str = include_str!("probes/roundtrip.c");
+
 struct Fixture {
     env: TestEnv,
     _registry: Registry,
@@ -79,6 +84,7 @@ fn fixture() -> Fixture {
         vec![
             support::helper_entry("bin/udp-echo", "udp-echo", UDP_ECHO),
             support::helper_entry("bin/udp-ask", "udp-ask", UDP_ASK),
+            support::helper_entry("bin/roundtrip", "roundtrip", ROUNDTRIP),
         ],
     );
     env.write("project/www/index.html", "hello from inside\n");
@@ -949,4 +955,276 @@ fn warm_networks_are_taken_once_and_never_outlive_their_sandbox_or_the_pause_pro
     eventually("the pool's socket gone", || {
         (!f.env.store().join("warm.sock").exists()).then_some(())
     });
+}
+
+/// The host's end of `roundtrip`: a server on its loopback answering each 8-byte message with
+/// two 4-byte writes, TCP_NODELAY on.
+fn host_roundtrip_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = s.set_nodelay(true);
+                let mut message = [0u8; 8];
+                while s.read_exact(&mut message).is_ok() {
+                    message[0] = b'R';
+                    if s.write_all(&message[..4]).is_err() || s.write_all(&message[4..]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The host's end of `roundtrip ask`: `count` round trips to 127.0.0.1:`port` (retrying the
+/// connection while the sandbox starts), each one's time.
+fn host_roundtrips(port: u16, count: usize) -> Vec<Duration> {
+    let mut s = eventually("the published port to answer a round trip", || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_nodelay(true).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        // A published port accepts before the server inside listens: a first round trip
+        // proves the whole path.
+        let mut reply = [0u8; 8];
+        s.write_all(b"Qwarm00").ok()?;
+        s.write_all(b"\0").ok()?;
+        s.read_exact(&mut reply).ok()?;
+        (reply[0] == b'R').then_some(s)
+    });
+    (0..count)
+        .map(|i| {
+            let message = format!("Q{:06}\0", i);
+            let mut reply = [0u8; 8];
+            let started = Instant::now();
+            s.write_all(&message.as_bytes()[..4]).unwrap();
+            s.write_all(&message.as_bytes()[4..]).unwrap();
+            s.read_exact(&mut reply).unwrap();
+            assert_eq!(&reply[1..], &message.as_bytes()[1..], "a wrong reply");
+            started.elapsed()
+        })
+        .collect()
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    assert!(!times.is_empty(), "no round trips were timed");
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// `roundtrip ask`'s output: one time in microseconds a line.
+fn times_printed(out: &std::process::Output, path: &str) -> Vec<Duration> {
+    assert!(
+        out.status.success(),
+        "{path}: {} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+        .lines()
+        .map(|l| Duration::from_micros(l.trim().parse().unwrap()))
+        .collect()
+}
+
+/// A small request answered by a small reply must not wait: through the relay, the
+/// forwarder and a published port, a round trip whose ends set TCP_NODELAY and write each
+/// message in two pieces stalled 200 ms a direction (the relay sent with MSG_MORE) or 40 ms
+/// (it applied Nagle again to what it relayed). On loopback a round trip takes well under a
+/// millisecond; 20 ms leaves room for a busy machine and none for either stall.
+#[test]
+fn small_round_trips_are_never_held_back_on_any_path() {
+    let f = fixture();
+    let limit = Duration::from_millis(20);
+    let rounds = "20";
+    let port = host_roundtrip_server();
+
+    // The relay: inside to the host's loopback service (host.containers.internal).
+    let script = format!(
+        "a=$(grep host.containers.internal /etc/hosts | cut -f1); roundtrip ask $a {port} {rounds}"
+    );
+    let out = f.run("relay", &["--host-loopback"], &["sh", "-c", &script]);
+    let relay = median(times_printed(&out, "relay"));
+    assert!(relay < limit, "relay: median round trip {relay:?}");
+
+    // The forwarder: an allow-list naming the service, reached through its proxy port as
+    // pip and mvn reach theirs.
+    f.env.write(
+        "config/sandbox/config.toml",
+        &format!("[network]\nallow = [\"localhost:{port}\"]\n"),
+    );
+    let target = format!("localhost:{port}");
+    let out = f
+        .env
+        .command(&[
+            "run",
+            "--host-loopback",
+            "--image",
+            &f.image,
+            "--",
+            "roundtrip",
+            "ask",
+            "127.0.0.1",
+            "3128",
+            rounds,
+            &target,
+        ])
+        .output()
+        .unwrap();
+    f.env.write("config/sandbox/config.toml", "");
+    let forwarder = median(times_printed(&out, "forwarder"));
+    assert!(
+        forwarder < limit,
+        "forwarder: median round trip {forwarder:?}"
+    );
+
+    // A published port of the relay: the host asks a server inside.
+    let host_port = free_port();
+    let child = f.start(
+        "relay",
+        &["-p", &format!("{host_port}:7000")],
+        &["roundtrip", "serve", "7000"],
+    );
+    let published = median(host_roundtrips(host_port, 20));
+    stop(child);
+    assert!(
+        published < limit,
+        "published port: median round trip {published:?}"
+    );
+}
+
+/// Reads the counts in `--stats --json`'s line (the last on stderr).
+fn stats_json(out: &std::process::Output) -> serde_json::Value {
+    let stderr = text(&out.stderr);
+    let line = stderr.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("no stats JSON ({e}): {stderr}"))
+}
+
+/// A host service that reads an HTTP head and `upload` bytes from each connection, then sends
+/// `download` bytes and closes (a head, so the forwarder can tell which name it is for).
+fn host_exchange_server(upload: usize, download: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read_exact(&mut byte).is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let mut body = vec![0u8; upload];
+                if s.read_exact(&mut body).is_ok() {
+                    let _ = s.write_all(&vec![b'd'; download]);
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The relay and the forwarder carry traffic the kernel's interface counters never see (it
+/// crosses the sandbox's loopback): `--stats`, `stats` and a joined command's `--stats` show
+/// the bytes they carried, as they show pasta's.
+#[test]
+fn the_traffic_the_relay_and_the_forwarder_carry_is_counted() {
+    let f = fixture();
+    const UP: usize = 1 << 20;
+    const DOWN: usize = 3 << 20;
+    let port = host_exchange_server(UP, DOWN);
+    let within = |figure: &serde_json::Value, bytes: usize, what: &str| {
+        let n = figure.as_u64().unwrap_or(0) as usize;
+        // Payload, plus headers where a helper counts packets: never less, never far more.
+        assert!(
+            n >= bytes && n < bytes + bytes / 5,
+            "{what}: {n} bytes counted for {bytes}"
+        );
+    };
+    // Up, then down, with busybox nc: what the sandbox then counted is known.
+    let exchange = |address: &str| {
+        format!(
+            "{{ printf 'PUT / HTTP/1.1\\r\\nHost: localhost:{port}\\r\\n\\r\\n'; head -c {UP} /dev/zero; }} | nc {address} {port} | wc -c"
+        )
+    };
+    let relay_address = "$(grep host.containers.internal /etc/hosts | cut -f1)";
+
+    // One command through the relay, with --stats.
+    let out = f.run(
+        "relay",
+        &["--host-loopback", "--stats", "--json"],
+        &["sh", "-c", &exchange(relay_address)],
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        DOWN.to_string(),
+        "{}",
+        text(&out.stderr)
+    );
+    let stats = stats_json(&out);
+    within(&stats["net_in"], DOWN, "relay --stats in");
+    within(&stats["net_out"], UP, "relay --stats out");
+
+    // Through the forwarder (an allow-list naming the service).
+    f.env.write(
+        "config/sandbox/config.toml",
+        &format!("[network]\nallow = [\"localhost:{port}\"]\n"),
+    );
+    let out = f
+        .env
+        .command(&[
+            "run",
+            "--host-loopback",
+            "--stats",
+            "--json",
+            "--image",
+            &f.image,
+            "--",
+            "sh",
+            "-c",
+            &exchange("127.0.0.1"),
+        ])
+        .output()
+        .unwrap();
+    f.env.write("config/sandbox/config.toml", "");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        DOWN.to_string(),
+        "forwarder: {}",
+        text(&out.stderr)
+    );
+    let stats = stats_json(&out);
+    within(&stats["net_in"], DOWN, "forwarder --stats in");
+    within(&stats["net_out"], UP, "forwarder --stats out");
+
+    // A running sandbox: `stats` shows what it carried so far, and so does a joined command.
+    let script = format!("{} > got; sleep 30", exchange(relay_address));
+    let running = f.start("relay", &["--host-loopback"], &["sh", "-c", &script]);
+    let got = f.env.path().join("project/got");
+    let row = eventually("the running sandbox's traffic in `stats`", || {
+        let done = std::fs::read_to_string(&got).ok()?;
+        (done.trim() == DOWN.to_string()).then_some(())?;
+        let rows: serde_json::Value =
+            serde_json::from_str(&f.env.ok(&["stats", "--no-stream", "--json"])).ok()?;
+        let row = rows.get(0)?.clone();
+        (row["net_in"].as_u64()? as usize >= DOWN).then_some(row)
+    });
+    within(&row["net_in"], DOWN, "stats in");
+    within(&row["net_out"], UP, "stats out");
+    let table = f.env.ok(&["stats", "--no-stream"]);
+    assert!(
+        table.contains("3 MiB / 1.0 MiB"),
+        "the table shows the traffic: {table}"
+    );
+    let joined = f.run(
+        "relay",
+        &["--host-loopback", "--stats", "--json"],
+        &["true"],
+    );
+    assert!(joined.status.success(), "{}", text(&joined.stderr));
+    within(&stats_json(&joined)["net_in"], DOWN, "joined --stats in");
+    stop(running);
 }

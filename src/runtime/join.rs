@@ -126,6 +126,10 @@ pub fn run(
             id: container.id.clone(),
         });
     }
+    // Opened now, while the store is in view: the keeper's counts for --stats.
+    let traffic = meter
+        .then(|| super::egress::traffic::open(&container.dir))
+        .flatten();
     let (mut ours, mut theirs) = stdio::prepare(plan.stdio, false)?;
     // Taken before the mount namespace changes (then /proc is the container's, where we are not).
     let single = sys::SingleThreaded::check().ok_or_else(|| {
@@ -190,7 +194,12 @@ pub fn run(
         // Our only child was the command; we are in the sandbox's network namespace.
         let mut usage = metering::children_usage();
         let dev = fs_err::read_to_string("/proc/self/net/dev").unwrap_or_default();
-        (usage.net_in, usage.net_out) = metering::net_totals(&dev);
+        (usage.net_in, usage.net_out) = metering::with_keepers(
+            metering::net_totals(&dev),
+            traffic
+                .as_ref()
+                .map_or((0, 0), super::egress::traffic::read_from),
+        );
         reporter.stats(&metering::Stats {
             wall_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             usage,

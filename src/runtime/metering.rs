@@ -52,6 +52,16 @@ pub fn children_usage() -> Usage {
     }
 }
 
+/// The kernel's counts (in, out) with what the network keeper's own relays carried added:
+/// the relay's and the forwarder's traffic crosses only the sandbox's loopback, which
+/// `net_totals` leaves out.
+pub fn with_keepers(kernel: (u64, u64), keeper: (u64, u64)) -> (u64, u64) {
+    (
+        kernel.0.saturating_add(keeper.0),
+        kernel.1.saturating_add(keeper.1),
+    )
+}
+
 /// Bytes received and sent on every interface but `lo`, from a `/proc/net/dev` text.
 pub fn net_totals(dev: &str) -> (u64, u64) {
     dev.lines()
@@ -155,6 +165,10 @@ pub fn sample(
         let dev = fs_err::read_to_string(format!("/proc/{member}/net/dev")).unwrap_or_default();
         (sample.net_in, sample.net_out) = net_totals(&dev);
     }
+    (sample.net_in, sample.net_out) = with_keepers(
+        (sample.net_in, sample.net_out),
+        super::egress::traffic::read(&container.dir),
+    );
     sample
 }
 

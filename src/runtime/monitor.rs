@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::capabilities;
 use super::cgroups::Cgroup;
-use super::metering::{Stats, Usage};
+use super::metering::{self, Stats, Usage};
 use super::net_keeper;
 use super::network;
 use super::plan::{CacheMount, LaunchPlan, Network, OverlayChoice, Seccomp};
@@ -297,6 +297,8 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     let last = result.as_ref().map_or(true, |(_, last, _)| *last);
     match helper {
         Some(keeper) if !last => keeper.detach(),
+        // Its last counts are written as it ends: wait for them.
+        Some(keeper) if plan.meter => keeper.finish(),
         other => drop(other),
     }
     let (outcome, last, usage) = result?;
@@ -306,7 +308,8 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         }
     }
     if plan.meter {
-        reporter.stats(&stats(&cgroup, usage, started));
+        let traffic = crate::runtime::egress::traffic::read(&plan.dir);
+        reporter.stats(&stats(&cgroup, usage, traffic, started));
     }
     if let Some(keep) = &plan.keep_upper {
         // The changes are kept only once pid 1 is gone: nothing can write to them any more.
@@ -394,9 +397,17 @@ fn open_fuse(plan: &LaunchPlan) -> Option<OwnedFd> {
 }
 
 /// The run's figures: the cgroups' when there are (everything that ran in the sandbox), with
-/// the network counters pid 1 read; else pid 1's children's rusage.
-fn stats(cgroup: &Cgroup, from_pid1: Option<Usage>, started: Instant) -> Stats {
-    let from_pid1 = from_pid1.unwrap_or_default();
+/// the network counters pid 1 read and what the network keeper carried (`traffic`); else pid
+/// 1's children's rusage.
+fn stats(
+    cgroup: &Cgroup,
+    from_pid1: Option<Usage>,
+    traffic: (u64, u64),
+    started: Instant,
+) -> Stats {
+    let mut from_pid1 = from_pid1.unwrap_or_default();
+    (from_pid1.net_in, from_pid1.net_out) =
+        metering::with_keepers((from_pid1.net_in, from_pid1.net_out), traffic);
     let wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     match cgroup.usage() {
         Some(mut usage) => {

@@ -83,6 +83,14 @@ pub struct Keeper {
 }
 
 impl Keeper {
+    /// The container ended: ends the keeper and waits until it has, so what it wrote last
+    /// (the traffic it counted) is there to read.
+    pub fn finish(mut self) {
+        if self.control.take().is_some() {
+            reap(self.pid);
+        }
+    }
+
     /// The command ended but joined sessions still run: the keeper stays until pid 1 exits.
     pub fn detach(mut self) {
         if let Some(control) = self.control.take() {
@@ -222,6 +230,17 @@ fn keep(connection: &Connection<'_>, pid1: libc::pid_t, dir: &Path, fds: [OwnedF
             error: other.to_string(),
         }),
     };
+    // What the keeper's own relays carry, for `stats` and `--stats` (without it they show
+    // only what the kernel counted). Made before the monitor hears `Ready`, so that no entry
+    // appears in the container dir once the monitor may be removing it.
+    let traffic = answer
+        .is_ok()
+        .then(|| egress::traffic::Publisher::create(dir).ok())
+        .flatten()
+        .map(std::sync::Arc::new);
+    if let Some(traffic) = &traffic {
+        traffic.keep_writing();
+    }
     let message = answer.as_ref().err().unwrap_or(&Report::Ready);
     if let Ok(text) = serde_json::to_vec(message) {
         sys::write_all(report.as_fd(), &text);
@@ -232,6 +251,9 @@ fn keep(connection: &Connection<'_>, pid1: libc::pid_t, dir: &Path, fds: [OwnedF
     };
     wait_for_the_end(pidfd.as_fd(), control);
     drop(running);
+    if let Some(traffic) = &traffic {
+        traffic.finish();
+    }
     sys::exit_now(0)
 }
 

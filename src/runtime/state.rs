@@ -41,6 +41,9 @@ pub struct ContainerState {
     pub trusts_host_cas: bool,
     #[serde(default)]
     pub java_options: bool,
+    /// Its directory (`containers/<id>`), where it was read from.
+    #[serde(skip)]
+    pub dir: PathBuf,
 }
 
 impl ContainerState {
@@ -62,6 +65,7 @@ impl ContainerState {
             java_options: plan.process.env.iter().any(|(k, v)| {
                 k == "JAVA_TOOL_OPTIONS" && v.contains(super::plan::TRUST_JAVA_STORE)
             }),
+            dir: plan.dir.clone(),
         }
     }
 
@@ -173,8 +177,14 @@ pub fn running(containers: &Path) -> Vec<ContainerState> {
     };
     let mut out: Vec<ContainerState> = entries
         .flatten()
-        .filter_map(|e| fs_err::read(e.path().join("state.json")).ok())
-        .filter_map(|b| serde_json::from_slice::<ContainerState>(&b).ok())
+        .filter_map(|e| {
+            let bytes = fs_err::read(e.path().join("state.json")).ok()?;
+            let state = serde_json::from_slice::<ContainerState>(&bytes).ok()?;
+            Some(ContainerState {
+                dir: e.path(),
+                ..state
+            })
+        })
         .filter(ContainerState::is_running)
         .collect();
     out.sort_by_key(|s| s.started);

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::egress::traffic::TRAFFIC;
 use super::error::RuntimeError;
 use super::network::{PortMapping, Protocol};
 use super::sys;
@@ -100,7 +101,9 @@ fn relay(host: UdpSocket, netns: OwnedFd, target: u16, stop: Arc<AtomicBool>) {
                     let mut quiet = Instant::now();
                     while !reply_stop.load(Ordering::SeqCst) && quiet.elapsed() < IDLE_FLOW {
                         if let Ok(n) = reply_inner.recv(&mut buf) {
-                            let _ = reply_host.send_to(&buf[..n], client);
+                            if reply_host.send_to(&buf[..n], client).is_ok() {
+                                TRAFFIC.went_out(n);
+                            }
                             quiet = Instant::now();
                         }
                     }
@@ -112,7 +115,9 @@ fn relay(host: UdpSocket, netns: OwnedFd, target: u16, stop: Arc<AtomicBool>) {
             }
         };
         flow.last = Instant::now();
-        let _ = flow.inner.send(&buf[..n]);
+        if flow.inner.send(&buf[..n]).is_ok() {
+            TRAFFIC.came_in(n);
+        }
     }
     for r in repliers {
         let _ = r.join();

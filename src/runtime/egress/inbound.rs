@@ -41,5 +41,5 @@ fn relay(netns: &OwnedFd, outside: TcpStream, port: u16) {
     let Ok(inside) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
         return;
     };
-    super::forwarder::splice(outside, inside, &[]);
+    super::forwarder::splice(inside, outside, &[]);
 }

@@ -18,6 +18,7 @@ pub mod log;
 pub mod relay;
 pub mod rules;
 pub mod sniff;
+pub mod traffic;
 
 pub use rules::{AllowList, NamePattern, Rule};
 

@@ -24,6 +24,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::log::NetworkLog;
+use super::traffic::TRAFFIC;
 use super::DNS_ADDRESS;
 use crate::runtime::sys;
 
@@ -358,7 +359,9 @@ fn relay_datagrams(shared: &Arc<Shared>, socket: &UdpSocket) {
                 None => continue,
             },
         };
-        let _ = outside.send(&buffer[..n]);
+        if outside.send(&buffer[..n]).is_ok() {
+            TRAFFIC.went_out(n);
+        }
     }
 }
 
@@ -401,6 +404,7 @@ fn open_flow(
             if reply.send_to(&buffer[..n], from).is_err() {
                 break;
             }
+            TRAFFIC.came_in(n);
         }
         if let Ok(mut flows) = flows.lock() {
             flows.remove(&(from, to));

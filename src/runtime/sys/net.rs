@@ -177,16 +177,26 @@ pub fn reset_on_close(stream: &std::net::TcpStream) {
 }
 
 /// Copies from one socket to another until the first ends, through a pipe with splice(2), so
-/// the bytes never come up to this process (the relays' and forwarder's hot path). Returns
-/// when `from` reached its end or either side failed.
-pub fn splice_through(from: &std::net::TcpStream, to: &std::net::TcpStream) -> io::Result<()> {
+/// the bytes never come up to this process (the relays' and forwarder's hot path); `moved` is
+/// told each chunk's size once it is sent on. Returns when `from` reached its end or either
+/// side failed.
+///
+/// No `SPLICE_F_MORE`: it sends with `MSG_MORE`, which holds a small chunk (a request, a TLS
+/// record, a reply) until more comes or a 200 ms timer fires, whatever TCP_NODELAY says; a
+/// round trip through the relay took 416 ms with it. Each chunk goes as soon as it was read,
+/// so the sender's own pacing (Nagle or not) is kept.
+pub fn splice_through(
+    from: &std::net::TcpStream,
+    to: &std::net::TcpStream,
+    mut moved: impl FnMut(usize),
+) -> io::Result<()> {
     use nix::fcntl::{splice, FcntlArg, SpliceFFlags};
     /// The most moved per call: the pipe is made this big where the system allows.
     const CHUNK: usize = 1 << 20;
     let (pipe_out, pipe_in) = super::pipe()?;
     // Ignored when over the user's pipe limit: the default 64 KiB still works.
     let _ = nix::fcntl::fcntl(&pipe_in, FcntlArg::F_SETPIPE_SZ(CHUNK as libc::c_int));
-    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+    let flags = SpliceFFlags::SPLICE_F_MOVE;
     loop {
         let read = match splice(from, None, &pipe_in, None, CHUNK, flags) {
             Ok(0) => return Ok(()),
@@ -198,7 +208,10 @@ pub fn splice_through(from: &std::net::TcpStream, to: &std::net::TcpStream) -> i
         while left > 0 {
             match splice(&pipe_out, None, to, None, left, flags) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => left -= n,
+                Ok(n) => {
+                    left -= n;
+                    moved(n);
+                }
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
