@@ -46,6 +46,19 @@ chmod 0700 "$work/run"
 
 as_user "$work/sandbox" -q --root "$work/store" pull "$ref" >/dev/null
 podman_args="--root $work/podman --runroot $work/run/podman --storage-driver overlay --runtime runc --cgroup-manager cgroupfs --events-backend none"
+# Ends the sandbox started in the background as $1 (a subshell that exec'd runuser, which
+# passes SIGTERM on to sandbox), and waits until nothing of it runs, so the next
+# `sandbox run` starts a container of its own instead of joining this one.
+end_sandbox() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" || true
+    for _ in $(seq 100); do
+        [ "$(as_user "$work/sandbox" --root "$work/store" ps | wc -l)" -le 1 ] && return 0
+        sleep 0.05
+    done
+    echo "error: the sandbox did not end" >&2
+    return 1
+}
 # Pulls the image into podman's store too, when podman is installed; true when it is.
 podman_ready() {
     command -v podman >/dev/null || return 1

@@ -76,19 +76,6 @@ upload() {
 
 next_port() { shuf -i 20000-40000 -n 1; }
 
-# Ends the sandbox started in the background as $1 (a subshell that exec'd runuser, which
-# passes SIGTERM on to sandbox), and waits until nothing of it runs, so the next
-# `sandbox run` starts a container of its own instead of joining this one.
-end_sandbox() {
-    kill -TERM "$1" 2>/dev/null || true
-    wait "$1" || true
-    for _ in $(seq 100); do
-        [ "$(as_user "$work/sandbox" --root "$work/store" ps | wc -l)" -le 1 ] && return 0
-        sleep 0.05
-    done
-    echo "error: the sandbox did not end" >&2
-    return 1
-}
 report() { printf '%-34s download %6s MB/s   upload %6s MB/s\n' "$1" "$2" "$3"; }
 
 # The ceiling: the same tools straight over the host's loopback.

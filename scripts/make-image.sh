@@ -38,6 +38,10 @@ cp "$busybox" "$root/bin/busybox"
 for applet in sh ash ls cat id true false echo env pwd stat touch mkdir rm cp mv grep sed head tail wc sleep ps kill uname hostname; do
     ln -s busybox "$root/bin/$applet"
 done
+# Where a merged-/usr host keeps its libraries, so that the host's /usr mounted with
+# `-v /usr:/usr:ro` runs inside (the benchmarks' python3, pip and curl).
+ln -s usr/lib "$root/lib"
+ln -s usr/lib64 "$root/lib64"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
 printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
 add_layer "$root"

@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Latency benchmark: what a build's hundreds of small requests feel like on each network path.
+# Every server is on the host's loopback (or inside the sandbox, for a published port), so
+# nothing leaves this machine but the optional PyPI part.
+#   round trips:  `roundtrip` (tests/probes/roundtrip.c): ROUNDS round trips on one
+#                 connection, both ends TCP_NODELAY, each 8-byte message written in two
+#                 halves; a run's figure is its median, the table shows the median of RUNS runs
+#   TLS:          full TLS 1.3 handshakes (connect, handshake, one byte each way), one after
+#                 another, to a loopback TLS server; median of RUNS runs of HANDSHAKES each
+#   pip:          `pip download` of a pinned set of 30 generated wheels (with dependencies)
+#                 from a loopback HTTPS index (keep-alive), the whole command timed; median
+#                 of RUNS runs. Then the same for a pinned set from PyPI, for the table only
+#                 (SANDBOX_BENCH_SKIP_PACKAGE_REGISTRIES=1 leaves it out).
+#
+#   bench/latency.sh              # RUNS=5 ROUNDS=1000 HANDSHAKES=200 by default
+#
+# Paths: the host itself (no sandbox); sandbox's relay (the default network), its forwarder
+# (`[network] allow`) and a port published through the relay; pasta and slirp4netns. The
+# sandbox reaches the host's loopback with --host-loopback (host.containers.internal).
+# Targets: relay and published-port round trips within 1.5x slirp4netns and 3x the host; the
+# forwarder within 1.5x the relay; pip from the loopback index within 1.3x pasta.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-5}
+rounds=${ROUNDS:-1000}
+handshakes=${HANDSHAKES:-200}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+for tool in pasta slirp4netns openssl /usr/bin/python3 cc; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is missing (scripts/host-packages.sh installs it)" >&2; exit 1; }
+done
+/usr/bin/python3 -m pip --version >/dev/null 2>&1 || { echo "error: Debian's python3-pip is missing" >&2; exit 1; }
+
+mkdir -p "$work/bin"
+cc -static -O2 -o "$work/bin/roundtrip" tests/probes/roundtrip.c
+# A CA, and the loopback TLS servers' certificate it signed for every name the paths use.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=bench CA" \
+    -keyout "$work/bin/ca-key.pem" -out "$work/bin/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
+    -keyout "$work/bin/key.pem" -out "$work/bin/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,DNS:host.containers.internal,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$work/bin/server.ext"
+openssl x509 -req -in "$work/bin/server.csr" -CA "$work/bin/ca.pem" -CAkey "$work/bin/ca-key.pem" -CAcreateserial \
+    -days 2 -extfile "$work/bin/server.ext" -out "$work/bin/cert.pem" 2>/dev/null
+cp /etc/ssl/certs/ca-certificates.crt "$work/bin/host-cas.pem"
+chmod -R a+rX "$work/bin"
+[ -n "$user" ] && chown -R "$user:" "$work/bin"
+next_port() { shuf -i 20000-40000 -n 1; }
+
+# --- the servers, on the host's loopback ---
+rt_port=$(next_port)
+"$work/bin/roundtrip" serve "$rt_port" &
+servers=($!)
+tls_port=$(next_port)
+/usr/bin/python3 - "$tls_port" "$work/bin/cert.pem" "$work/bin/key.pem" <<'PY' &
+import socket, ssl, sys, threading
+port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+listener = socket.create_server(("127.0.0.1", port), backlog=128)
+def serve(raw):
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with context.wrap_socket(raw, server_side=True) as s:
+            if s.recv(1):
+                s.sendall(b"y")
+    except OSError:
+        pass
+while True:
+    raw, _ = listener.accept()
+    threading.Thread(target=serve, args=(raw,), daemon=True).start()
+PY
+servers+=($!)
+
+# A simple index of generated wheels: 30 packages of 20-400 KB, each pinned set member
+# depending on two more, as a project's requirements pull in theirs.
+index=$work/index
+/usr/bin/python3 - "$index" <<'PY'
+import base64, hashlib, io, os, random, sys, zipfile
+root = sys.argv[1]
+random.seed(7)
+count = 30
+for i in range(count):
+    name = f"benchpkg{i:02d}"
+    deps = [f"benchpkg{j:02d}==1.0" for j in (2 * i + 1, 2 * i + 2) if j < count]
+    files = {
+        f"{name}/__init__.py": b"DATA = %r\n" % base64.b64encode(random.randbytes(random.randint(15, 300) * 1024)),
+        f"{name}-1.0.dist-info/METADATA": ("Metadata-Version: 2.1\nName: %s\nVersion: 1.0\n%s" % (name, "".join(f"Requires-Dist: {d}\n" for d in deps))).encode(),
+        f"{name}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+        for path, data in files.items()
+    ) + f"{name}-1.0.dist-info/RECORD,,\n"
+    files[f"{name}-1.0.dist-info/RECORD"] = record.encode()
+    wheel = f"{name}-1.0-py3-none-any.whl"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for path, data in files.items():
+            z.writestr(path, data)
+    os.makedirs(f"{root}/simple/{name}", exist_ok=True)
+    with open(f"{root}/simple/{name}/{wheel}", "wb") as f:
+        f.write(buffer.getvalue())
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
+    with open(f"{root}/simple/{name}/index.html", "w") as f:
+        f.write(f'<!DOCTYPE html><html><body><a href="{wheel}#sha256={digest}">{wheel}</a></body></html>\n')
+PY
+index_port=$(next_port)
+/usr/bin/python3 - "$index_port" "$index" "$work/bin/cert.pem" "$work/bin/key.pem" <<'PY' 2>/dev/null &
+import functools, http.server, ssl, sys
+port, root, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Handler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as PyPI serves pip
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=root))
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+PY
+servers+=($!)
+trap 'kill "${servers[@]}" 2>/dev/null || true; cleanup' EXIT
+pinned="benchpkg00==1.0 benchpkg03==1.0 benchpkg05==1.0"
+
+# --- how each path runs a command ---
+sandbox_run() { # NETWORK(relay|pasta|slirp4netns|forwarder) ARGS... -- CMD
+    local network=$1; shift
+    local flags=(--host-loopback)
+    if [ "$network" = forwarder ]; then
+        allow "localhost:$rt_port" "localhost:$tls_port" "localhost:$index_port"
+    else
+        flags+=(--network "$network")
+    fi
+    local rc=0
+    (cd "$work/project" && as_user "$work/sandbox" --root "$work/store" run "${flags[@]}" -v /usr:/usr:ro -v "$work/bin:/opt/bench:ro" --image "$ref" "$@") || rc=$?
+    rm -f "$work/home/.config/sandbox/config.toml"
+    return $rc
+}
+# The user's own allow-list (the floor that --image runs get), naming the loopback servers.
+allow() {
+    mkdir -p "$work/home/.config/sandbox"
+    local list; list=$(printf '"%s",' "$@")
+    printf '[network]\nallow = [%s]\n' "${list%,}" >"$work/home/.config/sandbox/config.toml"
+    [ -n "$user" ] && chown -R "$user:" "$work/home/.config"
+    return 0
+}
+# Where the host's loopback is, inside, for each path (the forwarder: a name it allows).
+host_inside() {
+    case $1 in
+        host | forwarder) echo localhost ;;
+        *) echo host.containers.internal ;;
+    esac
+}
+median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) exit 1; print a[int((NR+1)/2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN{print (r <= t) ? "ok" : "MISSED"}'; }
+
+# Median (µs) of one `roundtrip ask` run's round trips, on path $1.
+roundtrip_once() {
+    local path=$1
+    case $path in
+        host) "$work/bin/roundtrip" ask 127.0.0.1 "$rt_port" "$rounds" ;;
+        forwarder) sandbox_run forwarder -- /opt/bench/roundtrip ask 127.0.0.1 3128 "$rounds" "localhost:$rt_port" ;;
+        *) sandbox_run "$path" -- sh -c "a=\$(grep host.containers.internal /etc/hosts | cut -f1); /opt/bench/roundtrip ask \$a $rt_port $rounds" ;;
+    esac | median
+}
+# The same from the host to a server inside, through a port published by $1.
+published_once() {
+    "$work/bin/roundtrip" ask 127.0.0.1 "$1" "$rounds" | median
+}
+# Median (ms) of one run of sequential TLS handshakes on path $1.
+tls_once() {
+    local path=$1 name; name=$(host_inside "$path")
+    local client="/usr/bin/python3 -c '
+import socket, ssl, statistics, sys, time
+context = ssl.create_default_context(cafile=\"/opt/bench/ca.pem\")
+times = []
+for _ in range($handshakes):
+    start = time.perf_counter()
+    with socket.create_connection((\"$name\", $tls_port)) as raw:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with context.wrap_socket(raw, server_hostname=\"$name\") as s:
+            s.sendall(b\"x\")
+            s.recv(1)
+    times.append(time.perf_counter() - start)
+print(statistics.median(times) * 1000)
+'"
+    case $path in
+        host) sh -c "${client//\/opt\/bench/$work/bin}" ;;
+        *) sandbox_run "$path" -- sh -c "$client" ;;
+    esac
+}
+# pip's environment, the same on every path: only the CAs in $1 (the host's own variables
+# would win over --cert), no config file, no local wheels.
+pip_env() {
+    echo "env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=$1 REQUESTS_CA_BUNDLE=$1 SSL_CERT_FILE=$1 CURL_CA_BUNDLE=$1"
+}
+# Seconds of one `pip download` of the pinned set from the loopback index on path $1.
+pip_once() {
+    local path=$1 name; name=$(host_inside "$path")
+    local pip="$(pip_env /opt/bench/ca.pem) /usr/bin/python3 -m pip download -q --no-cache-dir -d \$(mktemp -d) --index-url https://$name:$index_port/simple/ $pinned"
+    local start end
+    start=$(date +%s.%N)
+    case $path in
+        host) as_user sh -c "${pip//\/opt\/bench/$work/bin}" >/dev/null ;;
+        *) sandbox_run "$path" -- sh -c "$pip" >/dev/null ;;
+    esac || { echo "error: pip download failed on path $path" >&2; exit 1; }
+    end=$(date +%s.%N)
+    awk -v s="$start" -v e="$end" 'BEGIN{printf "%.3f\n", e - s}'
+}
+# The same from PyPI (through this machine's egress), with the host's CAs.
+pypi_once() {
+    local path=$1
+    local pip="$(pip_env /opt/bench/host-cas.pem) /usr/bin/python3 -m pip download -q --no-cache-dir -d \$(mktemp -d) requests==2.32.3 pytest==8.3.3 flask==3.0.3"
+    local start end
+    start=$(date +%s.%N)
+    case $path in
+        host) as_user sh -c "${pip//\/opt\/bench/$work/bin}" >/dev/null ;;
+        *) sandbox_run "$path" -- sh -c "$pip" >/dev/null ;;
+    esac || { echo "error: pip download failed on path $path" >&2; exit 1; }
+    end=$(date +%s.%N)
+    awk -v s="$start" -v e="$end" 'BEGIN{printf "%.3f\n", e - s}'
+}
+# Median of RUNS runs of `$1 PATH`.
+runs_of() {
+    for _ in $(seq "$runs"); do "$@"; done | median
+}
+
+paths=(host relay forwarder pasta slirp4netns)
+declare -A rt tls pip
+echo "round trips: median of $runs runs of $rounds; TLS: median of $runs runs of $handshakes handshakes; pip: median of $runs runs"
+printf '%-28s %14s %14s %14s\n' path "round trip µs" "TLS handshake ms" "pip (index) s"
+for path in "${paths[@]}"; do
+    rt[$path]=$(runs_of roundtrip_once "$path")
+    tls[$path]=$(runs_of tls_once "$path")
+    pip[$path]=$(runs_of pip_once "$path")
+    printf '%-28s %14s %14.2f %14s\n' "$path" "${rt[$path]}" "${tls[$path]}" "${pip[$path]}"
+done
+# Published ports: a server inside, the host asking.
+for helper in relay pasta; do
+    p=$(next_port)
+    (cd "$work/project" && exec_as_user "$work/sandbox" --root "$work/store" run --network "$helper" -p "$p:7000" -v "$work/bin:/opt/bench:ro" --image "$ref" -- /opt/bench/roundtrip serve 7000 2>/dev/null) &
+    server=$!
+    servers+=("$server")
+    # The port accepts before the server inside listens: wait for a whole round trip.
+    for _ in $(seq 200); do
+        "$work/bin/roundtrip" ask 127.0.0.1 "$p" 1 >/dev/null 2>&1 && break
+        sleep 0.05
+    done
+    rt[published-$helper]=$(runs_of published_once "$p")
+    end_sandbox "$server"
+    printf '%-28s %14s\n' "published port ($helper)" "${rt[published-$helper]}"
+done
+
+echo
+echo "targets:"
+r=$(ratio "${rt[relay]}" "${rt[slirp4netns]}"); printf '  relay / slirp4netns round trip       %6s (<= 1.5) %s\n' "$r" "$(verdict "$r" 1.5)"
+r=$(ratio "${rt[relay]}" "${rt[host]}"); printf '  relay / host round trip              %6s (<= 3.0) %s\n' "$r" "$(verdict "$r" 3)"
+r=$(ratio "${rt[published-relay]}" "${rt[slirp4netns]}"); printf '  published / slirp4netns round trip   %6s (<= 1.5) %s\n' "$r" "$(verdict "$r" 1.5)"
+r=$(ratio "${rt[published-relay]}" "${rt[host]}"); printf '  published / host round trip          %6s (<= 3.0) %s\n' "$r" "$(verdict "$r" 3)"
+r=$(ratio "${rt[forwarder]}" "${rt[relay]}"); printf '  forwarder / relay round trip         %6s (<= 1.5) %s\n' "$r" "$(verdict "$r" 1.5)"
+r=$(ratio "${pip[relay]}" "${pip[pasta]}"); printf '  relay / pasta pip download (index)   %6s (<= 1.3) %s\n' "$r" "$(verdict "$r" 1.3)"
+echo "  (TLS handshake: relay / pasta $(ratio "${tls[relay]}" "${tls[pasta]}"), relay / host $(ratio "${tls[relay]}" "${tls[host]}"))"
+
+echo
+if [ -n "${SANDBOX_BENCH_SKIP_PACKAGE_REGISTRIES:-}" ]; then
+    echo "pip download from PyPI: skipped (SANDBOX_BENCH_SKIP_PACKAGE_REGISTRIES is set)"
+else
+    echo "pip download requests==2.32.3 pytest==8.3.3 flask==3.0.3 from PyPI (median of $runs runs; for the table, not a target):"
+    for path in host relay pasta; do
+        printf '  %-26s %8s s\n' "$path" "$(runs_of pypi_once "$path")"
+    done
+fi
