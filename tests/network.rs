@@ -1228,3 +1228,29 @@ fn the_traffic_the_relay_and_the_forwarder_carry_is_counted() {
     within(&stats_json(&joined)["net_in"], DOWN, "joined --stats in");
     stop(running);
 }
+
+/// A setup step installing from a service on the host's loopback (a package index or proxy,
+/// as devpi or verdaccio serve there) reaches it when the project's trusted `host_loopback`
+/// says so, as the project's commands do; without it the step cannot.
+#[test]
+fn a_setup_step_reaches_the_hosts_loopback_when_the_project_allows_it() {
+    let f = fixture();
+    let port = host_server("from-the-host-index");
+    let step = format!(
+        "{{ printf 'GET / HTTP/1.0\\\\r\\\\n\\\\r\\\\n' | nc host.containers.internal {port}; }} > /fetched || true"
+    );
+    // The step's text differs too: a stored layer is reused whatever the network says.
+    let toml = |host_loopback: bool| {
+        format!(
+            "setup = [\"{step} # {host_loopback}\"]\n[toolchain]\nimage = \"{}\"\n[network]\nhost_loopback = {host_loopback}\n",
+            f.image
+        )
+    };
+    f.env.write("project/sandbox.toml", &toml(true));
+    f.env.ok(&["trust"]);
+    let fetched = f.env.ok(&["run", "--", "cat", "/fetched"]);
+    assert!(fetched.contains("from-the-host-index"), "{fetched}");
+    f.env.write("project/sandbox.toml", &toml(false));
+    let fetched = f.env.ok(&["run", "--", "cat", "/fetched"]);
+    assert!(!fetched.contains("from-the-host-index"), "{fetched}");
+}

@@ -506,8 +506,8 @@ fn working_dir(project: &ProjectInputs, cwd: &Path) -> PathBuf {
 
 /// The network: the flag, else sandbox.toml's mode, else the relay (where the kernel can, else
 /// pasta if installed, else slirp4netns);
-/// ports and host loopback from both. Without a request (a setup container) only the mode
-/// counts: nothing is published.
+/// ports and host loopback from both. Without a request (a setup container) the project's own
+/// settings count: its mode and host loopback; nothing is published.
 fn network(
     project: &ProjectInputs,
     request: Option<&Request>,
@@ -537,19 +537,20 @@ fn network(
         None if host.relay => Network::Relay,
         None => Network::Helper(host.helper.ok_or(PlanError::NoNetworkHelper)?),
     };
-    let Some(request) = request else {
-        return Ok(NetworkPlan {
-            mode,
-            options: NetworkOptions::default(),
-        });
+    // A setup container publishes nothing, but has the project's own (trusted) host
+    // loopback: a step installing from a package index or proxy on the host's loopback
+    // reaches it as the project's commands do, as `podman build` reaches
+    // host.containers.internal.
+    let ports: Vec<PortMapping> = match request {
+        Some(request) => project
+            .ports
+            .iter()
+            .chain(&request.publish)
+            .cloned()
+            .collect(),
+        None => Vec::new(),
     };
-    let ports: Vec<PortMapping> = project
-        .ports
-        .iter()
-        .chain(&request.publish)
-        .cloned()
-        .collect();
-    let host_loopback = request.host_loopback || project.host_loopback;
+    let host_loopback = request.is_some_and(|r| r.host_loopback) || project.host_loopback;
     let host_address = match mode {
         Network::Helper(helper) => host_loopback
             .then(|| helper.host_address(host.gateway))
@@ -558,7 +559,7 @@ fn network(
             host_loopback.then(|| crate::runtime::egress::relay::HOST_ADDRESS.to_string())
         }
         _ => {
-            if !ports.is_empty() || host_loopback {
+            if request.is_some() && (!ports.is_empty() || host_loopback) {
                 return Err(PlanError::PortsNeedHelper);
             }
             return Ok(NetworkPlan {
@@ -574,9 +575,9 @@ fn network(
             host_loopback,
             host_address,
             policy: None,
-            log: (mode == Network::Relay)
-                .then(|| request.network_log.clone())
-                .flatten(),
+            log: request
+                .filter(|_| mode == Network::Relay)
+                .and_then(|r| r.network_log.clone()),
         },
     })
 }

@@ -875,3 +875,35 @@ fn an_allow_list_refuses_the_hosts_network_and_ports_and_yields_to_the_users_fla
     assert_eq!(plan(&toml, &relay).network.mode, Network::Relay);
     assert_eq!(plan(&toml, &request()).network.mode, Network::Filtered);
 }
+
+#[test]
+fn a_setup_step_reaches_the_hosts_loopback_when_the_project_asks_for_it() {
+    // Without it: no host.containers.internal, as before.
+    let plain = setup_plan(&project());
+    assert!(!plain.network.options.host_loopback);
+    // With the project's (trusted) host_loopback: the relay's host address, named in
+    // /etc/hosts; still nothing published.
+    let project = ProjectInputs {
+        host_loopback: true,
+        ports: vec![crate::runtime::network::parse_port("8080:80").unwrap()],
+        ..project()
+    };
+    let setup = setup_plan(&project);
+    assert!(setup.network.options.host_loopback);
+    assert_eq!(
+        setup.network.options.host_address.as_deref(),
+        Some("169.254.1.2")
+    );
+    assert!(setup.network.options.ports.is_empty());
+    let hosts = setup
+        .rootfs
+        .etc_files
+        .iter()
+        .find(|f| f.path == std::path::Path::new("/etc/hosts"))
+        .unwrap();
+    assert!(
+        matches!(&hosts.content, EtcContent::Text(t) if t.contains("169.254.1.2\thost.containers.internal")),
+        "{:?}",
+        hosts.content
+    );
+}
