@@ -32,15 +32,10 @@ done
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || { echo "error: Debian's python3-pip is missing" >&2; exit 1; }
 
 mkdir -p "$work/bin"
+# shellcheck source=bench/index.sh
+source bench/index.sh
+make_tls_certificates "$work/bin"
 cc -static -O2 -o "$work/bin/roundtrip" tests/probes/roundtrip.c
-# A CA, and the loopback TLS servers' certificate it signed for every name the paths use.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=bench CA" \
-    -keyout "$work/bin/ca-key.pem" -out "$work/bin/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
-    -keyout "$work/bin/key.pem" -out "$work/bin/server.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,DNS:host.containers.internal,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$work/bin/server.ext"
-openssl x509 -req -in "$work/bin/server.csr" -CA "$work/bin/ca.pem" -CAkey "$work/bin/ca-key.pem" -CAcreateserial \
-    -days 2 -extfile "$work/bin/server.ext" -out "$work/bin/cert.pem" 2>/dev/null
 cp /etc/ssl/certs/ca-certificates.crt "$work/bin/host-cas.pem"
 chmod -R a+rX "$work/bin"
 [ -n "$user" ] && chown -R "$user:" "$work/bin"
@@ -71,56 +66,9 @@ while True:
 PY
 servers+=($!)
 
-# A simple index of generated wheels: 30 packages of 20-400 KB, each pinned set member
-# depending on two more, as a project's requirements pull in theirs.
-index=$work/index
-/usr/bin/python3 - "$index" <<'PY'
-import base64, hashlib, io, os, random, sys, zipfile
-root = sys.argv[1]
-random.seed(7)
-count = 30
-for i in range(count):
-    name = f"benchpkg{i:02d}"
-    deps = [f"benchpkg{j:02d}==1.0" for j in (2 * i + 1, 2 * i + 2) if j < count]
-    files = {
-        f"{name}/__init__.py": b"DATA = %r\n" % base64.b64encode(random.randbytes(random.randint(15, 300) * 1024)),
-        f"{name}-1.0.dist-info/METADATA": ("Metadata-Version: 2.1\nName: %s\nVersion: 1.0\n%s" % (name, "".join(f"Requires-Dist: {d}\n" for d in deps))).encode(),
-        f"{name}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = "".join(
-        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
-        for path, data in files.items()
-    ) + f"{name}-1.0.dist-info/RECORD,,\n"
-    files[f"{name}-1.0.dist-info/RECORD"] = record.encode()
-    wheel = f"{name}-1.0-py3-none-any.whl"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        for path, data in files.items():
-            z.writestr(path, data)
-    os.makedirs(f"{root}/simple/{name}", exist_ok=True)
-    with open(f"{root}/simple/{name}/{wheel}", "wb") as f:
-        f.write(buffer.getvalue())
-    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
-    with open(f"{root}/simple/{name}/index.html", "w") as f:
-        f.write(f'<!DOCTYPE html><html><body><a href="{wheel}#sha256={digest}">{wheel}</a></body></html>\n')
-PY
-index_port=$(next_port)
-/usr/bin/python3 - "$index_port" "$index" "$work/bin/cert.pem" "$work/bin/key.pem" <<'PY' 2>/dev/null &
-import functools, http.server, ssl, sys
-port, root, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-class Handler(http.server.SimpleHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as PyPI serves pip
-    def log_message(self, *args):
-        pass
-server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=root))
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(cert, key)
-server.socket = context.wrap_socket(server.socket, server_side=True)
-server.serve_forever()
-PY
-servers+=($!)
+start_wheel_index "$work/index"
+servers+=("$index_server")
 trap 'kill "${servers[@]}" 2>/dev/null || true; cleanup' EXIT
-pinned="benchpkg00==1.0 benchpkg03==1.0 benchpkg05==1.0"
 
 # --- how each path runs a command ---
 sandbox_run() { # NETWORK(relay|pasta|slirp4netns|forwarder) ARGS... -- CMD
@@ -198,7 +146,7 @@ pip_env() {
 # Seconds of one `pip download` of the pinned set from the loopback index on path $1.
 pip_once() {
     local path=$1 name; name=$(host_inside "$path")
-    local pip="$(pip_env /opt/bench/ca.pem) /usr/bin/python3 -m pip download -q --no-cache-dir -d \$(mktemp -d) --index-url https://$name:$index_port/simple/ $pinned"
+    local pip="$(pip_env /opt/bench/ca.pem) /usr/bin/python3 -m pip download -q --no-cache-dir -d \$(mktemp -d) --index-url https://$name:$index_port/simple/ $pinned_wheels"
     local start end
     start=$(date +%s.%N)
     case $path in

@@ -9,21 +9,15 @@ port=$(shuf -i 20000-40000 -n 1)
 registry_pid=$(scripts/start-registry.sh "$port" "$work/registry")
 user=""
 [ "$(id -u)" = 0 ] && user=${SANDBOX_TEST_USER:-sandbox-test}
-as_user() {
-    if [ -n "$user" ]; then
-        runuser -u "$user" -- env HOME="$work/home" XDG_RUNTIME_DIR="$work/run" XDG_CONFIG_HOME="$work/home/.config" PATH=/usr/bin:/bin:/usr/sbin:/sbin "$@"
-    else
-        env XDG_RUNTIME_DIR="$work/run" "$@"
-    fi
-}
+# The words that run a command as that user, with the bench's own home and run dir.
+if [ -n "$user" ]; then
+    as_user_prefix=(runuser -u "$user" -- env HOME="$work/home" XDG_RUNTIME_DIR="$work/run" XDG_CONFIG_HOME="$work/home/.config" PATH=/usr/bin:/bin:/usr/sbin:/sbin)
+else
+    as_user_prefix=(env XDG_RUNTIME_DIR="$work/run")
+fi
+as_user() { "${as_user_prefix[@]}" "$@"; }
 # The same, replacing the calling (sub)shell, so a signal to it reaches the tool.
-exec_as_user() {
-    if [ -n "$user" ]; then
-        exec runuser -u "$user" -- env HOME="$work/home" XDG_RUNTIME_DIR="$work/run" XDG_CONFIG_HOME="$work/home/.config" PATH=/usr/bin:/bin:/usr/sbin:/sbin "$@"
-    else
-        XDG_RUNTIME_DIR="$work/run" exec "$@"
-    fi
-}
+exec_as_user() { exec "${as_user_prefix[@]}" "$@"; }
 cleanup() {
     kill "$registry_pid" 2>/dev/null || true
     # The pause process sandbox started for this store (it would idle 15 minutes otherwise).

@@ -31,20 +31,28 @@ add_layer() {
     layers+=("$digest $diff_id $(stat -c %s "$work/layer$n.tgz") $work/layer$n.tgz")
 }
 
-root=$work/root
-mkdir -p "$root"/{bin,etc,tmp,root,home,dev,proc,sys}
-chmod 1777 "$root/tmp"
-cp "$busybox" "$root/bin/busybox"
-for applet in sh ash ls cat id true false echo env pwd stat touch mkdir rm cp mv grep sed head tail wc sleep ps kill uname hostname; do
-    ln -s busybox "$root/bin/$applet"
-done
-# Where a merged-/usr host keeps its libraries, so that the host's /usr mounted with
-# `-v /usr:/usr:ro` runs inside (the benchmarks' python3, pip and curl).
-ln -s usr/lib "$root/lib"
-ln -s usr/lib64 "$root/lib64"
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
-printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
-add_layer "$root"
+# ROOTFS_TAR: a root file system as a tar (bench/debian-images.sh's) instead of busybox.
+if [ -n "${ROOTFS_TAR:-}" ]; then
+    diff_id=sha256:$(sha256sum "$ROOTFS_TAR" | cut -d' ' -f1)
+    gzip -1 -n -c "$ROOTFS_TAR" >"$work/layer0.tgz"
+    digest=sha256:$(sha256sum "$work/layer0.tgz" | cut -d' ' -f1)
+    layers+=("$digest $diff_id $(stat -c %s "$work/layer0.tgz") $work/layer0.tgz")
+else
+    root=$work/root
+    mkdir -p "$root"/{bin,etc,tmp,root,home,dev,proc,sys}
+    chmod 1777 "$root/tmp"
+    cp "$busybox" "$root/bin/busybox"
+    for applet in sh ash ls cat id true false echo env pwd stat touch mkdir rm cp mv grep sed head tail wc sleep ps kill uname hostname; do
+        ln -s busybox "$root/bin/$applet"
+    done
+    # Where a merged-/usr host keeps its libraries, so that the host's /usr mounted with
+    # `-v /usr:/usr:ro` runs inside (the benchmarks' python3, pip and curl).
+    ln -s usr/lib "$root/lib"
+    ln -s usr/lib64 "$root/lib64"
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
+    add_layer "$root"
+fi
 
 for ((i = 1; i <= filler_layers; i++)); do
     dir=$work/filler$i
@@ -74,8 +82,11 @@ for entry in "${layers[@]}"; do
 done
 arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 join() { local IFS=,; echo "$*"; }
-printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' \
-    "$arch" "$(join "${diff_ids[@]}")" >"$work/config.json"
+# A history entry per layer: builders (podman build) match them against the layers.
+history=()
+for _ in "${layers[@]}"; do history+=('{"created_by":"scripts/make-image.sh"}'); done
+printf '{"architecture":"%s","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["/bin/sh"]},"rootfs":{"type":"layers","diff_ids":[%s]},"history":[%s]}' \
+    "$arch" "$(join "${diff_ids[@]}")" "$(join "${history[@]}")" >"$work/config.json"
 config_digest=sha256:$(sha256sum "$work/config.json" | cut -d' ' -f1)
 push_blob "$work/config.json" "$config_digest"
 printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[%s]}' \
