@@ -143,10 +143,11 @@ print(statistics.median(times) * 1000)
 pip_env() {
     echo "env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CERT=$1 REQUESTS_CA_BUNDLE=$1 SSL_CERT_FILE=$1 CURL_CA_BUNDLE=$1"
 }
-# Seconds of one `pip download` of the pinned set from the loopback index on path $1.
-pip_once() {
-    local path=$1 name; name=$(host_inside "$path")
-    local pip="$(pip_env /opt/bench/ca.pem) /usr/bin/python3 -m pip download -q --no-cache-dir -d \$(mktemp -d) --index-url https://$name:$index_port/simple/ $pinned_wheels"
+# Seconds of one `pip download $3` in the environment $2 (pip_env's) on path $1 (the host's
+# own, or inside a sandbox).
+pip_timed() {
+    local path=$1
+    local pip="$2 /usr/bin/python3 -m pip download -q --no-cache-dir -d \$(mktemp -d) $3"
     local start end
     start=$(date +%s.%N)
     case $path in
@@ -156,18 +157,13 @@ pip_once() {
     end=$(date +%s.%N)
     awk -v s="$start" -v e="$end" 'BEGIN{printf "%.3f\n", e - s}'
 }
-# The same from PyPI (through this machine's egress), with the host's CAs.
+# The pinned set from the loopback index, on path $1.
+pip_once() {
+    pip_timed "$1" "$(pip_env /opt/bench/ca.pem)" "--index-url https://$(host_inside "$1"):$index_port/simple/ $pinned_wheels"
+}
+# A pinned set from PyPI (through this machine's egress), with the host's CAs.
 pypi_once() {
-    local path=$1
-    local pip="$(pip_env /opt/bench/host-cas.pem) /usr/bin/python3 -m pip download -q --no-cache-dir -d \$(mktemp -d) requests==2.32.3 pytest==8.3.3 flask==3.0.3"
-    local start end
-    start=$(date +%s.%N)
-    case $path in
-        host) as_user sh -c "${pip//\/opt\/bench/$work/bin}" >/dev/null ;;
-        *) sandbox_run "$path" -- sh -c "$pip" >/dev/null ;;
-    esac || { echo "error: pip download failed on path $path" >&2; exit 1; }
-    end=$(date +%s.%N)
-    awk -v s="$start" -v e="$end" 'BEGIN{printf "%.3f\n", e - s}'
+    pip_timed "$1" "$(pip_env /opt/bench/host-cas.pem)" "requests==2.32.3 pytest==8.3.3 flask==3.0.3"
 }
 # Median of RUNS runs of `$1 PATH`.
 runs_of() {

@@ -541,15 +541,7 @@ fn network(
     // loopback: a step installing from a package index or proxy on the host's loopback
     // reaches it as the project's commands do, as `podman build` reaches
     // host.containers.internal.
-    let ports: Vec<PortMapping> = match request {
-        Some(request) => project
-            .ports
-            .iter()
-            .chain(&request.publish)
-            .cloned()
-            .collect(),
-        None => Vec::new(),
-    };
+    let ports = published(project, request);
     let host_loopback = request.is_some_and(|r| r.host_loopback) || project.host_loopback;
     let host_address = match mode {
         Network::Helper(helper) => host_loopback
@@ -582,6 +574,18 @@ fn network(
     })
 }
 
+/// The ports published: sandbox.toml's and the flags'; none for a setup container (no request).
+fn published(project: &ProjectInputs, request: Option<&Request>) -> Vec<PortMapping> {
+    request.map_or_else(Vec::new, |request| {
+        project
+            .ports
+            .iter()
+            .chain(&request.publish)
+            .cloned()
+            .collect()
+    })
+}
+
 /// The network of a sandbox with an allow-list: none stays none, host is refused (it would
 /// bypass the list), anything else is filtered.
 fn filtered(
@@ -602,15 +606,7 @@ fn filtered(
     }
     // Published as with a helper (a setup container publishes nothing), except on a port the
     // forwarder holds inside.
-    let ports: Vec<PortMapping> = match request {
-        Some(request) => project
-            .ports
-            .iter()
-            .chain(&request.publish)
-            .cloned()
-            .collect(),
-        None => Vec::new(),
-    };
+    let ports = published(project, request);
     let held = policy.allow.ports();
     if let Some(taken) = ports.iter().find(|p| {
         p.protocol == crate::runtime::network::Protocol::Tcp
