@@ -127,6 +127,40 @@ fn exit_codes_are_the_commands_own_or_podmans() {
     );
 }
 
+/// Commands as users type them: the Maven and Gradle wrappers (`./mvnw`), a script in a
+/// subdir. A name with a slash is found from the working dir, as a shell finds it; a missing
+/// one exits 127 and one without its x bit 126, as podman's do.
+#[test]
+fn relative_commands_are_found_from_the_working_dir() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let f = fixture();
+    let script = |relative: &str, mode: u32| {
+        let path = f.env.write(
+            &format!("project/{relative}"),
+            "#!/bin/sh\necho \"$0 ran in $(pwd) with $*\"\n",
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        f.env.give_to_user(&path);
+    };
+    script("mvnw", 0o755);
+    script("sub/x.sh", 0o755);
+    script("sub/plain.sh", 0o644);
+    let project = f.env.path().join("project");
+    for (command, shown) in [("./mvnw", "./mvnw"), ("sub/x.sh", "sub/x.sh")] {
+        let out = f.run(&[command, "-o", "package"]);
+        assert!(out.status.success(), "{command}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            format!("{shown} ran in {} with -o package\n", project.display()),
+            "{command}"
+        );
+    }
+    let out = f.run(&["./no-such-wrapper"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    let out = f.run(&["sub/plain.sh"]);
+    assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
+}
+
 fn signal_after_start(
     f: &Fixture,
     args: &[&str],

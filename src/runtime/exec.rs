@@ -112,14 +112,17 @@ fn is_executable(path: &Path) -> bool {
         && fs_err::metadata(path).is_ok_and(|m| m.is_file())
 }
 
-/// Finds `name` on the container's PATH (or takes it as a path when it has a slash).
-fn resolve(name: &str, env: &[(String, String)]) -> Result<PathBuf, std::io::Error> {
+/// Finds `name` on the container's PATH, or takes it as a path when it has a slash: a
+/// relative one (`./mvnw`, `bin/test.sh`) is checked from the working dir `cwd`, and kept
+/// relative, so it is run from there (entered before exec) and sees itself as `$0` as it was
+/// typed, as a shell runs it.
+fn resolve(name: &str, env: &[(String, String)], cwd: &Path) -> Result<PathBuf, std::io::Error> {
     if name.contains('/') {
-        let path = PathBuf::from(name);
+        let path = cwd.join(name);
         return if !path.exists() {
             Err(std::io::Error::from_raw_os_error(libc::ENOENT))
         } else if is_executable(&path) {
-            Ok(path)
+            Ok(PathBuf::from(name))
         } else {
             Err(std::io::Error::from_raw_os_error(libc::EACCES))
         };
@@ -148,7 +151,7 @@ fn program(plan: &ProcessPlan) -> Result<(PathBuf, Vec<String>), (String, std::i
     match &plan.program {
         Program::Command(argv) => {
             let name = argv.first().cloned().unwrap_or_default();
-            let path = resolve(&name, &plan.env).map_err(|e| (name, e))?;
+            let path = resolve(&name, &plan.env, &plan.cwd).map_err(|e| (name, e))?;
             Ok((path, argv.clone()))
         }
         Program::LoginShell => {
