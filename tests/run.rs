@@ -161,6 +161,88 @@ fn relative_commands_are_found_from_the_working_dir() {
     assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
 }
 
+/// The test user's home as sandbox reads it (the passwd entry's, not $HOME).
+fn passwd_home(user: &str) -> std::path::PathBuf {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&user))
+        .and_then(|f| f.get(5).map(std::path::PathBuf::from))
+        .unwrap_or_else(|| panic!("{user} has no passwd entry"))
+}
+
+/// A project dir under the test user's own home, removed when dropped.
+struct HomeProject(std::path::PathBuf);
+
+impl HomeProject {
+    fn new(env: &TestEnv, name: &str) -> Self {
+        let home = passwd_home(&env.user_name());
+        let src = home.join("src");
+        if !src.exists() {
+            std::fs::create_dir(&src).unwrap();
+            env.give_to_user(&src);
+        }
+        let dir = src.join(format!("{name}-{}-{:x}", std::process::id(), rand_suffix()));
+        std::fs::create_dir(&dir).unwrap();
+        env.give_to_user(&dir);
+        Self(dir)
+    }
+}
+
+impl Drop for HomeProject {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Most projects live under the home (`~/src/app`): a command starts in the project and sees
+/// its files, which it writes as the user, while the rest of the home is the per-project one.
+/// (The per-project home was bound over the project: commands started in `/` and saw nothing.)
+#[test]
+fn a_project_under_the_home_is_seen_at_its_own_path() {
+    let f = fixture();
+    let project = HomeProject::new(&f.env, "first-hour");
+    let pom = project.0.join("pom.xml");
+    std::fs::write(&pom, "<project/>\n").unwrap();
+    f.env.give_to_user(&pom);
+    let out = f
+        .env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &f.image,
+            "--",
+            "sh",
+            "-c",
+            "pwd; ls; touch made-inside; touch ~/in-the-home && echo home-writable",
+        ])
+        .current_dir(&project.0)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}\npom.xml\nhome-writable\n", project.0.display())
+    );
+    let made = std::fs::metadata(project.0.join("made-inside")).unwrap();
+    assert_eq!(made.uid(), f.env.uid(), "owned by the user on the host");
+    // The home's own file went to the per-project home, not the real one.
+    let home = passwd_home(&f.env.user_name());
+    assert!(
+        !home.join("in-the-home").exists(),
+        "the real home was written"
+    );
+}
+
 fn signal_after_start(
     f: &Fixture,
     args: &[&str],

@@ -199,10 +199,10 @@ fn setup(
     }
     // 4. The overlay of the image's layers, with the container's own upper dir.
     let overlay = mount_overlay(plan, status, control, fuse)?;
-    // 5. The plan: project dir, /proc, /sys, /dev, /tmp, masks.
+    // 5. The plan: /proc, /sys, /dev, /tmp, the home, the project dir, masks.
     mounts::execute(&merged, &plan.rootfs.mounts)?;
-    // 6. /etc files and the user's home, written into the overlay's upper dir; then the
-    //    caches, whose targets are made inside that home with the user as owner.
+    // 6. /etc files, written into the overlay's upper dir; then the caches, whose targets
+    //    are made inside the home with the user as owner.
     write_etc(plan)?;
     mount_caches(plan)?;
     mount_trust(plan)?;
@@ -336,7 +336,7 @@ fn kernel_overlay(plan: &LaunchPlan) -> std::io::Result<()> {
 }
 
 /// The plan's /etc files (passwd and group merged with the image's own, read through no
-/// link and with a size cap), then the user's home.
+/// link and with a size cap).
 fn write_etc(plan: &LaunchPlan) -> Result<(), MountFailure> {
     let root =
         RootDir::open(&plan.merged()).map_err(failure("open the new root", &plan.merged()))?;
@@ -353,20 +353,6 @@ fn write_etc(plan: &LaunchPlan) -> Result<(), MountFailure> {
         };
         root.write_file(&file.path, &text, file.mode, file.owner)
             .map_err(failure("write", &file.path))?;
-    }
-    let (home, owner) = &plan.rootfs.home;
-    root.dir(home, *owner)
-        .map_err(failure("create the home directory", home))?;
-    if let Some(source) = &plan.rootfs.home_source {
-        mounts::execute(
-            &plan.merged(),
-            &[mounts::MountOp::Bind {
-                source: source.clone(),
-                target: home.clone(),
-                kind: mounts::Kind::Dir,
-                read_only: false,
-            }],
-        )?;
     }
     Ok(())
 }

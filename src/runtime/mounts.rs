@@ -348,6 +348,10 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
                 }
             }
         }
+        MountOp::Dir { target, owner } => {
+            root.dir(target, *owner)
+                .map_err(fail("create the directory", target))?;
+        }
         MountOp::ReadOnly { target } => {
             let f = fail("make read-only", target);
             let Some((kind, fd)) = existing(root, target) else {

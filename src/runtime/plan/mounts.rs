@@ -47,6 +47,20 @@ pub enum MountOp {
     ReadOnly {
         target: PathBuf,
     },
+    /// Make a directory and those above it that are missing, owned by `owner`.
+    Dir {
+        target: PathBuf,
+        owner: Option<(u32, u32)>,
+    },
+}
+
+/// The user's home inside: made with `owner`, and the per-project home (`source`) bound over
+/// it when there is one.
+#[derive(Clone, Copy, Debug)]
+pub struct HomeMount<'a> {
+    pub target: &'a Path,
+    pub owner: Option<(u32, u32)>,
+    pub source: Option<&'a Path>,
 }
 
 /// /proc paths podman masks by default.
@@ -74,9 +88,18 @@ const READ_ONLY: &[&str] = &[
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 /// The mounts of a container, in order: /proc, /sys (mounted when the container has its own
-/// network namespace, else the host's bound read-only), /dev, /tmp, the project dir
+/// network namespace, else the host's bound read-only), /dev, /tmp, the home, the project dir
 /// (`project`, bound at its own path), then the masks and read-only paths over /proc and /sys.
-pub fn plan(own_netns: bool, project: Option<&Path>, tmp_size: Option<u64>) -> Vec<MountOp> {
+///
+/// The home comes before the project: a project under the home (`~/src/app`, where most
+/// projects live) is bound inside the per-project home at its own path, the dirs above it made
+/// the user's. Bound the other way round, the home hid the project.
+pub fn plan(
+    own_netns: bool,
+    home: HomeMount<'_>,
+    project: Option<&Path>,
+    tmp_size: Option<u64>,
+) -> Vec<MountOp> {
     // A size in KiB for tmpfs (0 would mean no limit at all).
     let sized = |bytes: u64| format!("size={}k", (bytes / 1024).max(1));
     let mut ops = vec![
@@ -127,8 +150,26 @@ pub fn plan(own_netns: bool, project: Option<&Path>, tmp_size: Option<u64>) -> V
             None => "mode=1777".into(),
         },
     });
-    // After the tmpfs mounts, so a project under /tmp is not covered by them.
+    // After the tmpfs mounts, so a home or project under /tmp is not covered by them.
+    ops.push(MountOp::Dir {
+        target: home.target.to_owned(),
+        owner: home.owner,
+    });
+    if let Some(source) = home.source {
+        ops.push(MountOp::Bind {
+            source: source.to_owned(),
+            target: home.target.to_owned(),
+            kind: Kind::Dir,
+            read_only: false,
+        });
+    }
     if let Some(project) = project {
+        if project.starts_with(home.target) && project != home.target {
+            ops.push(MountOp::Dir {
+                target: project.to_owned(),
+                owner: home.owner,
+            });
+        }
         ops.push(MountOp::Bind {
             source: project.to_owned(),
             target: project.to_owned(),

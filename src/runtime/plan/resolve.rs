@@ -202,14 +202,20 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         namespaces.push(Namespace::Net);
     }
     let project_mount = (!setup).then_some(project.dir.as_path());
+    // Setup steps never see the per-project home: their layer must not depend on it.
+    let home_source = if setup { None } else { request.home.clone() };
+    let home = mounts::HomeMount {
+        target: &user.home,
+        owner: home_owner,
+        source: home_source.as_deref(),
+    };
     let rootfs = RootfsPlan {
         layers: inputs.layers.clone(),
         overlay: inputs.host.overlay,
-        mounts: mounts::plan(own_netns, project_mount, limits.tmp_size()),
+        mounts: mounts::plan(own_netns, home, project_mount, limits.tmp_size()),
         etc_files: etc(&network, &hostname, &inputs.host.resolv_conf, root_owner),
         home: (user.home.clone(), home_owner),
-        // Setup steps never see it: their layer must not depend on it.
-        home_source: if setup { None } else { request.home.clone() },
+        home_source,
         caches,
         trust: trust_mounts(inputs.trust, setup),
         forward: if setup {

@@ -907,3 +907,78 @@ fn a_setup_step_reaches_the_hosts_loopback_when_the_project_asks_for_it() {
         hosts.content
     );
 }
+
+/// Where each mount of a plan goes, in order (the /dev entries and masks left out).
+fn mount_order(p: &LaunchPlan) -> Vec<String> {
+    use crate::runtime::plan::MountOp;
+    p.rootfs
+        .mounts
+        .iter()
+        .filter_map(|op| match op {
+            MountOp::Proc { target } => Some(format!("proc {}", target.display())),
+            MountOp::Sys { target, .. } => Some(format!("sys {}", target.display())),
+            MountOp::Tmpfs { target, .. } => Some(format!("tmpfs {}", target.display())),
+            MountOp::Dir { target, owner } => Some(format!("dir {} {owner:?}", target.display())),
+            MountOp::Bind { source, target, .. } if !target.starts_with("/dev") => {
+                Some(format!("bind {} {}", source.display(), target.display()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_home_is_mounted_before_a_project_inside_it() {
+    // The project at /home/dev/app, the home's per-project dir bound over /home/dev first.
+    let p = plan(&project(), &request());
+    assert_eq!(
+        mount_order(&p),
+        [
+            "proc /proc",
+            "sys /sys",
+            "tmpfs /dev",
+            "tmpfs /dev/shm",
+            "tmpfs /tmp",
+            "dir /home/dev Some((1000, 1000))",
+            "bind /store/homes/0123 /home/dev",
+            "dir /home/dev/app Some((1000, 1000))",
+            "bind /home/dev/app /home/dev/app",
+        ]
+    );
+    // A project outside the home: nothing made for it in the home.
+    let elsewhere = ProjectInputs {
+        dir: "/srv/app".into(),
+        ..project()
+    };
+    let order = mount_order(&plan(&elsewhere, &request()));
+    assert_eq!(
+        order[5..],
+        [
+            "dir /home/dev Some((1000, 1000))",
+            "bind /store/homes/0123 /home/dev",
+            "bind /srv/app /srv/app"
+        ]
+    );
+    // The home itself as the project: bound last, over the per-project home.
+    let home = ProjectInputs {
+        dir: "/home/dev".into(),
+        ..project()
+    };
+    let order = mount_order(&plan(&home, &request()));
+    assert_eq!(
+        order.last().map(String::as_str),
+        Some("bind /home/dev /home/dev")
+    );
+    // --fresh-home: an empty home made in the container, the project still inside it.
+    let mut fresh = request();
+    fresh.home = None;
+    let order = mount_order(&plan(&project(), &fresh));
+    assert_eq!(
+        order[5..],
+        [
+            "dir /home/dev Some((1000, 1000))",
+            "dir /home/dev/app Some((1000, 1000))",
+            "bind /home/dev/app /home/dev/app"
+        ]
+    );
+}
