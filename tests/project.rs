@@ -162,6 +162,13 @@ fn init_writes_a_template_guessed_from_the_projects_files() {
         toml.contains("# Java with the Eclipse Temurin JDK"),
         "{toml}"
     );
+    // Its comments name every network mode, the default first.
+    assert!(
+        toml.contains(
+            "# mode = \"relay\"         relay (the default) | pasta | slirp4netns | none | host"
+        ),
+        "{toml}"
+    );
     // An existing file is kept unless --force.
     let stderr = env.fails(&["init", "php@8.2"]);
     assert!(
@@ -969,4 +976,23 @@ fn unshared_caches_are_the_projects_own() {
     );
     let stderr = env.fails(&["run", "--", "true"]);
     assert!(stderr.contains("cache `extra` needs a path"), "{stderr}");
+}
+
+/// Without a sandbox.toml, `lock` and `setup ls` say how to write one, and suggest --image
+/// only for the commands that take it (both refuse it).
+#[test]
+fn commands_without_a_project_hint_only_what_they_accept() {
+    let env = TestEnv::new();
+    for command in [&["lock"][..], &["setup", "ls"][..]] {
+        let stderr = env.fails(command);
+        assert!(
+            stderr.contains("hint: write one with `sandbox init`")
+                && stderr.contains("`sandbox run` and `sandbox enter` take an image with --image"),
+            "{command:?}: {stderr}"
+        );
+        let mut with_image = command.to_vec();
+        with_image.extend(["--image", "docker.io/library/debian:12"]);
+        let refused = env.run(&with_image);
+        assert!(!refused.status.success(), "{command:?} took --image");
+    }
 }

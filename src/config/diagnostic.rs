@@ -63,7 +63,11 @@ pub fn at(
 /// gets the nearest known one as a hint.
 pub fn from_toml(path: &Path, text: &str, error: &toml::de::Error) -> ConfigError {
     let message = error.message().trim().to_owned();
-    let hint = unknown_key_hint(&message).or_else(|| type_hint(&message));
+    let hint = error
+        .span()
+        .and_then(|span| top_level_key_hint(text, span.start))
+        .or_else(|| unknown_key_hint(&message))
+        .or_else(|| type_hint(&message));
     let message = message.lines().next().unwrap_or("").to_owned();
     match error.span() {
         Some(span) => at(path, text, span, message, hint),
@@ -76,6 +80,30 @@ pub fn from_toml(path: &Path, text: &str, error: &toml::de::Error) -> ConfigErro
             hint,
         },
     }
+}
+
+/// sandbox.toml's keys that belong before the first table.
+const TOP_LEVEL_KEYS: &[&str] = &["setup", "workdir"];
+
+/// A top-level key written below a `[table]` header belongs to that table in TOML, where it
+/// is unknown or of the wrong type: say where it goes instead.
+fn top_level_key_hint(text: &str, at: usize) -> Option<String> {
+    let line_start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let key = line.split('=').next()?.trim();
+    let header = text
+        .get(..line_start)?
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))?;
+    // [toolchain] has a `setup` of its own.
+    let own = header == "[toolchain]" && key == "setup";
+    (TOP_LEVEL_KEYS.contains(&key) && !own).then(|| {
+        format!(
+            "`{key}` is a top-level key: below `{header}` it belongs to that table; move it above the first table"
+        )
+    })
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`": "did you mean `a`?".
@@ -142,6 +170,57 @@ fn distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hint_of(text: &str) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Shape {
+            setup: Option<Vec<String>>,
+            workdir: Option<String>,
+            #[serde(default)]
+            env: std::collections::BTreeMap<String, String>,
+            network: Option<Network>,
+            toolchain: Option<Toolchain>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Network {
+            mode: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Toolchain {
+            setup: Option<Vec<String>>,
+        }
+        let error = toml::from_str::<Shape>(text).err()?;
+        match from_toml(Path::new("sandbox.toml"), text, &error) {
+            ConfigError::Invalid { hint, .. } => hint,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_top_level_key_below_a_table_is_told_where_it_goes() {
+        let hint = hint_of("[env]\nA = \"1\"\nsetup = [\"make\"]\n").unwrap();
+        assert!(
+            hint.contains("`setup` is a top-level key: below `[env]`")
+                && hint.contains("above the first table"),
+            "{hint}"
+        );
+        let hint = hint_of("[network]\nmode = \"relay\"\nworkdir = \".\"\n").unwrap();
+        assert!(
+            hint.contains("`workdir` is a top-level key: below `[network]`"),
+            "{hint}"
+        );
+        // [toolchain]'s own setup is not sent elsewhere; other mistakes keep their hints.
+        let hint = hint_of("[toolchain]\nsetup = \"make\"\n").unwrap_or_default();
+        assert!(!hint.contains("top-level"), "{hint}");
+        let hint = hint_of("[network]\nmdoe = \"relay\"\n").unwrap_or_default();
+        assert_eq!(hint, "did you mean `mode`?");
+    }
 
     #[test]
     fn lines_and_columns_are_one_based() {

@@ -73,7 +73,7 @@ impl ConfigError {
             ),
             ConfigError::Invalid { hint, .. } | ConfigError::Other { hint, .. } => hint.clone(),
             ConfigError::NoProject { .. } => Some(
-                "write one with `sandbox init` (e.g. `sandbox init java@21`), or name an image with --image".into(),
+                "write one with `sandbox init` (e.g. `sandbox init java@21`); without one, `sandbox run` and `sandbox enter` take an image with --image".into(),
             ),
             ConfigError::NotOwned { dir, .. } => Some(format!(
                 "if you trust it, add the directory to `safe_directories` in your config ({}): safe_directories = [\"{}\"]",

@@ -109,7 +109,8 @@ version = "{version}"          # {name} versions: {versions}
 # NAME = "value"         set inside, after the image's and the template's own
 
 [network]
-# mode = "pasta"         pasta | slirp4netns | none | host (host needs `sandbox trust`)
+# mode = "relay"         relay (the default) | pasta | slirp4netns | none | host (host
+#                        needs `sandbox trust`)
 # ports = ["8080:8080"]  [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], on 127.0.0.1 by default
 # host_loopback = false  reach the host's 127.0.0.1 services (needs `sandbox trust`)
 # allow = ["@toolchain"]  only these names are reachable: @toolchain is this template's
