@@ -32,6 +32,23 @@ int main(void) {
 }
 "#;
 
+/// Runs argv[3..] as uid argv[1] and gid argv[2] (a daemon's user, as `setpriv` would).
+const AS_UID: &str = r#"
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 4 || setgroups(0, NULL) != 0 || setgid(atoi(argv[2])) != 0 || setuid(atoi(argv[1])) != 0) {
+        perror("as-uid");
+        return 125;
+    }
+    execv(argv[3], argv + 3);
+    perror("as-uid: exec");
+    return 126;
+}
+"#;
+
 struct Fixture {
     env: TestEnv,
     _registry: Registry,
@@ -43,11 +60,10 @@ fn fixture() -> Fixture {
     let (registry, image) = support::pulled_busybox(
         &env,
         "library/busybox",
-        vec![support::helper_entry(
-            "bin/tiocsti",
-            "tiocsti",
-            TIOCSTI_PROBE,
-        )],
+        vec![
+            support::helper_entry("bin/tiocsti", "tiocsti", TIOCSTI_PROBE),
+            support::helper_entry("bin/as-uid", "as-uid", AS_UID),
+        ],
     );
     Fixture {
         env,
@@ -241,6 +257,43 @@ fn a_project_under_the_home_is_seen_at_its_own_path() {
         !home.join("in-the-home").exists(),
         "the real home was written"
     );
+}
+
+/// `/` inside is the image root's (root, 0755), as podman's: a daemon's user (postgres,
+/// `_apt`, www-data) reaches the image's files. It was the user's and 0700, so every other id
+/// inside failed on `libc.so.6: Permission denied`.
+#[test]
+fn the_root_has_the_images_mode_and_other_ids_reach_it() {
+    let f = fixture();
+    let out = f.sh("stat -c '%a %u:%g' /");
+    assert_eq!(text(&out.stdout), "755 0:0\n", "{}", text(&out.stderr));
+    let mut args = vec![
+        "run",
+        "--network",
+        "none",
+        "--as-root",
+        "--image",
+        &f.image,
+        "--",
+    ];
+    args.extend([
+        "as-uid",
+        "65534",
+        "65534",
+        "/bin/busybox",
+        "cat",
+        "/etc/passwd",
+    ]);
+    let out = f.env.run(&args);
+    assert!(
+        out.status.success() && text(&out.stdout).contains("root:x:0:0"),
+        "uid 65534: {} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // The user still cannot write to /, as in podman.
+    let out = f.sh("touch /not-mine");
+    assert!(!out.status.success(), "the user wrote to /");
 }
 
 fn signal_after_start(

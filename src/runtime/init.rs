@@ -197,7 +197,9 @@ fn setup(
             Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start"),
         ))?;
     }
-    // 4. The overlay of the image's layers, with the container's own upper dir.
+    // 4. The overlay of the image's layers, with the container's own upper dir, whose mode
+    //    and owner the merged root takes: the image root's.
+    root_like_the_images(plan).map_err(failure("give the root the image's mode", &plan.upper()))?;
     let overlay = mount_overlay(plan, status, control, fuse)?;
     // 5. The plan: /proc, /sys, /dev, /tmp, the home, the project dir, masks.
     mounts::execute(&merged, &plan.rootfs.mounts)?;
@@ -214,6 +216,31 @@ fn setup(
         sys::loopback_up().map_err(failure("bring up lo", Path::new("/")))?;
     }
     Ok(overlay)
+}
+
+/// Gives the upper dir the mode and owner of the image's top layer's root. The overlay's root
+/// takes them from the upper dir, which sandbox made 0700 and the user's: then no other id
+/// inside (a daemon's user, `_apt`, `postgres`) could reach anything, as podman's `/` (the
+/// image root's: root, 0755 on Debian) lets them. The container dir around it stays 0700.
+fn root_like_the_images(plan: &LaunchPlan) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let Some(top) = plan.rootfs.layers.last() else {
+        return Ok(());
+    };
+    let image_root = fs_err::symlink_metadata(top)?;
+    // A layer without an entry for its root leaves the dir the store made, which is ours:
+    // such a root is root's, as podman's is.
+    let (uid, gid) = if image_root.uid() == nix::unistd::geteuid().as_raw() {
+        (0, 0)
+    } else {
+        (image_root.uid(), image_root.gid())
+    };
+    let upper = plan.upper();
+    std::os::unix::fs::lchown(&upper, Some(uid), Some(gid))?;
+    fs_err::set_permissions(
+        &upper,
+        std::fs::Permissions::from_mode(image_root.mode() & 0o7777),
+    )
 }
 
 /// Kernel overlayfs with `userxattr` (Linux 5.11+), its lower layers given one `lowerdir+`
