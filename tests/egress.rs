@@ -398,6 +398,12 @@ fn setup_steps_are_held_by_setup_allow() {
     );
     let err = f.env.fails(&["run", "--", "true"]);
     assert!(err.contains("sandbox: blocked egress to evil.example (not in [network].setup_allow in sandbox.toml:6)"), "{err}");
+    // The hint names the list to change, not the step.
+    assert!(
+        err.contains("hint: the step reached for evil.example, which the setup steps' allow-list does not name: add it to `setup_allow`"),
+        "{err}"
+    );
+    assert!(!err.contains("fix the step"), "{err}");
 }
 
 /// Plain HTTP through the proxy variables reaches a server that knows no proxy requests

@@ -996,3 +996,66 @@ fn commands_without_a_project_hint_only_what_they_accept() {
         assert!(!refused.status.success(), "{command:?} took --image");
     }
 }
+
+/// Ctrl-C during a setup step is an interruption, not a failure of the step: it says so and
+/// that running again goes on from there.
+#[test]
+fn an_interrupted_setup_step_is_not_called_a_failure() {
+    let env = TestEnv::new();
+    let (_registry, image) = support::pulled_busybox(&env, "setup/interrupted", Vec::new());
+    env.write(
+        "project/sandbox.toml",
+        &format!("setup = [\"touch /started; echo step-running; sleep 30\"]\n[toolchain]\nimage = \"{image}\"\n"),
+    );
+    let mut child = env
+        .command(&["run", "--", "true"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted once the step runs: its output (on stderr) says so.
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(line) if line.trim_start() == "| step-running" => break,
+            Ok(_) => {}
+            Err(e) => panic!("the step did not start: {e}"),
+        }
+    }
+    // SAFETY: signalling our own child, as a terminal's Ctrl-C does.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    let out = std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: stderr.into_bytes(),
+    };
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("setup step 1 of 1 was interrupted, with exit code 130"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: run again to go on from this step"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("fix the step"), "{stderr}");
+}

@@ -17,7 +17,7 @@ pub enum CliError {
         message: String,
         hint: Option<String>,
     },
-    #[error("setup step {step} of {total} failed with exit code {code}: {text}\n{output}")]
+    #[error("setup step {step} of {total} {} exit code {code}: {text}\n{output}", end.verb())]
     SetupStep {
         step: usize,
         total: usize,
@@ -26,6 +26,7 @@ pub enum CliError {
         /// The last lines it printed, indented.
         output: String,
         file: std::path::PathBuf,
+        end: StepEnd,
     },
     #[error("there is no place for {what}: HOME is not set")]
     NoHome {
@@ -43,6 +44,36 @@ pub enum CliError {
     Io(#[from] std::io::Error),
 }
 
+/// How a setup step that did not succeed ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepEnd {
+    /// It failed by itself: the step needs fixing.
+    Failed,
+    /// Ended by Ctrl-C or SIGTERM (128 + 2 or 15): nothing to fix.
+    Interrupted,
+    /// The allow-list refused these while it ran (`name:port`).
+    Blocked(Vec<String>),
+}
+
+impl StepEnd {
+    pub fn of(code: i32, blocked: Vec<String>) -> Self {
+        if code == 128 + libc::SIGINT || code == 128 + libc::SIGTERM {
+            StepEnd::Interrupted
+        } else if !blocked.is_empty() {
+            StepEnd::Blocked(blocked)
+        } else {
+            StepEnd::Failed
+        }
+    }
+
+    fn verb(&self) -> &'static str {
+        match self {
+            StepEnd::Interrupted => "was interrupted, with",
+            StepEnd::Failed | StepEnd::Blocked(_) => "failed with",
+        }
+    }
+}
+
 impl From<crate::image::reference::ReferenceError> for CliError {
     fn from(e: crate::image::reference::ReferenceError) -> Self {
         CliError::Image(e.into())
@@ -56,10 +87,18 @@ impl CliError {
             CliError::Image(e) => e.hint(),
             CliError::Runtime(e) => e.hint(),
             CliError::Usage { hint, .. } => hint.clone(),
-            CliError::SetupStep { file, .. } => Some(format!(
-                "fix the step in {} and run again; the steps before it are stored and will not rerun",
-                file.display()
-            )),
+            CliError::SetupStep { file, end, .. } => Some(match end {
+                StepEnd::Interrupted => "run again to go on from this step: the steps before it are stored and will not rerun".to_owned(),
+                StepEnd::Blocked(targets) => format!(
+                    "the step reached for {}, which the setup steps' allow-list does not name: add it to `setup_allow` in [network] of {} (or a preset: \"@toolchain\", \"@debian\")",
+                    targets.join(", "),
+                    file.display()
+                ),
+                StepEnd::Failed => format!(
+                    "fix the step in {} and run again; the steps before it are stored and will not rerun",
+                    file.display()
+                ),
+            }),
             CliError::NoHome { variable, .. } => {
                 Some(format!("set HOME, or {variable}, to an absolute path"))
             }
@@ -88,5 +127,21 @@ impl CliError {
             out.push_str(&format!("hint: {hint}\n"));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StepEnd;
+
+    #[test]
+    fn a_step_ends_interrupted_blocked_or_failed() {
+        assert_eq!(StepEnd::of(130, Vec::new()), StepEnd::Interrupted);
+        assert_eq!(StepEnd::of(143, vec!["x:443".into()]), StepEnd::Interrupted);
+        assert_eq!(
+            StepEnd::of(1, vec!["evil.example:443".into()]),
+            StepEnd::Blocked(vec!["evil.example:443".into()])
+        );
+        assert_eq!(StepEnd::of(2, Vec::new()), StepEnd::Failed);
     }
 }

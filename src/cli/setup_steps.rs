@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 
-use super::errors::CliError;
+use super::errors::{CliError, StepEnd};
 use super::progress::Progress;
 use crate::config::project::Project;
 use crate::config::setup::{Secret, SetupStep};
@@ -322,6 +322,7 @@ fn run_step(
                 .collect::<Vec<_>>()
                 .join("\n"),
             file: config.file.clone(),
+            end: StepEnd::of(code, outcome.blocked),
         });
     }
     // The layer holds what the step did, not the /etc files and mount points sandbox made.
@@ -421,6 +422,8 @@ struct StepsOutcome {
     tail: VecDeque<String>,
     /// An unfinished last line.
     partial: Vec<u8>,
+    /// What the allow-list (`setup_allow`) refused while the step ran.
+    blocked: Vec<String>,
 }
 
 /// Shows the steps' output as it comes (the monitor hands it over) and keeps what the report
@@ -496,6 +499,10 @@ impl RunReporter for StepOutput<'_> {
 
     fn egress_blocked(&self, target: &str, reason: &str) {
         RunReporter::egress_blocked(self.progress, target, reason);
+        let mut seen = self.seen.borrow_mut();
+        if !seen.blocked.iter().any(|t| t == target) && seen.blocked.len() < 8 {
+            seen.blocked.push(target.to_owned());
+        }
     }
 
     fn output(&self, bytes: &[u8]) {
