@@ -1059,3 +1059,81 @@ fn an_interrupted_setup_step_is_not_called_a_failure() {
     );
     assert!(!stderr.contains("fix the step"), "{stderr}");
 }
+
+/// One sandbox per project: a command joins the running one even after sandbox.toml, the lock
+/// or a flag asks for something else, but first says what it cannot take and names
+/// `sandbox stop`; with --locked it refuses (it ran in the old sandbox without a word).
+#[test]
+fn a_join_says_what_the_running_sandbox_does_not_have() {
+    let env = TestEnv::new();
+    let (_registry, image) = support::pulled_busybox(&env, "join/edited", Vec::new());
+    let toml = format!("[toolchain]\nimage = \"{image}\"\n");
+    env.write("project/sandbox.toml", &toml);
+    let mut first = env
+        .command(&["run", "--", "sh", "-c", "touch started; sleep 30"])
+        .spawn()
+        .unwrap();
+    let started = env.path().join("project/started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sandbox did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let running = |env: &TestEnv| {
+        let ps: serde_json::Value = serde_json::from_str(&env.ok(&["ps", "--json"])).unwrap();
+        ps.as_array().map_or(0, Vec::len)
+    };
+    // Nothing changed: joined without a word.
+    let out = env.run(&["run", "--", "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("joining"),
+        "{}",
+        text(&out.stderr)
+    );
+    // sandbox.toml edited: still joined, and said.
+    env.write(
+        "project/sandbox.toml",
+        &format!("{toml}[env]\nEDITED = \"1\"\n"),
+    );
+    let out = env.run(&["run", "--", "true"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("joining the project's running sandbox")
+            && stderr.contains("sandbox.toml changed")
+            && stderr.contains("`sandbox stop "),
+        "{stderr}"
+    );
+    assert_eq!(running(&env), 1, "a second sandbox started");
+    // Flags that apply only at start are named.
+    let out = env.run(&[
+        "run",
+        "--memory",
+        "64m",
+        "-v",
+        "/etc/hostname:/mnt/h",
+        "--",
+        "true",
+    ]);
+    assert!(
+        text(&out.stderr).contains("--memory, -v take effect only when a sandbox starts"),
+        "{}",
+        text(&out.stderr)
+    );
+    // --locked refuses to run in a sandbox the files no longer make.
+    env.ok(&["lock"]);
+    let out = env.run(&["run", "--locked", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("sandbox.lock changed")
+            && text(&out.stderr).contains("hint: `sandbox stop "),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+}

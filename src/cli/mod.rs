@@ -9,6 +9,7 @@ mod progress;
 mod project;
 mod session;
 mod setup_steps;
+mod sources;
 mod trust;
 
 use std::process::ExitCode;

@@ -41,6 +41,9 @@ pub struct ContainerState {
     pub trusts_host_cas: bool,
     #[serde(default)]
     pub java_options: bool,
+    /// What it was made from, with digests (sandbox.toml, sandbox.lock, copied files).
+    #[serde(default)]
+    pub sources: Vec<(String, String)>,
     /// Its directory (`containers/<id>`), where it was read from.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -65,6 +68,7 @@ impl ContainerState {
             java_options: plan.process.env.iter().any(|(k, v)| {
                 k == "JAVA_TOOL_OPTIONS" && v.contains(super::plan::TRUST_JAVA_STORE)
             }),
+            sources: plan.sources.clone(),
             dir: plan.dir.clone(),
         }
     }
@@ -224,12 +228,29 @@ fn is_older_than(path: &Path, age: std::time::Duration) -> bool {
         .is_some_and(|elapsed| elapsed > age)
 }
 
-/// The running container of `project` started from `image`, if any.
-pub fn find_for_project(containers: &Path, project: &Path, image: &str) -> Option<ContainerState> {
+/// The running container of `project`, if any: one sandbox per project, whatever image it
+/// was started from (a command joining it says when that differs).
+pub fn find_for_project(containers: &Path, project: &Path) -> Option<ContainerState> {
     running(containers)
         .into_iter()
         .rev()
-        .find(|s| s.project_dir == project && s.image == image)
+        .find(|s| s.project_dir == project)
+}
+
+/// What differs between the sources a container was made from and `now`: the names of the
+/// changed, added or removed ones.
+pub fn changed_sources(then: &[(String, String)], now: &[(String, String)]) -> Vec<String> {
+    let mut changed: Vec<String> = now
+        .iter()
+        .filter(|(name, digest)| !then.iter().any(|(n, d)| n == name && d == digest))
+        .map(|(name, _)| name.clone())
+        .collect();
+    changed.extend(
+        then.iter()
+            .filter(|(name, _)| !now.iter().any(|(n, _)| n == name))
+            .map(|(name, _)| name.clone()),
+    );
+    changed
 }
 
 /// Ends a container: SIGTERM to its processes, SIGKILL to pid 1 after `grace`. Must run inside

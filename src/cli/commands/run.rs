@@ -51,6 +51,7 @@ pub fn project_inputs(config: Option<&Project>, cwd: &Path) -> Result<ProjectInp
     Ok(ProjectInputs {
         egress,
         setup_egress,
+        sources: crate::cli::sources::of(config),
         dir: config.dir.clone(),
         workdir: config.workdir.clone(),
         env: config.env.clone(),
@@ -71,6 +72,44 @@ pub fn project_inputs(config: Option<&Project>, cwd: &Path) -> Result<ProjectInp
         cap_add: config.security.cap_add.iter().map(|c| c.value).collect(),
         cap_drop: config.security.cap_drop.iter().map(|c| c.value).collect(),
     })
+}
+
+/// What a command joining `running` asks for that the running sandbox does not have: another
+/// image, changed files it was made from, flags that apply only when a sandbox starts.
+fn join_differences(
+    running: &state::ContainerState,
+    image: &str,
+    project: &ProjectInputs,
+    args: &SandboxArgs,
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    if running.image != image {
+        differences.push(format!("it runs {}, not {image}", running.image));
+    }
+    // A record from before sources were kept says nothing about them.
+    if !running.sources.is_empty() {
+        for name in state::changed_sources(&running.sources, &project.sources) {
+            differences.push(format!("{name} changed"));
+        }
+    }
+    let flags: Vec<&str> = [
+        (args.memory.is_some(), "--memory"),
+        (args.cpus.is_some(), "--cpus"),
+        (args.pids.is_some(), "--pids"),
+        (args.tmp.is_some(), "--tmp"),
+        (!args.volumes.is_empty(), "-v"),
+        (args.fresh_home, "--fresh-home"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect();
+    if !flags.is_empty() {
+        differences.push(format!(
+            "{} take effect only when a sandbox starts",
+            flags.join(", ")
+        ));
+    }
+    differences
 }
 
 /// `--env-file` files, then `-e`.
@@ -407,9 +446,23 @@ fn launch(
         trust: None,
     };
 
-    // A running container of this project and image is joined instead of starting another.
-    if let Some(running) = state::find_for_project(&host.containers_dir, &project.dir, &image_name)
-    {
+    // A running container of this project is joined instead of starting another: one sandbox
+    // per project. What it cannot take from this command is said first (--locked: refused).
+    if let Some(running) = state::find_for_project(&host.containers_dir, &project.dir) {
+        let differences = join_differences(&running, &image_name, &project, args);
+        if !differences.is_empty() {
+            let what = differences.join("; ");
+            let id = &running.id;
+            if args.locked {
+                return Err(usage(
+                    format!("--locked: the project's running sandbox {id} is not what sandbox.toml and sandbox.lock make now: {what}"),
+                    format!("`sandbox stop {id}` ends it; the next command then starts one from the files as they are"),
+                ));
+            }
+            progress.notice(
+                &format!("joining the project's running sandbox {id}, started before this: {what}; `sandbox stop {id}` ends it, and the next command starts a new one"),
+            );
+        }
         let process = plan::resolve_join(&inputs, &running).map_err(RuntimeError::from)?;
         let v1_parents: Vec<PathBuf> = host.cgroups.v1.iter().map(|d| d.path.clone()).collect();
         match join::run(&running, &process, &v1_parents, request.stats, &progress) {

@@ -359,6 +359,8 @@ pub struct LaunchPlan {
     /// Keep the upper dir (the command's changes) at this path when the command succeeds,
     /// instead of discarding it: how a setup layer is made.
     pub keep_upper: Option<PathBuf>,
+    /// What the project's sandbox is made from, with digests (`ProjectInputs::sources`).
+    pub sources: Vec<(String, String)>,
 }
 
 impl LaunchPlan {

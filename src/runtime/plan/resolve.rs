@@ -77,6 +77,10 @@ pub struct ProjectInputs {
     /// `[security] cap_add` (only from a trusted file) and `cap_drop`.
     pub cap_add: Vec<caps::Capability>,
     pub cap_drop: Vec<caps::Capability>,
+    /// What the sandbox is made from, each with a digest (sandbox.toml, sandbox.lock, the
+    /// files setup steps copy): recorded with a running container, so that a command joining
+    /// it can say what changed since it started.
+    pub sources: Vec<(String, String)>,
 }
 
 /// A user's command, or a setup container whose upper dir is kept at `keep_upper`.
@@ -264,6 +268,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
             LaunchKind::Setup { keep_upper } => Some(keep_upper.clone()),
             LaunchKind::Command => None,
         },
+        sources: project.sources.clone(),
     })
 }
 

@@ -493,6 +493,7 @@ fn running(network: &str) -> ContainerState {
         cgroup: None,
         trusts_host_cas: false,
         java_options: false,
+        sources: Vec::new(),
         dir: "/store/containers/c0ffee".into(),
     }
 }
