@@ -233,6 +233,29 @@ fn mirrors_from_the_user_config_are_tried_in_order() {
         "recorded under the name the user asked for"
     );
 
+    // An image the mirror does not have, while the registry behind it cannot be reached (here
+    // a closed port; on a machine whose only way out is the mirror, its DNS): the error is the
+    // mirror's answer, not the unreachable registry's.
+    let upstream = support::registry::free_port();
+    env.write(
+        "config/sandbox/config.toml",
+        &format!(
+            "[[registry]]\nprefix = \"127.0.0.1:{upstream}\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{}\"\n",
+            registry.host()
+        ),
+    );
+    let err = env.fails(&[
+        "pull",
+        &format!("127.0.0.1:{upstream}/library/nosuchimage:1"),
+    ]);
+    assert!(
+        err.contains("error: image")
+            && err.contains("not found on registry")
+            && err.contains(&registry.host()),
+        "{err}"
+    );
+    assert!(!err.starts_with("error: cannot reach"), "{err}");
+
     // A typo in our own config is an error that points at it.
     env.write(
         "config/sandbox/config.toml",

@@ -115,6 +115,9 @@ fn resolve_from_sources(
 ) -> Result<Resolved, ImageError> {
     let sources = cx.registries.sources(reference)?;
     let count = sources.len();
+    // A mirror's "no such image" is the answer when the registry behind it cannot be reached
+    // (as where the mirror is the only way out): not the unreachable registry's DNS error.
+    let mut mirror_not_found = None;
     for (i, source) in sources.into_iter().enumerate() {
         match resolve(reference, &source, cx) {
             Ok(r) => return Ok(r),
@@ -123,6 +126,18 @@ fn resolve_from_sources(
                     "mirror {} failed ({e}); trying the next source",
                     source.reference.registry()
                 ));
+                if mirror_not_found.is_none() && matches!(e, ImageError::NotFound { .. }) {
+                    mirror_not_found = Some(e);
+                }
+            }
+            Err(e @ ImageError::Unreachable { .. }) => {
+                return Err(match mirror_not_found {
+                    Some(not_found) => {
+                        cx.reporter.notice(&format!("{e}"));
+                        not_found
+                    }
+                    None => e,
+                })
             }
             Err(e) => return Err(e),
         }
