@@ -46,7 +46,7 @@ pub fn chain(config: &Project, base_manifest: &str) -> Result<Vec<String>, CliEr
     let toolchain = config
         .toolchain
         .as_ref()
-        .map(|t| format!("{}@{}", t.name, t.version));
+        .map(crate::config::project::Toolchain::key);
     let mut keys = Vec::with_capacity(config.setup.len());
     for step in &config.setup {
         keys.push(match step {
@@ -146,7 +146,7 @@ pub fn prepare(
                         store,
                         &trust_files,
                         &lowers,
-                        &super::trust::env_pairs(&image.env, &config.env),
+                        &super::trust::env_pairs(&image.env, &config.env_defaults, &config.env),
                         progress,
                     )?,
                     lowers,

@@ -60,12 +60,26 @@ pub fn for_layers(
     }))
 }
 
-/// The image's `Env` and the project's, as pairs (the project's last).
-pub fn env_pairs(image_env: &[String], project_env: &[(String, String)]) -> Vec<(String, String)> {
-    image_env
+/// The image's `Env`, a template's defaults where the image leaves them unset, and the
+/// project's, as pairs (the project's last).
+pub fn env_pairs(
+    image_env: &[String],
+    defaults: &[(String, String)],
+    project_env: &[(String, String)],
+) -> Vec<(String, String)> {
+    let image: Vec<(String, String)> = image_env
         .iter()
         .filter_map(|p| p.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let unset: Vec<(String, String)> = defaults
+        .iter()
+        .filter(|(key, _)| !image.iter().any(|(k, _)| k == key))
+        .cloned()
+        .collect();
+    image
+        .into_iter()
+        .chain(unset)
         .chain(project_env.iter().cloned())
         .collect()
 }

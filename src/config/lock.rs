@@ -37,7 +37,7 @@ impl Inputs {
             toolchain: project
                 .toolchain
                 .as_ref()
-                .map(|t| format!("{}@{}", t.name, t.version)),
+                .map(super::project::Toolchain::key),
             image: project.image.value.clone(),
             setup: project
                 .setup

@@ -8,8 +8,9 @@
 //! [toolchain]
 //! name = "java"                # a template in sandboxes/
 //! version = "21"
-//! # image = "docker.io/library/eclipse-temurin:21-jdk"   # or an image (with name and version:
-//! #                            the template's env and caches on that image)
+//! # image = "docker.io/library/eclipse-temurin:21-jdk"   # or an image (with name: the
+//! #                            template's caches, its env where the image leaves a variable
+//! #                            unset; `version` ignored, the image decides it)
 //!
 //! [env]
 //! MAVEN_OPTS = "-Xmx1g"
@@ -129,6 +130,20 @@ fn located<T: Clone>(s: &Spanned<T>) -> Located<T> {
 pub struct Toolchain {
     pub name: String,
     pub version: String,
+    /// On the user's own image, which decides the version: `version` keys nothing.
+    pub on_own_image: bool,
+}
+
+impl Toolchain {
+    /// What the setup steps and the lock are keyed by: the template and the version it maps
+    /// to an image, or the template alone on the user's own image.
+    pub fn key(&self) -> String {
+        if self.on_own_image {
+            self.name.clone()
+        } else {
+            format!("{}@{}", self.name, self.version)
+        }
+    }
 }
 
 /// A persistent dir shared by the projects of one toolchain.
@@ -171,6 +186,12 @@ pub struct Project {
     pub setup: Vec<super::setup::SetupStep>,
     /// The template's env, then the project's.
     pub env: Vec<(String, String)>,
+    /// A template's env on the user's own image (`image` beside `name`): set only where the
+    /// image leaves it unset, since the image knows where its own tools are.
+    pub env_defaults: Vec<(String, String)>,
+    /// What the file asks for that is ignored, said when it is used (`version` beside
+    /// `image`).
+    pub notices: Vec<String>,
     /// The hosts of the template's package registries (`@toolchain`), when it has a template.
     pub toolchain_egress: Option<Vec<String>>,
     pub caches: Vec<Cache>,
@@ -234,6 +255,8 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
     let table_span = toolchain.span();
     let toolchain = toolchain.into_inner();
     let mut env = Vec::new();
+    let mut env_defaults = Vec::new();
+    let mut notices = Vec::new();
     let mut caches = Vec::new();
     let mut toolchain_egress = None;
     let (chosen, image) = match (&toolchain.name, &toolchain.image) {
@@ -269,19 +292,43 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
                     Some(hint),
                 )
             })?;
-            let version = version_text(&toolchain, &template, table_span.clone(), &error)?;
-            let Some(reference) = template.versions.get(&version.value) else {
-                return Err(error(
-                    version.span,
-                    format!("{} has no version `{}`", template.name, version.value),
-                    Some(format!(
-                        "the {} template has versions {}; or name any image with `image = \"REF\"`",
-                        template.name,
-                        template.versions_sorted().join(", ")
-                    )),
-                ));
+            // On the user's own image, the image decides the version: a `version` beside it
+            // is ignored (said once the project is used), and the template's env only fills
+            // what the image leaves unset.
+            let (version, image) = match own_image {
+                Some(image) => {
+                    check_reference(image, &error)?;
+                    if let Some(given) = &toolchain.version {
+                        notices.push(format!(
+                            "{}: `version = {}` is ignored: `image` decides the version",
+                            file.display(),
+                            given.get_ref()
+                        ));
+                    }
+                    env_defaults.extend(template.env.clone());
+                    (String::new(), located(image))
+                }
+                None => {
+                    let version = version_text(&toolchain, &template, table_span.clone(), &error)?;
+                    let Some(reference) = template.versions.get(&version.value) else {
+                        return Err(error(
+                            version.span,
+                            format!("{} has no version `{}`", template.name, version.value),
+                            Some(format!(
+                                "the {} template has versions {}; or name any image with `image = \"REF\"`",
+                                template.name,
+                                template.versions_sorted().join(", ")
+                            )),
+                        ));
+                    };
+                    env.extend(template.env.clone());
+                    let image = Located {
+                        value: reference.clone(),
+                        span: version.span,
+                    };
+                    (version.value, image)
+                }
             };
-            env.extend(template.env.clone());
             toolchain_egress = Some(template.egress.clone());
             caches.extend(template.caches.iter().map(|(n, t)| Cache {
                 group: template.name.clone(),
@@ -291,19 +338,10 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
             (
                 Some(Toolchain {
                     name: template.name.clone(),
-                    version: version.value.clone(),
+                    version,
+                    on_own_image: own_image.is_some(),
                 }),
-                // The template's env and caches on the user's own image, when named.
-                match own_image {
-                    Some(image) => {
-                        check_reference(image, &error)?;
-                        located(image)
-                    }
-                    None => Located {
-                        value: reference.clone(),
-                        span: version.span,
-                    },
-                },
+                image,
             )
         }
         (None, None) => {
@@ -561,6 +599,8 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
         image,
         setup,
         env,
+        env_defaults,
+        notices,
         caches,
         network,
         limits,
@@ -762,24 +802,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(project.image.value, "registry.example/team/jdk:21");
+        // The image decides the version: the one given is ignored, and said to be.
         assert_eq!(
             project.toolchain,
             Some(Toolchain {
                 name: "java".into(),
-                version: "21".into()
+                version: String::new(),
+                on_own_image: true,
             })
         );
+        assert_eq!(
+            project.toolchain.as_ref().map(Toolchain::key).as_deref(),
+            Some("java")
+        );
+        assert!(
+            project
+                .notices
+                .iter()
+                .any(|n| n.contains("`version = \"21\"` is ignored: `image` decides the version")),
+            "{:?}",
+            project.notices
+        );
+        // Its env fills only what the image leaves unset; the caches are the template's.
+        assert!(
+            project.env.iter().all(|(k, _)| k != "JAVA_HOME"),
+            "{:?}",
+            project.env
+        );
+        assert!(!project.env_defaults.is_empty());
         assert!(project
             .caches
             .iter()
             .any(|c| c.group == "java" && c.target == "~/.m2"));
-        // Without a version it says what is missing.
-        let err =
+        // Without a version too: nothing is missing.
+        let project =
             parsed("[toolchain]\nname = \"java\"\nimage = \"registry.example/team/jdk:21\"\n")
-                .err()
-                .unwrap()
-                .to_string();
-        assert!(err.contains("no `version`"), "{err}");
+                .unwrap();
+        assert!(project.notices.is_empty());
+        // The template's own image: its version keys the setup steps, its env is set.
+        let project = parsed("[toolchain]\nname = \"java\"\nversion = \"21\"\n").unwrap();
+        assert_eq!(
+            project.toolchain.as_ref().map(Toolchain::key).as_deref(),
+            Some("java@21")
+        );
+        assert!(project.env_defaults.is_empty());
     }
 
     #[test]

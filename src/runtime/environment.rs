@@ -10,7 +10,12 @@ pub struct Environment(Vec<(String, String)>);
 
 impl Environment {
     /// PATH, the image's variables, then the project's (`~/` expanded against `home`).
-    pub fn base(image_env: &[String], project_env: &[(String, String)], home: &Path) -> Self {
+    pub fn base(
+        image_env: &[String],
+        defaults: &[(String, String)],
+        project_env: &[(String, String)],
+        home: &Path,
+    ) -> Self {
         let mut env = Self::default();
         env.set(
             "PATH",
@@ -19,6 +24,16 @@ impl Environment {
         for pair in image_env {
             if let Some((k, v)) = pair.split_once('=') {
                 env.set(k, v);
+            }
+        }
+        // A template's env on the user's own image fills only what the image leaves unset:
+        // the image's JAVA_HOME is where its JDK is.
+        for (key, value) in defaults {
+            let set_by_image = image_env
+                .iter()
+                .any(|pair| pair.split_once('=').is_some_and(|(k, _)| k == key));
+            if !set_by_image {
+                env.set(key, &expand_home(value, home));
             }
         }
         for (key, value) in project_env {
@@ -65,6 +80,7 @@ mod tests {
     fn later_sources_win_and_home_is_expanded() {
         let env = Environment::base(
             &["PATH=/image/bin".into(), "LANG=C".into()],
+            &[],
             &[
                 ("CARGO_HOME".into(), "~/.cargo".into()),
                 ("LANG".into(), "C.UTF-8".into()),
@@ -80,5 +96,27 @@ mod tests {
                 ("LANG".into(), "C.UTF-8".into()),
             ]
         );
+    }
+
+    #[test]
+    fn a_templates_defaults_fill_only_what_the_image_leaves_unset() {
+        let env = Environment::base(
+            &["JAVA_HOME=/usr/lib/jvm/image-jdk".into()],
+            &[
+                ("JAVA_HOME".into(), "/opt/java/openjdk".into()),
+                ("MAVEN_CONFIG".into(), "~/.m2".into()),
+            ],
+            &[("MAVEN_OPTS".into(), "-Xmx1g".into())],
+            Path::new("/home/dev"),
+        )
+        .into_vec();
+        let get = |k: &str| {
+            env.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("JAVA_HOME"), Some("/usr/lib/jvm/image-jdk"));
+        assert_eq!(get("MAVEN_CONFIG"), Some("/home/dev/.m2"));
+        assert_eq!(get("MAVEN_OPTS"), Some("-Xmx1g"));
     }
 }

@@ -136,6 +136,7 @@ pub fn project_parts(
     // (`~/` as root's home, the image's user).
     let env = crate::runtime::environment::Environment::base(
         &image.env,
+        &config.env_defaults,
         &config.env,
         std::path::Path::new("/root"),
     )

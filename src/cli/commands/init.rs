@@ -102,8 +102,9 @@ pub fn render(template: &Template, version: &str) -> String {
 [toolchain]
 name = "{name}"
 version = "{version}"          # {name} versions: {versions}
-# image = "REF"          any image, e.g. {image}: alone, or with name and
-#                        version for this template's env and caches on it
+# image = "REF"          any image, e.g. {image}: alone, or with name for this
+#                        template's caches, and its env where the image leaves a variable
+#                        unset; `version` is then ignored (the image decides it)
 
 [env]
 # NAME = "value"         set inside, after the image's and the template's own

@@ -55,6 +55,7 @@ pub fn project_inputs(config: Option<&Project>, cwd: &Path) -> Result<ProjectInp
         dir: config.dir.clone(),
         workdir: config.workdir.clone(),
         env: config.env.clone(),
+        env_defaults: config.env_defaults.clone(),
         caches: config
             .caches
             .iter()
@@ -387,6 +388,9 @@ fn launch(
         .stats_json(args.json);
     let cwd = std::env::current_dir()?;
     let config = project_config(global, args, &cwd)?;
+    for notice in config.iter().flat_map(|c| &c.notices) {
+        progress.notice(notice);
+    }
     let chosen = image_reference(
         args.image.as_deref(),
         args.locked,
@@ -523,7 +527,7 @@ fn launch(
         &store,
         &crate::cli::trust::host_files()?,
         &layers,
-        &crate::cli::trust::env_pairs(&image.env, &project.env),
+        &crate::cli::trust::env_pairs(&image.env, &project.env_defaults, &project.env),
         &progress,
     )?;
     inputs.layers = layers;

@@ -64,6 +64,8 @@ pub struct ProjectInputs {
     pub workdir: Option<PathBuf>,
     /// The template's env, then the project's (`~/` is the home inside).
     pub env: Vec<(String, String)>,
+    /// A template's env on the user's own image: set only where the image leaves it unset.
+    pub env_defaults: Vec<(String, String)>,
     /// (group, name, target inside: absolute or `~/...`).
     pub caches: Vec<(String, String, String)>,
     pub network: Option<NetworkMode>,
@@ -147,7 +149,12 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
     let network = network(project, (!setup).then_some(request), inputs.host)?;
     let filtered = network.mode == Network::Filtered;
     let env = if setup {
-        let mut env = Environment::base(inputs.image_env, &project.env, Path::new(ROOT_HOME));
+        let mut env = Environment::base(
+            inputs.image_env,
+            &project.env_defaults,
+            &project.env,
+            Path::new(ROOT_HOME),
+        );
         env.set("HOME", ROOT_HOME);
         env.set("DEBIAN_FRONTEND", "noninteractive");
         for (key, value) in &inputs.host.proxy_env {
@@ -435,7 +442,7 @@ fn environment(
     hostname: &str,
     added: Added,
 ) -> Vec<(String, String)> {
-    let mut env = Environment::base(image_env, &project.env, &user.home);
+    let mut env = Environment::base(image_env, &project.env_defaults, &project.env, &user.home);
     env.set("HOME", &user.home.display().to_string());
     env.set("USER", &user.name);
     env.set("LOGNAME", &user.name);
