@@ -325,7 +325,21 @@ fn each_setup_step_is_a_layer_built_once_and_rebuilt_from_the_first_edit() {
             .any(|l| l.starts_with("setup") && l.contains(&format!(" {} ", before + 1))),
         "{df}"
     );
-    env.ok(&["rmi", "docker.io/library/php:8.2-cli"]);
+    // Their base is not removed while this project's setup chain stands on it, unless
+    // --force, which removes them with it.
+    let err = env.fails(&["rmi", "docker.io/library/php:8.2-cli"]);
+    assert!(
+        err.contains("is the base of the setup steps of")
+            && err.contains(&env.path().join("project").display().to_string())
+            && err.contains("sandbox rmi --force"),
+        "{err}"
+    );
+    assert_eq!(env.store_entries("setup").len(), before + 1);
+    let removed = env.ok(&["rmi", "--force", "docker.io/library/php:8.2-cli"]);
+    assert!(
+        removed.contains(&format!("{} setup layers", before + 1)),
+        "{removed}"
+    );
     assert_eq!(
         env.store_entries("setup"),
         Vec::<String>::new(),
@@ -1133,6 +1147,12 @@ fn a_join_says_what_the_running_sandbox_does_not_have() {
             && text(&out.stderr).contains("hint: `sandbox stop "),
         "{}",
         text(&out.stderr)
+    );
+    // Its image is not removed while it runs, even with --force.
+    let err = env.fails(&["rmi", "--force", &image]);
+    assert!(
+        err.contains("is in use by the running sandbox") && err.contains("sandbox stop"),
+        "{err}"
     );
     let _ = first.kill();
     let _ = first.wait();

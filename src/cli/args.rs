@@ -367,6 +367,10 @@ pub struct RmiArgs {
     /// Image references to remove
     #[arg(required = true, add = clap_complete::engine::ArgValueCompleter::new(stored_images))]
     pub references: Vec<String>,
+    /// Remove an image even when current projects' setup steps are built on it (never one a
+    /// running sandbox uses)
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -183,6 +183,12 @@ pub enum ImageError {
     #[error("image {reference} is not in the store")]
     NotInStore { reference: String },
 
+    #[error("image {reference} is the base of the setup steps of {}: removing it removes their setup layers", projects.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    InUse {
+        reference: String,
+        projects: Vec<PathBuf>,
+    },
+
     #[error("the store at {store} was unpacked with a different id mapping ({recorded}); this user now maps {current}")]
     IdMappingChanged {
         store: PathBuf,
@@ -279,6 +285,9 @@ impl ImageError {
                 Some("remove the image with `sandbox rmi` and pull it again".into())
             }
             ImageError::NotInStore { .. } => Some("`sandbox images` lists what is stored".into()),
+            ImageError::InUse { reference, .. } => Some(format!(
+                "`sandbox rmi --force {reference}` removes it all the same; those projects then pull it and run their setup steps again"
+            )),
             _ => None,
         }
     }

@@ -39,10 +39,27 @@ pub struct Usage {
     pub temp_bytes: u64,
 }
 
-/// Removes one image and any layers and blobs it alone used.
-pub fn remove_image(store: &Store, reference: &Reference) -> Result<Freed, ImageError> {
+/// Removes one image and any layers and blobs it alone used, and the setup layers built on
+/// it. Refused while a current project's setup chain (one whose project dir still exists)
+/// stands on it, unless `force`: superseded and orphaned setup layers are no use.
+pub fn remove_image(
+    store: &Store,
+    reference: &Reference,
+    force: bool,
+) -> Result<Freed, ImageError> {
     let _lock = store.lock(LockMode::Exclusive)?;
     let key = reference.to_string();
+    if !force {
+        if let Some(record) = store.image(&key)? {
+            let projects = projects_on(store, &record.manifest_digest.to_string());
+            if !projects.is_empty() {
+                return Err(ImageError::InUse {
+                    reference: key,
+                    projects,
+                });
+            }
+        }
+    }
     if !store.remove_image_record(&key)? {
         return Err(ImageError::NotInStore { reference: key });
     }
@@ -132,6 +149,26 @@ fn collect_unused(store: &Store) -> Result<Freed, ImageError> {
 }
 
 /// Whether a setup layer is whole and its base image is stored.
+/// The existing project dirs whose current setup chain has a layer on the base `manifest`.
+fn projects_on(store: &Store, manifest: &str) -> Vec<std::path::PathBuf> {
+    let keys: BTreeSet<String> = store
+        .setup_layers()
+        .into_iter()
+        .filter_map(|s| s.record)
+        .filter(|r| r.base_manifest == manifest)
+        .map(|r| r.key)
+        .collect();
+    let mut projects: Vec<std::path::PathBuf> = store
+        .chains()
+        .into_iter()
+        .filter(|c| c.dir.is_dir() && c.keys.iter().any(|k| keys.contains(k)))
+        .map(|c| c.dir)
+        .collect();
+    projects.sort();
+    projects.dedup();
+    projects
+}
+
 fn setup_in_use(setup: &StoredSetup, manifests: &BTreeSet<String>) -> bool {
     setup
         .record

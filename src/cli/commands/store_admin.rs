@@ -14,12 +14,27 @@ pub fn rmi(global: &GlobalArgs, args: &RmiArgs) -> Result<(), CliError> {
         .map(|r| Reference::parse(r))
         .collect::<Result<Vec<_>, _>>()?;
     let progress = Progress::new(global.quiet);
+    let running = crate::runtime::state::running(&session::store_root(global)?.join("containers"));
+    for reference in &references {
+        let name = reference.to_string();
+        if let Some(sandbox) = running.iter().find(|s| s.image == name) {
+            return Err(CliError::Usage {
+                message: format!(
+                    "image {name} is in use by the running sandbox {} ({})",
+                    sandbox.id,
+                    sandbox.project_dir.display()
+                ),
+                hint: Some(format!("stop it first: `sandbox stop {}`", sandbox.id)),
+            });
+        }
+    }
     let (store, _) = session::open_store_in_namespace(global, &progress)?;
     for reference in references {
-        let freed = gc::remove_image(&store, &reference)?;
+        let freed = gc::remove_image(&store, &reference, args.force)?;
         println!(
-            "removed {reference} ({} layers, {} freed)",
+            "removed {reference} ({} layers, {} setup layers, {} freed)",
             freed.layers,
+            freed.setup,
             format::size(freed.bytes)
         );
     }
