@@ -63,6 +63,9 @@ fn fixture() -> Fixture {
         vec![
             support::helper_entry("bin/tiocsti", "tiocsti", TIOCSTI_PROBE),
             support::helper_entry("bin/as-uid", "as-uid", AS_UID),
+            Entry::file("etc/skel/.bashrc", b"# the image's skel bashrc\n"),
+            // A link in skel is never followed into the home.
+            Entry::symlink("etc/skel/.profile", "/etc/passwd"),
         ],
     );
     Fixture {
@@ -294,6 +297,31 @@ fn the_root_has_the_images_mode_and_other_ids_reach_it() {
     // The user still cannot write to /, as in podman.
     let out = f.sh("touch /not-mine");
     assert!(!out.status.success(), "the user wrote to /");
+}
+
+/// A new (or reset) home gets the image's /etc/skel shell files, as `useradd -m` makes one;
+/// a home with anything in it keeps what the user made, and a link in skel copies nothing.
+#[test]
+fn a_new_home_gets_the_images_skel_files_once() {
+    let f = fixture();
+    let out = f.sh("cat ~/.bashrc; ls -a ~ | grep -c profile; echo mine > ~/.bashrc");
+    assert_eq!(
+        text(&out.stdout),
+        "# the image's skel bashrc\n0\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = f.sh("cat ~/.bashrc");
+    assert_eq!(text(&out.stdout), "mine\n", "{}", text(&out.stderr));
+    // `sandbox reset` empties it: skel comes again.
+    f.env.ok(&["reset"]);
+    let out = f.sh("cat ~/.bashrc");
+    assert_eq!(
+        text(&out.stdout),
+        "# the image's skel bashrc\n",
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 fn signal_after_start(

@@ -222,6 +222,38 @@ fn existing(root: &RootDir, path: &Path) -> Option<(Kind, OwnedFd)> {
     Some((kind, fd))
 }
 
+/// The shell files of /etc/skel (Debian's, Ubuntu's, Fedora's), copied when the home is empty.
+const SKEL_FILES: &[&str] = &[
+    ".bashrc",
+    ".profile",
+    ".bash_logout",
+    ".bash_profile",
+    ".zshrc",
+];
+/// The most one skel file may hold: they are a few KiB, and the image is untrusted.
+const SKEL_LIMIT: u64 = 64 * 1024;
+
+fn fill_from_skel(root: &RootDir, home: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+    let Some((Kind::Dir, fd)) = existing(root, home) else {
+        return Ok(());
+    };
+    let mut entries = fs_err::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    if entries.next().is_some() {
+        return Ok(());
+    }
+    let skel = Path::new("/etc/skel");
+    if !matches!(existing(root, skel), Some((Kind::Dir, _))) {
+        return Ok(());
+    }
+    for name in SKEL_FILES {
+        // Read without following a link: a planted `.bashrc -> /proc/...` copies nothing.
+        if let Some(text) = root.read_small(&skel.join(name), SKEL_LIMIT) {
+            root.write_file(&home.join(name), &text, 0o644, owner)?;
+        }
+    }
+    Ok(())
+}
+
 /// Executes `ops` against the new root at `root_path` (still under the host's view).
 pub fn execute(root_path: &Path, ops: &[MountOp]) -> Result<(), MountFailure> {
     let root = RootDir::open(root_path)
@@ -347,6 +379,9 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
                     remount_target_read_only(root, target, Kind::File).map_err(&f)?;
                 }
             }
+        }
+        MountOp::Skel { home, owner } => {
+            fill_from_skel(root, home, *owner).map_err(fail("copy /etc/skel into", home))?;
         }
         MountOp::Dir { target, owner } => {
             root.dir(target, *owner)

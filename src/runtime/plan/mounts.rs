@@ -52,6 +52,13 @@ pub enum MountOp {
         target: PathBuf,
         owner: Option<(u32, u32)>,
     },
+    /// Give an empty home (a new or reset one, or `--fresh-home`) the image's `/etc/skel`
+    /// shell files, owned by `owner`, as `useradd -m` does; a home with anything in it is
+    /// left alone.
+    Skel {
+        home: PathBuf,
+        owner: Option<(u32, u32)>,
+    },
 }
 
 /// The user's home inside: made with `owner`, and the per-project home (`source`) bound over
@@ -61,6 +68,9 @@ pub struct HomeMount<'a> {
     pub target: &'a Path,
     pub owner: Option<(u32, u32)>,
     pub source: Option<&'a Path>,
+    /// Fill it from /etc/skel when empty (a user's command; never a setup step, whose layer
+    /// must hold only what the step did).
+    pub skel: bool,
 }
 
 /// /proc paths podman masks by default.
@@ -161,6 +171,12 @@ pub fn plan(
             target: home.target.to_owned(),
             kind: Kind::Dir,
             read_only: false,
+        });
+    }
+    if home.skel {
+        ops.push(MountOp::Skel {
+            home: home.target.to_owned(),
+            owner: home.owner,
         });
     }
     if let Some(project) = project {

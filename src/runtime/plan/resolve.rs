@@ -219,6 +219,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         target: &user.home,
         owner: home_owner,
         source: home_source.as_deref(),
+        skel: !setup,
     };
     let rootfs = RootfsPlan {
         layers: inputs.layers.clone(),

@@ -920,6 +920,7 @@ fn mount_order(p: &LaunchPlan) -> Vec<String> {
             MountOp::Sys { target, .. } => Some(format!("sys {}", target.display())),
             MountOp::Tmpfs { target, .. } => Some(format!("tmpfs {}", target.display())),
             MountOp::Dir { target, owner } => Some(format!("dir {} {owner:?}", target.display())),
+            MountOp::Skel { home, .. } => Some(format!("skel {}", home.display())),
             MountOp::Bind { source, target, .. } if !target.starts_with("/dev") => {
                 Some(format!("bind {} {}", source.display(), target.display()))
             }
@@ -942,6 +943,7 @@ fn the_home_is_mounted_before_a_project_inside_it() {
             "tmpfs /tmp",
             "dir /home/dev Some((1000, 1000))",
             "bind /store/homes/0123 /home/dev",
+            "skel /home/dev",
             "dir /home/dev/app Some((1000, 1000))",
             "bind /home/dev/app /home/dev/app",
         ]
@@ -957,6 +959,7 @@ fn the_home_is_mounted_before_a_project_inside_it() {
         [
             "dir /home/dev Some((1000, 1000))",
             "bind /store/homes/0123 /home/dev",
+            "skel /home/dev",
             "bind /srv/app /srv/app"
         ]
     );
@@ -978,6 +981,7 @@ fn the_home_is_mounted_before_a_project_inside_it() {
         order[5..],
         [
             "dir /home/dev Some((1000, 1000))",
+            "skel /home/dev",
             "dir /home/dev/app Some((1000, 1000))",
             "bind /home/dev/app /home/dev/app"
         ]
