@@ -1157,3 +1157,57 @@ fn a_join_says_what_the_running_sandbox_does_not_have() {
     let _ = first.kill();
     let _ = first.wait();
 }
+
+/// A template beside the user's own image: the image's JAVA_HOME stays (the template's
+/// `/opt/java/openjdk` hid the image's JDK, and mvn failed), the template's fills it only
+/// where the image has none, and a `version` given is ignored with a notice.
+#[test]
+fn a_template_on_an_own_image_keeps_the_images_env() {
+    let env = TestEnv::new();
+    let registry = Registry::start();
+    let base = oci::build(&oci::ImageSpec {
+        layers: vec![oci::LayerSpec {
+            entries: oci::busybox_full_entries(),
+            compression: oci::Compression::Gzip,
+        }],
+        architecture: oci::host_arch().into(),
+    });
+    let with_jdk = oci::rewrite(
+        &base,
+        |config| {
+            config["config"]["Env"] =
+                serde_json::json!(["PATH=/bin:/usr/bin", "JAVA_HOME=/usr/lib/jvm/image-jdk"]);
+        },
+        |_| {},
+    );
+    oci::push(&registry.url(), "team/jdk", "1", &with_jdk);
+    oci::push(&registry.url(), "team/plain", "1", &base);
+    for (repo, expected) in [
+        ("team/jdk", "/usr/lib/jvm/image-jdk"),
+        ("team/plain", "/opt/java/openjdk"),
+    ] {
+        env.write(
+            "project/sandbox.toml",
+            &format!(
+                "[toolchain]\nname = \"java\"\nversion = \"21\"\nimage = \"{}/{repo}:1\"\n",
+                registry.host()
+            ),
+        );
+        let out = env.run(&[
+            "run",
+            "--network",
+            "none",
+            "--",
+            "sh",
+            "-c",
+            "echo $JAVA_HOME",
+        ]);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{repo}: {stderr}");
+        assert_eq!(text(&out.stdout).trim(), expected, "{repo}: {stderr}");
+        assert!(
+            stderr.contains("`version = \"21\"` is ignored: `image` decides the version"),
+            "{repo}: {stderr}"
+        );
+    }
+}
