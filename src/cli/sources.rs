@@ -1,104 +1,48 @@
 //! What a project's sandbox is made from, each with a digest: sandbox.toml, sandbox.lock and
 //! the files its setup steps copy. A running sandbox records them, so that a command joining
 //! it can say what changed since it started (it runs in the old sandbox all the same).
-
-use std::io::Read as _;
-use std::path::Path;
+//!
+//! Built from what is read anyway: sandbox.toml's text as parsed, the lock through the config
+//! reader (a regular file, size-capped), and copied files through the same digest the setup
+//! key uses (beneath the project, no link followed, no FIFO opened).
 
 use sha2::{Digest as _, Sha256};
 
+use crate::config::files;
 use crate::config::project::Project;
 use crate::config::setup::SetupStep;
 
-/// Files bigger than this are told apart by size and time alone (a copied dataset need not
-/// be read on every command).
-const READ_LIMIT: u64 = 16 << 20;
-/// The most entries a copied dir is walked for.
-const WALK_LIMIT: usize = 10_000;
-
 /// (what, digest) for sandbox.toml, sandbox.lock and each file or dir a setup step copies.
 pub fn of(config: &Project) -> Vec<(String, String)> {
+    let lock = config.dir.join(crate::config::lock::FILE_NAME);
     let mut sources = vec![
-        ("sandbox.toml".to_owned(), digest_of(&config.file)),
+        ("sandbox.toml".to_owned(), text_digest(Some(&config.text))),
         (
             crate::config::lock::FILE_NAME.to_owned(),
-            digest_of(&config.dir.join(crate::config::lock::FILE_NAME)),
+            match files::read_optional(&lock, files::SMALL) {
+                Ok(text) => text_digest(text.as_deref()),
+                Err(_) => "unreadable".to_owned(),
+            },
         ),
     ];
     for step in &config.setup {
         if let SetupStep::Copy { from, .. } = step {
+            let digest = crate::image::copy_layer::content_digest(&config.dir, from)
+                .unwrap_or_else(|_| "unreadable".to_owned());
             sources.push((
                 format!("{} (copied by a setup step)", from.display()),
-                digest_of(&config.dir.join(from)),
+                digest,
             ));
         }
     }
     sources
 }
 
-/// A digest of a file's bytes, of a dir's entries (names, sizes, times), or `absent`.
-fn digest_of(path: &Path) -> String {
-    let mut hash = Sha256::new();
-    let Ok(meta) = fs_err::symlink_metadata(path) else {
-        return "absent".into();
-    };
-    if meta.is_dir() {
-        let mut entries = Vec::new();
-        walk(path, path, &mut entries);
-        entries.sort();
-        for entry in entries {
-            hash.update(entry.as_bytes());
-            hash.update(b"\n");
-        }
-    } else {
-        hash_file(path, &meta, &mut hash);
-    }
-    format!("{:x}", hash.finalize())
-}
-
-fn hash_file(path: &Path, meta: &std::fs::Metadata, hash: &mut Sha256) {
-    use std::os::unix::fs::MetadataExt as _;
-    if meta.len() > READ_LIMIT || !meta.is_file() {
-        hash.update(format!("{} {} {}", meta.len(), meta.mtime(), meta.mtime_nsec()).as_bytes());
-        return;
-    }
-    if let Ok(mut file) = fs_err::File::open(path) {
-        let mut buffer = [0u8; 64 * 1024];
-        while let Ok(n) = file.read(&mut buffer) {
-            if n == 0 {
-                break;
-            }
-            hash.update(&buffer[..n]);
-        }
-    }
-}
-
-fn walk(root: &Path, dir: &Path, entries: &mut Vec<String>) {
-    use std::os::unix::fs::MetadataExt as _;
-    let Ok(read) = fs_err::read_dir(dir) else {
-        return;
-    };
-    for entry in read.flatten() {
-        if entries.len() >= WALK_LIMIT {
-            return;
-        }
-        let path = entry.path();
-        let Ok(meta) = entry.metadata() else { continue };
-        let name = path
-            .strip_prefix(root)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        entries.push(format!(
-            "{name} {} {} {}",
-            meta.len(),
-            meta.mtime(),
-            meta.mtime_nsec()
-        ));
-        if meta.is_dir() {
-            walk(root, &path, entries);
-        }
-    }
+fn text_digest(text: Option<&str>) -> String {
+    text.map_or_else(
+        || "absent".to_owned(),
+        |t| format!("sha256:{:x}", Sha256::digest(t.as_bytes())),
+    )
 }
 
 #[cfg(test)]
@@ -106,16 +50,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_changed_file_or_dir_changes_its_digest() {
+    fn the_lock_and_copied_files_are_told_apart_by_content() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("ca.crt");
-        assert_eq!(digest_of(&file), "absent");
-        fs_err::write(&file, "one").unwrap();
-        let first = digest_of(&file);
-        fs_err::write(&file, "two").unwrap();
-        assert_ne!(digest_of(&file), first);
-        let before = digest_of(dir.path());
-        fs_err::write(dir.path().join("more"), "x").unwrap();
-        assert_ne!(digest_of(dir.path()), before);
+        fs_err::write(dir.path().join("ca.crt"), "one").unwrap();
+        let text = "setup = [{ copy = \"ca.crt\", to = \"/opt/ca.crt\" }]\n[toolchain]\nimage = \"docker.io/library/debian:12\"\n";
+        let file = dir.path().join("sandbox.toml");
+        fs_err::write(&file, text).unwrap();
+        let project = crate::config::project::parse(&file, text.into()).unwrap();
+        let first = of(&project);
+        assert_eq!(first[1], ("sandbox.lock".into(), "absent".into()));
+        fs_err::write(dir.path().join("ca.crt"), "two").unwrap();
+        fs_err::write(dir.path().join("sandbox.lock"), "version = 2\n").unwrap();
+        let second = of(&project);
+        assert_eq!(first[0], second[0], "sandbox.toml is the same");
+        assert_ne!(first[1], second[1]);
+        assert_ne!(first[2], second[2]);
+        assert!(second[2].0.starts_with("ca.crt"), "{second:?}");
     }
 }
