@@ -33,6 +33,15 @@ if [ "$(id -u)" = 0 ]; then
     id "$second" >/dev/null 2>&1 || useradd -m -s /bin/bash "$second"
     grep -q "^$second:" /etc/subuid || usermod --add-subuids 300000-365535 "$second"
     grep -q "^$second:" /etc/subgid || usermod --add-subgids 300000-365535 "$second"
+    # A user whose home is reached through a symlink, as on Fedora Silverblue
+    # (`/home -> var/home`); its home is also the one a test makes the project itself.
+    linked=${SANDBOX_TEST_LINKED_USER:-sandbox-test-linked}
+    mkdir -p /srv/sandbox-linked/var/home
+    [ -L /srv/sandbox-linked/home ] || ln -s var/home /srv/sandbox-linked/home
+    id "$linked" >/dev/null 2>&1 ||
+        useradd -m -d "/srv/sandbox-linked/home/$linked" -s /bin/bash "$linked"
+    grep -q "^$linked:" /etc/subuid || usermod --add-subuids 400000-465535 "$linked"
+    grep -q "^$linked:" /etc/subgid || usermod --add-subgids 400000-465535 "$linked"
     # fuse-overlayfs (the fallback overlay) needs /dev/fuse, which Debian's udev rule makes
     # 0666; minimal machines and containers may leave it 0600.
     [ -c /dev/fuse ] && chmod 0666 /dev/fuse

@@ -222,6 +222,27 @@ fn existing(root: &RootDir, path: &Path) -> Option<(Kind, OwnedFd)> {
     Some((kind, fd))
 }
 
+/// A link at `link` unless the image has something there, or a link on the way to it (a
+/// convenience is never worth walking an image's link).
+fn link_if_missing(root: &RootDir, link: &Path, points_to: &Path) -> io::Result<()> {
+    let Ok(parent) = root.dir(link.parent().unwrap_or(Path::new("/")), None) else {
+        return Ok(());
+    };
+    let name = RootDir::names(link)
+        .pop()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    match open_at(parent.as_fd(), &name, libc::O_PATH) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            let to = points_to
+                .to_str()
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            root.symlink(link, to)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The shell files of /etc/skel (Debian's, Ubuntu's, Fedora's), copied when the home is empty.
 const SKEL_FILES: &[&str] = &[
     ".bashrc",
@@ -356,6 +377,9 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
         MountOp::Symlink { link, points_to } => {
             root.symlink(link, points_to)
                 .map_err(fail("create symlink", link))?;
+        }
+        MountOp::SymlinkIfMissing { link, points_to } => {
+            link_if_missing(root, link, points_to).map_err(fail("create symlink", link))?;
         }
         MountOp::Mask { target } => {
             let f = fail("mask", target);

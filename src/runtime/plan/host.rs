@@ -17,7 +17,12 @@ pub struct HostUser {
     pub uid: u32,
     pub gid: u32,
     pub name: String,
+    /// The home with every symlink resolved: where the per-project home is mounted, so a
+    /// project under it (whose path the kernel gives resolved) is seen inside it.
     pub home: PathBuf,
+    /// The home as passwd names it, when that goes through a symlink (Fedora Silverblue's
+    /// `/home -> var/home`): a link to `home` inside, so the named path works too.
+    pub home_alias: Option<PathBuf>,
     pub shell: PathBuf,
 }
 
@@ -85,6 +90,11 @@ impl HostFacts {
             .map(|u| u.dir.clone())
             .or_else(dirs::home_dir)
             .unwrap_or_else(|| PathBuf::from("/home").join(&name));
+        // The working dir and the project come resolved (getcwd), so the home must be too.
+        let (home, home_alias) = match fs_err::canonicalize(&home) {
+            Ok(real) if real != home => (real, Some(home)),
+            _ => (home, None),
+        };
         let shell = entry
             .as_ref()
             .map_or_else(|| PathBuf::from("/bin/sh"), |u| u.shell.clone());
@@ -105,6 +115,7 @@ impl HostFacts {
                 gid: nix::unistd::getgid().as_raw(),
                 name,
                 home,
+                home_alias,
                 shell,
             },
             cwd: std::env::current_dir()?,

@@ -39,6 +39,12 @@ pub enum MountOp {
         link: PathBuf,
         points_to: String,
     },
+    /// A symlink made only where the image has nothing: a convenience the image's own file
+    /// or dir wins over.
+    SymlinkIfMissing {
+        link: PathBuf,
+        points_to: PathBuf,
+    },
     /// Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory.
     Mask {
         target: PathBuf,
@@ -71,6 +77,9 @@ pub struct HomeMount<'a> {
     /// Fill it from /etc/skel when empty (a user's command; never a setup step, whose layer
     /// must hold only what the step did).
     pub skel: bool,
+    /// The home's name through a symlink (`/home/me` with `/home -> var/home`), linked to
+    /// `target`.
+    pub alias: Option<&'a Path>,
 }
 
 /// /proc paths podman masks by default.
@@ -191,6 +200,12 @@ pub fn plan(
             target: project.to_owned(),
             kind: Kind::Dir,
             read_only: false,
+        });
+    }
+    if let Some(alias) = home.alias {
+        ops.push(MountOp::SymlinkIfMissing {
+            link: alias.to_owned(),
+            points_to: home.target.to_owned(),
         });
     }
     ops.extend(MASKED.iter().map(|p| MountOp::Mask { target: p.into() }));

@@ -220,6 +220,11 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         owner: home_owner,
         source: home_source.as_deref(),
         skel: !setup,
+        alias: if setup {
+            None
+        } else {
+            inputs.host.user.home_alias.as_deref()
+        },
     };
     let rootfs = RootfsPlan {
         layers: inputs.layers.clone(),

@@ -14,6 +14,7 @@ fn host() -> HostFacts {
             gid: 1000,
             name: "dev".into(),
             home: "/home/dev".into(),
+            home_alias: None,
             shell: "/bin/zsh".into(),
         },
         cwd: "/home/dev/app/src".into(),
@@ -921,6 +922,11 @@ fn mount_order(p: &LaunchPlan) -> Vec<String> {
             MountOp::Tmpfs { target, .. } => Some(format!("tmpfs {}", target.display())),
             MountOp::Dir { target, owner } => Some(format!("dir {} {owner:?}", target.display())),
             MountOp::Skel { home, .. } => Some(format!("skel {}", home.display())),
+            MountOp::SymlinkIfMissing { link, points_to } => Some(format!(
+                "link {} -> {}",
+                link.display(),
+                points_to.display()
+            )),
             MountOp::Bind { source, target, .. } if !target.starts_with("/dev") => {
                 Some(format!("bind {} {}", source.display(), target.display()))
             }
@@ -986,4 +992,36 @@ fn the_home_is_mounted_before_a_project_inside_it() {
             "bind /home/dev/app /home/dev/app"
         ]
     );
+}
+
+/// A home passwd names through a symlink (Silverblue's `/home -> var/home`): mounted at its
+/// resolved path, where the resolved project dir lies, and its named path linked to it; never
+/// in a setup step.
+#[test]
+fn a_home_reached_through_a_symlink_is_mounted_resolved_and_linked() {
+    let mut facts = host();
+    facts.user.home = "/var/home/dev".into();
+    facts.user.home_alias = Some("/home/dev".into());
+    facts.cwd = "/var/home/dev/app".into();
+    let project = ProjectInputs {
+        dir: "/var/home/dev/app".into(),
+        ..project()
+    };
+    let p = plan_for(&project, &request(), &facts).unwrap();
+    assert_eq!(
+        mount_order(&p)[5..],
+        [
+            "dir /var/home/dev Some((1000, 1000))",
+            "bind /store/homes/0123 /var/home/dev",
+            "skel /var/home/dev",
+            "dir /var/home/dev/app Some((1000, 1000))",
+            "bind /var/home/dev/app /var/home/dev/app",
+            "link /home/dev -> /var/home/dev",
+        ]
+    );
+    assert!(p
+        .process
+        .env
+        .iter()
+        .any(|(k, v)| k == "HOME" && v == "/var/home/dev"));
 }
