@@ -26,6 +26,7 @@ pub mod seccomp;
 pub mod state;
 pub mod stdio;
 pub mod sys;
+pub mod typeahead;
 pub mod udp_relay;
 pub mod userns;
 pub mod warm;

@@ -565,6 +565,7 @@ fn wait_for(
     let master = master_fd.as_ref().map(|m| m.as_fd());
     let raw = master.and_then(|_| sys::RawMode::enable(stdin.as_fd()));
     let mut stdin_open = master.is_some();
+    let mut typed = super::typeahead::EnterPadding::default();
     let mut buffer = Vec::new();
     let mut not_started = None;
     let mut setup_failed = None;
@@ -637,6 +638,7 @@ fn wait_for(
         if let Some(m) = master.filter(|_| is_ready(stdin_at)) {
             match sys::read_some(stdin.as_fd(), &mut buf) {
                 Some(n) if n > 0 => {
+                    let n = typed.filter(&mut buf[..n]);
                     sys::write_all(m, &buf[..n]);
                 }
                 Some(_) => {}
