@@ -20,13 +20,16 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// podman's own dir for a test; its pause process (podman keeps one per run dir) is ended
-/// with it.
-struct PodmanDir(std::path::PathBuf);
+/// with it. Under /tmp: podman refuses a run root of more than 50 characters.
+struct PodmanDir(tempfile::TempDir);
 
 impl PodmanDir {
     fn new(env: &TestEnv) -> Self {
-        let dir = env.path().join("podman");
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("sbx-podman-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        env.give_to_user(dir.path());
         Self(dir)
     }
 }
@@ -34,13 +37,13 @@ impl PodmanDir {
 impl std::ops::Deref for PodmanDir {
     type Target = Path;
     fn deref(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 }
 
 impl Drop for PodmanDir {
     fn drop(&mut self) {
-        let file = self.0.join("run/libpod/tmp/pause.pid");
+        let file = self.0.path().join("run/libpod/tmp/pause.pid");
         if let Some(pid) = std::fs::read_to_string(file)
             .ok()
             .and_then(|t| t.trim().parse::<i32>().ok())

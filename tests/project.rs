@@ -413,6 +413,12 @@ fn the_home_persists_per_project_until_reset() {
     );
     let fresh = env.run(&["run", "--fresh-home", "--", "sh", "-c", "cat ~/note"]);
     assert!(!fresh.status.success(), "a fresh home has no note");
+    // The project (under the home) is still where it is in a fresh home.
+    env.write("project/marker", "here\n");
+    assert_eq!(
+        env.ok(&["run", "--fresh-home", "--", "sh", "-c", "pwd; cat marker"]),
+        format!("{}\nhere\n", env.project().display())
+    );
     assert_eq!(
         env.ok(&["run", "--", "sh", "-c", "cat ~/note"]),
         "remembered\n",

@@ -56,7 +56,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let env = TestEnv::new();
+    fixture_in(TestEnv::new())
+}
+
+fn fixture_in(env: TestEnv) -> Fixture {
     let (registry, image) = support::pulled_busybox(
         &env,
         "library/busybox",
@@ -180,59 +183,23 @@ fn relative_commands_are_found_from_the_working_dir() {
     assert_eq!(out.status.code(), Some(126), "{}", text(&out.stderr));
 }
 
-/// The test user's home as sandbox reads it (the passwd entry's, not $HOME).
-fn passwd_home(user: &str) -> std::path::PathBuf {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.first() == Some(&user))
-        .and_then(|f| f.get(5).map(std::path::PathBuf::from))
-        .unwrap_or_else(|| panic!("{user} has no passwd entry"))
-}
+/// A project dir outside the user's home (`/tmp`, `/srv`), removed when dropped.
+struct ProjectOutsideHome(tempfile::TempDir);
 
-/// A project dir under the test user's own home, removed when dropped.
-struct HomeProject(std::path::PathBuf);
-
-impl HomeProject {
-    fn new(env: &TestEnv, name: &str) -> Self {
-        let home = passwd_home(&env.user_name());
-        let src = home.join("src");
-        if !src.exists() {
-            std::fs::create_dir(&src).unwrap();
-            env.give_to_user(&src);
-        }
-        let dir = src.join(format!("{name}-{}-{:x}", std::process::id(), rand_suffix()));
-        std::fs::create_dir(&dir).unwrap();
-        env.give_to_user(&dir);
+impl ProjectOutsideHome {
+    fn new(env: &TestEnv) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("sandbox-elsewhere-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        env.give_to_user(dir.path());
         Self(dir)
     }
 }
 
-impl Drop for HomeProject {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
-/// Most projects live under the home (`~/src/app`): a command starts in the project and sees
-/// its files, which it writes as the user, while the rest of the home is the per-project one.
-/// (The per-project home was bound over the project: commands started in `/` and saw nothing.)
-#[test]
-fn a_project_under_the_home_is_seen_at_its_own_path() {
-    let f = fixture();
-    let project = HomeProject::new(&f.env, "first-hour");
-    let pom = project.0.join("pom.xml");
-    std::fs::write(&pom, "<project/>\n").unwrap();
-    f.env.give_to_user(&pom);
-    let out = f
-        .env
+/// Runs `script` in `project` the way a user types it, returning (stdout, stderr, success).
+fn sh_in(f: &Fixture, project: &std::path::Path, script: &str) -> std::process::Output {
+    f.env
         .command(&[
             "run",
             "--network",
@@ -242,24 +209,184 @@ fn a_project_under_the_home_is_seen_at_its_own_path() {
             "--",
             "sh",
             "-c",
-            "pwd; ls; touch made-inside; touch ~/in-the-home && echo home-writable",
+            script,
         ])
-        .current_dir(&project.0)
+        .current_dir(project)
+        .output()
+        .unwrap()
+}
+
+/// Most projects live under the home (`~/src/app`): a command starts in the project and sees
+/// its files, which it writes as the user, while the rest of the home is the per-project one.
+/// (The per-project home was bound over the project: commands started in `/` and saw nothing.)
+#[test]
+fn a_project_under_the_home_is_seen_at_its_own_path() {
+    let f = fixture();
+    let project = f.env.project();
+    assert!(
+        project.starts_with(f.env.passwd_home()),
+        "the fixture's project should be under the passwd home"
+    );
+    f.env.write("project/pom.xml", "<project/>\n");
+    let out = sh_in(
+        &f,
+        &project,
+        "pwd; ls; touch made-inside; touch ~/in-the-home && echo home-writable",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{}\npom.xml\nhome-writable\n", project.display())
+    );
+    let made = std::fs::metadata(project.join("made-inside")).unwrap();
+    assert_eq!(made.uid(), f.env.uid(), "owned by the user on the host");
+    // The home's own file went to the per-project home, not the real one.
+    assert!(
+        !f.env.passwd_home().join("in-the-home").exists(),
+        "the real home was written"
+    );
+}
+
+/// A project outside the home (`/tmp/x`, `/srv/x`) is bound at its own path too, and the home
+/// inside is the per-project one.
+#[test]
+fn a_project_outside_the_home_is_seen_at_its_own_path() {
+    let f = fixture();
+    let project = ProjectOutsideHome::new(&f.env);
+    let file = project.0.path().join("Makefile");
+    std::fs::write(&file, "all:\n").unwrap();
+    f.env.give_to_user(&file);
+    let out = sh_in(
+        &f,
+        project.0.path(),
+        "pwd; ls; touch made-inside; echo $HOME; ls -A ~",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{}\nMakefile\n{}\n.bashrc\n",
+            project.0.path().display(),
+            f.env.passwd_home().display()
+        )
+    );
+    let made = std::fs::metadata(project.0.path().join("made-inside")).unwrap();
+    assert_eq!(made.uid(), f.env.uid(), "owned by the user on the host");
+}
+
+/// The user whose home passwd names through a symlink (`.../home -> var/home`, as Fedora
+/// Silverblue's `/home`), made by scripts/host-packages.sh. Its tests hold a lock: one of them
+/// makes the home itself a project, which every project under it would then find.
+struct LinkedHome {
+    f: Fixture,
+    _lock: std::fs::File,
+}
+
+fn linked_home() -> LinkedHome {
+    let name =
+        std::env::var("SANDBOX_TEST_LINKED_USER").unwrap_or_else(|_| "sandbox-test-linked".into());
+    let lock = std::fs::File::create("/tmp/sandbox-it-linked-home.lock").unwrap();
+    // SAFETY: flock on a file this test owns; blocks until the other test of this user ends.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let f = fixture_in(TestEnv::for_user(&name));
+    let home = f.env.passwd_home();
+    assert_ne!(
+        std::fs::canonicalize(&home).unwrap(),
+        home,
+        "{name}'s home should be reached through a symlink; scripts/host-packages.sh makes it so"
+    );
+    LinkedHome { f, _lock: lock }
+}
+
+/// A home reached through a symlink (Silverblue's `/home -> var/home`): the kernel gives the
+/// project's path resolved, so the home is mounted at its resolved path and the project is
+/// seen inside it, by either name. (The home went to the named path, the project to the
+/// resolved one: `cd ~/src/app` inside found nothing.)
+#[test]
+fn a_project_under_a_home_reached_through_a_symlink_is_inside_that_home() {
+    let LinkedHome { f, _lock } = linked_home();
+    let named = f.env.project();
+    let resolved = std::fs::canonicalize(&named).unwrap();
+    let real_home = std::fs::canonicalize(f.env.passwd_home()).unwrap();
+    f.env.write("project/pom.xml", "<project/>\n");
+    let out = sh_in(
+        &f,
+        &named,
+        &format!(
+            "pwd; echo $HOME; cd {} && ls; cd ~/{} && ls",
+            named.display(),
+            resolved.strip_prefix(&real_home).unwrap().display()
+        ),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{}\n{}\npom.xml\npom.xml\n",
+            resolved.display(),
+            real_home.display()
+        )
+    );
+}
+
+/// The home itself as the project (`cd ~ && sandbox run`): the real home is what commands
+/// see and write, except where a cache is mounted, which hides the real `~/.m2`.
+#[test]
+fn the_home_itself_as_the_project_is_the_real_home_but_for_caches() {
+    let LinkedHome { f, _lock } = linked_home();
+    let home = f.env.passwd_home();
+    let unique = format!("{}-{:x}", std::process::id(), rand_suffix());
+    let made = home.join(format!("made-inside-{unique}"));
+    let marker = home.join(format!("host-file-{unique}"));
+    let m2 = home.join(".m2");
+    let toml = home.join("sandbox.toml");
+    struct Cleanup(Vec<std::path::PathBuf>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir_all(p));
+            }
+        }
+    }
+    let _cleanup = Cleanup(vec![made.clone(), marker.clone(), m2.clone(), toml.clone()]);
+    std::fs::write(&marker, "from the host\n").unwrap();
+    std::fs::create_dir_all(&m2).unwrap();
+    std::fs::write(m2.join("settings.xml"), "<settings/>\n").unwrap();
+    std::fs::write(
+        &toml,
+        format!(
+            "[toolchain]\nimage = \"{}\"\n[network]\nmode = \"none\"\n[caches]\nm2 = \"~/.m2\"\n",
+            f.image
+        ),
+    )
+    .unwrap();
+    for p in [&marker, &m2, &toml] {
+        f.env.give_to_user(p);
+    }
+    let out = f
+        .env
+        .command(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "pwd; cat ~/host-file-{unique}; ls -A ~/.m2 | wc -l; touch ~/made-inside-{unique}"
+            ),
+        ])
+        .current_dir(&home)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        format!("{}\npom.xml\nhome-writable\n", project.0.display())
+        format!(
+            "{}\nfrom the host\n0\n",
+            std::fs::canonicalize(&home).unwrap().display()
+        )
     );
-    let made = std::fs::metadata(project.0.join("made-inside")).unwrap();
-    assert_eq!(made.uid(), f.env.uid(), "owned by the user on the host");
-    // The home's own file went to the per-project home, not the real one.
-    let home = passwd_home(&f.env.user_name());
-    assert!(
-        !home.join("in-the-home").exists(),
-        "the real home was written"
-    );
+    assert_eq!(std::fs::metadata(&made).unwrap().uid(), f.env.uid());
+    assert!(m2.join("settings.xml").exists(), "the real ~/.m2 is kept");
 }
 
 /// `/` inside is the image root's (root, 0755), as podman's: a daemon's user (postgres,
@@ -650,6 +777,78 @@ impl Screen {
     fn send(&mut self, keys: &str) {
         self.master.write_all(keys.as_bytes()).unwrap();
     }
+}
+
+/// Everything the terminal shows until `child` ends and the output stops.
+fn screen_until_exit(master: &OwnedFd, mut child: Child) -> (Vec<u8>, Option<i32>) {
+    let mut master = std::fs::File::from(master.try_clone().unwrap());
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut code = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no end; screen so far: {seen:?}");
+        let mut p = libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 300) } > 0 {
+            match master.read(&mut buf) {
+                Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        } else if code.is_some() {
+            break;
+        }
+        if code.is_none() {
+            code = child.try_wait().unwrap().map(|s| s.code());
+        }
+    }
+    (seen, code.flatten())
+}
+
+/// A terminal that sends Enter as CR NUL (telnet's bare CR; serial and web consoles): the
+/// shell reads the CR that ends `sandbox run -- echo clean` and the NUL waits in the input.
+/// The screen shows exactly `clean`. (It was forwarded to the sandbox's pty, which echoed it:
+/// `^@clean`.)
+#[test]
+fn the_terminal_shows_only_the_commands_output() {
+    let f = fixture();
+    let (master, slave) = pty(30, 100);
+    // As the user's shell leaves it: readline has turned echo off while the line was typed.
+    let mut modes = std::mem::MaybeUninit::<libc::termios>::zeroed();
+    // SAFETY: tcgetattr fills the termios; the fd is the pty's slave.
+    assert_eq!(
+        unsafe { libc::tcgetattr(slave.as_raw_fd(), modes.as_mut_ptr()) },
+        0
+    );
+    // SAFETY: filled by tcgetattr above.
+    let mut modes = unsafe { modes.assume_init() };
+    modes.c_lflag &= !libc::ECHO;
+    // SAFETY: a termios from tcgetattr, on the slave.
+    assert_eq!(
+        unsafe { libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &modes) },
+        0
+    );
+    std::fs::File::from(master.try_clone().unwrap())
+        .write_all(b"\0")
+        .unwrap();
+    let cmd = f.env.command(&[
+        "run",
+        "--network",
+        "none",
+        "--image",
+        &f.image,
+        "--",
+        "echo",
+        "clean",
+    ]);
+    let child = spawn_on_pty(cmd, &slave);
+    let (screen, code) = screen_until_exit(&master, child);
+    assert_eq!(code, Some(0));
+    assert_eq!(text(&screen), "clean\r\n", "the bytes the terminal showed");
 }
 
 #[test]
@@ -1327,4 +1526,10 @@ fn a_joining_enter_gets_a_terminal_of_the_sandbox() {
     assert_eq!(child.wait().unwrap().code(), Some(4));
     let _ = first.kill();
     let _ = first.wait();
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }

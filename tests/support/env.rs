@@ -5,6 +5,10 @@
 //! (default `sandbox-test`, created by .ci/run with /etc/subuid and /etc/subgid ranges) via
 //! setpriv. The cargo target dir may sit under /root where that user cannot go, so the binary
 //! is copied to a world-readable place first. Run as an ordinary user, the tests use that user.
+//!
+//! Each test's tree (project, XDG dirs, store) lives where a user's does: under the user's
+//! passwd home (`~/src/sandbox-it-XXXX`), the home sandbox reads. Tests of a project elsewhere
+//! make their own dir.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -75,6 +79,21 @@ fn lookup_user(name: &str) -> User {
     }
 }
 
+/// A user's home as sandbox reads it: the passwd entry's, not $HOME.
+pub fn passwd_home(uid: u32) -> PathBuf {
+    let out = Command::new("getent")
+        .args(["passwd", &uid.to_string()])
+        .output()
+        .expect("run getent");
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    line.trim_end()
+        .split(':')
+        .nth(5)
+        .filter(|h| h.starts_with('/'))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("uid {uid} has no passwd entry with a home: `{line}`"))
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -120,10 +139,28 @@ impl TestEnv {
     /// The same, running the binary as `name` (when the tests run as root).
     pub fn for_user(name: &str) -> Self {
         let user = is_root().then(|| lookup_user(name));
+        let home = passwd_home(user.as_ref().map_or_else(
+            // SAFETY: getuid has no preconditions.
+            || unsafe { libc::getuid() },
+            |u| u.uid,
+        ));
+        let src = home.join("src");
+        if let Err(e) = std::fs::create_dir(&src) {
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::AlreadyExists,
+                "mkdir {}: {e}",
+                src.display()
+            );
+        }
         let dir = tempfile::Builder::new()
             .prefix("sandbox-it-")
-            .tempdir_in("/tmp")
+            .tempdir_in(&src)
             .expect("temp dir");
+        if let Some(u) = &user {
+            // Only the dir itself: other tests' trees are inside it.
+            std::os::unix::fs::chown(&src, Some(u.uid), Some(u.gid)).expect("chown ~/src");
+        }
         let env = Self { dir, user };
         for sub in ["home", "config", "data", "run", "cache", "project"] {
             std::fs::create_dir_all(env.path().join(sub)).expect("mkdir");
@@ -143,6 +180,16 @@ impl TestEnv {
 
     pub fn home(&self) -> PathBuf {
         self.path().join("home")
+    }
+
+    /// The project dir commands start in (under the user's passwd home).
+    pub fn project(&self) -> PathBuf {
+        self.path().join("project")
+    }
+
+    /// The user's home as sandbox reads it (the passwd entry's).
+    pub fn passwd_home(&self) -> PathBuf {
+        passwd_home(self.uid())
     }
 
     pub fn config_dir(&self) -> PathBuf {
