@@ -12,7 +12,10 @@ cargo clippy --all-targets --locked -- -D warnings
 skipped=()
 [ -n "${SANDBOX_TEST_SKIP_DNS:-}" ] && skipped+=(names_resolve_through_the_helpers_dns_forwarder)
 [ -n "${SANDBOX_TEST_SKIP_ENOSPC:-}" ] && skipped+=(a_full_disk_is_named_and_leaves_nothing_half_written)
-[ -n "${SANDBOX_TEST_SKIP_DEBIAN_MIRROR:-}" ] && skipped+=(java_and_php_projects_build_with_packages_from_the_debian_mirror)
+[ -n "${SANDBOX_TEST_SKIP_DEBIAN_MIRROR:-}" ] && skipped+=(
+    java_and_php_projects_build_with_packages_from_the_debian_mirror
+    mvnw_and_composer_build_offline_with_packages_from_the_debian_mirror
+)
 [ -n "${SANDBOX_TEST_SKIP_PACKAGE_REGISTRIES:-}" ] && skipped+=(pip_and_npm_reach_their_registries_with_toolchain_and_nothing_more)
 # The tests that delegate cgroup v1 subtrees to the test user (as root).
 [ -n "${SANDBOX_TEST_SKIP_CGROUPS:-}" ] && skipped+=(

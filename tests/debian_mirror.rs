@@ -1,9 +1,9 @@
 //! A Java and a PHP developer each clone a project with sandbox.toml and build: the toolchain
 //! images are a Debian rootfs made by debootstrap (served by a loopback registry that the user
-//! config names as docker.io's mirror), and the JDK and PHP come from Debian's package mirror in
-//! setup steps, through the sandbox's own network. Needs root (debootstrap) and that mirror:
-//! `SANDBOX_TEST_SKIP_DEBIAN_MIRROR=1 scripts/test.sh` leaves this one test out, reported as
-//! skipped (see the README).
+//! config names as docker.io's mirror), and the JDK, Maven, PHP and composer come from Debian's
+//! package mirror in setup steps, through the sandbox's own network. Needs root (debootstrap)
+//! and that mirror: `SANDBOX_TEST_SKIP_DEBIAN_MIRROR=1 scripts/test.sh` leaves these two tests
+//! out, reported as skipped (see the README).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -88,25 +88,38 @@ fn project(env: &TestEnv, name: &str, toml: &str) -> PathBuf {
     env.path().join(name)
 }
 
-#[test]
-fn java_and_php_projects_build_with_packages_from_the_debian_mirror() {
+/// A test user whose config names a loopback registry as docker.io's mirror, which serves
+/// the Debian rootfs as the java and php images.
+/// `extra_config` gives more of the user config, for this env.
+fn mirrored_env(extra_config: impl FnOnce(&TestEnv) -> String) -> (TestEnv, Registry) {
     let env = TestEnv::new();
+    let extra_config = extra_config(&env);
     let image = rootfs_image(&debian_rootfs());
     let registry = Registry::start();
     oci::push(&registry.url(), "library/eclipse-temurin", "17-jdk", &image);
     oci::push(&registry.url(), "library/php", "8.2-cli", &image);
-    // The "host" trusts a CA of its own (a company's, say) through the user config.
-    let (host_ca, host_cert, host_key) =
-        ca_and_server("sandbox test host CA", "host.containers.internal");
-    let host_ca_file = env.write("host-ca.crt", &host_ca);
     env.write(
         "config/sandbox/config.toml",
         &format!(
-            "[[registry]]\nprefix = \"docker.io\"\n[[registry.mirror]]\nlocation = \"{}\"\n[tls]\nhost_cas = false\nca_files = [\"{}\"]\n",
+            "[[registry]]\nprefix = \"docker.io\"\n[[registry.mirror]]\nlocation = \"{}\"\n{extra_config}",
             registry.host(),
-            host_ca_file.display()
         ),
     );
+    (env, registry)
+}
+
+#[test]
+fn java_and_php_projects_build_with_packages_from_the_debian_mirror() {
+    // The "host" trusts a CA of its own (a company's, say) through the user config.
+    let (host_ca, host_cert, host_key) =
+        ca_and_server("sandbox test host CA", "host.containers.internal");
+    let (env, _registry) = mirrored_env(|env| {
+        let file = env.write("host-ca.crt", &host_ca);
+        format!(
+            "[tls]\nhost_cas = false\nca_files = [\"{}\"]\n",
+            file.display()
+        )
+    });
 
     // Java: the JDK (and curl, python) from setup steps, and a CA of the project's own that a
     // copy step puts in the image's bundle; then javac and java on the project's own source.
@@ -244,4 +257,218 @@ fn java_and_php_projects_build_with_packages_from_the_debian_mirror() {
         text(&out.stderr)
     );
     assert_eq!(text(&out.stdout), "php 8.2\n");
+}
+
+/// The Maven wrapper's job, as its script-only flavour does it: fetch `distributionUrl` once
+/// into `~/.m2/wrapper/dists` and run that Maven (curl and unzip come from a setup step).
+const MVNW: &str = r#"#!/bin/sh
+set -eu
+base=$(cd "$(dirname "$0")" && pwd)
+url=$(sed -n 's/^distributionUrl=//p' "$base/.mvn/wrapper/maven-wrapper.properties")
+zip=${url##*/}
+name=${zip%-bin.zip}
+dists=${MAVEN_USER_HOME:-$HOME/.m2}/wrapper/dists/$name
+if [ ! -x "$dists/$name/bin/mvn" ]; then
+    tmp=$(mktemp -d)
+    curl -fsSL -o "$tmp/$zip" "$url"
+    unzip -q "$tmp/$zip" -d "$tmp"
+    mkdir -p "$dists"
+    mv "$tmp/$name" "$dists/"
+    rm -rf "$tmp"
+fi
+exec "$dists/$name/bin/mvn" "$@"
+"#;
+
+const POM: &str = r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>demo</groupId>
+  <artifactId>app</artifactId>
+  <version>1.0</version>
+  <properties>
+    <maven.compiler.source>17</maven.compiler.source>
+    <maven.compiler.target>17</maven.compiler.target>
+    <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding>
+  </properties>
+</project>
+"#;
+
+/// A plain HTTP server on the host's 127.0.0.1 serving `dir`: (process, port).
+fn http_server(dir: &Path) -> (std::process::Child, u16) {
+    let script = "import http.server, sys, functools\n\
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
+        server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)\n\
+        print(server.server_address[1], flush=True)\n\
+        server.serve_forever()\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 on the host runs the test's HTTP server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (child, line.trim().parse().expect("the server's port"))
+}
+
+fn assert_ran(what: &str, out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{what}: exit {:?}\n{}\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// A Java and a PHP developer with projects in `~/src` build as they always do, with no Maven
+/// Central or Packagist: `./mvnw -o package`, the wrapper fetching Maven from a loopback
+/// server (Debian's Maven, zipped as Apache ships it) and the plugins from Debian's
+/// maven-repo; and Debian's `composer install` from a path repository.
+#[test]
+fn mvnw_and_composer_build_offline_with_packages_from_the_debian_mirror() {
+    let (env, _registry) = mirrored_env(|_| String::new());
+    assert!(env.project().starts_with(env.passwd_home()));
+
+    // Java. The last step lays the JDK out as the eclipse-temurin image does (the template's
+    // JAVA_HOME).
+    env.write(
+        "project/sandbox.toml",
+        &format!(
+            "setup = [\"apt-get update\", \"apt-get install -y --no-install-recommends openjdk-17-jdk-headless maven libmaven-compiler-plugin-java libmaven-jar-plugin-java libmaven-resources-plugin-java libsurefire-java libmaven-install-plugin-java curl unzip zip\", \"mkdir -p /opt/java && ln -s /usr/lib/jvm/java-17-openjdk-* /opt/java/openjdk\"]\n[toolchain]\nname = \"java\"\nversion = \"17\"\n{ENV}"
+        ),
+    );
+    // The distribution server's content: Debian's Maven as apache-maven-3.8.7-bin.zip.
+    let dist = env.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    env.give_to_user(&dist);
+    let volume = format!("{}:/dist", dist.display());
+    let out = env.run(&[
+        "run",
+        "-v",
+        &volume,
+        "--",
+        "sh",
+        "-c",
+        "cp -rL /usr/share/maven /tmp/apache-maven-3.8.7 && cd /tmp && zip -qr /dist/apache-maven-3.8.7-bin.zip apache-maven-3.8.7",
+    ]);
+    assert_ran("zip Debian's maven", &out);
+    let (mut server, port) = http_server(&dist);
+    env.write(
+        "project/.mvn/wrapper/maven-wrapper.properties",
+        &format!(
+            "distributionUrl=http://host.containers.internal:{port}/apache-maven-3.8.7-bin.zip\n"
+        ),
+    );
+    env.write(
+        "project/.mvn/maven.config",
+        "-Dmaven.repo.local=/usr/share/maven-repo\n",
+    );
+    env.write("project/pom.xml", POM);
+    env.write(
+        "project/src/main/java/demo/Hello.java",
+        "package demo;\npublic class Hello { public static void main(String[] a) { System.out.println(\"built by maven on \" + System.getProperty(\"java.version\")); } }\n",
+    );
+    let mvnw = env.write("project/mvnw", MVNW);
+    std::fs::set_permissions(&mvnw, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = env.run(&[
+        "run",
+        "--host-loopback",
+        "--",
+        "./mvnw",
+        "-o",
+        "-q",
+        "package",
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_ran("./mvnw -o package", &out);
+    let jar = env.project().join("target/app-1.0.jar");
+    let meta = std::fs::metadata(&jar).expect("target/app-1.0.jar was built");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), env.uid());
+    let out = env.run(&[
+        "run",
+        "--",
+        "java",
+        "-cp",
+        "target/app-1.0.jar",
+        "demo.Hello",
+    ]);
+    assert_ran("java -cp target/app-1.0.jar", &out);
+    assert!(
+        text(&out.stdout).starts_with("built by maven on 17"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The wrapper's Maven stays in the ~/.m2 cache: with the server gone, it builds again.
+    std::fs::remove_dir_all(env.project().join("target")).unwrap();
+    let out = env.run(&["run", "--", "./mvnw", "-o", "-q", "package"]);
+    assert_ran("./mvnw -o package, Maven from the cache", &out);
+    assert!(jar.exists());
+
+    // PHP: composer install from a path repository, Packagist switched off, no network.
+    let php = project(
+        &env,
+        "php-app",
+        &format!("setup = [\"apt-get update\", \"apt-get install -y --no-install-recommends php-cli composer\"]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n{ENV}"),
+    );
+    env.write(
+        "php-app/composer.json",
+        r#"{
+    "name": "demo/app",
+    "repositories": [
+        {"type": "path", "url": "packages/greeter"},
+        {"packagist.org": false}
+    ],
+    "require": {"demo/greeter": "^1.0"}
+}
+"#,
+    );
+    env.write(
+        "php-app/packages/greeter/composer.json",
+        r#"{"name": "demo/greeter", "version": "1.0.0", "autoload": {"psr-4": {"Demo\\Greeter\\": "src/"}}}
+"#,
+    );
+    env.write(
+        "php-app/packages/greeter/src/Hello.php",
+        "<?php\nnamespace Demo\\Greeter;\nclass Hello { public static function greet(): string { return \"hello from a path repository\\n\"; } }\n",
+    );
+    env.write(
+        "php-app/app.php",
+        "<?php\nrequire __DIR__ . '/vendor/autoload.php';\necho Demo\\Greeter\\Hello::greet();\n",
+    );
+    // The setup steps need the mirror; `composer install` needs nothing from the network.
+    let out = env
+        .command(&["run", "--", "true"])
+        .current_dir(&php)
+        .output()
+        .unwrap();
+    assert_ran("php setup", &out);
+    let out = env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--",
+            "composer",
+            "install",
+            "--no-interaction",
+        ])
+        .current_dir(&php)
+        .output()
+        .unwrap();
+    assert_ran("composer install", &out);
+    let lock = std::fs::metadata(php.join("composer.lock")).expect("composer.lock was written");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&lock), env.uid());
+    let out = env
+        .command(&["run", "--network", "none", "--", "php", "app.php"])
+        .current_dir(&php)
+        .output()
+        .unwrap();
+    assert_ran("php app.php", &out);
+    assert_eq!(text(&out.stdout), "hello from a path repository\n");
 }
