@@ -378,7 +378,7 @@ fn a_listed_name_on_the_hosts_loopback_needs_host_loopback() {
     assert_eq!((code, out.as_str()), (Some(0), "FAILED\n"), "{err}");
     assert!(
         err.contains(&format!(
-            "blocked egress to localhost:{} (it resolves to the host's loopback",
+            "blocked egress to localhost:{} (it is the host itself, which the sandbox reaches only with --host-loopback)",
             f.port
         )),
         "{err}"
@@ -641,4 +641,182 @@ fn a_sandbox_with_an_allow_list_publishes_its_ports() {
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     let _ = server.wait();
     assert!(page.ends_with("served inside\n"), "{page}");
+}
+
+/// An /etc/hosts and a resolv.conf naming a closed loopback port, so the keeper's lookups
+/// stay on the machine: (hosts, resolv.conf) paths to bind.
+fn private_names(f: &Fixture, hosts: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    (
+        f.env
+            .write("etc-hosts", &format!("127.0.0.1 localhost\n{hosts}")),
+        f.env.write("etc-resolv.conf", "nameserver 127.0.0.9\n"),
+    )
+}
+
+impl Fixture {
+    /// `run_with` in a private mount namespace with `hosts` as /etc/hosts, and `env` added
+    /// (the host's own variables, e.g. its proxy).
+    fn run_private(
+        &self,
+        hosts: &str,
+        env: &[(&str, &str)],
+        extra: &[&str],
+        script: &str,
+    ) -> (Option<i32>, String, String) {
+        let (hosts, resolv) = private_names(self, hosts);
+        let mut args = vec!["run", "-v", "/usr:/usr:ro"];
+        args.extend(extra);
+        args.extend(["--", "sh", "-c", script]);
+        let mut inner = self.env.command(&args);
+        inner.envs(env.iter().copied());
+        let out = support::env::in_private_mounts(
+            &inner,
+            &[(&hosts, "/etc/hosts"), (&resolv, "/etc/resolv.conf")],
+        )
+        .output()
+        .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    }
+}
+
+/// A listed name whose only address is the host's loopback written as IPv6 (`::ffff:127.0.0.1`,
+/// `::ffff:0.0.0.0`) is the host itself: refused straight and through the proxy. (An
+/// IPv4-mapped address is not `is_loopback()`: the host's 127.0.0.1 service answered.)
+#[test]
+fn a_listed_name_on_a_mapped_ipv6_address_of_the_host_is_refused() {
+    assert!(
+        std::net::TcpListener::bind("[::1]:0").is_ok(),
+        "this test needs IPv6 on the host (net.ipv6.conf.all.disable_ipv6=0): the attack dials \
+         an IPv4-mapped IPv6 address"
+    );
+    let f = Fixture::new("the host's own service\n");
+    let port = f.port;
+    f.project(&format!(
+        "allow = [\"mapped.rt.test:{port}\", \"zeros.rt.test:{port}\"]"
+    ));
+    for name in ["mapped.rt.test", "zeros.rt.test"] {
+        let url = format!("https://{name}:{port}/");
+        let script = format!(
+            "env -u https_proxy -u HTTPS_PROXY /usr/bin/curl -sSk --max-time 20 --resolve {name}:{port}:10.9.9.9 {url} && echo FETCHED || echo FAILED; {}",
+            fetch(&url)
+        );
+        let (code, out, err) = f.run_private(
+            "::ffff:127.0.0.1 mapped.rt.test\n::ffff:0.0.0.0 zeros.rt.test\n",
+            &[],
+            &[],
+            &script,
+        );
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(0), "FAILED\nFAILED\n"),
+            "{name}: {err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "blocked egress to {name}:{port} (it is the host itself, which the sandbox reaches only with --host-loopback)"
+            )),
+            "{name}: {err}"
+        );
+    }
+}
+
+/// A stand-in for a host's proxy (cntlm, px, a lax squid): it logs each request line to
+/// `log`, and tunnels every CONNECT to `to` on 127.0.0.1, whatever it names. (process, port)
+fn lax_proxy(dir: &std::path::Path, to: u16) -> (std::process::Child, u16) {
+    std::fs::create_dir_all(dir).unwrap();
+    let script = r#"
+import socket, sys, threading
+log = open(sys.argv[1], "ab", buffering=0)
+to = int(sys.argv[2])
+server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen(16)
+print(server.getsockname()[1], flush=True)
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d: break
+            b.sendall(d)
+    except OSError: pass
+    try: b.shutdown(socket.SHUT_WR)
+    except OSError: pass
+def serve(c):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = c.recv(4096)
+        if not d: return
+        head += d
+    log.write(head.split(b"\r\n\r\n")[0] + b"\n--\n")
+    u = socket.create_connection(("127.0.0.1", to))
+    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    rest = head.split(b"\r\n\r\n", 1)[1]
+    if rest: u.sendall(rest)
+    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+    pipe(c, u)
+while True:
+    c, _ = server.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+    let log = dir.join("requests.log");
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&log)
+        .arg(to.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 on the host runs the test's proxy");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (child, line.trim().parse().expect("the proxy's port"))
+}
+
+/// With the host's `https_proxy` set, the host itself is still judged first: a listed name
+/// resolving to the host gets no CONNECT at the proxy; a malformed TLS server name is refused
+/// before it is matched or written into a CONNECT line; a name the host cannot resolve goes to
+/// the proxy (a company's hosts often resolve nothing outside). (The proxy got `CONNECT
+/// localhost:PORT`, and the name `localhost:18932 http/1.1\r\nx: a.rt.test` matched
+/// `*.rt.test` and went into the CONNECT line verbatim.)
+#[test]
+fn the_hosts_proxy_never_dials_the_host_or_a_malformed_name() {
+    let f = Fixture::new("through the proxy\n");
+    let port = f.port;
+    let dir = f.env.path().join("proxy");
+    let (mut proxy, proxy_port) = lax_proxy(&dir, port);
+    f.project(&format!(
+        "allow = [\"localhost:{port}\", \"*.rt.test:{port}\"]"
+    ));
+    let host_proxy = format!("http://127.0.0.1:{proxy_port}");
+    let script = format!(
+        "{local}; sni=$(printf 'localhost:18932 http/1.1\\r\\nx: a.rt.test'); \
+         /usr/bin/openssl s_client -connect 10.9.9.9:{port} -servername \"$sni\" </dev/null >/dev/null 2>&1; \
+         env -u https_proxy -u HTTPS_PROXY /usr/bin/curl -sSk --max-time 20 --resolve nowhere.rt.test:{port}:10.9.9.9 https://nowhere.rt.test:{port}/ && echo FETCHED || echo FAILED",
+        local = fetch(&format!("https://localhost:{port}/")),
+    );
+    let (code, out, err) = f.run_private("", &[("https_proxy", host_proxy.as_str())], &[], &script);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let asked = std::fs::read_to_string(dir.join("requests.log")).unwrap_or_default();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "FAILED\nthrough the proxy\nFETCHED\n", "{err}");
+    assert!(
+        err.contains(&format!(
+            "blocked egress to localhost:{port} (it is the host itself"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "blocked egress to malformed name \"localhost:18932 http/1.1\\r\\nx: a.rt.test\""
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        asked,
+        format!("CONNECT nowhere.rt.test:{port} HTTP/1.1\r\nHost: nowhere.rt.test:{port}\n--\n"),
+        "what the host's proxy was asked"
+    );
 }

@@ -1254,3 +1254,61 @@ fn a_setup_step_reaches_the_hosts_loopback_when_the_project_allows_it() {
     let fetched = f.env.ok(&["run", "--", "cat", "/fetched"]);
     assert!(!fetched.contains("from-the-host-index"), "{fetched}");
 }
+
+/// The host's own (non-loopback) IPv4 address, as its interfaces have it.
+fn host_own_address() -> std::net::Ipv4Addr {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .expect("run ip (iproute2)");
+    text(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .expect("this test needs an IPv4 address on one of the host's interfaces (not loopback)")
+}
+
+/// The relay refuses the host's own address (its eth0's), where a server bound to it or to
+/// 0.0.0.0 would get the connection as local traffic, past a firewall that drops incoming
+/// traffic; `--host-loopback` opens it, as it opens the loopback. (It reached the server.)
+#[test]
+fn the_relay_refuses_the_hosts_own_address_unless_asked() {
+    let f = fixture();
+    let address = host_own_address();
+    // Bound to that address only: nothing on loopback or elsewhere answers this port.
+    let listener = TcpListener::bind((address, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let target = address.to_string();
+    let out = f.run("relay", &[], &["sh", "-c", &probe(&target, port)]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        !stdout.contains("200 OK"),
+        "the relay reached the host's own address: {stdout}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "sandbox: blocked egress to {address}:{port} (it is the host itself, which the sandbox reaches only with --host-loopback)"
+        )),
+        "{stderr}"
+    );
+    let out = f.run(
+        "relay",
+        &["--host-loopback"],
+        &["sh", "-c", &probe(&target, port)],
+    );
+    assert!(
+        text(&out.stdout).contains("200 OK"),
+        "--host-loopback: {} {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

@@ -723,8 +723,7 @@ impl<'fd> Notices<'fd> {
         }
         while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=end).collect();
-            if let Ok(blocked) = serde_json::from_slice::<super::egress::forwarder::Blocked>(&line)
-            {
+            if let Ok(blocked) = serde_json::from_slice::<super::egress::refusals::Blocked>(&line) {
                 reporter.egress_blocked(&blocked.target, &blocked.reason);
             }
         }

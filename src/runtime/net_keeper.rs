@@ -154,7 +154,11 @@ pub fn start(
                 pid,
                 control: Some(control_write),
                 holds_ports,
-                notices: matches!(connection, Connection::Filtered { .. }).then_some(notices_read),
+                notices: matches!(
+                    connection,
+                    Connection::Filtered { .. } | Connection::Relay { .. }
+                )
+                .then_some(notices_read),
             })
         }
         Some(Report::Missing) => RuntimeError::MissingNetworkHelper { tool },
@@ -212,7 +216,7 @@ fn keep(connection: &Connection<'_>, pid1: libc::pid_t, dir: &Path, fds: [OwnedF
         }
         Connection::Relay { options, ports } => {
             start_own(connection.name(), pid1, ports, |netns| {
-                egress::relay::start(netns, options)
+                egress::relay::start(netns, options, notices)
             })
             .map(|relay| relay.map(|relay| Held::Udp { _relay: relay }))
         }

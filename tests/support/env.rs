@@ -387,3 +387,36 @@ impl TestEnv {
             .collect()
     }
 }
+
+/// `inner` run in a mount namespace of its own (made by unshare as root; `inner` still drops
+/// to the test user itself) where each host file `over` is bound over the system path
+/// `target` (`/etc/hosts`, `/etc/resolv.conf`): what sandbox and its keeper then resolve is
+/// the test's, and no lookup leaves the machine.
+pub fn in_private_mounts(inner: &Command, files: &[(&Path, &str)]) -> Command {
+    assert!(
+        is_root(),
+        "this test gives sandbox a private /etc/hosts or /etc/resolv.conf, which needs root; \
+         `SANDBOX_TEST_SKIP_PRIVATE_ETC=1 scripts/test.sh` reports it as skipped"
+    );
+    let mut script = String::new();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"]);
+    for (i, (_, target)) in files.iter().enumerate() {
+        script.push_str(&format!("mount --bind \"${}\" {target} && ", i + 1));
+    }
+    script.push_str(&format!("shift {} && exec \"$@\"", files.len()));
+    cmd.arg(script).arg("sh");
+    for (over, _) in files {
+        cmd.arg(over);
+    }
+    cmd.arg(inner.get_program()).args(inner.get_args());
+    cmd.env_clear().envs(
+        inner
+            .get_envs()
+            .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+    );
+    if let Some(dir) = inner.get_current_dir() {
+        cmd.current_dir(dir);
+    }
+    cmd
+}

@@ -2,17 +2,18 @@
 //! and a DNS socket made in the sandbox's, and lets through only what the allow-list names.
 //! A thread per connection: a sandbox opens tens of connections, not thousands.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::dns::{self, Answer};
+use super::host_itself;
 use super::log::NetworkLog;
+use super::names;
+use super::refusals::Refusals;
 use super::sniff::{self, Opening};
 use super::traffic::TRAFFIC;
 use super::{Policy, PROXY_PORT};
@@ -32,21 +33,11 @@ const LOOKUPS_MAX: usize = 32;
 /// wildcard must not grow the keeper without bound).
 const RESOLVED_MAX: usize = 4096;
 
-/// A blocked attempt, as the keeper reports it to the monitor (one JSON line each).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Blocked {
-    /// `name:port`, `name` (a lookup) or `address:port`.
-    pub target: String,
-    /// Why, in words.
-    pub reason: String,
-}
-
 struct Shared {
     policy: Policy,
     /// Addresses the resolver gave out, and for which names.
     resolved: Mutex<HashMap<IpAddr, Vec<String>>>,
-    reported: Mutex<HashSet<String>>,
-    notices: Mutex<std::fs::File>,
+    refusals: Refusals,
     log: Option<NetworkLog>,
     /// The host's own proxy (`https_proxy`), which dials for us when set.
     upstream_proxy: Option<String>,
@@ -64,22 +55,7 @@ impl Shared {
     /// Logs a blocked attempt and tells the monitor, once per target and run.
     fn block(&self, kind: &str, target: &str, reason: &str) {
         self.log(kind, target, false, Some(reason));
-        let first = self
-            .reported
-            .lock()
-            .map(|mut seen| seen.insert(target.to_owned()))
-            .unwrap_or(false);
-        if !first {
-            return;
-        }
-        let notice = Blocked {
-            target: target.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if let (Ok(mut text), Ok(mut pipe)) = (serde_json::to_vec(&notice), self.notices.lock()) {
-            text.push(b'\n');
-            let _ = pipe.write_all(&text);
-        }
+        self.refusals.say(target, reason);
     }
 
     fn not_listed(&self) -> String {
@@ -169,8 +145,7 @@ pub fn start(policy: &Policy, netns: &OwnedFd, notices: OwnedFd) -> std::io::Res
     let shared = Arc::new(Shared {
         policy: policy.clone(),
         resolved: Mutex::new(HashMap::new()),
-        reported: Mutex::new(HashSet::new()),
-        notices: Mutex::new(std::fs::File::from(notices)),
+        refusals: Refusals::new(notices),
         log,
         upstream_proxy,
         open: std::sync::atomic::AtomicUsize::new(0),
@@ -403,6 +378,16 @@ fn handle(shared: &Shared, mut client: TcpStream) {
             "address",
         ),
     };
+    // Code inside wrote the name: it is checked before it is matched, logged or dialed.
+    let name = match name.map(|raw| names::checked(&raw).map_err(|why| (raw, why))) {
+        Some(Ok(name)) => Some(name),
+        Some(Err((raw, why))) => {
+            let target = format!("malformed name {}", names::shown(&raw));
+            shared.block(kind, &target, &format!("a malformed name: {why}"));
+            return;
+        }
+        None => None,
+    };
     let Some(name) = name.filter(|n| !is_address(n)) else {
         let target = format!("{}:{}", local.ip(), port);
         shared.block(
@@ -447,7 +432,8 @@ fn handle(shared: &Shared, mut client: TcpStream) {
             opening_bytes = more;
         }
         if let Opening::Tls(Some(sni)) = sniff::opening(&opening_bytes) {
-            if sni != name {
+            if names::checked(&sni).as_deref() != Ok(name.as_str()) {
+                let sni = names::checked(&sni).unwrap_or_else(|_| names::shown(&sni));
                 shared.block(
                     "connect",
                     &format!("{sni}:{port}"),
@@ -462,9 +448,27 @@ fn handle(shared: &Shared, mut client: TcpStream) {
 }
 
 /// Connects to `name:port` from the host's side (through the host's proxy when it has one).
+///
+/// The host itself (`host_itself`) is judged on the addresses the name resolves to here,
+/// before any proxy is asked: a name resolving to the host is refused, and a proxy never gets
+/// its CONNECT (a local proxy would dial the host's loopback for us). A name the host cannot
+/// resolve goes to the proxy as it is (a company's hosts often resolve nothing outside); the
+/// proxy's own resolution is then its own (see the README's security model).
 fn dial(shared: &Shared, name: &str, port: u16) -> Result<TcpStream, String> {
     use std::net::ToSocketAddrs as _;
+    let resolved: Result<Vec<SocketAddr>, _> =
+        (name, port).to_socket_addrs().map(Iterator::collect);
+    let open_to_host = shared.policy.host_loopback;
+    let local = if open_to_host {
+        Vec::new()
+    } else {
+        host_itself::local_addresses()
+    };
+    let is_host = |a: &SocketAddr| !open_to_host && host_itself::is_host_itself(a.ip(), &local);
     if let Some(proxy) = &shared.upstream_proxy {
+        if resolved.as_ref().is_ok_and(|all| all.iter().any(is_host)) {
+            return Err(host_itself::REFUSED.into());
+        }
         let mut stream = TcpStream::connect(proxy.as_str())
             .map_err(|e| format!("the host's proxy {proxy}: {e}"))?;
         let _ = stream.set_read_timeout(Some(DIAL));
@@ -487,18 +491,13 @@ fn dial(shared: &Shared, name: &str, port: u16) -> Result<TcpStream, String> {
             .then_some(stream)
             .ok_or_else(|| format!("the host's proxy {proxy} refused it"));
     }
-    let addresses: Vec<SocketAddr> = (name, port)
-        .to_socket_addrs()
+    let addresses: Vec<SocketAddr> = resolved
         .map_err(|e| format!("cannot resolve it on the host: {e}"))?
-        .filter(|a| {
-            shared.policy.host_loopback || !(a.ip().is_loopback() || a.ip().is_unspecified())
-        })
+        .into_iter()
+        .filter(|a| !is_host(a))
         .collect();
     if addresses.is_empty() {
-        return Err(
-            "it resolves to the host's loopback, which the sandbox reaches only with --host-loopback"
-                .into(),
-        );
+        return Err(host_itself::REFUSED.into());
     }
     let mut last = String::new();
     for address in addresses {

@@ -13,8 +13,11 @@
 
 pub mod dns;
 pub mod forwarder;
+pub mod host_itself;
 pub mod inbound;
 pub mod log;
+pub mod names;
+pub mod refusals;
 pub mod relay;
 pub mod rules;
 pub mod sniff;

@@ -24,6 +24,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::log::NetworkLog;
+use super::refusals::Refusals;
 use super::traffic::TRAFFIC;
 use super::DNS_ADDRESS;
 use crate::runtime::sys;
@@ -67,6 +68,8 @@ struct Shared {
     made: Mutex<HashMap<(SocketAddrV4, SocketAddrV4), Made>>,
     /// Asks the thread inside the sandbox's namespace for a socket to reply from.
     inside: Mutex<mpsc::Sender<ReplySocketRequest>>,
+    /// Where refusals are told, to be said on stderr.
+    refusals: Option<Refusals>,
 }
 
 type ReplySocketRequest = (SocketAddrV4, mpsc::Sender<std::io::Result<UdpSocket>>);
@@ -92,6 +95,14 @@ impl Shared {
         }
     }
 
+    /// Has a connection or flow refused before it was dialed said on stderr (the caller logs
+    /// it).
+    fn say_refused(&self, target: &str, reason: &str) {
+        if let Some(refusals) = &self.refusals {
+            refusals.say(target, reason);
+        }
+    }
+
     /// Where a connection or datagram for `to` (inside) goes on the host's side.
     fn target(&self, to: SocketAddrV4) -> Result<SocketAddr, &'static str> {
         let dns: Ipv4Addr = DNS_ADDRESS.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
@@ -108,9 +119,10 @@ impl Shared {
             };
         }
         let ip = *to.ip();
-        if ip.is_loopback() || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        if ip.is_multicast() {
             return Err("not an address on the network");
         }
+        super::host_itself::check(IpAddr::V4(ip), self.host_loopback)?;
         Ok(SocketAddr::V4(to))
     }
 }
@@ -129,7 +141,7 @@ fn host_name_server() -> Option<SocketAddr> {
 
 /// Sets up the sandbox's namespace (whose fd is `netns`) and relays its traffic on threads
 /// of this process until it exits.
-pub fn start(netns: &OwnedFd, options: &Options) -> std::io::Result<()> {
+pub fn start(netns: &OwnedFd, options: &Options, notices: OwnedFd) -> std::io::Result<()> {
     let log = NetworkLog::open(options.log.as_deref())?;
     let (requests, requested) = mpsc::channel::<ReplySocketRequest>();
     let (ready, sockets) = mpsc::channel::<std::io::Result<Inside>>();
@@ -168,6 +180,7 @@ pub fn start(netns: &OwnedFd, options: &Options) -> std::io::Result<()> {
         connections: AtomicUsize::new(0),
         made: Mutex::new(HashMap::new()),
         inside: Mutex::new(requests),
+        refusals: Some(Refusals::new(notices)),
     });
     let Inside {
         listener,
@@ -250,7 +263,10 @@ fn dial_for(
         let target = key.1.to_string();
         let dialed = shared
             .target(key.1)
-            .map_err(|reason| (None, reason.to_owned()))
+            .map_err(|reason| {
+                shared.say_refused(&target, reason);
+                (None, reason.to_owned())
+            })
             .and_then(|address| {
                 TcpStream::connect_timeout(&address, DIAL)
                     .map_err(|e| (Some(e.kind()), e.to_string()))
@@ -322,7 +338,10 @@ fn connect(shared: &Shared, client: TcpStream) {
     let target = to.to_string();
     let upstream = shared
         .target(to)
-        .map_err(str::to_owned)
+        .map_err(|reason| {
+            shared.say_refused(&target, reason);
+            reason.to_owned()
+        })
         .and_then(|address| TcpStream::connect_timeout(&address, DIAL).map_err(|e| e.to_string()));
     match upstream {
         Ok(upstream) => {
@@ -379,6 +398,7 @@ fn open_flow(
         Ok(target) => target,
         Err(reason) => {
             shared.log("udp", &to.to_string(), Some(reason));
+            shared.say_refused(&to.to_string(), reason);
             return None;
         }
     };
@@ -426,6 +446,23 @@ mod tests {
             connections: AtomicUsize::new(0),
             made: Mutex::new(HashMap::new()),
             inside: Mutex::new(requests),
+            refusals: None,
+        }
+    }
+
+    #[test]
+    fn the_hosts_own_addresses_are_refused_without_host_loopback() {
+        let own: Vec<Ipv4Addr> = super::super::host_itself::local_addresses()
+            .into_iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) if !v4.is_loopback() => Some(v4),
+                _ => None,
+            })
+            .collect();
+        for ip in own {
+            let to = SocketAddrV4::new(ip, 8080);
+            assert!(shared(false).target(to).is_err(), "{ip}");
+            assert!(shared(true).target(to).is_ok(), "{ip}");
         }
     }
 

@@ -253,6 +253,14 @@ fn rebuild<'a>(
 }
 
 /// `host[:port]` (a bracketed IPv6 address too); `None` when malformed or with user info.
+/// A port as written in an authority: ASCII digits only (no sign), at most 65535.
+fn port_number(text: &str) -> Option<u16> {
+    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
 fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
     if authority.is_empty() || authority.contains('@') {
         return None;
@@ -260,15 +268,16 @@ fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
     if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse().ok()?),
+            Some(p) => Some(port_number(p)?),
             None if after.is_empty() => None,
             None => return None,
         };
         return Some((host.to_ascii_lowercase(), port));
     }
     match authority.rsplit_once(':') {
-        Some((host, port)) => Some((super::rules::normalize(host), Some(port.parse().ok()?))),
-        None => Some((super::rules::normalize(authority), None)),
+        // The name as written: `names::checked` judges it (one trailing dot, case).
+        Some((host, port)) => Some((host.to_owned(), Some(port_number(port)?))),
+        None => Some((authority.to_owned(), None)),
     }
 }
 
@@ -360,11 +369,12 @@ mod tests {
 
     #[test]
     fn http_requests_name_their_host_connect_its_target() {
+        // The name as written: the forwarder checks and lowercases it.
         let get = b"GET /simple/ HTTP/1.1\r\nHost: PyPI.org\r\nAccept: */*\r\n\r\n";
         assert_eq!(
             opening(get),
             Opening::Http {
-                host: "pypi.org".into(),
+                host: "PyPI.org".into(),
                 port: None,
                 connect: false,
                 head_len: get.len()
@@ -396,5 +406,21 @@ mod tests {
         );
         assert_eq!(opening(b"SSH-2.0-OpenSSH_9.2\r\n"), Opening::NeedMore);
         assert_eq!(opening(b"\x00\x01"), Opening::Other);
+    }
+
+    #[test]
+    fn a_port_is_digits_only() {
+        assert_eq!(
+            split_host_port("a.example:443"),
+            Some(("a.example".into(), Some(443)))
+        );
+        for bad in [
+            "a.example:+443",
+            "a.example:65536",
+            "a.example:",
+            "a.example:4 43",
+        ] {
+            assert_eq!(split_host_port(bad), None, "{bad}");
+        }
     }
 }
