@@ -825,3 +825,96 @@ fn a_push_to_a_basic_auth_registry_uses_the_users_credentials() {
     );
     assert!(out.contains("(3 blobs uploaded, 0 already there)"), "{out}");
 }
+
+/// A layout dir to load whose blob is a FIFO, a socket or a link (to a FIFO, or to a file
+/// outside): each is refused by name at once, with nothing loaded, and the store's lock free.
+/// (A FIFO blob hung `sandbox load DIR` forever while it held the store's lock.)
+#[test]
+fn a_layouts_blob_that_is_a_fifo_or_a_link_is_refused_at_once() {
+    let env = TestEnv::new();
+    let (registry, image) = support::pulled_busybox(&env, "mobility/fifo", Vec::new());
+    env.write(
+        "project/sandbox.toml",
+        &format!("[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"),
+    );
+    env.ok(&["export", "-o", "layout/"]);
+    drop(registry);
+    let layout = env.project().join("layout");
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let blob = layout.join("blobs/sha256").join(&manifest);
+    let saved = std::fs::read(&blob).unwrap();
+    let outside = env.write("outside-manifest", &String::from_utf8_lossy(&saved));
+    let cases: [(&str, &dyn Fn()); 3] = [
+        ("a FIFO", &|| {
+            let c = std::ffi::CString::new(blob.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: mkfifo with a valid path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        }),
+        ("a link (or under one)", &|| {
+            std::os::unix::fs::symlink(&outside, &blob).unwrap();
+        }),
+        ("a socket", &|| {
+            // Bound at a short path (a socket's path is capped), then moved into place.
+            let short = std::path::PathBuf::from(format!("/tmp/sbx-sock-{}", std::process::id()));
+            let _ = std::fs::remove_file(&short);
+            std::os::unix::net::UnixListener::bind(&short)
+                .map(drop)
+                .unwrap();
+            std::fs::rename(&short, &blob).unwrap();
+        }),
+    ];
+    for (what, plant) in cases {
+        std::fs::remove_file(&blob).unwrap();
+        plant();
+        env.give_to_user(&layout);
+        let mut child = env
+            .command(&[
+                "load",
+                &layout.display().to_string(),
+                "--name",
+                "localhost/x:1",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`sandbox load` hung on a blob that is {what}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{what}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "blobs/sha256/{manifest} is {what}, not a regular file"
+            )),
+            "{what}: {stderr}"
+        );
+        assert!(
+            !env.ok(&["images"]).contains("localhost/x"),
+            "{what}: loaded"
+        );
+    }
+    // The real blob back: it loads.
+    std::fs::remove_file(&blob).unwrap();
+    std::fs::write(&blob, &saved).unwrap();
+    env.give_to_user(&layout);
+    env.ok(&[
+        "load",
+        &layout.display().to_string(),
+        "--name",
+        "localhost/x:1",
+    ]);
+}

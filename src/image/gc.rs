@@ -88,9 +88,15 @@ pub fn prune(store: &Store) -> Result<Freed, ImageError> {
             freed.setup += 1;
         }
     }
-    // No pull runs while we hold the store exclusively, so the per-digest lock files can go.
+    // No pull runs while we hold the store exclusively, so the per-digest lock files can go,
+    // but for those held by work that takes no store lock (a `load` extracting its archive).
     for entry in fs_err::read_dir(store.root().join("locks"))? {
-        let _ = fs_err::remove_file(entry?.path());
+        let path = entry?.path();
+        if let Ok(Some(_free)) =
+            crate::fsutil::lock::FileLock::try_acquire(&path, LockMode::Exclusive)
+        {
+            let _ = fs_err::remove_file(&path);
+        }
     }
     Ok(freed)
 }

@@ -4,7 +4,7 @@
 //! against its digest, and layers are unpacked as a pull unpacks them.
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::error::ImageError;
 use super::manifest::{self, Manifest};
@@ -56,11 +56,54 @@ fn extract(archive: &Path, dir: &Path) -> Result<(), ImageError> {
     Ok(())
 }
 
+/// A blob of the layout, opened for reading: a regular file reached without following a link
+/// (`blobs`, `sha256` or the blob itself) and without blocking. A FIFO, socket or device is
+/// named and refused: the store's lock is held while loading, and a FIFO never answered.
+fn open_blob(layout: &Path, digest: &Digest) -> Result<std::fs::File, ImageError> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    use nix::sys::stat::{Mode, SFlag};
+    let relative = format!("blobs/sha256/{}", digest.hex());
+    let refuse = |what: &str| bad(layout, format!("{relative} is {what}, not a regular file"));
+    let dir = nix::fcntl::open(
+        layout,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| bad(layout, format!("cannot open the layout: {e}")))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    let fd = match nix::fcntl::openat2(&dir, relative.as_str(), how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ELOOP | nix::errno::Errno::EXDEV) => {
+            return Err(refuse("a link (or under one)"))
+        }
+        // What open(2) says of a socket.
+        Err(nix::errno::Errno::ENXIO) => return Err(refuse("a socket")),
+        Err(nix::errno::Errno::ENOENT) => {
+            return Err(bad(layout, format!("{relative} is missing")))
+        }
+        Err(e) => return Err(bad(layout, format!("cannot open {relative}: {e}"))),
+    };
+    let stat = nix::sys::stat::fstat(&fd).map_err(|e| bad(layout, e.to_string()))?;
+    match SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFREG => Ok(std::fs::File::from(fd)),
+        SFlag::S_IFIFO => Err(refuse("a FIFO")),
+        SFlag::S_IFSOCK => Err(refuse("a socket")),
+        SFlag::S_IFCHR | SFlag::S_IFBLK => Err(refuse("a device")),
+        SFlag::S_IFDIR => Err(refuse("a directory")),
+        _ => Err(refuse("not a file")),
+    }
+}
+
 /// A blob of the layout, checked against its digest; at most `limit` bytes.
 fn read_blob(layout: &Path, digest: &Digest, limit: u64) -> Result<Vec<u8>, ImageError> {
-    let path = layout.join("blobs/sha256").join(digest.hex());
     let mut bytes = Vec::new();
-    fs_err::File::open(&path)?
+    open_blob(layout, digest)?
         .take(limit + 1)
         .read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
@@ -90,24 +133,34 @@ pub fn load(
     ownership: &Ownership,
     reporter: &dyn PullReporter,
 ) -> Result<ImageRecord, ImageError> {
-    let _shared = store.lock(crate::fsutil::lock::LockMode::Shared)?;
-    let extracted: Option<PathBuf> = (!path.is_dir()).then(|| {
-        store
-            .root()
-            .join("tmp")
-            .join(format!("load-{}", std::process::id()))
-    });
+    // An archive may be a pipe (`sandbox load <(...)`), which may block: it is extracted
+    // before the store's lock is taken, into tmp/ under a key of its own whose lock tells
+    // `prune` the work is live.
+    let extracted = if path.is_dir() {
+        None
+    } else {
+        let key = Digest::of_bytes(
+            format!(
+                "load {} {:?}",
+                std::process::id(),
+                std::time::SystemTime::now()
+            )
+            .as_bytes(),
+        );
+        let guard = store.lock_digest(&key)?;
+        let dir = store.temp_path("load", &key);
+        if let Err(e) = extract(path, &dir) {
+            let _ = remove_any(&dir);
+            return Err(e);
+        }
+        Some((dir, guard))
+    };
     let result = (|| {
-        let layout = match &extracted {
-            Some(dir) => {
-                extract(path, dir)?;
-                dir.clone()
-            }
-            None => path.to_owned(),
-        };
-        load_layout(store, &layout, path, name, ownership, reporter)
+        let _shared = store.lock(crate::fsutil::lock::LockMode::Shared)?;
+        let layout = extracted.as_ref().map_or(path, |(dir, _)| dir.as_path());
+        load_layout(store, layout, path, name, ownership, reporter)
     })();
-    if let Some(dir) = extracted {
+    if let Some((dir, _guard)) = extracted {
         let _ = remove_any(&dir);
     }
     result
@@ -168,8 +221,7 @@ fn load_layout(
         let info = match store.layer_info(diff_id)? {
             Some(info) => info,
             None => {
-                let blob =
-                    fs_err::File::open(layout.join("blobs/sha256").join(descriptor.digest.hex()))?;
+                let blob = open_blob(layout, &descriptor.digest)?;
                 let temp = store.temp_path("layer", diff_id);
                 let unpacked = unpack_blob(
                     store,
