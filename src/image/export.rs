@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::os::fd::{AsFd as _, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -16,6 +17,7 @@ use super::error::ImageError;
 use super::store::images::ImageRecord;
 use super::store::Store;
 use super::Digest;
+use crate::fsutil::beneath;
 
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
@@ -469,19 +471,98 @@ fn all_blobs(prepared: &Prepared) -> Vec<&Blob> {
     blobs
 }
 
-/// Writes an OCI image layout at `dir` (made; an existing layout gains the image).
-pub fn write_layout(store: &Store, prepared: &Prepared, name: &str, dir: &Path) -> io::Result<()> {
-    let blobs = dir.join("blobs").join("sha256");
-    fs_err::create_dir_all(&blobs)?;
-    fs_err::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    for blob in all_blobs(prepared) {
-        let target = blobs.join(blob.digest.hex());
-        if !target.exists() {
-            fs_err::copy(store.blob_path(&blob.digest), &target)?;
+/// What `write_layout` makes in a layout dir: an existing dir may hold nothing else.
+fn made_by_export(path: &[&str], kind: nix::sys::stat::SFlag) -> bool {
+    use nix::sys::stat::SFlag;
+    let temp =
+        |name: &str| name.starts_with(".oci-layout.tmp-") || name.starts_with(".index.json.tmp-");
+    let is_hex = |name: &str| name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+    match (path, kind) {
+        (["oci-layout" | "index.json"], SFlag::S_IFREG) => true,
+        ([name], SFlag::S_IFREG) => temp(name),
+        (["blobs"] | ["blobs", "sha256"], SFlag::S_IFDIR) => true,
+        (["blobs", "sha256", name], SFlag::S_IFREG) => {
+            is_hex(name) || name.starts_with('.') && name.contains(".tmp-")
         }
+        _ => false,
+    }
+}
+
+/// Refuses a layout dir holding anything `write_layout` did not make (a link planted by code
+/// in the sandbox, above all): `shown` names the dir.
+fn check_layout_dir(dir: BorrowedFd<'_>, shown: &Path) -> io::Result<()> {
+    fn walk(dir: BorrowedFd<'_>, path: &mut Vec<String>, shown: &Path) -> io::Result<()> {
+        let entries = nix::dir::Dir::openat(
+            dir,
+            ".",
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        let mut names = Vec::new();
+        for entry in entries.into_iter() {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name != "." && name != ".." {
+                names.push(name);
+            }
+        }
+        for name in names {
+            let kind = beneath::kind_at(dir, std::ffi::OsStr::new(&name))?;
+            path.push(name.clone());
+            let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+            if !kind.is_some_and(|k| made_by_export(&parts, k)) {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} holds `{}`, which sandbox export did not make: export into a new or empty dir, or one an earlier export wrote",
+                        shown.display(),
+                        parts.join("/")
+                    ),
+                ));
+            }
+            if kind == Some(nix::sys::stat::SFlag::S_IFDIR) {
+                let sub = beneath::open_dir_beneath(dir, Path::new(&name))?;
+                walk(sub.as_fd(), path, shown)?;
+            }
+            path.pop();
+        }
+        Ok(())
+    }
+    walk(dir, &mut Vec::new(), shown)
+}
+
+/// Writes an OCI image layout into the dir `dir` (an existing layout gains the image). Code in
+/// the sandbox may have written there: nothing but what an export makes is accepted, no link
+/// is followed, and each file lands whole (written unnamed, then renamed into place).
+pub fn write_layout(
+    store: &Store,
+    prepared: &Prepared,
+    name: &str,
+    dir: BorrowedFd<'_>,
+    shown: &Path,
+) -> io::Result<()> {
+    use std::ffi::OsStr;
+    check_layout_dir(dir, shown)?;
+    let blobs = beneath::dir_at(dir, OsStr::new("blobs"), 0o755)?;
+    let blobs = beneath::dir_at(blobs.as_fd(), OsStr::new("sha256"), 0o755)?;
+    beneath::replace_at(dir, OsStr::new("oci-layout"), 0o644, |f| {
+        f.write_all(br#"{"imageLayoutVersion":"1.0.0"}"#)
+    })?;
+    for blob in all_blobs(prepared) {
+        let hex = OsStr::new(blob.digest.hex());
+        if beneath::kind_at(blobs.as_fd(), hex)? == Some(nix::sys::stat::SFlag::S_IFREG) {
+            continue;
+        }
+        let mut from = fs_err::File::open(store.blob_path(&blob.digest))?;
+        beneath::replace_at(blobs.as_fd(), hex, 0o644, |f| {
+            io::copy(&mut from, f).map(drop)
+        })?;
     }
     let bytes = serde_json::to_vec(&index(prepared, name)).map_err(io::Error::other)?;
-    fs_err::write(dir.join("index.json"), bytes)
+    beneath::replace_at(dir, OsStr::new("index.json"), 0o644, |f| {
+        f.write_all(&bytes)
+    })
 }
 
 /// Writes an OCI archive (a tar of an image layout) to `out`.

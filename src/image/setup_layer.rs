@@ -7,11 +7,13 @@
 //! the env (every step sees the env, so a change of it reruns them all). Every project with the
 //! same inputs shares the layers.
 
+use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::store::Store;
+use crate::fsutil::beneath;
 
 /// What every step sits on.
 #[derive(Serialize)]
@@ -129,12 +131,24 @@ pub fn clean_setup_upper(
     expected: &[(PathBuf, String)],
     made: &[PathBuf],
 ) -> std::io::Result<()> {
+    // The step wrote this upper dir: a dir on the way may now be a link (`rm -rf /etc; ln -s
+    // ~/D /etc`), and nothing is read or removed through one.
+    let root = nix::fcntl::open(
+        upper,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
     for (path, text) in expected {
-        let at = upper.join(path.strip_prefix("/").unwrap_or(path));
-        let unchanged = fs_err::symlink_metadata(&at).is_ok_and(|m| m.is_file())
-            && fs_err::read_to_string(&at).is_ok_and(|t| &t == text);
-        if unchanged {
-            fs_err::remove_file(&at)?;
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            continue;
+        };
+        let Ok(dir) = beneath::open_dir_beneath(root.as_fd(), parent) else {
+            continue;
+        };
+        let limit = text.len() as u64 + 1;
+        if beneath::read_regular_at(dir.as_fd(), name, limit)?.as_deref() == Some(text.as_bytes()) {
+            beneath::unlink_at(dir.as_fd(), name)?;
         }
     }
     let made: Vec<PathBuf> = made

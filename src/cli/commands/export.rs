@@ -2,11 +2,13 @@
 //! layers, built first when missing, and the config it runs with) as a standard OCI image.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsFd as _;
 
 use crate::cli::args::{CompressionArg, ExportArgs, GlobalArgs};
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
 use crate::cli::{project, session, setup_steps};
+use crate::fsutil::beneath::{self, GuardedPath};
 use crate::image::export::{self, ExportInputs, LayerCompression, SetupLayer};
 
 /// The project's git remote `origin`, when it has one with an http(s) URL: the same on every
@@ -198,23 +200,31 @@ pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CliError> {
             .collect();
         format!("localhost/{}:sandbox", safe.trim_matches(['-', '.']))
     });
-    let output = cwd.join(&args.output);
-    let as_dir = args.output.as_os_str().to_string_lossy().ends_with('/') || output.is_dir();
+    // The project dir is the sandbox's to write: no link there is followed on the way to the
+    // output or at it (code inside may have planted `dist -> ~`).
+    let target = GuardedPath::new(&args.output, &cwd, &[config.dir.as_path()]);
+    let output = target.shown();
+    let (parent, file_name) = target.open_parent()?;
+    let existing = beneath::kind_at(parent.as_fd(), &file_name)?;
+    let as_dir = args.output.as_os_str().to_string_lossy().ends_with('/')
+        || existing == Some(nix::sys::stat::SFlag::S_IFDIR);
     if as_dir {
-        export::write_layout(&store, &prepared, &name, &output)?;
+        let dir = beneath::dir_at(parent.as_fd(), &file_name, 0o755)?;
+        export::write_layout(&store, &prepared, &name, dir.as_fd(), &output)?;
     } else {
-        // Written beside the target, then renamed: never a half-written archive there.
-        let temp = output.with_extension(format!("partial-{}", std::process::id()));
-        let file = fs_err::File::create(&temp)?;
-        let written =
-            export::write_archive(&store, &prepared, &name, std::io::BufWriter::new(file))
-                .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
-                .and_then(|f| f.sync_all());
-        if let Err(e) = written {
-            let _ = fs_err::remove_file(&temp);
-            return Err(e.into());
-        }
-        fs_err::rename(&temp, &output)?;
+        // Written unnamed beside the target, then renamed over it: never a half-written
+        // archive there, never written through a link there.
+        beneath::replace_at(parent.as_fd(), &file_name, 0o644, |file| {
+            export::write_archive(
+                &store,
+                &prepared,
+                &name,
+                std::io::BufWriter::new(&mut *file),
+            )
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .map(drop)?;
+            file.sync_all()
+        })?;
     }
     println!(
         "wrote {} ({}, {} layers: {} of the image, {} of setup): {}",

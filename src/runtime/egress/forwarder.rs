@@ -137,7 +137,7 @@ pub fn start(policy: &Policy, netns: &OwnedFd, notices: OwnedFd) -> std::io::Res
     ports.sort_unstable();
     ports.dedup();
     let sockets = open_in_namespace(netns, &ports)?;
-    let log = NetworkLog::open(policy.log.as_deref())?;
+    let log = NetworkLog::open(policy.log.as_ref())?;
     let upstream_proxy = ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|p| !p.is_empty()))

@@ -2,7 +2,9 @@
 //! forwarder and the relay alike.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::os::fd::AsFd as _;
+
+use crate::fsutil::beneath::{self, GuardedPath};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -23,14 +25,16 @@ struct Line<'a> {
 pub struct NetworkLog(Mutex<std::fs::File>);
 
 impl NetworkLog {
-    /// Opens `path` for appending, when there is one.
-    pub fn open(path: Option<&Path>) -> std::io::Result<Option<NetworkLog>> {
+    /// Opens `path` for appending, when there is one: a regular file reached without a link
+    /// below the project dir (code inside may plant `net.jsonl -> ~/.bashrc`).
+    pub fn open(path: Option<&GuardedPath>) -> std::io::Result<Option<NetworkLog>> {
         path.map(|path| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            let (dir, name) = path.open_parent()?;
+            beneath::append_at(dir.as_fd(), &name, 0o644)
                 .map(|file| NetworkLog(Mutex::new(file)))
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", path.shown().display()))
+                })
         })
         .transpose()
     }

@@ -39,7 +39,7 @@ pub struct Policy {
     /// (`[network].allow in sandbox.toml:7`).
     pub source: String,
     /// `--network-log FILE`: every connection and lookup, allowed or blocked (JSON lines).
-    pub log: Option<std::path::PathBuf>,
+    pub log: Option<crate::fsutil::beneath::GuardedPath>,
     /// Whether names resolving to the host's loopback may be dialed (`--host-loopback`).
     pub host_loopback: bool,
 }

@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd as _, OwnedFd};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,7 +54,7 @@ pub struct Options {
     /// Whether `HOST_ADDRESS` reaches the host's 127.0.0.1 (`--host-loopback`).
     pub host_loopback: bool,
     /// `--network-log FILE`: each connection and flow, as JSON lines.
-    pub log: Option<PathBuf>,
+    pub log: Option<crate::fsutil::beneath::GuardedPath>,
 }
 
 struct Shared {
@@ -142,7 +141,7 @@ fn host_name_server() -> Option<SocketAddr> {
 /// Sets up the sandbox's namespace (whose fd is `netns`) and relays its traffic on threads
 /// of this process until it exits.
 pub fn start(netns: &OwnedFd, options: &Options, notices: OwnedFd) -> std::io::Result<()> {
-    let log = NetworkLog::open(options.log.as_deref())?;
+    let log = NetworkLog::open(options.log.as_ref())?;
     let (requests, requested) = mpsc::channel::<ReplySocketRequest>();
     let (ready, sockets) = mpsc::channel::<std::io::Result<Inside>>();
     let netns = netns.try_clone()?;

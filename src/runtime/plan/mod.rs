@@ -53,7 +53,7 @@ pub struct NetworkOptions {
     /// The egress allow-list, for `Network::Filtered`.
     pub policy: Option<crate::runtime::egress::Policy>,
     /// `--network-log`, for `Network::Relay` (an allow-list keeps it in its policy).
-    pub log: Option<PathBuf>,
+    pub log: Option<crate::fsutil::beneath::GuardedPath>,
 }
 
 /// How a container is networked, in words (`pasta -p 127.0.0.1:8080:80/tcp`): recorded in its

@@ -593,12 +593,23 @@ fn network(
             policy: None,
             log: request
                 .filter(|_| mode == Network::Relay)
-                .and_then(|r| r.network_log.clone()),
+                .and_then(|r| network_log(r, project)),
         },
     })
 }
 
 /// The ports published: sandbox.toml's and the flags'; none for a setup container (no request).
+/// `--network-log FILE` (absolute): code inside may plant links in the project dir, so none
+/// below it is followed on the way to the file.
+fn network_log(
+    request: &Request,
+    project: &ProjectInputs,
+) -> Option<crate::fsutil::beneath::GuardedPath> {
+    request.network_log.as_deref().map(|log| {
+        crate::fsutil::beneath::GuardedPath::new(log, Path::new("/"), &[project.dir.as_path()])
+    })
+}
+
 fn published(project: &ProjectInputs, request: Option<&Request>) -> Vec<PortMapping> {
     request.map_or_else(Vec::new, |request| {
         project
@@ -644,7 +655,7 @@ fn filtered(
     let host_loopback = request.is_some_and(|r| r.host_loopback) || project.host_loopback;
     let mut policy = policy.clone();
     policy.host_loopback = host_loopback;
-    policy.log = request.and_then(|r| r.network_log.clone());
+    policy.log = request.and_then(|r| network_log(r, project));
     Ok(NetworkPlan {
         mode: Network::Filtered,
         options: NetworkOptions {

@@ -338,9 +338,13 @@ fn the_network_is_the_flag_then_sandbox_toml_then_the_relay() {
         network_log: Some("/tmp/log".into()),
         ..request()
     };
+    // Outside the project: only the file's own name is guarded.
     assert_eq!(
         plan(&project(), &logged).network.options.log,
-        Some("/tmp/log".into())
+        Some(crate::fsutil::beneath::GuardedPath {
+            root: "/tmp".into(),
+            rest: "log".into()
+        })
     );
 }
 
@@ -798,9 +802,13 @@ fn an_allow_list_filters_the_network_and_points_tools_at_the_forwarder() {
     assert_eq!(p.network.mode, Network::Filtered);
     let chosen = p.network.options.policy.as_ref().unwrap();
     assert!(chosen.allow.allows("pypi.org", 443) && chosen.host_loopback);
+    // In the project: no link below it is followed.
     assert_eq!(
-        chosen.log.as_deref(),
-        Some(Path::new("/home/dev/app/net.jsonl"))
+        chosen.log,
+        Some(crate::fsutil::beneath::GuardedPath {
+            root: "/home/dev/app".into(),
+            rest: "net.jsonl".into()
+        })
     );
     // The forwarder replaces the host's proxy inside; it dials through that one itself.
     assert_eq!(env_of(&p, "https_proxy"), Some("http://127.0.0.1:3128"));
