@@ -10,7 +10,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -311,10 +311,8 @@ pub fn start_on(
 /// In the helper: container root of the sandbox's user namespace (so it may enter the
 /// container's network namespace, which that user namespace owns, and nothing beyond), the
 /// namespace at its fixed fd, and death with the keeper (set last: an id change clears it).
-fn prepare(command: &mut Command, netns: &OwnedFd, extra: Vec<(i32, i32)>) {
-    let mut moves = vec![(netns.as_raw_fd(), NETNS_FD)];
-    moves.extend(extra);
-    debug_assert!(moves.len() <= 4);
+/// `moves` start with the namespace's own: `(netns, NETNS_FD)`.
+fn prepare<const N: usize>(command: &mut Command, moves: [(BorrowedFd<'_>, i32); N]) {
     sys::prepare_helper(command, moves);
 }
 
@@ -459,7 +457,7 @@ fn spawn_pasta(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    prepare(&mut command, netns, Vec::new());
+    prepare(&mut command, [(netns.as_fd(), NETNS_FD)]);
     let child = command.spawn().map_err(|e| RuntimeError::NetworkHelper {
         tool: "pasta",
         error: e.to_string(),
@@ -498,8 +496,11 @@ fn start_slirp(
         .stderr(Stdio::piped());
     prepare(
         &mut command,
-        netns,
-        vec![(ready_write.as_raw_fd(), 3), (exit_read.as_raw_fd(), 4)],
+        [
+            (netns.as_fd(), NETNS_FD),
+            (ready_write.as_fd(), 3),
+            (exit_read.as_fd(), 4),
+        ],
     );
     let mut child = command.spawn().map_err(|e| RuntimeError::NetworkHelper {
         tool: "slirp4netns",

@@ -2,7 +2,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
 
 use nix::unistd::Pid as NixPid;
 
@@ -10,13 +10,16 @@ use super::check_long;
 
 /// Proof that this process has one thread, so a forked child may do anything (allocate, lock)
 /// before it execs or exits: no other thread can have held a lock at the fork.
-pub struct SingleThreaded(());
+///
+/// Neither `Send` nor `Sync` (the raw-pointer marker): a proof handed to another thread, or
+/// kept in a static, would outlive the moment it proved.
+pub struct SingleThreaded(std::marker::PhantomData<*const ()>);
 
 impl SingleThreaded {
     /// Counts this process's threads; `None` when there is more than one (or /proc is gone).
     pub fn check() -> Option<Self> {
         let threads = fs_err::read_dir("/proc/self/task").ok()?.count();
-        (threads == 1).then_some(Self(()))
+        (threads == 1).then_some(Self(std::marker::PhantomData))
     }
 
     /// Like `check`, waiting up to `limit` for threads that are ending: a joined thread can
@@ -62,6 +65,21 @@ pub fn fork(_proof: &SingleThreaded) -> io::Result<Pid> {
         nix::unistd::ForkResult::Child => Ok(0),
         nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
     }
+}
+
+/// Checked when compiling: the proof is not `Send` (a `Send` type would take the inherent
+/// constant; the proof falls back to the trait's).
+mod proof_is_not_send {
+    trait NotSend {
+        const SEND: bool = false;
+    }
+    impl<T> NotSend for T {}
+    struct Probe<T>(std::marker::PhantomData<T>);
+    #[allow(dead_code)]
+    impl<T: Send> Probe<T> {
+        const SEND: bool = true;
+    }
+    const _: () = assert!(!<Probe<super::SingleThreaded>>::SEND && <Probe<u8>>::SEND);
 }
 
 /// fork(2) with namespace flags: the child starts in new namespaces (pid 1 of a new pid
@@ -190,18 +208,23 @@ pub fn is_executable_by_us(path: &CStr) -> bool {
 }
 
 /// Prepares `command` (a network helper) to run as root of the user namespace, with each
-/// `(from, to)` fd moved to `to`, and to die with its parent. At most four moves.
-pub fn prepare_helper(command: &mut std::process::Command, moves: Vec<(RawFd, RawFd)>) {
+/// `(from, to)` fd moved to `to`, and to die with its parent. The moves are a fixed array (no
+/// allocation between fork and exec), every one of them made.
+pub fn prepare_helper<const N: usize>(
+    command: &mut std::process::Command,
+    moves: [(BorrowedFd<'_>, RawFd); N],
+) {
     use std::os::unix::process::CommandExt as _;
     // SAFETY: only setres[ug]id, fcntl, dup2 and prctl (async-signal-safe, no allocation: the
     // moves are in a fixed array) run between fork and exec.
+    let moves: [(RawFd, RawFd); N] = moves.map(|(from, to)| (from.as_raw_fd(), to));
     unsafe {
         command.pre_exec(move || {
             if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
             // Through copies above every target first: a source may sit at another's target.
-            let mut copies = [0; 4];
+            let mut copies = [0; N];
             for (copy, (from, _)) in copies.iter_mut().zip(&moves) {
                 *copy = libc::fcntl(*from, libc::F_DUPFD_CLOEXEC, 64);
                 if *copy < 0 {
