@@ -738,3 +738,81 @@ fn a_zstd_layer_asking_for_a_huge_window_fails_at_once() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert_nothing_kept(&env);
 }
+
+/// A 30 KB layer cannot fill the disk. A GNU sparse file of 3 GiB that is all hole keeps its
+/// hole (it was written as 3 GiB of real blocks); a zstd layer of 100 MiB of zeros (a few
+/// KB) is stopped at the layer's limit, named, with nothing kept, and unpacks when the user
+/// raises the limit.
+#[test]
+fn a_small_layer_cannot_fill_the_disk() {
+    let env = TestEnv::new();
+    let size = 3u64 << 30;
+    let sparse = oci::build(&ImageSpec {
+        layers: vec![LayerSpec {
+            entries: vec![
+                Entry::dir("var"),
+                Entry::Sparse {
+                    path: "var/lastlog".into(),
+                    size,
+                    data: b"end\n".to_vec(),
+                },
+            ],
+            compression: Compression::Gzip,
+        }],
+        architecture: oci::host_arch().into(),
+    });
+    assert!(sparse.layers[0].blob.len() < 30_000);
+    let server = serve(&sparse, |_, _| None);
+    let started = std::time::Instant::now();
+    env.ok(&["pull", &reference(&server)]);
+    let layer = env.store_entries("layers").pop().expect("a layer");
+    let file = env
+        .store()
+        .join("layers")
+        .join(layer)
+        .join("root/var/lastlog");
+    let meta = std::fs::metadata(&file).unwrap();
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(meta.len(), size, "the file keeps its size");
+    assert!(
+        meta.blocks() * 512 < 1 << 20,
+        "the hole was written: {} bytes of blocks (in {:?})",
+        meta.blocks() * 512,
+        started.elapsed()
+    );
+    let mut tail = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(
+        &std::fs::File::open(&file).unwrap(),
+        &mut tail,
+        size - 4,
+    )
+    .unwrap();
+    assert_eq!(&tail, b"end\n");
+
+    let bomb = oci::build(&ImageSpec {
+        layers: vec![LayerSpec {
+            entries: vec![Entry::file("zeros", &vec![0u8; 100 << 20])],
+            compression: Compression::Zstd,
+        }],
+        architecture: oci::host_arch().into(),
+    });
+    let other = TestEnv::new();
+    let server = serve(&bomb, |_, _| None);
+    let err = other.fails(&["pull", &reference(&server)]);
+    assert!(
+        err.contains("unpacks to more than 64 MiB of file data, far more than its size suggests"),
+        "{err}"
+    );
+    assert!(err.contains("SANDBOX_UNPACK_RATIO"), "{err}");
+    assert_nothing_kept(&other);
+    let out = other
+        .command(&["pull", &reference(&server)])
+        .env("SANDBOX_UNPACK_RATIO", "1000000")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

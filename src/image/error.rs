@@ -170,6 +170,9 @@ pub enum ImageError {
         mapped: String,
     },
 
+    #[error("layer {layer} unpacks to more than {} of file data, far more than its size suggests", crate::runtime::plan::human_size(*limit))]
+    LayerTooLarge { layer: Digest, limit: u64 },
+
     #[error("no space left on device while writing to the store at {store}")]
     NoSpace {
         store: PathBuf,
@@ -270,6 +273,11 @@ impl ImageError {
             ImageError::Schema1 { .. } => {
                 Some("rebuild or re-push the image with a current tool (docker, podman, skopeo)".into())
             }
+            ImageError::LayerTooLarge { .. } => Some(format!(
+                "a layer this compressible is unusual (a zip bomb looks like this); if you trust the image, raise the limit with {}=N (the most file data per byte of layer, {} by default)",
+                super::unpack::RATIO_VARIABLE,
+                super::unpack::DEFAULT_RATIO
+            )),
             ImageError::NoSpace { store, .. } => Some(format!(
                 "free space on the file system holding {}, or run `sandbox prune`",
                 store.display()

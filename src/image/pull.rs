@@ -413,7 +413,8 @@ pub(crate) fn unpack_blob(
             ),
         };
         let mut tar_stream = HashingReader::new(decoder, |_| {});
-        let stats = unpack::unpack(&mut tar_stream, &root, &descriptor.digest, ownership);
+        let limit = unpack::Limit::for_layer(descriptor.size, &root);
+        let stats = unpack::unpack(&mut tar_stream, &root, &descriptor.digest, ownership, limit);
         match stats {
             Ok(stats) => {
                 let drained = tar_stream.drain().map_err(|e| ImageError::CorruptLayer {

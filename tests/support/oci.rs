@@ -45,6 +45,12 @@ pub enum Entry {
         major: u32,
         minor: u32,
     },
+    /// A GNU sparse file of `size` bytes that holds only `data` at its end: the rest is hole.
+    Sparse {
+        path: String,
+        size: u64,
+        data: Vec<u8>,
+    },
     /// A header whose name bytes are written verbatim (tar::Header refuses `..` and `/x`).
     Raw {
         name: Vec<u8>,
@@ -202,6 +208,15 @@ pub fn layer_tar(entries: &[Entry]) -> Vec<u8> {
                 h.set_device_minor(*minor).expect("minor");
                 b.append_data(&mut h, path, std::io::empty())
                     .expect("device");
+            }
+            Entry::Sparse { path, size, data } => {
+                let mut h = header(tar::EntryType::GNUSparse, 0o644, 0, 0, data.len() as u64);
+                let gnu = h.as_gnu_mut().expect("gnu header");
+                gnu.sparse[0].set_offset(size - data.len() as u64);
+                gnu.sparse[0].set_length(data.len() as u64);
+                gnu.set_real_size(*size);
+                b.append_data(&mut h, path, data.as_slice())
+                    .expect("sparse");
             }
             Entry::Raw {
                 name,

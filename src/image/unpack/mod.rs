@@ -16,7 +16,7 @@ mod sys;
 
 use std::ffi::CString;
 use std::io::{self, Read};
-use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use crate::image::digest::Digest;
@@ -49,18 +49,21 @@ struct PendingDir {
     mtime: u64,
 }
 
-/// Extracts the tar stream `input` into `dest` (an empty directory we created).
+/// Extracts the tar stream `input` into `dest` (an empty directory we created), writing at
+/// most `limit` bytes of file data: a layer is untrusted, and a small one can name gigabytes.
 pub fn unpack(
     input: impl Read,
     dest: &Path,
     layer: &Digest,
     ownership: &Ownership,
+    limit: Limit,
 ) -> Result<UnpackStats, ImageError> {
     let root = sys::open_dir_path(dest)?;
     let mut job = Job {
         root,
         layer,
         ownership,
+        limit,
         stats: UnpackStats::default(),
         pending: Vec::new(),
         cached_parent: None,
@@ -92,10 +95,57 @@ fn corrupt(layer: &Digest, error: io::Error) -> ImageError {
     }
 }
 
+/// The variable that raises the most file data a layer may unpack per byte of its size.
+pub const RATIO_VARIABLE: &str = "SANDBOX_UNPACK_RATIO";
+/// gzip cannot pass about 1000:1; real layers are 2-10:1.
+pub const DEFAULT_RATIO: u64 = 256;
+/// However small, a layer may unpack this much.
+const FLOOR: u64 = 64 << 20;
+/// The most of the store's file system kept free, as a share of its size (1/100), at most this.
+const MARGIN_MAX: u64 = 256 << 20;
+
+/// The most file data a layer may unpack, and what set it (for the error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub bytes: u64,
+    /// The store whose free space (less a margin) set it, when that is smaller than the
+    /// multiple of the layer's size.
+    pub free_space_of: Option<std::path::PathBuf>,
+}
+
+impl Limit {
+    /// For a layer of `declared` bytes unpacking under `store`: a generous multiple of its
+    /// size, and never more than the file system has free less a margin.
+    pub fn for_layer(declared: u64, store: &Path) -> Limit {
+        let ratio = std::env::var(RATIO_VARIABLE)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|r| *r > 0)
+            .unwrap_or(DEFAULT_RATIO);
+        let by_size = declared.saturating_mul(ratio).max(FLOOR);
+        let free = nix::sys::statvfs::statvfs(store).ok().map(|s| {
+            let unit = s.fragment_size() as u64;
+            let margin = (s.blocks() as u64 * unit / 100).min(MARGIN_MAX);
+            (s.blocks_available() as u64 * unit).saturating_sub(margin)
+        });
+        match free {
+            Some(free) if free < by_size => Limit {
+                bytes: free,
+                free_space_of: Some(store.to_owned()),
+            },
+            _ => Limit {
+                bytes: by_size,
+                free_space_of: None,
+            },
+        }
+    }
+}
+
 struct Job<'a> {
     root: OwnedFd,
     layer: &'a Digest,
     ownership: &'a Ownership,
+    limit: Limit,
     stats: UnpackStats,
     pending: Vec<PendingDir>,
     cached_parent: Option<(Vec<Vec<u8>>, OwnedFd)>,
@@ -337,16 +387,44 @@ impl Job<'_> {
             });
         } else if kind.is_file() || kind == tar::EntryType::GNUSparse {
             self.clear(&raw, dir, &name, false)?;
-            let mut file =
-                sys::create_file_at(dir, &name).map_err(|e| self.io(&raw, "create file", e))?;
-            let written = io::copy(&mut entry, &mut file).map_err(|e| {
+            let disk_error = |e: io::Error| {
                 if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
                     ImageError::Io(e)
                 } else {
                     corrupt(self.layer, e)
                 }
-            })?;
-            self.stats.bytes += written;
+            };
+            let file = if kind == tar::EntryType::GNUSparse {
+                // Its data is what the archive holds; the holes between stay holes (a 30 KB
+                // layer can describe a 3 GiB file that is all hole). tar's own unpacking seeks
+                // over them: it makes the file (O_EXCL) in our dir, reached through its fd.
+                let stored = entry
+                    .header()
+                    .entry_size()
+                    .map_err(|e| corrupt(self.layer, e))?;
+                self.spend(stored)?;
+                let at = format!(
+                    "/proc/self/fd/{}/{}",
+                    dir.as_raw_fd(),
+                    String::from_utf8_lossy(&name)
+                );
+                if name.contains(&0) || std::str::from_utf8(&name).is_err() {
+                    return Err(self.bad(&raw, "a sparse file's name must be UTF-8"));
+                }
+                entry.set_preserve_mtime(false);
+                entry.unpack(&at).map_err(disk_error)?;
+                self.stats.bytes += stored;
+                sys::open_file_at(dir, &name).map_err(|e| self.io(&raw, "open file", e))?
+            } else {
+                let mut file =
+                    sys::create_file_at(dir, &name).map_err(|e| self.io(&raw, "create file", e))?;
+                let left = self.limit.bytes.saturating_sub(self.stats.bytes);
+                let written = io::copy(&mut (&mut entry).take(left.saturating_add(1)), &mut file)
+                    .map_err(disk_error)?;
+                self.spend(written)?;
+                self.stats.bytes += written;
+                file
+            };
             if let Some((u, g)) = self.check_owner(&raw, uid, gid)? {
                 sys::chown_fd(file.as_fd(), u, g).map_err(|e| self.io(&raw, "set owner", e))?;
             }
@@ -408,6 +486,30 @@ impl Job<'_> {
             return Err(self.bad(&raw, format!("unsupported tar entry type {:?}", kind)));
         }
         Ok(())
+    }
+
+    /// Counts `bytes` more of file data against the layer's limit.
+    fn spend(&self, bytes: u64) -> Result<(), ImageError> {
+        if self.stats.bytes.saturating_add(bytes) <= self.limit.bytes {
+            return Ok(());
+        }
+        Err(match &self.limit.free_space_of {
+            Some(store) => ImageError::NoSpace {
+                store: store.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!(
+                        "layer {} needs more than the {} free there (less a margin)",
+                        self.layer,
+                        crate::runtime::plan::human_size(self.limit.bytes)
+                    ),
+                ),
+            },
+            None => ImageError::LayerTooLarge {
+                layer: self.layer.clone(),
+                limit: self.limit.bytes,
+            },
+        })
     }
 
     fn whiteout(&mut self, raw: &[u8], dirs: &[Vec<u8>], target: &[u8]) -> Result<(), ImageError> {

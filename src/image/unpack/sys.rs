@@ -35,6 +35,18 @@ pub fn open_dir_path(path: &std::path::Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens the regular file `name` in `dir` for writing its metadata; fails on a symlink.
+pub fn open_file_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<File> {
+    let c = cstr(name)?;
+    let fd = nix::fcntl::openat(
+        dir,
+        c.as_c_str(),
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    Ok(File::from(fd))
+}
+
 /// Opens the directory `name` in `dir`; fails with ELOOP/ENOTDIR on a symlink or non-directory.
 pub fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
     let c = cstr(name)?;
