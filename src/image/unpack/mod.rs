@@ -124,9 +124,9 @@ impl Limit {
             .unwrap_or(DEFAULT_RATIO);
         let by_size = declared.saturating_mul(ratio).max(FLOOR);
         let free = nix::sys::statvfs::statvfs(store).ok().map(|s| {
-            let unit = s.fragment_size() as u64;
-            let margin = (s.blocks() as u64 * unit / 100).min(MARGIN_MAX);
-            (s.blocks_available() as u64 * unit).saturating_sub(margin)
+            let unit = s.fragment_size();
+            let margin = (s.blocks() * unit / 100).min(MARGIN_MAX);
+            (s.blocks_available() * unit).saturating_sub(margin)
         });
         match free {
             Some(free) if free < by_size => Limit {
