@@ -918,3 +918,81 @@ fn a_layouts_blob_that_is_a_fifo_or_a_link_is_refused_at_once() {
         "localhost/x:1",
     ]);
 }
+
+/// `load` of an archive naming a stored reference says what it replaced; a reference a current
+/// project's sandbox.lock pins is refused (125, naming the project) unless `--force`. (It
+/// silently replaced it, and the next unlocked run of that project ran the loaded content.)
+#[test]
+fn load_says_what_it_replaces_and_keeps_a_pinned_reference_unless_forced() {
+    let env = TestEnv::new();
+    let (_registry, image) = support::pulled_busybox(&env, "mobility/pinned", Vec::new());
+    env.write(
+        "project/sandbox.toml",
+        &format!("[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"),
+    );
+    env.ok(&["lock"]);
+    env.ok(&["run", "--", "true"]);
+    let old = env
+        .images()
+        .into_iter()
+        .find(|(r, _)| *r == image)
+        .expect("the pinned image")
+        .1;
+    // Another image, exported under the pinned name.
+    let other = TestEnv::new();
+    let (_other_registry, other_image) = support::pulled_busybox(
+        &other,
+        "mobility/other",
+        vec![support::oci::Entry::file("other", b"other\n")],
+    );
+    other.write(
+        "project/sandbox.toml",
+        &format!("[toolchain]\nimage = \"{other_image}\"\n[network]\nmode = \"none\"\n"),
+    );
+    other.ok(&["export", "-o", "other.tar", "--name", &image]);
+    let archive = other.project().join("other.tar");
+    env.give_to_user(&archive);
+    let archive = archive.display().to_string();
+    let err = env.fails(&["load", &archive]);
+    assert!(
+        err.contains(&format!("loading would replace {image} (now sha256:")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "which the sandbox.lock of {} pins",
+            env.project().display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("sandbox load --force"), "{err}");
+    let now = env
+        .images()
+        .into_iter()
+        .find(|(r, _)| *r == image)
+        .unwrap()
+        .1;
+    assert_eq!(now, old, "the pinned reference changed");
+    let out = env.ok(&["load", "--force", &archive]);
+    assert!(
+        out.contains(&format!("replaced {image}, which was sha256:")),
+        "{out}"
+    );
+    let now = env
+        .images()
+        .into_iter()
+        .find(|(r, _)| *r == image)
+        .unwrap()
+        .1;
+    assert_ne!(now, old);
+    // An unpinned name is replaced, and said so.
+    let out = env.ok(&["load", "--name", "localhost/free:1", &archive]);
+    assert!(!out.contains("replaced"), "{out}");
+    env.ok(&["export", "-o", "own.tar"]);
+    let own = env.project().join("own.tar").display().to_string();
+    let out = env.ok(&["load", "--name", "localhost/free:1", &own]);
+    assert!(
+        out.contains("replaced localhost/free:1, which was sha256:"),
+        "{out}"
+    );
+}

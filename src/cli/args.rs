@@ -227,6 +227,9 @@ pub struct LoadArgs {
     /// The name to store it under [default: the name the archive gives it]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Replace the image a name stands for even when a project's sandbox.lock pins that name
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

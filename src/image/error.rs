@@ -186,6 +186,13 @@ pub enum ImageError {
     #[error("image {reference} is not in the store")]
     NotInStore { reference: String },
 
+    #[error("loading would replace {reference} (now {old}), which the sandbox.lock of {} pins", projects.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    ReplacesPinned {
+        reference: String,
+        old: Digest,
+        projects: Vec<PathBuf>,
+    },
+
     #[error("image {reference} is the base of the setup steps of {}: removing it removes their setup layers", projects.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
     InUse {
         reference: String,
@@ -293,6 +300,9 @@ impl ImageError {
                 Some("remove the image with `sandbox rmi` and pull it again".into())
             }
             ImageError::NotInStore { .. } => Some("`sandbox images` lists what is stored".into()),
+            ImageError::ReplacesPinned { .. } => Some(
+                "load it under another name with `--name`, or replace it all the same with `sandbox load --force`".into(),
+            ),
             ImageError::InUse { reference, .. } => Some(format!(
                 "`sandbox rmi --force {reference}` removes it all the same; those projects then pull it and run their setup steps again"
             )),

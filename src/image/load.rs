@@ -124,15 +124,27 @@ fn read_blob(layout: &Path, digest: &Digest, limit: u64) -> Result<Vec<u8>, Imag
     Ok(bytes)
 }
 
+/// What a load did.
+pub struct Loaded {
+    pub record: ImageRecord,
+    /// The manifest digest the reference named before, when the load gave it another image.
+    pub replaced: Option<Digest>,
+}
+
+/// Asked before a load replaces what a reference names (reference, its current manifest):
+/// an error stops the load.
+pub type ReplaceGuard<'a> = &'a dyn Fn(&str, &Digest) -> Result<(), ImageError>;
+
 /// Loads the image at `path` (an archive, or a layout dir) as `name` (else the layout's own
-/// name for it); returns its record.
+/// name for it); `may_replace` is asked before a stored reference is given another image.
 pub fn load(
     store: &Store,
     path: &Path,
     name: Option<&str>,
     ownership: &Ownership,
     reporter: &dyn PullReporter,
-) -> Result<ImageRecord, ImageError> {
+    may_replace: ReplaceGuard<'_>,
+) -> Result<Loaded, ImageError> {
     // An archive may be a pipe (`sandbox load <(...)`), which may block: it is extracted
     // before the store's lock is taken, into tmp/ under a key of its own whose lock tells
     // `prune` the work is live.
@@ -158,7 +170,7 @@ pub fn load(
     let result = (|| {
         let _shared = store.lock(crate::fsutil::lock::LockMode::Shared)?;
         let layout = extracted.as_ref().map_or(path, |(dir, _)| dir.as_path());
-        load_layout(store, layout, path, name, ownership, reporter)
+        load_layout(store, layout, path, name, ownership, reporter, may_replace)
     })();
     if let Some((dir, _guard)) = extracted {
         let _ = remove_any(&dir);
@@ -173,7 +185,8 @@ fn load_layout(
     name: Option<&str>,
     ownership: &Ownership,
     reporter: &dyn PullReporter,
-) -> Result<ImageRecord, ImageError> {
+    may_replace: ReplaceGuard<'_>,
+) -> Result<Loaded, ImageError> {
     let index_text = crate::config::files::read(&layout.join("index.json"), JSON_LIMIT)
         .map_err(|e| bad(shown, format!("no readable index.json: {e}")))?;
     let index: serde_json::Value =
@@ -202,6 +215,15 @@ fn load_layout(
         })
         .unwrap_or_else(|| format!("localhost/loaded:{}", digest.short()));
     let reference = super::Reference::parse(&reference)?.to_string();
+    // Asked first, before any layer is unpacked: a reference other projects use is not
+    // silently given other content (podman and docker replace it too, but say so).
+    let replaced = store
+        .image(&reference)?
+        .map(|old| old.manifest_digest)
+        .filter(|old| *old != digest);
+    if let Some(old) = &replaced {
+        may_replace(&reference, old)?;
+    }
     let manifest_bytes = read_blob(layout, &digest, JSON_LIMIT)?;
     let image = match manifest::parse_manifest(&manifest_bytes, media_type, &reference)? {
         Manifest::Image(image) => image,
@@ -274,5 +296,5 @@ fn load_layout(
             .map_or(0, |d| d.as_secs()),
     };
     store.save_image(&record)?;
-    Ok(record)
+    Ok(Loaded { record, replaced })
 }

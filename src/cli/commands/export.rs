@@ -248,15 +248,65 @@ pub fn load(global: &GlobalArgs, args: &crate::cli::args::LoadArgs) -> Result<()
     let progress = Progress::new(global.quiet).verbose(global.verbose);
     let path = std::env::current_dir()?.join(&args.path);
     let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
-    let record =
-        crate::image::load::load(&store, &path, args.name.as_deref(), &ownership, &progress)?;
+    let guard = |reference: &str, old: &crate::image::Digest| {
+        let projects = projects_pinning(&store, reference);
+        if projects.is_empty() || args.force {
+            return Ok(());
+        }
+        Err(crate::image::error::ImageError::ReplacesPinned {
+            reference: reference.to_owned(),
+            old: old.clone(),
+            projects,
+        })
+    };
+    let loaded = crate::image::load::load(
+        &store,
+        &path,
+        args.name.as_deref(),
+        &ownership,
+        &progress,
+        &guard,
+    )?;
+    let record = &loaded.record;
     println!(
         "loaded {} ({} layers): {}",
         record.reference,
         record.layers.len(),
         record.manifest_digest
     );
+    if let Some(old) = &loaded.replaced {
+        println!("replaced {}, which was {old}", record.reference);
+    }
     Ok(())
+}
+
+/// The current projects (known to the store, their dir still there) whose sandbox.lock pins
+/// `reference`.
+fn projects_pinning(
+    store: &crate::image::store::Store,
+    reference: &str,
+) -> Vec<std::path::PathBuf> {
+    let normal = |r: &str| {
+        crate::image::Reference::parse(r)
+            .map(|r| r.to_string())
+            .ok()
+    };
+    let mut dirs: Vec<std::path::PathBuf> = store
+        .chains()
+        .into_iter()
+        .map(|c| c.dir)
+        .filter(|dir| {
+            let path = dir.join(crate::config::lock::FILE_NAME);
+            crate::config::files::read_optional(&path, crate::config::files::SMALL)
+                .ok()
+                .flatten()
+                .and_then(|text| crate::config::lock::parse(&path, &text).ok())
+                .is_some_and(|lock| normal(&lock.inputs.image).as_deref() == Some(reference))
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
 }
 
 #[cfg(test)]
