@@ -426,9 +426,26 @@ fn a_second_store_with_the_lock_runs_the_prepared_sandbox_without_setup() {
     );
     let here = env.ok(&["run", "--locked", "cat", "/stamp"]);
 
+    // Elsewhere (a teammate, CI) the lock is someone else's claim: its prepared sandbox runs
+    // in place of the reviewed steps only after `sandbox trust`.
     let other = TestEnv::new();
     other.write("project/sandbox.toml", &toml);
     other.write("project/sandbox.lock", &lock);
+    let err = other.fails(&["run", "--locked", "cat", "/stamp"]);
+    assert!(
+        err.contains("pins a prepared sandbox") && err.contains("it was not made here"),
+        "{err}"
+    );
+    assert!(err.contains("`sandbox trust`"), "{err}");
+    assert!(
+        !other.images().iter().any(|(r, _)| r.contains("team/app")),
+        "pulled before trust"
+    );
+    let trusted = other.ok(&["trust"]);
+    assert!(
+        trusted.contains("trusted the prepared sandbox"),
+        "{trusted}"
+    );
     let out = other.run(&["run", "--locked", "cat", "/stamp"]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -439,6 +456,45 @@ fn a_second_store_with_the_lock_runs_the_prepared_sandbox_without_setup() {
     );
     assert!(stderr.contains("using the prepared sandbox"), "{stderr}");
     assert!(!stderr.contains("setup: running"), "{stderr}");
+
+    // A lock whose pin is swapped after trust (to an image on another base) asks again, and
+    // once trusted, is refused for not standing on the pinned base.
+    let stranger = support::oci::build(&support::oci::ImageSpec {
+        layers: vec![support::oci::LayerSpec {
+            entries: vec![support::oci::Entry::file("stamp", b"not from the steps\n")],
+            compression: support::oci::Compression::Gzip,
+        }],
+        architecture: support::oci::host_arch().into(),
+    });
+    support::oci::push(&registry.url(), "team/evil", "1", &stranger);
+    let swapped = lock
+        .lines()
+        .map(|l| {
+            if l.starts_with("prepared = ") {
+                format!(
+                    "prepared = \"{}/team/evil@{}\"",
+                    registry.host(),
+                    stranger.manifest_digest
+                )
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let third = TestEnv::new();
+    third.write("project/sandbox.toml", &toml);
+    third.write("project/sandbox.lock", &swapped);
+    third.ok(&["trust"]);
+    third.write("project/sandbox.lock", &lock);
+    let err = third.fails(&["run", "--locked", "cat", "/stamp"]);
+    assert!(
+        err.contains("it was not made here"),
+        "the trust of another pin held: {err}"
+    );
+    third.write("project/sandbox.lock", &swapped);
+    let err = third.fails(&["run", "--locked", "cat", "/stamp"]);
+    assert!(err.contains("does not stand on the base it pins"), "{err}");
 }
 
 /// Checks a YAML document against the Kubernetes OpenAPI schema of its kind, strictly (unknown

@@ -28,6 +28,13 @@ pub enum CliError {
         file: std::path::PathBuf,
         end: StepEnd,
     },
+    #[error("{} pins a prepared sandbox, {prepared}, to run in place of the setup steps, and it was not made here (no `sandbox lock --push` of yours wrote it)", lock.display())]
+    UntrustedPrepared {
+        prepared: String,
+        lock: std::path::PathBuf,
+    },
+    #[error("the prepared sandbox {prepared} that sandbox.lock pins does not stand on the base it pins ({base}): its first layers differ")]
+    PreparedOffBase { prepared: String, base: String },
     #[error("there is no place for {what}: HOME is not set")]
     NoHome {
         what: &'static str,
@@ -99,6 +106,12 @@ impl CliError {
                     file.display()
                 ),
             }),
+            CliError::UntrustedPrepared { .. } => Some(
+                "review where the lock came from, then `sandbox trust` to pull and run it; or `sandbox lock --update` to run the setup steps here instead".into(),
+            ),
+            CliError::PreparedOffBase { .. } => Some(
+                "`sandbox lock --update` pins the base again and runs the setup steps here".into(),
+            ),
             CliError::NoHome { variable, .. } => {
                 Some(format!("set HOME, or {variable}, to an absolute path"))
             }

@@ -19,8 +19,18 @@ fn entry(project: &Project) -> String {
     format!("{} {}", digest.hex(), project.file.display())
 }
 
-pub fn is_trusted(project: &Project) -> bool {
-    let wanted = entry(project);
+/// The entry for the prepared sandbox a project's sandbox.lock pins (in place of running its
+/// setup steps): for that lock's path and that pin only.
+fn prepared_entry(project: &Project, prepared: &str) -> String {
+    let digest = crate::image::Digest::of_bytes(format!("prepared {prepared}").as_bytes());
+    format!(
+        "{} {}",
+        digest.hex(),
+        super::lock::path_for(project).display()
+    )
+}
+
+fn listed(wanted: &str) -> bool {
     list_path()
         .and_then(|path| {
             super::files::read_optional(&path, super::files::LIST)
@@ -30,19 +40,36 @@ pub fn is_trusted(project: &Project) -> bool {
         .is_some_and(|text| text.lines().any(|l| l == wanted))
 }
 
-/// Records the file's current content as trusted (replacing older entries for its path).
-pub fn trust(project: &Project) -> Result<(), ConfigError> {
+pub fn is_trusted(project: &Project) -> bool {
+    listed(&entry(project))
+}
+
+/// Whether the user trusted the project's lock pinning `prepared` (`sandbox trust` run while
+/// the lock pinned it).
+pub fn is_prepared_trusted(project: &Project, prepared: &str) -> bool {
+    listed(&prepared_entry(project, prepared))
+}
+
+/// Records the file's current content as trusted (replacing older entries for its path), and
+/// the prepared sandbox its lock pins, when it pins one.
+pub fn trust(project: &Project, prepared: Option<&str>) -> Result<(), ConfigError> {
     let path = list_path().ok_or(ConfigError::NoHome {
         what: "the trust list",
     })?;
-    let suffix = format!(" {}", project.file.display());
+    let suffixes = [
+        format!(" {}", project.file.display()),
+        format!(" {}", super::lock::path_for(project).display()),
+    ];
     let mut lines: Vec<String> = super::files::read_optional(&path, super::files::LIST)?
         .unwrap_or_default()
         .lines()
-        .filter(|l| !l.ends_with(&suffix))
+        .filter(|l| !suffixes.iter().any(|s| l.ends_with(s.as_str())))
         .map(str::to_owned)
         .collect();
     lines.push(entry(project));
+    if let Some(prepared) = prepared {
+        lines.push(prepared_entry(project, prepared));
+    }
     if let Some(dir) = path.parent() {
         fs_err::create_dir_all(dir)?;
     }

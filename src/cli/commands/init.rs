@@ -164,7 +164,15 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<(), CliError> {
 pub fn trust(global: &GlobalArgs) -> Result<(), CliError> {
     let cwd = std::env::current_dir()?;
     let project = project::load(global, &cwd)?;
-    trust_list::trust(&project).map_err(|e| match e {
+    // As a run compares it: the reference's normal form.
+    let prepared = crate::config::lock::read(&project)?
+        .and_then(|l| l.resolved.prepared)
+        .map(|p| {
+            crate::image::Reference::parse(&p)
+                .map(|r| r.to_string())
+                .unwrap_or(p)
+        });
+    trust_list::trust(&project, prepared.as_deref()).map_err(|e| match e {
         ConfigError::Io(io) => CliError::Io(io),
         other => other.into(),
     })?;
@@ -179,5 +187,8 @@ pub fn trust(global: &GlobalArgs) -> Result<(), CliError> {
             .join("; ")
     };
     println!("trusted {} as it is now ({what})", project.file.display());
+    if let Some(prepared) = prepared {
+        println!("trusted the prepared sandbox sandbox.lock pins: {prepared}");
+    }
     Ok(())
 }

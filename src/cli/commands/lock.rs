@@ -104,6 +104,11 @@ fn lock_and_push(
             prepared: Some(pinned.clone()),
         },
     };
+    // Made here: a run of this lock pulls it without asking for `sandbox trust`.
+    let normal = crate::image::Reference::parse(&pinned)
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| pinned.clone());
+    prepared.store.record_made_prepared(&normal)?;
     let path = lock::write(project, &file)?;
     println!(
         "pushed {target}@{digest} ({uploaded} blobs uploaded, {skipped} already there); {} pins it as the prepared sandbox",

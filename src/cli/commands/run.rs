@@ -508,15 +508,34 @@ fn launch(
         };
         match &chosen.prepared {
             Some(prepared) if missing()? => {
+                // A cloned lock's pin would run someone's image in place of the reviewed
+                // steps: only one made here, or trusted, is pulled.
+                let pinned = prepared.to_string();
+                if !store.made_prepared(&pinned)
+                    && !crate::config::trust::is_prepared_trusted(config, &pinned)
+                {
+                    return Err(CliError::UntrustedPrepared {
+                        prepared: pinned,
+                        lock: crate::config::lock::path_for(config),
+                    });
+                }
                 progress.line(&format!(
-                    "setup: not built here; using the prepared sandbox {prepared} that sandbox.lock pins"
+                    "setup: not built here; using the prepared sandbox {prepared} that sandbox.lock pins instead of running the setup steps"
                 ));
                 let whole = ChosenImage {
                     reference: prepared.clone(),
                     tag: None,
                     prepared: None,
                 };
-                layers = prepare_image(&store, ownership.clone(), &whole, &progress)?.layers;
+                let prepared_layers =
+                    prepare_image(&store, ownership.clone(), &whole, &progress)?.layers;
+                if !prepared_layers.starts_with(&image.layers) {
+                    return Err(CliError::PreparedOffBase {
+                        prepared: pinned,
+                        base: image.reference.clone(),
+                    });
+                }
+                layers = prepared_layers;
             }
             _ => layers.extend(setup_steps::prepare(
                 &store, config, &project, &image, &host, &ownership, &progress,

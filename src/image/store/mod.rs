@@ -19,6 +19,7 @@
 
 pub mod homes;
 pub mod images;
+mod prepared;
 
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
