@@ -239,11 +239,29 @@ fn without_delegation_limits_are_named_as_not_applied_or_required() {
 fn what_a_killed_sandbox_left_in_its_cgroups_is_collected_by_the_next_run() {
     let (env, _registry, image) = fixture();
     let delegation = Delegation::new(&env, "sandbox-it-stale");
-    // A leftover of a sandbox killed with -9 (no such container runs).
-    let stale = delegation.dir("pids").join("0123456789ab");
-    std::fs::create_dir(&stale).unwrap();
+    // Cgroup names carry a tag of their store (a hash of its containers dir).
+    let tag = |store: &std::path::Path| {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(store.join("containers").as_os_str().as_encoded_bytes());
+        hash.iter().map(|b| format!("{b:02x}")).collect::<String>()[..8].to_owned()
+    };
+    let pids = delegation.dir("pids");
+    // Leftovers of sandboxes killed with -9 (no such container runs): this store's, and one
+    // named before names had tags.
+    let stale = pids.join(format!("sandbox-{}-0123456789ab", tag(&env.store())));
+    let untagged = pids.join("0123456789aa");
+    // Another store's (a second `--root` under the same delegated parent), fresh and empty:
+    // its sandbox is starting.
+    let other_store = env.path().join("other-store");
+    let others = pids.join(format!("sandbox-{}-0123456789ac", tag(&other_store)));
+    for dir in [&stale, &untagged, &others] {
+        std::fs::create_dir(dir).unwrap();
+    }
     ok_image(&env, &image, &["--pids", "64"], &["true"]);
     assert!(!stale.exists(), "the stale cgroup stayed");
+    assert!(!untagged.exists(), "the untagged stale cgroup stayed");
+    assert!(others.exists(), "another store's fresh cgroup was taken");
+    std::fs::remove_dir(&others).unwrap();
     delegation.wait_until_empty();
 }
 

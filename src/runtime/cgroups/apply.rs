@@ -306,21 +306,35 @@ pub fn io_totals(text: &str) -> (u64, u64) {
     })
 }
 
-/// Removes the cgroups under `parents` (the delegated dirs) whose container has no dir under
-/// `containers` any more: what sandboxes killed with -9 left. Cheap enough for every start (a
-/// directory listing per controller, no state file read); a cgroup still in use is kept, as
-/// the kernel refuses to remove it.
+/// The container id a cgroup name stands for, when this store (tagged `own`) made it: today's
+/// `sandbox-TAG-ID` with our tag, or the names before tags (`sandbox-ID` on v2, `ID` on v1),
+/// which only the store that made them ever used in practice.
+fn own_id<'n>(name: &'n str, own: &str) -> Option<&'n str> {
+    let is_id = |id: &str| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    let rest = name.strip_prefix("sandbox-").unwrap_or(name);
+    match rest.split_once('-') {
+        Some((tag, id)) => (tag == own && is_id(id)).then_some(id),
+        None => is_id(rest).then_some(rest),
+    }
+}
+
+/// Removes the cgroups under `parents` (the delegated dirs) that this store made and whose
+/// container has no dir under `containers` any more: what sandboxes killed with -9 left. Cheap
+/// enough for every start (a directory listing per controller, no state file read); a cgroup
+/// still in use is kept, as the kernel refuses to remove it. Another store's are never
+/// touched, even empty: its container may be starting.
 pub fn collect_stale(parents: &[PathBuf], containers: &Path) {
+    let own = super::store_tag(containers);
     for parent in parents {
         let Ok(entries) = fs_err::read_dir(parent) else {
             continue;
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            // v1: the id; v2, in a cgroup that may hold others' too: `sandbox-ID`.
-            let id = name.strip_prefix("sandbox-").unwrap_or(&name);
-            let ours = id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit());
-            if ours && !containers.join(id).exists() && entry.path().is_dir() {
+            let Some(id) = own_id(&name, &own) else {
+                continue;
+            };
+            if !containers.join(id).exists() && entry.path().is_dir() {
                 let _ = fs_err::remove_dir(entry.path());
             }
         }
@@ -350,10 +364,12 @@ mod tests {
             cpus: Some(1.5),
             ..Limits::default()
         };
-        let plan = crate::runtime::cgroups::plan(&limits, &facts, "0123456789ab", false);
+        let containers = tempfile::tempdir().unwrap();
+        let tag = crate::runtime::cgroups::store_tag(containers.path());
+        let plan = crate::runtime::cgroups::plan(&limits, &facts, &tag, "0123456789ab", false);
         assert!(plan.not_applied.is_empty(), "{:?}", plan.not_applied);
         let mut cgroup = Cgroup::create(&plan).unwrap();
-        let own = root.path().join("svc/sandbox-0123456789ab");
+        let own = root.path().join(format!("svc/sandbox-{tag}-0123456789ab"));
         assert_eq!(cgroup.unified(), Some(own.as_path()));
         let read = |p: &Path| fs_err::read_to_string(p).unwrap();
         assert_eq!(
@@ -378,15 +394,35 @@ mod tests {
         assert_eq!(cgroup.out_of_memory(), None);
         // A killed sandbox's leftover with the same id is taken over, not an error.
         drop(Cgroup::create(&plan).unwrap());
-        // Collecting stale cgroups keeps those whose container still exists.
-        let containers = tempfile::tempdir().unwrap();
+        // Collecting stale cgroups keeps those whose container still exists, and another
+        // store's, even empty (its container may be starting); it takes this store's empty
+        // ones and those named before stores had tags.
         fs_err::create_dir(containers.path().join("0123456789ab")).unwrap();
-        let empty_stale = root.path().join("svc/sandbox-ba9876543210");
-        fs_err::create_dir(&empty_stale).unwrap();
+        let empty_stale = root.path().join(format!("svc/sandbox-{tag}-ba9876543210"));
+        let untagged = root.path().join("svc/sandbox-ba9876543211");
+        let others = root.path().join("svc/sandbox-0badc0de-ba9876543212");
         let stranger = root.path().join("svc/other");
-        fs_err::create_dir(&stranger).unwrap();
+        for dir in [&empty_stale, &untagged, &others, &stranger] {
+            fs_err::create_dir(dir).unwrap();
+        }
         collect_stale(&[root.path().join("svc")], containers.path());
-        assert!(!empty_stale.exists());
-        assert!(stranger.exists() && own.exists());
+        assert!(!empty_stale.exists() && !untagged.exists());
+        assert!(others.exists() && stranger.exists() && own.exists());
+    }
+
+    #[test]
+    fn a_cgroup_name_is_ours_only_with_our_tag_or_none() {
+        assert_eq!(
+            own_id("sandbox-abcd1234-0123456789ab", "abcd1234"),
+            Some("0123456789ab")
+        );
+        assert_eq!(
+            own_id("sandbox-0123456789ab", "abcd1234"),
+            Some("0123456789ab")
+        );
+        assert_eq!(own_id("0123456789ab", "abcd1234"), Some("0123456789ab"));
+        assert_eq!(own_id("sandbox-ffff0000-0123456789ab", "abcd1234"), None);
+        assert_eq!(own_id("sandbox-abcd1234-xyz", "abcd1234"), None);
+        assert_eq!(own_id("user.slice", "abcd1234"), None);
     }
 }

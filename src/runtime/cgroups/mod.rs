@@ -61,6 +61,18 @@ pub struct DelegatedDir {
     pub swap_accounting: bool,
 }
 
+/// A short tag of the store (its containers dir): in every cgroup name, so two stores under
+/// one delegated parent (two `--root`s, two users of one subtree) never collect each other's.
+pub fn store_tag(containers: &std::path::Path) -> String {
+    let digest = crate::image::Digest::of_bytes(containers.as_os_str().as_encoded_bytes());
+    digest.hex()[..8].to_owned()
+}
+
+/// The cgroup of container `id` of the store tagged `tag`.
+pub fn cgroup_name(tag: &str, id: &str) -> String {
+    format!("sandbox-{tag}-{id}")
+}
+
 /// What the host offers for limits.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CgroupFacts {

@@ -36,13 +36,21 @@ fn size(bytes: u64) -> String {
     crate::runtime::plan::human_size(bytes)
 }
 
-/// The plan for container `id` with `limits` on a host with `facts`; with `meter`, also the
-/// metering cgroups that are delegated (cpuacct, memory, pids, blkio), with no limit written.
-pub fn plan(limits: &Limits, facts: &CgroupFacts, id: &str, meter: bool) -> CgroupPlan {
+/// The plan for container `id` of the store tagged `store` with `limits` on a host with
+/// `facts`; with `meter`, also the metering cgroups that are delegated (cpuacct, memory, pids,
+/// blkio), with no limit written.
+pub fn plan(
+    limits: &Limits,
+    facts: &CgroupFacts,
+    store: &str,
+    id: &str,
+    meter: bool,
+) -> CgroupPlan {
+    let name = super::cgroup_name(store, id);
     if let (Some(v2), false) = (&facts.v2, facts.configured) {
-        return v2_plan(limits, v2, id, meter);
+        return v2_plan(limits, v2, id, &name, meter);
     }
-    let mut plan = limits_plan(limits, facts, id);
+    let mut plan = limits_plan(limits, facts, &name);
     if meter {
         for controller in [
             Controller::Cpuacct,
@@ -56,7 +64,7 @@ pub fn plan(limits: &Limits, facts: &CgroupFacts, id: &str, meter: bool) -> Cgro
                 .find(|d| d.controller == controller && d.writable);
             let made = plan.dirs.iter().any(|(c, _)| *c == controller);
             if let (Some(dir), false) = (delegated, made) {
-                plan.dirs.push((controller, dir.path.join(id)));
+                plan.dirs.push((controller, dir.path.join(&name)));
             }
         }
     }
@@ -82,7 +90,7 @@ fn cpu_quota(cpus: f64) -> u64 {
     ((cpus * PERIOD_US as f64).round() as u64).max(1000)
 }
 
-fn limits_plan(limits: &Limits, facts: &CgroupFacts, id: &str) -> CgroupPlan {
+fn limits_plan(limits: &Limits, facts: &CgroupFacts, name: &str) -> CgroupPlan {
     let mut plan = CgroupPlan::default();
     for (controller, limit) in wanted(limits) {
         let dir = facts.v1.iter().find(|d| d.controller == controller);
@@ -110,7 +118,7 @@ fn limits_plan(limits: &Limits, facts: &CgroupFacts, id: &str) -> CgroupPlan {
                 continue;
             }
         };
-        let own = parent.join(id);
+        let own = parent.join(name);
         plan.dirs.push((controller, own.clone()));
         match controller {
             Controller::Memory => {
@@ -145,7 +153,7 @@ fn limits_plan(limits: &Limits, facts: &CgroupFacts, id: &str) -> CgroupPlan {
 
 /// cgroup v2: a cgroup `sandbox-ID` in the delegated base, the controllers it needs enabled
 /// there first; else a systemd user scope carrying the limits; else what cannot apply.
-fn v2_plan(limits: &Limits, v2: &V2Facts, id: &str, meter: bool) -> CgroupPlan {
+fn v2_plan(limits: &Limits, v2: &V2Facts, id: &str, name: &str, meter: bool) -> CgroupPlan {
     let mut plan = CgroupPlan::default();
     let wanted = wanted(limits);
     if wanted.is_empty() && !meter {
@@ -194,7 +202,7 @@ fn v2_plan(limits: &Limits, v2: &V2Facts, id: &str, meter: bool) -> CgroupPlan {
         }
         return plan;
     };
-    let own = base.path.join(format!("sandbox-{id}"));
+    let own = base.path.join(name);
     let mut enable: Vec<&str> = Vec::new();
     let mut limit_writes = Vec::new();
     for (controller, limit) in wanted {
@@ -289,9 +297,9 @@ mod tests {
             pids: Some(32),
             ..Limits::default()
         };
-        let plan = plan(&limits, &facts(true, true), "abc", false);
+        let plan = plan(&limits, &facts(true, true), "t", "abc", false);
         assert!(plan.not_applied.is_empty());
-        let memory = PathBuf::from("/sys/fs/cgroup/memory/sandbox/dev/abc");
+        let memory = PathBuf::from("/sys/fs/cgroup/memory/sandbox/dev/sandbox-t-abc");
         assert_eq!(plan.dirs[0], (Controller::Memory, memory.clone()));
         assert!(plan
             .writes
@@ -300,11 +308,11 @@ mod tests {
             memory.join("memory.memsw.limit_in_bytes"),
             "67108864".into()
         )));
-        let cpu = PathBuf::from("/sys/fs/cgroup/cpu/sandbox/dev/abc");
+        let cpu = PathBuf::from("/sys/fs/cgroup/cpu/sandbox/dev/sandbox-t-abc");
         assert!(plan
             .writes
             .contains(&(cpu.join("cpu.cfs_quota_us"), "50000".into())));
-        let pids = PathBuf::from("/sys/fs/cgroup/pids/sandbox/dev/abc");
+        let pids = PathBuf::from("/sys/fs/cgroup/pids/sandbox/dev/sandbox-t-abc");
         assert!(plan.writes.contains(&(pids.join("pids.max"), "32".into())));
         // The limit on memory comes before memory plus swap, which may not be below it.
         let at = |f: &str| {
@@ -322,7 +330,7 @@ mod tests {
             memory: Some(64 << 20),
             ..Limits::default()
         };
-        let plan = plan(&limits, &facts(true, false), "abc", false);
+        let plan = plan(&limits, &facts(true, false), "t", "abc", false);
         assert!(plan
             .writes
             .iter()
@@ -336,22 +344,22 @@ mod tests {
             pids: Some(32),
             ..Limits::default()
         };
-        let none = plan(&limits, &CgroupFacts::default(), "abc", false);
+        let none = plan(&limits, &CgroupFacts::default(), "t", "abc", false);
         assert!(none.dirs.is_empty());
         assert_eq!(none.not_applied.len(), 2);
         assert!(none.not_applied[0].limit.starts_with("memory 64 MiB"));
         assert!(none.not_applied[0].why.contains("[cgroups] v1"));
-        let readonly = plan(&limits, &facts(false, false), "abc", false);
+        let readonly = plan(&limits, &facts(false, false), "t", "abc", false);
         assert!(readonly.not_applied[1]
             .why
             .contains("not a directory you may write"));
         // No limit, no cgroup.
         assert_eq!(
-            plan(&Limits::default(), &facts(true, true), "abc", false),
+            plan(&Limits::default(), &facts(true, true), "t", "abc", false),
             CgroupPlan::default()
         );
         // Metering alone makes the delegated metering cgroups, writing nothing.
-        let meter = plan(&Limits::default(), &facts(true, true), "abc", true);
+        let meter = plan(&Limits::default(), &facts(true, true), "t", "abc", true);
         assert_eq!(meter.dirs.len(), 4);
         assert!(meter.writes.is_empty());
     }
@@ -392,12 +400,13 @@ mod tests {
         let plan = super::plan(
             &all_three(),
             &v2(Some(base(&["memory", "pids"], true)), false),
+            "t",
             "abc",
             false,
         );
         assert!(plan.not_applied.is_empty(), "{:?}", plan.not_applied);
         assert!(plan.dirs.is_empty());
-        let own = PathBuf::from("/sys/fs/cgroup/svc/sandbox-abc");
+        let own = PathBuf::from("/sys/fs/cgroup/svc/sandbox-t-abc");
         assert_eq!(plan.unified.as_ref(), Some(&own));
         let control = PathBuf::from("/sys/fs/cgroup/svc/cgroup.subtree_control");
         assert_eq!(plan.writes[0], (control, "+cpu".into()));
@@ -421,6 +430,7 @@ mod tests {
         let plan = super::plan(
             &all_three(),
             &v2(Some(base(&["pids"], false)), false),
+            "t",
             "abc",
             false,
         );
@@ -438,7 +448,7 @@ mod tests {
 
     #[test]
     fn v2_without_delegation_asks_systemd_for_a_scope_carrying_the_limits() {
-        let plan = super::plan(&all_three(), &v2(None, true), "abc", false);
+        let plan = super::plan(&all_three(), &v2(None, true), "t", "abc", false);
         assert!(plan.not_applied.is_empty());
         assert!(plan.unified.is_none() && plan.writes.is_empty());
         let scope = plan.scope.unwrap();
@@ -458,7 +468,7 @@ mod tests {
             .properties
             .contains(&("Delegate".into(), Value::Bool(true))));
         // Neither a delegated cgroup nor systemd: each limit is named with the way out.
-        let none = super::plan(&all_three(), &v2(None, false), "abc", false);
+        let none = super::plan(&all_three(), &v2(None, false), "t", "abc", false);
         assert_eq!(none.not_applied.len(), 3);
         assert!(none.not_applied[0]
             .why
@@ -466,7 +476,7 @@ mod tests {
         assert!(none.not_applied[0].why.contains("enable-linger"));
         // No limit and no metering: no cgroup and no call.
         assert_eq!(
-            super::plan(&Limits::default(), &v2(None, true), "abc", false),
+            super::plan(&Limits::default(), &v2(None, true), "t", "abc", false),
             CgroupPlan::default()
         );
     }
@@ -474,19 +484,25 @@ mod tests {
     #[test]
     fn v2_prefers_systemds_scope_to_a_delegated_cgroup_that_cannot_give_every_limit() {
         let partial = base(&["pids"], false);
-        let plan = super::plan(&all_three(), &v2(Some(partial.clone()), true), "abc", false);
+        let plan = super::plan(
+            &all_three(),
+            &v2(Some(partial.clone()), true),
+            "t",
+            "abc",
+            false,
+        );
         assert!(plan.scope.is_some() && plan.unified.is_none());
         assert!(plan.not_applied.is_empty());
         // One that gives them all is used as it is.
         let full = base(&["memory", "pids", "cpu"], false);
-        let plan = super::plan(&all_three(), &v2(Some(full), true), "abc", false);
+        let plan = super::plan(&all_three(), &v2(Some(full), true), "t", "abc", false);
         assert!(plan.scope.is_none() && plan.unified.is_some());
         // Pids alone: the partial one does.
         let pids = Limits {
             pids: Some(8),
             ..Limits::default()
         };
-        let plan = super::plan(&pids, &v2(Some(partial), true), "abc", false);
+        let plan = super::plan(&pids, &v2(Some(partial), true), "t", "abc", false);
         assert!(plan.unified.is_some());
     }
 
@@ -495,6 +511,7 @@ mod tests {
         let plan = super::plan(
             &Limits::default(),
             &v2(Some(base(&["memory"], true)), false),
+            "t",
             "abc",
             true,
         );
@@ -507,7 +524,7 @@ mod tests {
     fn v1_named_in_the_user_config_wins_over_v2() {
         let mut facts = facts(true, true);
         facts.v2 = v2(None, true).v2;
-        let plan = super::plan(&all_three(), &facts, "abc", false);
+        let plan = super::plan(&all_three(), &facts, "t", "abc", false);
         assert_eq!(plan.dirs.len(), 3);
         assert!(plan.scope.is_none() && plan.unified.is_none());
     }

@@ -140,7 +140,9 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         project.limits.overridden_by(&request.limits)
     };
     let meter = !setup && request.stats;
-    let cgroup = crate::runtime::cgroups::plan(&limits, &inputs.host.cgroups, &inputs.id, meter);
+    let store = crate::runtime::cgroups::store_tag(&inputs.host.containers_dir);
+    let cgroup =
+        crate::runtime::cgroups::plan(&limits, &inputs.host.cgroups, &store, &inputs.id, meter);
     if limits.required && !cgroup.not_applied.is_empty() {
         return Err(PlanError::LimitsNotApplied(cgroup.not_applied));
     }
