@@ -143,7 +143,7 @@ fn a_command_joining_a_running_sandbox_is_held_by_its_limits() {
         .to_owned();
     assert!(
         out.lines()
-            .any(|l| l.contains(":memory:") && l.ends_with(&format!("/{id}"))),
+            .any(|l| l.contains(":memory:") && l.ends_with(&format!("-{id}"))),
         "the joined command is not in the sandbox's memory cgroup: {out}"
     );
     // Ended as a user would (not kill -9, whose leftovers the next run collects): its cgroups go.

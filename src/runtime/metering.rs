@@ -123,7 +123,7 @@ pub fn sample(
         delegated
             .iter()
             .find(|(c, _)| *c == controller)
-            .map(|(_, parent)| parent.join(&container.id))
+            .map(|(_, parent)| super::cgroups::v1_dir_of(container, parent))
             .filter(|dir| dir.is_dir())
     };
     let members = container.members();

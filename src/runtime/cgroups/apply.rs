@@ -248,7 +248,7 @@ pub fn container_task_files(
 ) -> Result<Vec<std::os::fd::OwnedFd>, RuntimeError> {
     let v1 = v1_parents
         .iter()
-        .map(|parent| parent.join(&container.id).join("tasks"));
+        .map(|parent| super::v1_dir_of(container, parent).join("tasks"));
     let v2 = container.cgroup.iter().map(|dir| dir.join("cgroup.procs"));
     v1.chain(v2)
         .filter(|file| file.exists())

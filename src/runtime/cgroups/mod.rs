@@ -73,6 +73,22 @@ pub fn cgroup_name(tag: &str, id: &str) -> String {
     format!("sandbox-{tag}-{id}")
 }
 
+/// The v1 cgroup of `container` under the delegated `parent`: its tagged name, else the
+/// untagged one earlier versions made.
+pub fn v1_dir_of(
+    container: &crate::runtime::state::ContainerState,
+    parent: &std::path::Path,
+) -> std::path::PathBuf {
+    let tagged = container
+        .dir
+        .parent()
+        .map(|containers| parent.join(cgroup_name(&store_tag(containers), &container.id)));
+    match tagged {
+        Some(dir) if dir.is_dir() => dir,
+        _ => parent.join(&container.id),
+    }
+}
+
 /// What the host offers for limits.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CgroupFacts {
