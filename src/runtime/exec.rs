@@ -182,6 +182,7 @@ fn program(plan: &ProcessPlan) -> Result<(PathBuf, Vec<String>), (String, std::i
 /// plan's `Stdio` says (a terminal's slave in all three, pipe ends for relayed or captured
 /// streams).
 pub fn exec(
+    child: sys::ForkedChild,
     plan: &ProcessPlan,
     status: BorrowedFd<'_>,
     stdio: [Option<BorrowedFd<'_>>; 3],
@@ -257,7 +258,7 @@ pub fn exec(
     // 11. Only stdio survives exec: the status pipe stays open until then (close-on-exec, so a
     //     failed exec can still be reported), everything else goes now.
     let _ = sys::set_cloexec(status, true);
-    sys::close_all_but(&[status]);
+    sys::close_all_but(&child, &[status]);
     // 12. The seccomp filter, last: everything above may use what it denies.
     if let Some(filter) = confinement.filter {
         if let Err(e) = sys::install_seccomp(filter) {

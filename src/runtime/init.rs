@@ -496,27 +496,28 @@ fn supervise(
         .ok_or_else(|| std::io::Error::other("pid 1 has more than one thread"))
         .and_then(|proof| sys::fork(&proof));
     let child = match forked {
-        Ok(pid) => pid,
+        Ok(sys::Forked::Parent(pid)) => pid,
+        Ok(sys::Forked::Child(forked)) => {
+            drop(signals);
+            drop(control);
+            drop(nest_parent);
+            exec::exec(
+                forked,
+                &plan.process,
+                status,
+                stdio.for_exec(plan.process.stdio),
+                exec::Confinement {
+                    nest: Some(nest_child),
+                    filter,
+                    cgroups: &[],
+                },
+            );
+        }
         Err(e) => {
             report(status, &failure("start the command", Path::new("/"))(e));
             return 125;
         }
     };
-    if child == 0 {
-        drop(signals);
-        drop(control);
-        drop(nest_parent);
-        exec::exec(
-            &plan.process,
-            status,
-            stdio.for_exec(plan.process.stdio),
-            exec::Confinement {
-                nest: Some(nest_child),
-                filter,
-                cgroups: &[],
-            },
-        );
-    }
     drop(nest_child);
     if let Err(e) = nest_parent.map(child) {
         // The child fails on its own (its pipe closed) and reports; this is the cause.

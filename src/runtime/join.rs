@@ -163,22 +163,25 @@ pub fn run(
         source,
     })?;
     let (status_read, status_write) = sys::pipe()?;
-    let child = sys::fork(&single)?;
-    if child == 0 {
-        drop(status_read);
-        drop(ours);
-        drop(signals);
-        exec::exec(
-            plan,
-            status_write.as_fd(),
-            theirs.for_exec(plan.stdio),
-            exec::Confinement {
-                nest: None,
-                filter: filter.as_ref(),
-                cgroups: &cgroups,
-            },
-        );
-    }
+    let child = match sys::fork(&single)? {
+        sys::Forked::Parent(pid) => pid,
+        sys::Forked::Child(forked) => {
+            drop(status_read);
+            drop(ours);
+            drop(signals);
+            exec::exec(
+                forked,
+                plan,
+                status_write.as_fd(),
+                theirs.for_exec(plan.stdio),
+                exec::Confinement {
+                    nest: None,
+                    filter: filter.as_ref(),
+                    cgroups: &cgroups,
+                },
+            );
+        }
+    };
     drop(status_write);
     drop(theirs);
     drop(cgroups);

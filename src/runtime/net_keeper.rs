@@ -128,16 +128,19 @@ pub fn start(
     let single = sys::SingleThreaded::check().ok_or_else(|| {
         RuntimeError::Internal("internal error: a thread runs when the network starts".into())
     })?;
-    let pid = sys::fork(&single)?;
-    if pid == 0 {
-        drop(notices_read);
-        keep(
-            connection,
-            pid1,
-            dir,
-            [pidfd, report_write, control_read, notices_write],
-        );
-    }
+    let pid = match sys::fork(&single)? {
+        sys::Forked::Parent(pid) => pid,
+        sys::Forked::Child(child) => {
+            drop(notices_read);
+            keep(
+                child,
+                connection,
+                pid1,
+                dir,
+                [pidfd, report_write, control_read, notices_write],
+            );
+        }
+    };
     drop((pidfd, report_write, control_read, notices_write));
     let tool = connection.name();
     let holds_ports = match connection {
@@ -187,7 +190,13 @@ pub fn start(
 }
 
 /// The keeper process: never returns.
-fn keep(connection: &Connection<'_>, pid1: libc::pid_t, dir: &Path, fds: [OwnedFd; 4]) -> ! {
+fn keep(
+    child: sys::ForkedChild,
+    connection: &Connection<'_>,
+    pid1: libc::pid_t,
+    dir: &Path,
+    fds: [OwnedFd; 4],
+) -> ! {
     let [pidfd, report, control, notices] = fds;
     // Not a group leader (just forked), so this starts a new session.
     sys::setsid();
@@ -195,12 +204,15 @@ fn keep(connection: &Connection<'_>, pid1: libc::pid_t, dir: &Path, fds: [OwnedF
     // reading our stdout to its end would wait for the container), not pid 1's control pipe
     // (its end tells pid 1 that the monitor died).
     sys::stdio_to_dev_null();
-    sys::close_all_but(&[
-        pidfd.as_fd(),
-        report.as_fd(),
-        control.as_fd(),
-        notices.as_fd(),
-    ]);
+    sys::close_all_but(
+        &child,
+        &[
+            pidfd.as_fd(),
+            report.as_fd(),
+            control.as_fd(),
+            notices.as_fd(),
+        ],
+    );
     let started = match connection {
         Connection::Helper {
             helper,

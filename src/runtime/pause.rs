@@ -87,8 +87,8 @@ pub fn spawn(file: &Path) {
         return;
     };
     match sys::fork(&proof) {
-        Ok(0) => become_pause(file),
-        Ok(pid) => {
+        Ok(sys::Forked::Child(child)) => become_pause(&child, file),
+        Ok(sys::Forked::Parent(pid)) => {
             let start = process_start(pid).unwrap_or(0);
             let _ = crate::fsutil::atomic::write_file_replacing(
                 file,
@@ -116,9 +116,9 @@ pub fn is_pause_exec() -> Option<std::path::PathBuf> {
 /// Execs ourselves as `sandbox-pause FILE` with an empty environment (the namespace stays):
 /// the first command's argv (`-e API_KEY=...`) and environment do not stay readable in a
 /// process that lives for minutes. If the exec fails, hold on as we are.
-fn become_pause(file: &Path) -> ! {
+fn become_pause(child: &sys::ForkedChild, file: &Path) -> ! {
     sys::setsid();
-    sys::close_from(0);
+    sys::close_from(child, 0);
     if let (Ok(exe), Ok(name), Ok(path)) = (
         sys::cstring("/proc/self/exe"),
         sys::cstring(NAME),
@@ -137,7 +137,8 @@ pub fn hold(file: &Path) -> ! {
     if let Ok(root) = sys::cstring("/") {
         let _ = sys::chdir(&root);
     }
-    sys::close_from(0);
+    // No fd is open here: `become_pause` closed them all before it exec'd us (or before it
+    // fell back to holding on as it is).
     let file = file.to_owned();
     loop {
         std::thread::sleep(CHECK_EVERY);

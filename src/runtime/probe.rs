@@ -11,7 +11,7 @@ fn in_child(trial: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
         .ok_or_else(|| "internal error: a thread is running".to_owned())?;
     let (read, write) = sys::pipe().map_err(|e| e.to_string())?;
     match sys::fork(&proof).map_err(|e| e.to_string())? {
-        0 => {
+        sys::Forked::Child(_) => {
             drop(read);
             let code = match trial() {
                 Ok(()) => 0,
@@ -23,7 +23,7 @@ fn in_child(trial: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
             };
             sys::exit_now(code)
         }
-        child => {
+        sys::Forked::Parent(child) => {
             drop(write);
             let mut text = String::new();
             let _ = std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut text);

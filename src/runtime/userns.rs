@@ -86,7 +86,7 @@ fn enter_with_helpers(uids: &[IdRange], gids: &[IdRange]) -> Result<(), RuntimeE
 
     // The child may run anything (allocate, spawn) before it _exits: we are single-threaded.
     match sys::fork(&single)? {
-        0 => {
+        sys::Forked::Child(_) => {
             drop(go_write);
             drop(result_read);
             let code = map_from_child(
@@ -101,7 +101,7 @@ fn enter_with_helpers(uids: &[IdRange], gids: &[IdRange]) -> Result<(), RuntimeE
             // Ends the child at once, without running the parent's destructors twice.
             sys::exit_now(code)
         }
-        child => {
+        sys::Forked::Parent(child) => {
             drop(go_read);
             drop(result_write);
             let unshared = unshare_user();

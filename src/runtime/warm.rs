@@ -122,10 +122,10 @@ pub fn spawn_pool(store: &Path, single: &sys::SingleThreaded) {
     if store.join(SOCKET).as_os_str().len() > 100 {
         return;
     }
-    if let Ok(0) = sys::fork(single) {
+    if let Ok(sys::Forked::Child(child)) = sys::fork(single) {
         sys::setsid();
         sys::stdio_to_dev_null();
-        sys::close_all_but(&[]);
+        sys::close_all_but(&child, &[]);
         sys::hide_arguments();
         if keep_across_exec(&POOL_CAPS).is_ok() {
             if let (Ok(exe), Ok(name), Ok(path)) = (

@@ -81,12 +81,13 @@ fn close_range(first: RawFd, last: RawFd) {
 }
 
 /// Closes every fd from `first` up. The caller gives them all up.
-pub fn close_from(first: RawFd) {
+pub fn close_from(_child: &super::ForkedChild, first: RawFd) {
     close_range(first, RawFd::MAX);
 }
 
-/// Closes every fd from 3 up except `keep`. The caller gives all the others up.
-pub fn close_all_but(keep: &[BorrowedFd<'_>]) {
+/// Closes every fd from 3 up except `keep`. The caller gives all the others up: it is a
+/// forked child that never returns into its parent's frames (the proof).
+pub fn close_all_but(child: &super::ForkedChild, keep: &[BorrowedFd<'_>]) {
     let mut keep: Vec<RawFd> = keep.iter().map(|fd| fd.as_raw_fd()).collect();
     keep.sort_unstable();
     let mut next = 3;
@@ -96,7 +97,7 @@ pub fn close_all_but(keep: &[BorrowedFd<'_>]) {
         }
         next = next.max(fd + 1);
     }
-    close_from(next);
+    close_from(child, next);
 }
 
 /// What one of our standard streams is, for deciding how it may reach a container.

@@ -58,13 +58,25 @@ impl SingleThreaded {
 pub type Pid = libc::pid_t;
 
 /// fork(2); `Ok(0)` in the child.
-pub fn fork(_proof: &SingleThreaded) -> io::Result<Pid> {
+pub fn fork(_proof: &SingleThreaded) -> io::Result<Forked> {
     // SAFETY: the process is single-threaded (the proof), so the child is a full copy in which
     // every lock is free and any call is allowed.
     match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => Ok(0),
-        nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child(ForkedChild(std::marker::PhantomData))),
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child.as_raw())),
     }
+}
+
+/// Proof that the code holding it runs in a child `fork` made, which ends in exec or
+/// `exit_now` and never returns into the frames it copied from its parent: no `OwnedFd` of
+/// those is used or dropped again, so closing fds wholesale (`close_from`, `close_all_but`)
+/// cannot close one under its owner. Only `fork` makes it; it stays on its thread.
+pub struct ForkedChild(std::marker::PhantomData<*const ()>);
+
+/// Which side of a fork this is.
+pub enum Forked {
+    Child(ForkedChild),
+    Parent(Pid),
 }
 
 /// Checked when compiling: the proof is not `Send` (a `Send` type would take the inherent
