@@ -15,7 +15,17 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     ) else {
         return;
     };
-    let _ = sandbox::image::unpack::unpack(data, &root, &layer, &sandbox::image::unpack::Ownership::Squash);
+    let limit = sandbox::image::unpack::Limit {
+        bytes: 64 << 20,
+        free_space_of: None,
+    };
+    let _ = sandbox::image::unpack::unpack(
+        data,
+        &root,
+        &layer,
+        &sandbox::image::unpack::Ownership::Squash,
+        limit,
+    );
     // Nothing outside the root changed, and nothing new appeared beside it.
     assert_eq!(std::fs::read(&outside).ok().as_deref(), Some(&b"sentinel"[..]));
     assert_eq!(std::fs::metadata(&outside).map(|m| (m.mode(), m.ino())).ok(), before);

@@ -62,6 +62,13 @@ pub fn parse_query(packet: &[u8]) -> Option<Question> {
             return None;
         }
         let label = packet.get(at..at + len)?;
+        // No host name has other bytes; read lossily, two names could become one.
+        if !label
+            .iter()
+            .all(|b| (0x21..=0x7e).contains(b) && *b != b'.')
+        {
+            return None;
+        }
         labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
         at += len;
         if at - HEADER > 255 {
@@ -162,5 +169,13 @@ mod tests {
             long.extend_from_slice(&[1, b'a']);
         }
         assert!(parse_query(&long).is_none());
+        // A label with a byte no host name has (found by the fuzz target: read lossily, the
+        // name grew past what DNS allows), or a dot inside a label.
+        for odd in [&b"a\xffb"[..], b"a b", b"a\nb", b"a.b"] {
+            let mut q = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, odd.len() as u8];
+            q.extend_from_slice(odd);
+            q.extend_from_slice(&[0, 0, 1, 0, 1]);
+            assert!(parse_query(&q).is_none(), "{odd:?}");
+        }
     }
 }

@@ -25,7 +25,7 @@ pub use fs::*;
 pub use fs_context::*;
 pub use mount::*;
 pub use net::*;
-pub use nfqueue::{Opening, Queue, Verdict};
+pub use nfqueue::{parse_openings, Opening, Queue, Verdict};
 pub use nftables::{install_relay_rules, REPLY_MARK, RESET_MARK, SYN_QUEUE};
 pub use ns::*;
 pub use prctl::*;

@@ -86,7 +86,7 @@ impl Queue {
     /// Waits for the next openings.
     pub fn receive(&self, buffer: &mut [u8]) -> io::Result<Vec<Opening>> {
         let n = recv(self.sock.as_raw_fd(), buffer, MsgFlags::empty())?;
-        Ok(parse(&buffer[..n]))
+        Ok(parse_openings(&buffer[..n]))
     }
 
     pub fn verdict(&self, id: u32, verdict: Verdict) -> io::Result<()> {
@@ -116,8 +116,8 @@ impl Queue {
 }
 
 /// The openings in what the kernel sent. Only lengths it gave are trusted, and the packet is
-/// the sandbox's: every field is read with a bound.
-fn parse(bytes: &[u8]) -> Vec<Opening> {
+/// the sandbox's: every field is read with a bound. (Public for the fuzz target.)
+pub fn parse_openings(bytes: &[u8]) -> Vec<Opening> {
     nfnetlink::messages(bytes)
         .filter(|(kind, _)| *kind == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)
         .filter_map(|(_, message)| {
@@ -204,7 +204,7 @@ mod tests {
             queued(8, &syn([1, 2, 3, 4], 40001, [10, 0, 0, 1], 80)),
         ]
         .concat();
-        let openings = parse(&bytes);
+        let openings = parse_openings(&bytes);
         assert_eq!(
             openings,
             vec![
@@ -239,14 +239,14 @@ mod tests {
             (4, vec![0x4f; 30]),
         ] {
             assert_eq!(
-                parse(&queued(id, &payload)),
+                parse_openings(&queued(id, &payload)),
                 vec![Opening { id, flow: None }]
             );
         }
         // Truncated anywhere, a message yields nothing rather than reading past its end.
         let whole = queued(9, &syn([1, 2, 3, 4], 1, [5, 6, 7, 8], 2));
         for cut in 0..whole.len() {
-            let _ = parse(&whole[..cut]);
+            let _ = parse_openings(&whole[..cut]);
         }
     }
 }
