@@ -1,11 +1,11 @@
 //! Write-to-temp-then-rename, so a reader sees either the old file or the whole new one.
 //!
-//! The temp file is created next to the target with `O_EXCL`, so a symlink planted at the target
-//! (or at a guessable temp name) is never followed: the rename replaces the link itself.
+//! The bytes go to an unnamed file in the target's dir (`O_TMPFILE`; where the file system has
+//! none, a fresh `O_EXCL` name), so a symlink planted at the target (or at a guessable temp
+//! name) is never followed: the rename replaces the link itself.
 
-use fs_err::os::unix::fs::OpenOptionsExt as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A name unique to this process and call, for temp files and dirs.
@@ -34,33 +34,31 @@ pub fn write_file_replacing(path: &Path, bytes: &[u8], mode: u32) -> std::io::Re
 }
 
 fn write_replacing(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    use std::os::fd::AsFd as _;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp: PathBuf = dir.join(format!(".{name}.tmp-{}", unique_suffix()));
-    let result = (|| {
-        let mut file = fs_err::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temp)?;
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
+    let dir_fd = nix::fcntl::open(
+        dir,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // Written unnamed (O_TMPFILE, else a fresh O_EXCL name) and renamed over the target.
+    super::beneath::replace_at(dir_fd.as_fd(), name, mode, |file| {
         file.write_all(bytes)?;
         if durable {
             file.sync_all()?;
         }
-        fs_err::rename(&temp, path)?;
-        if durable {
-            sync_dir(dir)?;
-        }
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs_err::remove_file(&temp);
+    })?;
+    if durable {
+        sync_dir(dir)?;
     }
-    result
+    Ok(())
 }
 
 /// fsyncs a directory so a rename into it survives a crash.
