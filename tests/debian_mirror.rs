@@ -299,20 +299,7 @@ fn http_server(dir: &Path) -> (std::process::Child, u16) {
         server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)\n\
         print(server.server_address[1], flush=True)\n\
         server.serve_forever()\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .arg(dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 on the host runs the test's HTTP server");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    (child, line.trim().parse().expect("the server's port"))
+    support::python_server(script, &[dir.as_os_str()])
 }
 
 fn assert_ran(what: &str, out: &std::process::Output) {

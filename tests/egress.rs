@@ -757,21 +757,8 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
     let log = dir.join("requests.log");
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&log)
-        .arg(to.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 on the host runs the test's proxy");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    (child, line.trim().parse().expect("the proxy's port"))
+    let to = to.to_string();
+    support::python_server(script, &[log.as_os_str(), to.as_ref()])
 }
 
 /// With the host's `https_proxy` set, the host itself is still judged first: a listed name

@@ -882,17 +882,28 @@ fn a_push_to_a_basic_auth_registry_uses_the_users_credentials() {
     assert!(out.contains("(3 blobs uploaded, 0 already there)"), "{out}");
 }
 
+/// A project on a busybox image pulled from a registry of its own (kept while the result
+/// lives), with no network: (registry, image).
+fn busybox_project(
+    env: &TestEnv,
+    repo: &str,
+    extra: Vec<support::oci::Entry>,
+) -> (support::Registry, String) {
+    let (registry, image) = support::pulled_busybox(env, repo, extra);
+    env.write(
+        "project/sandbox.toml",
+        &format!("[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"),
+    );
+    (registry, image)
+}
+
 /// A layout dir to load whose blob is a FIFO, a socket or a link (to a FIFO, or to a file
 /// outside): each is refused by name at once, with nothing loaded, and the store's lock free.
 /// (A FIFO blob hung `sandbox load DIR` forever while it held the store's lock.)
 #[test]
 fn a_layouts_blob_that_is_a_fifo_or_a_link_is_refused_at_once() {
     let env = TestEnv::new();
-    let (registry, image) = support::pulled_busybox(&env, "mobility/fifo", Vec::new());
-    env.write(
-        "project/sandbox.toml",
-        &format!("[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"),
-    );
+    let (registry, _) = busybox_project(&env, "mobility/fifo", Vec::new());
     env.ok(&["export", "-o", "layout/"]);
     drop(registry);
     let layout = env.project().join("layout");
@@ -981,11 +992,7 @@ fn a_layouts_blob_that_is_a_fifo_or_a_link_is_refused_at_once() {
 #[test]
 fn load_says_what_it_replaces_and_keeps_a_pinned_reference_unless_forced() {
     let env = TestEnv::new();
-    let (_registry, image) = support::pulled_busybox(&env, "mobility/pinned", Vec::new());
-    env.write(
-        "project/sandbox.toml",
-        &format!("[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"),
-    );
+    let (_registry, image) = busybox_project(&env, "mobility/pinned", Vec::new());
     env.ok(&["lock"]);
     env.ok(&["run", "--", "true"]);
     let old = env
@@ -996,14 +1003,10 @@ fn load_says_what_it_replaces_and_keeps_a_pinned_reference_unless_forced() {
         .1;
     // Another image, exported under the pinned name.
     let other = TestEnv::new();
-    let (_other_registry, other_image) = support::pulled_busybox(
+    let _other_registry = busybox_project(
         &other,
         "mobility/other",
         vec![support::oci::Entry::file("other", b"other\n")],
-    );
-    other.write(
-        "project/sandbox.toml",
-        &format!("[toolchain]\nimage = \"{other_image}\"\n[network]\nmode = \"none\"\n"),
     );
     other.ok(&["export", "-o", "other.tar", "--name", &image]);
     let archive = other.project().join("other.tar");

@@ -87,11 +87,14 @@ impl Fixture {
     fn sh(&self, script: &str) -> std::process::Output {
         self.run(&["sh", "-c", script])
     }
-    fn spawn(&self, args: &[&str]) -> Child {
+    /// `sandbox run --network none --image IMAGE -- ARGS`, to be run.
+    fn command(&self, args: &[&str]) -> Command {
         let mut full = vec!["run", "--network", "none", "--image", &self.image, "--"];
         full.extend_from_slice(args);
-        self.env
-            .command(&full)
+        self.env.command(&full)
+    }
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -197,20 +200,9 @@ impl ProjectOutsideHome {
     }
 }
 
-/// Runs `script` in `project` the way a user types it, returning (stdout, stderr, success).
+/// Runs `script` in `project` the way a user types it (from that dir), returning its output.
 fn sh_in(f: &Fixture, project: &std::path::Path, script: &str) -> std::process::Output {
-    f.env
-        .command(&[
-            "run",
-            "--network",
-            "none",
-            "--image",
-            &f.image,
-            "--",
-            "sh",
-            "-c",
-            script,
-        ])
+    f.command(&["sh", "-c", script])
         .current_dir(project)
         .output()
         .unwrap()
@@ -743,6 +735,30 @@ fn spawn_on_pty(mut cmd: Command, slave: &OwnedFd) -> Child {
     cmd.spawn().unwrap()
 }
 
+/// What one wait on a terminal's master side gave.
+enum Shown {
+    Bytes(usize),
+    Nothing,
+    Closed,
+}
+
+/// Waits up to `ms` for what the terminal shows next, read into `buf`.
+fn next_on_screen(master: &mut std::fs::File, buf: &mut [u8], ms: i32) -> Shown {
+    let mut p = libc::pollfd {
+        fd: master.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    if unsafe { libc::poll(&mut p, 1, ms) } <= 0 {
+        return Shown::Nothing;
+    }
+    match master.read(buf) {
+        Ok(n) if n > 0 => Shown::Bytes(n),
+        _ => Shown::Closed,
+    }
+}
+
 struct Screen {
     master: std::fs::File,
     seen: String,
@@ -758,17 +774,10 @@ impl Screen {
                 "timed out waiting for {needle:?}; screen so far: {:?}",
                 self.seen
             );
-            let mut p = libc::pollfd {
-                fd: self.master.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut p, 1, 200) } > 0 {
-                match self.master.read(&mut buf) {
-                    Ok(n) if n > 0 => self.seen.push_str(&text(&buf[..n])),
-                    _ => break,
-                }
+            match next_on_screen(&mut self.master, &mut buf, 200) {
+                Shown::Bytes(n) => self.seen.push_str(&text(&buf[..n])),
+                Shown::Nothing => {}
+                Shown::Closed => break,
             }
         }
         let at = self.seen.find(needle).unwrap() + needle.len();
@@ -788,19 +797,11 @@ fn screen_until_exit(master: &OwnedFd, mut child: Child) -> (Vec<u8>, Option<i32
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         assert!(Instant::now() < deadline, "no end; screen so far: {seen:?}");
-        let mut p = libc::pollfd {
-            fd: master.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, 300) } > 0 {
-            match master.read(&mut buf) {
-                Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
-                _ => break,
-            }
-        } else if code.is_some() {
-            break;
+        match next_on_screen(&mut master, &mut buf, 300) {
+            Shown::Bytes(n) => seen.extend_from_slice(&buf[..n]),
+            Shown::Nothing if code.is_some() => break,
+            Shown::Nothing => {}
+            Shown::Closed => break,
         }
         if code.is_none() {
             code = child.try_wait().unwrap().map(|s| s.code());
@@ -1018,17 +1019,10 @@ fn the_banner_prints_after_the_progress_bars() {
     let mut buf = [0u8; 4096];
     while !transcript.contains("PROMPT> ") {
         assert!(Instant::now() < deadline, "no prompt: {transcript:?}");
-        let mut p = libc::pollfd {
-            fd: master.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, 200) } > 0 {
-            match master.read(&mut buf) {
-                Ok(n) if n > 0 => transcript.push_str(&text(&buf[..n])),
-                _ => break,
-            }
+        match next_on_screen(&mut master, &mut buf, 200) {
+            Shown::Bytes(n) => transcript.push_str(&text(&buf[..n])),
+            Shown::Nothing => {}
+            Shown::Closed => break,
         }
     }
     master.write_all(b"exit\r").unwrap();

@@ -45,3 +45,22 @@ pub fn helper_entry(path: &str, name: &str, source: &str) -> oci::Entry {
         data: oci::static_helper(name, source),
     }
 }
+
+/// A server written in Python (`script`, run with `args`) on the host's 127.0.0.1, which prints
+/// its port on its first line: (process, port). The caller ends it.
+pub fn python_server(script: &str, args: &[&std::ffi::OsStr]) -> (std::process::Child, u16) {
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 on the host runs the test's server");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the server's first line");
+    (child, line.trim().parse().expect("the server's port"))
+}

@@ -2,7 +2,6 @@
 //! HTTPS server answering a fixed body.
 
 use std::path::Path;
-use std::process::Command;
 
 /// A CA, and a certificate it signed for `name`: (CA PEM, certificate PEM, key PEM).
 pub fn ca_and_server(ca_name: &str, name: &str) -> (String, String, String) {
@@ -46,19 +45,6 @@ pub fn https_server_on(
         server.socket = context.wrap_socket(server.socket, server_side=True)\n\
         print(server.server_address[1], flush=True)\n\
         server.serve_forever()\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .arg(dir)
-        .arg(port.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 on the host runs the test's HTTPS server");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    (child, line.trim().parse().expect("the server's port"))
+    let port = port.to_string();
+    super::python_server(script, &[dir.as_os_str(), port.as_ref()])
 }
