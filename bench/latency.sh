@@ -173,26 +173,54 @@ runs_of() {
 paths=(host relay forwarder pasta slirp4netns)
 declare -A rt tls pip
 echo "round trips: median of $runs runs of $rounds; TLS: median of $runs runs of $handshakes handshakes; pip: median of $runs runs"
-printf '%-28s %14s %14s %14s\n' path "round trip µs" "TLS handshake ms" "pip (index) s"
-for path in "${paths[@]}"; do
-    rt[$path]=$(runs_of roundtrip_once "$path")
-    tls[$path]=$(runs_of tls_once "$path")
-    pip[$path]=$(runs_of pip_once "$path")
-    printf '%-28s %14s %14.2f %14s\n' "$path" "${rt[$path]}" "${tls[$path]}" "${pip[$path]}"
-done
-# Published ports: a server inside, the host asking.
+# Published ports: a server inside each sandbox, the host asking. Started first, so their round
+# trips are taken with the others'.
+# Each in a project dir of its own: a `run` in the same project would join it.
+declare -A published_port published_server
 for helper in relay pasta; do
     p=$(next_port)
-    (cd "$work/project" && exec_as_user "$work/sandbox" --root "$work/store" run --network "$helper" -p "$p:7000" -v "$work/bin:/opt/bench:ro" --image "$ref" -- /opt/bench/roundtrip serve 7000 2>/dev/null) &
-    server=$!
-    servers+=("$server")
+    mkdir -p "$work/published-$helper"
+    [ -n "$user" ] && chown "$user:" "$work/published-$helper"
+    (cd "$work/published-$helper" && exec_as_user "$work/sandbox" --root "$work/store" run --network "$helper" -p "$p:7000" -v "$work/bin:/opt/bench:ro" --image "$ref" -- /opt/bench/roundtrip serve 7000 2>/dev/null) &
+    published_server[$helper]=$!
+    servers+=("${published_server[$helper]}")
+    published_port[$helper]=$p
     # The port accepts before the server inside listens: wait for a whole round trip.
     for _ in $(seq 200); do
         "$work/bin/roundtrip" ask 127.0.0.1 "$p" 1 >/dev/null 2>&1 && break
         sleep 0.05
     done
-    rt[published-$helper]=$(runs_of published_once "$p")
-    end_sandbox "$server"
+done
+# Round trips are taken in turns (a run of each path, then the next run of each), so a spell
+# in which this machine's loopback is faster or slower (two cores: whether both ends share
+# one) falls on every path alike instead of on the one measured then.
+declare -A rt_runs
+for _ in $(seq "$runs"); do
+    for path in "${paths[@]}"; do
+        rt_runs[$path]+="$(roundtrip_once "$path") "
+    done
+    for helper in relay pasta; do
+        rt_runs[published-$helper]+="$(published_once "${published_port[$helper]}") "
+    done
+done
+# Both end first: end_sandbox waits until no sandbox runs at all.
+for helper in relay pasta; do
+    kill -TERM "${published_server[$helper]}" 2>/dev/null || true
+done
+for helper in relay pasta; do
+    end_sandbox "${published_server[$helper]}"
+done
+printf '%-28s %14s %14s %14s\n' path "round trip µs" "TLS handshake ms" "pip (index) s"
+for path in "${paths[@]}"; do
+    # shellcheck disable=SC2086
+    rt[$path]=$(printf '%s\n' ${rt_runs[$path]} | median)
+    tls[$path]=$(runs_of tls_once "$path")
+    pip[$path]=$(runs_of pip_once "$path")
+    printf '%-28s %14s %14.2f %14s\n' "$path" "${rt[$path]}" "${tls[$path]}" "${pip[$path]}"
+done
+for helper in relay pasta; do
+    # shellcheck disable=SC2086
+    rt[published-$helper]=$(printf '%s\n' ${rt_runs[published-$helper]} | median)
     printf '%-28s %14s\n' "published port ($helper)" "${rt[published-$helper]}"
 done
 
