@@ -527,6 +527,13 @@ pub(super) fn splice(mut inside: TcpStream, mut outside: TcpStream, first: &[u8]
         }
         TRAFFIC.went_out(first.len());
     }
+    // While messages are small (a request, its reply), one thread carries both ways: the
+    // side that sent a request is the one waiting for the reply, so the thread that relayed
+    // the one is the one woken for the other, on the same core. A full buffer hands the
+    // connection to two threads that splice (bulk: a download, an upload).
+    if !conversation(&inside, &outside) {
+        return;
+    }
     let (Ok(mut inside_back), Ok(mut outside_back)) = (inside.try_clone(), outside.try_clone())
     else {
         return;
@@ -536,6 +543,63 @@ pub(super) fn splice(mut inside: TcpStream, mut outside: TcpStream, first: &[u8]
     });
     copy(&mut inside, &mut outside, |n| TRAFFIC.went_out(n));
     let _ = down.join();
+}
+
+/// The most a read takes in a conversation; a read this big hands over to splicing.
+const MESSAGE: usize = 16 * 1024;
+
+/// Carries small messages both ways on this one thread. `false` when the connection ended
+/// here; `true` when a direction filled the buffer and the rest goes to two threads.
+fn conversation(inside: &TcpStream, outside: &TcpStream) -> bool {
+    use std::os::fd::AsFd as _;
+    let mut buffer = vec![0u8; MESSAGE];
+    // inside -> outside, outside -> inside: whether each is still open.
+    let mut open = [true, true];
+    let ends = [(inside, outside), (outside, inside)];
+    while open.iter().any(|o| *o) {
+        // Only the open directions are watched: a closed one would report its end forever.
+        let watched: Vec<usize> = (0..2).filter(|d| open[*d]).collect();
+        let mut polls: Vec<sys::PollFd<'_>> = watched
+            .iter()
+            .map(|d| sys::PollFd::new(ends[*d].0.as_fd(), sys::PollFlags::POLLIN))
+            .collect();
+        if sys::poll(&mut polls, -1) == 0 {
+            continue;
+        }
+        let ready: Vec<usize> = watched
+            .iter()
+            .zip(&polls)
+            .filter(|(_, p)| p.any().unwrap_or(false))
+            .map(|(d, _)| *d)
+            .collect();
+        drop(polls);
+        for direction in ready {
+            let (mut from, mut to) = ends[direction];
+            match from.read(&mut buffer) {
+                Ok(0) | Err(_) => {
+                    let _ = to.shutdown(Shutdown::Write);
+                    let _ = from.shutdown(Shutdown::Read);
+                    open[direction] = false;
+                }
+                Ok(n) => {
+                    if to.write_all(&buffer[..n]).is_err() {
+                        return false;
+                    }
+                    if direction == 0 {
+                        TRAFFIC.went_out(n);
+                    } else {
+                        TRAFFIC.came_in(n);
+                    }
+                    // Bulk while both ways are open: to the splicing threads. With one
+                    // way left, this thread carries it to the end.
+                    if n == MESSAGE && open.iter().all(|o| *o) {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    false
 }
 
 /// One direction of a splice: zero-copy through a pipe, then each side told it is over.
