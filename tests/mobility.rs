@@ -995,12 +995,15 @@ fn load_says_what_it_replaces_and_keeps_a_pinned_reference_unless_forced() {
     let (_registry, image) = busybox_project(&env, "mobility/pinned", Vec::new());
     env.ok(&["lock"]);
     env.ok(&["run", "--", "true"]);
-    let old = env
-        .images()
-        .into_iter()
-        .find(|(r, _)| *r == image)
-        .expect("the pinned image")
-        .1;
+    // The layers the pinned reference names now.
+    let layers_of_pinned = || {
+        env.images()
+            .into_iter()
+            .find(|(r, _)| *r == image)
+            .expect("the pinned image")
+            .1
+    };
+    let old = layers_of_pinned();
     // Another image, exported under the pinned name.
     let other = TestEnv::new();
     let _other_registry = busybox_project(
@@ -1025,24 +1028,14 @@ fn load_says_what_it_replaces_and_keeps_a_pinned_reference_unless_forced() {
         "{err}"
     );
     assert!(err.contains("sandbox load --force"), "{err}");
-    let now = env
-        .images()
-        .into_iter()
-        .find(|(r, _)| *r == image)
-        .unwrap()
-        .1;
+    let now = layers_of_pinned();
     assert_eq!(now, old, "the pinned reference changed");
     let out = env.ok(&["load", "--force", &archive]);
     assert!(
         out.contains(&format!("replaced {image}, which was sha256:")),
         "{out}"
     );
-    let now = env
-        .images()
-        .into_iter()
-        .find(|(r, _)| *r == image)
-        .unwrap()
-        .1;
+    let now = layers_of_pinned();
     assert_ne!(now, old);
     // An unpinned name is replaced, and said so.
     let out = env.ok(&["load", "--name", "localhost/free:1", &archive]);
