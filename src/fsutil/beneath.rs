@@ -137,27 +137,49 @@ pub fn dir_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<OwnedF
     open_dir_beneath(dir, Path::new(name))
 }
 
-/// A regular file `name` in `dir` opened to read, not through a link and without blocking on
-/// a FIFO; `None` when it is missing or not a regular file.
+/// The regular file `rel` under `dir`, opened to read with no link on the way and without
+/// blocking (a FIFO never answers): `Ok(Err(what))` names what is there instead ("a FIFO", "a
+/// link (or under one)"...), so the caller can refuse it by name.
+pub fn open_regular_beneath(
+    dir: BorrowedFd<'_>,
+    rel: &Path,
+) -> io::Result<Result<std::fs::File, &'static str>> {
+    let fd = match nix::fcntl::openat2(
+        dir,
+        rel,
+        how(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ELOOP | Errno::EXDEV) => return Ok(Err("a link (or under one)")),
+        // What open(2) says of a socket.
+        Err(Errno::ENXIO) => return Ok(Err("a socket")),
+        Err(e) => return Err(e.into()),
+    };
+    let kind = nix::sys::stat::fstat(&fd)?.st_mode & SFlag::S_IFMT.bits();
+    Ok(match SFlag::from_bits_truncate(kind) {
+        SFlag::S_IFREG => Ok(std::fs::File::from(fd)),
+        SFlag::S_IFIFO => Err("a FIFO"),
+        SFlag::S_IFSOCK => Err("a socket"),
+        SFlag::S_IFCHR | SFlag::S_IFBLK => Err("a device"),
+        SFlag::S_IFDIR => Err("a directory"),
+        _ => Err("not a file"),
+    })
+}
+
+/// A regular file `name` in `dir` read whole (up to `limit`), not through a link and without
+/// blocking on a FIFO; `None` when it is missing or not a regular file.
 pub fn read_regular_at(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     limit: u64,
 ) -> io::Result<Option<Vec<u8>>> {
     use std::io::Read as _;
-    let fd = match nix::fcntl::openat2(
-        dir,
-        Path::new(name),
-        how(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT | Errno::ELOOP | Errno::EXDEV | Errno::ENXIO) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let file = match open_regular_beneath(dir, Path::new(name)) {
+        Ok(Ok(file)) => file,
+        Ok(Err(_)) => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
     };
-    let file = std::fs::File::from(fd);
-    if !file.metadata()?.file_type().is_file() {
-        return Ok(None);
-    }
     let mut bytes = Vec::new();
     file.take(limit).read_to_end(&mut bytes)?;
     Ok(Some(bytes))

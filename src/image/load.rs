@@ -60,43 +60,25 @@ fn extract(archive: &Path, dir: &Path) -> Result<(), ImageError> {
 /// (`blobs`, `sha256` or the blob itself) and without blocking. A FIFO, socket or device is
 /// named and refused: the store's lock is held while loading, and a FIFO never answered.
 fn open_blob(layout: &Path, digest: &Digest) -> Result<std::fs::File, ImageError> {
-    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
-    use nix::sys::stat::{Mode, SFlag};
+    use nix::fcntl::OFlag;
+    use std::os::fd::AsFd as _;
     let relative = format!("blobs/sha256/{}", digest.hex());
-    let refuse = |what: &str| bad(layout, format!("{relative} is {what}, not a regular file"));
     let dir = nix::fcntl::open(
         layout,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
+        nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| bad(layout, format!("cannot open the layout: {e}")))?;
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-        );
-    let fd = match nix::fcntl::openat2(&dir, relative.as_str(), how) {
-        Ok(fd) => fd,
-        Err(nix::errno::Errno::ELOOP | nix::errno::Errno::EXDEV) => {
-            return Err(refuse("a link (or under one)"))
+    match crate::fsutil::beneath::open_regular_beneath(dir.as_fd(), Path::new(&relative)) {
+        Ok(Ok(file)) => Ok(file),
+        Ok(Err(what)) => Err(bad(
+            layout,
+            format!("{relative} is {what}, not a regular file"),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(bad(layout, format!("{relative} is missing")))
         }
-        // What open(2) says of a socket.
-        Err(nix::errno::Errno::ENXIO) => return Err(refuse("a socket")),
-        Err(nix::errno::Errno::ENOENT) => {
-            return Err(bad(layout, format!("{relative} is missing")))
-        }
-        Err(e) => return Err(bad(layout, format!("cannot open {relative}: {e}"))),
-    };
-    let stat = nix::sys::stat::fstat(&fd).map_err(|e| bad(layout, e.to_string()))?;
-    match SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) {
-        SFlag::S_IFREG => Ok(std::fs::File::from(fd)),
-        SFlag::S_IFIFO => Err(refuse("a FIFO")),
-        SFlag::S_IFSOCK => Err(refuse("a socket")),
-        SFlag::S_IFCHR | SFlag::S_IFBLK => Err(refuse("a device")),
-        SFlag::S_IFDIR => Err(refuse("a directory")),
-        _ => Err(refuse("not a file")),
+        Err(e) => Err(bad(layout, format!("cannot open {relative}: {e}"))),
     }
 }
 

@@ -462,3 +462,36 @@ fn remount_read_only(at: &CString) -> io::Result<()> {
         None,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The home's alias link: made where the image has nothing, never over what the image
+    /// has, and never through a link the image planted on the way (`srv -> /outside`).
+    #[test]
+    fn the_home_alias_is_made_only_where_the_image_has_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let root_dir = t.path().join("root");
+        let outside = t.path().join("outside");
+        fs_err::create_dir_all(root_dir.join("home")).unwrap();
+        fs_err::create_dir_all(&outside).unwrap();
+        let root = RootDir::open(&root_dir).unwrap();
+        let home = Path::new("/var/home/me");
+        link_if_missing(&root, Path::new("/home/me"), home).unwrap();
+        assert_eq!(
+            fs_err::read_link(root_dir.join("home/me")).unwrap(),
+            Path::new("/var/home/me")
+        );
+        // The image's own dir at that name stays.
+        fs_err::create_dir_all(root_dir.join("home/you")).unwrap();
+        link_if_missing(&root, Path::new("/home/you"), home).unwrap();
+        assert!(fs_err::symlink_metadata(root_dir.join("home/you"))
+            .unwrap()
+            .is_dir());
+        // A link on the way is not walked: nothing appears outside the root.
+        std::os::unix::fs::symlink(&outside, root_dir.join("srv")).unwrap();
+        link_if_missing(&root, Path::new("/srv/home/me"), home).unwrap();
+        assert_eq!(fs_err::read_dir(&outside).unwrap().count(), 0);
+    }
+}
