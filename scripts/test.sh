@@ -19,6 +19,7 @@ skipped=()
 [ -n "${SANDBOX_TEST_SKIP_DEBIAN_MIRROR:-}" ] && skipped+=(
     java_and_php_projects_build_with_packages_from_the_debian_mirror
     mvnw_and_composer_build_offline_with_packages_from_the_debian_mirror
+    a_jvm_sizes_its_heap_by_the_sandboxs_memory_limit
 )
 [ -n "${SANDBOX_TEST_SKIP_PACKAGE_REGISTRIES:-}" ] && skipped+=(pip_and_npm_reach_their_registries_with_toolchain_and_nothing_more)
 # The tests that delegate cgroup v1 subtrees to the test user (as root).
@@ -26,11 +27,13 @@ skipped=()
     a_command_over_the_memory_limit_is_killed_and_sandbox_says_so
     the_pids_limit_makes_fork_fail_inside_only
     a_command_joining_a_running_sandbox_is_held_by_its_limits
+    the_sandbox_sees_its_own_limits_read_only_at_sys_fs_cgroup
     what_a_killed_sandbox_left_in_its_cgroups_is_collected_by_the_next_run
     stats_say_what_a_run_cost_from_rusage_or_the_cgroup
     half_a_cpu_is_half_a_cpu
     doctor_reports_this_machines_facts_and_the_fix_for_cgroups
     stats_show_a_running_sandbox
+    a_jvm_sizes_its_heap_by_the_sandboxs_memory_limit
 )
 for t in "${skipped[@]}"; do echo "skipped by its opt-out variable: $t" >&2; done
 if cargo nextest --version >/dev/null 2>&1; then

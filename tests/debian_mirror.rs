@@ -2,8 +2,9 @@
 //! images are a Debian rootfs made by debootstrap (served by a loopback registry that the user
 //! config names as docker.io's mirror), and the JDK, Maven, PHP and composer come from Debian's
 //! package mirror in setup steps, through the sandbox's own network. Needs root (debootstrap)
-//! and that mirror: `SANDBOX_TEST_SKIP_DEBIAN_MIRROR=1 scripts/test.sh` leaves these two tests
-//! out, reported as skipped (see the README).
+//! and that mirror: `SANDBOX_TEST_SKIP_DEBIAN_MIRROR=1 scripts/test.sh` leaves these tests
+//! out, reported as skipped (see the README). The JVM's limits need cgroup v1 delegation too
+//! (as `tests/limits.rs`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -106,6 +107,69 @@ fn mirrored_env(extra_config: impl FnOnce(&TestEnv) -> String) -> (TestEnv, Regi
         ),
     );
     (env, registry)
+}
+
+/// The heap a JVM gives itself, from `java -XX:+PrintFlagsFinal -version` run in `project`
+/// (the first command or one joining it).
+fn max_heap_size(env: &TestEnv, project: &Path) -> String {
+    let out = env
+        .command(&["run", "--", "java", "-XX:+PrintFlagsFinal", "-version"])
+        .current_dir(project)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("MaxHeapSize"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or_else(|| panic!("no MaxHeapSize: {}", text(&out.stdout)))
+        .to_owned()
+}
+
+/// A JVM sizes its default heap by the memory it finds (a quarter of it): under a limit, by
+/// the limit, which it reads from the cgroups it sees, in the first command and in one that
+/// joins it. Without that view it takes a quarter of the host's memory and is killed by the
+/// limit instead of throwing OutOfMemoryError.
+#[test]
+fn a_jvm_sizes_its_heap_by_the_sandboxs_memory_limit() {
+    let mut delegation = None;
+    let (env, _registry) = mirrored_env(|env| {
+        let made = support::cgroups::Delegation::unwritten(env, "sandbox-it-jvm");
+        let config = made.config();
+        delegation = Some(made);
+        config
+    });
+    let java = project(
+        &env,
+        "jvm-app",
+        &format!("setup = [\"apt-get update\", \"apt-get install -y --no-install-recommends openjdk-17-jdk-headless\"]\n[toolchain]\nname = \"java\"\nversion = \"17\"\n[limits]\nmemory = \"512m\"\n{ENV}"),
+    );
+    assert_eq!(
+        max_heap_size(&env, &java),
+        "134217728",
+        "a quarter of 512 MiB"
+    );
+    let mut running = env
+        .command(&["run", "--", "sh", "-c", "touch up; sleep 60"])
+        .current_dir(&java)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !java.join("up").exists() {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the sandbox did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let joined = max_heap_size(&env, &java);
+    // SAFETY: a plain kill(2) of the child this test started.
+    unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
+    let _ = running.wait();
+    assert_eq!(joined, "134217728", "in a command joining the sandbox");
+    if let Some(delegation) = delegation {
+        delegation.wait_until_empty();
+    }
 }
 
 #[test]

@@ -135,22 +135,97 @@ fn a_command_joining_a_running_sandbox_is_held_by_its_limits() {
     // The second run joins the first (same project and image) and lands in its cgroup.
     let out = env.run(&["run", "--network", "none", "--", "confine", "alloc", "200"]);
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
-    let out = env.ok(&["run", "--network", "none", "--", "cat", "/proc/self/cgroup"]);
+    // It sees the limit as the first command does, in the same cgroup namespace.
+    let out = env.ok(&[
+        "run",
+        "--network",
+        "none",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    assert!(
+        out.contains("memory:/\n") && out.ends_with("67108864\n"),
+        "{out}"
+    );
     let id = serde_json::from_str::<serde_json::Value>(&env.ok(&["ps", "--json"])).unwrap()[0]
         ["id"]
         .as_str()
         .unwrap()
         .to_owned();
+    let tasks = delegation
+        .children()
+        .into_iter()
+        .find(|d| d.starts_with(delegation.dir("memory")) && d.to_string_lossy().ends_with(&id))
+        .map(|d| std::fs::read_to_string(d.join("tasks")).unwrap())
+        .unwrap_or_default();
     assert!(
-        out.lines()
-            .any(|l| l.contains(":memory:") && l.ends_with(&format!("-{id}"))),
-        "the joined command is not in the sandbox's memory cgroup: {out}"
+        tasks.lines().count() >= 2,
+        "the first command and the joined shell are in the sandbox's memory cgroup: {tasks:?}"
     );
     // Ended as a user would (not kill -9, whose leftovers the next run collects): its cgroups go.
     // SAFETY: a plain kill(2) of the child this test started.
     unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
     let _ = running.wait();
     delegation.wait_until_empty();
+}
+
+/// What a JVM or Go reads to size itself: its own cgroups, rooted at the sandbox's, with the
+/// limits asked for, read-only.
+#[test]
+fn the_sandbox_sees_its_own_limits_read_only_at_sys_fs_cgroup() {
+    let (env, _registry, image) = fixture();
+    let _delegation = Delegation::new(&env, "sandbox-it-view");
+    let out = ok_image(
+        &env,
+        &image,
+        &["--memory", "512m", "--cpus", "0.5"],
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/cgroup; echo; cat /sys/fs/cgroup/memory/memory.limit_in_bytes \
+             /sys/fs/cgroup/cpu/cpu.cfs_quota_us; ls /sys/fs/cgroup; \
+             echo -1 > /sys/fs/cgroup/memory/memory.limit_in_bytes && echo WROTE; \
+             mkdir /sys/fs/cgroup/memory/escape && echo MADE; \
+             mount -o remount,rw /sys/fs/cgroup/memory 2>/dev/null && echo REMOUNTED; true",
+        ],
+    );
+    let (cgroups, rest) = out.split_once("\n\n").unwrap();
+    // Every hierarchy's path is its root: the sandbox's own cgroup, nothing of the host's.
+    assert!(
+        cgroups.lines().all(|l| l.ends_with(":/")),
+        "/proc/self/cgroup shows the host's paths: {cgroups}"
+    );
+    let mut lines = rest.lines();
+    assert_eq!(lines.next(), Some("536870912"), "{out}");
+    assert_eq!(lines.next(), Some("50000"), "{out}");
+    for hierarchy in ["memory", "cpu", "cpuacct", "cpuset", "pids"] {
+        assert!(
+            rest.lines().any(|l| l == hierarchy),
+            "no {hierarchy}: {out}"
+        );
+    }
+    // Code inside cannot raise its own limit, nor make a cgroup to escape into.
+    for what in ["WROTE", "MADE", "REMOUNTED"] {
+        assert!(!out.contains(what), "{what}: {out}");
+    }
+}
+
+#[test]
+fn without_a_cgroup_of_its_own_the_sandbox_sees_none_of_the_hosts() {
+    let (env, _registry, image) = fixture();
+    let out = ok_image(
+        &env,
+        &image,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "ls -A /sys/fs/cgroup; echo END; cut -d: -f3 /proc/self/cgroup | sort -u",
+        ],
+    );
+    assert_eq!(out, "END\n/\n", "the host's cgroups show through");
 }
 
 #[test]
@@ -384,6 +459,13 @@ fn doctor_reports_this_machines_facts_and_the_fix_for_cgroups() {
     // Nothing delegated: a warning, and the commands that delegate all five controllers.
     let cgroups = find(&all, "cgroups");
     assert_eq!(cgroups["status"], "warn", "{cgroups}");
+    assert!(
+        cgroups["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/sys/fs/cgroup inside is empty"),
+        "{cgroups}"
+    );
     let fix = cgroups["fix"].as_str().unwrap();
     let user = env.user_name();
     assert!(

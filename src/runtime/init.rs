@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 use std::path::Path;
 
 use super::channel::{self, FailureKind, Message};
+use super::control::{self, Control};
 use super::etc_files;
 use super::exec;
 use super::metering::{self, Usage};
@@ -86,7 +87,8 @@ pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
             sys::exit_now(125);
         }
     }
-    let overlay = match setup(plan, status, control.as_fd(), fuse, warm) {
+    let mut words = Control::new(control.as_fd());
+    let overlay = match setup(plan, status, &mut words, fuse, warm) {
         Ok(overlay) => overlay,
         Err(failure) => {
             report(status, &failure);
@@ -127,8 +129,7 @@ pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
         },
     );
     // Wait for the monitor's go: the network helper attaches to our namespaces meanwhile.
-    let mut go = [0u8; 1];
-    if sys::read_some(control.as_fd(), &mut go) != Some(1) {
+    if !words.wait_for(control::GO) {
         sys::exit_now(137);
     }
     // From here on nothing may open /proc/1/{exe,fd,mem} or ptrace us (CVE-2019-5736); the
@@ -164,7 +165,7 @@ fn report(status: BorrowedFd<'_>, failure: &MountFailure) {
 fn setup(
     plan: &LaunchPlan,
     status: BorrowedFd<'_>,
-    control: BorrowedFd<'_>,
+    control: &mut Control<'_>,
     fuse: Option<OwnedFd>,
     warm: bool,
 ) -> Result<&'static str, MountFailure> {
@@ -201,6 +202,16 @@ fn setup(
     //    and owner the merged root takes: the image root's.
     root_like_the_images(plan).map_err(failure("give the root the image's mode", &plan.upper()))?;
     let overlay = mount_overlay(plan, status, control, fuse)?;
+    // 4b. Our own cgroup namespace, once we are in the sandbox's cgroups (the monitor moves us
+    //     on v2, or has systemd do it): /proc/self/cgroup and the cgroups mounted in 5 are
+    //     rooted there, so a JVM or Go sizes itself by the sandbox's limits.
+    if !control.wait_for(control::IN_CGROUPS) {
+        sys::exit_now(125);
+    }
+    sys::unshare(libc::CLONE_NEWCGROUP).map_err(failure(
+        "make the cgroup namespace",
+        Path::new("/sys/fs/cgroup"),
+    ))?;
     // 5. The plan: /proc, /sys, /dev, /tmp, the home, the project dir, masks.
     mounts::execute(&merged, &plan.rootfs.mounts)?;
     // 6. /etc files, written into the overlay's upper dir; then the caches, whose targets
@@ -250,7 +261,7 @@ fn root_like_the_images(plan: &LaunchPlan) -> std::io::Result<()> {
 fn mount_overlay(
     plan: &LaunchPlan,
     status: BorrowedFd<'_>,
-    control: BorrowedFd<'_>,
+    control: &mut Control<'_>,
     fuse: Option<OwnedFd>,
 ) -> Result<&'static str, MountFailure> {
     let merged = plan.merged();
@@ -313,8 +324,7 @@ fn mount_overlay(
     // of waiting forever.
     drop(fuse);
     channel::send(status, &Message::MountFuse { why });
-    let mut answer = [0u8; 1];
-    if sys::read_some(control, &mut answer) != Some(1) || answer[0] != b'f' {
+    if !control.wait_for(control::FUSE_READY) {
         // The monitor reports why; it ends us.
         sys::exit_now(125);
     }

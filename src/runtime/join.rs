@@ -1,12 +1,13 @@
 //! A second `sandbox enter` or `run` in a project whose container runs: the new command joins
-//! it (its user, mount, pid, ipc, uts and network namespaces) with its own terminal, and the
-//! container lives on until its last process ends.
+//! it (its user, mount, pid, ipc, uts, cgroup and network namespaces) with its own terminal,
+//! and the container lives on until its last process ends.
 //!
 //! Order: open every namespace file first (after the mount namespace changes, /proc is the
 //! container's); join the container's outer user namespace first (it grants the rights for the
-//! ipc, uts, net and pid namespaces it owns), then the command's nested user namespace (see
-//! `nest`), the mount namespace it owns last. setns into a user namespace needs a
-//! single-threaded process.
+//! ipc, uts, net, pid and cgroup namespaces it owns; the command enters the cgroups below that
+//! namespace's root before it runs, through files opened beforehand), then the command's
+//! nested user namespace (see `nest`), the mount namespace it owns last. setns into a user
+//! namespace needs a single-threaded process.
 //!
 //! The joiner is made undumpable before it joins anything: its memory holds the host's
 //! environment until it execs, and the child it forks lives in the container's pid namespace.
@@ -101,13 +102,23 @@ pub fn run(
         source,
     })?;
     let filter = monitor::seccomp_filter(plan.seccomp)?;
-    let names = ["outer user", "ipc", "uts", "net", "pid", "user", "mnt"];
+    let names = [
+        "outer user",
+        "ipc",
+        "uts",
+        "net",
+        "pid",
+        "cgroup",
+        "user",
+        "mnt",
+    ];
     let kinds = [
         libc::CLONE_NEWUSER,
         libc::CLONE_NEWIPC,
         libc::CLONE_NEWUTS,
         libc::CLONE_NEWNET,
         libc::CLONE_NEWPID,
+        libc::CLONE_NEWCGROUP,
         libc::CLONE_NEWUSER,
         libc::CLONE_NEWNS,
     ];
@@ -116,7 +127,7 @@ pub fn run(
     let through = member(container)?;
     let nested = open_member_ns(container, through, "user")?;
     let mut fds = vec![outer_user_namespace(&nested)?];
-    for name in ["ipc", "uts", "net", "pid"] {
+    for name in ["ipc", "uts", "net", "pid", "cgroup"] {
         fds.push(open_member_ns(container, through, name)?);
     }
     fds.push(nested);

@@ -3,6 +3,7 @@
 pub mod capabilities;
 pub mod cgroups;
 pub mod channel;
+pub mod control;
 pub mod egress;
 pub mod environment;
 pub mod error;

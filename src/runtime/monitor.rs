@@ -7,6 +7,7 @@ use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use nix::sys::signal::Signal;
 
 use super::channel::{self, FailureKind, Message};
+use super::control;
 use super::error::RuntimeError;
 use super::init::{self, InitFds, FORWARDED};
 use std::path::Path;
@@ -156,7 +157,8 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     drop(status_write);
     drop(control_read);
     drop(theirs);
-    // Into the v2 limits before anything else: pid 1 starts the command only on our go.
+    // Into the v2 limits before anything else; pid 1 makes its cgroup namespace once we say it
+    // is in (it entered v1's itself) and starts the command only on our go.
     if let Err(e) = cgroup.enter(pid) {
         drop(control_write);
         reap(pid);
@@ -164,6 +166,8 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         state::remove(&container);
         return Err(e);
     }
+    // A pid 1 that failed already has said why on the status pipe, read below.
+    let _ = sys::write_all(control_write.as_fd(), &[control::IN_CGROUPS]);
     // The network helper attaches to pid 1's namespaces while pid 1 mounts; pid 1 starts the
     // command only on our go, once the helper is ready.
     let mut buffer = Vec::new();
@@ -181,7 +185,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             },
             Some(Message::MountFuse { why }) => match serve_fuse(plan, fuse.take(), why) {
                 Ok(()) => {
-                    if !sys::write_all(control_write.as_fd(), b"f") {
+                    if !sys::write_all(control_write.as_fd(), &[control::FUSE_READY]) {
                         drop(helper);
                         reap(pid);
                         state::remove(&container);
@@ -267,7 +271,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             }
         }
     };
-    if !sys::write_all(control_write.as_fd(), b"g") {
+    if !sys::write_all(control_write.as_fd(), &[control::GO]) {
         reap(pid);
         state::remove(&container);
         return Err(RuntimeError::Internal(

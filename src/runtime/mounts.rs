@@ -11,6 +11,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use super::channel::FailureKind;
+use super::plan::CgroupView;
 pub use super::plan::{Kind, MountOp};
 use super::sys;
 
@@ -346,6 +347,9 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
                 remount_target_read_only(root, target, Kind::Dir).map_err(&f)?;
             }
         }
+        MountOp::CgroupFs { target, view } => {
+            mount_cgroups(root, target, view).map_err(fail("mount the cgroups on", target))?;
+        }
         MountOp::Tmpfs { target, options } => {
             let f = fail("mount tmpfs on", target);
             let fd = root.dir(target, None).map_err(&f)?;
@@ -422,6 +426,58 @@ fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
         }
     }
     Ok(())
+}
+
+/// Mounts the sandbox's view of its cgroups at `target`, read-only. pid 1 is in its own
+/// cgroup namespace by now, so each hierarchy's root is the sandbox's cgroup.
+fn mount_cgroups(root: &RootDir, target: &Path, view: &CgroupView) -> io::Result<()> {
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY;
+    // Each `at` names an fd, which must stay open until its mount is made.
+    let fd = root.dir(target, None)?;
+    let at = fd_path(&fd)?;
+    match view {
+        CgroupView::Unified => sys::mount(Some(c"cgroup2"), &at, Some(c"cgroup2"), flags, None),
+        CgroupView::Empty => sys::mount(
+            Some(c"tmpfs"),
+            &at,
+            Some(c"tmpfs"),
+            flags,
+            Some(c"size=0,mode=755"),
+        ),
+        CgroupView::Hierarchies(hierarchies) => {
+            // A tmpfs to hold them, writable until they are in place.
+            sys::mount(
+                Some(c"tmpfs"),
+                &at,
+                Some(c"tmpfs"),
+                flags & !libc::MS_RDONLY,
+                Some(c"size=64k,mode=755"),
+            )?;
+            for hierarchy in hierarchies {
+                let dir = target.join(hierarchy);
+                let options = sys::cstring(hierarchy)?;
+                let fd = root.dir(&dir, None)?;
+                let at = fd_path(&fd)?;
+                sys::mount(Some(c"cgroup"), &at, Some(c"cgroup"), flags, Some(&options))
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+                let controllers: Vec<&str> = hierarchy.split(',').collect();
+                if controllers.len() > 1 {
+                    for controller in controllers {
+                        root.symlink(&target.join(controller), hierarchy)?;
+                    }
+                }
+            }
+            let fd = root.dir(target, None)?;
+            let at = fd_path(&fd)?;
+            sys::mount(
+                None,
+                &at,
+                None,
+                flags | libc::MS_REMOUNT,
+                Some(c"size=64k,mode=755"),
+            )
+        }
+    }
 }
 
 /// Remounts what is now mounted at `target` read-only. The fd used for the first mount still

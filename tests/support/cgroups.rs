@@ -43,6 +43,13 @@ impl Delegation {
     /// Delegates a subtree per controller to `env`'s user and names it in `env`'s user config.
     /// Needs root (as CI runs the tests); says what is missing otherwise.
     pub fn new(env: &TestEnv, name: &str) -> Self {
+        let delegation = Self::unwritten(env, name);
+        env.write("config/sandbox/config.toml", &delegation.config());
+        delegation
+    }
+
+    /// The same, leaving the user config to the caller (`config` is what it must hold).
+    pub fn unwritten(env: &TestEnv, name: &str) -> Self {
         assert!(
             super::env::is_root(),
             "delegating cgroups to the test user needs root (CI runs the tests as root)"
@@ -64,15 +71,17 @@ impl Delegation {
             }
             dirs.push((controller.to_owned(), dir));
         }
-        let table: String = dirs
+        Self { dirs }
+    }
+
+    /// The user config's table naming the delegated dirs.
+    pub fn config(&self) -> String {
+        let table: String = self
+            .dirs
             .iter()
             .map(|(c, d)| format!("{c} = \"{}\"\n", d.display()))
             .collect();
-        env.write(
-            "config/sandbox/config.toml",
-            &format!("[cgroups.v1]\n{table}"),
-        );
-        Self { dirs }
+        format!("[cgroups.v1]\n{table}")
     }
 
     pub fn dir(&self, controller: &str) -> &Path {

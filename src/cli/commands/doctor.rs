@@ -254,6 +254,10 @@ to have them after a reboot: printf 'd /sys/fs/cgroup/%s/sandbox/{user} 0755 {us
     )
 }
 
+/// What the lack of a cgroup means inside, said with each warning about it.
+const NO_VIEW: &str =
+    "and /sys/fs/cgroup inside is empty, so a JVM or Go sizes itself by the host's memory and CPUs";
+
 fn cgroups() -> Check {
     let v2_only = !Path::new("/sys/fs/cgroup/memory").exists()
         && Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
@@ -266,7 +270,7 @@ fn cgroups() -> Check {
         return check(
             "cgroups",
             Status::Warn,
-            "cgroup v1, nothing delegated to you: [limits] are not applied",
+            format!("cgroup v1, nothing delegated to you: [limits] are not applied, {NO_VIEW}"),
         )
         .fix(commands);
     }
@@ -340,7 +344,7 @@ fn cgroups_v2() -> Check {
         None => check(
             "cgroups",
             Status::Warn,
-            format!("cgroup v2: your cgroup {} is not delegated to you and no systemd user manager answers: [limits] are not applied", facts.current),
+            format!("cgroup v2: your cgroup {} is not delegated to you and no systemd user manager answers: [limits] are not applied, {NO_VIEW}", facts.current),
         )
         .fix(linger),
     }

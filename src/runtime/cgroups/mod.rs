@@ -18,6 +18,9 @@ pub use apply::{
 };
 pub use plan::{plan, CgroupPlan, NotApplied};
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 /// The v1 controllers sandbox uses: three to limit, all five to meter.
@@ -98,6 +101,42 @@ pub struct CgroupFacts {
     pub configured: bool,
     /// On a host whose only hierarchy is cgroup2: what it offers this user.
     pub v2: Option<v2::V2Facts>,
+    /// The host's v1 hierarchies (where v1 is configured), each as its mount options name
+    /// it: `memory`, `cpu,cpuacct`.
+    pub v1_hierarchies: Vec<String>,
+}
+
+/// What the sandbox sees at /sys/fs/cgroup, read-only, rooted at its own cgroup (pid 1 enters
+/// its cgroups, then unshares a cgroup namespace): toolchains size themselves by what they
+/// find there (a JVM's heap, Go's GOMAXPROCS, a build's job count).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CgroupView {
+    /// cgroup2, the sandbox's cgroup (or systemd scope) as its root.
+    Unified,
+    /// A tmpfs holding these v1 hierarchies (`cpu,cpuacct`, with a link for each controller
+    /// of a shared one), as on the host. All of them, not only the delegated ones: a JVM uses
+    /// its cgroup limits only when it finds every controller it reads (cpuset among them).
+    Hierarchies(Vec<String>),
+    /// No cgroup of the sandbox's own: an empty read-only tmpfs, so nothing of the host's
+    /// cgroups shows through.
+    #[default]
+    Empty,
+}
+
+/// The v1 hierarchies `/proc/cgroups` lists: the enabled controllers grouped by hierarchy id
+/// (0: not mounted on v1), each group named by its controllers joined with `,`.
+pub fn v1_hierarchies(proc_cgroups: &str) -> Vec<String> {
+    let mut groups: std::collections::BTreeMap<u32, Vec<&str>> = Default::default();
+    for line in proc_cgroups.lines().filter(|l| !l.starts_with('#')) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [name, hierarchy, _, enabled] = fields[..] {
+            match (hierarchy.parse::<u32>(), enabled) {
+                (Ok(id), "1") if id > 0 => groups.entry(id).or_default().push(name),
+                _ => {}
+            }
+        }
+    }
+    groups.into_values().map(|names| names.join(",")).collect()
 }
 
 impl CgroupFacts {
@@ -114,8 +153,14 @@ impl CgroupFacts {
                     && path.join("memory.memsw.limit_in_bytes").exists(),
             })
             .collect();
+        let v1_hierarchies = if v1.is_empty() {
+            Vec::new()
+        } else {
+            v1_hierarchies(&fs_err::read_to_string("/proc/cgroups").unwrap_or_default())
+        };
         Self {
             configured: !v1.is_empty(),
+            v1_hierarchies,
             v2: if v1.is_empty() {
                 v2::V2Facts::of_this_host()
             } else {

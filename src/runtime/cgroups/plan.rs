@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::scope::{ScopeRequest, Value};
 use super::v2::{v2_name, Offer, V2Facts};
-use super::{CgroupFacts, Controller};
+use super::{CgroupFacts, CgroupView, Controller};
 use crate::runtime::plan::Limits;
 
 /// A limit that cannot be applied, why, and what fixes it.
@@ -27,6 +27,8 @@ pub struct CgroupPlan {
     pub writes: Vec<(PathBuf, String)>,
     /// What was asked for and cannot be applied here.
     pub not_applied: Vec<NotApplied>,
+    /// What the sandbox sees at /sys/fs/cgroup.
+    pub view: CgroupView,
 }
 
 /// CFS period, as the kernel's default.
@@ -40,6 +42,24 @@ fn size(bytes: u64) -> String {
 /// `facts`; with `meter`, also the metering cgroups that are delegated (cpuacct, memory, pids,
 /// blkio), with no limit written.
 pub fn plan(
+    limits: &Limits,
+    facts: &CgroupFacts,
+    store: &str,
+    id: &str,
+    meter: bool,
+) -> CgroupPlan {
+    let mut plan = without_view(limits, facts, store, id, meter);
+    plan.view = if plan.unified.is_some() || plan.scope.is_some() {
+        CgroupView::Unified
+    } else if plan.dirs.is_empty() {
+        CgroupView::Empty
+    } else {
+        CgroupView::Hierarchies(facts.v1_hierarchies.clone())
+    };
+    plan
+}
+
+fn without_view(
     limits: &Limits,
     facts: &CgroupFacts,
     store: &str,
@@ -286,7 +306,43 @@ mod tests {
                     swap_accounting: swap && *c == Controller::Memory,
                 })
                 .collect(),
+            v1_hierarchies: vec!["cpu,cpuacct".into(), "cpuset".into(), "memory".into()],
         }
+    }
+
+    #[test]
+    fn the_sandbox_sees_its_own_cgroups_or_an_empty_dir() {
+        let memory = Limits {
+            memory: Some(64 << 20),
+            ..Limits::default()
+        };
+        let v1 = plan(&memory, &facts(true, false), "t", "abc", false);
+        assert_eq!(
+            v1.view,
+            CgroupView::Hierarchies(vec!["cpu,cpuacct".into(), "cpuset".into(), "memory".into()])
+        );
+        // Nothing delegated: no cgroup of its own, nothing of the host's shown.
+        let none = plan(&memory, &facts(false, false), "t", "abc", false);
+        assert!(none.dirs.is_empty());
+        assert_eq!(none.view, CgroupView::Empty);
+        assert_eq!(
+            plan(&Limits::default(), &facts(true, false), "t", "abc", false).view,
+            CgroupView::Empty
+        );
+        assert_eq!(
+            plan(
+                &memory,
+                &v2(Some(base(&["memory"], false)), false),
+                "t",
+                "abc",
+                false
+            )
+            .view,
+            CgroupView::Unified
+        );
+        let scope = plan(&memory, &v2(None, true), "t", "abc", false);
+        assert!(scope.scope.is_some());
+        assert_eq!(scope.view, CgroupView::Unified);
     }
 
     #[test]

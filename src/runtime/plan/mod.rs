@@ -18,7 +18,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use host::{FdKind, HostFacts};
-pub use mounts::{Kind, MountOp};
+pub use mounts::{CgroupView, Kind, MountOp};
 pub use resolve::{
     resolve, resolve_join, Forwarded, Inputs, LaunchKind, ProjectInputs, Request, SSH_AGENT_SOCKET,
 };

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub use crate::runtime::cgroups::CgroupView;
+
 /// Whether a mount target is a directory or a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -27,6 +29,12 @@ pub enum MountOp {
     Sys {
         target: PathBuf,
         own_netns: bool,
+    },
+    /// The sandbox's cgroups, read-only (see `CgroupView`); mounted in pid 1's own cgroup
+    /// namespace, so their root is the sandbox's cgroup.
+    CgroupFs {
+        target: PathBuf,
+        view: CgroupView,
     },
     Tmpfs {
         target: PathBuf,
@@ -107,7 +115,7 @@ const READ_ONLY: &[&str] = &[
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 /// The mounts of a container, in order: /proc, /sys (mounted when the container has its own
-/// network namespace, else the host's bound read-only), /dev, /tmp, the home, the project dir
+/// network namespace, else the host's bound read-only), its cgroups, /dev, /tmp, the home, the project dir
 /// (`project`, bound at its own path), then the masks and read-only paths over /proc and /sys.
 ///
 /// The home comes before the project: a project under the home (`~/src/app`, where most
@@ -115,6 +123,7 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 /// the user's. Bound the other way round, the home hid the project.
 pub fn plan(
     own_netns: bool,
+    cgroups: &CgroupView,
     home: HomeMount<'_>,
     project: Option<&Path>,
     tmp_size: Option<u64>,
@@ -128,6 +137,10 @@ pub fn plan(
         MountOp::Sys {
             target: "/sys".into(),
             own_netns,
+        },
+        MountOp::CgroupFs {
+            target: "/sys/fs/cgroup".into(),
+            view: cgroups.clone(),
         },
         MountOp::Tmpfs {
             target: "/dev".into(),

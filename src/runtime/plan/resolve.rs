@@ -231,7 +231,13 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
     let rootfs = RootfsPlan {
         layers: inputs.layers.clone(),
         overlay: inputs.host.overlay,
-        mounts: mounts::plan(own_netns, home, project_mount, limits.tmp_size()),
+        mounts: mounts::plan(
+            own_netns,
+            &cgroup.view,
+            home,
+            project_mount,
+            limits.tmp_size(),
+        ),
         etc_files: etc(&network, &hostname, &inputs.host.resolv_conf, root_owner),
         home: (user.home.clone(), home_owner),
         home_source,
