@@ -985,6 +985,33 @@ fn volumes_and_env_files_are_the_users_own_flags() {
     assert!(stderr.contains("/no/such/dir does not exist"), "{stderr}");
 }
 
+/// A set-up step of pid 1 that fails is the failure named, on every network: the helper that
+/// attaches to pid 1 meanwhile (the relay, pasta) then fails too, having lost pid 1, and once
+/// its error won the race and sent the user to nf_tables or /dev/net/tun.
+#[test]
+fn a_failed_mount_is_named_as_such_whatever_the_network() {
+    let f = fixture();
+    let file = f.env.write("some-file", "x\n");
+    let volume = format!("{}:/proc/x", file.display());
+    for network in ["relay", "pasta"].repeat(15) {
+        let stderr = f.env.fails(&[
+            "run",
+            "--network",
+            network,
+            "--image",
+            &f.image,
+            "-v",
+            &volume,
+            "--",
+            "true",
+        ]);
+        assert!(
+            stderr.contains("/proc/x") && !stderr.contains("network"),
+            "--network {network}: {stderr}"
+        );
+    }
+}
+
 /// On a terminal, `enter`'s banner comes after the pull's bars, not above them.
 #[test]
 fn the_banner_prints_after_the_progress_bars() {

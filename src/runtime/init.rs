@@ -331,45 +331,68 @@ fn mount_overlay(
     Ok("fuse-overlayfs")
 }
 
-/// Mounts the kernel's overlayfs on the new root. Lower dirs are given relative to the layers
-/// dir (our working dir while mounting), so each stays short.
+/// Mounts the kernel's overlayfs on the new root: through the new mount API with one
+/// `lowerdir+` per layer (Linux 6.8+), else one `lowerdir=` option string.
 fn kernel_overlay(plan: &LaunchPlan) -> std::io::Result<()> {
-    let merged = plan.merged();
-    let lower = plan.lower_dirs();
-    sys::chdir(&sys::cpath(plan.layers_dir())?)?;
-    let (upper, work) = (plan.upper(), plan.work());
-    let (upper, work) = (upper.display(), work.display());
-    match sys::FsContext::open(c"overlay") {
-        Ok(context) => {
-            let added = lower.iter().try_for_each(|l| context.set("lowerdir+", l));
-            match added {
-                Ok(()) => {
-                    context.set("upperdir", &upper.to_string())?;
-                    context.set("workdir", &work.to_string())?;
-                    context.flag("userxattr")?;
-                    let target = sys::open_dir_path(&sys::cpath(&merged)?)?;
-                    return context.mount_on(target.as_fd());
-                }
-                // Before Linux 6.8 there is no `lowerdir+`: one option string below.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                Err(e) => return Err(e),
-            }
+    match overlay_layer_by_layer(plan) {
+        // Before 6.5 overlayfs has no parser of its own for the new API: `lowerdir+` is taken
+        // as a string and refused only when the mount is made, as an unknown option.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
+            overlay_option_string(plan)
         }
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
-        Err(e) => return Err(e),
+        done => done,
     }
+}
+
+/// Lower dirs given relative to the layers dir (our working dir while mounting).
+fn overlay_layer_by_layer(plan: &LaunchPlan) -> std::io::Result<()> {
+    let merged = plan.merged();
+    sys::chdir(&sys::cpath(plan.layers_dir())?)?;
+    let context = sys::FsContext::open(c"overlay")?;
+    for lower in plan.lower_dirs() {
+        context.set("lowerdir+", &lower)?;
+    }
+    context.set("upperdir", &plan.upper().display().to_string())?;
+    context.set("workdir", &plan.work().display().to_string())?;
+    context.flag("userxattr")?;
+    let target = sys::open_dir_path(&sys::cpath(&merged)?)?;
+    context.mount_on(target.as_fd())
+}
+
+/// One option string, which the kernel takes up to a page long. Each lower dir is named by an
+/// fd of ours, from /proc/self/fd as the working dir (`7:8:9`): a few bytes a layer, so any
+/// image fits (overlayfs stacks at most 500), where the layers' own paths would fit about 57.
+fn overlay_option_string(plan: &LaunchPlan) -> std::io::Result<()> {
+    let layers_dir = sys::open_dir_path(&sys::cpath(plan.layers_dir())?)?;
+    let fds = plan
+        .lower_dirs()
+        .iter()
+        .map(|lower| {
+            sys::open_at_nofollow(
+                layers_dir.as_fd(),
+                &sys::cstring(lower)?,
+                libc::O_PATH | libc::O_DIRECTORY,
+            )
+        })
+        .collect::<std::io::Result<Vec<OwnedFd>>>()?;
+    let lower: Vec<String> = fds.iter().map(|fd| fd.as_raw_fd().to_string()).collect();
     let options = format!(
-        "lowerdir={},upperdir={upper},workdir={work},userxattr",
-        lower.join(":")
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        lower.join(":"),
+        plan.upper().display(),
+        plan.work().display()
     );
+    sys::chdir(c"/proc/self/fd")?;
     let overlay = sys::cstring("overlay")?;
-    sys::mount(
+    let mounted = sys::mount(
         Some(&overlay),
-        &sys::cpath(&merged)?,
+        &sys::cpath(&plan.merged())?,
         Some(&overlay),
         0,
         Some(&sys::cstring(&options)?),
-    )
+    );
+    sys::chdir(&sys::cpath(plan.layers_dir())?)?;
+    mounted
 }
 
 /// The plan's /etc files (passwd and group merged with the image's own, read through no

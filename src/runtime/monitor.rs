@@ -177,31 +177,37 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             Some(Message::Attachable) => match start_helper(plan, pid, reporter) {
                 Ok(running) => helper = running,
                 Err(e) => {
+                    // pid 1 ends at its next wait for us; if it failed first (and the helper
+                    // only because pid 1 was gone), its failure is the one to report.
                     drop(control_write);
+                    let failure = own_failure(status_read.as_fd(), &mut buffer).unwrap_or(e);
                     reap(pid);
                     state::remove(&container);
-                    return Err(e);
+                    return Err(failure);
                 }
             },
-            Some(Message::MountFuse { why }) => match serve_fuse(plan, fuse.take(), why) {
-                Ok(()) => {
-                    if !sys::write_all(control_write.as_fd(), &[control::FUSE_READY]) {
+            Some(Message::MountFuse { why }) => {
+                reporter.verbose(&format!("overlay: fuse-overlayfs, since {why}"));
+                match serve_fuse(plan, fuse.take(), why) {
+                    Ok(()) => {
+                        if !sys::write_all(control_write.as_fd(), &[control::FUSE_READY]) {
+                            drop(helper);
+                            reap(pid);
+                            state::remove(&container);
+                            return Err(RuntimeError::Internal(
+                                "the container's pid 1 ended before it started".into(),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        drop(control_write);
                         drop(helper);
                         reap(pid);
                         state::remove(&container);
-                        return Err(RuntimeError::Internal(
-                            "the container's pid 1 ended before it started".into(),
-                        ));
+                        return Err(e);
                     }
                 }
-                Err(e) => {
-                    drop(control_write);
-                    drop(helper);
-                    reap(pid);
-                    state::remove(&container);
-                    return Err(e);
-                }
-            },
+            }
             Some(Message::Started { pid_ns, overlay }) => {
                 reporter.verbose(&format!(
                     "container {} runs on {overlay}; container root holds {}; seccomp: {}",
@@ -458,6 +464,24 @@ fn setup_error(
         kind,
         source: std::io::Error::new(error_kind, detail),
     }
+}
+
+/// How pid 1's set-up failed, if it did: its messages until it has ended (it ends at its next
+/// wait for the control pipe, once we have closed our end).
+fn own_failure(status: BorrowedFd<'_>, buffer: &mut Vec<u8>) -> Option<RuntimeError> {
+    while let Some(message) = next_message(status, buffer) {
+        if let Message::SetupFailed {
+            step,
+            path,
+            errno,
+            detail,
+            kind,
+        } = message
+        {
+            return Some(setup_error(step, path, errno, detail, kind));
+        }
+    }
+    None
 }
 
 fn reap(pid: libc::pid_t) {
