@@ -15,6 +15,17 @@ cargo build --release --locked
 if [ "$(id -u)" = 0 ]; then bindir=/usr/local/bin; else bindir=$HOME/.local/bin; fi
 install -D -m 0755 target/release/sandbox "$bindir/sandbox"
 echo "installed $bindir/sandbox"
+# Ubuntu 23.10+ lets only programs whose AppArmor profile says `userns` make a user namespace
+# (kernel.apparmor_restrict_unprivileged_userns = 1): give sandbox one, as podman and
+# bubblewrap ship theirs.
+if [ -e /proc/sys/kernel/apparmor_restrict_unprivileged_userns ] && command -v apparmor_parser >/dev/null; then
+    sudo_if_needed=(); [ "$(id -u)" = 0 ] || sudo_if_needed=(sudo)
+    name=sandbox-$(echo "$bindir" | tr / _)
+    printf 'abi <abi/4.0>,\ninclude <tunables/global>\n\nprofile %s %s/sandbox flags=(unconfined) {\n  userns,\n  include if exists <local/%s>\n}\n' \
+        "$name" "$bindir" "$name" | "${sudo_if_needed[@]}" tee "/etc/apparmor.d/$name" >/dev/null
+    "${sudo_if_needed[@]}" apparmor_parser -r "/etc/apparmor.d/$name"
+    echo "installed the AppArmor profile /etc/apparmor.d/$name (it lets sandbox make user namespaces)"
+fi
 # Shell completions (the checked-in scripts; they ask the binary for toolchains and ids).
 if [ "$(id -u)" = 0 ]; then
     bash_dir=/usr/share/bash-completion/completions; zsh_dir=/usr/local/share/zsh/site-functions; fish_dir=/usr/share/fish/vendor_completions.d

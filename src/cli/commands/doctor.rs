@@ -58,11 +58,6 @@ fn read_number(path: &str) -> Option<i64> {
 }
 
 fn user_namespaces() -> Check {
-    if read_number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
-        return check("user namespaces", Status::Fail, "AppArmor restricts unprivileged user namespaces")
-            .fix("sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (or an AppArmor profile allowing userns for sandbox)")
-            .critical();
-    }
     if read_number("/proc/sys/user/max_user_namespaces") == Some(0) {
         return check(
             "user namespaces",
@@ -72,17 +67,39 @@ fn user_namespaces() -> Check {
         .fix("sudo sysctl -w user.max_user_namespaces=28633")
         .critical();
     }
-    match probe::user_namespaces() {
-        Ok(()) => check(
+    let restricted =
+        read_number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1);
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("sandbox"));
+    userns_verdict(restricted, probe::user_namespaces(), &exe).critical()
+}
+
+/// What the probe of a user namespace says, on a host where AppArmor may restrict them
+/// (Ubuntu 23.10+: then only programs whose profile says `userns` may make one, as podman's
+/// and bubblewrap's do).
+fn userns_verdict(restricted: bool, probe: Result<(), String>, exe: &Path) -> Check {
+    match (probe, restricted) {
+        (Ok(()), false) => check(
             "user namespaces",
             Status::Ok,
             "unprivileged user namespaces work",
         ),
-        Err(e) => check("user namespaces", Status::Fail, e)
-            .fix("sudo sysctl -w kernel.unprivileged_userns_clone=1")
-            .critical(),
+        (Ok(()), true) => check(
+            "user namespaces",
+            Status::Ok,
+            "AppArmor restricts unprivileged user namespaces; a profile allows them for sandbox",
+        ),
+        (Err(e), true) => check(
+            "user namespaces",
+            Status::Fail,
+            format!("AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1), and no profile allows them for {}: {e}", exe.display()),
+        )
+        .fix(format!(
+            "scripts/install.sh installs one; by hand: printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\nprofile sandbox {} flags=(unconfined) {{\\n  userns,\\n}}\\n' | sudo tee /etc/apparmor.d/sandbox && sudo apparmor_parser -r /etc/apparmor.d/sandbox",
+            exe.display()
+        )),
+        (Err(e), false) => check("user namespaces", Status::Fail, e)
+            .fix("sudo sysctl -w kernel.unprivileged_userns_clone=1"),
     }
-    .critical()
 }
 
 fn subordinate_ids() -> Vec<Check> {
@@ -458,4 +475,34 @@ pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8, CliError> {
         }
     }
     Ok(u8::from(failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apparmors_restriction_is_named_with_the_profile_that_lifts_it() {
+        let exe = Path::new("/usr/local/bin/sandbox");
+        let refused = userns_verdict(true, Err("unshare: Permission denied".into()), exe);
+        assert_eq!(refused.status, Status::Fail);
+        assert!(
+            refused.detail.contains("AppArmor restricts"),
+            "{}",
+            refused.detail
+        );
+        let fix = refused.fix.unwrap_or_default();
+        assert!(
+            fix.contains("profile sandbox /usr/local/bin/sandbox flags=(unconfined) {\\n  userns,")
+                && fix.contains("apparmor_parser -r"),
+            "{fix}"
+        );
+        // A profile already lets sandbox in: fine, and said.
+        let allowed = userns_verdict(true, Ok(()), exe);
+        assert_eq!(allowed.status, Status::Ok);
+        assert!(allowed.detail.contains("a profile allows them"));
+        let plain = userns_verdict(false, Err("EPERM".into()), exe);
+        assert_eq!(plain.status, Status::Fail);
+        assert!(!plain.detail.contains("AppArmor"));
+    }
 }
