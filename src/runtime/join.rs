@@ -122,7 +122,16 @@ pub fn run(
         libc::CLONE_NEWUSER,
         libc::CLONE_NEWNS,
     ];
-    // Opened now, with the user's rights: the command enters them before it runs.
+    // Opened now, with the user's rights: the command enters them before it runs. Into a
+    // systemd scope, systemd moves us (and so the command we fork) now, while its bus is in
+    // reach.
+    if let Some(scope) = container
+        .cgroup
+        .as_deref()
+        .filter(|c| super::cgroups::scope::is_scope(c))
+    {
+        super::cgroups::scope::attach(scope, std::process::id() as i32)?;
+    }
     let cgroups = super::cgroups::container_task_files(container, cgroup_v1_parents)?;
     let through = member(container)?;
     let nested = open_member_ns(container, through, "user")?;

@@ -114,8 +114,91 @@ impl ScopeRequest {
     }
 }
 
+/// `busctl` arguments for `AttachProcessesToUnit(unit, subcgroup, pids)` with `pid`.
+fn attach_args(unit: &str, pid: i32) -> Vec<String> {
+    [
+        "--user",
+        "--quiet",
+        "call",
+        "org.freedesktop.systemd1",
+        "/org/freedesktop/systemd1",
+        "org.freedesktop.systemd1.Manager",
+        "AttachProcessesToUnit",
+        "ssau",
+        unit,
+        "",
+        "1",
+    ]
+    .map(str::to_owned)
+    .into_iter()
+    .chain([pid.to_string()])
+    .collect()
+}
+
+/// Has systemd move `pid` into the running `scope` (a command joining its container): a user
+/// may not move a process of its session into its user manager's subtree itself (the kernel
+/// wants write access to the cgroup above both), which systemd does for it. Waits until
+/// `pid` is there.
+pub fn attach(scope: &Path, pid: i32) -> Result<(), RuntimeError> {
+    let unit = scope
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fail = |detail: String| RuntimeError::Scope {
+        unit: unit.clone(),
+        detail,
+    };
+    let out = std::process::Command::new("busctl")
+        .args(attach_args(&unit, pid))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| fail(format!("busctl could not run: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let suffix = format!("/{unit}");
+    loop {
+        let text = fs_err::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if super::v2::current_cgroup(&text).is_some_and(|p| p.ends_with(&suffix)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(fail(format!(
+                "process {pid} was not in the scope 5 s after systemd was asked"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether a container's v2 cgroup is a scope systemd made for it (else a dir sandbox made in
+/// a cgroup delegated to the user, which the user writes to directly).
+pub fn is_scope(cgroup: &Path) -> bool {
+    cgroup.file_name().is_some_and(|n| {
+        n.to_string_lossy().starts_with("sandbox-") && n.to_string_lossy().ends_with(".scope")
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn joining_asks_systemd_to_attach_the_pid_to_the_scope_by_its_unit_name() {
+        let args = attach_args("sandbox-0123456789ab.scope", 77);
+        let at = args.iter().position(|a| a == "ssau").unwrap();
+        assert_eq!(args[at - 1], "AttachProcessesToUnit");
+        assert_eq!(
+            &args[at + 1..],
+            ["sandbox-0123456789ab.scope", "", "1", "77"]
+        );
+        assert!(is_scope(Path::new(
+            "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/sandbox-0123456789ab.scope"
+        )));
+        assert!(!is_scope(Path::new(
+            "/sys/fs/cgroup/delegated/sandbox-1a2b3c4d-0123456789ab"
+        )));
+    }
+
     use super::*;
 
     #[test]
