@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Builds the toolchain root file systems bench/daily.sh serves to sandbox and podman alike,
 # from Debian's package mirror (as root: debootstrap and chroot), and keeps them as tar files:
-#   CACHE/jdk.tar   Debian 12 with openjdk-17-jdk-headless
-#   CACHE/php.tar   Debian 12 with php-cli and python3-pip (for the setup-step pip install)
+#   CACHE/jdk.tar        Debian 12 with openjdk-17-jdk-headless
+#   CACHE/php.tar        Debian 12 with php-cli and python3-pip (for the setup-step pip install)
+#   CACHE/jdk-maven.tar  the JDK with Maven and the plugins a `package` build needs, from
+#                        Debian's maven-repo (tests/vm.rs: its guests reach no mirror)
 #
-#   bench/debian-images.sh [CACHE]     # default: $SANDBOX_BENCH_CACHE or /var/tmp/sandbox-bench-cache
+#   bench/debian-images.sh [CACHE [NAME...]]   # default: $SANDBOX_BENCH_CACHE or
+#                                              # /var/tmp/sandbox-bench-cache; jdk and php
 #
 # A tar that exists is kept: delete it to build it again.
 set -euo pipefail
 cache=${1:-${SANDBOX_BENCH_CACHE:-/var/tmp/sandbox-bench-cache}}
+shift || true
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(jdk php)
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 [ "$(id -u)" = 0 ] || { echo "error: debootstrap needs root" >&2; exit 1; }
 command -v debootstrap >/dev/null || { echo "error: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
@@ -42,6 +48,13 @@ build() {
     mv "$cache/$name.tar.partial" "$cache/$name.tar"
     rm -rf "$root"
 }
-build jdk openjdk-17-jdk-headless
-build php php-cli python3-pip
-ls -la "$cache"/*.tar
+for name in "${names[@]}"; do
+    case $name in
+        jdk) build jdk openjdk-17-jdk-headless ;;
+        php) build php php-cli python3-pip ;;
+        jdk-maven) build jdk-maven openjdk-17-jdk-headless maven libmaven-compiler-plugin-java \
+            libmaven-jar-plugin-java libmaven-resources-plugin-java libsurefire-java libmaven-install-plugin-java ;;
+        *) echo "error: no image named $name (jdk, php, jdk-maven)" >&2; exit 1 ;;
+    esac
+    ls -la "$cache/$name.tar"
+done

@@ -16,6 +16,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# The VM guests (tests/vm.rs): qemu from bookworm-backports (10.0, as this machine's
+# qemu-utils), socat for the guest's one way out (qemu's guestfwd to the loopback registry),
+# e2fsprogs for the disk made from a tree. SANDBOX_TEST_SKIP_VMS=1 needs none of them.
+if [ -z "${SANDBOX_TEST_SKIP_VMS:-}" ]; then
+    if ! command -v qemu-system-x86_64 >/dev/null || ! command -v socat >/dev/null; then
+        codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+        if [ "$codename" = bookworm ] && ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            echo "deb http://deb.debian.org/debian bookworm-backports main" | $sudo tee /etc/apt/sources.list.d/backports.list >/dev/null
+        fi
+        $sudo apt-get update -qq
+        release=(); [ "$codename" = bookworm ] && release=(-t bookworm-backports)
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${release[@]}" qemu-system-x86 qemu-utils socat e2fsprogs >/dev/null
+    fi
+fi
 # The Kubernetes schema checker the kube tests run (PyPI, pinned; its schemas are in the wheel).
 tools=${SANDBOX_TEST_TOOLS:-/opt/sandbox-test-tools}
 validator_version=1.37.0

@@ -35,6 +35,8 @@ skipped=()
     stats_show_a_running_sandbox
     a_jvm_sizes_its_heap_by_the_sandboxs_memory_limit
 )
+# The two VM journeys (tests/vm.rs): Debian 12 and 13 guests under qemu.
+[ -n "${SANDBOX_TEST_SKIP_VMS:-}" ] && skipped+=(debian_12_guest_journey debian_13_guest_journey)
 for t in "${skipped[@]}"; do echo "skipped by its opt-out variable: $t" >&2; done
 if cargo nextest --version >/dev/null 2>&1; then
     filter=()
