@@ -263,10 +263,29 @@ fn mirrors_from_the_user_config_are_tried_in_order() {
     );
     let err = env.fails(&["pull", "tool:2"]);
     assert!(
-        err.contains("invalid config file") && err.contains("config.toml"),
+        err.contains("config.toml:3:1: unknown field `mirors`")
+            && err.contains("did you mean `mirror`?"),
         "{err}"
     );
-    assert!(err.contains("line 3") && err.contains("mirors"), "{err}");
+    // A misspelt table is named as such, and doctor fails on it (every command would).
+    env.write("config/sandbox/config.toml", "[foward]\ngitconfig = true\n");
+    let err = env.fails(&["pull", "tool:2"]);
+    assert!(
+        err.contains("config.toml:1:") && err.contains("did you mean `forward`?"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("mirror"),
+        "no registry keys for a [forward] typo: {err}"
+    );
+    let doctor = env.run(&["doctor"]);
+    let out = String::from_utf8_lossy(&doctor.stdout);
+    assert_ne!(doctor.status.code(), Some(0), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.to_lowercase().starts_with("fail") && l.contains("user config")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -382,4 +401,127 @@ fn a_full_disk_is_named_and_leaves_nothing_half_written() {
         .unwrap();
     assert!(status.success());
     env.ok(&["--root", &store_arg, "pull", &reference]);
+}
+
+/// Every byte a user's sandboxes leave is in `df` and `prune` can free it: the home of a
+/// project that is gone, what a `kill -9` of a run left, what `doctor` tried. `df` adds up.
+#[test]
+fn homes_of_gone_projects_and_killed_runs_are_in_df_and_freed_by_prune() {
+    let env = TestEnv::new();
+    let registry = Registry::start();
+    oci::push(&registry.url(), "disk/app", "1", &big_image(0, 0));
+    let image = format!("{}/disk/app:1", registry.host());
+    let doomed = env.path().join("doomed");
+    std::fs::create_dir_all(&doomed).unwrap();
+    env.give_to_user(&doomed);
+    let run_in = |dir: &std::path::Path, script: &str| {
+        env.command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &image,
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap()
+    };
+    let out = run_in(&doomed, "head -c 300000 /dev/zero > ~/kept-state");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A row's count, and whether the last column (reclaimable) is nothing; sizes read
+    // `293.0 kB`, two words.
+    let row = |df: &str, kind: &str| -> (String, bool) {
+        let line = df
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind} row: {df}"));
+        let count = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        (count, line.trim_end().ends_with(" 0 B"))
+    };
+    let df = env.ok(&["df"]);
+    assert_eq!(
+        row(&df, "homes"),
+        ("1".into(), true),
+        "its project is there: {df}"
+    );
+    std::fs::remove_dir_all(&doomed).unwrap();
+    let df = env.ok(&["df"]);
+    assert_eq!(
+        row(&df, "homes"),
+        ("1".into(), false),
+        "its project is gone: {df}"
+    );
+
+    // A run killed with -9 leaves its container dir, with what it wrote.
+    let project = env.project();
+    let mut killed = env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &image,
+            "--",
+            "sh",
+            "-c",
+            "head -c 2000000 /dev/zero > /big; touch up; sleep 60",
+        ])
+        .current_dir(&project)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !project.join("up").exists() {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the sandbox did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    killed.kill().unwrap();
+    let _ = killed.wait();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while env.ok(&["ps"]).lines().count() > 1 {
+        assert!(Instant::now() < deadline, "the killed sandbox stayed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let df = env.ok(&["df"]);
+    assert_eq!(
+        row(&df, "containers"),
+        ("0".into(), false),
+        "none runs; the killed run's dir is reclaimable: {df}"
+    );
+    assert!(!row(&df, "total").1, "{df}");
+
+    // doctor tries overlayfs in the store and leaves nothing there.
+    env.run(&["doctor"]);
+    assert!(
+        !env.store_entries("")
+            .iter()
+            .any(|e| e.starts_with("sandbox-doctor-")),
+        "{:?}",
+        env.store_entries("")
+    );
+
+    let pruned = env.ok(&["prune"]);
+    assert!(
+        pruned.contains("1 homes of projects that are gone")
+            && pruned.contains("1 containers that were killed"),
+        "{pruned}"
+    );
+    let df = env.ok(&["df"]);
+    // The live project's own home stays (the killed run's); nothing is left to reclaim.
+    assert_eq!(row(&df, "homes"), ("1".into(), true), "{df}");
+    assert_eq!(row(&df, "containers"), ("0".into(), true), "{df}");
 }

@@ -74,8 +74,19 @@ pub fn overlay_in_user_namespace(scratch: &Path) -> Result<(), String> {
         sys::mount(Some(&overlay), &target, Some(&overlay), 0, Some(&data))
             .map_err(|e| format!("mount -t overlay: {e}"))
     });
-    let _ = fs_err::remove_dir_all(&dir);
+    let _ = remove_scratch(&dir);
     result
+}
+
+/// Removes a scratch dir of `overlay_in_user_namespace`: the kernel made its `work/work` with
+/// mode 000, which must be opened up first.
+pub fn remove_scratch(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let work = dir.join("work/work");
+    if fs_err::symlink_metadata(&work).is_ok_and(|m| m.is_dir()) {
+        fs_err::set_permissions(&work, std::fs::Permissions::from_mode(0o700))?;
+    }
+    fs_err::remove_dir_all(dir)
 }
 
 /// Whether the relay network can be set up: in a user and network namespace of this user's,

@@ -44,6 +44,13 @@ pub struct ContainerState {
     /// What it was made from, with digests (sandbox.toml, sandbox.lock, copied files).
     #[serde(default)]
     pub sources: Vec<(String, String)>,
+    /// Its first command (`run -- CMD`); empty for `enter`'s login shell. In the store, which
+    /// is the user's alone, as podman keeps it.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Its published ports, as `-p` would give them (`127.0.0.1:8080:80/tcp`).
+    #[serde(default)]
+    pub ports: Vec<String>,
     /// Its directory (`containers/<id>`), where it was read from.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -69,6 +76,17 @@ impl ContainerState {
                 k == "JAVA_TOOL_OPTIONS" && v.contains(super::plan::TRUST_JAVA_STORE)
             }),
             sources: plan.sources.clone(),
+            command: match &plan.process.program {
+                super::plan::Program::Command(argv) => argv.clone(),
+                super::plan::Program::LoginShell => Vec::new(),
+            },
+            ports: plan
+                .network
+                .options
+                .ports
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             dir: plan.dir.clone(),
         }
     }
@@ -218,6 +236,29 @@ pub fn collect_stale(containers: &Path) -> usize {
         }
     }
     removed
+}
+
+/// The directories `collect_stale` would remove now: those of containers that are gone (a
+/// `kill -9` leaves one behind until the next run) and old staging ones.
+pub fn stale(containers: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs_err::read_dir(containers) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| {
+            let staging = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(STAGING_PREFIX));
+            (!staging || is_older_than(path, STAGING_GRACE))
+                && matches!(
+                    FileLock::try_acquire(&path.join("lock"), LockMode::Exclusive),
+                    Ok(Some(_))
+                )
+        })
+        .collect()
 }
 
 fn is_older_than(path: &Path, age: std::time::Duration) -> bool {

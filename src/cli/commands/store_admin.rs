@@ -4,7 +4,9 @@ use crate::cli::args::{GlobalArgs, RmiArgs};
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
 use crate::cli::{format, session};
+use crate::image::store::tree_size;
 use crate::image::{gc, Reference};
+use crate::runtime::state;
 
 #[allow(clippy::print_stdout)]
 pub fn rmi(global: &GlobalArgs, args: &RmiArgs) -> Result<(), CliError> {
@@ -46,22 +48,63 @@ pub fn prune(global: &GlobalArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet);
     let (store, _) = session::open_store_in_namespace(global, &progress)?;
     let freed = gc::prune(&store)?;
+    let (homes, home_bytes) = store.prune_homes()?;
+    // What killed sandboxes left (the next run would remove it too), and what an interrupted
+    // `doctor` left.
+    let containers = store.root().join("containers");
+    let stale = state::stale(&containers);
+    let container_bytes: u64 = stale.iter().map(|d| tree_size(d)).sum();
+    let left = state::collect_stale(&containers);
+    let (probes, probe_bytes) = remove_probe_leftovers(store.root());
     println!(
-        "removed {} layers, {} blobs, {} setup layers, {} leftovers of interrupted work; {} freed",
+        "removed {} layers, {} blobs, {} setup layers, {} homes of projects that are gone, {} containers that were killed, {} leftovers of interrupted work; {} freed",
         freed.layers,
         freed.blobs,
         freed.setup,
-        freed.temp,
-        format::size(freed.bytes)
+        homes,
+        left,
+        freed.temp + probes,
+        format::size(freed.bytes + home_bytes + container_bytes + probe_bytes)
     );
     Ok(())
+}
+
+/// `doctor`'s scratch dirs (`sandbox-doctor-PID`) whose doctor is gone: the overlay it tried
+/// leaves a `work/work` dir of mode 000, which an old version did not remove.
+fn remove_probe_leftovers(root: &std::path::Path) -> (usize, u64) {
+    let Ok(entries) = fs_err::read_dir(root) else {
+        return (0, 0);
+    };
+    let mut freed = (0, 0);
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("sandbox-doctor-") else {
+            continue;
+        };
+        if std::path::Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let bytes = tree_size(&entry.path());
+        if crate::runtime::probe::remove_scratch(&entry.path()).is_ok() {
+            freed.0 += 1;
+            freed.1 += bytes;
+        }
+    }
+    freed
 }
 
 #[allow(clippy::print_stdout)]
 pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
     let store = session::open_store(global)?;
     let usage = gc::usage(&store)?;
-    let rows = vec![
+    let homes = store.homes();
+    let home_bytes: u64 = homes.iter().map(|h| h.bytes).sum();
+    let orphaned_bytes: u64 = homes.iter().filter(|h| h.orphaned()).map(|h| h.bytes).sum();
+    let containers = store.root().join("containers");
+    let running = state::running(&containers).len();
+    let container_bytes = tree_size(&containers);
+    let stale_bytes: u64 = state::stale(&containers).iter().map(|d| tree_size(d)).sum();
+    let mut rows = vec![
         vec![
             "TYPE".to_owned(),
             "COUNT".into(),
@@ -98,6 +141,20 @@ pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
             format::size(usage.unused_setup_bytes),
         ],
         vec![
+            "homes".into(),
+            homes.len().to_string(),
+            format::size(home_bytes),
+            "-".into(),
+            format::size(orphaned_bytes),
+        ],
+        vec![
+            "containers".into(),
+            running.to_string(),
+            format::size(container_bytes),
+            "-".into(),
+            format::size(stale_bytes),
+        ],
+        vec![
             "tmp".into(),
             "-".into(),
             format::size(usage.temp_bytes),
@@ -105,6 +162,25 @@ pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
             format::size(usage.temp_bytes),
         ],
     ];
+    // Layers hold the images' bytes: the images row is a view of them, not more disk.
+    let total = usage.layer_bytes
+        + usage.blob_bytes
+        + usage.setup_bytes
+        + home_bytes
+        + container_bytes
+        + usage.temp_bytes;
+    let reclaimable = usage.unused_bytes
+        + usage.unused_setup_bytes
+        + orphaned_bytes
+        + stale_bytes
+        + usage.temp_bytes;
+    rows.push(vec![
+        "total".into(),
+        "-".into(),
+        format::size(total),
+        "-".into(),
+        format::size(reclaimable),
+    ]);
     print!("{}", format::table(&rows));
     println!("store: {}", store.root().display());
     Ok(())

@@ -21,7 +21,38 @@ pub fn ensure_home(root: &Path, project: &Path) -> std::io::Result<PathBuf> {
         .recursive(true)
         .mode(0o700)
         .create(&dir)?;
+    // Which project it is for, beside it (out of the sandbox's reach): `prune` removes the
+    // homes of projects that are gone.
+    let marker = project_marker(&dir);
+    if !marker.exists() {
+        crate::fsutil::atomic::write_file_atomic(
+            &marker,
+            project.as_os_str().as_encoded_bytes(),
+            0o600,
+        )?;
+    }
     Ok(dir)
+}
+
+/// `homes/<hash>.project`: the path of the project whose home `homes/<hash>` is.
+fn project_marker(home: &Path) -> PathBuf {
+    home.with_extension("project")
+}
+
+/// A home in the store, and what is known of its project.
+#[derive(Clone, Debug)]
+pub struct HomeEntry {
+    pub dir: PathBuf,
+    /// The project's path (`None`: made before homes named theirs).
+    pub project: Option<PathBuf>,
+    pub bytes: u64,
+}
+
+impl HomeEntry {
+    /// Its project dir is gone (deleted or moved): nothing will use this home again.
+    pub fn orphaned(&self) -> bool {
+        self.project.as_ref().is_some_and(|p| !p.exists())
+    }
 }
 
 impl Store {
@@ -35,6 +66,44 @@ impl Store {
 
     pub fn home_dir(&self, project: &Path) -> std::io::Result<PathBuf> {
         ensure_home(self.root(), project)
+    }
+
+    /// Every home in the store, with its size.
+    pub fn homes(&self) -> Vec<HomeEntry> {
+        use std::os::unix::ffi::OsStringExt as _;
+        let Ok(entries) = fs_err::read_dir(self.homes_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| {
+                let dir = e.path();
+                // Written by us, beside the home (no sandbox reaches it); a path at most.
+                let project = fs_err::read(project_marker(&dir))
+                    .ok()
+                    .filter(|bytes| bytes.len() <= 4096 && bytes.starts_with(b"/"))
+                    .map(|bytes| PathBuf::from(std::ffi::OsString::from_vec(bytes)));
+                HomeEntry {
+                    bytes: super::tree_size(&dir),
+                    dir,
+                    project,
+                }
+            })
+            .collect()
+    }
+
+    /// Removes the homes whose project is gone: how many, and their bytes. Needs the store's
+    /// user namespace (container root's files are in them).
+    pub fn prune_homes(&self) -> Result<(usize, u64), crate::image::ImageError> {
+        let mut freed = (0, 0);
+        for home in self.homes().into_iter().filter(HomeEntry::orphaned) {
+            super::remove_any(&home.dir)?;
+            super::remove_any(&project_marker(&home.dir))?;
+            freed.0 += 1;
+            freed.1 += home.bytes;
+        }
+        Ok(freed)
     }
 
     /// Empties the project's home; whether it had anything.
@@ -77,5 +146,26 @@ mod tests {
         assert_eq!(fs_err::read_dir(&home).unwrap().count(), 0);
         assert!(outside.path().join("keep").exists());
         assert!(!store.reset_home(Path::new("/work/app")).unwrap());
+    }
+
+    #[test]
+    fn prune_removes_the_homes_of_projects_that_are_gone() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let projects = tempfile::tempdir().unwrap();
+        let (kept, gone) = (projects.path().join("kept"), projects.path().join("gone"));
+        fs_err::create_dir_all(&kept).unwrap();
+        fs_err::create_dir_all(&gone).unwrap();
+        fs_err::write(store.home_dir(&kept).unwrap().join(".bash_history"), "ls\n").unwrap();
+        let old = store.home_dir(&gone).unwrap();
+        fs_err::write(old.join(".bash_history"), "make\n").unwrap();
+        fs_err::remove_dir(&gone).unwrap();
+        let homes = store.homes();
+        assert_eq!(homes.len(), 2);
+        assert_eq!(homes.iter().filter(|h| h.orphaned()).count(), 1);
+        assert_eq!(store.prune_homes().unwrap(), (1, 5));
+        assert!(!old.exists() && !old.with_extension("project").exists());
+        assert!(store.home_path(&kept).join(".bash_history").exists());
+        assert_eq!(store.prune_homes().unwrap(), (0, 0));
     }
 }
