@@ -1062,8 +1062,12 @@ fn forwarded_agent_and_files_are_there_only_when_the_user_asks() {
         .write("home/.gitconfig", "[user]\n\tname = Dev Eloper\n");
     f.env
         .write("home/.npmrc", "registry=https://registry.npmjs.org/\n");
+    // git's other file, under $XDG_CONFIG_HOME (the test's config dir, not ~/.config).
+    f.env
+        .write("config/git/config", "[alias]\n\tco = checkout\n");
     f.env.give_to_user(&f.env.home());
-    let look = "confine agent; cat ~/.gitconfig ~/.npmrc; echo x >> ~/.gitconfig 2>/dev/null && echo gitconfig-written";
+    f.env.give_to_user(&f.env.config_dir());
+    let look = "confine agent; cat ~/.gitconfig ~/.npmrc ~/.config/git/config 2>/dev/null; echo x >> ~/.gitconfig 2>/dev/null && echo gitconfig-written";
     let run = || {
         f.command(&[], &["sh", "-c", look])
             .env("SSH_AUTH_SOCK", &socket)
@@ -1073,7 +1077,10 @@ fn forwarded_agent_and_files_are_there_only_when_the_user_asks() {
     // Not asked for: nothing.
     let out = text(&run().stdout);
     assert!(out.starts_with("agent=no SSH_AUTH_SOCK\n"), "{out}");
-    assert!(!out.contains("Dev Eloper"), "{out}");
+    assert!(
+        !out.contains("Dev Eloper") && !out.contains("co = checkout"),
+        "{out}"
+    );
     f.env.write(
         "config/sandbox/config.toml",
         "[forward]\nssh_agent = true\ngitconfig = true\npaths = [\"~/.npmrc\"]\n",
@@ -1088,7 +1095,9 @@ fn forwarded_agent_and_files_are_there_only_when_the_user_asks() {
         text(&out.stderr)
     );
     assert!(
-        stdout.contains("name = Dev Eloper") && stdout.contains("registry="),
+        stdout.contains("name = Dev Eloper")
+            && stdout.contains("registry=")
+            && stdout.contains("co = checkout"),
         "{stdout}"
     );
     assert!(!stdout.contains("gitconfig-written"), "read-only: {stdout}");

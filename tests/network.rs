@@ -203,6 +203,19 @@ fn a_server_inside_answers_on_a_published_tcp_port() {
             http_get(port).filter(|a| a.contains("200"))
         });
         assert!(answer.contains("hello from inside"), "{helper}: {answer}");
+        // `ps` shows what runs and where it is published, as podman's does.
+        let ps = f.env.ok(&["ps"]);
+        let row = ps.lines().nth(1).unwrap_or_default();
+        assert!(
+            ps.lines()
+                .next()
+                .is_some_and(|h| h.contains("COMMAND") && h.contains("PORTS"))
+                && row.contains("busybox httpd -f -p 80 -h")
+                && row.contains(&format!("127.0.0.1:{port}:80/tcp")),
+            "{helper}: {ps}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&f.env.ok(&["ps", "--json"])).unwrap();
+        assert_eq!(json[0]["command"][1], "httpd", "{json}");
         stop(child);
     }
 }

@@ -969,8 +969,45 @@ fn volumes_and_env_files_are_the_users_own_flags() {
         "true",
     ]);
     assert!(
-        stderr.contains("bad.env:2:") && stderr.contains("not KEY=VALUE"),
+        stderr.contains("bad.env:2: `not a variable` is not a variable")
+            && stderr.contains("hint: KEY=VALUE per line"),
         "{stderr}"
+    );
+    // What .env files hold (`export`, spaces, quotes), and podman's `-e KEY` (your value) and
+    // `-v ...:Z` (SELinux label, nothing to relabel here).
+    let dotenv = f.env.write(
+        "dot.env",
+        "export API=\"http://localhost:9000\"\nMODE = 'staging'\n",
+    );
+    let volume = format!("{}:/data:ro,Z", data.display());
+    let out = f
+        .env
+        .command(&[
+            "run",
+            "--network",
+            "none",
+            "--image",
+            &f.image,
+            "--env-file",
+            &dotenv.display().to_string(),
+            "-e",
+            "FROM_HOST",
+            "-e",
+            "UNSET_HERE",
+            "-v",
+            &volume,
+            "--",
+            "sh",
+            "-c",
+            "echo $API $MODE $FROM_HOST ${UNSET_HERE-unset}; cat /data/in.txt",
+        ])
+        .env("FROM_HOST", "host value")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "http://localhost:9000 staging host value unset\nfrom the host\n"
     );
     let stderr = f.env.fails(&[
         "run",

@@ -428,17 +428,18 @@ fn parse_publish(text: &str) -> Result<PortMapping, String> {
         .map_err(|e| format!("{e}; for example `-p 8080:80` or `-p 127.0.0.1:5353:53/udp`"))
 }
 
-/// `-e KEY=VALUE`: a variable name (no `=`, no white space) and a value.
-fn parse_env(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("`{text}` is not KEY=VALUE; write it as `-e NAME=value`"))?;
+/// `-e KEY=VALUE`, or `-e KEY` for the value it has here (none when it is unset).
+fn parse_env(text: &str) -> Result<(String, Option<String>), String> {
+    let (key, value) = match text.split_once('=') {
+        Some((key, value)) => (key, Some(value.to_owned())),
+        None => (text, None),
+    };
     if key.is_empty() || key.contains(char::is_whitespace) {
         return Err(format!(
-            "`{text}` has no valid variable name; write it as `-e NAME=value`"
+            "`{text}` has no valid variable name; write it as `-e NAME=value` (or `-e NAME` for your value of it)"
         ));
     }
-    Ok((key.to_owned(), value.to_owned()))
+    Ok((key.to_owned(), value))
 }
 
 #[derive(Debug, Args)]
@@ -461,14 +462,15 @@ pub struct SandboxArgs {
     /// or blocked, to FILE (JSON lines)
     #[arg(long, value_name = "FILE")]
     pub network_log: Option<std::path::PathBuf>,
-    /// Set an environment variable inside (repeatable)
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
-    pub env: Vec<(String, String)>,
-    /// Read variables from a file: KEY=VALUE lines (KEY alone: your value of it), `#` comments;
-    /// before -e (repeatable)
+    /// Set an environment variable inside; KEY alone passes your value of it (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]", value_parser = parse_env)]
+    pub env: Vec<(String, Option<String>)>,
+    /// Read variables from a file: KEY=VALUE lines (KEY alone: your value of it), `#` comments,
+    /// `export KEY=VALUE` and quoted values as in .env files; before -e (repeatable)
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
-    /// Mount a file or dir of the host: HOST[:CONTAINER][:ro] (CONTAINER defaults to HOST)
+    /// Mount a file or dir of the host: HOST[:CONTAINER][:ro] (CONTAINER defaults to HOST);
+    /// podman's `z` and `Z` are accepted and ignored: sandbox relabels nothing for SELinux
     /// (repeatable)
     #[arg(short = 'v', long = "volume", value_name = "HOST[:CONTAINER][:ro]", value_parser = parse_volume)]
     pub volumes: Vec<Volume>,
@@ -523,21 +525,23 @@ pub struct Volume {
     pub read_only: bool,
 }
 
-/// `HOST[:CONTAINER][:ro|rw]`: the container path absolute without `..`.
+/// `HOST[:CONTAINER][:OPTIONS]`: the container path absolute without `..`; OPTIONS as
+/// podman's, comma-separated: `ro` or `rw`, and `z` or `Z` (SELinux relabelling, common in
+/// podman scripts), which are accepted and do nothing: sandbox relabels nothing.
 fn parse_volume(text: &str) -> Result<Volume, String> {
     let mut parts: Vec<&str> = text.split(':').collect();
     let mut read_only = false;
-    if let Some(last) = parts.last().filter(|_| parts.len() > 1) {
-        match *last {
-            "ro" => {
-                read_only = true;
-                parts.pop();
-            }
-            "rw" => {
-                parts.pop();
-            }
-            _ => {}
-        }
+    let is_options = |last: &str| {
+        last.split(',')
+            .all(|o| matches!(o, "ro" | "rw" | "z" | "Z"))
+    };
+    if let Some(last) = parts
+        .last()
+        .copied()
+        .filter(|l| parts.len() > 1 && is_options(l))
+    {
+        read_only = last.split(',').any(|o| o == "ro");
+        parts.pop();
     }
     let (host, target) = match parts.as_slice() {
         [host] => (*host, *host),
@@ -664,6 +668,12 @@ mod tests {
         assert_eq!((v.target.to_str(), v.read_only), (Some("/srv/x"), true));
         assert!(parse_volume("/a:/b/../etc").is_err());
         assert!(parse_volume("/a:/b:/c:ro").is_err());
+        // podman's SELinux labels: accepted, nothing relabelled.
+        let v = parse_volume("/srv/data:/data:Z").unwrap();
+        assert_eq!((v.target.to_str(), v.read_only), (Some("/data"), false));
+        let v = parse_volume("/srv/data:/data:ro,z").unwrap();
+        assert_eq!((v.target.to_str(), v.read_only), (Some("/data"), true));
+        assert!(parse_volume("/a:/b:shared").is_err());
         // -v after run is a volume; before it, verbose.
         let cli = Cli::try_parse_from(["sandbox", "-v", "run", "-v", "/tmp:/x", "true"]).unwrap();
         assert!(cli.verbose_short);

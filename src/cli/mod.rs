@@ -3,6 +3,7 @@
 pub mod args;
 mod commands;
 mod egress;
+mod env_file;
 pub mod errors;
 mod format;
 mod progress;

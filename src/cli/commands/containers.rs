@@ -14,6 +14,21 @@ struct Row<'a> {
     image: &'a str,
     pid: i32,
     started: u64,
+    command: &'a [String],
+    ports: &'a [String],
+}
+
+/// The command as `ps` shows it: the login shell of `enter`, else the words, shortened as
+/// podman does (`--json` has them whole).
+fn command_column(command: &[String]) -> String {
+    if command.is_empty() {
+        return "(shell)".into();
+    }
+    let joined = command.join(" ");
+    match joined.char_indices().nth(30) {
+        Some((at, _)) => format!("{}...", &joined[..at]),
+        None => joined,
+    }
 }
 
 #[allow(clippy::print_stdout)]
@@ -28,6 +43,8 @@ pub fn ps(global: &GlobalArgs, args: &PsArgs) -> Result<(), CliError> {
                 image: &s.image,
                 pid: s.pid,
                 started: s.started,
+                command: &s.command,
+                ports: &s.ports,
             })
             .collect();
         let text = format::json(&rows)?;
@@ -40,6 +57,8 @@ pub fn ps(global: &GlobalArgs, args: &PsArgs) -> Result<(), CliError> {
         "IMAGE".into(),
         "PID".into(),
         "STARTED".into(),
+        "COMMAND".into(),
+        "PORTS".into(),
     ]];
     for s in &running {
         rows.push(vec![
@@ -48,6 +67,8 @@ pub fn ps(global: &GlobalArgs, args: &PsArgs) -> Result<(), CliError> {
             s.image.clone(),
             s.pid.to_string(),
             format::ago(s.started),
+            command_column(&s.command),
+            s.ports.join(", "),
         ]);
     }
     print!("{}", format::table(&rows));

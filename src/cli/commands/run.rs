@@ -119,31 +119,32 @@ fn environment_flags(args: &SandboxArgs) -> Result<Vec<(String, String)>, CliErr
     for file in &args.env_files {
         let text = crate::config::files::read(file, crate::config::files::SMALL)?;
         for (number, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (key, value) = match line.split_once('=') {
-                Some((key, value)) => (key, Some(value.to_owned())),
-                None => (line, None),
-            };
-            if !crate::config::setup::is_variable_name(key) {
+            let Ok(parsed) = crate::cli::env_file::parse_line(line) else {
                 return Err(CliError::Usage {
                     message: format!(
-                        "{}:{}: `{line}` is not KEY=VALUE",
+                        "{}:{}: `{}` is not a variable",
                         file.display(),
-                        number + 1
+                        number + 1,
+                        line.trim()
                     ),
-                    hint: Some("one variable per line, e.g. API_URL=http://localhost:8080".into()),
+                    hint: Some(crate::cli::env_file::RULES.into()),
                 });
-            }
+            };
             // KEY alone: the value it has here, if any (as docker reads an env file).
-            if let Some(value) = value.or_else(|| std::env::var(key).ok()) {
-                env.push((key.to_owned(), value));
+            if let Some((key, value)) = parsed {
+                if let Some(value) = value.or_else(|| std::env::var(key).ok()) {
+                    env.push((key.to_owned(), value));
+                }
             }
         }
     }
-    env.extend(args.env.iter().cloned());
+    // `-e KEY` alone: the value it has here, if any (as podman).
+    env.extend(args.env.iter().filter_map(|(key, value)| {
+        value
+            .clone()
+            .or_else(|| std::env::var(key).ok())
+            .map(|v| (key.clone(), v))
+    }));
     Ok(env)
 }
 
@@ -193,19 +194,32 @@ fn forwarded(config: Option<&Project>, progress: &Progress) -> Result<plan::Forw
             ),
         }
     }
-    let mut paths = forward.paths.clone();
+    // (on the host, inside)
+    let mut paths: Vec<(PathBuf, String)> = forward
+        .paths
+        .iter()
+        .map(|inside| {
+            let host = crate::runtime::environment::expand_home(inside, &home);
+            (PathBuf::from(host), inside.clone())
+        })
+        .collect();
     if forward.gitconfig {
-        let xdg = "~/.config/git/config";
-        paths.push(
-            if home.join(".gitconfig").exists() || !home.join(".config/git/config").exists() {
-                "~/.gitconfig".into()
-            } else {
-                xdg.into()
-            },
-        );
+        // Both files git reads, as it reads them: ~/.gitconfig and $XDG_CONFIG_HOME/git/config
+        // (inside, where git looks with no XDG_CONFIG_HOME set); at least the first is named.
+        let xdg = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| home.join(".config"))
+            .join("git/config");
+        let has_xdg = xdg.exists();
+        if home.join(".gitconfig").exists() || !has_xdg {
+            paths.push((home.join(".gitconfig"), "~/.gitconfig".into()));
+        }
+        if has_xdg {
+            paths.push((xdg, "~/.config/git/config".into()));
+        }
     }
-    for inside in paths {
-        let host = PathBuf::from(crate::runtime::environment::expand_home(&inside, &home));
+    for (host, inside) in paths {
         match fs_err::metadata(&host) {
             Ok(meta) => out.paths.push((host, inside, meta.is_dir())),
             Err(_) => progress.notice(&format!(

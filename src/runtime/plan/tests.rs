@@ -499,6 +499,8 @@ fn running(network: &str) -> ContainerState {
         trusts_host_cas: false,
         java_options: false,
         sources: Vec::new(),
+        command: vec!["true".into()],
+        ports: Vec::new(),
         dir: "/store/containers/c0ffee".into(),
     }
 }
