@@ -468,6 +468,35 @@ fn a_template_runs_on_the_users_own_image() {
     );
 }
 
+/// What `go install` puts in ~/go/bin runs by its name, as in the official image and with
+/// mise; a project extends PATH with `$PATH` in its own [env].
+#[test]
+fn programs_installed_into_the_home_are_on_path() {
+    let env = TestEnv::new();
+    let _registry = docker_hub(&env, "library/golang", "1.23", "go-1.23");
+    write_project(
+        &env,
+        "project",
+        "[toolchain]\nname = \"go\"\nversion = \"1.23\"\n[network]\nmode = \"none\"\n[env]\nPATH = \"$PATH:~/tools\"\n",
+    );
+    let out = env.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p ~/go/bin ~/tools && printf '#!/bin/sh\\necho installed tool\\n' > ~/go/bin/gotool && chmod +x ~/go/bin/gotool && gotool && echo $PATH",
+    ]);
+    let home = env.passwd_home();
+    assert_eq!(
+        out,
+        format!(
+            "installed tool\n{}/go/bin:/bin:/usr/bin:{}/tools\n",
+            home.display(),
+            home.display()
+        )
+    );
+}
+
 /// A copy step puts project files into the image as root's, modes kept, and is rebuilt when a
 /// file changes; a path leaving the project, or a link out of it, is refused.
 #[test]

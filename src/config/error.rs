@@ -4,10 +4,6 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// toml's own message carries the line, column and a caret under the offending text.
-    #[error("invalid config file {path}\n{message}")]
-    Toml { path: PathBuf, message: String },
-
     /// A problem at a place in a file: the first line is `path:line:column: message`, then the
     /// offending line with the text underlined.
     #[error("{}:{line}:{column}: {message}{}", path.display(), if snippet.is_empty() { String::new() } else { format!("\n{snippet}") })]
@@ -68,9 +64,6 @@ impl ConfigError {
             ConfigError::NoHome { .. } => {
                 Some("set HOME (or XDG_CONFIG_HOME) to an absolute path".into())
             }
-            ConfigError::Toml { .. } => Some(
-                "the keys are `prefix`, `location`, `insecure`, `blocked` and `[[registry.mirror]]` with `location` and `insecure`, as in containers-registries.conf(5)".into(),
-            ),
             ConfigError::Invalid { hint, .. } | ConfigError::Other { hint, .. } => hint.clone(),
             ConfigError::NoProject { .. } => Some(
                 "write one with `sandbox init` (e.g. `sandbox init java@21`); without one, `sandbox run` and `sandbox enter` take an image with --image".into(),

@@ -381,7 +381,11 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
                 Some("use letters, digits and underscores, e.g. MAVEN_OPTS".into()),
             ));
         }
-        env.retain(|(k, _)| k != name);
+        // The project's value replaces the template's, but for one that names its own key
+        // (`PATH = "$PATH:~/tools"`), which extends it.
+        if !(value.contains(&format!("${name}")) || value.contains(&format!("${{{name}}}"))) {
+            env.retain(|(k, _)| k != name);
+        }
         env.push((name.clone(), value));
     }
 

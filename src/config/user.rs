@@ -147,6 +147,11 @@ pub fn own_config_path() -> Option<PathBuf> {
     dirs::config_dir().map(|d| d.join("sandbox/config.toml"))
 }
 
+/// Whether the user's own config reads (for `doctor`): every command reads it first.
+pub fn check() -> Result<(), ConfigError> {
+    own_file().map(|_| ())
+}
+
 /// Loads sandbox's own config (errors are fatal) and containers' files (errors become warnings).
 pub fn load() -> Result<UserConfig, ConfigError> {
     let mut rules = Vec::new();
@@ -155,10 +160,8 @@ pub fn load() -> Result<UserConfig, ConfigError> {
         None => None,
     };
     if let Some((own_path, text)) = own {
-        let file: OwnFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
-            path: own_path.clone(),
-            message: e.to_string(),
-        })?;
+        let file: OwnFile = toml::from_str(&text)
+            .map_err(|e| super::diagnostic::from_toml(&own_path, &text, &e))?;
         rules.extend(file.registry.into_iter().map(|r| {
             RegistryRule {
                 prefix: r.prefix,
@@ -204,10 +207,8 @@ fn own_file() -> Result<Option<(PathBuf, OwnFile)>, ConfigError> {
     let Some(text) = read_optional(&path)? else {
         return Ok(None);
     };
-    let file: OwnFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let file: OwnFile =
+        toml::from_str(&text).map_err(|e| super::diagnostic::from_toml(&path, &text, &e))?;
     Ok(Some((path, file)))
 }
 

@@ -3,4 +3,5 @@
 pub mod atomic;
 pub mod beneath;
 pub mod lock;
+pub mod shown;
 pub mod tree;

@@ -269,10 +269,11 @@ impl ImageError {
                 Some("check the repository name and tag; `busybox` means `docker.io/library/busybox:latest`".into())
             }
             ImageError::Unreachable { stage: NetStage::Tls, host, .. } => Some(format!(
-                "if {host} uses a private CA, put it at ~/.config/containers/certs.d/{host}/ca.crt; if it is plain HTTP, mark it `insecure = true` under [[registry]] in ~/.config/sandbox/config.toml"
+                "if {host} uses a private CA, put it at {config}/containers/certs.d/{host}/ca.crt; if it is plain HTTP, mark it `insecure = true` under [[registry]] in {config}/sandbox/config.toml",
+                config = crate::fsutil::shown::config_dir()
             )),
             ImageError::Unreachable { stage: NetStage::Dns, .. } => {
-                Some("check the host name and this machine's DNS; a mirror can be set in ~/.config/sandbox/config.toml".into())
+                Some(format!("check the host name and this machine's DNS; a mirror can be set in {}/sandbox/config.toml", crate::fsutil::shown::config_dir()))
             }
             ImageError::Unreachable { .. } => {
                 Some("check that the registry is up and reachable from this machine".into())

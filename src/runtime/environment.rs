@@ -28,18 +28,31 @@ impl Environment {
         }
         // A template's env on the user's own image fills only what the image leaves unset:
         // the image's JAVA_HOME is where its JDK is.
+        // A value that names its own key (`PATH = "~/go/bin:$PATH"`) extends the image's.
         for (key, value) in defaults {
             let set_by_image = image_env
                 .iter()
                 .any(|pair| pair.split_once('=').is_some_and(|(k, _)| k == key));
-            if !set_by_image {
-                env.set(key, &expand_home(value, home));
+            if !set_by_image || refers_to_itself(key, value) {
+                env.extend(key, value, home);
             }
         }
         for (key, value) in project_env {
-            env.set(key, &expand_home(value, home));
+            env.extend(key, value, home);
         }
         env
+    }
+
+    /// Sets `key` to `value` with `~/` expanded at the start of each `:`-separated part and
+    /// `$KEY` (or `${KEY}`) replaced by the value it had.
+    fn extend(&mut self, key: &str, value: &str, home: &Path) {
+        let expanded: Vec<String> = value.split(':').map(|p| expand_home(p, home)).collect();
+        let before = self.get(key).unwrap_or_default().to_owned();
+        let value = expanded
+            .join(":")
+            .replace(&format!("${{{key}}}"), &before)
+            .replace(&format!("${key}"), &before);
+        self.set(key, &value);
     }
 
     pub fn set(&mut self, key: &str, value: &str) {
@@ -61,6 +74,10 @@ impl Environment {
     pub fn into_vec(self) -> Vec<(String, String)> {
         self.0
     }
+}
+
+fn refers_to_itself(key: &str, value: &str) -> bool {
+    value.contains(&format!("${key}")) || value.contains(&format!("${{{key}}}"))
 }
 
 /// `~/x` as `home/x`, `~` as `home`; anything else as it is.
@@ -96,6 +113,28 @@ mod tests {
                 ("LANG".into(), "C.UTF-8".into()),
             ]
         );
+    }
+
+    #[test]
+    fn a_path_that_names_itself_extends_the_images() {
+        let env = Environment::base(
+            &["PATH=/usr/local/go/bin:/usr/bin".into()],
+            &[("PATH".into(), "~/go/bin:$PATH".into())],
+            &[("PATH".into(), "${PATH}:~/tools".into())],
+            Path::new("/home/dev"),
+        );
+        assert_eq!(
+            env.get("PATH"),
+            Some("/home/dev/go/bin:/usr/local/go/bin:/usr/bin:/home/dev/tools")
+        );
+        // Another key's `$NAME` stays as written; a URL is not a home.
+        let env = Environment::base(
+            &[],
+            &[],
+            &[("URL".into(), "http://x:8080/$PATH".into())],
+            Path::new("/home/dev"),
+        );
+        assert_eq!(env.get("URL"), Some("http://x:8080/$PATH"));
     }
 
     #[test]

@@ -102,6 +102,27 @@ fn userns_verdict(restricted: bool, probe: Result<(), String>, exe: &Path) -> Ch
     }
 }
 
+/// Every command reads the user's config first: one that does not parse stops them all.
+fn user_config() -> Check {
+    let path = crate::config::user::own_config_path().map_or_else(
+        || "~/.config/sandbox/config.toml".into(),
+        |p| p.display().to_string(),
+    );
+    match crate::config::user::check() {
+        Ok(()) => check(
+            "user config",
+            Status::Ok,
+            format!("{path} reads (or there is none)"),
+        ),
+        Err(e) => {
+            let fixed = e.hint().unwrap_or_else(|| format!("edit {path}"));
+            check("user config", Status::Fail, e.to_string())
+                .fix(fixed)
+                .critical()
+        }
+    }
+}
+
 fn subordinate_ids() -> Vec<Check> {
     let fix = "sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER";
     let mut checks = Vec::new();
@@ -264,9 +285,10 @@ fn whoami() -> String {
 /// naming them, and the tmpfiles.d entry that makes them again at every boot.
 fn v1_delegation_commands(user: &str) -> String {
     let controllers = Controller::ALL.map(Controller::name).join(" ");
+    let config = crate::fsutil::shown::config_dir();
     format!(
         "for c in {controllers}; do sudo mkdir -p /sys/fs/cgroup/$c/sandbox/{user} && sudo chown {user} /sys/fs/cgroup/$c/sandbox/{user}; done; \
-then in ~/.config/sandbox/config.toml: [cgroups] v1 = \"/sys/fs/cgroup/{{controller}}/sandbox/{user}\"; \
+then in {config}/sandbox/config.toml: [cgroups] v1 = \"/sys/fs/cgroup/{{controller}}/sandbox/{user}\"; \
 to have them after a reboot: printf 'd /sys/fs/cgroup/%s/sandbox/{user} 0755 {user} - -\\n' {controllers} | sudo tee /etc/tmpfiles.d/sandbox-cgroups.conf"
     )
 }
@@ -442,6 +464,7 @@ pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8, CliError> {
     let mut checks = vec![user_namespaces()];
     checks.extend(subordinate_ids());
     checks.push(id_map_helpers());
+    checks.push(user_config());
     checks.extend(overlay(&scratch));
     checks.extend(network());
     checks.push(cgroups());

@@ -132,7 +132,7 @@ fn limits_plan(limits: &Limits, facts: &CgroupFacts, name: &str) -> CgroupPlan {
                     why: if facts.configured {
                         format!("[cgroups] in your config names no {} cgroup", controller.name())
                     } else {
-                        "no cgroup is delegated to you: name one with [cgroups] v1 = \"/sys/fs/cgroup/{controller}/sandbox/$USER\" in ~/.config/sandbox/config.toml, after an administrator made each and chowned it to you".into()
+                        format!("no cgroup is delegated to you: name one with [cgroups] v1 = \"/sys/fs/cgroup/{{controller}}/sandbox/$USER\" in {}/sandbox/config.toml, after an administrator made each and chowned it to you", crate::fsutil::shown::config_dir())
                     },
                 });
                 continue;
