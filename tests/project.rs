@@ -497,6 +497,37 @@ fn programs_installed_into_the_home_are_on_path() {
     );
 }
 
+/// Go's module cache is read-only, as Go makes it: `go clean -modcache` (which removes the
+/// dir itself) works inside, and `sandbox cache rm` removes it whole from outside.
+#[test]
+fn a_read_only_module_cache_is_cleaned_inside_and_removed_outside() {
+    let env = TestEnv::new();
+    let _registry = docker_hub(&env, "library/golang", "1.23", "go-1.23");
+    write_project(
+        &env,
+        "project",
+        "[toolchain]\nname = \"go\"\nversion = \"1.23\"\n[network]\nmode = \"none\"\n",
+    );
+    // What a download leaves: module dirs and files without write permission.
+    let fill = "mkdir -p $GOMODCACHE/example.com/m@v1 && echo module > $GOMODCACHE/example.com/m@v1/go.mod && chmod -R a-w $GOMODCACHE/example.com";
+    // What `go clean -modcache` does: open it up, then remove the whole dir.
+    let out = env.ok(&[
+        "run",
+        "--",
+        "sh",
+        "-c",
+        &format!("{fill} && chmod -R u+w $GOMODCACHE && rm -rf $GOMODCACHE && echo cleaned"),
+    ]);
+    assert_eq!(out, "cleaned\n");
+    env.ok(&["run", "--", "sh", "-c", fill]);
+    let listed = env.ok(&["cache", "ls"]);
+    assert!(listed.contains("go/modules"), "{listed}");
+    let removed = env.ok(&["cache", "rm", "go/modules"]);
+    assert!(removed.starts_with("removed cache go/modules"), "{removed}");
+    let listed = env.ok(&["cache", "ls"]);
+    assert!(!listed.contains("go/modules"), "{listed}");
+}
+
 /// A copy step puts project files into the image as root's, modes kept, and is rebuilt when a
 /// file changes; a path leaving the project, or a link out of it, is refused.
 #[test]

@@ -22,7 +22,11 @@ fn all() -> Vec<(String, PathBuf)> {
         let Ok(names) = fs_err::read_dir(group.path()) else {
             continue;
         };
-        for name in names.flatten() {
+        // `.NAME.removing`: one an interrupted `cache rm` moved aside.
+        for name in names
+            .flatten()
+            .filter(|n| !n.file_name().to_string_lossy().starts_with('.'))
+        {
             out.push((
                 format!(
                     "{}/{}",
@@ -66,6 +70,7 @@ pub fn run(command: &CacheCommand) -> Result<(), CliError> {
             Ok(())
         }
         CacheCommand::Rm { names } => {
+            remove_leftovers()?;
             let caches = all();
             for wanted in names {
                 let matches: Vec<&(String, PathBuf)> = caches
@@ -97,10 +102,56 @@ pub fn run(command: &CacheCommand) -> Result<(), CliError> {
                     }
                 };
                 let freed = size(path);
-                fs_err::remove_dir_all(path)?;
+                remove_cache(path)?;
                 println!("removed cache {name} ({} freed)", format::size(freed));
             }
             Ok(())
         }
     }
+}
+
+/// Removes a cache whole. Toolchains make theirs read-only (Go's module cache: 0555 dirs), so
+/// its dirs are made writable first; it is moved aside before, so an interrupted removal
+/// leaves no half cache in use (`ls` skips the hidden name, the next `rm` of it finishes).
+fn remove_cache(path: &std::path::Path) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let aside = path.with_file_name(format!(".{name}.removing"));
+    fs_err::rename(path, &aside)?;
+    open_up_and_remove(&aside)
+}
+
+/// What interrupted removals moved aside.
+fn remove_leftovers() -> std::io::Result<()> {
+    let Some(Ok(groups)) = caches_root().map(fs_err::read_dir) else {
+        return Ok(());
+    };
+    for group in groups.flatten() {
+        for entry in fs_err::read_dir(group.path())?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".removing") {
+                open_up_and_remove(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn open_up_and_remove(aside: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut stack = vec![aside.to_owned()];
+    while let Some(dir) = stack.pop() {
+        // Links are never followed: only dirs of the cache itself are opened up.
+        let meta = fs_err::symlink_metadata(&dir)?;
+        if !meta.is_dir() {
+            continue;
+        }
+        fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    fs_err::remove_dir_all(aside)
 }
