@@ -526,6 +526,17 @@ fn a_read_only_module_cache_is_cleaned_inside_and_removed_outside() {
     assert!(removed.starts_with("removed cache go/modules"), "{removed}");
     let listed = env.ok(&["cache", "ls"]);
     assert!(!listed.contains("go/modules"), "{listed}");
+    // A store of its own (--root) has caches of its own, inside it.
+    let other = env.path().join("other-store");
+    let other = other.to_str().unwrap();
+    env.ok(&["--root", other, "run", "--", "sh", "-c", fill]);
+    assert!(std::path::Path::new(other)
+        .join("caches/go/modules/mod")
+        .is_dir());
+    assert!(env
+        .ok(&["--root", other, "cache", "ls"])
+        .contains("go/modules"));
+    assert!(!env.ok(&["cache", "ls"]).contains("go/modules"));
 }
 
 /// A copy step puts project files into the image as root's, modes kept, and is rebuilt when a

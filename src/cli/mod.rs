@@ -77,7 +77,7 @@ fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Lock(args) => commands::lock::run(global, args),
         Command::Trust => commands::init::trust(global),
         Command::Reset => commands::home::reset(global),
-        Command::Cache(command) => commands::cache::run(command),
+        Command::Cache(command) => commands::cache::run(global, command),
         Command::Setup(command) => commands::setup::run(global, command),
         Command::Completions(args) => commands::completions::run(args),
         Command::Man(args) => commands::completions::man(args),

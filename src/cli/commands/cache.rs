@@ -1,21 +1,27 @@
 //! `sandbox cache ls | rm NAME`: the persistent dirs (`[caches]`) under
-//! `$XDG_CACHE_HOME/sandbox/caches/<toolchain>/<name>`, shared by a toolchain's projects.
+//! `$XDG_CACHE_HOME/sandbox/caches/<toolchain>/<name>` (with `--root DIR`, `DIR/caches/...`),
+//! shared by a toolchain's projects.
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::args::CacheCommand;
+use crate::cli::args::{CacheCommand, GlobalArgs};
 use crate::cli::errors::CliError;
 use crate::cli::format;
 
-/// `$XDG_CACHE_HOME/sandbox/caches`; `None` when neither it nor HOME is set.
-pub fn caches_root() -> Option<PathBuf> {
-    dirs::cache_dir().map(|d| d.join("sandbox").join("caches"))
+/// `$XDG_CACHE_HOME/sandbox/caches`; `None` when neither it nor HOME is set. A store of its
+/// own (`--root`, `SANDBOX_ROOT`) has its caches of its own, inside it, as podman's
+/// `--root` keeps its volumes: one move, one `rm -rf`, nothing shared by accident.
+pub fn caches_root(global: &GlobalArgs) -> Option<PathBuf> {
+    match &global.root {
+        Some(root) => Some(root.join("caches")),
+        None => dirs::cache_dir().map(|d| d.join("sandbox").join("caches")),
+    }
 }
 
 /// Every cache as (`toolchain/name`, path).
-fn all() -> Vec<(String, PathBuf)> {
+fn all(global: &GlobalArgs) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
-    let Some(Ok(groups)) = caches_root().map(fs_err::read_dir) else {
+    let Some(Ok(groups)) = caches_root(global).map(fs_err::read_dir) else {
         return out;
     };
     for group in groups.flatten() {
@@ -55,11 +61,11 @@ fn size(path: &Path) -> u64 {
 }
 
 #[allow(clippy::print_stdout)]
-pub fn run(command: &CacheCommand) -> Result<(), CliError> {
+pub fn run(global: &GlobalArgs, command: &CacheCommand) -> Result<(), CliError> {
     match command {
         CacheCommand::Ls => {
             let mut rows = vec![vec!["CACHE".to_owned(), "SIZE".into(), "PATH".into()]];
-            for (name, path) in all() {
+            for (name, path) in all(global) {
                 rows.push(vec![
                     name,
                     format::size(size(&path)),
@@ -70,8 +76,8 @@ pub fn run(command: &CacheCommand) -> Result<(), CliError> {
             Ok(())
         }
         CacheCommand::Rm { names } => {
-            remove_leftovers()?;
-            let caches = all();
+            remove_leftovers(global)?;
+            let caches = all(global);
             for wanted in names {
                 let matches: Vec<&(String, PathBuf)> = caches
                     .iter()
@@ -121,8 +127,8 @@ fn remove_cache(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// What interrupted removals moved aside.
-fn remove_leftovers() -> std::io::Result<()> {
-    let Some(Ok(groups)) = caches_root().map(fs_err::read_dir) else {
+fn remove_leftovers(global: &GlobalArgs) -> std::io::Result<()> {
+    let Some(Ok(groups)) = caches_root(global).map(fs_err::read_dir) else {
         return Ok(());
     };
     for group in groups.flatten() {

@@ -235,7 +235,7 @@ fn forwarded(config: Option<&Project>, progress: &Progress) -> Result<plan::Forw
 pub fn host_facts(global: &GlobalArgs) -> Result<HostFacts, CliError> {
     let containers = session::store_root(global)?.join("containers");
     let cgroups = crate::config::user::cgroups_v1()?;
-    let mut host = HostFacts::gather(containers, super::cache::caches_root(), &cgroups)?;
+    let mut host = HostFacts::gather(containers, super::cache::caches_root(global), &cgroups)?;
     if !crate::config::user::pass_proxy()? {
         host.proxy_env.clear();
     }
