@@ -307,10 +307,11 @@ fn token_registry(image: &oci::BuiltImage, private: bool) -> HostileServer {
                 return Reply::status(400);
             }
             if private && req.header("authorization") != Some("Basic YWxpY2U6d29uZGVybGFuZA==") {
+                // As Docker Hub's token service words it.
                 return Reply::body(
                     401,
                     "application/json",
-                    br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.to_vec(),
+                    br#"{"details":"incorrect username or password"}"#.to_vec(),
                 );
             }
             return Reply::body(200, "application/json", br#"{"token":"t0ken"}"#.to_vec());
@@ -354,11 +355,15 @@ fn the_bearer_token_flow_works_anonymously_and_with_credentials() {
     // A wrong password is refused by login itself and nothing is stored.
     let mut login = env.command(&["login", &private.host(), "-u", "alice", "--password-stdin"]);
     let out = feed(&mut login, b"wrong\n");
-    assert_eq!(
-        out.status.code(),
-        Some(125),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    // The registry named, and the server's own reason kept.
+    assert!(
+        stderr.contains(&format!(
+            "registry {} refused the credentials: the token service refused: 401 Unauthorized: incorrect username or password",
+            private.host()
+        )) && stderr.contains("hint: check the user name and password"),
+        "{stderr}"
     );
     assert!(!env.config_dir().join("sandbox/auth.json").exists());
 

@@ -42,7 +42,8 @@ pub enum ImageError {
         answer: String,
     },
 
-    #[error("registry {registry} denied access to {reference}: {answer}")]
+    /// `reference` is empty for `sandbox login`, which asks for no repository.
+    #[error("registry {registry} {}: {answer}", if reference.is_empty() { "refused the credentials".to_owned() } else { format!("denied access to {reference}") })]
     Denied {
         reference: String,
         registry: String,
@@ -258,10 +259,13 @@ impl ImageError {
             }
             ImageError::Denied {
                 registry,
+                reference,
                 had_credentials,
                 ..
-            } => Some(if *had_credentials {
-                format!("check the stored credentials with `sandbox login {registry}`")
+            } => Some(if reference.is_empty() {
+                "check the user name and password (some registries want an access token instead of the password)".to_owned()
+            } else if *had_credentials {
+                format!("your stored login for {registry} was refused: log in again with `sandbox login {registry}` (it replaces it), or `sandbox logout {registry}` to pull anonymously")
             } else {
                 format!("log in first: `sandbox login {registry}`")
             }),

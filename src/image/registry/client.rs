@@ -564,6 +564,30 @@ fn error_text(response: Response) -> String {
         code: Option<String>,
         message: Option<String>,
     }
+    // Token services answer in their own words: {"details": ...} (Docker Hub),
+    // {"error": ..., "error_description": ...} (OAuth), or plain text.
+    #[derive(serde::Deserialize)]
+    struct TokenRefusal {
+        details: Option<String>,
+        error_description: Option<String>,
+        error: Option<String>,
+        message: Option<String>,
+    }
+    if let Ok(refusal) = serde_json::from_slice::<TokenRefusal>(&body) {
+        if let Some(reason) = [
+            refusal.details,
+            refusal.error_description,
+            refusal.message,
+            refusal.error,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|r| printable(&r))
+        .find(|r| !r.is_empty())
+        {
+            return format!("{status}: {reason}");
+        }
+    }
     if let Ok(parsed) = serde_json::from_slice::<Errors>(&body) {
         let parts: Vec<String> = parsed
             .errors
@@ -580,7 +604,26 @@ fn error_text(response: Response) -> String {
             return parts.join("; ");
         }
     }
-    status.to_string()
+    let text = printable(&String::from_utf8_lossy(&body));
+    if text.is_empty() || text.starts_with('<') {
+        status.to_string()
+    } else {
+        format!("{status}: {text}")
+    }
+}
+
+/// A server's words as one short line of printable text (a hostile server's bytes never
+/// reach the terminal as control sequences).
+fn printable(text: &str) -> String {
+    let line: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    line
 }
 
 fn chain_text(error: &dyn std::error::Error) -> String {
@@ -628,5 +671,19 @@ pub fn net_error(host: &str, error: reqwest::Error) -> ImageError {
         host: host.to_owned(),
         stage,
         source: Box::new(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_servers_words_reach_the_terminal_as_one_short_plain_line() {
+        assert_eq!(
+            printable("incorrect\n username \x1b[31mor\x07 password"),
+            "incorrect username [31mor password"
+        );
+        assert_eq!(printable(&"x".repeat(500)).len(), 200);
     }
 }
