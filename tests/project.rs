@@ -212,8 +212,45 @@ fn init_writes_a_template_guessed_from_the_projects_files() {
         text(&out.stderr)
     );
     std::fs::remove_file(env.path().join("project/.tool-versions")).unwrap();
-    // Nothing to guess from.
     std::fs::remove_file(env.path().join("project/pom.xml")).unwrap();
+    // Several toolchains: the first is taken and the others named.
+    env.write("project/go.mod", "module example.com/app\n\ngo 1.22\n");
+    env.write("project/package.json", "{}");
+    env.write(
+        "project/Cargo.toml",
+        "[package]\nname = \"app\"\nrust-version = \"1.90\"\n",
+    );
+    let out = env.run(&["init", "--force"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("found go.mod: using the go template")
+            && stderr.contains("found package.json too: `sandbox init --force node`")
+            && stderr.contains("found Cargo.toml too: `sandbox init --force rust`"),
+        "{stderr}"
+    );
+    // A Rust newer than the template has: that version's image, never an older compiler.
+    let out = env.run(&["init", "--force", "rust"]);
+    assert!(
+        text(&out.stderr).contains(
+            "Cargo.toml (rust-version) asks for rust `>=1.90`, newer than the template's versions"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let toml = std::fs::read_to_string(env.path().join("project/sandbox.toml")).unwrap();
+    assert!(
+        toml.contains("name = \"rust\"\nimage = \"docker.io/library/rust:1.90\""),
+        "{toml}"
+    );
+    // nvm's codenames: lts/hydrogen is Node 18.
+    env.write("project/.nvmrc", "lts/hydrogen\n");
+    env.ok(&["init", "--force", "node"]);
+    let toml = std::fs::read_to_string(env.path().join("project/sandbox.toml")).unwrap();
+    assert!(toml.contains("name = \"node\"\nversion = \"18\""), "{toml}");
+    for file in ["go.mod", "package.json", "Cargo.toml", ".nvmrc"] {
+        std::fs::remove_file(env.path().join("project").join(file)).unwrap();
+    }
+    // Nothing to guess from.
     std::fs::remove_file(env.path().join("project/sandbox.toml")).unwrap();
     let stderr = env.fails(&["init"]);
     assert!(stderr.contains("cannot guess the toolchain"), "{stderr}");

@@ -81,13 +81,23 @@ pub fn find(name: &str) -> Result<Option<Template>, ConfigError> {
 
 /// The toolchain a project's files suggest, with the file that gave it away.
 pub fn detect(dir: &Path) -> Result<Option<(Template, String)>, ConfigError> {
-    for template in all()? {
-        if let Some(file) = template.detect.iter().find(|f| dir.join(f).exists()) {
-            let file = file.clone();
-            return Ok(Some((template, file)));
-        }
-    }
-    Ok(None)
+    Ok(detect_all(dir)?.into_iter().next())
+}
+
+/// Every toolchain a project's files suggest (a Go service with a Node front end has both),
+/// the one `init` picks first.
+pub fn detect_all(dir: &Path) -> Result<Vec<(Template, String)>, ConfigError> {
+    Ok(all()?
+        .into_iter()
+        .filter_map(|template| {
+            let file = template
+                .detect
+                .iter()
+                .find(|f| dir.join(f).exists())?
+                .clone();
+            Some((template, file))
+        })
+        .collect())
 }
 
 #[cfg(test)]

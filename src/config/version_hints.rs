@@ -76,9 +76,16 @@ pub fn find(dir: &Path, template: &str) -> Option<Hint> {
                     )
                 })
             }),
-        "node" => read(dir, ".nvmrc")
-            .and_then(|t| t.lines().next().map(str::to_owned))
-            .and_then(|v| hint(v.trim().to_owned(), ".nvmrc"))
+        "node" => [".nvmrc", ".node-version"]
+            .iter()
+            .find_map(|file| {
+                let line = read(dir, file)?.lines().next()?.trim().to_owned();
+                // nvm's `lts/iron` names a release line by its codename.
+                match lts_major(&line) {
+                    Some(major) => hint(major.to_owned(), &format!("{file} ({line})")),
+                    None => hint(line, file),
+                }
+            })
             .or_else(|| {
                 let json: serde_json::Value =
                     serde_json::from_str(&read(dir, "package.json")?).ok()?;
@@ -142,6 +149,13 @@ pub fn find(dir: &Path, template: &str) -> Option<Hint> {
                 read(dir, "rust-toolchain")
                     .and_then(|t| t.lines().next().map(str::to_owned))
                     .and_then(|v| hint(v.trim().to_owned(), "rust-toolchain"))
+            })
+            .or_else(|| {
+                // Cargo's `rust-version` is the oldest compiler the package builds with.
+                line_in("Cargo.toml", "rust-version").and_then(|v| {
+                    let v = v.trim_start_matches([' ', '=']).trim_matches('"');
+                    hint(format!(">={v}"), "Cargo.toml (rust-version)")
+                })
             }),
         _ => None,
     };
@@ -159,15 +173,53 @@ pub fn find(dir: &Path, template: &str) -> Option<Hint> {
     })
 }
 
+/// nvm's codename aliases (`lts/iron`) for Node's release lines.
+fn lts_major(line: &str) -> Option<&'static str> {
+    let name = line.strip_prefix("lts/")?.to_ascii_lowercase();
+    Some(match name.as_str() {
+        "gallium" => "16",
+        "hydrogen" => "18",
+        "iron" => "20",
+        "jod" => "22",
+        "krypton" => "24",
+        _ => return None,
+    })
+}
+
 /// The template version `asked` means: the same, else its `major.minor`, else its major;
-/// `None` when the template has no image for it.
+/// for a minimum (`>=1.80`), the template's default when it is new enough; else the oldest
+/// of the template's versions newer than asked (a newer toolchain, never an older one).
+/// `None` when the template has none that new.
 pub fn matching(template: &Template, asked: &str) -> Option<String> {
     let version = version_in(asked)?;
+    let numbers = |v: &str| -> Vec<u64> { v.split('.').filter_map(|n| n.parse().ok()).collect() };
+    let wanted = numbers(&version);
+    if asked.trim_start().starts_with(">=") && numbers(&template.default) >= wanted {
+        return Some(template.default.clone());
+    }
     let parts: Vec<&str> = version.split('.').collect();
     (1..=parts.len())
         .rev()
         .map(|n| parts[..n].join("."))
         .find(|candidate| template.versions.contains_key(candidate))
+        .or_else(|| {
+            template
+                .versions_sorted()
+                .into_iter()
+                .find(|v| numbers(v) >= wanted)
+                .map(str::to_owned)
+        })
+}
+
+/// The image for a version newer than the template has, named as its newest one is
+/// (`docker.io/library/rust:1.85` gives `docker.io/library/rust:1.90`).
+pub fn image_beyond(template: &Template, asked: &str) -> Option<String> {
+    let version = version_in(asked)?;
+    let newest = template.versions_sorted().last().copied()?;
+    let image = template.versions.get(newest)?;
+    image
+        .ends_with(&format!(":{newest}"))
+        .then(|| format!("{}{version}", &image[..image.len() - newest.len()]))
 }
 
 #[cfg(test)]
@@ -200,14 +252,15 @@ mod tests {
                     "pyproject.toml",
                     "[project]\nrequires-python = \">=3.10\"\n",
                 )],
-                "3.10",
+                // A minimum the default meets: the default, as uv would pick.
+                "3.12",
                 "pyproject.toml (requires-python)",
             ),
             ("node", &[(".nvmrc", "v20.11.1\n")], "20", ".nvmrc"),
             (
                 "node",
                 &[("package.json", "{\"engines\": {\"node\": \">=18\"}}")],
-                "18",
+                "22",
                 "package.json (engines.node)",
             ),
             (
@@ -284,10 +337,46 @@ mod tests {
     #[test]
     fn a_version_the_template_lacks_or_a_name_gives_none() {
         let node = super::super::templates::find("node").unwrap().unwrap();
-        assert_eq!(matching(&node, "16.20.0"), None);
+        // Older than the template has: its oldest, a newer toolchain, never an older one.
+        assert_eq!(matching(&node, "16.20.0"), Some("18".into()));
         assert_eq!(matching(&node, "lts/iron"), None);
         let rust = super::super::templates::find("rust").unwrap().unwrap();
         assert_eq!(matching(&rust, "stable"), None);
+        // Newer than the template has: none, and the image by the newest one's name.
+        assert_eq!(matching(&rust, "1.90"), None);
+        assert_eq!(
+            image_beyond(&rust, "1.90").as_deref(),
+            Some("docker.io/library/rust:1.90")
+        );
+        // A minimum the default meets: the default.
+        assert_eq!(matching(&rust, ">=1.80"), Some("1.85".into()));
         assert_eq!(find(project(&[]).path(), "go"), None);
+    }
+
+    #[test]
+    fn nvm_codenames_node_version_and_cargos_rust_version_are_read() {
+        let dir = project(&[(".nvmrc", "lts/hydrogen\n")]);
+        let hint = find(dir.path(), "node").unwrap();
+        assert_eq!(
+            (hint.asked.as_str(), hint.file.as_str()),
+            ("18", ".nvmrc (lts/hydrogen)")
+        );
+        let dir = project(&[(".nvmrc", "lts/iron\n")]);
+        assert_eq!(find(dir.path(), "node").unwrap().asked, "20");
+        let dir = project(&[(".node-version", "20.11.0\n")]);
+        let hint = find(dir.path(), "node").unwrap();
+        assert_eq!(
+            (hint.asked.as_str(), hint.file.as_str()),
+            ("20.11.0", ".node-version")
+        );
+        let dir = project(&[(
+            "Cargo.toml",
+            "[package]\nname = \"app\"\nrust-version = \"1.80\"\n",
+        )]);
+        let hint = find(dir.path(), "rust").unwrap();
+        assert_eq!(
+            (hint.asked.as_str(), hint.file.as_str()),
+            (">=1.80", "Cargo.toml (rust-version)")
+        );
     }
 }

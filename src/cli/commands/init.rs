@@ -10,14 +10,24 @@ use crate::config::templates::{self, Template};
 use crate::config::{trust as trust_list, ConfigError};
 use crate::fsutil::atomic::write_file_atomic;
 
+/// What `init` writes: a template at one of its versions, or (when the project asks for a
+/// newer one than the template has) at an image named as its newest is.
+struct Choice {
+    template: Template,
+    version: String,
+    newer_image: Option<String>,
+}
+
 /// The template and version asked for (`java`, `java@21`), or guessed from the project's files.
 fn choose(
     asked: Option<&str>,
     dir: &std::path::Path,
     progress: &Progress,
-) -> Result<(Template, String), CliError> {
+) -> Result<Choice, CliError> {
     let Some(asked) = asked else {
-        let (template, file) = templates::detect(dir)?.ok_or_else(|| CliError::Usage {
+        let found = templates::detect_all(dir)?;
+        let mut found = found.into_iter();
+        let (template, file) = found.next().ok_or_else(|| CliError::Usage {
             message: format!(
                 "cannot guess the toolchain: {} has none of the files the templates look for",
                 dir.display()
@@ -31,8 +41,18 @@ fn choose(
             "found {file}: using the {} template ({})",
             template.name, template.description
         ));
-        let version = hinted_version(&template, dir, progress);
-        return Ok((template, version));
+        for (other, file) in found {
+            progress.line(&format!(
+                "found {file} too: `sandbox init --force {}` writes the {} template instead",
+                other.name, other.name
+            ));
+        }
+        let (version, newer_image) = hinted_version(&template, dir, progress);
+        return Ok(Choice {
+            template,
+            version,
+            newer_image,
+        });
     };
     let (name, version) = match asked.split_once('@') {
         Some((name, version)) => (name, Some(version)),
@@ -45,8 +65,11 @@ fn choose(
             templates::names().join(", ")
         )),
     })?;
-    let version = version.map_or_else(|| hinted_version(&template, dir, progress), str::to_owned);
-    if !template.versions.contains_key(&version) {
+    let (version, newer_image) = match version {
+        Some(version) => (version.to_owned(), None),
+        None => hinted_version(&template, dir, progress),
+    };
+    if newer_image.is_none() && !template.versions.contains_key(&version) {
         return Err(CliError::Usage {
             message: format!("{} has no version `{version}`", template.name),
             hint: Some(format!(
@@ -56,40 +79,66 @@ fn choose(
             )),
         });
     }
-    Ok((template, version))
+    Ok(Choice {
+        template,
+        version,
+        newer_image,
+    })
 }
 
 /// The version the project's own files ask for (`.nvmrc`, `requires-python`, ...), said with
-/// the file that decided; else the template's default.
-fn hinted_version(template: &Template, dir: &std::path::Path, progress: &Progress) -> String {
+/// the file that decided; else the template's default. One newer than the template has gives
+/// the image of that version instead (never an older toolchain than asked for).
+fn hinted_version(
+    template: &Template,
+    dir: &std::path::Path,
+    progress: &Progress,
+) -> (String, Option<String>) {
     use crate::config::version_hints;
     let Some(hint) = version_hints::find(dir, &template.name) else {
-        return template.default.clone();
+        return (template.default.clone(), None);
     };
-    match version_hints::matching(template, &hint.asked) {
-        Some(version) => {
-            progress.line(&format!(
-                "{} asks for {} `{}`: version {version}",
-                hint.file, template.name, hint.asked
-            ));
-            version
-        }
-        None => {
-            progress.line(&format!(
-                "{} asks for {} `{}`, which the template has no image for ({}); using {}",
-                hint.file,
-                template.name,
-                hint.asked,
-                template.versions_sorted().join(", "),
-                template.default
-            ));
-            template.default.clone()
-        }
+    if let Some(version) = version_hints::matching(template, &hint.asked) {
+        progress.line(&format!(
+            "{} asks for {} `{}`: version {version}",
+            hint.file, template.name, hint.asked
+        ));
+        return (version, None);
     }
+    if let Some(image) = version_hints::image_beyond(template, &hint.asked) {
+        progress.line(&format!(
+            "{} asks for {} `{}`, newer than the template's versions ({}): using the image {image}",
+            hint.file,
+            template.name,
+            hint.asked,
+            template.versions_sorted().join(", "),
+        ));
+        return (template.default.clone(), Some(image));
+    }
+    progress.line(&format!(
+        "{} asks for {} `{}`, which the template has no image for ({}); using {}",
+        hint.file,
+        template.name,
+        hint.asked,
+        template.versions_sorted().join(", "),
+        template.default
+    ));
+    (template.default.clone(), None)
 }
 
 /// The sandbox.toml text for `template` at `version`, with every key explained.
-pub fn render(template: &Template, version: &str) -> String {
+pub fn render(template: &Template, version: &str, newer_image: Option<&str>) -> String {
+    let version_line = match newer_image {
+        // The template's `version` would be older than asked: the image, by its name.
+        Some(image) => format!(
+            "image = \"{image}\"  # newer than the template's versions; `sandbox pull` checks the tag"
+        ),
+        None => format!(
+            "version = \"{version}\"          # {} versions: {}",
+            template.name,
+            template.versions_sorted().join(", ")
+        ),
+    };
     format!(
         r#"# sandbox.toml: this project's sandbox, for `sandbox enter` and `sandbox run -- CMD`.
 {init}
@@ -101,7 +150,7 @@ pub fn render(template: &Template, version: &str) -> String {
 
 [toolchain]
 name = "{name}"
-version = "{version}"          # {name} versions: {versions}
+{version_line}
 # image = "REF"          any image, e.g. {image}: alone, or with name for this
 #                        template's caches, and its env where the image leaves a variable
 #                        unset; `version` is then ignored (the image decides it)
@@ -126,7 +175,6 @@ version = "{version}"          # {name} versions: {versions}
 "#,
         init = template.init.trim_end(),
         name = template.name,
-        versions = template.versions_sorted().join(", "),
         image = template
             .versions
             .get(version)
@@ -146,16 +194,21 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<(), CliError> {
         });
     }
     let dir = file.parent().unwrap_or(&cwd).to_owned();
-    let (template, version) = choose(args.toolchain.as_deref(), &dir, &progress)?;
-    let text = render(&template, &version);
+    let Choice {
+        template,
+        version,
+        newer_image,
+    } = choose(args.toolchain.as_deref(), &dir, &progress)?;
+    let text = render(&template, &version, newer_image.as_deref());
     // Checked before it is written: a template that renders a broken file is our bug.
     crate::config::project::parse(&file, text.clone())?;
     write_file_atomic(&file, text.as_bytes(), 0o644)?;
+    let image =
+        newer_image.unwrap_or_else(|| template.versions.get(&version).cloned().unwrap_or_default());
     println!(
-        "wrote {} for {} {version} ({}); `sandbox enter` opens a shell",
+        "wrote {} for {} ({image}); `sandbox enter` opens a shell",
         file.display(),
         template.name,
-        template.versions.get(&version).map_or("", String::as_str)
     );
     Ok(())
 }
