@@ -396,6 +396,13 @@ fn an_old_lock_is_read_and_upgraded() {
         "setup = [\"echo one > /one\", \"echo two > /two\"]\n[toolchain]\nname = \"php\"\nversion = \"8.2\"\n",
     );
     env.ok(&["lock"]);
+    // `pull` in a locked project pulls what the lock pins, and names its digest once.
+    let pulled = env.ok(&["pull"]);
+    assert_eq!(pulled.matches("sha256:").count(), 1, "{pulled}");
+    assert!(
+        pulled.starts_with("pulled docker.io/library/php@sha256:"),
+        "{pulled}"
+    );
     let path = env.path().join("project/sandbox.lock");
     let current = fs_err::read_to_string(&path).unwrap();
     assert!(current.contains("version = 2"), "{current}");

@@ -31,10 +31,16 @@ pub fn run(global: &GlobalArgs, args: &PullArgs) -> Result<(), CliError> {
     if global.quiet {
         println!("{}", record.manifest_digest);
     } else {
+        // A pinned reference (a locked project's) names its digest already.
+        let reference = record.reference.to_string();
+        let digest = record.manifest_digest.to_string();
+        let digest = if reference.contains(&digest) {
+            String::new()
+        } else {
+            format!(" {digest}")
+        };
         println!(
-            "pulled {} {} ({} layers, {})",
-            record.reference,
-            record.manifest_digest,
+            "pulled {reference}{digest} ({} layers, {})",
             record.layers.len(),
             format::size(record.size)
         );
