@@ -1101,6 +1101,20 @@ fn forwarded_agent_and_files_are_there_only_when_the_user_asks() {
         "{stdout}"
     );
     assert!(!stdout.contains("gitconfig-written"), "read-only: {stdout}");
+    // Without an agent or a git config here, nothing is said on every run (-v says it).
+    std::fs::remove_file(f.env.home().join(".gitconfig")).unwrap();
+    std::fs::remove_file(f.env.config_dir().join("git/config")).unwrap();
+    f.env.write(
+        "config/sandbox/config.toml",
+        "[forward]\nssh_agent = true\ngitconfig = true\n",
+    );
+    let out = f.command(&[], &["true"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        !text(&out.stderr).contains("forward"),
+        "{}",
+        text(&out.stderr)
+    );
     // A project's sandbox.toml asking for the agent is host access.
     f.env.write("config/sandbox/config.toml", "");
     f.env.write(

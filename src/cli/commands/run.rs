@@ -189,7 +189,10 @@ fn forwarded(config: Option<&Project>, progress: &Progress) -> Result<plan::Forw
             Some(socket) if fs_err::metadata(&socket).is_ok_and(|m| m.file_type().is_socket()) => {
                 out.ssh_agent = Some(socket)
             }
-            _ => progress.notice(
+            // Said under -v only: a login without an agent is common, and every run would
+            // repeat it.
+            _ => crate::runtime::RunReporter::verbose(
+                progress,
                 "forward.ssh_agent: SSH_AUTH_SOCK names no socket here, so no agent is forwarded",
             ),
         }
@@ -211,11 +214,12 @@ fn forwarded(config: Option<&Project>, progress: &Progress) -> Result<plan::Forw
             .filter(|p| p.is_absolute())
             .unwrap_or_else(|| home.join(".config"))
             .join("git/config");
-        let has_xdg = xdg.exists();
-        if home.join(".gitconfig").exists() || !has_xdg {
-            paths.push((home.join(".gitconfig"), "~/.gitconfig".into()));
+        // Whichever there are: git works without either, so none is nothing to say.
+        let dot = home.join(".gitconfig");
+        if dot.exists() {
+            paths.push((dot, "~/.gitconfig".into()));
         }
-        if has_xdg {
+        if xdg.exists() {
             paths.push((xdg, "~/.config/git/config".into()));
         }
     }
