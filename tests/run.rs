@@ -1591,3 +1591,32 @@ fn rand_suffix() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
 }
+
+/// SANDBOX_ROOT picks the store as --root does; an error's usage line does not then show
+/// `--root <DIR>` as if it were required.
+#[test]
+fn sandbox_root_from_the_environment_is_used_and_not_shown_as_required() {
+    let env = TestEnv::new();
+    let root = env.path().join("env-store");
+    let out = env
+        .command(&["run"])
+        .env("SANDBOX_ROOT", &root)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("Usage: sandbox run <CMD>...") && !stderr.contains("--root"),
+        "{stderr}"
+    );
+    let out = env
+        .command(&["df"])
+        .env("SANDBOX_ROOT", &root)
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains(&format!("store: {}", root.display())),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

@@ -21,8 +21,10 @@ pub struct Cli {
 
 #[derive(Clone, Debug, Args)]
 pub struct GlobalArgs {
-    /// The image store [default: $XDG_DATA_HOME/sandbox]
-    #[arg(long, global = true, env = "SANDBOX_ROOT", value_name = "DIR")]
+    /// The image store [default: $SANDBOX_ROOT, else $XDG_DATA_HOME/sandbox]
+    // The variables are read after parsing (`with_environment`): given to clap, an error's
+    // usage line shows `--root <DIR>` as if it were required.
+    #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Print only results and errors
     #[arg(short, long, global = true)]
@@ -30,9 +32,24 @@ pub struct GlobalArgs {
     /// Explain what is being done
     #[arg(long, global = true)]
     pub verbose: bool,
-    /// The project's sandbox.toml [default: the nearest one at or above the current dir]
-    #[arg(long, global = true, env = "SANDBOX_CONFIG", value_name = "FILE")]
+    /// The project's sandbox.toml [default: $SANDBOX_CONFIG, else the nearest one at or above
+    /// the current dir]
+    #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    /// Fills what the flags left unset from `SANDBOX_ROOT` and `SANDBOX_CONFIG`.
+    pub fn with_environment(mut self) -> Self {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        self.root = self.root.or_else(|| var("SANDBOX_ROOT"));
+        self.config = self.config.or_else(|| var("SANDBOX_CONFIG"));
+        self
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,7 +57,7 @@ pub fn main() -> ExitCode {
 
 /// Runs the command; `Ok` carries the exit status (the command's own for run and enter).
 fn dispatch(cli: &Cli) -> Result<u8, CliError> {
-    let mut global = cli.global.clone();
+    let mut global = cli.global.clone().with_environment();
     global.verbose |= cli.verbose_short;
     let global = &global;
     match &cli.command {
