@@ -503,6 +503,9 @@ fn homes_of_gone_projects_and_killed_runs_are_in_df_and_freed_by_prune() {
         "none runs; the killed run's dir is reclaimable: {df}"
     );
     assert!(!row(&df, "total").1, "{df}");
+    // Caches count, and df says where they are.
+    assert_eq!(row(&df, "caches").0, "0", "{df}");
+    assert!(df.contains("caches: "), "{df}");
 
     // doctor tries overlayfs in the store and leaves nothing there.
     env.run(&["doctor"]);
@@ -514,10 +517,16 @@ fn homes_of_gone_projects_and_killed_runs_are_in_df_and_freed_by_prune() {
         env.store_entries("")
     );
 
+    // The gone project's home was used a moment ago: kept for a week, unless --homes.
     let pruned = env.ok(&["prune"]);
     assert!(
-        pruned.contains("1 homes of projects that are gone")
+        pruned.contains("0 homes of projects that are gone")
             && pruned.contains("1 containers that were killed"),
+        "{pruned}"
+    );
+    let pruned = env.ok(&["prune", "--homes"]);
+    assert!(
+        pruned.contains("1 homes of projects that are gone"),
         "{pruned}"
     );
     let df = env.ok(&["df"]);

@@ -70,8 +70,9 @@ pub enum Command {
     Images(ImagesArgs),
     /// Remove images, and the layers only they used
     Rmi(RmiArgs),
-    /// Remove layers and blobs no image uses, and leftovers of interrupted work
-    Prune,
+    /// Remove layers and blobs no image uses, homes of projects gone for a week, what killed
+    /// runs left, and leftovers of interrupted work
+    Prune(PruneArgs),
     /// Show how much space the store uses
     Df,
     /// Store credentials for a registry
@@ -380,6 +381,13 @@ pub struct ImagesArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove the homes of projects that are gone at once, not a week after their last use
+    #[arg(long)]
+    pub homes: bool,
 }
 
 #[derive(Debug, Args)]

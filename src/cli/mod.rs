@@ -69,7 +69,7 @@ fn dispatch(cli: &Cli) -> Result<u8, CliError> {
         Command::Pull(args) => commands::pull::run(global, args),
         Command::Images(args) => commands::images::run(global, args),
         Command::Rmi(args) => commands::store_admin::rmi(global, args),
-        Command::Prune => commands::store_admin::prune(global),
+        Command::Prune(args) => commands::store_admin::prune(global, args),
         Command::Df => commands::store_admin::df(global),
         Command::Login(args) => commands::login::login(global, args),
         Command::Logout(args) => commands::login::logout(global, args),

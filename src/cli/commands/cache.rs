@@ -19,7 +19,7 @@ pub fn caches_root(global: &GlobalArgs) -> Option<PathBuf> {
 }
 
 /// Every cache as (`toolchain/name`, path).
-fn all(global: &GlobalArgs) -> Vec<(String, PathBuf)> {
+pub fn list(global: &GlobalArgs) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     let Some(Ok(groups)) = caches_root(global).map(fs_err::read_dir) else {
         return out;
@@ -65,7 +65,7 @@ pub fn run(global: &GlobalArgs, command: &CacheCommand) -> Result<(), CliError> 
     match command {
         CacheCommand::Ls => {
             let mut rows = vec![vec!["CACHE".to_owned(), "SIZE".into(), "PATH".into()]];
-            for (name, path) in all(global) {
+            for (name, path) in list(global) {
                 rows.push(vec![
                     name,
                     format::size(size(&path)),
@@ -73,11 +73,22 @@ pub fn run(global: &GlobalArgs, command: &CacheCommand) -> Result<(), CliError> 
                 ]);
             }
             print!("{}", format::table(&rows));
+            if let Some(dir) = caches_root(global) {
+                println!(
+                    "caches: {}{}",
+                    dir.display(),
+                    if global.root.is_some() {
+                        " (in the store --root names)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             Ok(())
         }
         CacheCommand::Rm { names } => {
             remove_leftovers(global)?;
-            let caches = all(global);
+            let caches = list(global);
             for wanted in names {
                 let matches: Vec<&(String, PathBuf)> = caches
                     .iter()
@@ -108,7 +119,23 @@ pub fn run(global: &GlobalArgs, command: &CacheCommand) -> Result<(), CliError> 
                     }
                 };
                 let freed = size(path);
-                remove_cache(path)?;
+                remove_cache(path).map_err(|e| {
+                    let aside = path.with_file_name(format!(
+                        ".{}.removing",
+                        path.file_name().unwrap_or_default().to_string_lossy()
+                    ));
+                    CliError::Usage {
+                        message: format!(
+                            "removing cache {name} stopped: {e}; what remains ({}) is in {}, out of use",
+                            format::size(size(&aside)),
+                            aside.display()
+                        ),
+                        hint: Some(
+                            "the next `sandbox cache rm` finishes it once the cause is fixed"
+                                .into(),
+                        ),
+                    }
+                })?;
                 println!("removed cache {name} ({} freed)", format::size(freed));
             }
             Ok(())

@@ -1,6 +1,9 @@
 //! `sandbox rmi`, `sandbox prune`, `sandbox df`
 
-use crate::cli::args::{GlobalArgs, RmiArgs};
+use crate::cli::args::{GlobalArgs, PruneArgs, RmiArgs};
+
+/// How long the home of a project that is gone is kept after its last use.
+const HOME_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
 use crate::cli::{format, session};
@@ -44,11 +47,18 @@ pub fn rmi(global: &GlobalArgs, args: &RmiArgs) -> Result<(), CliError> {
 }
 
 #[allow(clippy::print_stdout)]
-pub fn prune(global: &GlobalArgs) -> Result<(), CliError> {
+pub fn prune(global: &GlobalArgs, args: &PruneArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet);
     let (store, _) = session::open_store_in_namespace(global, &progress)?;
     let freed = gc::prune(&store)?;
-    let (homes, home_bytes) = store.prune_homes()?;
+    // A project dir may be gone for a while (a branch checked out elsewhere, a disk not
+    // mounted): its home waits a week after its last use, unless --homes.
+    let grace = if args.homes {
+        std::time::Duration::ZERO
+    } else {
+        HOME_GRACE
+    };
+    let (homes, home_bytes) = store.prune_homes(grace)?;
     // What killed sandboxes left (the next run would remove it too), and what an interrupted
     // `doctor` left.
     let containers = store.root().join("containers");
@@ -104,6 +114,8 @@ pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
     let running = state::running(&containers).len();
     let container_bytes = tree_size(&containers);
     let stale_bytes: u64 = state::stale(&containers).iter().map(|d| tree_size(d)).sum();
+    let caches = super::cache::list(global);
+    let cache_bytes: u64 = caches.iter().map(|(_, path)| tree_size(path)).sum();
     let mut rows = vec![
         vec![
             "TYPE".to_owned(),
@@ -155,6 +167,13 @@ pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
             format::size(stale_bytes),
         ],
         vec![
+            "caches".into(),
+            caches.len().to_string(),
+            format::size(cache_bytes),
+            "-".into(),
+            "-".into(),
+        ],
+        vec![
             "tmp".into(),
             "-".into(),
             format::size(usage.temp_bytes),
@@ -168,6 +187,7 @@ pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
         + usage.setup_bytes
         + home_bytes
         + container_bytes
+        + cache_bytes
         + usage.temp_bytes;
     let reclaimable = usage.unused_bytes
         + usage.unused_setup_bytes
@@ -183,5 +203,11 @@ pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
     ]);
     print!("{}", format::table(&rows));
     println!("store: {}", store.root().display());
+    if let Some(dir) = super::cache::caches_root(global) {
+        println!(
+            "caches: {} (`sandbox cache rm NAME` removes one)",
+            dir.display()
+        );
+    }
     Ok(())
 }

@@ -23,8 +23,13 @@ pub fn ensure_home(root: &Path, project: &Path) -> std::io::Result<PathBuf> {
         .create(&dir)?;
     // Which project it is for, beside it (out of the sandbox's reach): `prune` removes the
     // homes of projects that are gone.
+    // Its time is the home's last use.
     let marker = project_marker(&dir);
-    if !marker.exists() {
+    let touched = fs_err::OpenOptions::new()
+        .append(true)
+        .open(&marker)
+        .and_then(|f| f.into_parts().0.set_modified(std::time::SystemTime::now()));
+    if touched.is_err() {
         crate::fsutil::atomic::write_file_atomic(
             &marker,
             project.as_os_str().as_encoded_bytes(),
@@ -46,6 +51,8 @@ pub struct HomeEntry {
     /// The project's path (`None`: made before homes named theirs).
     pub project: Option<PathBuf>,
     pub bytes: u64,
+    /// When a run last used it.
+    pub used: Option<std::time::SystemTime>,
 }
 
 impl HomeEntry {
@@ -80,6 +87,9 @@ impl Store {
             .map(|e| {
                 let dir = e.path();
                 // Written by us, beside the home (no sandbox reaches it); a path at most.
+                let used = fs_err::metadata(project_marker(&dir))
+                    .and_then(|m| m.modified())
+                    .ok();
                 let project = fs_err::read(project_marker(&dir))
                     .ok()
                     .filter(|bytes| bytes.len() <= 4096 && bytes.starts_with(b"/"))
@@ -88,16 +98,25 @@ impl Store {
                     bytes: super::tree_size(&dir),
                     dir,
                     project,
+                    used,
                 }
             })
             .collect()
     }
 
-    /// Removes the homes whose project is gone: how many, and their bytes. Needs the store's
-    /// user namespace (container root's files are in them).
-    pub fn prune_homes(&self) -> Result<(usize, u64), crate::image::ImageError> {
+    /// Removes the homes whose project is gone and that no run used for `grace`: how many,
+    /// and their bytes. Needs the store's user namespace (container root's files are in them).
+    pub fn prune_homes(
+        &self,
+        grace: std::time::Duration,
+    ) -> Result<(usize, u64), crate::image::ImageError> {
+        let idle = |home: &HomeEntry| {
+            home.used
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|d| d >= grace)
+        };
         let mut freed = (0, 0);
-        for home in self.homes().into_iter().filter(HomeEntry::orphaned) {
+        for home in self.homes().into_iter().filter(|h| h.orphaned() && idle(h)) {
             super::remove_any(&home.dir)?;
             super::remove_any(&project_marker(&home.dir))?;
             freed.0 += 1;
@@ -163,9 +182,18 @@ mod tests {
         let homes = store.homes();
         assert_eq!(homes.len(), 2);
         assert_eq!(homes.iter().filter(|h| h.orphaned()).count(), 1);
-        assert_eq!(store.prune_homes().unwrap(), (1, 5));
+        // Used a moment ago: kept for the grace period, unless none is given.
+        let week = std::time::Duration::from_secs(7 * 24 * 3600);
+        assert_eq!(store.prune_homes(week).unwrap(), (0, 0));
+        assert_eq!(
+            store.prune_homes(std::time::Duration::ZERO).unwrap(),
+            (1, 5)
+        );
         assert!(!old.exists() && !old.with_extension("project").exists());
         assert!(store.home_path(&kept).join(".bash_history").exists());
-        assert_eq!(store.prune_homes().unwrap(), (0, 0));
+        assert_eq!(
+            store.prune_homes(std::time::Duration::ZERO).unwrap(),
+            (0, 0)
+        );
     }
 }
