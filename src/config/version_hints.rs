@@ -173,10 +173,12 @@ pub fn find(dir: &Path, template: &str) -> Option<Hint> {
     })
 }
 
-/// nvm's codename aliases (`lts/iron`) for Node's release lines.
+/// nvm's aliases (`lts/iron`, `lts/*`) for Node's release lines.
 fn lts_major(line: &str) -> Option<&'static str> {
     let name = line.strip_prefix("lts/")?.to_ascii_lowercase();
     Some(match name.as_str() {
+        // The active LTS line (Node 24, Krypton, since October 2025).
+        "*" => "24",
         "gallium" => "16",
         "hydrogen" => "18",
         "iron" => "20",
@@ -363,6 +365,8 @@ mod tests {
         );
         let dir = project(&[(".nvmrc", "lts/iron\n")]);
         assert_eq!(find(dir.path(), "node").unwrap().asked, "20");
+        let dir = project(&[(".nvmrc", "lts/*\n")]);
+        assert_eq!(find(dir.path(), "node").unwrap().asked, "24");
         let dir = project(&[(".node-version", "20.11.0\n")]);
         let hint = find(dir.path(), "node").unwrap();
         assert_eq!(

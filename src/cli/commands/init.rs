@@ -10,20 +10,12 @@ use crate::config::templates::{self, Template};
 use crate::config::{trust as trust_list, ConfigError};
 use crate::fsutil::atomic::write_file_atomic;
 
-/// What `init` writes: a template at one of its versions, or (when the project asks for a
-/// newer one than the template has) at an image named as its newest is.
-struct Choice {
-    template: Template,
-    version: String,
-    newer_image: Option<String>,
-}
-
 /// The template and version asked for (`java`, `java@21`), or guessed from the project's files.
 fn choose(
     asked: Option<&str>,
     dir: &std::path::Path,
     progress: &Progress,
-) -> Result<Choice, CliError> {
+) -> Result<(Template, String), CliError> {
     let Some(asked) = asked else {
         let found = templates::detect_all(dir)?;
         let mut found = found.into_iter();
@@ -47,12 +39,8 @@ fn choose(
                 other.name, other.name
             ));
         }
-        let (version, newer_image) = hinted_version(&template, dir, progress);
-        return Ok(Choice {
-            template,
-            version,
-            newer_image,
-        });
+        let version = hinted_version(&template, dir, progress)?;
+        return Ok((template, version));
     };
     let (name, version) = match asked.split_once('@') {
         Some((name, version)) => (name, Some(version)),
@@ -65,11 +53,11 @@ fn choose(
             templates::names().join(", ")
         )),
     })?;
-    let (version, newer_image) = match version {
-        Some(version) => (version.to_owned(), None),
-        None => hinted_version(&template, dir, progress),
+    let version = match version {
+        Some(version) => version.to_owned(),
+        None => hinted_version(&template, dir, progress)?,
     };
-    if newer_image.is_none() && !template.versions.contains_key(&version) {
+    if !template.versions.contains_key(&version) {
         return Err(CliError::Usage {
             message: format!("{} has no version `{version}`", template.name),
             hint: Some(format!(
@@ -79,66 +67,55 @@ fn choose(
             )),
         });
     }
-    Ok(Choice {
-        template,
-        version,
-        newer_image,
-    })
+    Ok((template, version))
 }
 
 /// The version the project's own files ask for (`.nvmrc`, `requires-python`, ...), said with
-/// the file that decided; else the template's default. One newer than the template has gives
-/// the image of that version instead (never an older toolchain than asked for).
+/// the file that decided; else the template's default. One newer than the template's newest
+/// is an error: never an older toolchain than the project asks for.
 fn hinted_version(
     template: &Template,
     dir: &std::path::Path,
     progress: &Progress,
-) -> (String, Option<String>) {
+) -> Result<String, CliError> {
     use crate::config::version_hints;
     let Some(hint) = version_hints::find(dir, &template.name) else {
-        return (template.default.clone(), None);
+        return Ok(template.default.clone());
     };
     if let Some(version) = version_hints::matching(template, &hint.asked) {
         progress.line(&format!(
             "{} asks for {} `{}`: version {version}",
             hint.file, template.name, hint.asked
         ));
-        return (version, None);
+        return Ok(version);
     }
+    let versions = template.versions_sorted().join(", ");
     if let Some(image) = version_hints::image_beyond(template, &hint.asked) {
-        progress.line(&format!(
-            "{} asks for {} `{}`, newer than the template's versions ({}): using the image {image}",
-            hint.file,
-            template.name,
-            hint.asked,
-            template.versions_sorted().join(", "),
-        ));
-        return (template.default.clone(), Some(image));
+        return Err(CliError::Usage {
+            message: format!(
+                "{} asks for {} `{}`, newer than the template's versions ({versions})",
+                hint.file, template.name, hint.asked
+            ),
+            hint: Some(format!(
+                "name an image of that version: `image = \"{image}\"` under [toolchain] (after `sandbox init {}@{}`), or pick one of the template's: `sandbox init {}@{}`",
+                template.name, template.default, template.name, template.default
+            )),
+        });
     }
     progress.line(&format!(
-        "{} asks for {} `{}`, which the template has no image for ({}); using {}",
-        hint.file,
-        template.name,
-        hint.asked,
-        template.versions_sorted().join(", "),
-        template.default
+        "{} asks for {} `{}`, which names no version the template has ({versions}); using {}",
+        hint.file, template.name, hint.asked, template.default
     ));
-    (template.default.clone(), None)
+    Ok(template.default.clone())
 }
 
 /// The sandbox.toml text for `template` at `version`, with every key explained.
-pub fn render(template: &Template, version: &str, newer_image: Option<&str>) -> String {
-    let version_line = match newer_image {
-        // The template's `version` would be older than asked: the image, by its name.
-        Some(image) => format!(
-            "image = \"{image}\"  # newer than the template's versions; `sandbox pull` checks the tag"
-        ),
-        None => format!(
-            "version = \"{version}\"          # {} versions: {}",
-            template.name,
-            template.versions_sorted().join(", ")
-        ),
-    };
+pub fn render(template: &Template, version: &str) -> String {
+    let version_line = format!(
+        "version = \"{version}\"          # {} versions: {}",
+        template.name,
+        template.versions_sorted().join(", ")
+    );
     format!(
         r#"# sandbox.toml: this project's sandbox, for `sandbox enter` and `sandbox run -- CMD`.
 {init}
@@ -194,21 +171,16 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<(), CliError> {
         });
     }
     let dir = file.parent().unwrap_or(&cwd).to_owned();
-    let Choice {
-        template,
-        version,
-        newer_image,
-    } = choose(args.toolchain.as_deref(), &dir, &progress)?;
-    let text = render(&template, &version, newer_image.as_deref());
+    let (template, version) = choose(args.toolchain.as_deref(), &dir, &progress)?;
+    let text = render(&template, &version);
     // Checked before it is written: a template that renders a broken file is our bug.
     crate::config::project::parse(&file, text.clone())?;
     write_file_atomic(&file, text.as_bytes(), 0o644)?;
-    let image =
-        newer_image.unwrap_or_else(|| template.versions.get(&version).cloned().unwrap_or_default());
     println!(
-        "wrote {} for {} ({image}); `sandbox enter` opens a shell",
+        "wrote {} for {} {version} ({}); `sandbox enter` opens a shell",
         file.display(),
         template.name,
+        template.versions.get(&version).map_or("", String::as_str)
     );
     Ok(())
 }
