@@ -1047,6 +1047,27 @@ fn a_failed_mount_is_named_as_such_whatever_the_network() {
             "--network {network}: {stderr}"
         );
     }
+    // An overlay that cannot be mounted (a store whose path overlayfs cannot take), likewise.
+    let odd = f.env.path().join("odd:store");
+    let odd = odd.to_str().unwrap();
+    f.env.ok(&["--root", odd, "pull", &f.image]);
+    for network in ["relay", "pasta", "none", "relay", "pasta"] {
+        let stderr = f.env.fails(&[
+            "--root",
+            odd,
+            "run",
+            "--network",
+            network,
+            "--image",
+            &f.image,
+            "--",
+            "true",
+        ]);
+        assert!(
+            stderr.contains("overlay") && stderr.contains("`:`") && !stderr.contains("network"),
+            "--network {network}: {stderr}"
+        );
+    }
 }
 
 /// On a terminal, `enter`'s banner comes after the pull's bars, not above them.
