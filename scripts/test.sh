@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/host-packages.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-# Opt-outs (see the README): each leaves one test out of the run, which the runner then reports
+# Opt-outs (see CONTRIBUTING.md): each leaves one test out of the run, which the runner then reports
 # as skipped, never as passed.
 skipped=()
 [ -n "${SANDBOX_TEST_SKIP_DNS:-}" ] && skipped+=(names_resolve_through_the_helpers_dns_forwarder)

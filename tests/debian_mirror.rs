@@ -3,7 +3,7 @@
 //! config names as docker.io's mirror), and the JDK, Maven, PHP and composer come from Debian's
 //! package mirror in setup steps, through the sandbox's own network. Needs root (debootstrap)
 //! and that mirror: `SANDBOX_TEST_SKIP_DEBIAN_MIRROR=1 scripts/test.sh` leaves these tests
-//! out, reported as skipped (see the README). The JVM's limits need cgroup v1 delegation too
+//! out, reported as skipped (see CONTRIBUTING.md). The JVM's limits need cgroup v1 delegation too
 //! (as `tests/limits.rs`).
 #![allow(
     clippy::unwrap_used,

@@ -263,7 +263,7 @@ fn client_hello(sni: &str) -> Vec<u8> {
 /// pip and npm (the host's, from its /usr) reach PyPI and the npm registry with
 /// `allow = ["@toolchain"]`; with PyPI's index alone, pip fails at its file host's lookup,
 /// which is named. Needs those registries (these machines reach them through their egress):
-/// `SANDBOX_TEST_SKIP_PACKAGE_REGISTRIES=1` leaves it out (see the README).
+/// `SANDBOX_TEST_SKIP_PACKAGE_REGISTRIES=1` leaves it out (see CONTRIBUTING.md).
 #[test]
 fn pip_and_npm_reach_their_registries_with_toolchain_and_nothing_more() {
     for tool in ["/usr/bin/python3", "/usr/bin/npm"] {
