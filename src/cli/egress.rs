@@ -73,32 +73,12 @@ const SOURCES_DIR: &str = "etc/apt/sources.list.d";
 /// The most of one sources file read.
 const SOURCES_MAX: u64 = 64 * 1024;
 
-/// The text of `rel` in the top-most of `layers` holding it, read beneath that layer with no
-/// symbolic link followed (the image is the project's choice, not to be trusted).
-fn read_in_layers(layers: &[std::path::PathBuf], rel: &std::path::Path) -> Option<String> {
-    use std::io::Read as _;
-    use std::os::fd::AsRawFd as _;
-    for layer in layers.iter().rev() {
-        let Ok(fd) = crate::fsutil::tree::open_beneath(layer, rel) else {
-            continue;
-        };
-        let file = fs_err::File::open(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-        if !file.metadata().ok()?.is_file() {
-            return None;
-        }
-        let mut text = String::new();
-        file.take(SOURCES_MAX).read_to_string(&mut text).ok()?;
-        return Some(text);
-    }
-    None
-}
-
 /// The mirrors the base image's own apt and apk sources name (its layers, not setup's: a step
 /// must not widen the list by editing them).
 fn image_mirrors(layers: &[std::path::PathBuf]) -> Vec<crate::runtime::egress::Rule> {
     let mut texts: Vec<String> = SOURCES
         .iter()
-        .filter_map(|rel| read_in_layers(layers, std::path::Path::new(rel)))
+        .filter_map(|rel| crate::image::layer_lookup::read_in_layers(layers, rel, SOURCES_MAX))
         .collect();
     let mut names = std::collections::BTreeSet::new();
     for layer in layers {
@@ -117,9 +97,13 @@ fn image_mirrors(layers: &[std::path::PathBuf]) -> Vec<crate::runtime::egress::R
             }
         }
     }
+    // Each as the merged image has it: one a higher layer deleted is not read.
     for name in names {
-        let rel = std::path::Path::new(SOURCES_DIR).join(name);
-        texts.extend(read_in_layers(layers, &rel));
+        texts.extend(crate::image::layer_lookup::read_in_layers(
+            layers,
+            &format!("{SOURCES_DIR}/{name}"),
+            SOURCES_MAX,
+        ));
     }
     let mut rules = Vec::new();
     for text in texts {

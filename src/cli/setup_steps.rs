@@ -28,7 +28,7 @@ use crate::image::unpack::Ownership;
 use crate::image::Digest;
 use crate::runtime::monitor::{self, Outcome};
 use crate::runtime::plan::{
-    self, HostFacts, Inputs, LaunchKind, Limits, Program, ProjectInputs, Request, Seccomp, Stdio,
+    self, HostFacts, Inputs, LaunchKind, Program, ProjectInputs, Request, Stdio,
 };
 use crate::runtime::{exit_code, state, RunReporter, RuntimeError};
 
@@ -260,25 +260,16 @@ fn run_step(
     progress: &Progress,
 ) -> Result<(), CliError> {
     let request = Request {
-        program: Program::Command(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            script(step.command, step.number, step.total),
-        ]),
-        stdio: Stdio::Capture,
         as_root: true,
         env: secret_values(step.secrets, step.number)?,
-        network: None,
-        publish: Vec::new(),
-        host_loopback: false,
-        network_log: None,
-        cap_add: Vec::new(),
-        cap_drop: Vec::new(),
-        seccomp: Seccomp::Default,
-        limits: Limits::default(),
-        stats: false,
-        home: None,
-        forward: Default::default(),
+        ..Request::new(
+            Program::Command(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                script(step.command, step.number, step.total),
+            ]),
+            Stdio::Capture,
+        )
     };
     let lowers = step.lowers.clone();
     let launch = plan::resolve(&Inputs {

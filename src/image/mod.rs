@@ -8,6 +8,7 @@ pub mod export;
 pub mod gc;
 pub mod gzip_parallel;
 pub mod hashing;
+pub mod layer_lookup;
 pub mod layer_tar;
 pub mod load;
 pub mod manifest;

@@ -112,33 +112,7 @@ pub fn java_key_store(certs: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// A path in the image: the file in the highest layer that has it, when every component on
-/// the way is a real dir (no link) and it is a regular file.
-pub fn find_in_layers(layers: &[PathBuf], path: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
-    let rel = path.trim_start_matches('/');
-    for layer in layers.iter().rev() {
-        let mut at = layer.clone();
-        let mut parts = Path::new(rel).components().peekable();
-        while let Some(part) = parts.next() {
-            at.push(part);
-            let Ok(meta) = fs_err::symlink_metadata(&at) else {
-                break;
-            };
-            let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
-            if whiteout || meta.file_type().is_symlink() {
-                return None;
-            }
-            if parts.peek().is_none() {
-                return meta.file_type().is_file().then_some(at);
-            }
-            if !meta.is_dir() {
-                return None;
-            }
-        }
-    }
-    None
-}
+pub use super::layer_lookup::find_in_layers;
 
 /// A digest of where the bundle's parts come from: the image's bundle (a path in an immutable
 /// layer) and each host file's path, size and modification time.

@@ -15,11 +15,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::egress::DNS_ADDRESS;
 use super::error::RuntimeError;
 use super::sys;
 
-/// Where DNS queries go inside with pasta; pasta forwards them to the host's first resolver.
-pub const PASTA_DNS: &str = "169.254.1.1";
 /// slirp4netns' built-in DNS forwarder and host address.
 pub const SLIRP_DNS: &str = "10.0.2.3";
 pub const SLIRP_HOST: &str = "10.0.2.2";
@@ -158,7 +157,7 @@ impl Helper {
     /// The name server the container's resolv.conf names.
     pub fn dns(self) -> &'static str {
         match self {
-            Helper::Pasta => PASTA_DNS,
+            Helper::Pasta => DNS_ADDRESS,
             Helper::Slirp4netns => SLIRP_DNS,
         }
     }
@@ -428,7 +427,7 @@ fn spawn_pasta(
         "--runas",
         "0:0",
         "--dns-forward",
-        PASTA_DNS,
+        DNS_ADDRESS,
     ]);
     if !host_loopback {
         command.arg("--no-map-gw");

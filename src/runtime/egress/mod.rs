@@ -28,7 +28,8 @@ pub use rules::{AllowList, NamePattern, Rule};
 /// Where proxy-aware tools are pointed inside (any address would do: all are local there).
 pub const PROXY_ADDRESS: &str = "127.0.0.1";
 pub const PROXY_PORT: u16 = 3128;
-/// The name server the sandbox's resolv.conf names.
+/// The name server the sandbox's resolv.conf names, with the relay, the forwarder and pasta
+/// (which forwards queries to it to the host's first resolver) alike.
 pub const DNS_ADDRESS: &str = "169.254.1.1";
 
 /// What the keeper enforces.

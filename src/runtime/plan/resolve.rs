@@ -44,6 +44,30 @@ pub struct Request {
     pub forward: Forwarded,
 }
 
+impl Request {
+    /// `program` on `stdio` with nothing else asked for: as yourself, no flags, the default
+    /// network and seccomp filter, no limits, a fresh home.
+    pub fn new(program: Program, stdio: Stdio) -> Self {
+        Self {
+            program,
+            stdio,
+            as_root: false,
+            env: Vec::new(),
+            network: None,
+            publish: Vec::new(),
+            host_loopback: false,
+            network_log: None,
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            seccomp: Seccomp::Default,
+            limits: Limits::default(),
+            stats: false,
+            home: None,
+            forward: Forwarded::default(),
+        }
+    }
+}
+
 /// The host's things a command may use, resolved on the host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Forwarded {
