@@ -508,11 +508,29 @@ fn a_template_runs_on_the_users_own_image() {
 }
 
 /// What `go install` puts in ~/go/bin runs by its name, as in the official image and with
-/// mise; a project extends PATH with `$PATH` in its own [env].
+/// mise; a project extends PATH with `$PATH` in its own [env]. `npm install -g` installs into
+/// the home, on PATH.
 #[test]
 fn programs_installed_into_the_home_are_on_path() {
     let env = TestEnv::new();
-    let _registry = docker_hub(&env, "library/golang", "1.23", "go-1.23");
+    let registry = docker_hub(&env, "library/golang", "1.23", "go-1.23");
+    push_busybox(&registry, "library/node", "22", "node-22");
+    let node = write_project(
+        &env,
+        "node-app",
+        "[toolchain]\nname = \"node\"\nversion = \"22\"\n[network]\nmode = \"none\"\n",
+    );
+    let out = in_dir(
+        &env,
+        node.parent().unwrap(),
+        &["run", "--", "sh", "-c", "echo $npm_config_prefix $PATH"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let home = env.passwd_home();
+    assert_eq!(
+        text(&out.stdout),
+        format!("{0}/.local {0}/.local/bin:/bin:/usr/bin\n", home.display())
+    );
     write_project(
         &env,
         "project",
