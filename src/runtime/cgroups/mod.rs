@@ -114,8 +114,9 @@ pub enum CgroupView {
     /// cgroup2, the sandbox's cgroup (or systemd scope) as its root.
     Unified,
     /// A tmpfs holding these v1 hierarchies (`cpu,cpuacct`, with a link for each controller
-    /// of a shared one), as on the host. All of them, not only the delegated ones: a JVM uses
-    /// its cgroup limits only when it finds every controller it reads (cpuset among them).
+    /// of a shared one), as on the host: those the sandbox has a cgroup in, and those a JVM
+    /// reads, since it uses its cgroup limits only when it finds all of memory, cpu, cpuacct
+    /// and cpuset.
     Hierarchies(Vec<String>),
     /// No cgroup of the sandbox's own: an empty read-only tmpfs, so nothing of the host's
     /// cgroups shows through.

@@ -54,7 +54,22 @@ pub fn plan(
     } else if plan.dirs.is_empty() {
         CgroupView::Empty
     } else {
-        CgroupView::Hierarchies(facts.v1_hierarchies.clone())
+        // Those the sandbox has a cgroup in, and those a JVM reads (it uses its limits only
+        // when it finds all four): each mount costs start-up time.
+        let wanted: Vec<&str> = plan
+            .dirs
+            .iter()
+            .map(|(c, _)| c.name())
+            .chain(["memory", "cpu", "cpuacct", "cpuset"])
+            .collect();
+        CgroupView::Hierarchies(
+            facts
+                .v1_hierarchies
+                .iter()
+                .filter(|h| h.split(',').any(|c| wanted.contains(&c)))
+                .cloned()
+                .collect(),
+        )
     };
     plan
 }
@@ -306,7 +321,12 @@ mod tests {
                     swap_accounting: swap && *c == Controller::Memory,
                 })
                 .collect(),
-            v1_hierarchies: vec!["cpu,cpuacct".into(), "cpuset".into(), "memory".into()],
+            v1_hierarchies: vec![
+                "cpu,cpuacct".into(),
+                "cpuset".into(),
+                "memory".into(),
+                "freezer".into(),
+            ],
         }
     }
 
