@@ -154,14 +154,7 @@ fn a_jvm_sizes_its_heap_by_the_sandboxs_memory_limit() {
         .current_dir(&java)
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while !java.join("up").exists() {
-        assert!(
-            started.elapsed().as_secs() < 30,
-            "the sandbox did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    support::wait_until_started(&java.join("up"), 30);
     let joined = max_heap_size(&env, &java);
     // SAFETY: a plain kill(2) of the child this test started.
     unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
@@ -343,19 +336,6 @@ fi
 exec "$dists/$name/bin/mvn" "$@"
 "#;
 
-const POM: &str = r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>demo</groupId>
-  <artifactId>app</artifactId>
-  <version>1.0</version>
-  <properties>
-    <maven.compiler.source>17</maven.compiler.source>
-    <maven.compiler.target>17</maven.compiler.target>
-    <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding>
-  </properties>
-</project>
-"#;
-
 /// A plain HTTP server on the host's 127.0.0.1 serving `dir`: (process, port).
 fn http_server(dir: &Path) -> (std::process::Child, u16) {
     let script = "import http.server, sys, functools\n\
@@ -419,7 +399,7 @@ fn mvnw_and_composer_build_offline_with_packages_from_the_debian_mirror() {
         "project/.mvn/maven.config",
         "-Dmaven.repo.local=/usr/share/maven-repo\n",
     );
-    env.write("project/pom.xml", POM);
+    env.write("project/pom.xml", support::POM);
     env.write(
         "project/src/main/java/demo/Hello.java",
         "package demo;\npublic class Hello { public static void main(String[] a) { System.out.println(\"built by maven on \" + System.getProperty(\"java.version\")); } }\n",

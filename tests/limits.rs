@@ -123,15 +123,7 @@ fn a_command_joining_a_running_sandbox_is_held_by_its_limits() {
         ])
         .spawn()
         .unwrap();
-    let up = env.path().join("project/up");
-    let started = std::time::Instant::now();
-    while !up.exists() {
-        assert!(
-            started.elapsed().as_secs() < 20,
-            "the sandbox did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    support::wait_until_started(&env.path().join("project/up"), 20);
     // The second run joins the first (same project and image) and lands in its cgroup.
     let out = env.run(&["run", "--network", "none", "--", "confine", "alloc", "200"]);
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
@@ -507,14 +499,7 @@ fn stats_show_a_running_sandbox() {
         .spawn()
         .unwrap();
     let up = env.path().join("project/up");
-    let started = std::time::Instant::now();
-    while !up.exists() {
-        assert!(
-            started.elapsed().as_secs() < 20,
-            "the sandbox did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    support::wait_until_started(&up, 20);
     let id = text(&env.ok(&["ps", "--json"]).into_bytes());
     let ps: serde_json::Value = serde_json::from_str(&id).unwrap();
     let id = ps[0]["id"].as_str().unwrap().to_owned();

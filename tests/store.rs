@@ -481,14 +481,7 @@ fn homes_of_gone_projects_and_killed_runs_are_in_df_and_freed_by_prune() {
         .current_dir(&project)
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while !project.join("up").exists() {
-        assert!(
-            started.elapsed().as_secs() < 20,
-            "the sandbox did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    support::wait_until_started(&project.join("up"), 20);
     killed.kill().unwrap();
     let _ = killed.wait();
     let deadline = Instant::now() + std::time::Duration::from_secs(10);

@@ -189,23 +189,10 @@ fn job_dir(registry_port: u16) -> tempfile::TempDir {
         .as_bytes(),
         0o644,
     );
-    put("pom.xml", POM.as_bytes(), 0o644);
+    put("pom.xml", support::POM.as_bytes(), 0o644);
     put("mvnw", MVNW.as_bytes(), 0o755);
     job
 }
-
-const POM: &str = r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>demo</groupId>
-  <artifactId>app</artifactId>
-  <version>1.0</version>
-  <properties>
-    <maven.compiler.source>17</maven.compiler.source>
-    <maven.compiler.target>17</maven.compiler.target>
-    <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding>
-  </properties>
-</project>
-"#;
 
 /// The Maven wrapper's job where no distribution server is reachable: the image's Maven.
 const MVNW: &str = "#!/bin/sh\n# Maven Wrapper stand-in: this network has no distribution server; the image has Maven.\nexec mvn \"$@\"\n";

@@ -64,3 +64,32 @@ pub fn python_server(script: &str, args: &[&std::ffi::OsStr]) -> (std::process::
     .expect("the server's first line");
     (child, line.trim().parse().expect("the server's port"))
 }
+
+/// The pom.xml of a one-class Java 17 project that `mvn -o package` builds from Debian's
+/// maven-repo (artifact demo:app:1.0).
+pub const POM: &str = r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>demo</groupId>
+  <artifactId>app</artifactId>
+  <version>1.0</version>
+  <properties>
+    <maven.compiler.source>17</maven.compiler.source>
+    <maven.compiler.target>17</maven.compiler.target>
+    <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding>
+  </properties>
+</project>
+"#;
+
+/// Waits (up to `secs` seconds) until a sandbox started in the background made `marker`
+/// (`touch up` as its command's first act); fails the test if it never does.
+pub fn wait_until_started(marker: &std::path::Path, secs: u64) {
+    let started = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(
+            started.elapsed().as_secs() < secs,
+            "the sandbox did not start within {secs} s (no {})",
+            marker.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -45,21 +45,8 @@ fn project() -> ProjectInputs {
 
 fn request() -> Request {
     Request {
-        program: Program::Command(vec!["make".into()]),
-        stdio: Stdio::Inherit,
-        as_root: false,
-        env: Vec::new(),
-        network: None,
-        publish: Vec::new(),
-        host_loopback: false,
-        network_log: None,
-        cap_add: Vec::new(),
-        cap_drop: Vec::new(),
-        seccomp: Seccomp::Default,
-        limits: Limits::default(),
-        stats: false,
         home: Some("/store/homes/0123".into()),
-        forward: Default::default(),
+        ..Request::new(Program::Command(vec!["make".into()]), Stdio::Inherit)
     }
 }
 
