@@ -84,33 +84,39 @@ impl ScopeRequest {
     /// Asks systemd for the scope with `pid` in it and waits until `pid` is there, so the
     /// command never runs outside it; returns the scope's cgroup dir.
     pub fn start(&self, pid: i32) -> Result<PathBuf, RuntimeError> {
-        let fail = |detail: String| RuntimeError::Scope {
-            unit: self.unit.clone(),
-            detail,
-        };
-        let out = std::process::Command::new("busctl")
-            .args(self.busctl_args(pid))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| fail(format!("busctl could not run: {e}")))?;
-        if !out.status.success() {
-            return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+        call_and_wait(&self.unit, &self.busctl_args(pid), pid)
+            .map(|path| self.mount.join(path.trim_start_matches('/')))
+    }
+}
+
+/// Runs `busctl ARGS` for `unit` and waits (5 s at most) until systemd has moved `pid` into
+/// it (it does when the unit's job runs, just after replying): the pid's cgroup path.
+fn call_and_wait(unit: &str, args: &[String], pid: i32) -> Result<String, RuntimeError> {
+    let fail = |detail: String| RuntimeError::Scope {
+        unit: unit.to_owned(),
+        detail,
+    };
+    let out = std::process::Command::new("busctl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| fail(format!("busctl could not run: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let suffix = format!("/{unit}");
+    loop {
+        let text = fs_err::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if let Some(path) = super::v2::current_cgroup(&text).filter(|p| p.ends_with(&suffix)) {
+            return Ok(path.to_owned());
         }
-        // systemd moves the pid when the scope's start job runs, just after replying.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let suffix = format!("/{}", self.unit);
-        loop {
-            let text = fs_err::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-            if let Some(path) = super::v2::current_cgroup(&text).filter(|p| p.ends_with(&suffix)) {
-                return Ok(self.mount.join(path.trim_start_matches('/')));
-            }
-            if Instant::now() >= deadline {
-                return Err(fail(
-                    "pid 1 was not in the scope 5 s after systemd made it".into(),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        if Instant::now() >= deadline {
+            return Err(fail(format!(
+                "process {pid} was not in the scope 5 s after systemd was asked"
+            )));
         }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -144,32 +150,7 @@ pub fn attach(scope: &Path, pid: i32) -> Result<(), RuntimeError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let fail = |detail: String| RuntimeError::Scope {
-        unit: unit.clone(),
-        detail,
-    };
-    let out = std::process::Command::new("busctl")
-        .args(attach_args(&unit, pid))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| fail(format!("busctl could not run: {e}")))?;
-    if !out.status.success() {
-        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let suffix = format!("/{unit}");
-    loop {
-        let text = fs_err::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        if super::v2::current_cgroup(&text).is_some_and(|p| p.ends_with(&suffix)) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(fail(format!(
-                "process {pid} was not in the scope 5 s after systemd was asked"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    call_and_wait(&unit, &attach_args(&unit, pid), pid).map(|_| ())
 }
 
 /// Whether a container's v2 cgroup is a scope systemd made for it (else a dir sandbox made in
