@@ -51,9 +51,11 @@ fn tool_names(template: &str) -> &'static [&'static str] {
 
 /// The hint for `template` in the project at `dir`, the most specific file first.
 pub fn find(dir: &Path, template: &str) -> Option<Hint> {
+    // What the project wrote is printed back: one short line, no control characters (a
+    // cloned repository's .nvmrc must not write escape sequences to the terminal).
     let hint = |asked: String, file: &str| {
         Some(Hint {
-            asked,
+            asked: plain(&asked),
             file: file.to_owned(),
         })
     };
@@ -166,11 +168,16 @@ pub fn find(dir: &Path, template: &str) -> Option<Hint> {
             let tool = words.next()?;
             let version = words.next()?;
             tool_names(template).contains(&tool).then(|| Hint {
-                asked: version.to_owned(),
+                asked: plain(version),
                 file: format!(".tool-versions ({tool})"),
             })
         })
     })
+}
+
+/// One short line of what a project file wrote, with no control characters.
+fn plain(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 /// nvm's aliases (`lts/iron`, `lts/*`) for Node's release lines.
@@ -353,6 +360,21 @@ mod tests {
         // A minimum the default meets: the default.
         assert_eq!(matching(&rust, ">=1.80"), Some("1.85".into()));
         assert_eq!(find(project(&[]).path(), "go"), None);
+    }
+
+    #[test]
+    fn what_a_hostile_hint_file_says_is_printed_as_plain_short_text() {
+        let dir = project(&[(
+            ".nvmrc",
+            &format!("\x1b]0;owned\x07v20{}\n", "9".repeat(500)),
+        )]);
+        let hint = find(dir.path(), "node").unwrap();
+        assert!(
+            !hint.asked.chars().any(char::is_control),
+            "{:?}",
+            hint.asked
+        );
+        assert_eq!(hint.asked.chars().count(), 64);
     }
 
     #[test]

@@ -43,13 +43,17 @@ impl Environment {
         env
     }
 
-    /// Sets `key` to `value` with `~/` expanded at the start of each `:`-separated part and
-    /// `$KEY` (or `${KEY}`) replaced by the value it had.
+    /// Sets `key` to `value` with `~/` expanded at its start (for a `...PATH` list, at the
+    /// start of each `:`-separated part) and `$KEY` (or `${KEY}`) replaced by the value it had.
     fn extend(&mut self, key: &str, value: &str, home: &Path) {
-        let expanded: Vec<String> = value.split(':').map(|p| expand_home(p, home)).collect();
+        let expanded = if key.ends_with("PATH") {
+            let parts: Vec<String> = value.split(':').map(|p| expand_home(p, home)).collect();
+            parts.join(":")
+        } else {
+            expand_home(value, home)
+        };
         let before = self.get(key).unwrap_or_default().to_owned();
         let value = expanded
-            .join(":")
             .replace(&format!("${{{key}}}"), &before)
             .replace(&format!("${key}"), &before);
         self.set(key, &value);
@@ -127,14 +131,18 @@ mod tests {
             env.get("PATH"),
             Some("/home/dev/go/bin:/usr/local/go/bin:/usr/bin:/home/dev/tools")
         );
-        // Another key's `$NAME` stays as written; a URL is not a home.
+        // Another key's `$NAME` stays as written; only a PATH list has a home in each part.
         let env = Environment::base(
             &[],
             &[],
-            &[("URL".into(), "http://x:8080/$PATH".into())],
+            &[
+                ("URL".into(), "http://x:8080/$PATH".into()),
+                ("REPO".into(), "ssh://host:~/repo".into()),
+            ],
             Path::new("/home/dev"),
         );
         assert_eq!(env.get("URL"), Some("http://x:8080/$PATH"));
+        assert_eq!(env.get("REPO"), Some("ssh://host:~/repo"));
     }
 
     #[test]
