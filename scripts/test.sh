@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/host-packages.sh
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 # The fuzz targets (bench/fuzz.sh runs them) build against the crate as it is: moving a module
 # must not break them unseen.
 (cd fuzz && RUSTC_BOOTSTRAP=1 cargo check --locked -q)
@@ -47,9 +47,9 @@ if cargo nextest --version >/dev/null 2>&1; then
         expr=$(printf ' | test(=%s)' "${skipped[@]}")
         filter=(-E "not (${expr# | })")
     fi
-    cargo nextest run --locked --no-fail-fast "${filter[@]}" "$@"
+    cargo nextest run --workspace --locked --no-fail-fast "${filter[@]}" "$@"
 else
     skip_args=()
     for t in "${skipped[@]}"; do skip_args+=(--skip "$t"); done
-    cargo test --locked --no-fail-fast "$@" -- "${skip_args[@]}"
+    cargo test --workspace --locked --no-fail-fast "$@" -- "${skip_args[@]}"
 fi

@@ -6,6 +6,7 @@
 //! A library as well as the binary so the fuzz targets (`fuzz/`) reach the parsers of
 //! untrusted input.
 
+#![forbid(unsafe_code)]
 pub mod cli;
 pub mod config;
 pub mod fsutil;

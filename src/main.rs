@@ -1,4 +1,5 @@
 //! The `sandbox` binary: see the library's documentation for the layers.
+#![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
     // The pause process re-executes us under this name, so it carries nothing of the command

@@ -3,6 +3,6 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let openings = sandbox::runtime::sys::parse_openings(data);
+    let openings = sys::parse_openings(data);
     assert!(openings.len() <= data.len() / 16 + 1);
 });

@@ -53,13 +53,10 @@ pub fn read_in_layers(layers: &[PathBuf], path: &str, limit: u64) -> Option<Stri
 }
 
 fn is_opaque(dir: &Path) -> bool {
-    let (Ok(path), Ok(name)) = (
-        crate::runtime::sys::cpath(dir),
-        crate::runtime::sys::cstring("user.overlay.opaque"),
-    ) else {
+    let (Ok(path), Ok(name)) = (sys::cpath(dir), sys::cstring("user.overlay.opaque")) else {
         return false;
     };
-    crate::runtime::sys::small_xattr(&path, &name).is_some_and(|v| v == b"y")
+    sys::small_xattr(&path, &name).is_some_and(|v| v == b"y")
 }
 
 #[cfg(test)]
@@ -111,9 +108,9 @@ mod tests {
         // A higher layer replaces the dir: opaque, so the lower one's files are gone.
         let opaque = top.join("etc/apt/sources.list.d");
         fs_err::create_dir_all(&opaque).unwrap();
-        crate::runtime::sys::set_xattr(
-            &crate::runtime::sys::cpath(&opaque).unwrap(),
-            &crate::runtime::sys::cstring("user.overlay.opaque").unwrap(),
+        sys::set_xattr(
+            &sys::cpath(&opaque).unwrap(),
+            &sys::cstring("user.overlay.opaque").unwrap(),
             b"y",
         )
         .unwrap();

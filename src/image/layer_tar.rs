@@ -30,15 +30,15 @@ fn is_whiteout(meta: &std::fs::Metadata) -> bool {
 }
 
 fn opaque(path: &Path) -> bool {
-    let Ok(c) = crate::runtime::sys::cpath(path) else {
+    let Ok(c) = sys::cpath(path) else {
         return false;
     };
     ["user.overlay.opaque", "trusted.overlay.opaque"]
         .iter()
         .any(|name| {
-            crate::runtime::sys::cstring(name)
+            sys::cstring(name)
                 .ok()
-                .and_then(|n| crate::runtime::sys::small_xattr(&c, &n))
+                .and_then(|n| sys::small_xattr(&c, &n))
                 .is_some_and(|v| v == b"y")
         })
 }
@@ -234,9 +234,9 @@ mod tests {
     fn whiteouts_and_opaque_dirs_become_oci_markers() {
         let root = tempfile::tempdir().unwrap();
         fs_err::create_dir_all(root.path().join("etc/apt")).unwrap();
-        let opaque_dir = crate::runtime::sys::cpath(&root.path().join("etc/apt")).unwrap();
-        let name = crate::runtime::sys::cstring("user.overlay.opaque").unwrap();
-        crate::runtime::sys::set_xattr(&opaque_dir, &name, b"y").unwrap();
+        let opaque_dir = sys::cpath(&root.path().join("etc/apt")).unwrap();
+        let name = sys::cstring("user.overlay.opaque").unwrap();
+        sys::set_xattr(&opaque_dir, &name, b"y").unwrap();
         let made = nix::sys::stat::mknod(
             &root.path().join("etc/gone"),
             nix::sys::stat::SFlag::S_IFCHR,

@@ -178,10 +178,10 @@ fn remove_copied_up_dirs(
     if rel.as_os_str().is_empty() || fs_err::read_dir(&dir)?.next().is_some() {
         return Ok(());
     }
-    let opaque = crate::runtime::sys::cpath(&dir)
+    let opaque = sys::cpath(&dir)
         .ok()
-        .zip(crate::runtime::sys::cstring("user.overlay.opaque").ok())
-        .is_some_and(|(p, n)| crate::runtime::sys::small_xattr(&p, &n).is_some());
+        .zip(sys::cstring("user.overlay.opaque").ok())
+        .is_some_and(|(p, n)| sys::small_xattr(&p, &n).is_some());
     let mine = fs_err::symlink_metadata(&dir)?;
     let below = lowers
         .iter()

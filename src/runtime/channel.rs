@@ -66,7 +66,7 @@ pub enum Message {
 pub fn send(fd: BorrowedFd<'_>, message: &Message) {
     if let Ok(mut line) = serde_json::to_vec(message) {
         line.push(b'\n');
-        let _ = super::sys::write_all(fd, &line);
+        let _ = sys::write_all(fd, &line);
     }
 }
 

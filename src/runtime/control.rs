@@ -6,8 +6,6 @@
 
 use std::os::fd::BorrowedFd;
 
-use super::sys;
-
 pub const IN_CGROUPS: u8 = b'c';
 pub const FUSE_READY: u8 = b'f';
 pub const GO: u8 = b'g';

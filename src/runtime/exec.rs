@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use super::channel::{self, FailureKind, Message};
 use super::nest::NestChild;
 use super::plan::{ProcessPlan, Program, Stdio, Stream};
-use super::sys;
 
 /// What confines the command beyond its plan: the nested namespaces to make (a new
 /// container's command; a joining one enters the existing ones) and the seccomp filter.

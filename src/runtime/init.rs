@@ -19,7 +19,6 @@ use super::mounts::{self, MountFailure, RootDir};
 use super::nest;
 use super::plan::{EtcContent, LaunchPlan, Network, OverlayChoice};
 use super::stdio::CommandSide;
-use super::sys;
 
 /// The fds pid 1 inherits from the monitor.
 pub struct InitFds {

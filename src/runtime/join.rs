@@ -22,7 +22,6 @@ use super::monitor::{self, Outcome, Session};
 use super::plan::{ProcessPlan, Stdio};
 use super::state::ContainerState;
 use super::stdio;
-use super::sys;
 use super::RunReporter;
 
 fn open_ns(pid: i32, name: &str) -> Result<OwnedFd, RuntimeError> {

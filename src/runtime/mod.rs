@@ -26,7 +26,6 @@ pub mod relay;
 pub mod seccomp;
 pub mod state;
 pub mod stdio;
-pub mod sys;
 pub mod typeahead;
 pub mod udp_relay;
 pub mod userns;

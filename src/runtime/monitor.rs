@@ -23,7 +23,6 @@ use super::relay::Relays;
 use super::seccomp;
 use super::state::{self, ContainerState};
 use super::stdio::{self, MonitorSide};
-use super::sys;
 use super::warm;
 use super::RunReporter;
 

@@ -13,7 +13,6 @@ use std::path::{Component, Path, PathBuf};
 use super::channel::FailureKind;
 use super::plan::CgroupView;
 pub use super::plan::{Kind, MountOp};
-use super::sys;
 
 /// Why a mount step failed, for the error the user sees.
 #[derive(Debug)]

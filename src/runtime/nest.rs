@@ -13,8 +13,6 @@
 
 use std::os::fd::{AsFd as _, OwnedFd};
 
-use super::sys;
-
 /// The child's end: unshare, say so, wait until mapped.
 pub struct NestChild {
     unshared: OwnedFd,

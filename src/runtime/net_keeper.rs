@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use super::egress::{self, Policy};
 use super::error::RuntimeError;
 use super::network::{self, Helper, PortMapping};
-use super::sys;
 
 /// What the keeper connects the sandbox with.
 pub enum Connection<'a> {

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use super::egress::DNS_ADDRESS;
 use super::error::RuntimeError;
-use super::sys;
 
 /// slirp4netns' built-in DNS forwarder and host address.
 pub const SLIRP_DNS: &str = "10.0.2.3";

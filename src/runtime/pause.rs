@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use super::idmap::IdRange;
 use super::state::process_start;
-use super::sys;
 
 const IDLE: Duration = Duration::from_secs(15 * 60);
 const CHECK_EVERY: Duration = Duration::from_secs(60);

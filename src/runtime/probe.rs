@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use super::sys;
-
 /// Runs `trial` in a forked child; its `Err` text comes back through a pipe.
 fn in_child(trial: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     let proof = sys::SingleThreaded::check()

@@ -4,8 +4,6 @@
 
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
-use super::sys;
-
 pub struct Relays {
     stdin: std::io::Stdin,
     /// Where our stdin goes, until our stdin ends (then it is closed: the command sees EOF)

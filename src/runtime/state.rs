@@ -299,7 +299,7 @@ pub fn changed_sources(then: &[(String, String)], now: &[(String, String)]) -> V
 /// signal processes running as any of its ids.
 pub fn stop(state: &ContainerState, grace: std::time::Duration) -> bool {
     for pid in state.members() {
-        super::sys::kill(pid, Signal::SIGTERM);
+        sys::kill(pid, Signal::SIGTERM);
     }
     let deadline = std::time::Instant::now() + grace;
     while std::time::Instant::now() < deadline {
@@ -309,6 +309,6 @@ pub fn stop(state: &ContainerState, grace: std::time::Duration) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // pid 1's death ends every process of its namespace.
-    super::sys::kill(state.pid, Signal::SIGKILL);
+    sys::kill(state.pid, Signal::SIGKILL);
     false
 }

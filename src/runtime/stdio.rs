@@ -4,7 +4,6 @@
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
 use super::plan::{Stdio, Stream};
-use super::sys;
 
 /// What the command's side is given.
 #[derive(Default)]

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use super::egress::traffic::TRAFFIC;
 use super::error::RuntimeError;
 use super::network::{PortMapping, Protocol};
-use super::sys;
 
 const IDLE_FLOW: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_millis(100);

@@ -20,7 +20,6 @@ use nix::unistd::{getpid, pipe};
 
 use super::error::RuntimeError;
 use super::idmap::{IdMapping, IdRange};
-use super::sys;
 
 /// Enters the user namespace mapped as `mapping` says (no-op for real root): the one the pause
 /// process at `pause_file` holds, else a fresh one, which a new pause process then holds.

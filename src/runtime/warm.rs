@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::network::{self, Helper};
-use super::sys;
 
 /// The pool's socket, in the store (0700: only its user reaches it).
 pub const SOCKET: &str = "warm.sock";

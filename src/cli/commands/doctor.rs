@@ -315,10 +315,7 @@ fn cgroups() -> Check {
     }
     let writable: Vec<&str> = configured
         .iter()
-        .filter(|(_, d)| {
-            crate::runtime::sys::cpath(d)
-                .is_ok_and(|c| crate::runtime::sys::is_writable_dir_by_us(&c))
-        })
+        .filter(|(_, d)| sys::cpath(d).is_ok_and(|c| sys::is_writable_dir_by_us(&c)))
         .map(|(c, _)| c.name())
         .collect();
     if writable.len() == configured.len() {

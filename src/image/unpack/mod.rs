@@ -12,8 +12,6 @@
 //! - owners are applied as they are in the image (we run in the store's user namespace), unless
 //!   the id map has a single id, in which case everything belongs to the user.
 
-mod sys;
-
 use std::ffi::CString;
 use std::io::{self, Read};
 use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
@@ -58,7 +56,7 @@ pub fn unpack(
     ownership: &Ownership,
     limit: Limit,
 ) -> Result<UnpackStats, ImageError> {
-    let root = sys::open_dir_path(dest)?;
+    let root = sys::at::open_dir_path(dest)?;
     let mut job = Job {
         root,
         layer,
@@ -206,11 +204,11 @@ impl Job<'_> {
         }
         let mut current = self.root.try_clone()?;
         for name in dirs {
-            match sys::kind_at(current.as_fd(), name)
+            match sys::at::kind_at(current.as_fd(), name)
                 .map_err(|e| self.io(raw, "inspect parent", e))?
             {
                 None if create => {
-                    sys::mkdir_at(current.as_fd(), name, 0o755)
+                    sys::at::mkdir_at(current.as_fd(), name, 0o755)
                         .map_err(|e| self.io(raw, "create parent", e))?;
                     self.chown_at(raw, current.as_fd(), name, 0, 0)?;
                 }
@@ -237,7 +235,7 @@ impl Job<'_> {
                 }
                 Some(_) => {}
             }
-            current = sys::open_dir_at(current.as_fd(), name)
+            current = sys::at::open_dir_at(current.as_fd(), name)
                 .map_err(|e| self.io(raw, "open parent", e))?;
         }
         self.cached_parent = Some((dirs.to_vec(), current.try_clone()?));
@@ -289,7 +287,7 @@ impl Job<'_> {
         gid: u64,
     ) -> Result<(), ImageError> {
         if let Some((uid, gid)) = self.check_owner(raw, uid, gid)? {
-            sys::chown_at(dir, name, uid, gid).map_err(|e| self.io(raw, "set owner", e))?;
+            sys::at::chown_at(dir, name, uid, gid).map_err(|e| self.io(raw, "set owner", e))?;
         }
         Ok(())
     }
@@ -302,12 +300,12 @@ impl Job<'_> {
         name: &[u8],
         keep_dir: bool,
     ) -> Result<bool, ImageError> {
-        match sys::kind_at(dir, name).map_err(|e| self.io(raw, "inspect", e))? {
+        match sys::at::kind_at(dir, name).map_err(|e| self.io(raw, "inspect", e))? {
             None => Ok(false),
             Some(S_IFDIR) if keep_dir => Ok(true),
             Some(S_IFDIR) => Err(self.bad(raw, "it would replace a directory of the same layer")),
             Some(_) => {
-                sys::unlink_at(dir, name, false).map_err(|e| self.io(raw, "replace", e))?;
+                sys::at::unlink_at(dir, name, false).map_err(|e| self.io(raw, "replace", e))?;
                 Ok(false)
             }
         }
@@ -352,7 +350,7 @@ impl Job<'_> {
                 return Err(self.bad(&raw, "refusing to change the type of the layer root"));
             }
             if let Some((u, g)) = self.check_owner(&raw, uid, gid)? {
-                sys::chown_fd(self.root.as_fd(), u, g)
+                sys::at::chown_fd(self.root.as_fd(), u, g)
                     .map_err(|e| self.io(&raw, "set owner", e))?;
             }
             self.pending.push(PendingDir {
@@ -372,12 +370,12 @@ impl Job<'_> {
         if kind.is_dir() {
             let existed = self.clear(&raw, dir, &name, true)?;
             if !existed {
-                sys::mkdir_at(dir, &name, 0o700)
+                sys::at::mkdir_at(dir, &name, 0o700)
                     .map_err(|e| self.io(&raw, "create directory", e))?;
             }
             self.chown_at(&raw, dir, &name, uid, gid)?;
             let fd =
-                sys::open_dir_at(dir, &name).map_err(|e| self.io(&raw, "open directory", e))?;
+                sys::at::open_dir_at(dir, &name).map_err(|e| self.io(&raw, "open directory", e))?;
             self.set_xattrs(&raw, fd.as_fd(), &xattrs)?;
             parts.push(name);
             self.pending.push(PendingDir {
@@ -414,10 +412,10 @@ impl Job<'_> {
                 entry.set_preserve_mtime(false);
                 entry.unpack(&at).map_err(disk_error)?;
                 self.stats.bytes += stored;
-                sys::open_file_at(dir, &name).map_err(|e| self.io(&raw, "open file", e))?
+                sys::at::open_file_at(dir, &name).map_err(|e| self.io(&raw, "open file", e))?
             } else {
-                let mut file =
-                    sys::create_file_at(dir, &name).map_err(|e| self.io(&raw, "create file", e))?;
+                let mut file = sys::at::create_file_at(dir, &name)
+                    .map_err(|e| self.io(&raw, "create file", e))?;
                 let left = self.limit.bytes.saturating_sub(self.stats.bytes);
                 let written = io::copy(&mut (&mut entry).take(left.saturating_add(1)), &mut file)
                     .map_err(disk_error)?;
@@ -426,21 +424,22 @@ impl Job<'_> {
                 file
             };
             if let Some((u, g)) = self.check_owner(&raw, uid, gid)? {
-                sys::chown_fd(file.as_fd(), u, g).map_err(|e| self.io(&raw, "set owner", e))?;
+                sys::at::chown_fd(file.as_fd(), u, g).map_err(|e| self.io(&raw, "set owner", e))?;
             }
             // After chown, which would clear setuid/setgid bits.
-            sys::chmod_fd(file.as_fd(), mode).map_err(|e| self.io(&raw, "set mode", e))?;
+            sys::at::chmod_fd(file.as_fd(), mode).map_err(|e| self.io(&raw, "set mode", e))?;
             self.set_xattrs(&raw, file.as_fd(), &xattrs)?;
-            sys::set_mtime_fd(file.as_fd(), mtime).map_err(|e| self.io(&raw, "set time", e))?;
+            sys::at::set_mtime_fd(file.as_fd(), mtime).map_err(|e| self.io(&raw, "set time", e))?;
         } else if kind.is_symlink() {
             let target = entry
                 .link_name_bytes()
                 .ok_or_else(|| self.bad(&raw, "symlink without a target"))?
                 .into_owned();
             self.clear(&raw, dir, &name, false)?;
-            sys::symlink_at(&target, dir, &name).map_err(|e| self.io(&raw, "create symlink", e))?;
+            sys::at::symlink_at(&target, dir, &name)
+                .map_err(|e| self.io(&raw, "create symlink", e))?;
             self.chown_at(&raw, dir, &name, uid, gid)?;
-            sys::set_mtime_at(dir, &name, mtime).map_err(|e| self.io(&raw, "set time", e))?;
+            sys::at::set_mtime_at(dir, &name, mtime).map_err(|e| self.io(&raw, "set time", e))?;
         } else if kind.is_hard_link() {
             let target = entry
                 .link_name_bytes()
@@ -454,7 +453,7 @@ impl Job<'_> {
             let from = self.parent(&raw, &target_parts, false)?;
             // The cache now points at the target's dir; reopen ours.
             let parent = self.parent(&raw, &parts, true)?;
-            match sys::kind_at(from.as_fd(), &target_name)
+            match sys::at::kind_at(from.as_fd(), &target_name)
                 .map_err(|e| self.io(&raw, "inspect link target", e))?
             {
                 None => {
@@ -467,14 +466,14 @@ impl Job<'_> {
                 Some(_) => {}
             }
             self.clear(&raw, parent.as_fd(), &name, false)?;
-            sys::link_at(from.as_fd(), &target_name, parent.as_fd(), &name)
+            sys::at::link_at(from.as_fd(), &target_name, parent.as_fd(), &name)
                 .map_err(|e| self.io(&raw, "create hard link", e))?;
         } else if kind.is_fifo() {
             self.clear(&raw, dir, &name, false)?;
-            sys::mkfifo_at(dir, &name).map_err(|e| self.io(&raw, "create fifo", e))?;
+            sys::at::mkfifo_at(dir, &name).map_err(|e| self.io(&raw, "create fifo", e))?;
             self.chown_at(&raw, dir, &name, uid, gid)?;
-            sys::chmod_at(dir, &name, mode).map_err(|e| self.io(&raw, "set mode", e))?;
-            sys::set_mtime_at(dir, &name, mtime).map_err(|e| self.io(&raw, "set time", e))?;
+            sys::at::chmod_at(dir, &name, mode).map_err(|e| self.io(&raw, "set mode", e))?;
+            sys::at::set_mtime_at(dir, &name, mtime).map_err(|e| self.io(&raw, "set time", e))?;
         } else if kind.is_character_special() || kind.is_block_special() {
             self.stats.skipped_devices += 1;
         } else if matches!(
@@ -516,7 +515,7 @@ impl Job<'_> {
         if target == b".wh..opq" {
             let parent = self.parent(raw, dirs, true)?;
             let name = c"user.overlay.opaque";
-            return sys::set_xattr_fd(parent.as_fd(), name, b"y")
+            return sys::at::set_xattr_fd(parent.as_fd(), name, b"y")
                 .map_err(|e| self.io(raw, "mark opaque", e));
         }
         if target.starts_with(b".wh.") {
@@ -528,7 +527,7 @@ impl Job<'_> {
         }
         let parent = self.parent(raw, dirs, true)?;
         self.clear(raw, parent.as_fd(), target, false)?;
-        sys::whiteout_at(parent.as_fd(), target).map_err(|e| self.io(raw, "create whiteout", e))
+        sys::at::whiteout_at(parent.as_fd(), target).map_err(|e| self.io(raw, "create whiteout", e))
     }
 
     /// Keeps user xattrs (not overlay's) and file capabilities; drops the rest, counted.
@@ -548,7 +547,7 @@ impl Job<'_> {
             let Ok(cname) = CString::new(name.as_bytes()) else {
                 return Err(self.bad(raw, "xattr name with a NUL byte"));
             };
-            if sys::set_xattr_fd(fd, &cname, value).is_err() {
+            if sys::at::set_xattr_fd(fd, &cname, value).is_err() {
                 self.stats.dropped_xattrs += 1;
             }
         }
@@ -565,13 +564,14 @@ impl Job<'_> {
                 None => self.root.try_clone()?,
                 Some((name, parents)) => {
                     let parent = self.parent(b"", parents, false)?;
-                    sys::open_dir_at(parent.as_fd(), name)
+                    sys::at::open_dir_at(parent.as_fd(), name)
                         .map_err(|e| self.io(name, "open directory", e))?
                 }
             };
             let shown = dir.path.join(&b'/');
-            sys::chmod_fd(fd.as_fd(), dir.mode).map_err(|e| self.io(&shown, "set mode", e))?;
-            sys::set_mtime_fd(fd.as_fd(), dir.mtime).map_err(|e| self.io(&shown, "set time", e))?;
+            sys::at::chmod_fd(fd.as_fd(), dir.mode).map_err(|e| self.io(&shown, "set mode", e))?;
+            sys::at::set_mtime_fd(fd.as_fd(), dir.mtime)
+                .map_err(|e| self.io(&shown, "set time", e))?;
         }
         Ok(())
     }

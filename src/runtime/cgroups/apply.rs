@@ -187,7 +187,7 @@ impl Cgroup {
         let keep = |cgroup: &mut Self, dirs: Vec<PathBuf>| {
             cgroup.dirs = dirs.into_iter().map(|d| (Controller::Memory, d)).collect();
         };
-        let Ok(pidfd) = crate::runtime::sys::pidfd_open(pid) else {
+        let Ok(pidfd) = sys::pidfd_open(pid) else {
             keep(&mut self, dirs);
             return;
         };
@@ -268,7 +268,6 @@ pub const CLEANER: &str = "sandbox-cgroup-cleanup";
 /// The cleaner's life (see `Cgroup::remove_when_gone`): stdin is pid 1's pidfd, the arguments
 /// the cgroup dirs. Only ever removes empty cgroups, with the caller's own rights.
 pub fn cleaner_main(dirs: Vec<PathBuf>) -> ! {
-    use crate::runtime::sys;
     use std::os::fd::AsFd as _;
     sys::setsid();
     let stdin = std::io::stdin();

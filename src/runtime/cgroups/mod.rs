@@ -148,8 +148,7 @@ impl CgroupFacts {
             .map(|(controller, path)| DelegatedDir {
                 controller: *controller,
                 path: path.clone(),
-                writable: super::sys::cpath(path)
-                    .is_ok_and(|c| super::sys::is_writable_dir_by_us(&c)),
+                writable: sys::cpath(path).is_ok_and(|c| sys::is_writable_dir_by_us(&c)),
                 swap_accounting: *controller == Controller::Memory
                     && path.join("memory.memsw.limit_in_bytes").exists(),
             })

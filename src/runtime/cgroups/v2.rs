@@ -121,9 +121,9 @@ fn delegated(dir: &Path, uid: u32) -> bool {
             .any(|s| n.ends_with(s))
     });
     let marked = || {
-        let path = crate::runtime::sys::cpath(dir);
-        let name = crate::runtime::sys::cstring("user.delegate");
-        matches!((path, name), (Ok(p), Ok(n)) if crate::runtime::sys::small_xattr(&p, &n).as_deref() == Some(b"1"))
+        let path = sys::cpath(dir);
+        let name = sys::cstring("user.delegate");
+        matches!((path, name), (Ok(p), Ok(n)) if sys::small_xattr(&p, &n).as_deref() == Some(b"1"))
     };
     dir.is_dir() && owned(dir) && owned(&dir.join("cgroup.procs")) && (!unit || marked())
 }
@@ -347,9 +347,9 @@ mod tests {
         let current = "/user@1000.service/app.slice/run-1.scope";
         // Unmarked: not ours at all.
         assert_eq!(V2Facts::gather(root.path(), current, me()).base, None);
-        let path = crate::runtime::sys::cpath(&scope).unwrap();
-        let name = crate::runtime::sys::cstring("user.delegate").unwrap();
-        if let Err(e) = crate::runtime::sys::set_xattr(&path, &name, b"1") {
+        let path = sys::cpath(&scope).unwrap();
+        let name = sys::cstring("user.delegate").unwrap();
+        if let Err(e) = sys::set_xattr(&path, &name, b"1") {
             panic!("the temp dir's file system takes no user.* attributes ({e}): TMPDIR must be on tmpfs (6.6+) or ext4");
         }
         // Marked: the scope is ours; the slice above it still is not, so the walk stops there.

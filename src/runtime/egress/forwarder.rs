@@ -17,7 +17,6 @@ use super::refusals::Refusals;
 use super::sniff::{self, Opening};
 use super::traffic::TRAFFIC;
 use super::{Policy, PROXY_PORT};
-use crate::runtime::sys;
 
 /// How long a connection may take to say which name it is for before it is judged by its
 /// address (a protocol where the server speaks first says nothing).

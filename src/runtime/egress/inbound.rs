@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use crate::runtime::error::RuntimeError;
 use crate::runtime::network::{PortMapping, Protocol};
-use crate::runtime::sys;
 
 /// Binds every published TCP port and serves it on threads until the keeper exits.
 pub fn start(netns: &OwnedFd, ports: &[PortMapping]) -> Result<(), RuntimeError> {

@@ -26,7 +26,6 @@ use super::log::NetworkLog;
 use super::refusals::Refusals;
 use super::traffic::TRAFFIC;
 use super::DNS_ADDRESS;
-use crate::runtime::sys;
 
 /// The port the keeper's sockets listen on inside (on 127.0.0.1): TPROXY hands them
 /// everything, so its number only has to stay clear of the sandbox's own servers.

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use super::OverlayChoice;
 use crate::runtime::network::Helper;
-pub use crate::runtime::sys::FdKind;
-use crate::runtime::sys::{self, StdStream};
+pub use sys::FdKind;
+use sys::StdStream;
 
 /// The user as the host knows them.
 #[derive(Clone, Debug, PartialEq, Eq)]

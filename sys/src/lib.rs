@@ -1,8 +1,9 @@
-//! The runtime's syscall layer: safe wrappers with typed arguments (borrowed and owned fds,
-//! typed signals and flags) over nix, and over libc only where nix has no call. Every unsafe
-//! block of the runtime is in this folder, each with its reason; the other modules call these
-//! functions only.
+//! sandbox's syscall layer: safe wrappers with typed arguments (borrowed and owned fds, typed
+//! signals and flags) over nix, and over libc only where nix has no call. Every unsafe block
+//! of sandbox is in this crate, each with its reason: the main crate forbids unsafe code, so
+//! the compiler refuses it anywhere else.
 
+pub mod at;
 mod fd;
 mod fd_io;
 mod fs;

@@ -119,8 +119,7 @@ pub fn small_xattr(path: &CStr, name: &CStr) -> Option<Vec<u8>> {
     buf.get(..n).map(<[u8]>::to_vec)
 }
 
-/// setxattr(2), for tests that build a fake cgroup tree.
-#[cfg(test)]
+/// setxattr(2): tests build fake cgroup trees and overlay layers with it.
 pub fn set_xattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()> {
     // SAFETY: both strings are NUL-terminated; `value` is read for its length, which is passed.
     let rc = unsafe {
