@@ -12,3 +12,4 @@ pub mod config;
 pub mod fsutil;
 pub mod image;
 pub mod runtime;
+pub mod settings;

@@ -1,7 +1,9 @@
 //! A DNS query from inside the sandbox, as the allow-list's resolver reads it: it is read as
 //! one question or dropped, and the answer to it echoes that question whole.
 #![no_main]
-use sandbox::runtime::egress::dns::{parse_query, response, Answer};
+use sandbox::runtime::net::egress::dns::parse_query;
+use sandbox::runtime::net::egress::dns::response;
+use sandbox::runtime::net::egress::dns::Answer;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some(question) = parse_query(data) else {

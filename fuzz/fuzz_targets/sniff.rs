@@ -2,8 +2,10 @@
 //! server name or HTTP Host it names passes the name check or is refused, never a byte the
 //! check does not allow, and a proxy request is rewritten to origin form or refused, never a panic.
 #![no_main]
-use sandbox::runtime::egress::names::checked;
-use sandbox::runtime::egress::sniff::{opening, origin_form, Opening};
+use sandbox::runtime::net::egress::names::checked;
+use sandbox::runtime::net::egress::sniff::opening;
+use sandbox::runtime::net::egress::sniff::origin_form;
+use sandbox::runtime::net::egress::sniff::Opening;
 
 fn assert_clean(name: &str) {
     if let Ok(name) = checked(name) {

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::runtime::network::{parse_port, NetworkMode, PortMapping};
+use crate::runtime::net::helpers::parse_port;
+use crate::runtime::net::helpers::NetworkMode;
+use crate::runtime::net::helpers::PortMapping;
 use clap::{Args, Parser, Subcommand};
 
 /// Rootless per-project developer sandboxes from OCI images.
@@ -628,7 +630,7 @@ fn parse_security_opt(text: &str) -> Result<SecurityOpt, String> {
 
 /// `--cap-add NET_ADMIN` (with or without `CAP_`, any case, or ALL).
 fn parse_capabilities(text: &str) -> Result<Vec<caps::Capability>, String> {
-    crate::runtime::capabilities::parse(text)
+    crate::settings::capabilities::parse(text)
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@
 use crate::cli::errors::CliError;
 use crate::config::egress::AllowSetting;
 use crate::config::project::Project;
-use crate::runtime::egress::Policy;
+use crate::runtime::net::egress::Policy;
 
 fn policy(setting: &AllowSetting) -> Policy {
     Policy {
@@ -75,7 +75,7 @@ const SOURCES_MAX: u64 = 64 * 1024;
 
 /// The mirrors the base image's own apt and apk sources name (its layers, not setup's: a step
 /// must not widen the list by editing them).
-fn image_mirrors(layers: &[std::path::PathBuf]) -> Vec<crate::runtime::egress::Rule> {
+fn image_mirrors(layers: &[std::path::PathBuf]) -> Vec<crate::settings::allow_list::Rule> {
     let mut texts: Vec<String> = SOURCES
         .iter()
         .filter_map(|rel| crate::image::layer_lookup::read_in_layers(layers, rel, SOURCES_MAX))

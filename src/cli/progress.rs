@@ -167,7 +167,7 @@ impl crate::runtime::RunReporter for Progress {
 
     /// Asked for with --stats, so said even with -q.
     #[allow(clippy::print_stderr)]
-    fn stats(&self, stats: &crate::runtime::metering::Stats) {
+    fn stats(&self, stats: &crate::runtime::cgroups::metering::Stats) {
         if self.stats_json {
             if let Ok(text) = serde_json::to_string(stats) {
                 eprintln!("{text}");

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::args::GlobalArgs;
-use super::errors::CliError;
+use crate::cli::args::GlobalArgs;
+use crate::cli::errors::CliError;
 use crate::config::project::{self, Project};
 use crate::config::{lock, ConfigError};
 

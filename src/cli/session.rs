@@ -3,14 +3,15 @@
 
 use std::path::PathBuf;
 
-use super::args::GlobalArgs;
-use super::errors::CliError;
-use super::progress::Progress;
+use crate::cli::args::GlobalArgs;
+use crate::cli::errors::CliError;
+use crate::cli::progress::Progress;
 use crate::config::user::{self, UserConfig};
 use crate::image::reporter::PullReporter as _;
 use crate::image::store::Store;
 use crate::image::unpack::Ownership;
-use crate::runtime::{userns, IdMapping};
+use crate::runtime::identity::userns;
+use crate::runtime::IdMapping;
 
 /// Where the store lives: --root, $SANDBOX_ROOT, else $XDG_DATA_HOME/sandbox (never a
 /// directory relative to wherever the command happens to run).

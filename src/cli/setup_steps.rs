@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 
-use super::errors::{CliError, StepEnd};
-use super::progress::Progress;
+use crate::cli::errors::{CliError, StepEnd};
+use crate::cli::progress::Progress;
 use crate::config::project::Project;
 use crate::config::setup::{Secret, SetupStep};
 use crate::image::copy_layer;
@@ -26,11 +26,15 @@ use crate::image::setup_layer::{ChainRoot, SetupRecord, StepKey};
 use crate::image::store::Store;
 use crate::image::unpack::Ownership;
 use crate::image::Digest;
-use crate::runtime::monitor::{self, Outcome};
 use crate::runtime::plan::{
     self, HostFacts, Inputs, LaunchKind, Program, ProjectInputs, Request, Stdio,
 };
-use crate::runtime::{exit_code, state, RunReporter, RuntimeError};
+use crate::runtime::process::exit_code;
+use crate::runtime::process::monitor;
+use crate::runtime::process::monitor::Outcome;
+use crate::runtime::state;
+use crate::runtime::RunReporter;
+use crate::runtime::RuntimeError;
 
 /// Lines of output kept for the report of a failing step.
 const TAIL: usize = 20;
@@ -113,7 +117,7 @@ pub fn prepare(
     let mut layers: Vec<PathBuf> = Vec::with_capacity(total);
     let mut parent = None;
     let trust_files = if stored < total {
-        super::trust::host_files()?
+        crate::cli::trust::host_files()?
     } else {
         Vec::new()
     };
@@ -142,11 +146,15 @@ pub fn prepare(
                     secrets,
                     number,
                     total,
-                    trust: super::trust::for_layers(
+                    trust: crate::cli::trust::for_layers(
                         store,
                         &trust_files,
                         &lowers,
-                        &super::trust::env_pairs(&image.env, &config.env_defaults, &config.env),
+                        &crate::cli::trust::env_pairs(
+                            &image.env,
+                            &config.env_defaults,
+                            &config.env,
+                        ),
                         progress,
                     )?,
                     lowers,
@@ -347,8 +355,8 @@ fn made_dirs(launch: &plan::LaunchPlan) -> Vec<PathBuf> {
 
 /// The /etc files sandbox wrote into a setup container, with their text.
 fn written_etc(launch: &plan::LaunchPlan, lowers: &[PathBuf]) -> Vec<(PathBuf, String)> {
-    use crate::runtime::etc_files;
     use crate::runtime::plan::EtcContent;
+    use crate::runtime::rootfs::etc_files;
     let image_text = |path: &Path| {
         crate::image::trust::find_in_layers(lowers, &path.display().to_string())
             .and_then(|found| crate::config::files::read(&found, etc_files::READ_LIMIT).ok())

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::errors::CliError;
-use super::progress::Progress;
+use crate::cli::errors::CliError;
+use crate::cli::progress::Progress;
 use crate::image::store::Store;
 use crate::runtime::plan::HostTrust;
 

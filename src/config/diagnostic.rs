@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use super::error::ConfigError;
+use crate::config::error::ConfigError;
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {

@@ -7,9 +7,10 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::error::ConfigError;
-use super::project::Located;
-use crate::runtime::egress::{AllowList, Rule};
+use crate::config::error::ConfigError;
+use crate::config::project::Located;
+use crate::settings::allow_list::AllowList;
+use crate::settings::allow_list::Rule;
 
 /// The distributions whose mirrors have a preset.
 pub const DISTRIBUTIONS: [(&str, &[&str]); 3] = [
@@ -87,7 +88,7 @@ pub fn parse(
         } else if text.starts_with('@') {
             let mut names = vec!["@toolchain"];
             names.extend(DISTRIBUTIONS.iter().map(|(n, _)| *n));
-            let hint = super::diagnostic::nearest(text, &names)
+            let hint = crate::config::diagnostic::nearest(text, &names)
                 .map(|n| format!("did you mean `{n}`? "))
                 .unwrap_or_default();
             return Err(error(

@@ -6,7 +6,7 @@ use std::io::Read as _;
 use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::Path;
 
-use super::error::ConfigError;
+use crate::config::error::ConfigError;
 
 /// sandbox.toml, sandbox.lock and the user's config.
 pub const SMALL: u64 = 1024 * 1024;

@@ -71,8 +71,12 @@ impl RawForward {
     /// The forward, with each part that asks for something of the host's (for trust).
     pub(super) fn into_forward(
         self,
-        error: &dyn Fn(std::ops::Range<usize>, String, Option<String>) -> super::ConfigError,
-    ) -> Result<(Forward, Asks), super::ConfigError> {
+        error: &dyn Fn(
+            std::ops::Range<usize>,
+            String,
+            Option<String>,
+        ) -> crate::config::ConfigError,
+    ) -> Result<(Forward, Asks), crate::config::ConfigError> {
         let mut asks = Vec::new();
         let mut forward = Forward::default();
         if let Some(agent) = self.ssh_agent.filter(|a| *a.get_ref()) {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::ConfigError;
-use super::project::Project;
+use crate::config::error::ConfigError;
+use crate::config::project::Project;
 use crate::fsutil::atomic::write_file_atomic;
 
 pub const FILE_NAME: &str = "sandbox.lock";
@@ -37,12 +37,12 @@ impl Inputs {
             toolchain: project
                 .toolchain
                 .as_ref()
-                .map(super::project::Toolchain::key),
+                .map(crate::config::project::Toolchain::key),
             image: project.image.value.clone(),
             setup: project
                 .setup
                 .iter()
-                .map(super::setup::SetupStep::describe)
+                .map(crate::config::setup::SetupStep::describe)
                 .collect(),
             env: project.env.iter().cloned().collect(),
         }
@@ -85,17 +85,18 @@ pub fn path_for(project: &Project) -> PathBuf {
 /// The project's lock, if it has one.
 pub fn read(project: &Project) -> Result<Option<LockFile>, ConfigError> {
     let path = path_for(project);
-    let Some(text) = super::files::read_optional(&path, super::files::SMALL)? else {
+    let Some(text) = crate::config::files::read_optional(&path, crate::config::files::SMALL)?
+    else {
         return Ok(None);
     };
-    super::ownership::check(&path)?;
+    crate::config::ownership::check(&path)?;
     parse(&path, &text).map(Some)
 }
 
 /// Validates the text of a sandbox.lock at `path` (which errors name).
 pub fn parse(path: &std::path::Path, text: &str) -> Result<LockFile, ConfigError> {
     let lock: LockFile =
-        toml::from_str(text).map_err(|e| super::diagnostic::from_toml(path, text, &e))?;
+        toml::from_str(text).map_err(|e| crate::config::diagnostic::from_toml(path, text, &e))?;
     if !(1..=VERSION).contains(&lock.version) {
         return Err(ConfigError::Other {
             message: format!(

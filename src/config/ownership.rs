@@ -7,7 +7,7 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-use super::error::ConfigError;
+use crate::config::error::ConfigError;
 
 /// Checks that `file` and its directory belong to us (or to root), unless the directory is
 /// listed in `safe_directories` of the user config (or the list holds `*`).
@@ -36,7 +36,7 @@ fn owner_name(uid: u32) -> String {
 
 /// Whether the user config lists `dir` (or `*`) as safe. Read only when an owner differs.
 fn is_safe(dir: &Path) -> bool {
-    let listed = super::user::safe_directories().unwrap_or_default();
+    let listed = crate::config::user::safe_directories().unwrap_or_default();
     let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
     listed.iter().any(|entry: &PathBuf| {
         entry.as_os_str() == "*"

@@ -41,10 +41,12 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::diagnostic;
-use super::error::ConfigError;
-use super::templates;
-use crate::runtime::network::{parse_port, NetworkMode, PortMapping};
+use crate::config::diagnostic;
+use crate::config::error::ConfigError;
+use crate::config::templates;
+use crate::runtime::net::helpers::parse_port;
+use crate::runtime::net::helpers::NetworkMode;
+use crate::runtime::net::helpers::PortMapping;
 pub use crate::runtime::plan::Limits;
 
 pub const FILE_NAME: &str = "sandbox.toml";
@@ -53,7 +55,7 @@ pub const FILE_NAME: &str = "sandbox.toml";
 #[serde(deny_unknown_fields)]
 struct RawProject {
     toolchain: Option<Spanned<RawToolchain>>,
-    setup: Option<Spanned<Vec<Spanned<super::setup::RawStep>>>>,
+    setup: Option<Spanned<Vec<Spanned<crate::config::setup::RawStep>>>>,
     workdir: Option<Spanned<String>>,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, String>,
@@ -62,7 +64,7 @@ struct RawProject {
     network: Option<RawNetwork>,
     limits: Option<RawLimits>,
     security: Option<RawSecurity>,
-    forward: Option<super::forward::RawForward>,
+    forward: Option<crate::config::forward::RawForward>,
 }
 
 /// A value in `[caches]`: a cache's path inside, or `shared = false`.
@@ -88,7 +90,7 @@ struct RawToolchain {
     name: Option<Spanned<String>>,
     version: Option<Spanned<toml::Value>>,
     image: Option<Spanned<String>>,
-    setup: Option<Spanned<Vec<Spanned<super::setup::RawStep>>>>,
+    setup: Option<Spanned<Vec<Spanned<crate::config::setup::RawStep>>>>,
 }
 
 #[derive(Deserialize)]
@@ -162,9 +164,9 @@ pub struct NetworkSettings {
     pub ports: Vec<Located<PortMapping>>,
     pub host_loopback: bool,
     /// `allow`: only these names are reachable (none: everything is).
-    pub allow: Option<super::egress::AllowSetting>,
+    pub allow: Option<crate::config::egress::AllowSetting>,
     /// `setup_allow`: the same for setup steps (none: `allow`).
-    pub setup_allow: Option<super::egress::AllowSetting>,
+    pub setup_allow: Option<crate::config::egress::AllowSetting>,
 }
 
 /// `[security]`: changes to container root's capabilities.
@@ -183,7 +185,7 @@ pub struct Project {
     pub toolchain: Option<Toolchain>,
     /// The image reference (from the template, or `image =`).
     pub image: Located<String>,
-    pub setup: Vec<super::setup::SetupStep>,
+    pub setup: Vec<crate::config::setup::SetupStep>,
     /// The template's env, then the project's.
     pub env: Vec<(String, String)>,
     /// A template's env on the user's own image (`image` beside `name`): set only where the
@@ -201,7 +203,7 @@ pub struct Project {
     /// Relative to the project dir.
     pub workdir: Option<PathBuf>,
     /// `[forward]`: the host's things it asks for (only after `sandbox trust`).
-    pub forward: super::forward::Forward,
+    pub forward: crate::config::forward::Forward,
     /// What in the file asks for access beyond the project (refused until `sandbox trust`).
     pub host_access: Vec<Located<String>>,
 }
@@ -227,8 +229,8 @@ pub fn find(dir: &Path) -> Option<PathBuf> {
 
 /// Reads and validates `file`.
 pub fn load(file: &Path) -> Result<Project, ConfigError> {
-    let text = super::files::read(file, super::files::SMALL)?;
-    super::ownership::check(file)?;
+    let text = crate::config::files::read(file, crate::config::files::SMALL)?;
+    crate::config::ownership::check(file)?;
     parse(file, text)
 }
 
@@ -367,7 +369,7 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
         }
         (Some(s), None) | (None, Some(s)) => {
             let home = dirs::home_dir().unwrap_or_else(|| PathBuf::from("/"));
-            super::setup::parse(s, &home, &error, &mut host_access)?
+            crate::config::setup::parse(s, &home, &error, &mut host_access)?
         }
         (None, None) => Vec::new(),
     };
@@ -500,8 +502,8 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
                 entries
                     .as_ref()
                     .map(|entries| {
-                        let line = super::egress::line_of(&text, entries.span().start);
-                        super::egress::parse(
+                        let line = crate::config::egress::line_of(&text, entries.span().start);
+                        crate::config::egress::parse(
                             key,
                             entries,
                             toolchain_egress.as_deref(),
@@ -526,7 +528,7 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
         let parse_all = |names: &[Spanned<String>]| {
             let mut parsed = Vec::new();
             for name in names {
-                let caps = crate::runtime::capabilities::parse(name.get_ref()).map_err(|e| {
+                let caps = crate::settings::capabilities::parse(name.get_ref()).map_err(|e| {
                     error(
                         name.span(),
                         e,
@@ -554,7 +556,7 @@ pub fn parse(file: &Path, text: String) -> Result<Project, ConfigError> {
     }
 
     let forward = match raw.forward {
-        None => super::forward::Forward::default(),
+        None => crate::config::forward::Forward::default(),
         Some(raw_forward) => {
             let (forward, asks) = raw_forward.into_forward(&error)?;
             host_access.extend(

@@ -18,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::error::ConfigError;
+use crate::config::error::ConfigError;
 
 /// One setup step as the TOML has it: a string or a table. Not `#[serde(untagged)]`, which
 /// buffers the value and loses the spans errors point with.
@@ -118,7 +118,7 @@ pub(super) fn parse(
     steps: Spanned<Vec<Spanned<RawStep>>>,
     home: &Path,
     error: ErrorAt<'_>,
-    host_access: &mut Vec<super::project::Located<String>>,
+    host_access: &mut Vec<crate::config::project::Located<String>>,
 ) -> Result<Vec<SetupStep>, ConfigError> {
     if steps.get_ref().len() > MAX_STEPS {
         return Err(error(
@@ -158,7 +158,7 @@ fn table_step(
     span: Range<usize>,
     home: &Path,
     error: ErrorAt<'_>,
-    host_access: &mut Vec<super::project::Located<String>>,
+    host_access: &mut Vec<crate::config::project::Located<String>>,
 ) -> Result<SetupStep, ConfigError> {
     match (table.run, table.copy) {
         (Some(run), None) => {
@@ -192,7 +192,7 @@ fn table_step(
                         Some("a secret reaches the step as a variable: letters, digits and underscores, e.g. NPM_TOKEN".into()),
                     ));
                 }
-                host_access.push(super::project::Located {
+                host_access.push(crate::config::project::Located {
                     value: format!(
                         "a setup step reads your secret {} (from {})",
                         secret.name,

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::error::ConfigError;
+use crate::config::error::ConfigError;
 
 const SOURCES: &[(&str, &str)] = &[
     ("go", include_str!("../../sandboxes/go.toml")),

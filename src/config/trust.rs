@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use super::error::ConfigError;
-use super::project::Project;
+use crate::config::error::ConfigError;
+use crate::config::project::Project;
 use crate::fsutil::atomic::write_file_atomic;
 
 /// `$XDG_CONFIG_HOME/sandbox/trusted`: one `sha256-of-content path` line per file.
@@ -26,14 +26,14 @@ fn prepared_entry(project: &Project, prepared: &str) -> String {
     format!(
         "{} {}",
         digest.hex(),
-        super::lock::path_for(project).display()
+        crate::config::lock::path_for(project).display()
     )
 }
 
 fn listed(wanted: &str) -> bool {
     list_path()
         .and_then(|path| {
-            super::files::read_optional(&path, super::files::LIST)
+            crate::config::files::read_optional(&path, crate::config::files::LIST)
                 .ok()
                 .flatten()
         })
@@ -58,14 +58,15 @@ pub fn trust(project: &Project, prepared: Option<&str>) -> Result<(), ConfigErro
     })?;
     let suffixes = [
         format!(" {}", project.file.display()),
-        format!(" {}", super::lock::path_for(project).display()),
+        format!(" {}", crate::config::lock::path_for(project).display()),
     ];
-    let mut lines: Vec<String> = super::files::read_optional(&path, super::files::LIST)?
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !suffixes.iter().any(|s| l.ends_with(s.as_str())))
-        .map(str::to_owned)
-        .collect();
+    let mut lines: Vec<String> =
+        crate::config::files::read_optional(&path, crate::config::files::LIST)?
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !suffixes.iter().any(|s| l.ends_with(s.as_str())))
+            .map(str::to_owned)
+            .collect();
     lines.push(entry(project));
     if let Some(prepared) = prepared {
         lines.push(prepared_entry(project, prepared));

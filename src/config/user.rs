@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::error::ConfigError;
+use crate::config::error::ConfigError;
 use crate::image::registry::hosts::{MirrorRule, RegistryConfig, RegistryRule};
 use crate::runtime::cgroups::Controller;
 
@@ -40,7 +40,7 @@ struct OwnFile {
     cgroups: Option<OwnCgroups>,
     tls: Option<OwnTls>,
     proxy: Option<OwnProxy>,
-    forward: Option<super::forward::RawForward>,
+    forward: Option<crate::config::forward::RawForward>,
     network: Option<OwnNetwork>,
 }
 
@@ -161,7 +161,7 @@ pub fn load() -> Result<UserConfig, ConfigError> {
     };
     if let Some((own_path, text)) = own {
         let file: OwnFile = toml::from_str(&text)
-            .map_err(|e| super::diagnostic::from_toml(&own_path, &text, &e))?;
+            .map_err(|e| crate::config::diagnostic::from_toml(&own_path, &text, &e))?;
         rules.extend(file.registry.into_iter().map(|r| {
             RegistryRule {
                 prefix: r.prefix,
@@ -196,7 +196,7 @@ pub fn load() -> Result<UserConfig, ConfigError> {
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
-    super::files::read_optional(path, super::files::SMALL)
+    crate::config::files::read_optional(path, crate::config::files::SMALL)
 }
 
 /// The user's own config file, parsed, and its path; `None` when there is none.
@@ -207,8 +207,8 @@ fn own_file() -> Result<Option<(PathBuf, OwnFile)>, ConfigError> {
     let Some(text) = read_optional(&path)? else {
         return Ok(None);
     };
-    let file: OwnFile =
-        toml::from_str(&text).map_err(|e| super::diagnostic::from_toml(&path, &text, &e))?;
+    let file: OwnFile = toml::from_str(&text)
+        .map_err(|e| crate::config::diagnostic::from_toml(&path, &text, &e))?;
     Ok(Some((path, file)))
 }
 
@@ -275,7 +275,7 @@ pub fn pass_proxy() -> Result<bool, ConfigError> {
 }
 
 /// `[forward]` of the user's own config.
-pub fn forward() -> Result<super::forward::Forward, ConfigError> {
+pub fn forward() -> Result<crate::config::forward::Forward, ConfigError> {
     let Some((path, file)) = own_file()? else {
         return Ok(Default::default());
     };
@@ -294,7 +294,7 @@ pub fn forward() -> Result<super::forward::Forward, ConfigError> {
 /// (`toolchain`: the project template's registries, for `@toolchain`).
 pub fn egress_floor(
     toolchain: Option<&[String]>,
-) -> Result<Option<super::egress::AllowSetting>, ConfigError> {
+) -> Result<Option<crate::config::egress::AllowSetting>, ConfigError> {
     let Some((path, file)) = own_file()? else {
         return Ok(None);
     };
@@ -308,7 +308,7 @@ pub fn egress_floor(
         };
     // Without a template, `@toolchain` in the floor stands for nothing.
     let none: &[String] = &[];
-    super::egress::parse(
+    crate::config::egress::parse(
         "allow",
         &entries,
         Some(toolchain.unwrap_or(none)),

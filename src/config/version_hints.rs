@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::templates::Template;
+use crate::config::templates::Template;
 
 /// The most read of a hint file.
 const LIMIT: u64 = 256 * 1024;
@@ -20,7 +20,7 @@ pub struct Hint {
 }
 
 fn read(dir: &Path, name: &str) -> Option<String> {
-    super::files::read_optional(&dir.join(name), LIMIT)
+    crate::config::files::read_optional(&dir.join(name), LIMIT)
         .ok()
         .flatten()
 }

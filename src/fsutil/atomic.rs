@@ -48,7 +48,7 @@ fn write_replacing(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> std::
         nix::sys::stat::Mode::empty(),
     )?;
     // Written unnamed (O_TMPFILE, else a fresh O_EXCL name) and renamed over the target.
-    super::beneath::replace_at(dir_fd.as_fd(), name, mode, |file| {
+    crate::fsutil::beneath::replace_at(dir_fd.as_fd(), name, mode, |file| {
         file.write_all(bytes)?;
         if durable {
             file.sync_all()?;

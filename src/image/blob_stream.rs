@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::{Condvar, Mutex};
 
-use super::export::Blob;
+use crate::image::export::Blob;
 
 /// At most this many pieces made and not yet taken: the maker waits beyond it.
 const QUEUED_MAX: usize = 3;

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use super::error::ImageError;
-use super::unpack::Ownership;
 use crate::fsutil::tree::{self, Node};
+use crate::image::error::ImageError;
+use crate::image::unpack::Ownership;
 
 fn copy_error(from: &Path, source: io::Error) -> ImageError {
     ImageError::CopyStep {

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::digest::Digest;
-use super::reference::ReferenceError;
+use crate::image::digest::Digest;
+use crate::image::reference::ReferenceError;
 
 /// Which step of reaching a registry failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,8 +287,8 @@ impl ImageError {
             }
             ImageError::LayerTooLarge { .. } => Some(format!(
                 "a layer this compressible is unusual (a zip bomb looks like this); if you trust the image, raise the limit with {}=N (the most file data per byte of layer, {} by default)",
-                super::unpack::RATIO_VARIABLE,
-                super::unpack::DEFAULT_RATIO
+                crate::image::unpack::RATIO_VARIABLE,
+                crate::image::unpack::DEFAULT_RATIO
             )),
             ImageError::NoSpace { store, .. } => Some(format!(
                 "free space on the file system holding {}, or run `sandbox prune`",

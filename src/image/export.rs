@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use super::blob_stream::{BlobStream, Tee};
-use super::error::ImageError;
-use super::store::images::ImageRecord;
-use super::store::Store;
-use super::Digest;
 use crate::fsutil::beneath;
+use crate::image::blob_stream::{BlobStream, Tee};
+use crate::image::error::ImageError;
+use crate::image::store::images::ImageRecord;
+use crate::image::store::Store;
+use crate::image::Digest;
 
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
@@ -134,7 +134,7 @@ pub fn setup_blob_record(
     compression: LayerCompression,
 ) -> Result<Option<(Blob, Digest)>, ImageError> {
     let (record, media_type) = setup_record(layer, compression);
-    Ok(super::store::read_record::<SetupBlob>(&record)?
+    Ok(crate::image::store::read_record::<SetupBlob>(&record)?
         .filter(|made| made.epoch == epoch)
         .map(|made| {
             (
@@ -274,13 +274,14 @@ fn compress_layer<W: Write>(
     let (compressed, diff_id) = match compression {
         LayerCompression::Gzip => {
             // On every core, the same bytes for the same tar whatever the core count.
-            let encoder = super::gzip_parallel::ParallelGzip::new(compressed).map_err(io_error)?;
+            let encoder =
+                crate::image::gzip_parallel::ParallelGzip::new(compressed).map_err(io_error)?;
             let mut tar = Hashing {
                 inner: io::BufWriter::with_capacity(256 << 10, encoder),
                 hash: Sha256::new(),
                 size: 0,
             };
-            super::layer_tar::write(&layer.root, &mut tar, epoch).map_err(io_error)?;
+            crate::image::layer_tar::write(&layer.root, &mut tar, epoch).map_err(io_error)?;
             let diff_id = digest_of(tar.hash)?;
             let encoder = tar
                 .inner
@@ -299,7 +300,7 @@ fn compress_layer<W: Write>(
                 hash: Sha256::new(),
                 size: 0,
             };
-            super::layer_tar::write(&layer.root, &mut tar, epoch).map_err(io_error)?;
+            crate::image::layer_tar::write(&layer.root, &mut tar, epoch).map_err(io_error)?;
             let diff_id = digest_of(tar.hash)?;
             let buffered = tar.inner.finish().map_err(io_error)?;
             (
@@ -439,11 +440,11 @@ pub fn prepare(
     let descriptor = |b: &Blob| json!({"mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size});
     let manifest = json!({
         "schemaVersion": 2,
-        "mediaType": super::manifest::OCI_MANIFEST,
+        "mediaType": crate::image::manifest::OCI_MANIFEST,
         "config": descriptor(&config_blob),
         "layers": layers.iter().map(descriptor).collect::<Vec<_>>(),
     });
-    let manifest_blob = json_blob(store, &manifest, super::manifest::OCI_MANIFEST)?;
+    let manifest_blob = json_blob(store, &manifest, crate::image::manifest::OCI_MANIFEST)?;
     Ok(Prepared {
         manifest: manifest_blob,
         config: config_blob,
@@ -455,7 +456,7 @@ pub fn prepare(
 fn index(prepared: &Prepared, name: &str) -> Value {
     json!({
         "schemaVersion": 2,
-        "mediaType": super::manifest::OCI_INDEX,
+        "mediaType": crate::image::manifest::OCI_INDEX,
         "manifests": [{
             "mediaType": prepared.manifest.media_type,
             "digest": prepared.manifest.digest.to_string(),

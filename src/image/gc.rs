@@ -2,11 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use super::error::ImageError;
-use super::reference::Reference;
-use super::setup_layer::{StoredSetup, UNUSED_DAYS};
-use super::store::{remove_any, tree_size, Store};
 use crate::fsutil::lock::LockMode;
+use crate::image::error::ImageError;
+use crate::image::reference::Reference;
+use crate::image::setup_layer::{StoredSetup, UNUSED_DAYS};
+use crate::image::store::{remove_any, tree_size, Store};
 
 /// What a removal or prune freed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub fn prune(store: &Store) -> Result<Freed, ImageError> {
             .used
             .and_then(|t| t.elapsed().ok())
             .is_none_or(|d| d > limit);
-        if idle || super::setup_layer::superseded(&setup, &chains) {
+        if idle || crate::image::setup_layer::superseded(&setup, &chains) {
             freed.bytes += tree_size(&setup.dir);
             remove_any(&setup.dir)?;
             freed.setup += 1;
@@ -186,7 +186,7 @@ fn setup_in_use(setup: &StoredSetup, manifests: &BTreeSet<String>) -> bool {
 fn layer_bytes(dir: &std::path::Path) -> u64 {
     fs_err::read(dir.join("layer.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice::<super::store::LayerInfo>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<crate::image::store::LayerInfo>(&b).ok())
         .map_or_else(|| tree_size(dir), |i| i.unpacked_bytes)
 }
 
@@ -236,7 +236,9 @@ pub fn usage(store: &Store) -> Result<Usage, ImageError> {
         let bytes = tree_size(&setup.dir);
         usage.setup_layers += 1;
         usage.setup_bytes += bytes;
-        if !setup_in_use(&setup, &manifests) || super::setup_layer::superseded(&setup, &chains) {
+        if !setup_in_use(&setup, &manifests)
+            || crate::image::setup_layer::superseded(&setup, &chains)
+        {
             usage.unused_setup_bytes += bytes;
         }
     }

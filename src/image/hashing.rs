@@ -4,7 +4,7 @@ use std::io::{self, Read};
 
 use sha2::{Digest as _, Sha256};
 
-use super::digest::Digest;
+use crate::image::digest::Digest;
 
 pub struct HashingReader<R, F: FnMut(u64)> {
     inner: R,

@@ -6,14 +6,14 @@
 use std::io::Read as _;
 use std::path::Path;
 
-use super::error::ImageError;
-use super::manifest::{self, Manifest};
-use super::pull::{unpack_blob, LayerSource};
-use super::reporter::PullReporter;
-use super::store::images::{ImageRecord, LayerRef};
-use super::store::{remove_any, Store};
-use super::unpack::Ownership;
-use super::Digest;
+use crate::image::error::ImageError;
+use crate::image::manifest::{self, Manifest};
+use crate::image::pull::{unpack_blob, LayerSource};
+use crate::image::reporter::PullReporter;
+use crate::image::store::images::{ImageRecord, LayerRef};
+use crate::image::store::{remove_any, Store};
+use crate::image::unpack::Ownership;
+use crate::image::Digest;
 
 /// The largest index, manifest or config read.
 const JSON_LIMIT: u64 = 4 << 20;
@@ -196,7 +196,7 @@ fn load_layout(
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| format!("localhost/loaded:{}", digest.short()));
-    let reference = super::Reference::parse(&reference)?.to_string();
+    let reference = crate::image::Reference::parse(&reference)?.to_string();
     // Asked first, before any layer is unpacked: a reference other projects use is not
     // silently given other content (podman and docker replace it too, but say so).
     let replaced = store

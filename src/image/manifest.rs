@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
-use super::digest::Digest;
-use super::error::ImageError;
-use super::platform::Platform;
+use crate::image::digest::Digest;
+use crate::image::error::ImageError;
+use crate::image::platform::Platform;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";

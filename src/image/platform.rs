@@ -4,8 +4,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::error::ImageError;
-use super::manifest::Descriptor;
+use crate::image::error::ImageError;
+use crate::image::manifest::Descriptor;
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Platform {

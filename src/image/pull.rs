@@ -6,21 +6,21 @@ use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::digest::Digest;
-use super::error::ImageError;
-use super::hashing::HashingReader;
-use super::manifest::{self, Compression, ImageManifest, Manifest};
-use super::platform::{self, Platform};
-use super::reference::Reference;
-use super::registry::blob_reader::BlobReader;
-use super::registry::client::{Connection, RegistryClient};
-use super::registry::credentials::CredentialFiles;
-use super::registry::hosts::{PullSource, RegistryConfig};
-use super::reporter::PullReporter;
-use super::store::images::{ImageRecord, LayerRef};
-use super::store::{remove_any, LayerInfo, Store};
-use super::unpack::{self, Ownership};
 use crate::fsutil::lock::LockMode;
+use crate::image::digest::Digest;
+use crate::image::error::ImageError;
+use crate::image::hashing::HashingReader;
+use crate::image::manifest::{self, Compression, ImageManifest, Manifest};
+use crate::image::platform::{self, Platform};
+use crate::image::reference::Reference;
+use crate::image::registry::blob_reader::BlobReader;
+use crate::image::registry::client::{Connection, RegistryClient};
+use crate::image::registry::credentials::CredentialFiles;
+use crate::image::registry::hosts::{PullSource, RegistryConfig};
+use crate::image::reporter::PullReporter;
+use crate::image::store::images::{ImageRecord, LayerRef};
+use crate::image::store::{remove_any, LayerInfo, Store};
+use crate::image::unpack::{self, Ownership};
 
 const PARALLEL_LAYERS: usize = 4;
 
@@ -358,7 +358,7 @@ fn unpack_into(
 /// A layer blob to unpack: its descriptor, the diff_id the config names, and where it came
 /// from (for errors).
 pub(crate) struct LayerSource<'a> {
-    pub descriptor: &'a super::manifest::Descriptor,
+    pub descriptor: &'a crate::image::manifest::Descriptor,
     pub diff_id: &'a Digest,
     pub host: String,
 }

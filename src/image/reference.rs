@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::digest::Digest;
+use crate::image::digest::Digest;
 
 /// The registry used when a reference names none.
 pub const DEFAULT_REGISTRY: &str = "docker.io";

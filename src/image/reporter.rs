@@ -1,8 +1,8 @@
 //! How the image layer tells its caller what it is doing; it never prints. The CLI renders this
 //! with indicatif, tests use the silent default.
 
-use super::digest::Digest;
-use super::reference::Reference;
+use crate::image::digest::Digest;
+use crate::image::reference::Reference;
 
 /// Progress of a pull. Ids returned by `layer_started` come back in the other calls.
 pub trait PullReporter: Send + Sync {

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use super::error::ImageError;
-use super::manifest;
-use super::store::images::ImageRecord;
-use super::store::Store;
+use crate::image::error::ImageError;
+use crate::image::manifest;
+use crate::image::store::images::ImageRecord;
+use crate::image::store::Store;
 
 /// A stored image, ready to be the lower layers of a container.
 #[derive(Clone, Debug)]

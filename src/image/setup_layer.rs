@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::store::Store;
 use crate::fsutil::beneath;
+use crate::image::store::Store;
 
 /// What every step sits on.
 #[derive(Serialize)]
@@ -47,7 +47,7 @@ struct Link<'a> {
 
 fn digest_of<T: Serialize>(value: &T) -> String {
     let json = serde_json::to_vec(value).unwrap_or_default();
-    super::Digest::of_bytes(&json).to_string()
+    crate::image::Digest::of_bytes(&json).to_string()
 }
 
 impl ChainRoot<'_> {
@@ -262,7 +262,7 @@ impl Store {
 
     /// Records `keys` as the project's current chain (when it changed).
     pub fn record_chain(&self, dir: &Path, keys: &[String]) -> std::io::Result<()> {
-        let name = super::Digest::of_bytes(dir.as_os_str().as_encoded_bytes());
+        let name = crate::image::Digest::of_bytes(dir.as_os_str().as_encoded_bytes());
         let file = self.chains_dir().join(format!("{}.json", name.hex()));
         let chain = ProjectChain {
             dir: dir.to_owned(),

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
-use super::error::ImageError;
-use super::store::Store;
+use crate::image::error::ImageError;
+use crate::image::store::Store;
 
 /// Where images keep their system bundle (the first found is used).
 const SYSTEM_BUNDLES: &[&str] = &[
@@ -112,7 +112,7 @@ pub fn java_key_store(certs: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-pub use super::layer_lookup::find_in_layers;
+pub use crate::image::layer_lookup::find_in_layers;
 
 /// A digest of where the bundle's parts come from: the image's bundle (a path in an immutable
 /// layer) and each host file's path, size and modification time.

@@ -96,7 +96,7 @@ pub enum RuntimeError {
     ContainerSetup {
         step: String,
         path: std::path::PathBuf,
-        kind: super::channel::FailureKind,
+        kind: crate::runtime::process::channel::FailureKind,
         #[source]
         source: std::io::Error,
     },

@@ -1,38 +1,20 @@
 //! The runtime layer: namespaces, identity, mounts, the pty and the init process.
 
-pub mod capabilities;
 pub mod cgroups;
-pub mod channel;
-pub mod control;
-pub mod egress;
+pub mod confinement;
 pub mod environment;
 pub mod error;
-pub mod etc_files;
-pub mod exec;
-pub mod exit_code;
-pub mod idmap;
-pub mod init;
-pub mod join;
-pub mod metering;
-pub mod monitor;
-pub mod mounts;
-pub mod nest;
-pub mod net_keeper;
-pub mod network;
-pub mod pause;
+pub mod identity;
+pub mod net;
 pub mod plan;
 pub mod probe;
-pub mod relay;
-pub mod seccomp;
+pub mod process;
+pub mod rootfs;
 pub mod state;
 pub mod stdio;
-pub mod typeahead;
-pub mod udp_relay;
-pub mod userns;
-pub mod warm;
 
 pub use error::RuntimeError;
-pub use idmap::IdMapping;
+pub use identity::idmap::IdMapping;
 
 /// How the runtime tells its caller what it chose; it never prints.
 pub trait RunReporter {
@@ -43,7 +25,7 @@ pub trait RunReporter {
     /// The memory limit killed a process of the sandbox: the limit and the peak, in bytes.
     fn out_of_memory(&self, _limit: u64, _peak: u64) {}
     /// What the run cost (`--stats`).
-    fn stats(&self, _stats: &metering::Stats) {}
+    fn stats(&self, _stats: &cgroups::metering::Stats) {}
     /// The egress allow-list blocked a connection or lookup (once per target and run).
     fn egress_blocked(&self, _target: &str, _reason: &str) {}
 }

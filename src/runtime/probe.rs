@@ -97,7 +97,7 @@ pub fn relay_network() -> Result<(), String> {
         sys::route_everything_to_loopback().map_err(|e| format!("the local route: {e}"))?;
         let _queue = sys::Queue::bind(sys::SYN_QUEUE)
             .map_err(|e| format!("binding a netfilter queue: {e}"))?;
-        sys::install_relay_rules(Some(crate::runtime::egress::relay::RELAY_PORT))
+        sys::install_relay_rules(Some(crate::runtime::net::relay::RELAY_PORT))
             .map_err(|e| format!("installing the nftables rules (TPROXY, NFQUEUE): {e}"))
     })
 }

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::error::RuntimeError;
-use super::plan::LaunchPlan;
 use crate::fsutil::atomic::write_file_replacing;
 use crate::fsutil::lock::{FileLock, LockMode};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::plan::LaunchPlan;
 
 /// What `state.json` records; `sandbox ps` prints it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -69,16 +69,19 @@ impl ContainerState {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             hostname: plan.hostname.clone(),
-            network: super::plan::network_summary(plan.network.mode, &plan.network.options),
+            network: crate::runtime::plan::network_summary(
+                plan.network.mode,
+                &plan.network.options,
+            ),
             cgroup: None,
             trusts_host_cas: !plan.rootfs.trust.is_empty(),
             java_options: plan.process.env.iter().any(|(k, v)| {
-                k == "JAVA_TOOL_OPTIONS" && v.contains(super::plan::TRUST_JAVA_STORE)
+                k == "JAVA_TOOL_OPTIONS" && v.contains(crate::runtime::plan::TRUST_JAVA_STORE)
             }),
             sources: plan.sources.clone(),
             command: match &plan.process.program {
-                super::plan::Program::Command(argv) => argv.clone(),
-                super::plan::Program::LoginShell => Vec::new(),
+                crate::runtime::plan::Program::Command(argv) => argv.clone(),
+                crate::runtime::plan::Program::LoginShell => Vec::new(),
             },
             ports: plan
                 .network

@@ -5,7 +5,9 @@ use serde::Serialize;
 use crate::cli::args::{GlobalArgs, PsArgs, StopArgs};
 use crate::cli::errors::CliError;
 use crate::cli::{format, session};
-use crate::runtime::{join, state, RuntimeError};
+use crate::runtime::process::join;
+use crate::runtime::state;
+use crate::runtime::RuntimeError;
 
 #[derive(Serialize)]
 struct Row<'a> {
@@ -82,7 +84,7 @@ pub fn stop(global: &GlobalArgs, args: &StopArgs) -> Result<(), CliError> {
         Some(id) => running.iter().find(|s| s.id.starts_with(id.as_str())),
         None => {
             let cwd = std::env::current_dir()?;
-            let project = super::run::project_dir(&cwd);
+            let project = crate::cli::commands::run::project_dir(&cwd);
             running.iter().rev().find(|s| s.project_dir == project)
         }
     };

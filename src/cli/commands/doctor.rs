@@ -10,7 +10,8 @@ use crate::cli::args::{DoctorArgs, GlobalArgs};
 use crate::cli::errors::CliError;
 use crate::cli::{format, session};
 use crate::runtime::cgroups::Controller;
-use crate::runtime::{idmap, probe};
+use crate::runtime::identity::idmap;
+use crate::runtime::probe;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

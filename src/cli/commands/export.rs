@@ -107,11 +107,12 @@ pub fn project_parts(
     let cwd = std::env::current_dir()?;
     let config = project::load(global, &cwd)?;
     crate::config::trust::check(&config)?;
-    let chosen = super::run::image_reference(None, locked, Some(&config), progress)?;
-    let host = super::run::host_facts(global)?;
-    let inputs = super::run::project_inputs(Some(&config), &cwd)?;
+    let chosen = crate::cli::commands::run::image_reference(None, locked, Some(&config), progress)?;
+    let host = crate::cli::commands::run::host_facts(global)?;
+    let inputs = crate::cli::commands::run::project_inputs(Some(&config), &cwd)?;
     let (store, ownership) = session::open_store_in_namespace(global, progress)?;
-    let image = super::run::prepare_image(&store, ownership.clone(), &chosen, progress)?;
+    let image =
+        crate::cli::commands::run::prepare_image(&store, ownership.clone(), &chosen, progress)?;
     let inputs =
         crate::cli::egress::with_image_mirrors(&inputs, Some(&config), &image.layers, progress)?;
     let roots = setup_steps::prepare(

@@ -81,14 +81,15 @@ fn lock_and_push(
     push: &str,
     progress: &Progress,
 ) -> Result<(), CliError> {
-    let target = super::push::push_target(push)?;
-    let prepared = super::export::project_parts(
+    let target = crate::cli::commands::push::push_target(push)?;
+    let prepared = crate::cli::commands::export::project_parts(
         global,
         false,
         crate::cli::args::CompressionArg::Gzip,
         progress,
     )?;
-    let (digest, uploaded, skipped) = super::push::push(&prepared, &target, progress)?;
+    let (digest, uploaded, skipped) =
+        crate::cli::commands::push::push(&prepared, &target, progress)?;
     let base = &prepared.base;
     let manifest = base.manifest_digest.to_string();
     let pinned = format!("{}@{digest}", target.name());

@@ -19,7 +19,12 @@ use crate::image::{Digest, Reference};
 pub fn run(global: &GlobalArgs, args: &PushArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet).verbose(global.verbose);
     let target = push_target(&args.reference)?;
-    let project = super::export::project_parts(global, args.locked, args.compression, &progress)?;
+    let project = crate::cli::commands::export::project_parts(
+        global,
+        args.locked,
+        args.compression,
+        &progress,
+    )?;
     let (digest, uploaded, skipped) = push(&project, &target, &progress)?;
     println!("pushed {target}@{digest} ({uploaded} blobs uploaded, {skipped} already there)");
     Ok(())
@@ -48,7 +53,7 @@ struct Tally {
 /// skipped. A setup layer whose blob was never made is uploaded while it is compressed; the
 /// manifest, made once every blob is, goes last.
 pub fn push(
-    project: &super::export::ProjectParts,
+    project: &crate::cli::commands::export::ProjectParts,
     target: &Reference,
     progress: &Progress,
 ) -> Result<(crate::image::Digest, usize, usize), CliError> {
@@ -141,7 +146,7 @@ fn push_blob(
 /// store keeps its description, not the blob (`export` makes it again when it needs it).
 fn push_stream(
     client: &RegistryClient,
-    project: &super::export::ProjectParts,
+    project: &crate::cli::commands::export::ProjectParts,
     layer: &SetupLayer,
     progress: &Progress,
 ) -> Result<(), CliError> {

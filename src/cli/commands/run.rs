@@ -16,11 +16,15 @@ use crate::image::reporter::PullReporter as _;
 use crate::image::runnable::{self, Runnable};
 use crate::image::unpack::Ownership;
 use crate::image::Reference;
-use crate::runtime::monitor::Outcome;
 use crate::runtime::plan::{
     self, HostFacts, Inputs, LaunchKind, Limits, Program, ProjectInputs, Request, Seccomp, Stdio,
 };
-use crate::runtime::{exit_code, join, monitor, state, RuntimeError};
+use crate::runtime::process::exit_code;
+use crate::runtime::process::join;
+use crate::runtime::process::monitor;
+use crate::runtime::process::monitor::Outcome;
+use crate::runtime::state;
+use crate::runtime::RuntimeError;
 
 /// The project directory: the nearest ancestor holding sandbox.toml, else the current dir.
 pub fn project_dir(cwd: &Path) -> PathBuf {
@@ -239,7 +243,11 @@ fn forwarded(config: Option<&Project>, progress: &Progress) -> Result<plan::Forw
 pub fn host_facts(global: &GlobalArgs) -> Result<HostFacts, CliError> {
     let containers = session::store_root(global)?.join("containers");
     let cgroups = crate::config::user::cgroups_v1()?;
-    let mut host = HostFacts::gather(containers, super::cache::caches_root(global), &cgroups)?;
+    let mut host = HostFacts::gather(
+        containers,
+        crate::cli::commands::cache::caches_root(global),
+        &cgroups,
+    )?;
     if !crate::config::user::pass_proxy()? {
         host.proxy_env.clear();
     }

@@ -114,7 +114,7 @@ pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
     let running = state::running(&containers).len();
     let container_bytes = tree_size(&containers);
     let stale_bytes: u64 = state::stale(&containers).iter().map(|d| tree_size(d)).sum();
-    let caches = super::cache::list(global);
+    let caches = crate::cli::commands::cache::list(global);
     let cache_bytes: u64 = caches.iter().map(|(_, path)| tree_size(path)).sum();
     let mut rows = vec![
         vec![
@@ -203,7 +203,7 @@ pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
     ]);
     print!("{}", format::table(&rows));
     println!("store: {}", store.root().display());
-    if let Some(dir) = super::cache::caches_root(global) {
+    if let Some(dir) = crate::cli::commands::cache::caches_root(global) {
         println!(
             "caches: {} (`sandbox cache rm NAME` removes one)",
             dir.display()

@@ -9,9 +9,9 @@ use reqwest::blocking::Response;
 use reqwest::header::CONTENT_RANGE;
 use reqwest::StatusCode;
 
-use super::client::RegistryClient;
 use crate::image::digest::Digest;
 use crate::image::error::ImageError;
+use crate::image::registry::client::RegistryClient;
 
 const RESUMES: u32 = 5;
 
@@ -52,7 +52,7 @@ impl<'a> BlobReader<'a> {
             host: self.client.host_name(),
             received: self.offset,
             expected: self.expected,
-            idle_secs: super::client::idle_timeout().as_secs(),
+            idle_secs: crate::image::registry::client::idle_timeout().as_secs(),
         })
     }
 

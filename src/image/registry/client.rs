@@ -12,12 +12,12 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, LOCATION, RANGE, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 
-use super::challenge::{self, Challenge};
-use super::credentials::{Credential, Secret};
-use super::hosts::is_loopback;
-use super::tls;
 use crate::image::digest::Digest;
 use crate::image::error::{ImageError, NetStage};
+use crate::image::registry::challenge::{self, Challenge};
+use crate::image::registry::credentials::{Credential, Secret};
+use crate::image::registry::hosts::is_loopback;
+use crate::image::registry::tls;
 
 /// Manifests (and indexes) may not exceed this, as containers/image and the spec's floor.
 pub const MANIFEST_LIMIT: u64 = 4 * 1024 * 1024;

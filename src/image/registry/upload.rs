@@ -11,11 +11,11 @@ use reqwest::blocking::{Body, Response};
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 
-use super::client::{net_error, same_origin, RegistryClient};
 use crate::image::blob_stream::{BlobStream, Taken};
 use crate::image::digest::Digest;
 use crate::image::error::{ImageError, NetStage};
 use crate::image::export::Blob;
+use crate::image::registry::client::{net_error, same_origin, RegistryClient};
 
 /// Blobs up to this size go in one request; larger ones in chunks of it.
 pub const CHUNK: u64 = 64 << 20;

@@ -5,7 +5,7 @@
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
-use super::Store;
+use crate::image::store::Store;
 
 /// The home of the project at `project` in the store at `root` (by its path's digest).
 pub fn home_path(root: &Path, project: &Path) -> PathBuf {
@@ -95,7 +95,7 @@ impl Store {
                     .filter(|bytes| bytes.len() <= 4096 && bytes.starts_with(b"/"))
                     .map(|bytes| PathBuf::from(std::ffi::OsString::from_vec(bytes)));
                 HomeEntry {
-                    bytes: super::tree_size(&dir),
+                    bytes: crate::image::store::tree_size(&dir),
                     dir,
                     project,
                     used,
@@ -117,8 +117,8 @@ impl Store {
         };
         let mut freed = (0, 0);
         for home in self.homes().into_iter().filter(|h| h.orphaned() && idle(h)) {
-            super::remove_any(&home.dir)?;
-            super::remove_any(&project_marker(&home.dir))?;
+            crate::image::store::remove_any(&home.dir)?;
+            crate::image::store::remove_any(&project_marker(&home.dir))?;
             freed.0 += 1;
             freed.1 += home.bytes;
         }

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{read_record, Store};
 use crate::fsutil::atomic::write_file_atomic;
 use crate::image::digest::Digest;
 use crate::image::error::ImageError;
+use crate::image::store::{read_record, Store};
 
 /// One layer of a stored image.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -26,10 +26,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::Digest;
-use super::error::ImageError;
 use crate::fsutil::atomic;
 use crate::fsutil::lock::{FileLock, LockMode};
+use crate::image::digest::Digest;
+use crate::image::error::ImageError;
 
 /// What `layers/<hex>/layer.json` records about an unpacked layer.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::Store;
+use crate::image::store::Store;
 use crate::image::Digest;
 
 impl Store {

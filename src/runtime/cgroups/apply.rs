@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::scope::ScopeRequest;
-use super::{v2, CgroupPlan, Controller};
+use crate::runtime::cgroups::scope::ScopeRequest;
+use crate::runtime::cgroups::{v2, CgroupPlan, Controller};
 use crate::runtime::error::RuntimeError;
 
 /// A container's cgroups, made.
@@ -141,7 +141,7 @@ impl Cgroup {
 
     /// What everything that ran in the sandbox used, when it has cgroups to meter with
     /// (cpuacct, memory; pids and blkio when delegated too). Network counters are not there.
-    pub fn usage(&self) -> Option<crate::runtime::metering::Usage> {
+    pub fn usage(&self) -> Option<crate::runtime::cgroups::metering::Usage> {
         if let Some(dir) = &self.unified {
             return Some(v2::usage(dir));
         }
@@ -155,7 +155,7 @@ impl Cgroup {
             .dir(Controller::Blkio)
             .and_then(|d| fs_err::read_to_string(d.join("blkio.throttle.io_service_bytes")).ok())
             .map_or((0, 0), |text| io_totals(&text));
-        Some(crate::runtime::metering::Usage {
+        Some(crate::runtime::cgroups::metering::Usage {
             cpu_user_us: number(cpu, "cpuacct.usage_user").unwrap_or(0) / 1000,
             cpu_system_us: number(cpu, "cpuacct.usage_sys").unwrap_or(0) / 1000,
             peak_memory: self
@@ -248,7 +248,7 @@ pub fn container_task_files(
 ) -> Result<Vec<std::os::fd::OwnedFd>, RuntimeError> {
     let v1 = v1_parents
         .iter()
-        .map(|parent| super::v1_dir_of(container, parent).join("tasks"));
+        .map(|parent| crate::runtime::cgroups::v1_dir_of(container, parent).join("tasks"));
     let v2 = container.cgroup.iter().map(|dir| dir.join("cgroup.procs"));
     v1.chain(v2)
         .filter(|file| file.exists())
@@ -323,7 +323,7 @@ fn own_id<'n>(name: &'n str, own: &str) -> Option<&'n str> {
 /// still in use is kept, as the kernel refuses to remove it. Another store's are never
 /// touched, even empty: its container may be starting.
 pub fn collect_stale(parents: &[PathBuf], containers: &Path) {
-    let own = super::store_tag(containers);
+    let own = crate::runtime::cgroups::store_tag(containers);
     for parent in parents {
         let Ok(entries) = fs_err::read_dir(parent) else {
             continue;

@@ -8,6 +8,7 @@
 //! it, moves pid 1 in before the command starts, and removes it when the container ends.
 
 mod apply;
+pub mod metering;
 mod plan;
 pub mod scope;
 pub mod v2;

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::scope::{ScopeRequest, Value};
-use super::v2::{v2_name, Offer, V2Facts};
-use super::{CgroupFacts, CgroupView, Controller};
+use crate::runtime::cgroups::scope::{ScopeRequest, Value};
+use crate::runtime::cgroups::v2::{v2_name, Offer, V2Facts};
+use crate::runtime::cgroups::{CgroupFacts, CgroupView, Controller};
 use crate::runtime::plan::Limits;
 
 /// A limit that cannot be applied, why, and what fixes it.
@@ -81,7 +81,7 @@ fn without_view(
     id: &str,
     meter: bool,
 ) -> CgroupPlan {
-    let name = super::cgroup_name(store, id);
+    let name = crate::runtime::cgroups::cgroup_name(store, id);
     if let (Some(v2), false) = (&facts.v2, facts.configured) {
         return v2_plan(limits, v2, id, &name, meter);
     }
@@ -196,7 +196,7 @@ fn v2_plan(limits: &Limits, v2: &V2Facts, id: &str, name: &str, meter: bool) -> 
     }
     // A delegated cgroup that gives every controller asked for; else systemd's scope, which
     // gets what the user manager has; else the delegated cgroup for what it gives.
-    let gives_all = |base: &super::v2::V2Base| {
+    let gives_all = |base: &crate::runtime::cgroups::v2::V2Base| {
         wanted
             .iter()
             .filter_map(|(c, _)| v2_name(*c))

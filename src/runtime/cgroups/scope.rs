@@ -108,7 +108,9 @@ fn call_and_wait(unit: &str, args: &[String], pid: i32) -> Result<String, Runtim
     let suffix = format!("/{unit}");
     loop {
         let text = fs_err::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        if let Some(path) = super::v2::current_cgroup(&text).filter(|p| p.ends_with(&suffix)) {
+        if let Some(path) =
+            crate::runtime::cgroups::v2::current_cgroup(&text).filter(|p| p.ends_with(&suffix))
+        {
             return Ok(path.to_owned());
         }
         if Instant::now() >= deadline {

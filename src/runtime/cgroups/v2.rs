@@ -11,7 +11,7 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-use super::Controller;
+use crate::runtime::cgroups::Controller;
 
 /// Where cgroup2 is mounted when it is the only hierarchy.
 pub const MOUNT: &str = "/sys/fs/cgroup";
@@ -228,11 +228,11 @@ fn peak_memory(dir: &Path) -> Option<u64> {
 }
 
 /// What everything that ran in `dir` used. Network counters are not there.
-pub fn usage(dir: &Path) -> crate::runtime::metering::Usage {
+pub fn usage(dir: &Path) -> crate::runtime::cgroups::metering::Usage {
     let cpu = fs_err::read_to_string(dir.join("cpu.stat")).unwrap_or_default();
     let (read_bytes, written_bytes) =
         io_totals(&fs_err::read_to_string(dir.join("io.stat")).unwrap_or_default());
-    crate::runtime::metering::Usage {
+    crate::runtime::cgroups::metering::Usage {
         cpu_user_us: keyed(&cpu, "user_usec").unwrap_or(0),
         cpu_system_us: keyed(&cpu, "system_usec").unwrap_or(0),
         peak_memory: peak_memory(dir).unwrap_or(0),

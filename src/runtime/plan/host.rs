@@ -6,8 +6,8 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use super::OverlayChoice;
-use crate::runtime::network::Helper;
+use crate::runtime::net::helpers::Helper;
+use crate::runtime::plan::OverlayChoice;
 pub use sys::FdKind;
 use sys::StdStream;
 
@@ -125,7 +125,7 @@ impl HostFacts {
             resolv_conf,
             relay,
             helper: if relay { None } else { Helper::detect() },
-            gateway: crate::runtime::network::default_gateway(),
+            gateway: crate::runtime::net::helpers::default_gateway(),
             overlay: match std::env::var("SANDBOX_OVERLAY").as_deref() {
                 Ok("fuse") => OverlayChoice::Fuse,
                 Ok("kernel") => OverlayChoice::Kernel,

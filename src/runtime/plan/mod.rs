@@ -23,7 +23,8 @@ pub use resolve::{
     resolve, resolve_join, Forwarded, Inputs, LaunchKind, ProjectInputs, Request, SSH_AGENT_SOCKET,
 };
 
-use super::network::{Helper, PortMapping};
+use crate::runtime::net::helpers::Helper;
+use crate::runtime::net::helpers::PortMapping;
 
 /// How the container reaches the network, once the mode is decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub struct NetworkOptions {
     /// The address inside that reaches the host when `host_loopback` is on.
     pub host_address: Option<String>,
     /// The egress allow-list, for `Network::Filtered`.
-    pub policy: Option<crate::runtime::egress::Policy>,
+    pub policy: Option<crate::runtime::net::egress::Policy>,
     /// `--network-log`, for `Network::Relay` (an allow-list keeps it in its policy).
     pub log: Option<crate::fsutil::beneath::GuardedPath>,
 }

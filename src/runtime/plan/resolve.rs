@@ -3,18 +3,19 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{
+use crate::runtime::environment::{expand_home, Environment};
+use crate::runtime::error::PlanError;
+use crate::runtime::net::helpers::Helper;
+use crate::runtime::net::helpers::NetworkMode;
+use crate::runtime::net::helpers::PortMapping;
+use crate::runtime::plan::{
     mounts, network_summary, CacheMount, EtcContent, EtcFile, FdKind, HostFacts, Identity,
     LaunchPlan, Limits, Namespace, Network, NetworkOptions, NetworkPlan, ProcessPlan, Program,
     RootfsPlan, Seccomp, Stdio, Stream,
 };
-use crate::runtime::capabilities;
-use crate::runtime::environment::{expand_home, Environment};
-use crate::runtime::error::PlanError;
-use crate::runtime::etc_files;
-use crate::runtime::network::Helper;
-use crate::runtime::network::{NetworkMode, PortMapping};
+use crate::runtime::rootfs::etc_files;
 use crate::runtime::state::ContainerState;
+use crate::settings::capabilities;
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,7 +77,7 @@ pub struct Forwarded {
     /// (file or dir on the host, where inside: absolute or `~/...`, whether a dir), read-only.
     pub paths: Vec<(PathBuf, String, bool)>,
     /// `-v HOST:CONTAINER[:ro]`, the user's own flags.
-    pub volumes: Vec<super::ForwardMount>,
+    pub volumes: Vec<crate::runtime::plan::ForwardMount>,
 }
 
 /// What the project's sandbox.toml says (all empty without one: `--image`).
@@ -97,8 +98,8 @@ pub struct ProjectInputs {
     pub host_loopback: bool,
     /// `[network] allow` (commands) and `setup_allow` (setup steps), with the user's floor
     /// applied: reach only these names.
-    pub egress: Option<crate::runtime::egress::Policy>,
-    pub setup_egress: Option<crate::runtime::egress::Policy>,
+    pub egress: Option<crate::runtime::net::egress::Policy>,
+    pub setup_egress: Option<crate::runtime::net::egress::Policy>,
     pub limits: Limits,
     /// `[security] cap_add` (only from a trusted file) and `cap_drop`.
     pub cap_add: Vec<caps::Capability>,
@@ -131,7 +132,7 @@ pub struct Inputs<'a> {
     /// Whether the user has subordinate ids (keep-id), so ids other than theirs exist inside.
     pub ids_mapped: bool,
     /// The host's CAs, when the sandbox trusts them.
-    pub trust: Option<&'a super::HostTrust>,
+    pub trust: Option<&'a crate::runtime::plan::HostTrust>,
 }
 
 const ROOT_HOME: &str = "/root";
@@ -363,11 +364,11 @@ pub fn resolve_join(
 pub const SSH_AGENT_SOCKET: &str = "/dev/sandbox/ssh-agent.sock";
 
 /// The forwarded socket (read-write: it is connected to) and paths (read-only).
-fn forward_mounts(forward: &Forwarded, home: &Path) -> Vec<super::ForwardMount> {
-    let mut mounts: Vec<super::ForwardMount> = forward
+fn forward_mounts(forward: &Forwarded, home: &Path) -> Vec<crate::runtime::plan::ForwardMount> {
+    let mut mounts: Vec<crate::runtime::plan::ForwardMount> = forward
         .ssh_agent
         .iter()
-        .map(|socket| super::ForwardMount {
+        .map(|socket| crate::runtime::plan::ForwardMount {
             source: socket.clone(),
             target: PathBuf::from(SSH_AGENT_SOCKET),
             dir: false,
@@ -375,7 +376,7 @@ fn forward_mounts(forward: &Forwarded, home: &Path) -> Vec<super::ForwardMount> 
         })
         .collect();
     for (host, inside, dir) in &forward.paths {
-        mounts.push(super::ForwardMount {
+        mounts.push(crate::runtime::plan::ForwardMount {
             source: host.clone(),
             target: PathBuf::from(expand_home(inside, home)),
             dir: *dir,
@@ -389,15 +390,21 @@ fn forward_mounts(forward: &Forwarded, home: &Path) -> Vec<super::ForwardMount> 
 /// The host-trusting bundle and JVM store at their own paths; for a command, also over the
 /// image's system bundle and JVM stores (not for setup steps, whose package installs rewrite
 /// those files).
-fn trust_mounts(trust: Option<&super::HostTrust>, setup: bool) -> Vec<(PathBuf, PathBuf)> {
+fn trust_mounts(
+    trust: Option<&crate::runtime::plan::HostTrust>,
+    setup: bool,
+) -> Vec<(PathBuf, PathBuf)> {
     let Some(trust) = trust else {
         return Vec::new();
     };
     let mut mounts = vec![
-        (trust.bundle.clone(), PathBuf::from(super::TRUST_BUNDLE)),
+        (
+            trust.bundle.clone(),
+            PathBuf::from(crate::runtime::plan::TRUST_BUNDLE),
+        ),
         (
             trust.java_store.clone(),
-            PathBuf::from(super::TRUST_JAVA_STORE),
+            PathBuf::from(crate::runtime::plan::TRUST_JAVA_STORE),
         ),
     ];
     if !setup {
@@ -507,7 +514,8 @@ fn environment(
 /// Points proxy-aware tools (and the JVM) at the egress forwarder, in place of the host's
 /// proxy (which the forwarder itself dials through): they then say which name they want.
 fn proxy_variables(env: &mut Environment) {
-    use crate::runtime::egress::{PROXY_ADDRESS, PROXY_PORT};
+    use crate::runtime::net::egress::PROXY_ADDRESS;
+    use crate::runtime::net::egress::PROXY_PORT;
     let url = format!("http://{PROXY_ADDRESS}:{PROXY_PORT}");
     for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
         env.set(name, &url);
@@ -531,13 +539,13 @@ fn proxy_variables(env: &mut Environment) {
 /// `java_options`, the JVM's trust store too (where none of the image's could be mounted over,
 /// and in setup steps, which may install the JVM).
 fn trust_variables(env: &mut Environment, java_options: bool) {
-    for name in super::TRUST_VARIABLES {
-        env.set(name, super::TRUST_BUNDLE);
+    for name in crate::runtime::plan::TRUST_VARIABLES {
+        env.set(name, crate::runtime::plan::TRUST_BUNDLE);
     }
     if java_options {
         let ours = format!(
             "-Djavax.net.ssl.trustStore={} -Djavax.net.ssl.trustStorePassword=changeit -Djavax.net.ssl.trustStoreType=JKS",
-            super::TRUST_JAVA_STORE
+            crate::runtime::plan::TRUST_JAVA_STORE
         );
         let options = match env.get("JAVA_TOOL_OPTIONS") {
             Some(theirs) if !theirs.is_empty() => format!("{theirs} {ours}"),
@@ -604,7 +612,7 @@ fn network(
             .then(|| helper.host_address(host.gateway))
             .flatten(),
         Network::Relay => {
-            host_loopback.then(|| crate::runtime::egress::relay::HOST_ADDRESS.to_string())
+            host_loopback.then(|| crate::runtime::net::relay::HOST_ADDRESS.to_string())
         }
         _ => {
             if request.is_some() && (!ports.is_empty() || host_loopback) {
@@ -659,7 +667,7 @@ fn filtered(
     project: &ProjectInputs,
     request: Option<&Request>,
     flag: Option<NetworkMode>,
-    policy: &crate::runtime::egress::Policy,
+    policy: &crate::runtime::net::egress::Policy,
 ) -> Result<NetworkPlan, PlanError> {
     match flag.or(project.network) {
         Some(NetworkMode::None) => {
@@ -676,9 +684,9 @@ fn filtered(
     let ports = published(project, request);
     let held = policy.allow.ports();
     if let Some(taken) = ports.iter().find(|p| {
-        p.protocol == crate::runtime::network::Protocol::Tcp
+        p.protocol == crate::runtime::net::helpers::Protocol::Tcp
             && (held.contains(&p.container_port)
-                || p.container_port == crate::runtime::egress::PROXY_PORT)
+                || p.container_port == crate::runtime::net::egress::PROXY_PORT)
     }) {
         return Err(PlanError::AllowHoldsPort {
             port: taken.container_port,

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::runtime::error::PlanError;
-use crate::runtime::network::{parse_port, NetworkMode};
+use crate::runtime::net::helpers::parse_port;
+use crate::runtime::net::helpers::NetworkMode;
 use crate::runtime::state::ContainerState;
 
 fn host() -> HostFacts {
@@ -761,12 +762,12 @@ fn forwarded_things_are_bound_for_commands_with_the_agents_variable() {
     );
 }
 
-fn policy(names: &[&str]) -> crate::runtime::egress::Policy {
-    crate::runtime::egress::Policy {
-        allow: crate::runtime::egress::AllowList {
+fn policy(names: &[&str]) -> crate::runtime::net::egress::Policy {
+    crate::runtime::net::egress::Policy {
+        allow: crate::settings::allow_list::AllowList {
             rules: names
                 .iter()
-                .map(|n| crate::runtime::egress::Rule::parse(n).unwrap())
+                .map(|n| crate::settings::allow_list::Rule::parse(n).unwrap())
                 .collect(),
         },
         source: "[network].allow in sandbox.toml:3".into(),
@@ -884,7 +885,7 @@ fn a_setup_step_reaches_the_hosts_loopback_when_the_project_asks_for_it() {
     // /etc/hosts; still nothing published.
     let project = ProjectInputs {
         host_loopback: true,
-        ports: vec![crate::runtime::network::parse_port("8080:80").unwrap()],
+        ports: vec![crate::runtime::net::helpers::parse_port("8080:80").unwrap()],
         ..project()
     };
     let setup = setup_plan(&project);

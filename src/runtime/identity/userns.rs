@@ -18,8 +18,9 @@ use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{getpid, pipe};
 
-use super::error::RuntimeError;
-use super::idmap::{IdMapping, IdRange};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::identity::idmap::IdMapping;
+use crate::runtime::identity::idmap::IdRange;
 
 /// Enters the user namespace mapped as `mapping` says (no-op for real root): the one the pause
 /// process at `pause_file` holds, else a fresh one, which a new pause process then holds.
@@ -28,11 +29,11 @@ pub fn enter(
     pause_file: Option<&std::path::Path>,
 ) -> Result<(), RuntimeError> {
     if let (IdMapping::KeepId { uids, gids, .. }, Some(file)) = (mapping, pause_file) {
-        if super::pause::join(file, uids, gids) {
+        if crate::runtime::process::pause::join(file, uids, gids) {
             return Ok(());
         }
         enter_with_helpers(uids, gids)?;
-        super::pause::spawn(file);
+        crate::runtime::process::pause::spawn(file);
         return Ok(());
     }
     match mapping {

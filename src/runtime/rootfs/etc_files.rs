@@ -2,7 +2,7 @@
 //! hosts, resolv.conf. Pure functions over the image's own text, which is untrusted: it is read
 //! with a size cap and never through a symlink (CVE-2024-9676).
 
-use super::plan::{Identity, Network};
+use crate::runtime::plan::{Identity, Network};
 
 /// The most we read of an image's /etc/passwd or /etc/group.
 pub const READ_LIMIT: u64 = 1024 * 1024;
@@ -74,11 +74,11 @@ pub fn resolv_conf(network: Network, host_text: &str) -> String {
         Network::None => "# sandbox: --network none has no name servers\n".to_owned(),
         Network::Relay => format!(
             "# sandbox: relayed to the host's name server\nnameserver {}\n",
-            crate::runtime::egress::DNS_ADDRESS
+            crate::runtime::net::egress::DNS_ADDRESS
         ),
         Network::Filtered => format!(
             "# sandbox: names in [network] allow resolve; others do not exist here\nnameserver {}\n",
-            crate::runtime::egress::DNS_ADDRESS
+            crate::runtime::net::egress::DNS_ADDRESS
         ),
     }
 }

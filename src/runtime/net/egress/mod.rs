@@ -18,12 +18,10 @@ pub mod inbound;
 pub mod log;
 pub mod names;
 pub mod refusals;
-pub mod relay;
-pub mod rules;
 pub mod sniff;
 pub mod traffic;
 
-pub use rules::{AllowList, NamePattern, Rule};
+use crate::settings::allow_list::AllowList;
 
 /// Where proxy-aware tools are pointed inside (any address would do: all are local there).
 pub const PROXY_ADDRESS: &str = "127.0.0.1";

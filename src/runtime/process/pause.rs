@@ -12,8 +12,8 @@ use std::os::fd::AsFd as _;
 use std::path::Path;
 use std::time::Duration;
 
-use super::idmap::IdRange;
-use super::state::process_start;
+use crate::runtime::identity::idmap::IdRange;
+use crate::runtime::state::process_start;
 
 const IDLE: Duration = Duration::from_secs(15 * 60);
 const CHECK_EVERY: Duration = Duration::from_secs(60);

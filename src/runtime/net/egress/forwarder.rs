@@ -9,14 +9,17 @@ use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::dns::{self, Answer};
-use super::host_itself;
-use super::log::NetworkLog;
-use super::names;
-use super::refusals::Refusals;
-use super::sniff::{self, Opening};
-use super::traffic::TRAFFIC;
-use super::{Policy, PROXY_PORT};
+use crate::runtime::net::egress::dns;
+use crate::runtime::net::egress::dns::Answer;
+use crate::runtime::net::egress::host_itself;
+use crate::runtime::net::egress::log::NetworkLog;
+use crate::runtime::net::egress::names;
+use crate::runtime::net::egress::refusals::Refusals;
+use crate::runtime::net::egress::sniff;
+use crate::runtime::net::egress::sniff::Opening;
+use crate::runtime::net::egress::traffic::TRAFFIC;
+use crate::runtime::net::egress::Policy;
+use crate::runtime::net::egress::PROXY_PORT;
 
 /// How long a connection may take to say which name it is for before it is judged by its
 /// address (a protocol where the server speaks first says nothing).
@@ -515,7 +518,7 @@ fn dial(shared: &Shared, name: &str, port: u16) -> Result<TcpStream, String> {
 /// Both sockets are TCP_NODELAY: the ends already chose when to send (Nagle or not), and a
 /// relay that applies Nagle again holds the second half of a message until the first is
 /// acknowledged, which a peer waiting for the whole message delays by 40 ms.
-pub(super) fn splice(mut inside: TcpStream, mut outside: TcpStream, first: &[u8]) {
+pub(crate) fn splice(mut inside: TcpStream, mut outside: TcpStream, first: &[u8]) {
     for end in [&inside, &outside] {
         let _ = end.set_read_timeout(None);
         let _ = end.set_nodelay(true);

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::egress::DNS_ADDRESS;
-use super::error::RuntimeError;
+use crate::runtime::error::RuntimeError;
+use crate::runtime::net::egress::DNS_ADDRESS;
 
 /// slirp4netns' built-in DNS forwarder and host address.
 pub const SLIRP_DNS: &str = "10.0.2.3";
@@ -208,7 +208,7 @@ pub struct Running {
     /// pasta's pid-file dir, removed once it ended.
     temp_dir: Option<std::path::PathBuf>,
     /// Published UDP ports, relayed by us.
-    udp: Option<super::udp_relay::UdpRelay>,
+    udp: Option<crate::runtime::net::published_udp::UdpRelay>,
     /// Whether it listens on published host ports, which must be free again when we return.
     holds_ports: bool,
 }
@@ -296,7 +296,7 @@ pub fn start_on(
     let binary = which::which(helper.binary()).map_err(|_| RuntimeError::MissingNetworkHelper {
         tool: helper.binary(),
     })?;
-    let relay = super::udp_relay::start(netns, ports)?;
+    let relay = crate::runtime::net::published_udp::start(netns, ports)?;
     let mut running = match helper {
         Helper::Pasta => start_pasta(&binary, netns, ports, host_loopback, dir),
         Helper::Slirp4netns => start_slirp(&binary, netns, ports, host_loopback, dir),

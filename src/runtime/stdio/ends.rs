@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
-use super::plan::{Stdio, Stream};
+use crate::runtime::plan::{Stdio, Stream};
 
 /// What the command's side is given.
 #[derive(Default)]

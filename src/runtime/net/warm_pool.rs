@@ -19,7 +19,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::network::{self, Helper};
+use crate::runtime::net::helpers;
+use crate::runtime::net::helpers::Helper;
 
 /// The pool's socket, in the store (0700: only its user reaches it).
 pub const SOCKET: &str = "warm.sock";
@@ -41,8 +42,8 @@ impl Taken {
 }
 
 /// Whether a plan's network can be a warm one: pasta, no published ports, no host loopback.
-pub fn eligible(network: &super::plan::NetworkPlan) -> bool {
-    network.mode == super::plan::Network::Helper(Helper::Pasta)
+pub fn eligible(network: &crate::runtime::plan::NetworkPlan) -> bool {
+    network.mode == crate::runtime::plan::Network::Helper(Helper::Pasta)
         && network.options.ports.is_empty()
         && !network.options.host_loopback
 }
@@ -200,8 +201,8 @@ struct Slot {
 }
 
 enum SlotState {
-    Starting(network::Starting),
-    Ready(network::Running),
+    Starting(helpers::Starting),
+    Ready(helpers::Running),
 }
 
 impl Drop for Slot {
@@ -220,7 +221,7 @@ struct Pool {
     _lock: nix::fcntl::Flock<std::fs::File>,
     pause: Option<OwnedFd>,
     slots: Vec<Slot>,
-    taken: Vec<(OwnedFd, network::Running)>,
+    taken: Vec<(OwnedFd, helpers::Running)>,
     made: u64,
     failures: u32,
     last_take: Instant,
@@ -332,7 +333,7 @@ impl Pool {
         self.made += 1;
         let id = PathBuf::from(format!("warm-{}-{}", std::process::id(), self.made));
         let fingerprint = fingerprint();
-        let starting = network::begin_pasta(&netns, &id).ok()?;
+        let starting = helpers::begin_pasta(&netns, &id).ok()?;
         Some(Slot {
             netns,
             helper: Some(SlotState::Starting(starting)),
@@ -412,7 +413,7 @@ fn pause_pidfd(store: &Path) -> Option<OwnedFd> {
     let pid = i32::try_from(pid).ok()?;
     let pidfd = sys::pidfd_open(pid).ok()?;
     // Opened first, then checked: a pid reused after the check could not be mistaken.
-    (super::state::process_start(pid) == Some(start)).then_some(pidfd)
+    (crate::runtime::state::process_start(pid) == Some(start)).then_some(pidfd)
 }
 
 #[cfg(test)]

@@ -9,9 +9,11 @@ use std::ffi::CString;
 use std::os::fd::{AsFd as _, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use super::channel::{self, FailureKind, Message};
-use super::nest::NestChild;
-use super::plan::{ProcessPlan, Program, Stdio, Stream};
+use crate::runtime::plan::{ProcessPlan, Program, Stdio, Stream};
+use crate::runtime::process::channel;
+use crate::runtime::process::channel::FailureKind;
+use crate::runtime::process::channel::Message;
+use crate::runtime::process::nest::NestChild;
 
 /// What confines the command beyond its plan: the nested namespaces to make (a new
 /// container's command; a joining one enters the existing ones) and the seccomp filter.
@@ -103,7 +105,9 @@ fn fail(status: BorrowedFd<'_>, program: &str, error: std::io::Error) -> ! {
             errno,
         },
     );
-    sys::exit_now(i32::from(super::exit_code::not_started(errno)))
+    sys::exit_now(i32::from(crate::runtime::process::exit_code::not_started(
+        errno,
+    )))
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -14,9 +14,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::egress::{self, Policy};
-use super::error::RuntimeError;
-use super::network::{self, Helper, PortMapping};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::net::egress;
+use crate::runtime::net::egress::Policy;
+use crate::runtime::net::helpers;
+use crate::runtime::net::helpers::Helper;
+use crate::runtime::net::helpers::PortMapping;
 
 /// What the keeper connects the sandbox with.
 pub enum Connection<'a> {
@@ -35,15 +38,19 @@ pub enum Connection<'a> {
     /// sandbox's own open network (`relay`): every connection made again from the host's
     /// side, with the same relays for published ports.
     Relay {
-        options: &'a egress::relay::Options,
+        options: &'a crate::runtime::net::relay::Options,
         ports: &'a [PortMapping],
     },
 }
 
 /// What the keeper holds until the container ends (dropped: ended).
 enum Held {
-    Helper { _running: network::Running },
-    Udp { _relay: super::udp_relay::UdpRelay },
+    Helper {
+        _running: helpers::Running,
+    },
+    Udp {
+        _relay: crate::runtime::net::published_udp::UdpRelay,
+    },
 }
 
 impl Connection<'_> {
@@ -217,7 +224,7 @@ fn keep(
             helper,
             ports,
             host_loopback,
-        } => network::start(*helper, pid1, ports, *host_loopback, dir)
+        } => helpers::start(*helper, pid1, ports, *host_loopback, dir)
             .map(|running| Some(Held::Helper { _running: running })),
         Connection::Filtered { policy, ports } => {
             start_own(connection.name(), pid1, ports, |netns| {
@@ -227,7 +234,7 @@ fn keep(
         }
         Connection::Relay { options, ports } => {
             start_own(connection.name(), pid1, ports, |netns| {
-                egress::relay::start(netns, options, notices)
+                crate::runtime::net::relay::start(netns, options, notices)
             })
             .map(|relay| relay.map(|relay| Held::Udp { _relay: relay }))
         }
@@ -279,7 +286,7 @@ fn start_own(
     pid1: libc::pid_t,
     ports: &[PortMapping],
     set_up: impl FnOnce(&OwnedFd) -> std::io::Result<()>,
-) -> Result<Option<super::udp_relay::UdpRelay>, RuntimeError> {
+) -> Result<Option<crate::runtime::net::published_udp::UdpRelay>, RuntimeError> {
     let failed = |what: &str, e: std::io::Error| RuntimeError::NetworkHelper {
         tool,
         error: format!("{what}: {e}"),
@@ -289,7 +296,7 @@ fn start_own(
         .map_err(|e| failed("cannot open the sandbox's network namespace", e))?;
     set_up(&netns).map_err(|e| failed("cannot set up the sandbox's network", e))?;
     egress::inbound::start(&netns, ports)?;
-    super::udp_relay::start(&netns, ports)
+    crate::runtime::net::published_udp::start(&netns, ports)
 }
 
 /// Returns when pid 1 has exited, or when the monitor closed the control pipe without `detach`.

@@ -22,10 +22,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::log::NetworkLog;
-use super::refusals::Refusals;
-use super::traffic::TRAFFIC;
-use super::DNS_ADDRESS;
+use crate::runtime::net::egress::log::NetworkLog;
+use crate::runtime::net::egress::refusals::Refusals;
+use crate::runtime::net::egress::traffic::TRAFFIC;
+use crate::runtime::net::egress::DNS_ADDRESS;
 
 /// The port the keeper's sockets listen on inside (on 127.0.0.1): TPROXY hands them
 /// everything, so its number only has to stay clear of the sandbox's own servers.
@@ -120,7 +120,7 @@ impl Shared {
         if ip.is_multicast() {
             return Err("not an address on the network");
         }
-        super::host_itself::check(IpAddr::V4(ip), self.host_loopback)?;
+        crate::runtime::net::egress::host_itself::check(IpAddr::V4(ip), self.host_loopback)?;
         Ok(SocketAddr::V4(to))
     }
 }
@@ -330,7 +330,7 @@ fn connect(shared: &Shared, client: TcpStream) {
             None => None,
         });
     if let Some(upstream) = made {
-        super::forwarder::splice(client, upstream, &[]);
+        crate::runtime::net::egress::forwarder::splice(client, upstream, &[]);
         return;
     }
     let target = to.to_string();
@@ -344,7 +344,7 @@ fn connect(shared: &Shared, client: TcpStream) {
     match upstream {
         Ok(upstream) => {
             shared.log("tcp", &target, None);
-            super::forwarder::splice(client, upstream, &[]);
+            crate::runtime::net::egress::forwarder::splice(client, upstream, &[]);
         }
         Err(reason) => {
             shared.log("tcp", &target, Some(&reason));
@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn the_hosts_own_addresses_are_refused_without_host_loopback() {
-        let own: Vec<Ipv4Addr> = super::super::host_itself::local_addresses()
+        let own: Vec<Ipv4Addr> = crate::runtime::net::egress::host_itself::local_addresses()
             .into_iter()
             .filter_map(|ip| match ip {
                 IpAddr::V4(v4) if !v4.is_loopback() => Some(v4),

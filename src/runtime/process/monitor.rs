@@ -6,25 +6,32 @@ use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 
 use nix::sys::signal::Signal;
 
-use super::channel::{self, FailureKind, Message};
-use super::control;
-use super::error::RuntimeError;
-use super::init::{self, InitFds, FORWARDED};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::process::channel;
+use crate::runtime::process::channel::FailureKind;
+use crate::runtime::process::channel::Message;
+use crate::runtime::process::control;
+use crate::runtime::process::init;
+use crate::runtime::process::init::InitFds;
+use crate::runtime::process::init::FORWARDED;
 use std::path::Path;
 use std::time::Instant;
 
-use super::capabilities;
-use super::cgroups::Cgroup;
-use super::metering::{self, Stats, Usage};
-use super::net_keeper;
-use super::network;
-use super::plan::{CacheMount, LaunchPlan, Network, OverlayChoice, Seccomp};
-use super::relay::Relays;
-use super::seccomp;
-use super::state::{self, ContainerState};
-use super::stdio::{self, MonitorSide};
-use super::warm;
-use super::RunReporter;
+use crate::runtime::cgroups::metering;
+use crate::runtime::cgroups::metering::Stats;
+use crate::runtime::cgroups::metering::Usage;
+use crate::runtime::cgroups::Cgroup;
+use crate::runtime::confinement::seccomp;
+use crate::runtime::net::helpers;
+use crate::runtime::net::keeper;
+use crate::runtime::net::warm_pool;
+use crate::runtime::plan::{CacheMount, LaunchPlan, Network, OverlayChoice, Seccomp};
+use crate::runtime::state::{self, ContainerState};
+use crate::runtime::stdio::ends;
+use crate::runtime::stdio::ends::MonitorSide;
+use crate::runtime::stdio::pipes::Relays;
+use crate::runtime::RunReporter;
+use crate::settings::capabilities;
 
 /// How a command ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,22 +99,22 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     let (status_read, status_write) = sys::pipe()?;
     let (control_read, control_write) = sys::pipe()?;
     // The command's stdio: what we keep (`ours`) and what pid 1 gets (`theirs`).
-    let (mut ours, theirs) = stdio::prepare(plan.process.stdio, true)?;
-    network::check_ports_free(&plan.network.options.ports)?;
+    let (mut ours, theirs) = ends::prepare(plan.process.stdio, true)?;
+    helpers::check_ports_free(&plan.network.options.ports)?;
     // The store's pool may hold a network ready for this one (see `warm`).
     let store = plan.dir.parent().and_then(Path::parent).map(Path::to_owned);
-    let (warm, start_pool) = match (&store, warm::eligible(&plan.network)) {
-        (Some(store), true) => match warm::take(store) {
-            warm::Answer::Taken(taken) => (Some(taken), false),
-            warm::Answer::NoneReady => (None, false),
-            warm::Answer::NoPool => (None, true),
+    let (warm, start_pool) = match (&store, warm_pool::eligible(&plan.network)) {
+        (Some(store), true) => match warm_pool::take(store) {
+            warm_pool::Answer::Taken(taken) => (Some(taken), false),
+            warm_pool::Answer::NoneReady => (None, false),
+            warm_pool::Answer::NoPool => (None, true),
         },
         _ => (None, false),
     };
     let flags = plan
         .namespaces
         .iter()
-        .filter(|ns| !(warm.is_some() && **ns == super::plan::Namespace::Net))
+        .filter(|ns| !(warm.is_some() && **ns == crate::runtime::plan::Namespace::Net))
         .fold(0, |flags, ns| flags | ns.clone_flag());
     let warm_netns = match &warm {
         Some(taken) => Some(taken.netns.try_clone()?),
@@ -288,7 +295,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     state::write(&container, &record)?;
     // The first eligible run of a store starts its pool of warm networks, for the next ones.
     if let (true, Some(store), Some(single)) = (start_pool, &store, sys::SingleThreaded::check()) {
-        warm::spawn_pool(store, &single);
+        warm_pool::spawn_pool(store, &single);
     }
     let session = Session {
         forward_to: pid,
@@ -317,7 +324,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         }
     }
     if plan.meter {
-        let traffic = crate::runtime::egress::traffic::read(&plan.dir);
+        let traffic = crate::runtime::net::egress::traffic::read(&plan.dir);
         reporter.stats(&stats(&cgroup, usage, traffic, started));
     }
     if let Some(keep) = &plan.keep_upper {
@@ -492,22 +499,22 @@ fn start_helper(
     plan: &LaunchPlan,
     pid: libc::pid_t,
     reporter: &dyn RunReporter,
-) -> Result<Option<net_keeper::Keeper>, RuntimeError> {
+) -> Result<Option<keeper::Keeper>, RuntimeError> {
     let options = &plan.network.options;
-    let relay = crate::runtime::egress::relay::Options {
+    let relay = crate::runtime::net::relay::Options {
         host_loopback: options.host_loopback,
         log: options.log.clone(),
     };
     let (connection, name) = match (plan.network.mode, &options.policy) {
         (Network::Relay, _) => (
-            net_keeper::Connection::Relay {
+            keeper::Connection::Relay {
                 options: &relay,
                 ports: &options.ports,
             },
             "the network relay",
         ),
         (Network::Helper(helper), _) => (
-            net_keeper::Connection::Helper {
+            keeper::Connection::Helper {
                 helper,
                 ports: &options.ports,
                 host_loopback: options.host_loopback,
@@ -515,7 +522,7 @@ fn start_helper(
             helper.binary(),
         ),
         (Network::Filtered, Some(policy)) => (
-            net_keeper::Connection::Filtered {
+            keeper::Connection::Filtered {
                 policy,
                 ports: &options.ports,
             },
@@ -524,7 +531,7 @@ fn start_helper(
         _ => return Ok(None),
     };
     let started = Instant::now();
-    let running = net_keeper::start(&connection, pid, &plan.dir)?;
+    let running = keeper::start(&connection, pid, &plan.dir)?;
     reporter.verbose(&format!(
         "{name} ready in {} ms",
         started.elapsed().as_millis()
@@ -592,7 +599,7 @@ fn wait_for(
     let master = master_fd.as_ref().map(|m| m.as_fd());
     let raw = master.and_then(|_| sys::RawMode::enable(stdin.as_fd()));
     let mut stdin_open = master.is_some();
-    let mut typed = super::typeahead::EnterPadding::default();
+    let mut typed = crate::runtime::stdio::typeahead::EnterPadding::default();
     let mut buffer = Vec::new();
     let mut not_started = None;
     let mut setup_failed = None;
@@ -750,7 +757,9 @@ impl<'fd> Notices<'fd> {
         }
         while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=end).collect();
-            if let Ok(blocked) = serde_json::from_slice::<super::egress::refusals::Blocked>(&line) {
+            if let Ok(blocked) =
+                serde_json::from_slice::<crate::runtime::net::egress::refusals::Blocked>(&line)
+            {
                 reporter.egress_blocked(&blocked.target, &blocked.reason);
             }
         }

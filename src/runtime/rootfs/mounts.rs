@@ -10,9 +10,9 @@ use std::io;
 use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-use super::channel::FailureKind;
-use super::plan::CgroupView;
-pub use super::plan::{Kind, MountOp};
+use crate::runtime::plan::CgroupView;
+pub use crate::runtime::plan::{Kind, MountOp};
+use crate::runtime::process::channel::FailureKind;
 
 /// Why a mount step failed, for the error the user sees.
 #[derive(Debug)]

@@ -135,7 +135,7 @@ fn client_hello_sni(body: &[u8]) -> Option<Option<String>> {
             let name = names.take(name_len)?;
             if name_type == 0 {
                 let name = std::str::from_utf8(name).ok()?;
-                return Some(Some(super::rules::normalize(name)));
+                return Some(Some(crate::settings::allow_list::normalize(name)));
             }
         }
         return Some(None);

@@ -8,7 +8,8 @@ use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::Arc;
 
 use crate::runtime::error::RuntimeError;
-use crate::runtime::network::{PortMapping, Protocol};
+use crate::runtime::net::helpers::PortMapping;
+use crate::runtime::net::helpers::Protocol;
 
 /// Binds every published TCP port and serves it on threads until the keeper exits.
 pub fn start(netns: &OwnedFd, ports: &[PortMapping]) -> Result<(), RuntimeError> {
@@ -40,5 +41,5 @@ fn relay(netns: &OwnedFd, outside: TcpStream, port: u16) {
     let Ok(inside) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
         return;
     };
-    super::forwarder::splice(inside, outside, &[]);
+    crate::runtime::net::egress::forwarder::splice(inside, outside, &[]);
 }

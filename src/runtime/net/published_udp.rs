@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::egress::traffic::TRAFFIC;
-use super::error::RuntimeError;
-use super::network::{PortMapping, Protocol};
+use crate::runtime::error::RuntimeError;
+use crate::runtime::net::egress::traffic::TRAFFIC;
+use crate::runtime::net::helpers::PortMapping;
+use crate::runtime::net::helpers::Protocol;
 
 const IDLE_FLOW: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_millis(100);

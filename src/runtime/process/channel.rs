@@ -57,7 +57,7 @@ pub enum Message {
         last: bool,
         /// What the command and what it left used (with `--stats`).
         #[serde(default)]
-        usage: Option<crate::runtime::metering::Usage>,
+        usage: Option<crate::runtime::cgroups::metering::Usage>,
     },
 }
 

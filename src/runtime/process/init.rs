@@ -10,15 +10,21 @@ use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
 use nix::sys::signal::Signal;
 use std::path::Path;
 
-use super::channel::{self, FailureKind, Message};
-use super::control::{self, Control};
-use super::etc_files;
-use super::exec;
-use super::metering::{self, Usage};
-use super::mounts::{self, MountFailure, RootDir};
-use super::nest;
-use super::plan::{EtcContent, LaunchPlan, Network, OverlayChoice};
-use super::stdio::CommandSide;
+use crate::runtime::cgroups::metering;
+use crate::runtime::cgroups::metering::Usage;
+use crate::runtime::plan::{EtcContent, LaunchPlan, Network, OverlayChoice};
+use crate::runtime::process::channel;
+use crate::runtime::process::channel::FailureKind;
+use crate::runtime::process::channel::Message;
+use crate::runtime::process::control;
+use crate::runtime::process::control::Control;
+use crate::runtime::process::exec;
+use crate::runtime::process::nest;
+use crate::runtime::rootfs::etc_files;
+use crate::runtime::rootfs::mounts;
+use crate::runtime::rootfs::mounts::MountFailure;
+use crate::runtime::rootfs::mounts::RootDir;
+use crate::runtime::stdio::ends::CommandSide;
 
 /// The fds pid 1 inherits from the monitor.
 pub struct InitFds {
@@ -78,7 +84,7 @@ pub fn run(plan: &LaunchPlan, fds: InitFds) -> ! {
     // 0. Into the limits, while our uid is still the user's (v1 lets a user move only its own
     //    processes); nothing of ours has run yet.
     for tasks in cgroup_tasks {
-        if let Err(e) = super::cgroups::enter_self(tasks.as_fd()) {
+        if let Err(e) = crate::runtime::cgroups::enter_self(tasks.as_fd()) {
             report(
                 status,
                 &failure("enter the container's cgroup", Path::new("tasks"))(e),

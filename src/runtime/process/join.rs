@@ -14,15 +14,17 @@
 
 use std::os::fd::{AsFd as _, OwnedFd};
 
-use super::error::RuntimeError;
-use super::exec;
-use super::init;
-use super::metering;
-use super::monitor::{self, Outcome, Session};
-use super::plan::{ProcessPlan, Stdio};
-use super::state::ContainerState;
-use super::stdio;
-use super::RunReporter;
+use crate::runtime::cgroups::metering;
+use crate::runtime::error::RuntimeError;
+use crate::runtime::plan::{ProcessPlan, Stdio};
+use crate::runtime::process::exec;
+use crate::runtime::process::init;
+use crate::runtime::process::monitor;
+use crate::runtime::process::monitor::Outcome;
+use crate::runtime::process::monitor::Session;
+use crate::runtime::state::ContainerState;
+use crate::runtime::stdio::ends;
+use crate::runtime::RunReporter;
 
 fn open_ns(pid: i32, name: &str) -> Result<OwnedFd, RuntimeError> {
     let path = format!("/proc/{pid}/ns/{name}");
@@ -57,7 +59,7 @@ fn member(container: &ContainerState) -> Result<i32, RuntimeError> {
     container
         .members()
         .into_iter()
-        .min_by_key(|pid| super::state::process_start(*pid).unwrap_or(u64::MAX))
+        .min_by_key(|pid| crate::runtime::state::process_start(*pid).unwrap_or(u64::MAX))
         .ok_or_else(|| RuntimeError::NotRunning {
             id: container.id.clone(),
         })
@@ -127,11 +129,11 @@ pub fn run(
     if let Some(scope) = container
         .cgroup
         .as_deref()
-        .filter(|c| super::cgroups::scope::is_scope(c))
+        .filter(|c| crate::runtime::cgroups::scope::is_scope(c))
     {
-        super::cgroups::scope::attach(scope, std::process::id() as i32)?;
+        crate::runtime::cgroups::scope::attach(scope, std::process::id() as i32)?;
     }
-    let cgroups = super::cgroups::container_task_files(container, cgroup_v1_parents)?;
+    let cgroups = crate::runtime::cgroups::container_task_files(container, cgroup_v1_parents)?;
     let through = member(container)?;
     let nested = open_member_ns(container, through, "user")?;
     let mut fds = vec![outer_user_namespace(&nested)?];
@@ -147,9 +149,9 @@ pub fn run(
     }
     // Opened now, while the store is in view: the keeper's counts for --stats.
     let traffic = meter
-        .then(|| super::egress::traffic::open(&container.dir))
+        .then(|| crate::runtime::net::egress::traffic::open(&container.dir))
         .flatten();
-    let (mut ours, mut theirs) = stdio::prepare(plan.stdio, false)?;
+    let (mut ours, mut theirs) = ends::prepare(plan.stdio, false)?;
     // Taken before the mount namespace changes (then /proc is the container's, where we are not).
     let single = sys::SingleThreaded::check().ok_or_else(|| {
         RuntimeError::Internal("internal error: a thread is running while joining".into())
@@ -206,7 +208,7 @@ pub fn run(
     drop(cgroups);
     let session = Session {
         forward_to: child,
-        hang_up_on_term: matches!(plan.program, super::plan::Program::LoginShell),
+        hang_up_on_term: matches!(plan.program, crate::runtime::plan::Program::LoginShell),
         status: status_read,
         stdio: ours,
         notices: None,
@@ -220,7 +222,7 @@ pub fn run(
             metering::net_totals(&dev),
             traffic
                 .as_ref()
-                .map_or((0, 0), super::egress::traffic::read_from),
+                .map_or((0, 0), crate::runtime::net::egress::traffic::read_from),
         );
         reporter.stats(&metering::Stats {
             wall_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::RuntimeError;
+use crate::runtime::error::RuntimeError;
 
 /// `inside` ids map to `outside` ids, `count` of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -115,15 +115,15 @@ fn number(path: &std::path::Path) -> Option<u64> {
 /// (cpuacct and memory at least), else from /proc of its processes. Network counters come
 /// from its network namespace (through one of its processes).
 pub fn sample(
-    container: &super::state::ContainerState,
-    delegated: &[(super::cgroups::Controller, std::path::PathBuf)],
+    container: &crate::runtime::state::ContainerState,
+    delegated: &[(crate::runtime::cgroups::Controller, std::path::PathBuf)],
 ) -> Sample {
-    use super::cgroups::Controller;
+    use crate::runtime::cgroups::Controller;
     let own = |controller: Controller| {
         delegated
             .iter()
             .find(|(c, _)| *c == controller)
-            .map(|(_, parent)| super::cgroups::v1_dir_of(container, parent))
+            .map(|(_, parent)| crate::runtime::cgroups::v1_dir_of(container, parent))
             .filter(|dir| dir.is_dir())
     };
     let members = container.members();
@@ -131,7 +131,7 @@ pub fn sample(
     // memory cgroup, and a cgroup counts processes that already ended too).
     let mut sample = proc_sample(&members);
     if let Some(dir) = container.cgroup.as_deref().filter(|d| d.is_dir()) {
-        let (cpu_us, memory, limit, pids, io) = super::cgroups::v2::now(dir);
+        let (cpu_us, memory, limit, pids, io) = crate::runtime::cgroups::v2::now(dir);
         sample.cpu_us = cpu_us;
         // Without the memory controller there is no memory.current: /proc's figure stays.
         if memory > 0 {
@@ -159,7 +159,7 @@ pub fn sample(
     if let Some(text) = own(Controller::Blkio)
         .and_then(|d| fs_err::read_to_string(d.join("blkio.throttle.io_service_bytes")).ok())
     {
-        (sample.read_bytes, sample.written_bytes) = super::cgroups::io_totals(&text);
+        (sample.read_bytes, sample.written_bytes) = crate::runtime::cgroups::io_totals(&text);
     }
     if let Some(member) = members.first() {
         let dev = fs_err::read_to_string(format!("/proc/{member}/net/dev")).unwrap_or_default();
@@ -167,7 +167,7 @@ pub fn sample(
     }
     (sample.net_in, sample.net_out) = with_keepers(
         (sample.net_in, sample.net_out),
-        super::egress::traffic::read(&container.dir),
+        crate::runtime::net::egress::traffic::read(&container.dir),
     );
     sample
 }

@@ -15,7 +15,7 @@ pub fn checked(raw: &str) -> Result<String, &'static str> {
         return Err("a byte that is not printable ASCII");
     }
     let bare = raw.strip_suffix('.').unwrap_or(raw).to_ascii_lowercase();
-    if bare.parse::<Ipv4Addr>().is_ok() || super::rules::is_dns_name(&bare) {
+    if bare.parse::<Ipv4Addr>().is_ok() || crate::settings::allow_list::is_dns_name(&bare) {
         Ok(bare)
     } else {
         Err("not a host name (labels of letters, digits, `-` and `_`) or an IPv4 address")
