@@ -9,7 +9,10 @@ check. Test code (`tests.rs` files and the `#[cfg(test)] mod tests { ... }` at a
 left out: it may look at anything.
 
     scripts/check-cycles.py [src] [PREFIX ...]   # e.g. runtime config
+    EXPLAIN=1 scripts/check-cycles.py ...        # also the paths behind each edge of a cycle
 """
+
+import os
 
 import pathlib
 import re
@@ -106,6 +109,7 @@ def main() -> int:
     files = [f for f in root.rglob("*.rs") if f.name != "tests.rs"]
     modules = {module_of(root, f) for f in files}
     edges = {m: set() for m in modules}
+    why = {}
     for file in files:
         here = module_of(root, file)
         code = strip(file.read_text())
@@ -113,6 +117,7 @@ def main() -> int:
             target = resolve(path, here, file.name == "mod.rs", modules)
             if target is not None and target != here:
                 edges[here].add(target)
+                why.setdefault((here, target), set()).add(re.sub(r"\s+", "", path))
     # Tarjan's strongly connected components.
     index, low, stack, on_stack, components = {}, {}, [], set(), []
     counter = [0]
@@ -157,6 +162,11 @@ def main() -> int:
                 failed = True
                 print(f"import cycle under {name(prefix)}: " + " -> ".join(map(name, cycle)))
                 print(f"  ({len(members)} modules depend on each other: {', '.join(map(name, members))})")
+                if os.environ.get("EXPLAIN"):
+                    for m in members:
+                        for w in sorted(sub[m]):
+                            shown = ", ".join(sorted(why[(m, w)])[:4])
+                            print(f"    {name(m)} -> {name(w)}: {shown}")
     if failed:
         print("hint: move what both sides need into a module that imports neither", file=sys.stderr)
         return 1

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::runtime::net::helpers::parse_port;
-use crate::runtime::net::helpers::NetworkMode;
-use crate::runtime::net::helpers::PortMapping;
+use crate::settings::network::parse_port;
+use crate::settings::network::NetworkMode;
+use crate::settings::network::PortMapping;
 use clap::{Args, Parser, Subcommand};
 
 /// Rootless per-project developer sandboxes from OCI images.

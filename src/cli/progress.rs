@@ -174,7 +174,7 @@ impl crate::runtime::RunReporter for Progress {
             }
             return;
         }
-        use crate::runtime::plan::human_size;
+        use crate::settings::limits::human_size;
         let seconds = |us: u64| us as f64 / 1e6;
         let u = &stats.usage;
         let pids = u
@@ -216,7 +216,7 @@ impl crate::runtime::RunReporter for Progress {
     /// Said even with -q: it is why the command died.
     #[allow(clippy::print_stderr)]
     fn out_of_memory(&self, limit: u64, peak: u64) {
-        use crate::runtime::plan::human_size;
+        use crate::settings::limits::human_size;
         eprintln!(
             "sandbox: killed: out of memory (limit {}, peak {})",
             human_size(limit),

@@ -145,6 +145,20 @@ pub fn nearest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// A value and where it stands in the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Located<T> {
+    pub value: T,
+    pub span: std::ops::Range<usize>,
+}
+
+pub fn located<T: Clone>(s: &toml::Spanned<T>) -> Located<T> {
+    Located {
+        value: s.get_ref().clone(),
+        span: s.span(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,8 +7,8 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use crate::config::diagnostic::Located;
 use crate::config::error::ConfigError;
-use crate::config::project::Located;
 use crate::settings::allow_list::AllowList;
 use crate::settings::allow_list::Rule;
 

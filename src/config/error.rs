@@ -46,6 +46,8 @@ pub enum ConfigError {
         path: PathBuf,
         owner: String,
         dir: PathBuf,
+        /// The user config, where the exception would go.
+        config: Option<PathBuf>,
     },
 
     #[error("{message}")]
@@ -68,9 +70,9 @@ impl ConfigError {
             ConfigError::NoProject { .. } => Some(
                 "write one with `sandbox init` (e.g. `sandbox init java@21`); without one, `sandbox run` and `sandbox enter` take an image with --image".into(),
             ),
-            ConfigError::NotOwned { dir, .. } => Some(format!(
+            ConfigError::NotOwned { dir, config, .. } => Some(format!(
                 "if you trust it, add the directory to `safe_directories` in your config ({}): safe_directories = [\"{}\"]",
-                crate::config::user::own_config_path().map_or_else(|| "~/.config/sandbox/config.toml".to_owned(), |p| p.display().to_string()),
+                config.as_ref().map_or_else(|| "~/.config/sandbox/config.toml".to_owned(), |p| p.display().to_string()),
                 dir.display()
             )),
             ConfigError::NotRegularFile { .. } => Some("replace it with a regular file (or remove it)".into()),

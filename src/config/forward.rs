@@ -75,8 +75,8 @@ impl RawForward {
             std::ops::Range<usize>,
             String,
             Option<String>,
-        ) -> crate::config::ConfigError,
-    ) -> Result<(Forward, Asks), crate::config::ConfigError> {
+        ) -> crate::config::error::ConfigError,
+    ) -> Result<(Forward, Asks), crate::config::error::ConfigError> {
         let mut asks = Vec::new();
         let mut forward = Forward::default();
         if let Some(agent) = self.ssh_agent.filter(|a| *a.get_ref()) {

@@ -21,6 +21,7 @@ pub fn check(file: &Path) -> Result<(), ConfigError> {
                 path: path.to_owned(),
                 owner: owner_name(owner),
                 dir: dir.to_owned(),
+                config: crate::config::user::own_config_path(),
             });
         }
     }

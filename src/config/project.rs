@@ -41,13 +41,13 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::diagnostic;
+use crate::config::diagnostic::{self, located, Located};
 use crate::config::error::ConfigError;
 use crate::config::templates;
-use crate::runtime::net::helpers::parse_port;
-use crate::runtime::net::helpers::NetworkMode;
-use crate::runtime::net::helpers::PortMapping;
-pub use crate::runtime::plan::Limits;
+pub use crate::settings::limits::Limits;
+use crate::settings::network::parse_port;
+use crate::settings::network::NetworkMode;
+use crate::settings::network::PortMapping;
 
 pub const FILE_NAME: &str = "sandbox.toml";
 
@@ -112,20 +112,6 @@ struct RawLimits {
     pids: Option<Spanned<toml::Value>>,
     tmp: Option<Spanned<toml::Value>>,
     required: Option<bool>,
-}
-
-/// A value and where it stands in the file.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Located<T> {
-    pub value: T,
-    pub span: Range<usize>,
-}
-
-fn located<T: Clone>(s: &Spanned<T>) -> Located<T> {
-    Located {
-        value: s.get_ref().clone(),
-        span: s.span(),
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -118,7 +118,7 @@ pub(super) fn parse(
     steps: Spanned<Vec<Spanned<RawStep>>>,
     home: &Path,
     error: ErrorAt<'_>,
-    host_access: &mut Vec<crate::config::project::Located<String>>,
+    host_access: &mut Vec<crate::config::diagnostic::Located<String>>,
 ) -> Result<Vec<SetupStep>, ConfigError> {
     if steps.get_ref().len() > MAX_STEPS {
         return Err(error(
@@ -158,7 +158,7 @@ fn table_step(
     span: Range<usize>,
     home: &Path,
     error: ErrorAt<'_>,
-    host_access: &mut Vec<crate::config::project::Located<String>>,
+    host_access: &mut Vec<crate::config::diagnostic::Located<String>>,
 ) -> Result<SetupStep, ConfigError> {
     match (table.run, table.copy) {
         (Some(run), None) => {
@@ -192,7 +192,7 @@ fn table_step(
                         Some("a secret reaches the step as a variable: letters, digits and underscores, e.g. NPM_TOKEN".into()),
                     ));
                 }
-                host_access.push(crate::config::project::Located {
+                host_access.push(crate::config::diagnostic::Located {
                     value: format!(
                         "a setup step reads your secret {} (from {})",
                         secret.name,

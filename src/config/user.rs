@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::config::error::ConfigError;
 use crate::image::registry::hosts::{MirrorRule, RegistryConfig, RegistryRule};
-use crate::runtime::cgroups::Controller;
+use crate::settings::limits::Controller;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -235,7 +235,7 @@ pub fn replace_at(
     let temp_name = OsString::from(format!(
         ".{}.tmp-{}",
         String::from_utf8_lossy(name.as_bytes()),
-        crate::fsutil::atomic::unique_suffix()
+        crate::fsutil::unique::unique_suffix()
     ));
     let mut linked = false;
     let mut file = match nix::fcntl::openat(

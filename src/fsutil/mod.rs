@@ -5,3 +5,4 @@ pub mod beneath;
 pub mod lock;
 pub mod shown;
 pub mod tree;
+pub mod unique;

@@ -1,11 +1,18 @@
 //! A blob handed from the thread making it to the thread uploading it, as it is made: a push
 //! of a setup layer never compressed before uploads while it compresses.
 
+use crate::image::digest::Digest;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::{Condvar, Mutex};
 
-use crate::image::export::Blob;
+/// A blob of a prepared image: what a finished stream gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
 
 /// At most this many pieces made and not yet taken: the maker waits beyond it.
 const QUEUED_MAX: usize = 3;

@@ -171,7 +171,7 @@ pub enum ImageError {
         mapped: String,
     },
 
-    #[error("layer {layer} unpacks to more than {} of file data, far more than its size suggests", crate::runtime::plan::human_size(*limit))]
+    #[error("layer {layer} unpacks to more than {} of file data, far more than its size suggests", crate::settings::limits::human_size(*limit))]
     LayerTooLarge { layer: Digest, limit: u64 },
 
     #[error("no space left on device while writing to the store at {store}")]
@@ -287,8 +287,8 @@ impl ImageError {
             }
             ImageError::LayerTooLarge { .. } => Some(format!(
                 "a layer this compressible is unusual (a zip bomb looks like this); if you trust the image, raise the limit with {}=N (the most file data per byte of layer, {} by default)",
-                crate::image::unpack::RATIO_VARIABLE,
-                crate::image::unpack::DEFAULT_RATIO
+                crate::image::unpack::ratio::RATIO_VARIABLE,
+                crate::image::unpack::ratio::DEFAULT_RATIO
             )),
             ImageError::NoSpace { store, .. } => Some(format!(
                 "free space on the file system holding {}, or run `sandbox prune`",

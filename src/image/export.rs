@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::fsutil::beneath;
-use crate::image::blob_stream::{BlobStream, Tee};
+use crate::image::blob_stream::{Blob, BlobStream, Tee};
 use crate::image::error::ImageError;
 use crate::image::store::images::ImageRecord;
 use crate::image::store::Store;
@@ -56,14 +56,6 @@ pub struct ExportInputs<'a> {
     /// Times in setup layers are clamped to this (`SOURCE_DATE_EPOCH`).
     pub epoch: u64,
     pub compression: LayerCompression,
-}
-
-/// A blob of the prepared image.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Blob {
-    pub digest: Digest,
-    pub size: u64,
-    pub media_type: String,
 }
 
 /// The prepared image: its manifest, config and layers (all in the store's blobs).

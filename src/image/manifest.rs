@@ -193,6 +193,32 @@ pub fn parse_config(
     Ok(config)
 }
 
+/// Picks the entry for `wanted`; the error lists what the index offers.
+pub fn select_platform<'a>(
+    entries: &'a [Descriptor],
+    wanted: &Platform,
+    reference: &str,
+) -> Result<&'a Descriptor, ImageError> {
+    entries
+        .iter()
+        .find(|d| d.platform.as_ref().is_some_and(|p| wanted.accepts(p)))
+        .ok_or_else(|| {
+            let offered: Vec<String> = entries
+                .iter()
+                .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
+                .collect();
+            ImageError::NoMatchingPlatform {
+                reference: reference.to_owned(),
+                wanted: wanted.to_string(),
+                offered: if offered.is_empty() {
+                    "nothing".into()
+                } else {
+                    offered.join(", ")
+                },
+            }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

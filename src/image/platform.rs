@@ -4,9 +4,6 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::image::error::ImageError;
-use crate::image::manifest::Descriptor;
-
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Platform {
     #[serde(default)]
@@ -38,7 +35,7 @@ impl Platform {
     }
 
     /// Whether an index entry's platform can run here (an absent variant matches any).
-    fn accepts(&self, offered: &Platform) -> bool {
+    pub fn accepts(&self, offered: &Platform) -> bool {
         offered.os == self.os
             && offered.architecture == self.architecture
             && match (&self.variant, &offered.variant) {
@@ -56,30 +53,4 @@ impl fmt::Display for Platform {
         }
         Ok(())
     }
-}
-
-/// Picks the entry for `wanted`; the error lists what the index offers.
-pub fn select<'a>(
-    entries: &'a [Descriptor],
-    wanted: &Platform,
-    reference: &str,
-) -> Result<&'a Descriptor, ImageError> {
-    entries
-        .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| wanted.accepts(p)))
-        .ok_or_else(|| {
-            let offered: Vec<String> = entries
-                .iter()
-                .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
-                .collect();
-            ImageError::NoMatchingPlatform {
-                reference: reference.to_owned(),
-                wanted: wanted.to_string(),
-                offered: if offered.is_empty() {
-                    "nothing".into()
-                } else {
-                    offered.join(", ")
-                },
-            }
-        })
 }

@@ -11,7 +11,7 @@ use crate::image::digest::Digest;
 use crate::image::error::ImageError;
 use crate::image::hashing::HashingReader;
 use crate::image::manifest::{self, Compression, ImageManifest, Manifest};
-use crate::image::platform::{self, Platform};
+use crate::image::platform::Platform;
 use crate::image::reference::Reference;
 use crate::image::registry::blob_reader::BlobReader;
 use crate::image::registry::client::{Connection, RegistryClient};
@@ -178,7 +178,8 @@ fn resolve(
         match manifest::parse_manifest(&bytes, &content_type, &shown)? {
             Manifest::Image(m) => (m, resolved_digest.clone(), bytes, None),
             Manifest::Index(entries) => {
-                let chosen = platform::select(&entries, &cx.platform, &shown)?;
+                let chosen =
+                    crate::image::manifest::select_platform(&entries, &cx.platform, &shown)?;
                 let digest = chosen.digest.clone();
                 let (inner, inner_type) = client.fetch_manifest(&digest.to_string(), &shown)?;
                 let actual = Digest::of_bytes(&inner);

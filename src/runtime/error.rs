@@ -1,6 +1,13 @@
 //! The runtime layer's error type.
 
 /// A launch that cannot be planned: what was asked for does not fit together.
+/// A limit that cannot be applied, why, and what fixes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotApplied {
+    pub limit: String,
+    pub why: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("--as-root needs subordinate ids, and this user has none")]
@@ -32,7 +39,7 @@ pub enum PlanError {
     DirectoryAsStdio { stream: &'static str },
 
     #[error("limits cannot be applied here: {}", .0.iter().map(|n| format!("{} ({})", n.limit, n.why)).collect::<Vec<_>>().join("; "))]
-    LimitsNotApplied(Vec<crate::runtime::cgroups::NotApplied>),
+    LimitsNotApplied(Vec<NotApplied>),
 }
 
 impl PlanError {

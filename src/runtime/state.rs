@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil::atomic::write_file_replacing;
 use crate::fsutil::lock::{FileLock, LockMode};
 use crate::runtime::error::RuntimeError;
-use crate::runtime::plan::LaunchPlan;
 
 /// What `state.json` records; `sandbox ps` prints it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -57,43 +56,6 @@ pub struct ContainerState {
 }
 
 impl ContainerState {
-    pub fn new(plan: &LaunchPlan, pid: i32, pid_ns: String) -> Self {
-        Self {
-            id: plan.id.clone(),
-            project_dir: plan.project_dir.clone(),
-            image: plan.image.clone(),
-            pid,
-            pid_start: process_start(pid).unwrap_or(0),
-            pid_ns,
-            started: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            hostname: plan.hostname.clone(),
-            network: crate::runtime::plan::network_summary(
-                plan.network.mode,
-                &plan.network.options,
-            ),
-            cgroup: None,
-            trusts_host_cas: !plan.rootfs.trust.is_empty(),
-            java_options: plan.process.env.iter().any(|(k, v)| {
-                k == "JAVA_TOOL_OPTIONS" && v.contains(crate::runtime::plan::TRUST_JAVA_STORE)
-            }),
-            sources: plan.sources.clone(),
-            command: match &plan.process.program {
-                crate::runtime::plan::Program::Command(argv) => argv.clone(),
-                crate::runtime::plan::Program::LoginShell => Vec::new(),
-            },
-            ports: plan
-                .network
-                .options
-                .ports
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            dir: plan.dir.clone(),
-        }
-    }
-
     /// The host pids of the container's processes other than pid 1.
     pub fn members(&self) -> Vec<i32> {
         let Ok(entries) = fs_err::read_dir("/proc") else {
@@ -145,15 +107,15 @@ pub fn new_id() -> String {
 const STAGING_PREFIX: &str = ".new-";
 const STAGING_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// Creates `containers/<id>/` with upper, work and merged dirs, and takes its lock.
+/// Creates the container dir `dir` (`containers/<id>/`) with upper, work and merged dirs, and takes its lock.
 ///
 /// The directory is made and locked under a staging name, then renamed into place: under its
 /// final name it is always locked while its container lives, so another start's stale
 /// collection can never take it for a dead one (it did, under load, between mkdir and flock).
-pub fn create_dir(plan: &LaunchPlan) -> Result<ContainerDir, RuntimeError> {
+pub fn create_dir(dir: &Path, id: &str) -> Result<ContainerDir, RuntimeError> {
     use std::os::unix::fs::DirBuilderExt as _;
-    let containers = plan.dir.parent().unwrap_or(Path::new("."));
-    let staging = containers.join(format!("{STAGING_PREFIX}{}", plan.id));
+    let containers = dir.parent().unwrap_or(Path::new("."));
+    let staging = containers.join(format!("{STAGING_PREFIX}{}", id));
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true).mode(0o700);
     let create = |dir: &Path| {
@@ -174,12 +136,12 @@ pub fn create_dir(plan: &LaunchPlan) -> Result<ContainerDir, RuntimeError> {
     for name in ["upper", "work", "merged"] {
         create(&staging.join(name))?;
     }
-    fs_err::rename(&staging, &plan.dir).map_err(|source| RuntimeError::ContainerDir {
-        path: plan.dir.clone(),
+    fs_err::rename(&staging, dir).map_err(|source| RuntimeError::ContainerDir {
+        path: dir.to_owned(),
         source,
     })?;
     Ok(ContainerDir {
-        path: plan.dir.clone(),
+        path: dir.to_owned(),
         _lock: lock,
     })
 }

@@ -4,3 +4,5 @@
 
 pub mod allow_list;
 pub mod capabilities;
+pub mod limits;
+pub mod network;

@@ -9,9 +9,9 @@ use serde::Serialize;
 use crate::cli::args::{DoctorArgs, GlobalArgs};
 use crate::cli::errors::CliError;
 use crate::cli::{format, session};
-use crate::runtime::cgroups::Controller;
 use crate::runtime::identity::idmap;
 use crate::runtime::probe;
+use crate::settings::limits::Controller;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -434,7 +434,7 @@ fn store(root: &Path) -> Vec<Check> {
             Status::Warn,
             format!(
                 "{} free where the store is",
-                crate::runtime::plan::human_size(bytes)
+                crate::settings::limits::human_size(bytes)
             ),
         )
         .fix("sandbox prune, or --root on a larger file system"),
@@ -443,7 +443,7 @@ fn store(root: &Path) -> Vec<Check> {
             Status::Ok,
             format!(
                 "{} free where the store is",
-                crate::runtime::plan::human_size(bytes)
+                crate::settings::limits::human_size(bytes)
             ),
         ),
         Err(e) => check("free space", Status::Warn, format!("cannot tell: {e}")),

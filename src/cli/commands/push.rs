@@ -116,7 +116,7 @@ pub fn push(
 fn push_blob(
     client: &RegistryClient,
     store: &Store,
-    blob: &export::Blob,
+    blob: &crate::image::blob_stream::Blob,
     mount_from: Option<&str>,
     progress: &Progress,
     tally: &mut Tally,

@@ -17,7 +17,7 @@ use crate::image::runnable::{self, Runnable};
 use crate::image::unpack::Ownership;
 use crate::image::Reference;
 use crate::runtime::plan::{
-    self, HostFacts, Inputs, LaunchKind, Limits, Program, ProjectInputs, Request, Seccomp, Stdio,
+    self, HostFacts, Inputs, LaunchKind, Program, ProjectInputs, Request, Seccomp, Stdio,
 };
 use crate::runtime::process::exit_code;
 use crate::runtime::process::join;
@@ -25,6 +25,7 @@ use crate::runtime::process::monitor;
 use crate::runtime::process::monitor::Outcome;
 use crate::runtime::state;
 use crate::runtime::RuntimeError;
+use crate::settings::limits::Limits;
 
 /// The project directory: the nearest ancestor holding sandbox.toml, else the current dir.
 pub fn project_dir(cwd: &Path) -> PathBuf {

@@ -12,9 +12,9 @@ use crate::cli::errors::CliError;
 use crate::cli::{format, session};
 use crate::runtime::cgroups::metering;
 use crate::runtime::cgroups::metering::Sample;
-use crate::runtime::plan::human_size;
 use crate::runtime::state::{self, ContainerState};
 use crate::runtime::RuntimeError;
+use crate::settings::limits::human_size;
 
 #[derive(Serialize)]
 struct Row {
@@ -49,7 +49,7 @@ fn chosen(global: &GlobalArgs, ids: &[String]) -> Result<Vec<ContainerState>, Cl
 
 fn rows(
     containers: &[ContainerState],
-    delegated: &[(crate::runtime::cgroups::Controller, std::path::PathBuf)],
+    delegated: &[(crate::settings::limits::Controller, std::path::PathBuf)],
     before: &HashMap<String, (Instant, u64)>,
 ) -> Vec<Row> {
     containers

@@ -11,10 +11,10 @@ use reqwest::blocking::{Body, Response};
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 
+use crate::image::blob_stream::Blob;
 use crate::image::blob_stream::{BlobStream, Taken};
 use crate::image::digest::Digest;
 use crate::image::error::{ImageError, NetStage};
-use crate::image::export::Blob;
 use crate::image::registry::client::{net_error, same_origin, RegistryClient};
 
 /// Blobs up to this size go in one request; larger ones in chunks of it.

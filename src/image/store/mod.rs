@@ -134,7 +134,7 @@ impl Store {
         self.root.join("tmp").join(format!(
             "{kind}-{}-{}",
             digest.hex(),
-            atomic::unique_suffix()
+            crate::fsutil::unique::unique_suffix()
         ))
     }
 

@@ -12,6 +12,10 @@
 //! - owners are applied as they are in the image (we run in the store's user namespace), unless
 //!   the id map has a single id, in which case everything belongs to the user.
 
+pub mod ratio;
+
+use ratio::{DEFAULT_RATIO, RATIO_VARIABLE};
+
 use std::ffi::CString;
 use std::io::{self, Read};
 use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, OwnedFd};
@@ -93,10 +97,6 @@ fn corrupt(layer: &Digest, error: io::Error) -> ImageError {
     }
 }
 
-/// The variable that raises the most file data a layer may unpack per byte of its size.
-pub const RATIO_VARIABLE: &str = "SANDBOX_UNPACK_RATIO";
-/// gzip cannot pass about 1000:1; real layers are 2-10:1.
-pub const DEFAULT_RATIO: u64 = 256;
 /// However small, a layer may unpack this much.
 const FLOOR: u64 = 64 << 20;
 /// The most of the store's file system kept free, as a share of its size (1/100), at most this.
@@ -500,7 +500,7 @@ impl Job<'_> {
                     format!(
                         "layer {} needs more than the {} free there (less a margin)",
                         self.layer,
-                        crate::runtime::plan::human_size(self.limit.bytes)
+                        crate::settings::limits::human_size(self.limit.bytes)
                     ),
                 ),
             },

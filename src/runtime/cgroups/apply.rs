@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::runtime::cgroups::scope::ScopeRequest;
-use crate::runtime::cgroups::{v2, CgroupPlan, Controller};
+use crate::runtime::cgroups::{plan::CgroupPlan, v2};
 use crate::runtime::error::RuntimeError;
+use crate::settings::limits::Controller;
 
 /// A container's cgroups, made.
 #[derive(Debug, Default)]
@@ -248,7 +249,7 @@ pub fn container_task_files(
 ) -> Result<Vec<std::os::fd::OwnedFd>, RuntimeError> {
     let v1 = v1_parents
         .iter()
-        .map(|parent| crate::runtime::cgroups::v1_dir_of(container, parent).join("tasks"));
+        .map(|parent| crate::runtime::cgroups::facts::v1_dir_of(container, parent).join("tasks"));
     let v2 = container.cgroup.iter().map(|dir| dir.join("cgroup.procs"));
     v1.chain(v2)
         .filter(|file| file.exists())
@@ -323,7 +324,7 @@ fn own_id<'n>(name: &'n str, own: &str) -> Option<&'n str> {
 /// still in use is kept, as the kernel refuses to remove it. Another store's are never
 /// touched, even empty: its container may be starting.
 pub fn collect_stale(parents: &[PathBuf], containers: &Path) {
-    let own = crate::runtime::cgroups::store_tag(containers);
+    let own = crate::runtime::cgroups::facts::store_tag(containers);
     for parent in parents {
         let Ok(entries) = fs_err::read_dir(parent) else {
             continue;
@@ -343,9 +344,9 @@ pub fn collect_stale(parents: &[PathBuf], containers: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::cgroups::facts::CgroupFacts;
     use crate::runtime::cgroups::v2::{fake_tree, V2Facts};
-    use crate::runtime::cgroups::CgroupFacts;
-    use crate::runtime::plan::Limits;
+    use crate::settings::limits::Limits;
 
     #[test]
     fn a_v2_plan_is_made_entered_metered_and_removed_in_a_fake_tree() {
@@ -364,7 +365,7 @@ mod tests {
             ..Limits::default()
         };
         let containers = tempfile::tempdir().unwrap();
-        let tag = crate::runtime::cgroups::store_tag(containers.path());
+        let tag = crate::runtime::cgroups::facts::store_tag(containers.path());
         let plan = crate::runtime::cgroups::plan(&limits, &facts, &tag, "0123456789ab", false);
         assert!(plan.not_applied.is_empty(), "{:?}", plan.not_applied);
         let mut cgroup = Cgroup::create(&plan).unwrap();

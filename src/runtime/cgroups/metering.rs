@@ -116,14 +116,14 @@ fn number(path: &std::path::Path) -> Option<u64> {
 /// from its network namespace (through one of its processes).
 pub fn sample(
     container: &crate::runtime::state::ContainerState,
-    delegated: &[(crate::runtime::cgroups::Controller, std::path::PathBuf)],
+    delegated: &[(crate::settings::limits::Controller, std::path::PathBuf)],
 ) -> Sample {
-    use crate::runtime::cgroups::Controller;
+    use crate::settings::limits::Controller;
     let own = |controller: Controller| {
         delegated
             .iter()
             .find(|(c, _)| *c == controller)
-            .map(|(_, parent)| crate::runtime::cgroups::v1_dir_of(container, parent))
+            .map(|(_, parent)| crate::runtime::cgroups::facts::v1_dir_of(container, parent))
             .filter(|dir| dir.is_dir())
     };
     let members = container.members();

@@ -2,17 +2,12 @@
 
 use std::path::PathBuf;
 
+use crate::runtime::cgroups::facts::{CgroupFacts, CgroupView};
 use crate::runtime::cgroups::scope::{ScopeRequest, Value};
 use crate::runtime::cgroups::v2::{v2_name, Offer, V2Facts};
-use crate::runtime::cgroups::{CgroupFacts, CgroupView, Controller};
-use crate::runtime::plan::Limits;
-
-/// A limit that cannot be applied, why, and what fixes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NotApplied {
-    pub limit: String,
-    pub why: String,
-}
+use crate::runtime::error::NotApplied;
+use crate::settings::limits::Controller;
+use crate::settings::limits::Limits;
 
 /// The container's cgroups, as plain data.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,7 +30,7 @@ pub struct CgroupPlan {
 const PERIOD_US: u64 = 100_000;
 
 fn size(bytes: u64) -> String {
-    crate::runtime::plan::human_size(bytes)
+    crate::settings::limits::human_size(bytes)
 }
 
 /// The plan for container `id` of the store tagged `store` with `limits` on a host with
@@ -81,7 +76,7 @@ fn without_view(
     id: &str,
     meter: bool,
 ) -> CgroupPlan {
-    let name = crate::runtime::cgroups::cgroup_name(store, id);
+    let name = crate::runtime::cgroups::facts::cgroup_name(store, id);
     if let (Some(v2), false) = (&facts.v2, facts.configured) {
         return v2_plan(limits, v2, id, &name, meter);
     }
@@ -306,7 +301,7 @@ fn v2_plan(limits: &Limits, v2: &V2Facts, id: &str, name: &str, meter: bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::cgroups::DelegatedDir;
+    use crate::runtime::cgroups::facts::DelegatedDir;
 
     fn facts(writable: bool, swap: bool) -> CgroupFacts {
         CgroupFacts {

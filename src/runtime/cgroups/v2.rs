@@ -11,7 +11,7 @@
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
-use crate::runtime::cgroups::Controller;
+use crate::settings::limits::Controller;
 
 /// Where cgroup2 is mounted when it is the only hierarchy.
 pub const MOUNT: &str = "/sys/fs/cgroup";

@@ -19,7 +19,7 @@ use crate::runtime::net::egress;
 use crate::runtime::net::egress::Policy;
 use crate::runtime::net::helpers;
 use crate::runtime::net::helpers::Helper;
-use crate::runtime::net::helpers::PortMapping;
+use crate::settings::network::PortMapping;
 
 /// What the keeper connects the sandbox with.
 pub enum Connection<'a> {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::runtime::error::RuntimeError;
 use crate::runtime::net::egress::traffic::TRAFFIC;
-use crate::runtime::net::helpers::PortMapping;
-use crate::runtime::net::helpers::Protocol;
+use crate::settings::network::PortMapping;
+use crate::settings::network::Protocol;
 
 const IDLE_FLOW: Duration = Duration::from_secs(60);
 const TICK: Duration = Duration::from_millis(100);

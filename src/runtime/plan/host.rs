@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use crate::runtime::net::helpers::Helper;
-use crate::runtime::plan::OverlayChoice;
+use crate::runtime::plan::launch::OverlayChoice;
 pub use sys::FdKind;
 use sys::StdStream;
 
@@ -76,7 +76,7 @@ impl HostFacts {
     pub fn gather(
         containers_dir: PathBuf,
         cache_root: Option<PathBuf>,
-        cgroups_v1: &[(crate::runtime::cgroups::Controller, PathBuf)],
+        cgroups_v1: &[(crate::settings::limits::Controller, PathBuf)],
     ) -> std::io::Result<Self> {
         let uid = nix::unistd::getuid();
         let entry = nix::unistd::User::from_uid(uid).ok().flatten();

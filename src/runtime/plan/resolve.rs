@@ -6,16 +6,18 @@ use std::path::{Path, PathBuf};
 use crate::runtime::environment::{expand_home, Environment};
 use crate::runtime::error::PlanError;
 use crate::runtime::net::helpers::Helper;
-use crate::runtime::net::helpers::NetworkMode;
-use crate::runtime::net::helpers::PortMapping;
-use crate::runtime::plan::{
-    mounts, network_summary, CacheMount, EtcContent, EtcFile, FdKind, HostFacts, Identity,
-    LaunchPlan, Limits, Namespace, Network, NetworkOptions, NetworkPlan, ProcessPlan, Program,
-    RootfsPlan, Seccomp, Stdio, Stream,
+use crate::runtime::plan::host::{FdKind, HostFacts};
+use crate::runtime::plan::launch::{
+    network_summary, CacheMount, EtcContent, EtcFile, Identity, LaunchPlan, Namespace, Network,
+    NetworkOptions, NetworkPlan, ProcessPlan, Program, RootfsPlan, Seccomp, Stdio, Stream,
 };
+use crate::runtime::plan::mounts;
 use crate::runtime::rootfs::etc_files;
 use crate::runtime::state::ContainerState;
 use crate::settings::capabilities;
+use crate::settings::limits::Limits;
+use crate::settings::network::NetworkMode;
+use crate::settings::network::PortMapping;
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,7 +79,7 @@ pub struct Forwarded {
     /// (file or dir on the host, where inside: absolute or `~/...`, whether a dir), read-only.
     pub paths: Vec<(PathBuf, String, bool)>,
     /// `-v HOST:CONTAINER[:ro]`, the user's own flags.
-    pub volumes: Vec<crate::runtime::plan::ForwardMount>,
+    pub volumes: Vec<crate::runtime::plan::launch::ForwardMount>,
 }
 
 /// What the project's sandbox.toml says (all empty without one: `--image`).
@@ -132,7 +134,7 @@ pub struct Inputs<'a> {
     /// Whether the user has subordinate ids (keep-id), so ids other than theirs exist inside.
     pub ids_mapped: bool,
     /// The host's CAs, when the sandbox trusts them.
-    pub trust: Option<&'a crate::runtime::plan::HostTrust>,
+    pub trust: Option<&'a crate::runtime::plan::launch::HostTrust>,
 }
 
 const ROOT_HOME: &str = "/root";
@@ -364,11 +366,14 @@ pub fn resolve_join(
 pub const SSH_AGENT_SOCKET: &str = "/dev/sandbox/ssh-agent.sock";
 
 /// The forwarded socket (read-write: it is connected to) and paths (read-only).
-fn forward_mounts(forward: &Forwarded, home: &Path) -> Vec<crate::runtime::plan::ForwardMount> {
-    let mut mounts: Vec<crate::runtime::plan::ForwardMount> = forward
+fn forward_mounts(
+    forward: &Forwarded,
+    home: &Path,
+) -> Vec<crate::runtime::plan::launch::ForwardMount> {
+    let mut mounts: Vec<crate::runtime::plan::launch::ForwardMount> = forward
         .ssh_agent
         .iter()
-        .map(|socket| crate::runtime::plan::ForwardMount {
+        .map(|socket| crate::runtime::plan::launch::ForwardMount {
             source: socket.clone(),
             target: PathBuf::from(SSH_AGENT_SOCKET),
             dir: false,
@@ -376,7 +381,7 @@ fn forward_mounts(forward: &Forwarded, home: &Path) -> Vec<crate::runtime::plan:
         })
         .collect();
     for (host, inside, dir) in &forward.paths {
-        mounts.push(crate::runtime::plan::ForwardMount {
+        mounts.push(crate::runtime::plan::launch::ForwardMount {
             source: host.clone(),
             target: PathBuf::from(expand_home(inside, home)),
             dir: *dir,
@@ -391,7 +396,7 @@ fn forward_mounts(forward: &Forwarded, home: &Path) -> Vec<crate::runtime::plan:
 /// image's system bundle and JVM stores (not for setup steps, whose package installs rewrite
 /// those files).
 fn trust_mounts(
-    trust: Option<&crate::runtime::plan::HostTrust>,
+    trust: Option<&crate::runtime::plan::launch::HostTrust>,
     setup: bool,
 ) -> Vec<(PathBuf, PathBuf)> {
     let Some(trust) = trust else {
@@ -400,11 +405,11 @@ fn trust_mounts(
     let mut mounts = vec![
         (
             trust.bundle.clone(),
-            PathBuf::from(crate::runtime::plan::TRUST_BUNDLE),
+            PathBuf::from(crate::runtime::plan::launch::TRUST_BUNDLE),
         ),
         (
             trust.java_store.clone(),
-            PathBuf::from(crate::runtime::plan::TRUST_JAVA_STORE),
+            PathBuf::from(crate::runtime::plan::launch::TRUST_JAVA_STORE),
         ),
     ];
     if !setup {
@@ -539,13 +544,13 @@ fn proxy_variables(env: &mut Environment) {
 /// `java_options`, the JVM's trust store too (where none of the image's could be mounted over,
 /// and in setup steps, which may install the JVM).
 fn trust_variables(env: &mut Environment, java_options: bool) {
-    for name in crate::runtime::plan::TRUST_VARIABLES {
-        env.set(name, crate::runtime::plan::TRUST_BUNDLE);
+    for name in crate::runtime::plan::launch::TRUST_VARIABLES {
+        env.set(name, crate::runtime::plan::launch::TRUST_BUNDLE);
     }
     if java_options {
         let ours = format!(
             "-Djavax.net.ssl.trustStore={} -Djavax.net.ssl.trustStorePassword=changeit -Djavax.net.ssl.trustStoreType=JKS",
-            crate::runtime::plan::TRUST_JAVA_STORE
+            crate::runtime::plan::launch::TRUST_JAVA_STORE
         );
         let options = match env.get("JAVA_TOOL_OPTIONS") {
             Some(theirs) if !theirs.is_empty() => format!("{theirs} {ours}"),
@@ -684,7 +689,7 @@ fn filtered(
     let ports = published(project, request);
     let held = policy.allow.ports();
     if let Some(taken) = ports.iter().find(|p| {
-        p.protocol == crate::runtime::net::helpers::Protocol::Tcp
+        p.protocol == crate::settings::network::Protocol::Tcp
             && (held.contains(&p.container_port)
                 || p.container_port == crate::runtime::net::egress::PROXY_PORT)
     }) {

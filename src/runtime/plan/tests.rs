@@ -4,9 +4,11 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::runtime::error::PlanError;
-use crate::runtime::net::helpers::parse_port;
-use crate::runtime::net::helpers::NetworkMode;
+use crate::runtime::net::helpers::Helper;
 use crate::runtime::state::ContainerState;
+use crate::settings::limits::Limits;
+use crate::settings::network::parse_port;
+use crate::settings::network::NetworkMode;
 
 fn host() -> HostFacts {
     HostFacts {
@@ -885,7 +887,7 @@ fn a_setup_step_reaches_the_hosts_loopback_when_the_project_asks_for_it() {
     // /etc/hosts; still nothing published.
     let project = ProjectInputs {
         host_loopback: true,
-        ports: vec![crate::runtime::net::helpers::parse_port("8080:80").unwrap()],
+        ports: vec![crate::settings::network::parse_port("8080:80").unwrap()],
         ..project()
     };
     let setup = setup_plan(&project);

@@ -26,7 +26,7 @@ use crate::runtime::net::helpers;
 use crate::runtime::net::keeper;
 use crate::runtime::net::warm_pool;
 use crate::runtime::plan::{CacheMount, LaunchPlan, Network, OverlayChoice, Seccomp};
-use crate::runtime::state::{self, ContainerState};
+use crate::runtime::state;
 use crate::runtime::stdio::ends;
 use crate::runtime::stdio::ends::MonitorSide;
 use crate::runtime::stdio::pipes::Relays;
@@ -81,7 +81,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         what: "block signals",
         source,
     })?;
-    let container = state::create_dir(plan)?;
+    let container = state::create_dir(&plan.dir, &plan.id)?;
     let mut cgroup = match Cgroup::create(&plan.cgroup) {
         Ok(cgroup) => cgroup,
         Err(e) => {
@@ -290,7 +290,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             "the container's pid 1 ended before it started".into(),
         ));
     }
-    let mut record = ContainerState::new(plan, pid, pid_ns);
+    let mut record = plan.record(pid, pid_ns);
     record.cgroup = cgroup.unified().map(std::path::Path::to_owned);
     state::write(&container, &record)?;
     // The first eligible run of a store starts its pool of warm networks, for the next ones.

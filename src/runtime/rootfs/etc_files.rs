@@ -2,7 +2,7 @@
 //! hosts, resolv.conf. Pure functions over the image's own text, which is untrusted: it is read
 //! with a size cap and never through a symlink (CVE-2024-9676).
 
-use crate::runtime::plan::{Identity, Network};
+use crate::runtime::plan::launch::{Identity, Network};
 
 /// The most we read of an image's /etc/passwd or /etc/group.
 pub const READ_LIMIT: u64 = 1024 * 1024;

@@ -8,8 +8,8 @@ use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::Arc;
 
 use crate::runtime::error::RuntimeError;
-use crate::runtime::net::helpers::PortMapping;
-use crate::runtime::net::helpers::Protocol;
+use crate::settings::network::PortMapping;
+use crate::settings::network::Protocol;
 
 /// Binds every published TCP port and serves it on threads until the keeper exits.
 pub fn start(netns: &OwnedFd, ports: &[PortMapping]) -> Result<(), RuntimeError> {
