@@ -4,7 +4,7 @@
 #   CACHE/jdk.tar        Debian 12 with openjdk-17-jdk-headless
 #   CACHE/php.tar        Debian 12 with php-cli and python3-pip (for the setup-step pip install)
 #   CACHE/jdk-maven.tar  the JDK with Maven and the plugins a `package` build needs, from
-#                        Debian's maven-repo (tests/vm.rs: its guests reach no mirror)
+#                        Debian's maven-repo (tests/e2e/vm.rs: its guests reach no mirror)
 #
 #   bench/debian-images.sh [CACHE [NAME...]]   # default: $SANDBOX_BENCH_CACHE or
 #                                              # /var/tmp/sandbox-bench-cache; jdk and php

@@ -16,7 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-# The VM guests (tests/vm.rs): qemu from bookworm-backports (10.0, as this machine's
+# The VM guests (tests/e2e/vm.rs): qemu from bookworm-backports (10.0, as this machine's
 # qemu-utils), socat for the guest's one way out (qemu's guestfwd to the loopback registry),
 # e2fsprogs for the disk made from a tree. SANDBOX_TEST_SKIP_VMS=1 needs none of them.
 if [ -z "${SANDBOX_TEST_SKIP_VMS:-}" ]; then

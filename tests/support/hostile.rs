@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::oci::{BuiltImage, INDEX_TYPE, MANIFEST_TYPE};
+use super::oci::{BuiltImage, MANIFEST_TYPE};
 
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -257,8 +257,6 @@ pub fn serve_routes(request: &Request, routes: &HashMap<String, (String, Vec<u8>
     }
 }
 
-pub const INDEX: &str = INDEX_TYPE;
-
 /// Honours `Range: bytes=N-` with a 206, as registries do for blobs.
 pub fn ranged(request: &Request, content_type: &str, body: &[u8]) -> Reply {
     let from = request
@@ -280,7 +278,6 @@ pub fn ranged(request: &Request, content_type: &str, body: &[u8]) -> Reply {
 /// a failure to answer instead (`None`: behave).
 pub struct UploadRegistry {
     pub server: HostileServer,
-    pub blobs: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     pub manifests: Arc<Mutex<HashMap<String, Vec<u8>>>>,
 }
 
@@ -290,19 +287,15 @@ impl UploadRegistry {
         let manifests: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let uploads: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (b, m) = (blobs.clone(), manifests.clone());
+        let m = manifests.clone();
         let server = HostileServer::start(move |request| {
             let n = count.fetch_add(1, Ordering::SeqCst);
             if let Some(reply) = fault(request, n) {
                 return reply;
             }
-            upload_route(request, &b, &m, &uploads)
+            upload_route(request, &blobs, &m, &uploads)
         });
-        Self {
-            server,
-            blobs,
-            manifests,
-        }
+        Self { server, manifests }
     }
 }
 

@@ -1,6 +1,5 @@
 //! Shared test harness: an environment that runs the real binary as the unprivileged test user,
 //! a real registry on loopback, an OCI image builder, and a hostile registry.
-#![allow(dead_code)]
 
 pub mod cgroups;
 pub mod env;
@@ -12,7 +11,6 @@ pub mod token_registry;
 
 pub use env::TestEnv;
 
-#[allow(unused_imports)]
 pub use registry::Registry;
 
 /// A registry on loopback serving `repo:1`, a one-layer image of busybox with every applet plus
@@ -92,4 +90,9 @@ pub fn wait_until_started(marker: &std::path::Path, secs: u64) {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// A command's output as text, as a terminal would show it (invalid UTF-8 replaced).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }

@@ -123,7 +123,6 @@ pub struct ImageSpec {
 #[derive(Clone, Debug)]
 pub struct BuiltLayer {
     pub blob: Vec<u8>,
-    pub tar: Vec<u8>,
     pub digest: String,
     pub diff_id: String,
     pub media_type: &'static str,
@@ -261,7 +260,6 @@ pub fn build_layer(spec: &LayerSpec) -> BuiltLayer {
         digest: digest(&blob),
         diff_id: digest(&tar),
         blob,
-        tar,
         media_type,
     }
 }

@@ -4,31 +4,20 @@
 //! package mirror in setup steps, through the sandbox's own network. Needs root (debootstrap)
 //! and that mirror: `SANDBOX_TEST_SKIP_DEBIAN_MIRROR=1 scripts/test.sh` leaves these tests
 //! out, reported as skipped (see CONTRIBUTING.md). The JVM's limits need cgroup v1 delegation too
-//! (as `tests/limits.rs`).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
-
-mod support;
+//! (as `tests/e2e/limits.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::oci;
-use support::tls::{ca_and_server, https_server};
-use support::{Registry, TestEnv};
+use crate::support::oci;
+use crate::support::text;
+use crate::support::tls::{ca_and_server, https_server};
+use crate::support::{Registry, TestEnv};
 
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// A full PATH: the test image's config names only /bin:/usr/bin, and dpkg needs the sbin dirs.
 const ENV: &str =
     "[env]\nPATH = \"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// A minimal Debian 12 rootfs, made once per machine (debootstrap, as root) and kept.
 fn debian_rootfs() -> PathBuf {
@@ -37,7 +26,7 @@ fn debian_rootfs() -> PathBuf {
         return done;
     }
     assert!(
-        support::env::is_root(),
+        crate::support::env::is_root(),
         "this test runs debootstrap, which needs root (or `SANDBOX_TEST_SKIP_DEBIAN_MIRROR=1 scripts/test.sh` reports it as skipped)"
     );
     assert!(
@@ -78,7 +67,6 @@ fn rootfs_image(rootfs: &Path) -> oci::BuiltImage {
         digest: oci::digest(&blob),
         diff_id: oci::digest(&tar),
         blob,
-        tar,
         media_type,
     };
     oci::assemble(vec![layer], oci::host_arch())
@@ -134,7 +122,7 @@ fn max_heap_size(env: &TestEnv, project: &Path) -> String {
 fn a_jvm_sizes_its_heap_by_the_sandboxs_memory_limit() {
     let mut delegation = None;
     let (env, _registry) = mirrored_env(|env| {
-        let made = support::cgroups::Delegation::unwritten(env, "sandbox-it-jvm");
+        let made = crate::support::cgroups::Delegation::unwritten(env, "sandbox-it-jvm");
         let config = made.config();
         delegation = Some(made);
         config
@@ -154,7 +142,7 @@ fn a_jvm_sizes_its_heap_by_the_sandboxs_memory_limit() {
         .current_dir(&java)
         .spawn()
         .unwrap();
-    support::wait_until_started(&java.join("up"), 30);
+    crate::support::wait_until_started(&java.join("up"), 30);
     let joined = max_heap_size(&env, &java);
     // SAFETY: a plain kill(2) of the child this test started.
     unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
@@ -343,7 +331,7 @@ fn http_server(dir: &Path) -> (std::process::Child, u16) {
         server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)\n\
         print(server.server_address[1], flush=True)\n\
         server.serve_forever()\n";
-    support::python_server(script, &[dir.as_os_str()])
+    crate::support::python_server(script, &[dir.as_os_str()])
 }
 
 fn assert_ran(what: &str, out: &std::process::Output) {
@@ -399,7 +387,7 @@ fn mvnw_and_composer_build_offline_with_packages_from_the_debian_mirror() {
         "project/.mvn/maven.config",
         "-Dmaven.repo.local=/usr/share/maven-repo\n",
     );
-    env.write("project/pom.xml", support::POM);
+    env.write("project/pom.xml", crate::support::POM);
     env.write(
         "project/src/main/java/demo/Hello.java",
         "package demo;\npublic class Hello { public static void main(String[] a) { System.out.println(\"built by maven on \" + System.getProperty(\"java.version\")); } }\n",

@@ -1,26 +1,23 @@
 //! `[limits]` and `--memory/--pids/--tmp` applied rootless on cgroup v1, through subtrees
 //! delegated to the test user beneath the cgroups the test already runs in; what cannot be
 //! applied is said, or with --require-limits refused.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
 
-mod support;
+use crate::support::cgroups::Delegation;
+use crate::support::text;
+use crate::support::TestEnv;
 
-use support::cgroups::Delegation;
-use support::TestEnv;
+const PROBE: &str = include_str!("../probes/confine.c");
 
-const PROBE: &str = include_str!("probes/confine.c");
-
-fn fixture() -> (TestEnv, support::Registry, String) {
+fn fixture() -> (TestEnv, crate::support::Registry, String) {
     let env = TestEnv::new();
-    let (registry, image) = support::pulled_busybox(
+    let (registry, image) = crate::support::pulled_busybox(
         &env,
         "limits/app",
-        vec![support::helper_entry("bin/confine", "confine", PROBE)],
+        vec![crate::support::helper_entry(
+            "bin/confine",
+            "confine",
+            PROBE,
+        )],
     );
     (env, registry, image)
 }
@@ -44,10 +41,6 @@ fn ok_image(env: &TestEnv, image: &str, flags: &[&str], command: &[&str]) -> Str
 
 fn fails_image(env: &TestEnv, image: &str, flags: &[&str], command: &[&str]) -> String {
     env.fails(&image_args(image, flags, command))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]
@@ -123,7 +116,7 @@ fn a_command_joining_a_running_sandbox_is_held_by_its_limits() {
         ])
         .spawn()
         .unwrap();
-    support::wait_until_started(&env.path().join("project/up"), 20);
+    crate::support::wait_until_started(&env.path().join("project/up"), 20);
     // The second run joins the first (same project and image) and lands in its cgroup.
     let out = env.run(&["run", "--network", "none", "--", "confine", "alloc", "200"]);
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
@@ -499,7 +492,7 @@ fn stats_show_a_running_sandbox() {
         .spawn()
         .unwrap();
     let up = env.path().join("project/up");
-    support::wait_until_started(&up, 20);
+    crate::support::wait_until_started(&up, 20);
     let id = text(&env.ok(&["ps", "--json"]).into_bytes());
     let ps: serde_json::Value = serde_json::from_str(&id).unwrap();
     let id = ps[0]["id"].as_str().unwrap().to_owned();

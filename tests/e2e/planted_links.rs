@@ -1,22 +1,11 @@
 //! Host-side writes into dirs code inside the sandbox can write: code inside plants a link (or
 //! a dangling one) where sandbox will later write, read or delete from the host's side, and the
 //! link's target stays untouched. Driven as the unprivileged test user.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
-
-mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::{Registry, TestEnv};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use crate::support::text;
+use crate::support::{Registry, TestEnv};
 
 struct Fixture {
     env: TestEnv,
@@ -28,7 +17,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let env = TestEnv::new();
-    let (registry, image) = support::pulled_busybox(&env, "planted/busybox", Vec::new());
+    let (registry, image) = crate::support::pulled_busybox(&env, "planted/busybox", Vec::new());
     env.write(
         "project/sandbox.toml",
         &format!("[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"),

@@ -2,23 +2,12 @@
 //! blocked attempt failing at once and named on stderr. Every server here is on the host's
 //! loopback (reached with --host-loopback), and every blocked attempt stays inside the
 //! sandbox's own network namespace.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
-
-mod support;
 
 use std::time::{Duration, Instant};
 
-use support::tls::{ca_and_server, https_server};
-use support::TestEnv;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::support::text;
+use crate::support::tls::{ca_and_server, https_server};
+use crate::support::TestEnv;
 
 /// A project on a busybox image with `network` as its [network] table; an HTTPS server on
 /// the host's loopback for `localhost` answering `body` (stopped when dropped) and its port.
@@ -27,7 +16,7 @@ struct Fixture {
     image: String,
     server: std::process::Child,
     port: u16,
-    _registry: support::Registry,
+    _registry: crate::support::Registry,
 }
 
 impl Drop for Fixture {
@@ -43,15 +32,15 @@ impl Fixture {
     }
 
     /// With more entries in the image.
-    fn with_entries(body: &str, extra: Vec<support::oci::Entry>) -> Self {
+    fn with_entries(body: &str, extra: Vec<crate::support::oci::Entry>) -> Self {
         let env = TestEnv::new();
         // The host's /usr is mounted over the image's (-v), so its curl runs inside.
-        let (registry, image) = support::pulled_busybox(
+        let (registry, image) = crate::support::pulled_busybox(
             &env,
             "egress/busybox",
             [
-                support::oci::Entry::symlink("lib", "usr/lib"),
-                support::oci::Entry::symlink("lib64", "usr/lib64"),
+                crate::support::oci::Entry::symlink("lib", "usr/lib"),
+                crate::support::oci::Entry::symlink("lib64", "usr/lib64"),
             ]
             .into_iter()
             .chain(extra)
@@ -273,12 +262,12 @@ fn pip_and_npm_reach_their_registries_with_toolchain_and_nothing_more() {
         );
     }
     let env = TestEnv::new();
-    let (_registry, image) = support::pulled_busybox(
+    let (_registry, image) = crate::support::pulled_busybox(
         &env,
         "egress/registries",
         vec![
-            support::oci::Entry::symlink("lib", "usr/lib"),
-            support::oci::Entry::symlink("lib64", "usr/lib64"),
+            crate::support::oci::Entry::symlink("lib", "usr/lib"),
+            crate::support::oci::Entry::symlink("lib64", "usr/lib64"),
         ],
     );
     let project = |toolchain: &str, allow: &str| {
@@ -414,7 +403,7 @@ fn plain_http_through_the_proxy_reaches_a_strict_server() {
     let www = f.env.path().join("plain");
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("file"), "plain hello\n").unwrap();
-    let port = support::registry::free_port();
+    let port = crate::support::registry::free_port();
     let mut httpd = std::process::Command::new("busybox")
         .args(["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h"])
         .arg(&www)
@@ -501,17 +490,17 @@ fn the_forwarder_dials_through_the_hosts_own_proxy() {
 /// is not followed.
 #[test]
 fn a_distribution_preset_reaches_the_images_own_mirrors() {
-    let port = support::registry::free_port();
+    let port = crate::support::registry::free_port();
     let sources = format!("deb https://localhost:{port}/debian bookworm main\n");
     // A host file naming another server, which a link in the image points at.
     let outside = tempfile::NamedTempFile::new().unwrap();
     let mut f = Fixture::with_entries(
         "from the image's mirror\n",
         vec![
-            support::oci::Entry::dir("etc/apt"),
-            support::oci::Entry::file("etc/apt/sources.list", sources.as_bytes()),
-            support::oci::Entry::dir("etc/apt/sources.list.d"),
-            support::oci::Entry::symlink(
+            crate::support::oci::Entry::dir("etc/apt"),
+            crate::support::oci::Entry::file("etc/apt/sources.list", sources.as_bytes()),
+            crate::support::oci::Entry::dir("etc/apt/sources.list.d"),
+            crate::support::oci::Entry::symlink(
                 "etc/apt/sources.list.d/evil.list",
                 &outside.path().display().to_string(),
             ),
@@ -539,7 +528,7 @@ fn a_distribution_preset_reaches_the_images_own_mirrors() {
     let _ = f.server.kill();
     let _ = f.server.wait();
     let (_, cert, key) = ca_and_server("Test CA", "localhost");
-    let (server, _) = support::tls::https_server_on(
+    let (server, _) = crate::support::tls::https_server_on(
         &f.env.path().join("mirror"),
         &cert,
         &key,
@@ -598,7 +587,7 @@ fn a_sandbox_with_an_allow_list_publishes_its_ports() {
     let f = Fixture::new("unused\n");
     f.project("allow = [\"pypi.org\"]");
     f.env.write("project/www/index.html", "served inside\n");
-    let port = support::registry::free_port();
+    let port = crate::support::registry::free_port();
     let www = f.env.path().join("project/www").display().to_string();
     let mut server = f
         .env
@@ -669,7 +658,7 @@ impl Fixture {
         args.extend(["--", "sh", "-c", script]);
         let mut inner = self.env.command(&args);
         inner.envs(env.iter().copied());
-        let out = support::env::in_private_mounts(
+        let out = crate::support::env::in_private_mounts(
             &inner,
             &[(&hosts, "/etc/hosts"), (&resolv, "/etc/resolv.conf")],
         )
@@ -758,7 +747,7 @@ while True:
 "#;
     let log = dir.join("requests.log");
     let to = to.to_string();
-    support::python_server(script, &[log.as_os_str(), to.as_ref()])
+    crate::support::python_server(script, &[log.as_os_str(), to.as_ref()])
 }
 
 /// With the host's `https_proxy` set, the host itself is still judged first: a listed name

@@ -1,22 +1,15 @@
 //! Networking: the relay (the default), pasta and slirp4netns with published ports, DNS and
 //! host loopback; none; the helper's lifetime; errors. Network tests talk only to loopback
 //! and to namespaces they made.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
-
-mod support;
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::registry::free_port;
-use support::{Registry, TestEnv};
+use crate::support::registry::free_port;
+use crate::support::text;
+use crate::support::{Registry, TestEnv};
 
 const UDP_ECHO: &str = r#"
 #include <netinet/in.h>
@@ -68,7 +61,7 @@ int main(int argc, char **argv) {
 /// Round trips as an RPC or keep-alive HTTP client makes them: both ends TCP_NODELAY, each
 /// 8-byte message written as two halves (`roundtrip serve PORT`, `roundtrip ask ADDRESS PORT
 /// COUNT [NAME:PORT]`).
-const ROUNDTRIP: &str = include_str!("probes/roundtrip.c");
+const ROUNDTRIP: &str = include_str!("../probes/roundtrip.c");
 
 struct Fixture {
     env: TestEnv,
@@ -78,13 +71,13 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let env = TestEnv::new();
-    let (registry, image) = support::pulled_busybox(
+    let (registry, image) = crate::support::pulled_busybox(
         &env,
         "library/net",
         vec![
-            support::helper_entry("bin/udp-echo", "udp-echo", UDP_ECHO),
-            support::helper_entry("bin/udp-ask", "udp-ask", UDP_ASK),
-            support::helper_entry("bin/roundtrip", "roundtrip", ROUNDTRIP),
+            crate::support::helper_entry("bin/udp-echo", "udp-echo", UDP_ECHO),
+            crate::support::helper_entry("bin/udp-ask", "udp-ask", UDP_ASK),
+            crate::support::helper_entry("bin/roundtrip", "roundtrip", ROUNDTRIP),
         ],
     );
     env.write("project/www/index.html", "hello from inside\n");
@@ -93,10 +86,6 @@ fn fixture() -> Fixture {
         _registry: registry,
         image,
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn require_tun() {
@@ -449,7 +438,7 @@ fn the_relay_carries_tcp_and_udp_to_any_port_and_fails_at_once_where_it_cannot()
 #[test]
 fn the_relays_rules_are_the_documented_ones() {
     assert!(
-        support::env::is_root(),
+        crate::support::env::is_root(),
         "this test reads the sandbox's nftables rules with nsenter, which needs root"
     );
     let f = fixture();
@@ -634,7 +623,7 @@ fn dns_responder() -> Option<UdpSocket> {
 #[test]
 fn names_resolve_through_the_helpers_dns_forwarder() {
     assert!(
-        support::env::is_root(),
+        crate::support::env::is_root(),
         "this test answers DNS on 127.0.0.1:53 and gives sandbox a private /etc/resolv.conf naming it, which needs root; `SANDBOX_TEST_SKIP_DNS=1 scripts/test.sh` reports it as skipped"
     );
     let f = fixture();

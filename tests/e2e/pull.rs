@@ -1,17 +1,9 @@
 //! `sandbox pull`, `images`, `rmi`, `prune`, `df` against a real registry, as the test user.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
-
-mod support;
 
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 
-use support::oci::{self, Compression, Entry, ImageSpec, LayerSpec};
-use support::{Registry, TestEnv};
+use crate::support::oci::{self, Compression, Entry, ImageSpec, LayerSpec};
+use crate::support::{Registry, TestEnv};
 
 /// Three layers (gzip, zstd, plain) exercising whiteouts, opaque dirs, links and owners.
 fn fixture_image() -> oci::BuiltImage {

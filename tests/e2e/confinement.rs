@@ -3,31 +3,28 @@
 //! namespace, its session keyring, or kernel interfaces shared with the host. Each test
 //! performs the attack as the unprivileged test user and asserts that it fails, and that what
 //! a developer needs (a debugger, nested sandboxes) still works.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
 
-mod support;
+use crate::support::text;
+use crate::support::TestEnv;
 
-use support::TestEnv;
-
-const PROBE: &str = include_str!("probes/confine.c");
+const PROBE: &str = include_str!("../probes/confine.c");
 
 struct Fixture {
     env: TestEnv,
-    _registry: support::Registry,
+    _registry: crate::support::Registry,
     image: String,
 }
 
 fn fixture() -> Fixture {
     let env = TestEnv::new();
-    let (registry, image) = support::pulled_busybox(
+    let (registry, image) = crate::support::pulled_busybox(
         &env,
         "confine/app",
-        vec![support::helper_entry("bin/confine", "confine", PROBE)],
+        vec![crate::support::helper_entry(
+            "bin/confine",
+            "confine",
+            PROBE,
+        )],
     );
     Fixture {
         env,
@@ -65,10 +62,6 @@ impl Fixture {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn result<'a>(lines: &'a [(String, String)], name: &str) -> &'a str {
@@ -275,7 +268,7 @@ fn the_hosts_session_keyring_is_not_inside() {
     }
     // On the host, the sandbox's user finds it (the attack works outside).
     let probe = f.env.path().join("confine");
-    std::fs::write(&probe, support::oci::static_helper("confine", PROBE)).unwrap();
+    std::fs::write(&probe, crate::support::oci::static_helper("confine", PROBE)).unwrap();
     f.env.give_to_user(&probe);
     std::fs::set_permissions(&probe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut outside = match &f.env.user {
@@ -467,9 +460,9 @@ fn a_workdir_link_through_proc_is_refused() {
 
 #[test]
 fn an_image_of_128_layers_runs_on_kernel_overlayfs() {
-    use support::oci::{self, Compression, LayerSpec};
+    use crate::support::oci::{self, Compression, LayerSpec};
     let env = TestEnv::new();
-    let registry = support::Registry::start();
+    let registry = crate::support::Registry::start();
     let mut layers = vec![LayerSpec {
         entries: oci::busybox_full_entries(),
         compression: Compression::Gzip,
@@ -926,7 +919,7 @@ fn host_side_code_never_runs_the_images_binaries_or_libraries() {
         "usr/bin/fuse-overlayfs",
         "usr/bin/pasta",
     ] {
-        extra.push(support::oci::Entry::File {
+        extra.push(crate::support::oci::Entry::File {
             path: name.into(),
             mode: 0o755,
             uid: 0,
@@ -934,16 +927,16 @@ fn host_side_code_never_runs_the_images_binaries_or_libraries() {
             data: script.clone().into_bytes(),
         });
     }
-    extra.push(support::oci::Entry::dir("lib/x86_64-linux-gnu"));
-    extra.push(support::oci::Entry::file(
+    extra.push(crate::support::oci::Entry::dir("lib/x86_64-linux-gnu"));
+    extra.push(crate::support::oci::Entry::file(
         "lib/x86_64-linux-gnu/libnss_files.so.2",
         b"not a library",
     ));
-    extra.push(support::oci::Entry::file(
+    extra.push(crate::support::oci::Entry::file(
         "etc/nsswitch.conf",
         b"passwd: poison\ngroup: poison\n",
     ));
-    let (_registry, image) = support::pulled_busybox(&env, "poison/app", extra);
+    let (_registry, image) = crate::support::pulled_busybox(&env, "poison/app", extra);
     env.ok(&["run", "--network", "none", "--image", &image, "--", "true"]);
     env.ok(&["run", "--image", &image, "--", "true"]);
     let out = env
@@ -960,7 +953,7 @@ fn host_side_code_never_runs_the_images_binaries_or_libraries() {
 
 #[test]
 fn image_etc_files_that_are_links_to_devices_fifos_or_host_secrets_are_never_followed() {
-    use support::oci::Entry;
+    use crate::support::oci::Entry;
     let env = TestEnv::new();
     // A host secret the links aim at (CVE-2024-9676's class): it must not be read or written.
     let secret = env.write("home/.ssh/id_ed25519", "PRIVATE KEY\n");
@@ -973,7 +966,7 @@ fn image_etc_files_that_are_links_to_devices_fifos_or_host_secrets_are_never_fol
             path: "etc/hostname".into(),
         },
     ];
-    let (_registry, image) = support::pulled_busybox(&env, "links/app", extra);
+    let (_registry, image) = crate::support::pulled_busybox(&env, "links/app", extra);
     let mut cmd = env.command(&[
         "run",
         "--network",

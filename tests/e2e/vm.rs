@@ -9,21 +9,13 @@
 //! each boot writes to a throwaway overlay of its own. KVM guests never run on this machine's
 //! CPUs, so qemu emulates (TCG). `SANDBOX_TEST_SKIP_VMS=1 scripts/test.sh` reports both as
 //! skipped.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::oci::{self, Compression, Entry, LayerSpec};
-use support::Registry;
+use crate::support::oci::{self, Compression, Entry, LayerSpec};
+use crate::support::Registry;
 
 const CACHE: &str = "/var/tmp/sandbox-vm-cache";
 /// Where the guest finds the registry (qemu forwards it to the test's).
@@ -77,7 +69,7 @@ fn guest(release: &str) -> PathBuf {
         return dir;
     }
     assert!(
-        support::env::is_root(),
+        crate::support::env::is_root(),
         "building the {release} guest needs root (debootstrap); or SANDBOX_TEST_SKIP_VMS=1"
     );
     std::fs::create_dir_all(CACHE).unwrap();
@@ -126,7 +118,6 @@ fn serve_images(registry: &Registry) {
         digest: oci::digest(&blob),
         diff_id: oci::digest(&tar),
         blob,
-        tar,
         media_type,
     };
     let jdk = oci::assemble(vec![layer], oci::host_arch());
@@ -189,7 +180,7 @@ fn job_dir(registry_port: u16) -> tempfile::TempDir {
         .as_bytes(),
         0o644,
     );
-    put("pom.xml", support::POM.as_bytes(), 0o644);
+    put("pom.xml", crate::support::POM.as_bytes(), 0o644);
     put("mvnw", MVNW.as_bytes(), 0o755);
     job
 }
@@ -273,7 +264,7 @@ fn tail(path: &Path, lines: usize) -> String {
 /// Boots `release`, runs the journey, and checks every line of it.
 fn journey(release: &str, kernel: &str, name_server: Option<&str>) {
     assert!(
-        support::env::is_root(),
+        crate::support::env::is_root(),
         "the VM journeys need root (to build the guests); or SANDBOX_TEST_SKIP_VMS=1"
     );
     let guest = guest(release);

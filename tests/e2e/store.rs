@@ -1,21 +1,13 @@
 //! Store guarantees: kill -9 at any moment leaves it consistent, concurrent pulls share one copy,
 //! a full disk is named, and the store cannot be entered by other users.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
-
-mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use support::hostile::{image_routes, serve_routes, HostileServer};
-use support::oci::{self, Compression, Entry, ImageSpec, LayerSpec};
-use support::{Registry, TestEnv};
+use crate::support::hostile::{image_routes, serve_routes, HostileServer};
+use crate::support::oci::{self, Compression, Entry, ImageSpec, LayerSpec};
+use crate::support::{Registry, TestEnv};
 
 /// Incompressible bytes, so layers take a while to move.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -212,7 +204,7 @@ fn mirrors_from_the_user_config_are_tried_in_order() {
     let env = TestEnv::new();
     let registry = Registry::start();
     oci::push(&registry.url(), "library/tool", "2", &big_image(0, 0));
-    let closed = support::registry::free_port();
+    let closed = crate::support::registry::free_port();
     env.write(
         "config/sandbox/config.toml",
         &format!(
@@ -236,7 +228,7 @@ fn mirrors_from_the_user_config_are_tried_in_order() {
     // An image the mirror does not have, while the registry behind it cannot be reached (here
     // a closed port; on a machine whose only way out is the mirror, its DNS): the error is the
     // mirror's answer, not the unreachable registry's.
-    let upstream = support::registry::free_port();
+    let upstream = crate::support::registry::free_port();
     env.write(
         "config/sandbox/config.toml",
         &format!(
@@ -355,7 +347,7 @@ fn a_private_ca_from_certs_d_is_trusted_and_its_absence_is_explained() {
 #[test]
 fn a_full_disk_is_named_and_leaves_nothing_half_written() {
     assert!(
-        support::env::is_root(),
+        crate::support::env::is_root(),
         "this test mounts a small tmpfs as the store and needs root for that (CI runs as root); `SANDBOX_TEST_SKIP_ENOSPC=1 scripts/test.sh` reports it as skipped"
     );
     let env = TestEnv::new();
@@ -481,7 +473,7 @@ fn homes_of_gone_projects_and_killed_runs_are_in_df_and_freed_by_prune() {
         .current_dir(&project)
         .spawn()
         .unwrap();
-    support::wait_until_started(&project.join("up"), 20);
+    crate::support::wait_until_started(&project.join("up"), 20);
     killed.kill().unwrap();
     let _ = killed.wait();
     let deadline = Instant::now() + std::time::Duration::from_secs(10);

@@ -1,23 +1,12 @@
 //! Mobility: the prepared sandbox (image and setup layers) leaves the machine as a standard OCI
 //! image that other tools run. podman (with runc, rootless, in the test's own dirs) is the
 //! other tool here.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
-
-mod support;
 
 use std::path::Path;
 use std::process::Command;
 
-use support::TestEnv;
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::support::text;
+use crate::support::TestEnv;
 
 /// podman's own dir for a test; its pause process (podman keeps one per run dir) is ended
 /// with it. Under /tmp: podman refuses a run root of more than 50 characters.
@@ -134,7 +123,7 @@ fn sandbox_login(env: &TestEnv, host: &str, user: &str, password: &str) {
 #[test]
 fn an_exported_sandbox_loads_and_runs_in_podman_with_what_setup_made() {
     let env = TestEnv::new();
-    let (_registry, image) = support::pulled_busybox(&env, "mobility/app", Vec::new());
+    let (_registry, image) = crate::support::pulled_busybox(&env, "mobility/app", Vec::new());
     env.write(
         "project/sandbox.toml",
         &format!(
@@ -262,7 +251,7 @@ fn an_exported_sandbox_loads_and_runs_in_podman_with_what_setup_made() {
 #[test]
 fn an_exported_sandbox_loads_into_another_store() {
     let env = TestEnv::new();
-    let (registry, image) = support::pulled_busybox(&env, "mobility/load", Vec::new());
+    let (registry, image) = crate::support::pulled_busybox(&env, "mobility/load", Vec::new());
     env.write(
         "project/sandbox.toml",
         &format!(
@@ -320,7 +309,7 @@ fn an_exported_sandbox_loads_into_another_store() {
 #[test]
 fn a_pushed_sandbox_is_pulled_and_run_by_podman_and_pushing_again_uploads_nothing() {
     let env = TestEnv::new();
-    let (registry, image) = support::pulled_busybox(&env, "mobility/base", Vec::new());
+    let (registry, image) = crate::support::pulled_busybox(&env, "mobility/base", Vec::new());
     env.write(
         "project/sandbox.toml",
         &format!(
@@ -408,7 +397,7 @@ fn a_pushed_sandbox_is_pulled_and_run_by_podman_and_pushing_again_uploads_nothin
 #[test]
 fn a_second_store_with_the_lock_runs_the_prepared_sandbox_without_setup() {
     let env = TestEnv::new();
-    let (registry, image) = support::pulled_busybox(&env, "mobility/locked", Vec::new());
+    let (registry, image) = crate::support::pulled_busybox(&env, "mobility/locked", Vec::new());
     let toml = format!(
         "setup = [\"cat /proc/sys/kernel/random/uuid > /stamp\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"
     );
@@ -459,14 +448,17 @@ fn a_second_store_with_the_lock_runs_the_prepared_sandbox_without_setup() {
 
     // A lock whose pin is swapped after trust (to an image on another base) asks again, and
     // once trusted, is refused for not standing on the pinned base.
-    let stranger = support::oci::build(&support::oci::ImageSpec {
-        layers: vec![support::oci::LayerSpec {
-            entries: vec![support::oci::Entry::file("stamp", b"not from the steps\n")],
-            compression: support::oci::Compression::Gzip,
+    let stranger = crate::support::oci::build(&crate::support::oci::ImageSpec {
+        layers: vec![crate::support::oci::LayerSpec {
+            entries: vec![crate::support::oci::Entry::file(
+                "stamp",
+                b"not from the steps\n",
+            )],
+            compression: crate::support::oci::Compression::Gzip,
         }],
-        architecture: support::oci::host_arch().into(),
+        architecture: crate::support::oci::host_arch().into(),
     });
-    support::oci::push(&registry.url(), "team/evil", "1", &stranger);
+    crate::support::oci::push(&registry.url(), "team/evil", "1", &stranger);
     let swapped = lock
         .lines()
         .map(|l| {
@@ -524,7 +516,7 @@ fn assert_valid_for_kubernetes(env: &TestEnv, name: &str, yaml: &str) {
 #[test]
 fn kube_yaml_runs_under_podman_kube_play_and_pins_the_prepared_sandbox() {
     let env = TestEnv::new();
-    let (registry, image) = support::pulled_busybox(&env, "mobility/kube", Vec::new());
+    let (registry, image) = crate::support::pulled_busybox(&env, "mobility/kube", Vec::new());
     let toml = |limits: &str| {
         format!(
             "setup = [\"echo made-by-setup > /made\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n{limits}[env]\nGREETING = \"hi: there\"\nTRICK = \"end\\\"\\nkind: Pod\\n- [x\"\n"
@@ -622,10 +614,10 @@ fn kube_yaml_runs_under_podman_kube_play_and_pins_the_prepared_sandbox() {
 /// manifest names a half-pushed image.
 #[test]
 fn a_push_resumes_after_a_refused_or_dropped_chunk_and_never_names_a_half_pushed_image() {
+    use crate::support::hostile::{Reply, UploadRegistry};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use support::hostile::{Reply, UploadRegistry};
     let env = TestEnv::new();
-    let (_base, image) = support::pulled_busybox(&env, "mobility/hostile", Vec::new());
+    let (_base, image) = crate::support::pulled_busybox(&env, "mobility/hostile", Vec::new());
     env.write(
         "project/sandbox.toml",
         &format!(
@@ -740,7 +732,7 @@ fn two_users_with_other_subordinate_ranges_prepare_the_same_image() {
         .iter()
         .enumerate()
         .flat_map(|(i, env)| {
-            let (registry, image) = support::pulled_busybox(env, "mobility/same", Vec::new());
+            let (registry, image) = crate::support::pulled_busybox(env, "mobility/same", Vec::new());
             // The same image on both registries: the reference differs only in its port, which is
             // not part of the image.
             env.write(
@@ -774,9 +766,9 @@ fn two_users_with_other_subordinate_ranges_prepare_the_same_image() {
 /// then, logged in, the token flow with push scope; podman, logged in too, pulls and runs it.
 #[test]
 fn a_push_to_a_token_auth_registry_asks_for_push_scope_with_the_users_credentials() {
-    use support::token_registry::{TokenRegistry, PASSWORD, USER};
+    use crate::support::token_registry::{TokenRegistry, PASSWORD, USER};
     let env = TestEnv::new();
-    let (_base, image) = support::pulled_busybox(&env, "mobility/token", Vec::new());
+    let (_base, image) = crate::support::pulled_busybox(&env, "mobility/token", Vec::new());
     env.write(
         "project/sandbox.toml",
         &format!(
@@ -851,14 +843,14 @@ fn a_push_to_a_token_auth_registry_asks_for_push_scope_with_the_users_credential
 #[test]
 fn a_push_to_a_basic_auth_registry_uses_the_users_credentials() {
     let env = TestEnv::new();
-    let (_base, image) = support::pulled_busybox(&env, "mobility/basic", Vec::new());
+    let (_base, image) = crate::support::pulled_busybox(&env, "mobility/basic", Vec::new());
     env.write(
         "project/sandbox.toml",
         &format!(
             "setup = [\"echo made-by-setup > /made\"]\n[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"
         ),
     );
-    let registry = support::Registry::start_with(|dir| {
+    let registry = crate::support::Registry::start_with(|dir| {
         let made = Command::new("htpasswd")
             .args(["-Bbn", "basic-user", "basic-pass"])
             .output()
@@ -887,9 +879,9 @@ fn a_push_to_a_basic_auth_registry_uses_the_users_credentials() {
 fn busybox_project(
     env: &TestEnv,
     repo: &str,
-    extra: Vec<support::oci::Entry>,
-) -> (support::Registry, String) {
-    let (registry, image) = support::pulled_busybox(env, repo, extra);
+    extra: Vec<crate::support::oci::Entry>,
+) -> (crate::support::Registry, String) {
+    let (registry, image) = crate::support::pulled_busybox(env, repo, extra);
     env.write(
         "project/sandbox.toml",
         &format!("[toolchain]\nimage = \"{image}\"\n[network]\nmode = \"none\"\n"),
@@ -1009,7 +1001,7 @@ fn load_says_what_it_replaces_and_keeps_a_pinned_reference_unless_forced() {
     let _other_registry = busybox_project(
         &other,
         "mobility/other",
-        vec![support::oci::Entry::file("other", b"other\n")],
+        vec![crate::support::oci::Entry::file("other", b"other\n")],
     );
     other.ok(&["export", "-o", "other.tar", "--name", &image]);
     let archive = other.project().join("other.tar");

@@ -1,23 +1,12 @@
 //! Projects: sandbox.toml and its errors, init, the setup layer, caches, sandbox.lock, trust
 //! and completions, end to end as the unprivileged user. Docker Hub is a loopback registry
 //! that the user config names as docker.io's mirror.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
-
-mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::oci;
-use support::{Registry, TestEnv};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use crate::support::oci;
+use crate::support::text;
+use crate::support::{Registry, TestEnv};
 
 /// A busybox image whose /etc/image-version says `version`, pushed as `repo:tag`.
 fn push_busybox(registry: &Registry, repo: &str, tag: &str, version: &str) {
@@ -1150,7 +1139,7 @@ fn commands_without_a_project_hint_only_what_they_accept() {
 #[test]
 fn an_interrupted_setup_step_is_not_called_a_failure() {
     let env = TestEnv::new();
-    let (_registry, image) = support::pulled_busybox(&env, "setup/interrupted", Vec::new());
+    let (_registry, image) = crate::support::pulled_busybox(&env, "setup/interrupted", Vec::new());
     env.write(
         "project/sandbox.toml",
         &format!("setup = [\"touch /started; echo step-running; sleep 30\"]\n[toolchain]\nimage = \"{image}\"\n"),
@@ -1214,7 +1203,7 @@ fn an_interrupted_setup_step_is_not_called_a_failure() {
 #[test]
 fn a_join_says_what_the_running_sandbox_does_not_have() {
     let env = TestEnv::new();
-    let (_registry, image) = support::pulled_busybox(&env, "join/edited", Vec::new());
+    let (_registry, image) = crate::support::pulled_busybox(&env, "join/edited", Vec::new());
     let toml = format!("[toolchain]\nimage = \"{image}\"\n");
     env.write("project/sandbox.toml", &toml);
     let mut first = env

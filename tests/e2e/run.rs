@@ -1,13 +1,5 @@
 //! `sandbox run`, `enter`, `ps`, `stop`: the container behaves like the user's own shell and
 //! cannot touch the host. Driven as the unprivileged test user.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
-
-mod support;
 
 use std::io::{Read as _, Write as _};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
@@ -16,8 +8,9 @@ use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::oci::{self, Compression, Entry, ImageSpec, LayerSpec};
-use support::{Registry, TestEnv};
+use crate::support::oci::{self, Compression, Entry, ImageSpec, LayerSpec};
+use crate::support::text;
+use crate::support::{Registry, TestEnv};
 
 const TIOCSTI_PROBE: &str = r#"
 #include <sys/ioctl.h>
@@ -60,12 +53,12 @@ fn fixture() -> Fixture {
 }
 
 fn fixture_in(env: TestEnv) -> Fixture {
-    let (registry, image) = support::pulled_busybox(
+    let (registry, image) = crate::support::pulled_busybox(
         &env,
         "library/busybox",
         vec![
-            support::helper_entry("bin/tiocsti", "tiocsti", TIOCSTI_PROBE),
-            support::helper_entry("bin/as-uid", "as-uid", AS_UID),
+            crate::support::helper_entry("bin/tiocsti", "tiocsti", TIOCSTI_PROBE),
+            crate::support::helper_entry("bin/as-uid", "as-uid", AS_UID),
             Entry::file("etc/skel/.bashrc", b"# the image's skel bashrc\n"),
             // A link in skel is never followed into the home.
             Entry::symlink("etc/skel/.profile", "/etc/passwd"),
@@ -100,10 +93,6 @@ impl Fixture {
             .spawn()
             .unwrap()
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {

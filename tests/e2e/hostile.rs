@@ -1,21 +1,13 @@
 //! A registry that lies: each case must end in a clear error (exit 125), nothing written outside
 //! the store, and no half object left in it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::disallowed_methods,
-    clippy::print_stderr
-)]
-
-mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use support::hostile::{image_routes, ranged, serve_routes, HostileServer, Reply, Request};
-use support::oci::{self, Compression, Entry, ImageSpec, LayerSpec};
-use support::TestEnv;
+use crate::support::hostile::{image_routes, ranged, serve_routes, HostileServer, Reply, Request};
+use crate::support::oci::{self, Compression, Entry, ImageSpec, LayerSpec};
+use crate::support::TestEnv;
 
 fn small_image() -> oci::BuiltImage {
     oci::build(&ImageSpec {
@@ -161,7 +153,7 @@ fn a_registry_that_stalls_mid_blob_is_resumed_or_named_never_waited_on_forever()
     let layer = image.layers[0].digest.clone();
     let total = image.layers[0].blob.len();
     // Half of what is asked for (from the Range's start), then silence.
-    let stalled = |req: &support::hostile::Request, body: Vec<u8>| {
+    let stalled = |req: &crate::support::hostile::Request, body: Vec<u8>| {
         let from = req
             .header("range")
             .and_then(|r| r.strip_prefix("bytes="))
@@ -461,7 +453,7 @@ fn unsupported_layer_types_and_unreachable_hosts_are_named() {
         "{err}"
     );
 
-    let closed = support::registry::free_port();
+    let closed = crate::support::registry::free_port();
     let err = env.fails(&["pull", &format!("127.0.0.1:{closed}/x/y")]);
     assert!(
         err.contains(&format!(
