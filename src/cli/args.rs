@@ -52,6 +52,14 @@ impl GlobalArgs {
         self.config = self.config.or_else(|| var("SANDBOX_CONFIG"));
         self
     }
+
+    /// Where the store and sandbox.toml are, as these flags choose them.
+    pub fn locations(&self) -> crate::project::locations::Locations {
+        crate::project::locations::Locations {
+            root: self.root.clone(),
+            config: self.config.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -669,6 +677,15 @@ pub struct StopArgs {
     /// Seconds to wait after SIGTERM before SIGKILL
     #[arg(short, long, default_value_t = 10)]
     pub time: u64,
+}
+
+impl From<CompressionArg> for crate::image::export::LayerCompression {
+    fn from(arg: CompressionArg) -> Self {
+        match arg {
+            CompressionArg::Gzip => crate::image::export::LayerCompression::Gzip,
+            CompressionArg::Zstd => crate::image::export::LayerCompression::Zstd,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! around `=`; a value in matching single or double quotes has them taken off. `#` starts a
 //! comment line.
 
+use crate::cli::errors::CliError;
+
 /// One line: `Ok(None)` for a blank or comment line, else the variable and its value (`None`:
 /// `KEY` alone). `Err` when the line names no variable.
 pub fn parse_line(line: &str) -> Result<Option<(&str, Option<String>)>, ()> {
@@ -40,6 +42,43 @@ fn unquote(value: &str) -> String {
 
 /// What the error says is accepted.
 pub const RULES: &str = "KEY=VALUE per line (or KEY alone for your value of it); `export KEY=VALUE`, spaces around `=` and a quoted value are read as in .env files";
+
+/// `--env-file` files, then `-e`.
+pub fn environment_flags(
+    args: &crate::cli::args::SandboxArgs,
+) -> Result<Vec<(String, String)>, CliError> {
+    let mut env = Vec::new();
+    for file in &args.env_files {
+        let text = crate::config::files::read(file, crate::config::files::SMALL)?;
+        for (number, line) in text.lines().enumerate() {
+            let Ok(parsed) = parse_line(line) else {
+                return Err(CliError::Usage {
+                    message: format!(
+                        "{}:{}: `{}` is not a variable",
+                        file.display(),
+                        number + 1,
+                        line.trim()
+                    ),
+                    hint: Some(RULES.into()),
+                });
+            };
+            // KEY alone: the value it has here, if any (as docker reads an env file).
+            if let Some((key, value)) = parsed {
+                if let Some(value) = value.or_else(|| std::env::var(key).ok()) {
+                    env.push((key.to_owned(), value));
+                }
+            }
+        }
+    }
+    // `-e KEY` alone: the value it has here, if any (as podman).
+    env.extend(args.env.iter().filter_map(|(key, value)| {
+        value
+            .clone()
+            .or_else(|| std::env::var(key).ok())
+            .map(|v| (key.clone(), v))
+    }));
+    Ok(env)
+}
 
 #[cfg(test)]
 mod tests {

@@ -2,16 +2,10 @@
 
 pub mod args;
 mod commands;
-mod egress;
 mod env_file;
 pub mod errors;
 mod format;
 mod progress;
-mod project;
-mod session;
-mod setup_steps;
-mod sources;
-mod trust;
 
 use std::process::ExitCode;
 

@@ -19,6 +19,8 @@ pub struct Progress {
     quiet: bool,
     /// `--stats --json`: the run's figures as JSON.
     stats_json: bool,
+    /// The spinner under which setup steps' output scrolls, while they run.
+    setup: Mutex<Option<ProgressBar>>,
 }
 
 impl Progress {
@@ -51,17 +53,13 @@ impl Progress {
             visible,
             quiet,
             stats_json: false,
+            setup: Mutex::new(None),
         }
     }
 
-    pub fn is_quiet(&self) -> bool {
-        self.quiet
-    }
-
-    /// A spinner under the other bars (its lines printed with `line` stay above it); `None`
-    /// when progress is hidden.
-    /// A spinner for output that comes as it is made; it moves when `set_message` or `tick`
-    /// is called. (No ticking thread: a container starts only from a single-threaded process.)
+    /// A spinner under the other bars (its lines printed with `line` stay above it), for
+    /// output that comes as it is made; it moves when `set_message` or `tick` is called (no
+    /// ticking thread: a container starts only from a single-threaded process).
     pub fn spinner(&self) -> Option<ProgressBar> {
         self.visible.then(|| {
             let bar = self.multi().add(ProgressBar::new_spinner());
@@ -222,5 +220,48 @@ impl crate::runtime::RunReporter for Progress {
             human_size(limit),
             human_size(peak)
         );
+    }
+}
+
+/// Setup steps' output: on a terminal, each line passes through a spinner's message and each
+/// step's announcement stays above it; otherwise the lines are printed indented.
+impl crate::project::reporter::ProjectReporter for Progress {
+    fn line(&self, text: &str) {
+        Progress::line(self, text);
+    }
+
+    fn setup_started(&self) {
+        if let Ok(mut setup) = self.setup.lock() {
+            *setup = self.spinner();
+        }
+    }
+
+    fn setup_step(&self, step: &str) {
+        let text = format!("setup: step {step}");
+        match self.setup.lock().ok().and_then(|s| s.clone()) {
+            Some(bar) => {
+                bar.println(text);
+                bar.set_message("");
+            }
+            None => Progress::line(self, &text),
+        }
+    }
+
+    #[allow(clippy::print_stderr)]
+    fn setup_output(&self, line: &str) {
+        match self.setup.lock().ok().and_then(|s| s.clone()) {
+            Some(bar) => {
+                bar.set_message(line.chars().take(100).collect::<String>());
+                bar.tick();
+            }
+            None if !self.quiet => eprintln!("  | {line}"),
+            None => {}
+        }
+    }
+
+    fn setup_finished(&self) {
+        if let Some(bar) = self.setup.lock().ok().and_then(|mut s| s.take()) {
+            bar.finish_and_clear();
+        }
     }
 }

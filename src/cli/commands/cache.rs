@@ -8,45 +8,6 @@ use crate::cli::args::{CacheCommand, GlobalArgs};
 use crate::cli::errors::CliError;
 use crate::cli::format;
 
-/// `$XDG_CACHE_HOME/sandbox/caches`; `None` when neither it nor HOME is set. A store of its
-/// own (`--root`, `SANDBOX_ROOT`) has its caches of its own, inside it, as podman's
-/// `--root` keeps its volumes: one move, one `rm -rf`, nothing shared by accident.
-pub fn caches_root(global: &GlobalArgs) -> Option<PathBuf> {
-    match &global.root {
-        Some(root) => Some(root.join("caches")),
-        None => dirs::cache_dir().map(|d| d.join("sandbox").join("caches")),
-    }
-}
-
-/// Every cache as (`toolchain/name`, path).
-pub fn list(global: &GlobalArgs) -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
-    let Some(Ok(groups)) = caches_root(global).map(fs_err::read_dir) else {
-        return out;
-    };
-    for group in groups.flatten() {
-        let Ok(names) = fs_err::read_dir(group.path()) else {
-            continue;
-        };
-        // `.NAME.removing`: one an interrupted `cache rm` moved aside.
-        for name in names
-            .flatten()
-            .filter(|n| !n.file_name().to_string_lossy().starts_with('.'))
-        {
-            out.push((
-                format!(
-                    "{}/{}",
-                    group.file_name().to_string_lossy(),
-                    name.file_name().to_string_lossy()
-                ),
-                name.path(),
-            ));
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Bytes under `path`, not following symlinks.
 fn size(path: &Path) -> u64 {
     let Ok(meta) = fs_err::symlink_metadata(path) else {
@@ -65,7 +26,7 @@ pub fn run(global: &GlobalArgs, command: &CacheCommand) -> Result<(), CliError> 
     match command {
         CacheCommand::Ls => {
             let mut rows = vec![vec!["CACHE".to_owned(), "SIZE".into(), "PATH".into()]];
-            for (name, path) in list(global) {
+            for (name, path) in crate::project::caches::list(&global.locations()) {
                 rows.push(vec![
                     name,
                     format::size(size(&path)),
@@ -73,7 +34,7 @@ pub fn run(global: &GlobalArgs, command: &CacheCommand) -> Result<(), CliError> 
                 ]);
             }
             print!("{}", format::table(&rows));
-            if let Some(dir) = caches_root(global) {
+            if let Some(dir) = global.locations().caches_root() {
                 println!(
                     "caches: {}{}",
                     dir.display(),
@@ -88,7 +49,7 @@ pub fn run(global: &GlobalArgs, command: &CacheCommand) -> Result<(), CliError> 
         }
         CacheCommand::Rm { names } => {
             remove_leftovers(global)?;
-            let caches = list(global);
+            let caches = crate::project::caches::list(&global.locations());
             for wanted in names {
                 let matches: Vec<&(String, PathBuf)> = caches
                     .iter()
@@ -155,7 +116,7 @@ fn remove_cache(path: &std::path::Path) -> std::io::Result<()> {
 
 /// What interrupted removals moved aside.
 fn remove_leftovers(global: &GlobalArgs) -> std::io::Result<()> {
-    let Some(Ok(groups)) = caches_root(global).map(fs_err::read_dir) else {
+    let Some(Ok(groups)) = global.locations().caches_root().map(fs_err::read_dir) else {
         return Ok(());
     };
     for group in groups.flatten() {

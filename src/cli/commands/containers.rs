@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::cli::args::{GlobalArgs, PsArgs, StopArgs};
 use crate::cli::errors::CliError;
-use crate::cli::{format, session};
+use crate::cli::format;
 use crate::runtime::process::join;
 use crate::runtime::state;
 use crate::runtime::RuntimeError;
@@ -35,7 +35,7 @@ fn command_column(command: &[String]) -> String {
 
 #[allow(clippy::print_stdout)]
 pub fn ps(global: &GlobalArgs, args: &PsArgs) -> Result<(), CliError> {
-    let running = state::running(&session::store_root(global)?.join("containers"));
+    let running = state::running(&global.locations().store_root()?.join("containers"));
     if args.json {
         let rows: Vec<Row<'_>> = running
             .iter()
@@ -79,12 +79,12 @@ pub fn ps(global: &GlobalArgs, args: &PsArgs) -> Result<(), CliError> {
 
 #[allow(clippy::print_stdout)]
 pub fn stop(global: &GlobalArgs, args: &StopArgs) -> Result<(), CliError> {
-    let running = state::running(&session::store_root(global)?.join("containers"));
+    let running = state::running(&global.locations().store_root()?.join("containers"));
     let target = match &args.id {
         Some(id) => running.iter().find(|s| s.id.starts_with(id.as_str())),
         None => {
             let cwd = std::env::current_dir()?;
-            let project = crate::cli::commands::run::project_dir(&cwd);
+            let project = crate::project::inputs::project_dir(&cwd);
             running.iter().rev().find(|s| s.project_dir == project)
         }
     };

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::args::{DoctorArgs, GlobalArgs};
 use crate::cli::errors::CliError;
-use crate::cli::{format, session};
+use crate::cli::format;
 use crate::runtime::identity::idmap;
 use crate::runtime::probe;
 use crate::settings::limits::Controller;
@@ -453,7 +453,7 @@ fn store(root: &Path) -> Vec<Check> {
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8, CliError> {
-    let root = session::store_root(global)?;
+    let root = global.locations().store_root()?;
     let scratch = root
         .ancestors()
         .find(|p| p.exists())

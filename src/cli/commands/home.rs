@@ -2,17 +2,18 @@
 
 use crate::cli::args::GlobalArgs;
 use crate::cli::errors::CliError;
-use crate::cli::{project, session};
+use crate::project::files;
+use crate::project::store;
 
 #[allow(clippy::print_stdout)]
 pub fn reset(global: &GlobalArgs) -> Result<(), CliError> {
     let cwd = std::env::current_dir()?;
     // The project dir, as `run` finds it: sandbox.toml's, else the current dir.
-    let dir = match project::locate(global, &cwd)? {
+    let dir = match files::locate(&global.locations(), &cwd)? {
         Some(file) => file.parent().map_or_else(|| cwd.clone(), |d| d.to_owned()),
         None => cwd.clone(),
     };
-    let containers = session::store_root(global)?.join("containers");
+    let containers = global.locations().store_root()?.join("containers");
     if let Some(running) = crate::runtime::state::running(&containers)
         .into_iter()
         .find(|c| c.project_dir == dir)
@@ -28,7 +29,7 @@ pub fn reset(global: &GlobalArgs) -> Result<(), CliError> {
     }
     // In the store's user namespace: files container root made there are then ours to remove.
     let progress = crate::cli::progress::Progress::new(global.quiet);
-    let (store, _) = session::open_store_in_namespace(global, &progress)?;
+    let (store, _) = store::open_store_in_namespace(&global.locations(), &progress)?;
     let emptied = store.reset_home(&dir)?;
     println!(
         "{} the home of {}",

@@ -4,7 +4,8 @@ use serde::Serialize;
 
 use crate::cli::args::{GlobalArgs, ImagesArgs};
 use crate::cli::errors::CliError;
-use crate::cli::{format, session};
+use crate::cli::format;
+use crate::project::store;
 
 #[derive(Serialize)]
 struct ImageView<'a> {
@@ -21,7 +22,7 @@ struct ImageView<'a> {
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &ImagesArgs) -> Result<(), CliError> {
-    let store = session::open_store(global)?;
+    let store = store::open_store(&global.locations())?;
     let images = store.images()?;
     if args.json {
         let views: Vec<ImageView<'_>> = images

@@ -4,11 +4,11 @@
 use crate::cli::args::{GlobalArgs, InitArgs};
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
-use crate::cli::project;
 use crate::config::project::FILE_NAME;
 use crate::config::templates::{self, Template};
 use crate::config::{trust as trust_list, ConfigError};
 use crate::fsutil::atomic::write_file_atomic;
+use crate::project::files;
 
 /// The template and version asked for (`java`, `java@21`), or guessed from the project's files.
 fn choose(
@@ -188,7 +188,7 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<(), CliError> {
 #[allow(clippy::print_stdout)]
 pub fn trust(global: &GlobalArgs) -> Result<(), CliError> {
     let cwd = std::env::current_dir()?;
-    let project = project::load(global, &cwd)?;
+    let project = files::load(&global.locations(), &cwd)?;
     // As a run compares it: the reference's normal form.
     let prepared = crate::config::lock::read(&project)?
         .and_then(|l| l.resolved.prepared)

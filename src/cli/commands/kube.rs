@@ -10,7 +10,7 @@
 
 use crate::cli::args::{GlobalArgs, KubeArgs};
 use crate::cli::errors::CliError;
-use crate::cli::project::{self, LockState};
+use crate::project::files::{self, LockState};
 
 /// Where the project is mounted in the pod.
 pub const WORKSPACE: &str = "/workspace";
@@ -103,8 +103,8 @@ fn kube_name(text: &str) -> String {
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &KubeArgs) -> Result<(), CliError> {
     let cwd = std::env::current_dir()?;
-    let config = project::load(global, &cwd)?;
-    let LockState::Current(lock) = project::lock_state(&config)? else {
+    let config = files::load(&global.locations(), &cwd)?;
+    let LockState::Current(lock) = files::lock_state(&config)? else {
         return Err(CliError::Usage {
             message: "sandbox kube needs a current sandbox.lock that pins the prepared sandbox"
                 .into(),

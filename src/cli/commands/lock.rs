@@ -6,26 +6,26 @@
 use crate::cli::args::{GlobalArgs, LockArgs};
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
-use crate::cli::project::{self, LockState};
-use crate::cli::session;
 use crate::config::lock::{self, Inputs, LockFile, Resolved};
 use crate::image::Reference;
+use crate::project::files::{self, LockState};
+use crate::project::store;
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet).verbose(global.verbose);
     let cwd = std::env::current_dir()?;
-    let project = project::load(global, &cwd)?;
+    let project = files::load(&global.locations(), &cwd)?;
     if let Some(push) = &args.push {
         return lock_and_push(global, &project, push, &progress);
     }
     if !args.update {
-        if let LockState::Current(mut current) = project::lock_state(&project)? {
+        if let LockState::Current(mut current) = files::lock_state(&project)? {
             let path = lock::path_for(&project);
             if current.version < lock::VERSION {
                 // Everything needed is in the lock and the project: no registry is asked.
                 current.resolved.setup =
-                    crate::cli::setup_steps::chain(&project, &current.resolved.manifest)?;
+                    crate::project::setup_steps::chain(&project, &current.resolved.manifest)?;
                 current.resolved.setup_key = None;
                 let old = current.version;
                 current.version = lock::VERSION;
@@ -45,11 +45,11 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<(), CliError> {
         }
     }
     let reference = Reference::parse(&project.image.value)?;
-    let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
-    let record = session::pull(&store, ownership, &reference, &progress)?;
+    let (store, ownership) = store::open_store_in_namespace(&global.locations(), &progress)?;
+    let record = store::pull(&store, ownership, &reference, &progress)?;
     let inputs = Inputs::of(&project);
     let manifest = record.manifest_digest.to_string();
-    let setup = crate::cli::setup_steps::chain(&project, &manifest)?;
+    let setup = crate::project::setup_steps::chain(&project, &manifest)?;
     let file = LockFile {
         version: lock::VERSION,
         inputs,
@@ -81,15 +81,14 @@ fn lock_and_push(
     push: &str,
     progress: &Progress,
 ) -> Result<(), CliError> {
-    let target = crate::cli::commands::push::push_target(push)?;
-    let prepared = crate::cli::commands::export::project_parts(
-        global,
+    let target = crate::project::publish::target(push)?;
+    let prepared = crate::project::parts::project_parts(
+        &global.locations(),
         false,
-        crate::cli::args::CompressionArg::Gzip,
+        crate::image::export::LayerCompression::Gzip,
         progress,
     )?;
-    let (digest, uploaded, skipped) =
-        crate::cli::commands::push::push(&prepared, &target, progress)?;
+    let (digest, uploaded, skipped) = crate::project::publish::push(&prepared, &target, progress)?;
     let base = &prepared.base;
     let manifest = base.manifest_digest.to_string();
     let pinned = format!("{}@{digest}", target.name());
@@ -99,7 +98,7 @@ fn lock_and_push(
         resolved: Resolved {
             digest: base.resolved_digest.to_string(),
             platform: base.platform.clone(),
-            setup: crate::cli::setup_steps::chain(project, &manifest)?,
+            setup: crate::project::setup_steps::chain(project, &manifest)?,
             manifest,
             setup_key: None,
             prepared: Some(pinned.clone()),

@@ -5,10 +5,10 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use crate::cli::args::{GlobalArgs, LoginArgs, LogoutArgs};
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
-use crate::cli::session;
 use crate::image::registry::client::{Connection, RegistryClient};
 use crate::image::registry::credentials::{Credential, CredentialFiles, Secret};
 use crate::image::Reference;
+use crate::project::store;
 
 /// Accepts `host`, `host:port` or a whole reference, and returns the registry part.
 fn registry_of(text: &str) -> Result<String, CliError> {
@@ -87,7 +87,7 @@ pub fn login(global: &GlobalArgs, args: &LoginArgs) -> Result<(), CliError> {
         password: Secret::new(password),
     };
     let progress = Progress::new(global.quiet);
-    let config = session::user_config(&progress)?;
+    let config = store::user_config(&progress)?;
     let client = RegistryClient::connect(&Connection {
         registry: registry.clone(),
         repository: String::new(),

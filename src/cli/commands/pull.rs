@@ -4,8 +4,9 @@ use crate::cli::args::{GlobalArgs, PullArgs};
 use crate::cli::errors::CliError;
 use crate::cli::format;
 use crate::cli::progress::Progress;
-use crate::cli::{project, session};
 use crate::image::Reference;
+use crate::project::files;
+use crate::project::store;
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &PullArgs) -> Result<(), CliError> {
@@ -14,9 +15,9 @@ pub fn run(global: &GlobalArgs, args: &PullArgs) -> Result<(), CliError> {
         Some(text) => Reference::parse(text)?,
         None => {
             let cwd = std::env::current_dir()?;
-            let project = project::load(global, &cwd)?;
-            let text = match project::lock_state(&project)? {
-                project::LockState::Current(lock) => crate::config::lock::pinned_reference(
+            let project = files::load(&global.locations(), &cwd)?;
+            let text = match files::lock_state(&project)? {
+                files::LockState::Current(lock) => crate::config::lock::pinned_reference(
                     &lock,
                     &crate::image::platform::Platform::host().to_string(),
                 ),
@@ -26,8 +27,8 @@ pub fn run(global: &GlobalArgs, args: &PullArgs) -> Result<(), CliError> {
         }
     };
     // Before anything that may start a thread: the namespace needs a single-threaded process.
-    let (store, ownership) = session::open_store_in_namespace(global, &progress)?;
-    let record = session::pull(&store, ownership, &reference, &progress)?;
+    let (store, ownership) = store::open_store_in_namespace(&global.locations(), &progress)?;
+    let record = store::pull(&store, ownership, &reference, &progress)?;
     if global.quiet {
         println!("{}", record.manifest_digest);
     } else {

@@ -3,11 +3,13 @@
 
 use crate::cli::args::{GlobalArgs, SetupCommand};
 use crate::cli::errors::CliError;
-use crate::cli::project::{self, LockState};
-use crate::cli::{format, session, setup_steps};
+use crate::cli::format;
 use crate::image::setup_layer::superseded;
 use crate::image::store::tree_size;
 use crate::image::Reference;
+use crate::project::files::{self, LockState};
+use crate::project::setup_steps;
+use crate::project::store;
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, command: &SetupCommand) -> Result<(), CliError> {
@@ -19,10 +21,10 @@ pub fn run(global: &GlobalArgs, command: &SetupCommand) -> Result<(), CliError> 
 #[allow(clippy::print_stdout)]
 fn ls(global: &GlobalArgs) -> Result<(), CliError> {
     let cwd = std::env::current_dir()?;
-    let config = project::load(global, &cwd)?;
-    let store = session::open_store(global)?;
+    let config = files::load(&global.locations(), &cwd)?;
+    let store = store::open_store(&global.locations())?;
     // The base manifest: the lock's, else the stored image's; nothing is pulled here.
-    let manifest = match project::lock_state(&config)? {
+    let manifest = match files::lock_state(&config)? {
         LockState::Current(lock) => Some(lock.resolved.manifest),
         _ => {
             let reference = Reference::parse(&config.image.value)?;

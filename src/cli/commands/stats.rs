@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::cli::args::{GlobalArgs, StatsArgs};
 use crate::cli::errors::CliError;
-use crate::cli::{format, session};
+use crate::cli::format;
 use crate::runtime::cgroups::metering;
 use crate::runtime::cgroups::metering::Sample;
 use crate::runtime::state::{self, ContainerState};
@@ -27,7 +27,7 @@ struct Row {
 
 /// The sandboxes asked for (all running ones without ids), by id prefix.
 fn chosen(global: &GlobalArgs, ids: &[String]) -> Result<Vec<ContainerState>, CliError> {
-    let running = state::running(&session::store_root(global)?.join("containers"));
+    let running = state::running(&global.locations().store_root()?.join("containers"));
     if ids.is_empty() {
         return Ok(running);
     }

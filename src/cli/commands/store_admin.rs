@@ -5,10 +5,11 @@ use crate::cli::args::{GlobalArgs, PruneArgs, RmiArgs};
 /// How long the home of a project that is gone is kept after its last use.
 const HOME_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 use crate::cli::errors::CliError;
+use crate::cli::format;
 use crate::cli::progress::Progress;
-use crate::cli::{format, session};
 use crate::image::store::tree_size;
 use crate::image::{gc, Reference};
+use crate::project::store;
 use crate::runtime::state;
 
 #[allow(clippy::print_stdout)]
@@ -19,7 +20,8 @@ pub fn rmi(global: &GlobalArgs, args: &RmiArgs) -> Result<(), CliError> {
         .map(|r| Reference::parse(r))
         .collect::<Result<Vec<_>, _>>()?;
     let progress = Progress::new(global.quiet);
-    let running = crate::runtime::state::running(&session::store_root(global)?.join("containers"));
+    let running =
+        crate::runtime::state::running(&global.locations().store_root()?.join("containers"));
     for reference in &references {
         let name = reference.to_string();
         if let Some(sandbox) = running.iter().find(|s| s.image == name) {
@@ -33,7 +35,7 @@ pub fn rmi(global: &GlobalArgs, args: &RmiArgs) -> Result<(), CliError> {
             });
         }
     }
-    let (store, _) = session::open_store_in_namespace(global, &progress)?;
+    let (store, _) = store::open_store_in_namespace(&global.locations(), &progress)?;
     for reference in references {
         let freed = gc::remove_image(&store, &reference, args.force)?;
         println!(
@@ -49,7 +51,7 @@ pub fn rmi(global: &GlobalArgs, args: &RmiArgs) -> Result<(), CliError> {
 #[allow(clippy::print_stdout)]
 pub fn prune(global: &GlobalArgs, args: &PruneArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet);
-    let (store, _) = session::open_store_in_namespace(global, &progress)?;
+    let (store, _) = store::open_store_in_namespace(&global.locations(), &progress)?;
     let freed = gc::prune(&store)?;
     // A project dir may be gone for a while (a branch checked out elsewhere, a disk not
     // mounted): its home waits a week after its last use, unless --homes.
@@ -105,7 +107,7 @@ fn remove_probe_leftovers(root: &std::path::Path) -> (usize, u64) {
 
 #[allow(clippy::print_stdout)]
 pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
-    let store = session::open_store(global)?;
+    let store = store::open_store(&global.locations())?;
     let usage = gc::usage(&store)?;
     let homes = store.homes();
     let home_bytes: u64 = homes.iter().map(|h| h.bytes).sum();
@@ -114,7 +116,7 @@ pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
     let running = state::running(&containers).len();
     let container_bytes = tree_size(&containers);
     let stale_bytes: u64 = state::stale(&containers).iter().map(|d| tree_size(d)).sum();
-    let caches = crate::cli::commands::cache::list(global);
+    let caches = crate::project::caches::list(&global.locations());
     let cache_bytes: u64 = caches.iter().map(|(_, path)| tree_size(path)).sum();
     let mut rows = vec![
         vec![
@@ -203,7 +205,7 @@ pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
     ]);
     print!("{}", format::table(&rows));
     println!("store: {}", store.root().display());
-    if let Some(dir) = crate::cli::commands::cache::caches_root(global) {
+    if let Some(dir) = global.locations().caches_root() {
         println!(
             "caches: {} (`sandbox cache rm NAME` removes one)",
             dir.display()

@@ -1,51 +1,34 @@
-//! Set-up shared by the commands: the user config, and the store opened inside the user
+//! The store and the user config, as every command opens them: the user config, and the store opened inside the user
 //! namespace its layers belong to.
 
-use std::path::PathBuf;
-
-use crate::cli::args::GlobalArgs;
-use crate::cli::errors::CliError;
-use crate::cli::progress::Progress;
 use crate::config::user::{self, UserConfig};
-use crate::image::reporter::PullReporter as _;
 use crate::image::store::Store;
 use crate::image::unpack::Ownership;
+use crate::project::error::ProjectError;
+use crate::project::locations::Locations;
+use crate::project::reporter::ProjectReporter;
 use crate::runtime::identity::userns;
 use crate::runtime::IdMapping;
 
-/// Where the store lives: --root, $SANDBOX_ROOT, else $XDG_DATA_HOME/sandbox (never a
-/// directory relative to wherever the command happens to run).
-pub fn store_root(global: &GlobalArgs) -> Result<PathBuf, CliError> {
-    if let Some(root) = &global.root {
-        return Ok(root.clone());
-    }
-    dirs::data_dir()
-        .map(|d| d.join("sandbox"))
-        .ok_or_else(|| CliError::NoHome {
-            what: "the image store",
-            variable: "SANDBOX_ROOT or XDG_DATA_HOME",
-        })
-}
-
 /// The store opened without entering a namespace, for read-only commands.
-pub fn open_store(global: &GlobalArgs) -> Result<Store, CliError> {
-    Ok(Store::open(&store_root(global)?)?)
+pub fn open_store(locations: &Locations) -> Result<Store, ProjectError> {
+    Ok(Store::open(&locations.store_root()?)?)
 }
 
 /// The store opened inside its user namespace, for commands that write or remove layers.
 /// Must be called before any thread starts.
 pub fn open_store_in_namespace(
-    global: &GlobalArgs,
-    progress: &Progress,
-) -> Result<(Store, Ownership), CliError> {
+    locations: &Locations,
+    progress: &dyn ProjectReporter,
+) -> Result<(Store, Ownership), ProjectError> {
     let mapping = IdMapping::for_current_user("/etc/subuid".as_ref(), "/etc/subgid".as_ref())?;
-    let root = store_root(global)?;
+    let root = locations.store_root()?;
     let pause_file = root.join("pause.pid");
     // The store dir must exist for the pause file; Store::open below makes the rest.
     let _ = fs_err::create_dir_all(&root);
     userns::enter(&mapping, Some(&pause_file))?;
     let store = Store::open(&root)?;
-    let fingerprint = serde_json::to_string(&mapping).map_err(|e| CliError::Internal {
+    let fingerprint = serde_json::to_string(&mapping).map_err(|e| ProjectError::Internal {
         what: "the id mapping's fingerprint".into(),
         source: Box::new(e),
     })?;
@@ -69,7 +52,7 @@ pub fn open_store_in_namespace(
 }
 
 /// The user config, with warnings about skipped containers' files shown as notices.
-pub fn user_config(progress: &Progress) -> Result<UserConfig, CliError> {
+pub fn user_config(progress: &dyn ProjectReporter) -> Result<UserConfig, ProjectError> {
     let config = user::load()?;
     for warning in &config.warnings {
         progress.notice(warning);
@@ -83,8 +66,8 @@ pub fn pull(
     store: &Store,
     ownership: Ownership,
     reference: &crate::image::Reference,
-    progress: &Progress,
-) -> Result<crate::image::store::images::ImageRecord, CliError> {
+    progress: &dyn ProjectReporter,
+) -> Result<crate::image::store::images::ImageRecord, ProjectError> {
     pull_as(store, ownership, reference, reference, progress)
 }
 
@@ -94,8 +77,8 @@ pub fn pull_as(
     ownership: Ownership,
     reference: &crate::image::Reference,
     record_as: &crate::image::Reference,
-    progress: &Progress,
-) -> Result<crate::image::store::images::ImageRecord, CliError> {
+    progress: &dyn ProjectReporter,
+) -> Result<crate::image::store::images::ImageRecord, ProjectError> {
     let config = user_config(progress)?;
     let credentials = crate::image::registry::credentials::CredentialFiles::standard();
     let cx = crate::image::pull::PullContext {

@@ -3,9 +3,9 @@
 //! `[network] allow`. A project may narrow the floor freely; an entry beyond it (or a project
 //! with no list of its own, which would be open) needs `sandbox trust`, as other host access.
 
-use crate::cli::errors::CliError;
 use crate::config::egress::AllowSetting;
 use crate::config::project::Project;
+use crate::project::error::ProjectError;
 use crate::runtime::net::egress::Policy;
 
 fn policy(setting: &AllowSetting) -> Policy {
@@ -18,7 +18,9 @@ fn policy(setting: &AllowSetting) -> Policy {
 }
 
 /// The policies for commands and for setup steps (`None`: open).
-pub fn policies(config: Option<&Project>) -> Result<(Option<Policy>, Option<Policy>), CliError> {
+pub fn policies(
+    config: Option<&Project>,
+) -> Result<(Option<Policy>, Option<Policy>), ProjectError> {
     let floor =
         crate::config::user::egress_floor(config.and_then(|c| c.toolchain_egress.as_deref()))?;
     let Some(config) = config else {
@@ -37,7 +39,7 @@ fn effective(
     config: &Project,
     own: Option<&AllowSetting>,
     floor: Option<&AllowSetting>,
-) -> Result<Option<Policy>, CliError> {
+) -> Result<Option<Policy>, ProjectError> {
     let (own, floor) = match (own, floor) {
         (None, floor) => return Ok(floor.map(policy)),
         (Some(own), None) => return Ok(Some(policy(own))),
@@ -122,8 +124,8 @@ pub fn with_image_mirrors(
     project: &crate::runtime::plan::ProjectInputs,
     config: Option<&Project>,
     layers: &[std::path::PathBuf],
-    progress: &crate::cli::progress::Progress,
-) -> Result<crate::runtime::plan::ProjectInputs, CliError> {
+    progress: &dyn crate::project::reporter::ProjectReporter,
+) -> Result<crate::runtime::plan::ProjectInputs, ProjectError> {
     let mut enriched = project.clone();
     let Some(config) = config else {
         return Ok(enriched);

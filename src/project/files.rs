@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::args::GlobalArgs;
-use crate::cli::errors::CliError;
 use crate::config::project::{self, Project};
 use crate::config::{lock, ConfigError};
+use crate::project::error::ProjectError;
+use crate::project::locations::Locations;
 
 /// The sandbox.toml to use, if any: --config (which must exist), else the nearest one.
-pub fn locate(global: &GlobalArgs, cwd: &Path) -> Result<Option<PathBuf>, CliError> {
-    match &global.config {
+pub fn locate(locations: &Locations, cwd: &Path) -> Result<Option<PathBuf>, ProjectError> {
+    match &locations.config {
         Some(file) => {
             let file = if file.is_absolute() {
                 file.clone()
@@ -31,8 +31,8 @@ pub fn locate(global: &GlobalArgs, cwd: &Path) -> Result<Option<PathBuf>, CliErr
 }
 
 /// The project, which must exist.
-pub fn load(global: &GlobalArgs, cwd: &Path) -> Result<Project, CliError> {
-    let file = locate(global, cwd)?.ok_or_else(|| ConfigError::NoProject {
+pub fn load(locations: &Locations, cwd: &Path) -> Result<Project, ProjectError> {
+    let file = locate(locations, cwd)?.ok_or_else(|| ConfigError::NoProject {
         dir: cwd.to_owned(),
     })?;
     Ok(project::load(&file)?)
@@ -48,7 +48,7 @@ pub enum LockState {
     Drifted(Vec<String>),
 }
 
-pub fn lock_state(project: &Project) -> Result<LockState, CliError> {
+pub fn lock_state(project: &Project) -> Result<LockState, ProjectError> {
     let Some(locked) = lock::read(project)? else {
         return Ok(LockState::Missing);
     };
@@ -61,17 +61,17 @@ pub fn lock_state(project: &Project) -> Result<LockState, CliError> {
 }
 
 /// `--locked`: the lock must exist and match.
-pub fn require_current_lock(project: &Project) -> Result<lock::LockFile, CliError> {
+pub fn require_current_lock(project: &Project) -> Result<lock::LockFile, ProjectError> {
     match lock_state(project)? {
         LockState::Current(locked) => Ok(*locked),
-        LockState::Missing => Err(CliError::Usage {
+        LockState::Missing => Err(ProjectError::Refused {
             message: format!(
                 "--locked: {} has no sandbox.lock",
                 project.dir.display()
             ),
             hint: Some("write one with `sandbox lock` and commit it".into()),
         }),
-        LockState::Drifted(lines) => Err(CliError::Usage {
+        LockState::Drifted(lines) => Err(ProjectError::Refused {
             message: format!(
                 "--locked: sandbox.toml no longer matches sandbox.lock:\n{}",
                 lines

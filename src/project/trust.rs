@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use crate::cli::errors::CliError;
-use crate::cli::progress::Progress;
 use crate::image::store::Store;
+use crate::project::error::ProjectError;
+use crate::project::reporter::ProjectReporter;
 use crate::runtime::plan::HostTrust;
 
 /// The CA files of the host's to trust, per the user config.
-pub fn host_files() -> Result<Vec<PathBuf>, CliError> {
+pub fn host_files() -> Result<Vec<PathBuf>, ProjectError> {
     let settings = crate::config::user::tls()?;
     let local = crate::image::trust::host_ca_files(&[]);
     let mut files = if settings.host_cas.unwrap_or(!local.is_empty()) {
@@ -28,8 +28,8 @@ pub fn for_layers(
     files: &[PathBuf],
     layers: &[PathBuf],
     env: &[(String, String)],
-    progress: &Progress,
-) -> Result<Option<HostTrust>, CliError> {
+    progress: &dyn ProjectReporter,
+) -> Result<Option<HostTrust>, ProjectError> {
     if files.is_empty() {
         return Ok(None);
     }

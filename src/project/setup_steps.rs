@@ -14,10 +14,6 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use indicatif::ProgressBar;
-
-use crate::cli::errors::{CliError, StepEnd};
-use crate::cli::progress::Progress;
 use crate::config::project::Project;
 use crate::config::setup::{Secret, SetupStep};
 use crate::image::copy_layer;
@@ -26,6 +22,8 @@ use crate::image::setup_layer::{ChainRoot, SetupRecord, StepKey};
 use crate::image::store::Store;
 use crate::image::unpack::Ownership;
 use crate::image::Digest;
+use crate::project::error::{ProjectError, StepEnd};
+use crate::project::reporter::ProjectReporter;
 use crate::runtime::plan::{
     self, HostFacts, Inputs, LaunchKind, Program, ProjectInputs, Request, Stdio,
 };
@@ -46,7 +44,7 @@ const MARK: &str = "==> sandbox setup step ";
 const SECRET_LIMIT: u64 = 64 * 1024;
 
 /// The key of each step's layer, in order; copy steps hash the project files they copy.
-pub fn chain(config: &Project, base_manifest: &str) -> Result<Vec<String>, CliError> {
+pub fn chain(config: &Project, base_manifest: &str) -> Result<Vec<String>, ProjectError> {
     let toolchain = config
         .toolchain
         .as_ref()
@@ -73,8 +71,8 @@ pub fn chain(config: &Project, base_manifest: &str) -> Result<Vec<String>, CliEr
     .chain(&keys))
 }
 
-fn as_digest(key: &str) -> Result<Digest, CliError> {
-    Digest::parse(key).map_err(|e| CliError::Internal {
+fn as_digest(key: &str) -> Result<Digest, ProjectError> {
+    Digest::parse(key).map_err(|e| ProjectError::Internal {
         what: format!("the setup key {key} is not a digest"),
         source: Box::new(e),
     })
@@ -89,8 +87,8 @@ pub fn prepare(
     image: &Runnable,
     host: &HostFacts,
     ownership: &Ownership,
-    progress: &Progress,
-) -> Result<Vec<PathBuf>, CliError> {
+    progress: &dyn ProjectReporter,
+) -> Result<Vec<PathBuf>, ProjectError> {
     let keys = chain(config, &image.manifest)?;
     let total = keys.len();
     let stored = keys
@@ -117,7 +115,7 @@ pub fn prepare(
     let mut layers: Vec<PathBuf> = Vec::with_capacity(total);
     let mut parent = None;
     let trust_files = if stored < total {
-        crate::cli::trust::host_files()?
+        crate::project::trust::host_files()?
     } else {
         Vec::new()
     };
@@ -146,11 +144,11 @@ pub fn prepare(
                     secrets,
                     number,
                     total,
-                    trust: crate::cli::trust::for_layers(
+                    trust: crate::project::trust::for_layers(
                         store,
                         &trust_files,
                         &lowers,
-                        &crate::cli::trust::env_pairs(
+                        &crate::project::trust::env_pairs(
                             &image.env,
                             &config.env_defaults,
                             &config.env,
@@ -222,12 +220,12 @@ struct StepRun<'a> {
 
 /// The secrets' values, from the user's environment or the files named: for the step's
 /// environment only.
-fn secret_values(secrets: &[Secret], number: usize) -> Result<Vec<(String, String)>, CliError> {
+fn secret_values(secrets: &[Secret], number: usize) -> Result<Vec<(String, String)>, ProjectError> {
     secrets
         .iter()
         .map(|secret| {
             let value = match &secret.file {
-                None => std::env::var(&secret.name).map_err(|_| CliError::Usage {
+                None => std::env::var(&secret.name).map_err(|_| ProjectError::Refused {
                     message: format!(
                         "setup step {number} needs the secret {0}, and {0} is not set in your environment",
                         secret.name
@@ -236,7 +234,7 @@ fn secret_values(secrets: &[Secret], number: usize) -> Result<Vec<(String, Strin
                 })?,
                 Some(file) => {
                     let text = crate::config::files::read(file, SECRET_LIMIT).map_err(|e| {
-                        CliError::Usage {
+                        ProjectError::Refused {
                             message: format!(
                                 "setup step {number} needs the secret {} from {}: {e}",
                                 secret.name,
@@ -249,7 +247,7 @@ fn secret_values(secrets: &[Secret], number: usize) -> Result<Vec<(String, Strin
                 }
             };
             if value.contains('\0') {
-                return Err(CliError::Usage {
+                return Err(ProjectError::Refused {
                     message: format!("the secret {} holds a NUL byte", secret.name),
                     hint: None,
                 });
@@ -265,8 +263,8 @@ fn run_step(
     project: &ProjectInputs,
     image: &Runnable,
     host: &HostFacts,
-    progress: &Progress,
-) -> Result<(), CliError> {
+    progress: &dyn ProjectReporter,
+) -> Result<(), ProjectError> {
     let request = Request {
         as_root: true,
         env: secret_values(step.secrets, step.number)?,
@@ -305,7 +303,7 @@ fn run_step(
     };
     if code != 0 {
         let _ = fs_err::remove_dir_all(step.kept);
-        return Err(CliError::SetupStep {
+        return Err(ProjectError::SetupStep {
             step: step.number,
             total: step.total,
             code,
@@ -388,13 +386,13 @@ fn copy_step(
     to: &str,
     lowers: &[PathBuf],
     ownership: &Ownership,
-) -> Result<(), CliError> {
+) -> Result<(), ProjectError> {
     fs_err::create_dir_all(kept)?;
     let copied = copy_layer::build(kept, &config.dir, from, to, lowers, ownership)?;
     // The key was made from the files as they were a moment ago; they must not have changed.
     let expected = copy_layer::content_digest(&config.dir, from)?;
     if copied != expected {
-        return Err(CliError::Usage {
+        return Err(ProjectError::Refused {
             message: format!(
                 "{} changed while setup copied it",
                 config.dir.join(from).display()
@@ -425,45 +423,30 @@ struct StepsOutcome {
     blocked: Vec<String>,
 }
 
-/// Shows the steps' output as it comes (the monitor hands it over) and keeps what the report
-/// of a failure needs.
+/// Hands the steps' output to the reporter as it comes (the monitor hands it over) and keeps
+/// what the report of a failure needs.
 struct StepOutput<'a> {
-    progress: &'a Progress,
-    spinner: Option<ProgressBar>,
+    progress: &'a dyn ProjectReporter,
     seen: RefCell<StepsOutcome>,
 }
 
 impl<'a> StepOutput<'a> {
-    fn new(progress: &'a Progress) -> Self {
+    fn new(progress: &'a dyn ProjectReporter) -> Self {
+        progress.setup_started();
         Self {
             progress,
-            spinner: progress.spinner(),
             seen: RefCell::new(StepsOutcome::default()),
         }
     }
 
-    #[allow(clippy::print_stderr)]
     fn line(&self, seen: &mut StepsOutcome, line: String) {
         if let Some(rest) = line.strip_prefix(MARK) {
             seen.step = rest.split('/').next().and_then(|n| n.parse().ok());
             seen.tail.clear();
-            match &self.spinner {
-                Some(bar) => {
-                    bar.println(format!("setup: step {rest}"));
-                    bar.set_message("");
-                }
-                None => self.progress.line(&format!("setup: step {rest}")),
-            }
+            self.progress.setup_step(rest);
             return;
         }
-        match &self.spinner {
-            Some(bar) => {
-                bar.set_message(line.chars().take(100).collect::<String>());
-                bar.tick();
-            }
-            None if !self.progress.is_quiet() => eprintln!("  | {line}"),
-            None => {}
-        }
+        self.progress.setup_output(&line);
         if seen.tail.len() == TAIL {
             seen.tail.pop_front();
         }
@@ -480,9 +463,7 @@ impl<'a> StepOutput<'a> {
                 String::from_utf8_lossy(&rest).trim_end().to_owned(),
             );
         }
-        if let Some(bar) = &self.spinner {
-            bar.finish_and_clear();
-        }
+        self.progress.setup_finished();
         seen
     }
 }
@@ -526,8 +507,7 @@ mod tests {
 
     #[test]
     fn output_without_newlines_stays_bounded_and_steps_are_followed() {
-        let progress = Progress::new(true);
-        let output = StepOutput::new(&progress);
+        let output = StepOutput::new(&crate::project::reporter::Silent);
         output.output(format!("{MARK}2/3: make\nbuilding\n").as_bytes());
         for _ in 0..64 {
             output.output(&[b'x'; 64 * 1024]);
