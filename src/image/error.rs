@@ -67,11 +67,12 @@ pub enum ImageError {
         answer: String,
     },
 
-    #[error("registry {host} sent a bad answer for {url}: {reason}")]
+    #[error("registry {host} sent a bad answer for {url}: {source}")]
     Protocol {
         host: String,
         url: String,
-        reason: String,
+        #[source]
+        source: Source,
     },
 
     #[error("{what} {expected} from {host} does not match its digest (got {actual}); nothing of it was kept")]
@@ -141,11 +142,12 @@ pub enum ImageError {
         offered: String,
     },
 
-    #[error("invalid {what} for {reference}: {reason}")]
+    #[error("invalid {what} for {reference}: {source}")]
     BadManifest {
         what: &'static str,
         reference: String,
-        reason: String,
+        #[source]
+        source: Source,
     },
 
     #[error("layer {layer}: entry `{entry}`: {reason}")]
@@ -181,8 +183,12 @@ pub enum ImageError {
         source: std::io::Error,
     },
 
-    #[error("the credentials file {path} cannot be read: {reason}")]
-    BadCredentialsFile { path: PathBuf, reason: String },
+    #[error("the credentials file {path} cannot be read: {source}")]
+    BadCredentialsFile {
+        path: PathBuf,
+        #[source]
+        source: Source,
+    },
 
     #[error("image {reference} is not in the store")]
     NotInStore { reference: String },
@@ -207,8 +213,12 @@ pub enum ImageError {
         current: String,
     },
 
-    #[error("the store record {path} is damaged: {reason}")]
-    DamagedRecord { path: PathBuf, reason: String },
+    #[error("the store record {path} is damaged: {source}")]
+    DamagedRecord {
+        path: PathBuf,
+        #[source]
+        source: Source,
+    },
 
     #[error("cannot build the HTTP client for {host}")]
     Client {
@@ -217,8 +227,12 @@ pub enum ImageError {
         source: Source,
     },
 
-    #[error("bad CA certificate {path}: {reason}")]
-    BadCertificate { path: PathBuf, reason: String },
+    #[error("bad CA certificate {path}: {source}")]
+    BadCertificate {
+        path: PathBuf,
+        #[source]
+        source: Source,
+    },
 
     #[error("there is no place for {what}: HOME is not set")]
     NoHome { what: &'static str },

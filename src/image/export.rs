@@ -380,7 +380,7 @@ pub fn prepare(
         .map_err(|e| ImageError::BadManifest {
         what: "image config",
         reference: inputs.base.reference.clone(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     let mut diff_ids = Vec::new();
     let mut history = Vec::new();
@@ -399,7 +399,7 @@ pub fn prepare(
         .ok_or_else(|| ImageError::BadManifest {
             what: "image config",
             reference: inputs.base.reference.clone(),
-            reason: "not a JSON object".into(),
+            source: "not a JSON object".into(),
         })?;
     let rootfs = object
         .entry("rootfs")

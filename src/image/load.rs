@@ -19,10 +19,11 @@ use crate::image::Digest;
 const JSON_LIMIT: u64 = 4 << 20;
 
 fn bad(path: &Path, reason: impl Into<String>) -> ImageError {
+    let reason: String = reason.into();
     ImageError::BadManifest {
         what: "image archive",
         reference: path.display().to_string(),
-        reason: reason.into(),
+        source: reason.into(),
     }
 }
 

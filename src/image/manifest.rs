@@ -84,7 +84,7 @@ pub fn parse_manifest(
     let bad = |reason: String| ImageError::BadManifest {
         what: "manifest",
         reference: reference.to_owned(),
-        reason,
+        source: reason.into(),
     };
     if DOCKER_SCHEMA1.contains(&content_type) {
         return Err(ImageError::Schema1 {
@@ -175,7 +175,7 @@ pub fn parse_config(
     let bad = |reason: String| ImageError::BadManifest {
         what: "image config",
         reference: reference.to_owned(),
-        reason,
+        source: reason.into(),
     };
     let config: ImageConfig = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
     if config.rootfs.kind != "layers" {

@@ -197,7 +197,7 @@ fn resolve(
                         return Err(ImageError::BadManifest {
                             what: "index",
                             reference: shown,
-                            reason: "an index inside an index is not supported".into(),
+                            source: "an index inside an index is not supported".into(),
                         })
                     }
                 }

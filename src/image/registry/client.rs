@@ -135,7 +135,8 @@ impl RegistryClient {
         Err(ImageError::Protocol {
             host: self.host(),
             url: url.to_string(),
-            reason: format!("`/v2/` answered {status}; this does not look like an OCI registry"),
+            source: format!("`/v2/` answered {status}; this does not look like an OCI registry")
+                .into(),
         })
     }
 
@@ -179,7 +180,7 @@ impl RegistryClient {
             challenge::check_realm(&realm, &self.base).map_err(|reason| ImageError::Protocol {
                 host: host.clone(),
                 url: realm.clone(),
-                reason: format!("refusing the token service: {reason}"),
+                source: format!("refusing the token service: {reason}").into(),
             })?;
         {
             let mut query = url.query_pairs_mut();
@@ -228,7 +229,7 @@ impl RegistryClient {
             serde_json::from_slice(&body).map_err(|e| ImageError::Protocol {
                 host: host.clone(),
                 url: url.to_string(),
-                reason: format!("token answer is not JSON: {e}"),
+                source: format!("token answer is not JSON: {e}").into(),
             })?;
         let token = answer
             .token
@@ -237,7 +238,7 @@ impl RegistryClient {
             .ok_or_else(|| ImageError::Protocol {
                 host: host.clone(),
                 url: url.to_string(),
-                reason: "token answer has no `token`".into(),
+                source: "token answer has no `token`".into(),
             })?;
         if let Ok(mut state) = self.auth.lock() {
             state.token = Some(Secret::new(token));
@@ -332,25 +333,25 @@ impl RegistryClient {
                 .ok_or_else(|| ImageError::Protocol {
                     host: host.clone(),
                     url: url.to_string(),
-                    reason: format!("{} without a Location", response.status()),
+                    source: format!("{} without a Location", response.status()).into(),
                 })?;
             let next = url.join(location).map_err(|e| ImageError::Protocol {
                 host: host.clone(),
                 url: url.to_string(),
-                reason: format!("bad redirect `{location}`: {e}"),
+                source: format!("bad redirect `{location}`: {e}").into(),
             })?;
             if url.scheme() == "https" && next.scheme() != "https" {
                 return Err(ImageError::Protocol {
                     host,
                     url: url.to_string(),
-                    reason: format!("refusing a redirect from https to `{next}`"),
+                    source: format!("refusing a redirect from https to `{next}`").into(),
                 });
             }
             if !next.username().is_empty() || next.password().is_some() {
                 return Err(ImageError::Protocol {
                     host,
                     url: url.to_string(),
-                    reason: "refusing a redirect that carries user information".into(),
+                    source: "refusing a redirect that carries user information".into(),
                 });
             }
             url = next;
@@ -358,7 +359,7 @@ impl RegistryClient {
         Err(ImageError::Protocol {
             host: self.host(),
             url: start.to_string(),
-            reason: format!("more than {MAX_REDIRECTS} redirects"),
+            source: format!("more than {MAX_REDIRECTS} redirects").into(),
         })
     }
 
@@ -473,7 +474,7 @@ fn parse_url(text: &str, host: &str) -> Result<Url, ImageError> {
     Url::parse(text).map_err(|e| ImageError::Protocol {
         host: host.to_owned(),
         url: text.to_owned(),
-        reason: e.to_string(),
+        source: e.into(),
     })
 }
 
@@ -626,43 +627,70 @@ fn printable(text: &str) -> String {
     line
 }
 
-fn chain_text(error: &dyn std::error::Error) -> String {
-    let mut text = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(e) = source {
-        text.push_str(&e.to_string().to_ascii_lowercase());
-        text.push(' ');
-        source = e.source();
+/// The first cause in `error`'s chain that is a `T`, looking inside io::Errors as well: TLS
+/// failures reach us as io::Errors wrapping io::Errors that wrap rustls's own error, and an
+/// io::Error's `source` skips what it wraps.
+fn cause<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(wrapped) => Some(wrapped),
+            None => e.source(),
+        };
     }
-    text
+    None
 }
 
-fn mentions_certificate(error: &(dyn std::error::Error + Send + Sync)) -> bool {
-    let text = chain_text(error);
-    text.contains("certificate")
-        || text.contains("unknownissuer")
-        || text.contains("notvalidforname")
+/// Whether the TLS handshake failed on the server's certificate (not trusted, not for this
+/// name, expired), as opposed to there being no TLS at all.
+fn mentions_certificate(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    matches!(
+        cause::<rustls::Error>(error),
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+    )
 }
 
-/// Names which step of reaching `host` failed.
+/// Names which step of reaching `host` failed, by the types in the error's chain. A failed
+/// name lookup is the exception: hyper's resolver error is not a public type, so it is known
+/// by its words.
 pub fn net_error(host: &str, error: reqwest::Error) -> ImageError {
-    let text = chain_text(&error);
-    let stage = if error.is_timeout() {
+    use std::io::ErrorKind;
+    let io_kind = cause::<std::io::Error>(&error).map(std::io::Error::kind);
+    let lookup_failed = {
+        let mut next: Option<&dyn std::error::Error> = Some(&error);
+        let mut found = false;
+        while let Some(e) = next {
+            let text = e.to_string();
+            found |= text.contains("dns error") || text.contains("failed to lookup address");
+            next = e.source();
+        }
+        found
+    };
+    let stage = if error.is_timeout() || io_kind == Some(ErrorKind::TimedOut) {
         NetStage::Timeout
-    } else if text.contains("dns error") || text.contains("failed to lookup address") {
-        NetStage::Dns
-    } else if [
-        "certificate",
-        "tls",
-        "handshake",
-        "corrupt message",
-        "invalidcontenttype",
-    ]
-    .iter()
-    .any(|k| text.contains(k))
-    {
+    } else if cause::<rustls::Error>(&error).is_some() {
         NetStage::Tls
-    } else if error.is_connect() {
+    } else if lookup_failed {
+        NetStage::Dns
+    } else if error.is_connect()
+        || matches!(
+            io_kind,
+            Some(
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::AddrNotAvailable
+            )
+        )
+    {
         NetStage::Connect
     } else {
         NetStage::Transfer
@@ -677,6 +705,29 @@ pub fn net_error(host: &str, error: reqwest::Error) -> ImageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_failure_is_told_from_no_tls_by_type_even_inside_an_io_error() {
+        // As tokio-rustls and hyper wrap it: an io::Error in an io::Error.
+        let wrapped = |e: rustls::Error| -> Box<dyn std::error::Error + Send + Sync> {
+            let tls = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+            Box::new(std::io::Error::other(tls))
+        };
+        let untrusted = wrapped(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert!(mentions_certificate(&*untrusted));
+        // A plain HTTP server's answer to a ClientHello: no TLS there, not a bad certificate.
+        let plain = wrapped(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ));
+        assert!(!mentions_certificate(&*plain));
+        assert!(cause::<rustls::Error>(&*plain).is_some());
+        // Words that look like a certificate's are not one.
+        let words: Box<dyn std::error::Error + Send + Sync> =
+            "certificate of deposit".to_owned().into();
+        assert!(!mentions_certificate(&*words));
+    }
 
     #[test]
     fn a_servers_words_reach_the_terminal_as_one_short_plain_line() {

@@ -170,7 +170,7 @@ fn read_auth_file(path: &Path) -> Result<Option<AuthFile>, ImageError> {
         .map(Some)
         .map_err(|e| ImageError::BadCredentialsFile {
             path: path.to_owned(),
-            reason: e.to_string(),
+            source: e.into(),
         })
 }
 
@@ -185,7 +185,7 @@ fn lookup_in(path: &Path, host: &str) -> Result<Option<Credential>, ImageError> 
         let Some(auth) = &entry.auth else { continue };
         let bad = || ImageError::BadCredentialsFile {
             path: path.to_owned(),
-            reason: format!("the `auth` value for `{key}` is not base64 of `user:password`"),
+            source: format!("the `auth` value for `{key}` is not base64 of `user:password`").into(),
         };
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())

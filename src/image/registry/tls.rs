@@ -34,13 +34,13 @@ pub fn extra_roots(host: &str) -> Result<Vec<reqwest::Certificate>, ImageError> 
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 ImageError::BadCertificate {
                     path: path.clone(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 }
             })?;
             if certs.is_empty() {
                 return Err(ImageError::BadCertificate {
                     path,
-                    reason: "no PEM certificate in it".into(),
+                    source: "no PEM certificate in it".into(),
                 });
             }
             out.extend(certs);

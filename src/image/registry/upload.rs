@@ -133,12 +133,12 @@ impl RegistryClient {
             .ok_or_else(|| ImageError::Protocol {
                 host: self.host(),
                 url: at.to_string(),
-                reason: format!("{} without a Location for the upload", response.status()),
+                source: format!("{} without a Location for the upload", response.status()).into(),
             })?;
         at.join(location).map_err(|e| ImageError::Protocol {
             host: self.host(),
             url: at.to_string(),
-            reason: format!("bad upload location `{location}`: {e}"),
+            source: format!("bad upload location `{location}`: {e}").into(),
         })
     }
 
@@ -288,9 +288,9 @@ impl RegistryClient {
                         return Err(ImageError::Protocol {
                             host: self.host(),
                             url: url.to_string(),
-                            reason: format!(
+                            source: format!(
                                 "the upload stands at byte {have}, outside the chunk {sent}-{end} being sent: the registry lost what it had accepted"
-                            ),
+                            ).into(),
                         })
                     }
                 }

@@ -72,7 +72,7 @@ impl Store {
             let record: ImageRecord =
                 serde_json::from_slice(&bytes).map_err(|e| ImageError::DamagedRecord {
                     path: path.clone(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 })?;
             out.push(record);
         }

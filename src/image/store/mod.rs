@@ -98,7 +98,7 @@ impl Store {
         if &Digest::of_bytes(&bytes) != digest {
             return Err(ImageError::DamagedRecord {
                 path,
-                reason: "content does not match its digest".into(),
+                source: "content does not match its digest".into(),
             });
         }
         Ok(bytes)
@@ -236,7 +236,7 @@ pub fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option
                 .map(Some)
                 .map_err(|e| ImageError::DamagedRecord {
                     path: path.to_owned(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -93,7 +93,7 @@ fn corrupt(layer: &Digest, error: io::Error) -> ImageError {
     ImageError::CorruptLayer {
         layer: layer.clone(),
         reason: error.to_string(),
-        source: None,
+        source: Some(error),
     }
 }
 
