@@ -787,6 +787,174 @@ mod tests {
         parse(Path::new("/work/app/sandbox.toml"), text.to_owned())
     }
 
+    /// Every way sandbox.toml is refused: where (line and column, as the editor shows them),
+    /// what, and the hint (`""`: none).
+    #[test]
+    fn each_refusal_names_its_line_column_and_fix() {
+        const JAVA: &str = "[toolchain]\nname = \"java\"\nversion = \"21\"\n";
+        let java = |rest: &str| format!("{JAVA}{rest}");
+        let cases: Vec<(String, usize, usize, &str, &str)> = vec![
+            (
+                "".into(),
+                1,
+                1,
+                "no [toolchain] table",
+                "`sandbox init` writes one",
+            ),
+            (
+                "[toolchain]\nimage = \"r.example/jdk:21\"\nversion = \"21\"\n".into(),
+                3,
+                11,
+                "`version` needs `name`",
+                "",
+            ),
+            (
+                "[toolchain]\n".into(),
+                1,
+                1,
+                "names neither a template",
+                "the templates are",
+            ),
+            (
+                "[toolchain]\nname = \"java\"\n".into(),
+                1,
+                1,
+                "[toolchain] names `java` but no `version`",
+                "add version = ",
+            ),
+            (
+                "[toolchain]\nname = \"java\"\nversion = true\n".into(),
+                3,
+                11,
+                "version must be a string, not boolean",
+                "quote it: version = \"true\"",
+            ),
+            (
+                "[toolchain]\nname = \"java\"\nversion = \"99\"\n".into(),
+                3,
+                11,
+                "99",
+                "image = ",
+            ),
+            (
+                format!("setup = [\"a\"]\n{JAVA}setup = [\"b\"]\n"),
+                5,
+                9,
+                "`setup` is given twice",
+                "keep one list of steps",
+            ),
+            (
+                java("[env]\n\"A=B\" = \"v\"\n"),
+                5,
+                1,
+                "`A=B` is not a valid variable name",
+                "letters, digits and underscores",
+            ),
+            (
+                java("[caches]\nmaven = true\n"),
+                5,
+                9,
+                "cache `maven` needs a path",
+                "only `shared` takes true or false",
+            ),
+            (
+                java("[caches]\n\"a b\" = \"~/.x\"\n"),
+                5,
+                9,
+                "cache name `a b` may only use",
+                "",
+            ),
+            (
+                java("[caches]\nx = \"rel/path\"\n"),
+                5,
+                5,
+                "`rel/path` is not a path inside the sandbox",
+                "under your home",
+            ),
+            (
+                java("[caches]\nx = \"~/../etc\"\n"),
+                5,
+                5,
+                "is not a path inside the sandbox",
+                "under your home",
+            ),
+            (
+                java("[network]\nmode = \"bridge\"\n"),
+                5,
+                8,
+                "unknown network mode `bridge`",
+                "the modes are relay",
+            ),
+            (
+                format!("workdir = \"../x\"\n{JAVA}"),
+                1,
+                11,
+                "workdir `../x` is not inside the project",
+                "without `..`",
+            ),
+            (
+                java("[limits]\nmemory = true\n"),
+                5,
+                10,
+                "memory must be a size like \"2g\"",
+                "powers of 1024",
+            ),
+            (
+                java("[limits]\nmemory = \"2q\"\n"),
+                5,
+                10,
+                "unknown unit `q`",
+                "powers of 1024",
+            ),
+            (
+                java("[limits]\ncpus = 0\n"),
+                5,
+                8,
+                "cpus must be a number of CPUs above 0",
+                "",
+            ),
+            (
+                java("[limits]\npids = 0\n"),
+                5,
+                8,
+                "pids must be a whole number from 1 to 4194304",
+                "",
+            ),
+            (
+                "[toolchain]\nnam = \"java\"\n".into(),
+                2,
+                1,
+                "unknown field `nam`",
+                "`name`",
+            ),
+            ("[toolchain\n".into(), 1, 11, "", ""),
+        ];
+        for (text, line, column, message, hint) in cases {
+            let Err(ConfigError::Invalid {
+                line: l,
+                column: c,
+                message: m,
+                hint: h,
+                ..
+            }) = parsed(&text)
+            else {
+                panic!("not refused as invalid: {text:?}");
+            };
+            assert_eq!((l, c), (line, column), "where, for {text:?}: {m}");
+            assert!(m.contains(message), "{m:?} lacks {message:?}, for {text:?}");
+            match h {
+                Some(h) => assert!(
+                    !hint.is_empty() && h.contains(hint),
+                    "hint {h:?} lacks {hint:?}, for {text:?}"
+                ),
+                None => assert!(
+                    hint.is_empty() || message.is_empty(),
+                    "no hint, for {text:?}"
+                ),
+            }
+        }
+    }
+
     #[test]
     fn a_template_on_the_users_own_image_has_the_templates_env_and_caches() {
         let project = parsed(
