@@ -13,6 +13,7 @@ mod host;
 pub mod launch;
 mod mounts;
 mod resolve;
+pub mod steps;
 #[cfg(test)]
 mod tests;
 

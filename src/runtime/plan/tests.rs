@@ -1025,3 +1025,126 @@ fn a_home_reached_through_a_symlink_is_mounted_resolved_and_linked() {
         .iter()
         .any(|(k, v)| k == "HOME" && v == "/var/home/dev"));
 }
+
+/// A step as a short line: what it does, and where.
+fn step_line(step: &super::steps::RootfsStep) -> String {
+    use super::steps::RootfsStep;
+    let shown = |p: &std::path::Path| p.display().to_string();
+    match step {
+        RootfsStep::Overlay => "overlay".into(),
+        RootfsStep::CgroupNamespace => "cgroup namespace".into(),
+        RootfsStep::WriteEtc(file) => format!("write {}", shown(&file.path)),
+        RootfsStep::Mount(op) => match op {
+            MountOp::Bind {
+                target, read_only, ..
+            } => format!(
+                "bind {}{}",
+                shown(target),
+                if *read_only { " ro" } else { "" }
+            ),
+            MountOp::Proc { target } => format!("proc {}", shown(target)),
+            MountOp::Sys { target, .. } => format!("sys {}", shown(target)),
+            MountOp::CgroupFs { target, .. } => format!("cgroup {}", shown(target)),
+            MountOp::Tmpfs { target, .. } => format!("tmpfs {}", shown(target)),
+            MountOp::Devpts { target } => format!("devpts {}", shown(target)),
+            MountOp::Symlink { link, .. } => format!("symlink {}", shown(link)),
+            MountOp::SymlinkIfMissing { link, .. } => format!("symlink? {}", shown(link)),
+            MountOp::Mask { target } => format!("mask {}", shown(target)),
+            MountOp::ReadOnly { target } => format!("ro {}", shown(target)),
+            MountOp::Dir { target, .. } => format!("dir {}", shown(target)),
+            MountOp::Skel { home, .. } => format!("skel {}", shown(home)),
+        },
+    }
+}
+
+/// The whole order pid 1 builds a command's root in, with a cache, the host's CAs and a
+/// forwarded file.
+#[test]
+fn pid_1_builds_the_root_in_one_order() {
+    let mut project = project();
+    project.caches = vec![("java".into(), "maven".into(), "~/.m2".into())];
+    let mut request = request();
+    request.forward = super::Forwarded {
+        ssh_agent: None,
+        paths: vec![("/home/dev/.gitconfig".into(), "~/.gitconfig".into(), false)],
+        volumes: Vec::new(),
+    };
+    let trust = trust();
+    let plan = resolve(&Inputs {
+        kind: LaunchKind::Command,
+        id: "abc".into(),
+        image: "img",
+        layers: vec!["/store/layers/a/root".into()],
+        image_env: &[],
+        project: &project,
+        request: &request,
+        host: &host(),
+        ids_mapped: true,
+        trust: Some(&trust),
+    })
+    .unwrap();
+    let lines: Vec<String> = plan.rootfs.steps().iter().map(step_line).collect();
+    // The overlay, then its own cgroup namespace before /sys/fs/cgroup is mounted; /proc,
+    // /sys, /dev and /tmp before the home (over an image's /home) and the project (inside the
+    // home); masks after whatever they hide; /etc files into the overlay's upper dir; the
+    // caches once the home exists; the host's CAs; and last what the user forwards, which is
+    // theirs to place over anything of sandbox's.
+    assert_eq!(
+        lines,
+        [
+            "overlay",
+            "cgroup namespace",
+            "proc /proc",
+            "sys /sys",
+            "cgroup /sys/fs/cgroup",
+            "tmpfs /dev",
+            "bind /dev/null",
+            "bind /dev/zero",
+            "bind /dev/full",
+            "bind /dev/random",
+            "bind /dev/urandom",
+            "bind /dev/tty",
+            "devpts /dev/pts",
+            "symlink /dev/ptmx",
+            "symlink /dev/fd",
+            "symlink /dev/stdin",
+            "symlink /dev/stdout",
+            "symlink /dev/stderr",
+            "symlink /dev/core",
+            "tmpfs /dev/shm",
+            "tmpfs /tmp",
+            "dir /home/dev",
+            "bind /home/dev",
+            "skel /home/dev",
+            "dir /home/dev/app",
+            "bind /home/dev/app",
+            "mask /proc/acpi",
+            "mask /proc/kcore",
+            "mask /proc/keys",
+            "mask /proc/latency_stats",
+            "mask /proc/timer_list",
+            "mask /proc/timer_stats",
+            "mask /proc/sched_debug",
+            "mask /proc/scsi",
+            "mask /sys/firmware",
+            "mask /sys/dev/block",
+            "ro /proc/bus",
+            "ro /proc/fs",
+            "ro /proc/irq",
+            "ro /proc/sys",
+            "ro /proc/sysrq-trigger",
+            "write /etc/passwd",
+            "write /etc/group",
+            "write /etc/hosts",
+            "write /etc/hostname",
+            "write /etc/resolv.conf",
+            "dir /home/dev/.m2",
+            "bind /home/dev/.m2",
+            "bind /dev/sandbox/ca-certificates.crt ro",
+            "bind /dev/sandbox/cacerts.jks ro",
+            "bind /etc/ssl/certs/ca-certificates.crt ro",
+            "bind /etc/ssl/certs/java/cacerts ro",
+            "bind /home/dev/.gitconfig ro",
+        ]
+    );
+}

@@ -12,7 +12,8 @@ use std::path::Path;
 
 use crate::runtime::cgroups::metering;
 use crate::runtime::cgroups::metering::Usage;
-use crate::runtime::plan::{EtcContent, LaunchPlan, Network, OverlayChoice};
+use crate::runtime::plan::steps::RootfsStep;
+use crate::runtime::plan::{EtcContent, EtcFile, LaunchPlan, Network, OverlayChoice};
 use crate::runtime::process::channel;
 use crate::runtime::process::channel::FailureKind;
 use crate::runtime::process::channel::Message;
@@ -171,7 +172,7 @@ fn setup(
     plan: &LaunchPlan,
     status: BorrowedFd<'_>,
     control: &mut Control<'_>,
-    fuse: Option<OwnedFd>,
+    mut fuse: Option<OwnedFd>,
     warm: bool,
 ) -> Result<&'static str, MountFailure> {
     let merged = plan.merged();
@@ -203,30 +204,38 @@ fn setup(
             Path::new("/proc/sys/net/ipv4/ip_unprivileged_port_start"),
         ))?;
     }
-    // 4. The overlay of the image's layers, with the container's own upper dir, whose mode
-    //    and owner the merged root takes: the image root's.
-    root_like_the_images(plan).map_err(failure("give the root the image's mode", &plan.upper()))?;
-    let overlay = mount_overlay(plan, status, control, fuse)?;
-    // 4b. Our own cgroup namespace, once we are in the sandbox's cgroups (the monitor moves us
-    //     on v2, or has systemd do it): /proc/self/cgroup and the cgroups mounted in 5 are
-    //     rooted there, so a JVM or Go sizes itself by the sandbox's limits.
-    if !control.wait_for(control::IN_CGROUPS) {
-        sys::exit_now(125);
+    // 4. The root, step by step in the plan's order (`RootfsPlan::steps`): the overlay of the
+    //    image's layers, our own cgroup namespace, /proc, /sys, /dev, /tmp, the cgroups, the
+    //    home, the project dir, masks, /etc files, caches, the host's CAs, what is forwarded.
+    let mut overlay = "";
+    for step in plan.rootfs.steps() {
+        match step {
+            RootfsStep::Overlay => {
+                // The container's upper dir, whose mode and owner the merged root takes:
+                // the image root's.
+                root_like_the_images(plan)
+                    .map_err(failure("give the root the image's mode", &plan.upper()))?;
+                overlay = mount_overlay(plan, status, control, fuse.take())?;
+            }
+            RootfsStep::CgroupNamespace => {
+                // Once we are in the sandbox's cgroups (the monitor moves us on v2, or has
+                // systemd do it): /proc/self/cgroup and the cgroups mounted next are rooted
+                // there, so a JVM or Go sizes itself by the sandbox's limits.
+                if !control.wait_for(control::IN_CGROUPS) {
+                    sys::exit_now(125);
+                }
+                sys::unshare(libc::CLONE_NEWCGROUP).map_err(failure(
+                    "make the cgroup namespace",
+                    Path::new("/sys/fs/cgroup"),
+                ))?;
+            }
+            RootfsStep::Mount(op) => mounts::execute(&merged, std::slice::from_ref(&op))?,
+            RootfsStep::WriteEtc(file) => write_etc(plan, &file)?,
+        }
     }
-    sys::unshare(libc::CLONE_NEWCGROUP).map_err(failure(
-        "make the cgroup namespace",
-        Path::new("/sys/fs/cgroup"),
-    ))?;
-    // 5. The plan: /proc, /sys, /dev, /tmp, the home, the project dir, masks.
-    mounts::execute(&merged, &plan.rootfs.mounts)?;
-    // 6. /etc files, written into the overlay's upper dir; then the caches, whose targets
-    //    are made inside the home with the user as owner.
-    write_etc(plan)?;
-    mount_caches(plan)?;
-    mount_trust(plan)?;
-    // 7. Switch root; the old root is detached, so nothing of the host stays reachable.
+    // 5. Switch root; the old root is detached, so nothing of the host stays reachable.
     pivot(&merged)?;
-    // 8. Hostname and loopback.
+    // 6. Hostname and loopback.
     sys::sethostname(&plan.hostname).map_err(failure("set the hostname", Path::new("/")))?;
     if plan.network.mode != Network::Host {
         sys::loopback_up().map_err(failure("bring up lo", Path::new("/")))?;
@@ -400,9 +409,9 @@ fn overlay_option_string(plan: &LaunchPlan) -> std::io::Result<()> {
     mounted
 }
 
-/// The plan's /etc files (passwd and group merged with the image's own, read through no
-/// link and with a size cap).
-fn write_etc(plan: &LaunchPlan) -> Result<(), MountFailure> {
+/// One of the plan's /etc files (passwd and group merged with the image's own, read through
+/// no link and with a size cap).
+fn write_etc(plan: &LaunchPlan, file: &EtcFile) -> Result<(), MountFailure> {
     let root =
         RootDir::open(&plan.merged()).map_err(failure("open the new root", &plan.merged()))?;
     let user = &plan.process.user;
@@ -410,70 +419,13 @@ fn write_etc(plan: &LaunchPlan) -> Result<(), MountFailure> {
         root.read_small(p, etc_files::READ_LIMIT)
             .unwrap_or_default()
     };
-    for file in &plan.rootfs.etc_files {
-        let text = match &file.content {
-            EtcContent::Passwd => etc_files::passwd(&read(&file.path), user),
-            EtcContent::Group => etc_files::group(&read(&file.path), user),
-            EtcContent::Text(text) => text.clone(),
-        };
-        root.write_file(&file.path, &text, file.mode, file.owner)
-            .map_err(failure("write", &file.path))?;
-    }
-    Ok(())
-}
-
-fn mount_caches(plan: &LaunchPlan) -> Result<(), MountFailure> {
-    if plan.rootfs.caches.is_empty() {
-        return Ok(());
-    }
-    let merged = plan.merged();
-    let root = mounts::RootDir::open(&merged).map_err(failure("open the new root", &merged))?;
-    let mut ops = Vec::new();
-    for cache in &plan.rootfs.caches {
-        root.dir(&cache.target, Some(cache.owner))
-            .map_err(failure("create the cache dir", &cache.target))?;
-        ops.push(mounts::MountOp::Bind {
-            source: cache.host.clone(),
-            target: cache.target.clone(),
-            kind: mounts::Kind::Dir,
-            read_only: false,
-        });
-    }
-    mounts::execute(&merged, &ops)
-}
-
-/// The host-trusting CA bundle and JVM store, read-only: at sandbox's own paths in /dev, and
-/// for a command over the image's own (files the image has, so nothing is made in a layer);
-/// then what the user forwards.
-fn mount_trust(plan: &LaunchPlan) -> Result<(), MountFailure> {
-    let mut ops: Vec<mounts::MountOp> = plan
-        .rootfs
-        .trust
-        .iter()
-        .map(|(source, target)| mounts::MountOp::Bind {
-            source: source.clone(),
-            target: target.clone(),
-            kind: mounts::Kind::File,
-            read_only: true,
-        })
-        .collect();
-    // What of the host's the user forwards ([forward]): the agent's socket, files, dirs.
-    for forward in &plan.rootfs.forward {
-        ops.push(mounts::MountOp::Bind {
-            source: forward.source.clone(),
-            target: forward.target.clone(),
-            kind: if forward.dir {
-                mounts::Kind::Dir
-            } else {
-                mounts::Kind::File
-            },
-            read_only: forward.read_only,
-        });
-    }
-    if ops.is_empty() {
-        return Ok(());
-    }
-    mounts::execute(&plan.merged(), &ops)
+    let text = match &file.content {
+        EtcContent::Passwd => etc_files::passwd(&read(&file.path), user),
+        EtcContent::Group => etc_files::group(&read(&file.path), user),
+        EtcContent::Text(text) => text.clone(),
+    };
+    root.write_file(&file.path, &text, file.mode, file.owner)
+        .map_err(failure("write", &file.path))
 }
 
 fn pivot(merged: &Path) -> Result<(), MountFailure> {
