@@ -806,6 +806,8 @@ fn a_busy_port_a_missing_helper_and_a_failing_helper_are_explained() {
         "{}",
         text(&out.stderr)
     );
+    // Refused before pid 1 was made: what was made for it is gone too.
+    assert_eq!(f.env.store_entries("containers"), Vec::<String>::new());
     let out = f.run("pasta", &["-p", "8000-8010:80"], &["true"]);
     assert!(
         text(&out.stderr).contains("port ranges are not supported"),

@@ -1035,6 +1035,12 @@ fn a_failed_mount_is_named_as_such_whatever_the_network() {
             stderr.contains("/proc/x") && !stderr.contains("network"),
             "--network {network}: {stderr}"
         );
+        // The failed start took back what it made: no container dir stays behind.
+        assert_eq!(
+            f.env.store_entries("containers"),
+            Vec::<String>::new(),
+            "--network {network}"
+        );
     }
     // An overlay that cannot be mounted (a store whose path overlayfs cannot take), likewise.
     let odd = f.env.path().join("odd:store");
@@ -1056,6 +1062,9 @@ fn a_failed_mount_is_named_as_such_whatever_the_network() {
             stderr.contains("overlay") && stderr.contains("`:`") && !stderr.contains("network"),
             "--network {network}: {stderr}"
         );
+        let containers = std::path::Path::new(odd).join("containers");
+        let left: Vec<_> = std::fs::read_dir(&containers).unwrap().collect();
+        assert!(left.is_empty(), "--network {network}: {left:?} left behind");
     }
 }
 

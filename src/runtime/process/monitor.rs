@@ -81,23 +81,15 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         what: "block signals",
         source,
     })?;
-    let container = state::create_dir(&plan.dir, &plan.id)?;
-    let mut cgroup = match Cgroup::create(&plan.cgroup) {
-        Ok(cgroup) => cgroup,
-        Err(e) => {
-            state::remove(&container);
-            return Err(e);
-        }
-    };
-    let cgroup_tasks = match cgroup.task_files() {
-        Ok(files) => files,
-        Err(e) => {
-            state::remove(&container);
-            return Err(e);
-        }
-    };
+    // From here until pid 1 runs the command, a failure ends pid 1 and removes what was made
+    // for it: dropping `starting` does, in the order it needs (see `Starting`).
+    let mut starting = Starting::default();
+    starting.container = Some(state::create_dir(&plan.dir, &plan.id)?);
+    let cgroup = starting.cgroup.insert(Cgroup::create(&plan.cgroup)?);
+    let cgroup_tasks = cgroup.task_files()?;
     let (status_read, status_write) = sys::pipe()?;
     let (control_read, control_write) = sys::pipe()?;
+    starting.control = Some(control_write);
     // The command's stdio: what we keep (`ours`) and what pid 1 gets (`theirs`).
     let (mut ours, theirs) = ends::prepare(plan.process.stdio, true)?;
     helpers::check_ports_free(&plan.network.options.ports)?;
@@ -132,7 +124,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     })?;
     if pid == 0 {
         drop(status_read);
-        drop(control_write);
+        drop(starting.control.take());
         drop(ours);
         drop(signals);
         init::run(
@@ -148,6 +140,7 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
             },
         );
     }
+    starting.pid = Some(pid);
     drop(warm_netns);
     // The pool ends the helper when pid 1 exits; without this handback it ends it at once.
     let warm_bound = match warm {
@@ -165,53 +158,28 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     drop(theirs);
     // Into the v2 limits before anything else; pid 1 makes its cgroup namespace once we say it
     // is in (it entered v1's itself) and starts the command only on our go.
-    if let Err(e) = cgroup.enter(pid) {
-        drop(control_write);
-        reap(pid);
-        cgroup.remove();
-        state::remove(&container);
-        return Err(e);
-    }
+    starting.cgroup()?.enter(pid)?;
     // A pid 1 that failed already has said why on the status pipe, read below.
-    let _ = sys::write_all(control_write.as_fd(), &[control::IN_CGROUPS]);
+    let _ = sys::write_all(starting.control()?, &[control::IN_CGROUPS]);
     // The network helper attaches to pid 1's namespaces while pid 1 mounts; pid 1 starts the
     // command only on our go, once the helper is ready.
     let mut buffer = Vec::new();
-    let mut helper = None;
     let pid_ns = loop {
         match next_message(status_read.as_fd(), &mut buffer) {
             Some(Message::Attachable) => match start_helper(plan, pid, reporter) {
-                Ok(running) => helper = running,
+                Ok(running) => starting.helper = running,
                 Err(e) => {
                     // pid 1 ends at its next wait for us; if it failed first (and the helper
                     // only because pid 1 was gone), its failure is the one to report.
-                    drop(control_write);
-                    let failure = own_failure(status_read.as_fd(), &mut buffer).unwrap_or(e);
-                    reap(pid);
-                    state::remove(&container);
-                    return Err(failure);
+                    drop(starting.control.take());
+                    return Err(own_failure(status_read.as_fd(), &mut buffer).unwrap_or(e));
                 }
             },
             Some(Message::MountFuse { why }) => {
                 reporter.verbose(&format!("overlay: fuse-overlayfs, since {why}"));
-                match serve_fuse(plan, fuse.take(), why) {
-                    Ok(()) => {
-                        if !sys::write_all(control_write.as_fd(), &[control::FUSE_READY]) {
-                            drop(helper);
-                            reap(pid);
-                            state::remove(&container);
-                            return Err(RuntimeError::Internal(
-                                "the container's pid 1 ended before it started".into(),
-                            ));
-                        }
-                    }
-                    Err(e) => {
-                        drop(control_write);
-                        drop(helper);
-                        reap(pid);
-                        state::remove(&container);
-                        return Err(e);
-                    }
+                serve_fuse(plan, fuse.take(), why)?;
+                if !sys::write_all(starting.control()?, &[control::FUSE_READY]) {
+                    return Err(ended_before_it_started());
                 }
             }
             Some(Message::Started { pid_ns, overlay }) => {
@@ -224,16 +192,13 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                         Seccomp::Unconfined => "unconfined",
                     }
                 ));
-                if helper.is_none()
+                if starting.helper.is_none()
                     && !warm_bound
                     && matches!(
                         plan.network.mode,
                         Network::Helper(_) | Network::Filtered | Network::Relay
                     )
                 {
-                    drop(control_write);
-                    reap(pid);
-                    state::remove(&container);
                     return Err(RuntimeError::Internal(
                         "the container's pid 1 started before its network helper could attach"
                             .into(),
@@ -242,22 +207,13 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 drop(fuse.take());
                 // pid 1 sent the terminal's master before it said it started.
                 if let Some(console) = ours.console.take() {
-                    match sys::recv_fd(console.as_fd()) {
-                        Ok(master) => {
-                            sys::size_like(master.as_fd(), std::io::stdin().as_fd());
-                            ours.master = Some(master);
-                        }
-                        Err(source) => {
-                            drop(control_write);
-                            drop(helper);
-                            reap(pid);
-                            state::remove(&container);
-                            return Err(RuntimeError::Syscall {
-                                what: "receive the container's terminal",
-                                source,
-                            });
-                        }
-                    }
+                    let master =
+                        sys::recv_fd(console.as_fd()).map_err(|source| RuntimeError::Syscall {
+                            what: "receive the container's terminal",
+                            source,
+                        })?;
+                    sys::size_like(master.as_fd(), std::io::stdin().as_fd());
+                    ours.master = Some(master);
                 }
                 break pid_ns;
             }
@@ -267,29 +223,20 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
                 errno,
                 detail,
                 kind,
-            }) => {
-                drop(helper);
-                reap(pid);
-                state::remove(&container);
-                return Err(setup_error(step, path, errno, detail, kind));
-            }
-            _ => {
-                drop(helper);
-                reap(pid);
-                state::remove(&container);
-                return Err(RuntimeError::Internal(
-                    "the container's pid 1 ended before it started".into(),
-                ));
-            }
+            }) => return Err(setup_error(step, path, errno, detail, kind)),
+            _ => return Err(ended_before_it_started()),
         }
     };
-    if !sys::write_all(control_write.as_fd(), &[control::GO]) {
-        reap(pid);
-        state::remove(&container);
-        return Err(RuntimeError::Internal(
-            "the container's pid 1 ended before it started".into(),
-        ));
+    if !sys::write_all(starting.control()?, &[control::GO]) {
+        return Err(ended_before_it_started());
     }
+    // The command runs: from here on the container is ours to wait for, not to undo.
+    let Started {
+        container,
+        cgroup,
+        control: control_write,
+        mut helper,
+    } = starting.started()?;
     let mut record = plan.record(pid, pid_ns);
     record.cgroup = cgroup.unified().map(std::path::Path::to_owned);
     state::write(&container, &record)?;
@@ -343,6 +290,78 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
         cgroup.remove_when_gone(pid);
     }
     Ok(outcome)
+}
+
+/// A container being started. Until pid 1 runs the command, dropping this undoes the start,
+/// in the order that needs: the control pipe closed (pid 1 ends at its next wait for us), the
+/// network helper ended, pid 1 reaped, its cgroups and its dir removed. `started` hands the
+/// pieces over once the command runs.
+#[derive(Default)]
+struct Starting {
+    container: Option<state::ContainerDir>,
+    cgroup: Option<Cgroup>,
+    control: Option<OwnedFd>,
+    helper: Option<keeper::Keeper>,
+    pid: Option<libc::pid_t>,
+}
+
+/// What a started container's monitor keeps.
+struct Started {
+    container: state::ContainerDir,
+    cgroup: Cgroup,
+    control: OwnedFd,
+    helper: Option<keeper::Keeper>,
+}
+
+impl Starting {
+    fn cgroup(&mut self) -> Result<&mut Cgroup, RuntimeError> {
+        self.cgroup.as_mut().ok_or_else(|| missing("cgroup"))
+    }
+
+    fn control(&self) -> Result<BorrowedFd<'_>, RuntimeError> {
+        self.control
+            .as_ref()
+            .map(std::os::fd::AsFd::as_fd)
+            .ok_or_else(|| missing("control pipe"))
+    }
+
+    fn started(mut self) -> Result<Started, RuntimeError> {
+        let started = Started {
+            container: self
+                .container
+                .take()
+                .ok_or_else(|| missing("container dir"))?,
+            cgroup: self.cgroup.take().ok_or_else(|| missing("cgroup"))?,
+            control: self.control.take().ok_or_else(|| missing("control pipe"))?,
+            helper: self.helper.take(),
+        };
+        self.pid = None;
+        Ok(started)
+    }
+}
+
+fn missing(what: &str) -> RuntimeError {
+    RuntimeError::Internal(format!("the starting container has no {what}"))
+}
+
+fn ended_before_it_started() -> RuntimeError {
+    RuntimeError::Internal("the container's pid 1 ended before it started".into())
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        drop(self.control.take());
+        drop(self.helper.take());
+        if let Some(pid) = self.pid.take() {
+            reap(pid);
+        }
+        if let Some(mut cgroup) = self.cgroup.take() {
+            cgroup.remove();
+        }
+        if let Some(container) = self.container.take() {
+            state::remove(&container);
+        }
+    }
 }
 
 /// Starts fuse-overlayfs on the FUSE connection pid 1 mounted on its new root. It runs here,
