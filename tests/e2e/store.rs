@@ -58,7 +58,7 @@ fn assert_images_and_layers_agree(env: &TestEnv) {
 }
 
 #[test]
-fn kill_9_at_20_random_moments_never_leaves_a_broken_store() {
+fn kill_9_at_20_random_moments_of_a_pull_never_leaves_a_broken_store() {
     let env = TestEnv::new();
     let registry = Registry::start();
     let image = big_image(3, 6_000_000);
@@ -71,7 +71,7 @@ fn kill_9_at_20_random_moments_never_leaves_a_broken_store() {
     env.ok(&["rmi", &reference]);
     let start = Instant::now();
     env.ok(&["pull", &reference]);
-    let full = start.elapsed();
+    let mut full = start.elapsed();
     env.ok(&["rmi", &reference]);
 
     let mut seed = std::time::SystemTime::now()
@@ -80,8 +80,17 @@ fn kill_9_at_20_random_moments_never_leaves_a_broken_store() {
         .as_nanos() as u64
         | 1;
     eprintln!("seed {seed}, a full pull takes {full:?}");
-    let mut killed_mid_pull = 0;
-    for round in 0..20 {
+    // 20 kills that land during a pull, at random moments of it. A pull that ends before its
+    // kill (a machine faster now than when timed) recalibrates: the window halves. So the
+    // outcome does not depend on how busy the machine is, only the number of tries.
+    let mut landed = 0;
+    let mut tries = 0;
+    while landed < 20 {
+        tries += 1;
+        assert!(
+            tries <= 200,
+            "only {landed} of {tries} kills landed during a pull, the window down to {full:?}"
+        );
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -93,24 +102,23 @@ fn kill_9_at_20_random_moments_never_leaves_a_broken_store() {
             .unwrap();
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
-            killed_mid_pull += 1;
+            landed += 1;
+        } else {
+            full /= 2;
         }
         let _ = child.kill();
         let _ = child.wait();
         // The next pull recovers whatever the kill left.
         env.ok(&["pull", &reference]);
         assert_images_and_layers_agree(&env);
-        assert_eq!(env.images().len(), 1, "round {round}");
+        assert_eq!(env.images().len(), 1, "try {tries}");
         env.ok(&["rmi", &reference]);
         assert!(
             env.store_entries("layers").is_empty(),
-            "round {round}: rmi left layers"
+            "try {tries}: rmi left layers"
         );
     }
-    assert!(
-        killed_mid_pull >= 10,
-        "only {killed_mid_pull} of 20 kills landed during a pull"
-    );
+    eprintln!("{landed} kills landed in {tries} tries");
 }
 
 #[test]
