@@ -679,11 +679,11 @@ pub struct StopArgs {
     pub time: u64,
 }
 
-impl From<CompressionArg> for crate::image::export::LayerCompression {
+impl From<CompressionArg> for crate::image::archive::export::LayerCompression {
     fn from(arg: CompressionArg) -> Self {
         match arg {
-            CompressionArg::Gzip => crate::image::export::LayerCompression::Gzip,
-            CompressionArg::Zstd => crate::image::export::LayerCompression::Zstd,
+            CompressionArg::Gzip => crate::image::archive::export::LayerCompression::Gzip,
+            CompressionArg::Zstd => crate::image::archive::export::LayerCompression::Zstd,
         }
     }
 }

@@ -1,16 +1,15 @@
 //! The image layer: references, registries, manifests, blobs, unpacking and the store.
 
+pub mod archive;
 pub mod blob_stream;
 pub mod copy_layer;
 pub mod digest;
 pub mod error;
-pub mod export;
 pub mod gc;
 pub mod gzip_parallel;
 pub mod hashing;
 pub mod layer_lookup;
 pub mod layer_tar;
-pub mod load;
 pub mod manifest;
 pub mod platform;
 pub mod pull;

@@ -7,20 +7,20 @@ use crate::cli::args::{ExportArgs, GlobalArgs};
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
 use crate::fsutil::beneath::{self, GuardedPath};
-use crate::image::export::{self};
+use crate::image::archive::export::{self};
 use crate::project::store;
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet).verbose(global.verbose);
     let cwd = std::env::current_dir()?;
-    let crate::project::parts::PreparedProject {
+    let crate::project::mobility::parts::PreparedProject {
         store,
         prepared,
         base,
         config,
         setup_layers,
-    } = crate::project::parts::prepare_project(
+    } = crate::project::mobility::parts::prepare_project(
         &global.locations(),
         args.locked,
         args.compression.into(),
@@ -103,7 +103,7 @@ pub fn load(global: &GlobalArgs, args: &crate::cli::args::LoadArgs) -> Result<()
             projects,
         })
     };
-    let loaded = crate::image::load::load(
+    let loaded = crate::image::archive::load::load(
         &store,
         &path,
         args.name.as_deref(),

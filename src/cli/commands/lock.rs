@@ -81,14 +81,15 @@ fn lock_and_push(
     push: &str,
     progress: &Progress,
 ) -> Result<(), CliError> {
-    let target = crate::project::publish::target(push)?;
-    let prepared = crate::project::parts::project_parts(
+    let target = crate::project::mobility::publish::target(push)?;
+    let prepared = crate::project::mobility::parts::project_parts(
         &global.locations(),
         false,
-        crate::image::export::LayerCompression::Gzip,
+        crate::image::archive::export::LayerCompression::Gzip,
         progress,
     )?;
-    let (digest, uploaded, skipped) = crate::project::publish::push(&prepared, &target, progress)?;
+    let (digest, uploaded, skipped) =
+        crate::project::mobility::publish::push(&prepared, &target, progress)?;
     let base = &prepared.base;
     let manifest = base.manifest_digest.to_string();
     let pinned = format!("{}@{digest}", target.name());

@@ -5,13 +5,13 @@
 use crate::cli::args::{GlobalArgs, PushArgs};
 use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
-use crate::project::publish;
+use crate::project::mobility::publish;
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &PushArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet).verbose(global.verbose);
     let target = publish::target(&args.reference)?;
-    let project = crate::project::parts::project_parts(
+    let project = crate::project::mobility::parts::project_parts(
         &global.locations(),
         args.locked,
         args.compression.into(),

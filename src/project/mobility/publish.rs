@@ -2,15 +2,15 @@
 //! skipped, the base image's are mounted from its repository when it is on the same registry,
 //! the rest uploaded; the manifest goes last.
 
+use crate::image::archive::export::{self, SetupLayer};
 use crate::image::blob_stream::BlobStream;
 use crate::image::error::ImageError;
-use crate::image::export::{self, SetupLayer};
 use crate::image::registry::client::{Connection, RegistryClient};
 use crate::image::registry::credentials::CredentialFiles;
 use crate::image::store::Store;
 use crate::image::{Digest, Reference};
 use crate::project::error::ProjectError;
-use crate::project::parts::ProjectParts;
+use crate::project::mobility::parts::ProjectParts;
 use crate::project::reporter::ProjectReporter;
 use crate::project::store;
 

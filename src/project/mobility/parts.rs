@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::image::export::{self, ExportInputs, LayerCompression, SetupLayer};
+use crate::image::archive::export::{self, ExportInputs, LayerCompression, SetupLayer};
 use crate::project::error::ProjectError;
 use crate::project::locations::Locations;
 use crate::project::reporter::ProjectReporter;
