@@ -1,4 +1,4 @@
-//! Warm networks: pasta prepared ahead of time, so the default network costs a sandbox what
+//! Warm networks: pasta prepared ahead of time, so `--network pasta` costs a sandbox what
 //! `--network none` costs instead of pasta's start-up (20-40 ms).
 //!
 //! A pool process per store, forked by a monitor once (it lives in the store's user
