@@ -104,11 +104,27 @@ pub fn fchdir(dir: BorrowedFd<'_>) -> io::Result<()> {
 /// getxattr(2) of `path` (followed): the value of the extended attribute `name`, when it has
 /// one of at most 64 bytes (the ones asked for are flags such as systemd's `user.delegate`).
 pub fn small_xattr(path: &CStr, name: &CStr) -> Option<Vec<u8>> {
+    read_small_xattr(path, name, libc::getxattr)
+}
+
+/// The same of `path` itself, a symlink's own and never its target's (lgetxattr(2)).
+pub fn small_link_xattr(path: &CStr, name: &CStr) -> Option<Vec<u8>> {
+    read_small_xattr(path, name, libc::lgetxattr)
+}
+
+type GetXattr = unsafe extern "C" fn(
+    *const libc::c_char,
+    *const libc::c_char,
+    *mut libc::c_void,
+    libc::size_t,
+) -> libc::ssize_t;
+
+fn read_small_xattr(path: &CStr, name: &CStr, call: GetXattr) -> Option<Vec<u8>> {
     let mut buf = [0u8; 64];
     // SAFETY: both strings are NUL-terminated, and the kernel writes at most `buf.len()` bytes
     // into `buf`, which lives across the call.
     let n = unsafe {
-        libc::getxattr(
+        call(
             path.as_ptr(),
             name.as_ptr(),
             buf.as_mut_ptr().cast(),

@@ -1,5 +1,6 @@
 //! Namespaces beyond the mount calls: leaving for new ones, and finding a namespace's parent.
 
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 
@@ -59,4 +60,21 @@ pub fn join_new_session_keyring() -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Adds a key of type `user` holding `payload` to this process's session keyring, as a login
+/// or an agent does: the key's id.
+pub fn add_user_key(description: &CStr, payload: &[u8]) -> io::Result<libc::c_long> {
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    // SAFETY: NUL-terminated type and description, and a pointer and length from one slice.
+    super::check_long(unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            description.as_ptr(),
+            payload.as_ptr(),
+            payload.len(),
+            KEY_SPEC_SESSION_KEYRING,
+        )
+    })
 }

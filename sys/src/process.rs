@@ -260,6 +260,55 @@ pub fn prepare_helper<const N: usize>(
     }
 }
 
+/// Prepares `command` to get each `(from, to)` fd at `to`, open across exec. The fds must stay
+/// open until the command is spawned.
+pub fn prepare_fds<const N: usize>(
+    command: &mut std::process::Command,
+    moves: [(BorrowedFd<'_>, RawFd); N],
+) {
+    use std::os::unix::process::CommandExt as _;
+    let moves: [(RawFd, RawFd); N] = moves.map(|(from, to)| (from.as_raw_fd(), to));
+    // SAFETY: only dup2 (async-signal-safe, no allocation: a fixed array) runs between fork
+    // and exec.
+    unsafe {
+        command.pre_exec(move || {
+            for (from, to) in moves {
+                if libc::dup2(from, to) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Prepares `command` to run in a session of its own whose controlling terminal is `tty`,
+/// with `tty` as each std fd in `onto`, as a terminal emulator starts a shell. `tty` must stay
+/// open until the command is spawned.
+pub fn prepare_on_terminal<const N: usize>(
+    command: &mut std::process::Command,
+    tty: BorrowedFd<'_>,
+    onto: [RawFd; N],
+) {
+    use std::os::unix::process::CommandExt as _;
+    let tty = tty.as_raw_fd();
+    // SAFETY: only setsid, ioctl and dup2 (async-signal-safe, no allocation) run between fork
+    // and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(tty, libc::TIOCSCTTY, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for fd in onto {
+                if libc::dup2(tty, fd) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// The bounds of this process's argument strings, from /proc/self/stat (fields 48 and 49).
 fn argument_area() -> Option<(usize, usize)> {
     let stat = fs_err::read_to_string("/proc/self/stat").ok()?;

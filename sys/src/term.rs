@@ -53,7 +53,8 @@ pub fn window_size(fd: BorrowedFd<'_>) -> Option<libc::winsize> {
     (rc == 0).then(|| unsafe { ws.assume_init() })
 }
 
-fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) {
+/// Sets the window size of the terminal `fd` (on a pty's master, its processes get SIGWINCH).
+pub fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) {
     // SAFETY: TIOCSWINSZ reads one winsize; the fd is valid for the borrow.
     unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const libc::winsize) };
 }
@@ -94,4 +95,12 @@ pub fn open_pty_in_root() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Sets the size of the pty `master` from the host terminal `host` (when it is one).
 pub fn size_like(master: BorrowedFd<'_>, host: BorrowedFd<'_>) {
     sync_window_size(host, master);
+}
+
+/// How many bytes wait to be read on the terminal `fd` (FIONREAD): what was typed, or injected.
+pub fn pending_input(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut pending: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `pending`; the fd is valid for the borrow.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut pending) })?;
+    Ok(usize::try_from(pending).unwrap_or(0))
 }

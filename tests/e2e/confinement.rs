@@ -234,37 +234,15 @@ fn debuggers_and_nested_sandboxes_still_work() {
     assert_eq!(result(&lines, "nested_userns"), "works", "{lines:?}");
 }
 
-const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
-const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
-
 #[test]
 fn the_hosts_session_keyring_is_not_inside() {
     let f = fixture();
     // A key in the session keyring the sandbox is started from (a login's, an agent's).
     let description = format!("sandbox-probe-{}", std::process::id());
     let c_description = std::ffi::CString::new(description.clone()).unwrap();
-    // SAFETY: plain keyctl/add_key calls with valid C strings.
-    unsafe {
-        assert!(
-            libc::syscall(
-                libc::SYS_keyctl,
-                KEYCTL_JOIN_SESSION_KEYRING,
-                std::ptr::null::<u8>()
-            ) >= 0
-        );
-        let key = libc::syscall(
-            libc::SYS_add_key,
-            c"user".as_ptr(),
-            c_description.as_ptr(),
-            c"hunter2".as_ptr(),
-            7usize,
-            KEY_SPEC_SESSION_KEYRING,
-        );
-        assert!(
-            key >= 0,
-            "add_key failed: {}",
-            std::io::Error::last_os_error()
-        );
+    sys::join_new_session_keyring().unwrap();
+    if let Err(e) = sys::add_user_key(&c_description, b"hunter2") {
+        panic!("add_key failed: {e}");
     }
     // On the host, the sandbox's user finds it (the attack works outside).
     let probe = f.env.path().join("confine");
@@ -616,8 +594,7 @@ fn output_within(mut cmd: std::process::Command) -> std::process::Output {
             .recv_timeout(std::time::Duration::from_secs(20))
             .is_err()
         {
-            // SAFETY: signalling the child this test started, by its pid.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            crate::support::signal(pid, libc::SIGKILL);
         }
     });
     let out = child.wait_with_output().unwrap();

@@ -144,8 +144,7 @@ fn a_jvm_sizes_its_heap_by_the_sandboxs_memory_limit() {
         .unwrap();
     crate::support::wait_until_started(&java.join("up"), 30);
     let joined = max_heap_size(&env, &java);
-    // SAFETY: a plain kill(2) of the child this test started.
-    unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
+    crate::support::signal(running.id() as i32, libc::SIGTERM);
     let _ = running.wait();
     assert_eq!(joined, "134217728", "in a command joining the sandbox");
     if let Some(delegation) = delegation {

@@ -626,8 +626,7 @@ fn a_sandbox_with_an_allow_list_publishes_its_ports() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    // SAFETY: signalling the sandbox this test started.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    crate::support::signal(server.id() as i32, libc::SIGTERM);
     let _ = server.wait();
     assert!(page.ends_with("served inside\n"), "{page}");
 }

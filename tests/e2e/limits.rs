@@ -150,8 +150,7 @@ fn a_command_joining_a_running_sandbox_is_held_by_its_limits() {
         "the first command and the joined shell are in the sandbox's memory cgroup: {tasks:?}"
     );
     // Ended as a user would (not kill -9, whose leftovers the next run collects): its cgroups go.
-    // SAFETY: a plain kill(2) of the child this test started.
-    unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
+    crate::support::signal(running.id() as i32, libc::SIGTERM);
     let _ = running.wait();
     delegation.wait_until_empty();
 }

@@ -1,6 +1,7 @@
 //! The end-to-end tests, as one binary: each module drives the real `sandbox` binary as a user
 //! would, against registries and servers the tests start on loopback. `support` (shared with
 //! nothing else) holds the harness: the test user, registries, image builders.
+#![forbid(unsafe_code)]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -37,9 +37,9 @@ impl Drop for PodmanDir {
             .ok()
             .and_then(|t| t.trim().parse::<i32>().ok())
         {
-            // SAFETY: a plain kill(2) of the pause process this test's podman started (it
+            // A kill of the pause process this test's podman started (it
             // ignores SIGTERM).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            crate::support::signal(pid, libc::SIGKILL);
         }
     }
 }
@@ -911,9 +911,7 @@ fn a_layouts_blob_that_is_a_fifo_or_a_link_is_refused_at_once() {
     let outside = env.write("outside-manifest", &String::from_utf8_lossy(&saved));
     let cases: [(&str, &dyn Fn()); 3] = [
         ("a FIFO", &|| {
-            let c = std::ffi::CString::new(blob.as_os_str().as_encoded_bytes()).unwrap();
-            // SAFETY: mkfifo with a valid path.
-            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+            nix::unistd::mkfifo(&blob, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
         }),
         ("a link (or under one)", &|| {
             std::os::unix::fs::symlink(&outside, &blob).unwrap();

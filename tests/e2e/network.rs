@@ -141,8 +141,7 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 fn stop(child: Child) -> String {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    crate::support::signal(child.id() as i32, libc::SIGTERM);
     let out = child.wait_with_output().unwrap();
     text(&out.stderr)
 }
@@ -955,8 +954,7 @@ fn warm_networks_are_taken_once_and_never_outlive_their_sandbox_or_the_pause_pro
         .unwrap()
         .parse()
         .unwrap();
-    // SAFETY: the pause process this test's sandbox started.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    crate::support::signal(pid, libc::SIGKILL);
     eventually("no prepared pasta after the pause process died", || {
         warm().is_empty().then_some(())
     });

@@ -1175,8 +1175,7 @@ fn an_interrupted_setup_step_is_not_called_a_failure() {
             Err(e) => panic!("the step did not start: {e}"),
         }
     }
-    // SAFETY: signalling our own child, as a terminal's Ctrl-C does.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    crate::support::signal(child.id() as i32, libc::SIGINT);
     let status = child.wait().unwrap();
     let stderr = reader.join().unwrap();
     let out = std::process::Output {

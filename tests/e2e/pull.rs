@@ -153,11 +153,7 @@ fn xattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt as _;
     let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     let n = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 64];
-    // SAFETY: valid C strings and a buffer of the given length.
-    let len =
-        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (len >= 0).then(|| buf[..len as usize].to_vec())
+    sys::small_link_xattr(&p, &n)
 }
 
 #[test]

@@ -2,9 +2,8 @@
 //! cannot touch the host. Driven as the unprivileged test user.
 
 use std::io::{Read as _, Write as _};
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::fs::MetadataExt as _;
-use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -260,15 +259,17 @@ fn a_project_outside_the_home_is_seen_at_its_own_path() {
 /// makes the home itself a project, which every project under it would then find.
 struct LinkedHome {
     f: Fixture,
-    _lock: std::fs::File,
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 fn linked_home() -> LinkedHome {
     let name =
         std::env::var("SANDBOX_TEST_LINKED_USER").unwrap_or_else(|_| "sandbox-test-linked".into());
     let lock = std::fs::File::create("/tmp/sandbox-it-linked-home.lock").unwrap();
-    // SAFETY: flock on a file this test owns; blocks until the other test of this user ends.
-    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    // Blocks until the other test of this user ends.
+    let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
     let f = fixture_in(TestEnv::for_user(&name));
     let home = f.env.passwd_home();
     assert_ne!(
@@ -447,8 +448,7 @@ fn signal_after_start(
         assert!(n > 0, "the command ended before it was ready: {seen}");
         seen.push_str(&text(&buf[..n]));
     }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, signal) };
+    crate::support::signal(child.id() as i32, signal);
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
     let status = child.wait().unwrap();
@@ -621,7 +621,6 @@ fn orphans_are_reaped_and_leftovers_are_killed_when_the_command_ends() {
 fn host_fds_do_not_leak_inside() {
     let f = fixture();
     let leaked = std::fs::File::open("/etc/hostname").unwrap();
-    let fd = leaked.as_raw_fd();
     let mut cmd = f.env.command(&[
         "run",
         "--network",
@@ -632,15 +631,8 @@ fn host_fds_do_not_leak_inside() {
         "ls",
         "/proc/self/fd",
     ]);
-    // SAFETY: dup2 in the child before exec, onto fd 7 without CLOEXEC.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(fd, 7) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // At fd 7, open across exec.
+    sys::prepare_fds(&mut cmd, [(leaked.as_fd(), 7)]);
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listing = text(&out.stdout);
@@ -692,35 +684,19 @@ fn a_second_run_joins_the_running_container() {
 
 /// A pty pair for driving `enter`: (master, slave).
 fn pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
-    let (mut m, mut s) = (0, 0);
-    let ws = libc::winsize {
+    let ws = nix::pty::Winsize {
         ws_row: rows,
         ws_col: cols,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: openpty fills two fds; the winsize pointer is valid.
-    assert_eq!(
-        unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) },
-        0
-    );
-    // SAFETY: fresh fds owned here.
-    unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) }
+    let pair = nix::pty::openpty(Some(&ws), None).unwrap();
+    (pair.master, pair.slave)
 }
 
 fn spawn_on_pty(mut cmd: Command, slave: &OwnedFd) -> Child {
-    let s = slave.as_raw_fd();
-    // SAFETY: in the child: a new session with the pty as controlling terminal and stdio.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            libc::ioctl(s, libc::TIOCSCTTY, 0);
-            for fd in 0..3 {
-                libc::dup2(s, fd);
-            }
-            Ok(())
-        });
-    }
+    // A new session with the pty as controlling terminal and stdio.
+    sys::prepare_on_terminal(&mut cmd, slave.as_fd(), [0, 1, 2]);
     cmd.spawn().unwrap()
 }
 
@@ -733,13 +709,10 @@ enum Shown {
 
 /// Waits up to `ms` for what the terminal shows next, read into `buf`.
 fn next_on_screen(master: &mut std::fs::File, buf: &mut [u8], ms: i32) -> Shown {
-    let mut p = libc::pollfd {
-        fd: master.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    if unsafe { libc::poll(&mut p, 1, ms) } <= 0 {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+    if !matches!(poll(&mut fds, timeout), Ok(n) if n > 0) {
         return Shown::Nothing;
     }
     match master.read(buf) {
@@ -808,20 +781,10 @@ fn the_terminal_shows_only_the_commands_output() {
     let f = fixture();
     let (master, slave) = pty(30, 100);
     // As the user's shell leaves it: readline has turned echo off while the line was typed.
-    let mut modes = std::mem::MaybeUninit::<libc::termios>::zeroed();
-    // SAFETY: tcgetattr fills the termios; the fd is the pty's slave.
-    assert_eq!(
-        unsafe { libc::tcgetattr(slave.as_raw_fd(), modes.as_mut_ptr()) },
-        0
-    );
-    // SAFETY: filled by tcgetattr above.
-    let mut modes = unsafe { modes.assume_init() };
-    modes.c_lflag &= !libc::ECHO;
-    // SAFETY: a termios from tcgetattr, on the slave.
-    assert_eq!(
-        unsafe { libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &modes) },
-        0
-    );
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let mut modes = tcgetattr(slave.as_fd()).unwrap();
+    modes.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(slave.as_fd(), SetArg::TCSANOW, &modes).unwrap();
     std::fs::File::from(master.try_clone().unwrap())
         .write_all(b"\0")
         .unwrap();
@@ -876,8 +839,7 @@ fn enter_gives_an_interactive_shell_on_a_new_pty() {
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: TIOCSWINSZ with a valid winsize on our master.
-    unsafe { libc::ioctl(screen.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    sys::set_window_size(screen.master.as_fd(), &ws);
     std::thread::sleep(Duration::from_millis(200));
     screen.send("stty size\r");
     screen.expect("40 120");
@@ -1159,8 +1121,7 @@ fn enter_needs_a_terminal_and_ends_on_sigterm_or_sighup() {
             seen: String::new(),
         };
         screen.expect("PROMPT> ");
-        // SAFETY: a plain kill(2) of the child this test started.
-        unsafe { libc::kill(child.id() as i32, signal) };
+        crate::support::signal(child.id() as i32, signal);
         let deadline = Instant::now() + Duration::from_secs(10);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -1192,16 +1153,8 @@ fn tiocsti_from_inside_cannot_reach_the_host_terminal() {
         "--",
         "/bin/tiocsti",
     ]);
-    let s = slave.as_raw_fd();
-    // SAFETY: in the child: a session with the pty as controlling terminal, on stdin only.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            libc::ioctl(s, libc::TIOCSCTTY, 0);
-            libc::dup2(s, 0);
-            Ok(())
-        });
-    }
+    // A session with the pty as controlling terminal, on stdin only.
+    sys::prepare_on_terminal(&mut cmd, slave.as_fd(), [0]);
     let out = cmd.stdout(Stdio::piped()).output().unwrap();
     let stdout = text(&out.stdout);
     assert!(
@@ -1210,9 +1163,7 @@ fn tiocsti_from_inside_cannot_reach_the_host_terminal() {
         text(&out.stderr)
     );
     // Nothing was injected: the terminal's input queue is empty.
-    let mut pending: libc::c_int = 0;
-    // SAFETY: FIONREAD into a valid int.
-    unsafe { libc::ioctl(slave.as_raw_fd(), libc::FIONREAD, &mut pending) };
+    let pending = sys::pending_input(slave.as_fd()).unwrap();
     assert_eq!(pending, 0, "input was injected into the host terminal");
     drop(master);
 }
@@ -1511,8 +1462,7 @@ fn later_commands_reuse_the_user_namespace_the_pause_process_holds() {
     );
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
     assert_eq!(comm.trim(), "sandbox-pause");
-    // SAFETY: ending the test's own pause process.
-    unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) };
+    crate::support::signal(pid.parse().unwrap(), libc::SIGKILL);
     // With it gone, the next command makes a namespace again and works.
     assert!(f.run(&["true"]).status.success());
 }

@@ -75,8 +75,9 @@ fn guest(release: &str) -> PathBuf {
     std::fs::create_dir_all(CACHE).unwrap();
     // One builder at a time per guest: the other test waits for it.
     let lock = std::fs::File::create(Path::new(CACHE).join(format!("{release}.lock"))).unwrap();
-    // SAFETY: flock(2) on an fd this function owns until it returns.
-    unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
     if !dir.join("disk.img").exists() {
         run_root_script(
             &format!("building the {release} guest"),
@@ -95,8 +96,9 @@ fn jdk_maven_tar() -> PathBuf {
     }
     std::fs::create_dir_all(CACHE).unwrap();
     let lock = std::fs::File::create(Path::new(CACHE).join("jdk-maven.lock")).unwrap();
-    // SAFETY: flock(2) on an fd this function owns until it returns.
-    unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
     if !tar.exists() {
         run_root_script(
             "building the JDK and Maven image",

@@ -37,8 +37,7 @@ impl Drop for TestEnv {
         let is_pause = std::fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|c| c.starts_with(b"sandbox-pause"));
         if is_pause {
-            // SAFETY: signals a process this test's sandbox started, checked by its name.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            super::signal(pid, libc::SIGKILL);
         }
     }
 }
@@ -95,8 +94,7 @@ pub fn passwd_home(uid: u32) -> PathBuf {
 }
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// The binary, copied where the test user can execute it when we run as root.
@@ -139,11 +137,10 @@ impl TestEnv {
     /// The same, running the binary as `name` (when the tests run as root).
     pub fn for_user(name: &str) -> Self {
         let user = is_root().then(|| lookup_user(name));
-        let home = passwd_home(user.as_ref().map_or_else(
-            // SAFETY: getuid has no preconditions.
-            || unsafe { libc::getuid() },
-            |u| u.uid,
-        ));
+        let home = passwd_home(
+            user.as_ref()
+                .map_or_else(|| nix::unistd::getuid().as_raw(), |u| u.uid),
+        );
         let src = home.join("src");
         if let Err(e) = std::fs::create_dir(&src) {
             assert_eq!(
@@ -202,10 +199,9 @@ impl TestEnv {
 
     /// The uid the binary runs as.
     pub fn uid(&self) -> u32 {
-        // SAFETY: getuid has no preconditions.
         self.user
             .as_ref()
-            .map_or_else(|| unsafe { libc::getuid() }, |u| u.uid)
+            .map_or_else(|| nix::unistd::getuid().as_raw(), |u| u.uid)
     }
 
     /// The name of the user the binary runs as.

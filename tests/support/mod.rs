@@ -96,3 +96,10 @@ pub fn wait_until_started(marker: &std::path::Path, secs: u64) {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// Sends `signal` (its number, as libc names it) to `pid`, a process the test started.
+pub fn signal(pid: i32, signal: i32) {
+    if let Ok(signal) = nix::sys::signal::Signal::try_from(signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+    }
+}
