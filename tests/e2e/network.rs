@@ -892,8 +892,15 @@ fn warm_networks_are_taken_once_and_never_outlive_their_sandbox_or_the_pause_pro
     // The first run starts the pool; the next, typed a moment later, takes a prepared pasta
     // and has the network (an interface besides lo).
     assert!(verbose_run(&["true"]).status.success());
-    // A pasta's readiness shows nowhere outside the pool: a moment, as a user types.
-    std::thread::sleep(Duration::from_millis(800));
+    // The pool says how many it holds ready.
+    let ready_file = f.env.store().join("warm.ready");
+    let ready = || {
+        eventually("a prepared pasta", || {
+            let text = std::fs::read_to_string(&ready_file).ok()?;
+            (text.trim() == "1").then_some(())
+        })
+    };
+    ready();
     // This store's pool (others' run beside this test): its pastas carry its pid.
     let store = f.env.store().display().to_string();
     let pool = eventually("the store's pool", || pool_of(&store));
@@ -927,7 +934,7 @@ fn warm_networks_are_taken_once_and_never_outlive_their_sandbox_or_the_pause_pro
     assert_ne!(text(&a.stdout), text(&b.stdout));
 
     // kill -9 of sandbox: the pasta it took ends with its container.
-    std::thread::sleep(Duration::from_millis(800));
+    ready();
     let prepared = warm();
     assert_eq!(prepared.len(), 1, "{prepared:?}");
     let mut child = f.start("pasta", &[], &["sleep", "30"]);
@@ -945,7 +952,7 @@ fn warm_networks_are_taken_once_and_never_outlive_their_sandbox_or_the_pause_pro
     });
 
     // kill -9 of the pause process: the pool ends its prepared pasta and leaves.
-    std::thread::sleep(Duration::from_millis(800));
+    ready();
     assert!(!warm().is_empty(), "a pasta is prepared");
     let pid: i32 = std::fs::read_to_string(f.env.store().join("pause.pid"))
         .unwrap()
@@ -958,8 +965,8 @@ fn warm_networks_are_taken_once_and_never_outlive_their_sandbox_or_the_pause_pro
     eventually("no prepared pasta after the pause process died", || {
         warm().is_empty().then_some(())
     });
-    eventually("the pool's socket gone", || {
-        (!f.env.store().join("warm.sock").exists()).then_some(())
+    eventually("the pool's socket and its word on readiness gone", || {
+        (!f.env.store().join("warm.sock").exists() && !ready_file.exists()).then_some(())
     });
 }
 

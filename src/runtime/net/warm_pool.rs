@@ -24,6 +24,9 @@ use crate::runtime::net::helpers::Helper;
 
 /// The pool's socket, in the store (0700: only its user reaches it).
 pub const SOCKET: &str = "warm.sock";
+/// How many prepared networks the pool holds now, as a number on a line: a pasta's readiness
+/// shows nowhere else outside the pool.
+pub const READY_FILE: &str = "warm.ready";
 const IDLE: Duration = Duration::from_secs(15 * 60);
 /// How long a taker may take to hand back pid 1 (it clones pid 1 in between).
 const HANDBACK: Duration = Duration::from_secs(5);
@@ -225,6 +228,8 @@ struct Pool {
     made: u64,
     failures: u32,
     last_take: Instant,
+    /// What `READY_FILE` says.
+    shown_ready: Option<usize>,
 }
 
 impl Pool {
@@ -248,6 +253,7 @@ impl Pool {
             made: 0,
             failures: 0,
             last_take: Instant::now(),
+            shown_ready: None,
         })
     }
 
@@ -311,9 +317,31 @@ impl Pool {
                     self.answer(link);
                 }
             }
+            self.say_ready();
         }
         self.slots.clear();
         let _ = fs_err::remove_file(self.store.join(SOCKET));
+        let _ = fs_err::remove_file(self.store.join(READY_FILE));
+    }
+
+    /// Writes how many networks are ready to `READY_FILE` when that changed (whole: written
+    /// beside it, then renamed over it).
+    fn say_ready(&mut self) {
+        let ready = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s.helper, Some(SlotState::Ready(_))))
+            .count();
+        if self.shown_ready == Some(ready) {
+            return;
+        }
+        let file = self.store.join(READY_FILE);
+        let next = self.store.join(format!(".{READY_FILE}.new"));
+        if fs_err::write(&next, format!("{ready}\n")).is_ok()
+            && fs_err::rename(&next, &file).is_ok()
+        {
+            self.shown_ready = Some(ready);
+        }
     }
 
     /// A network namespace of its own (made on a thread, so this process stays in the host's)
