@@ -208,6 +208,8 @@ fn setup(
     //    image's layers, our own cgroup namespace, /proc, /sys, /dev, /tmp, the cgroups, the
     //    home, the project dir, masks, /etc files, caches, the host's CAs, what is forwarded.
     let mut overlay = "";
+    // The new root, opened once the overlay is on it, for every step after.
+    let mut root: Option<RootDir> = None;
     for step in plan.rootfs.steps() {
         match step {
             RootfsStep::Overlay => {
@@ -229,8 +231,8 @@ fn setup(
                     Path::new("/sys/fs/cgroup"),
                 ))?;
             }
-            RootfsStep::Mount(op) => mounts::execute(&merged, std::slice::from_ref(&op))?,
-            RootfsStep::WriteEtc(file) => write_etc(plan, &file)?,
+            RootfsStep::Mount(op) => mounts::apply(opened(&mut root, &merged)?, &op)?,
+            RootfsStep::WriteEtc(file) => write_etc(plan, opened(&mut root, &merged)?, &file)?,
         }
     }
     // 5. Switch root; the old root is detached, so nothing of the host stays reachable.
@@ -409,11 +411,19 @@ fn overlay_option_string(plan: &LaunchPlan) -> std::io::Result<()> {
     mounted
 }
 
+/// The new root at `merged`, opened the first time it is asked for.
+fn opened<'a>(slot: &'a mut Option<RootDir>, merged: &Path) -> Result<&'a RootDir, MountFailure> {
+    match slot {
+        Some(root) => Ok(root),
+        None => {
+            Ok(slot.insert(RootDir::open(merged).map_err(failure("open the new root", merged))?))
+        }
+    }
+}
+
 /// One of the plan's /etc files (passwd and group merged with the image's own, read through
 /// no link and with a size cap).
-fn write_etc(plan: &LaunchPlan, file: &EtcFile) -> Result<(), MountFailure> {
-    let root =
-        RootDir::open(&plan.merged()).map_err(failure("open the new root", &plan.merged()))?;
+fn write_etc(plan: &LaunchPlan, root: &RootDir, file: &EtcFile) -> Result<(), MountFailure> {
     let user = &plan.process.user;
     let read = |p: &Path| {
         root.read_small(p, etc_files::READ_LIMIT)

@@ -285,7 +285,8 @@ pub fn execute(root_path: &Path, ops: &[MountOp]) -> Result<(), MountFailure> {
     Ok(())
 }
 
-fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
+/// Executes one step of the plan inside `root`.
+pub fn apply(root: &RootDir, op: &MountOp) -> Result<(), MountFailure> {
     let fail = |step: &str, path: &Path| {
         let (step, path) = (step.to_owned(), path.to_owned());
         move |error| MountFailure::new(&step, &path, error)
