@@ -728,6 +728,11 @@ struct Screen {
 
 impl Screen {
     fn expect(&mut self, needle: &str) {
+        self.take_until(needle);
+    }
+
+    /// What the terminal shows up to `needle`, which must come within 20 s.
+    fn take_until(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut buf = [0u8; 4096];
         while !self.seen.contains(needle) {
@@ -743,7 +748,7 @@ impl Screen {
             }
         }
         let at = self.seen.find(needle).unwrap() + needle.len();
-        self.seen.drain(..at);
+        self.seen.drain(..at).collect()
     }
     fn send(&mut self, keys: &str) {
         self.master.write_all(keys.as_bytes()).unwrap();
@@ -840,10 +845,19 @@ fn enter_gives_an_interactive_shell_on_a_new_pty() {
         ws_ypixel: 0,
     };
     sys::set_window_size(screen.master.as_fd(), &ws);
-    std::thread::sleep(Duration::from_millis(200));
-    screen.send("stty size\r");
-    screen.expect("40 120");
-    screen.expect("PROMPT> ");
+    // The new size reaches the shell with SIGWINCH: asked until it says so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        screen.send("stty size\r");
+        let shown = screen.take_until("PROMPT> ");
+        if shown.contains("40 120") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shell never saw the new size: {shown:?}"
+        );
+    }
     // Ctrl-C interrupts the foreground job, not the shell.
     screen.send("sleep 30\r");
     std::thread::sleep(Duration::from_millis(300));
