@@ -125,6 +125,9 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     if pid == 0 {
         drop(status_read);
         drop(starting.control.take());
+        // Undoing the start is the monitor's alone: pid 1 never removes what it runs in, not
+        // even should it unwind.
+        std::mem::forget(starting);
         drop(ours);
         drop(signals);
         init::run(
