@@ -224,6 +224,47 @@ fn a_tunnel_whose_tls_name_is_not_its_connect_target_is_cut() {
     );
 }
 
+/// A ClientHello sent in two pieces, the first with the CONNECT head, is still read whole and
+/// judged: a hello that is never finished is cut too, so neither slips a name past the check.
+#[test]
+fn a_tunnel_hello_split_from_its_connect_is_still_judged() {
+    let f = Fixture::new("secret\n");
+    f.project(&format!("allow = [\"localhost:{}\"]", f.port));
+    let hello = client_hello("evil.example");
+    let connect = format!(
+        "CONNECT localhost:{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        f.port
+    );
+    // One write: the head and the hello's first bytes; the rest comes later.
+    let mut first = connect.into_bytes();
+    first.extend(&hello[..9]);
+    f.env.write_bytes("project/first.bin", &first);
+    f.env.write_bytes("project/rest.bin", &hello[9..]);
+    f.env.write_bytes("project/cut.bin", &first);
+    let answer = "HTTP/1.1 200 Connection established\r\n\r\n";
+    for (script, shown) in [
+        (
+            "{ cat first.bin; sleep 0.3; cat rest.bin; sleep 2; } | nc 127.0.0.1 3128",
+            format!(
+                "blocked egress to evil.example:{} (a TLS server name other than the CONNECT target localhost:{})",
+                f.port, f.port
+            ),
+        ),
+        (
+            "cat cut.bin | nc 127.0.0.1 3128",
+            format!(
+                "blocked egress to localhost:{} (a TLS hello that never ended)",
+                f.port
+            ),
+        ),
+    ] {
+        let (code, out, err, _) = f.run(&[], script);
+        assert_eq!(code, Some(0), "{script}: {err}");
+        assert_eq!(out, answer, "{script}: nothing but the proxy's answer");
+        assert!(err.contains(&shown), "{script}: {err}");
+    }
+}
+
 /// A TLS ClientHello naming `sni`.
 fn client_hello(sni: &str) -> Vec<u8> {
     let mut body = vec![3, 3];

@@ -1086,7 +1086,15 @@ fn small_round_trips_are_never_held_back_on_any_path() {
         .output()
         .unwrap();
     f.env.write("config/sandbox/config.toml", "");
-    let forwarder = median(times_printed(&out, "forwarder"));
+    let times = times_printed(&out, "forwarder");
+    // The first message starts with a capital, as an SSH banner does: it was held 10 s as
+    // the start of an HTTP head that never ended.
+    assert!(
+        times[0] < Duration::from_secs(2),
+        "forwarder: the first round trip took {:?}",
+        times[0]
+    );
+    let forwarder = median(times);
     assert!(
         forwarder < limit,
         "forwarder: median round trip {forwarder:?}"

@@ -291,12 +291,21 @@ impl ResolveV4 for (&str, u16) {
     }
 }
 
-/// Reads a connection's opening: until it says which name it is for, it ends, or time is up.
-fn read_opening(client: &mut TcpStream) -> (Vec<u8>, Opening) {
+/// Reads a connection's opening after `bytes` (what came already): until `sniff` (what it may
+/// be) says which name it is for or that it names none, it ends, or time is up; then
+/// `NeedMore` says it stayed undecided.
+fn read_opening(
+    client: &mut TcpStream,
+    mut bytes: Vec<u8>,
+    sniff: fn(&[u8]) -> Opening,
+) -> (Vec<u8>, Opening) {
     let started = Instant::now();
-    let mut bytes = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
+        match sniff(&bytes) {
+            Opening::NeedMore if bytes.len() < sniff::OPENING_MAX => {}
+            decided => return (bytes, decided),
+        }
         let limit = if bytes.is_empty() {
             FIRST_BYTES
         } else {
@@ -306,19 +315,14 @@ fn read_opening(client: &mut TcpStream) -> (Vec<u8>, Opening) {
             .checked_sub(started.elapsed())
             .filter(|d| !d.is_zero())
         else {
-            return (bytes, Opening::Other);
+            return (bytes, Opening::NeedMore);
         };
         if client.set_read_timeout(Some(left)).is_err() {
-            return (bytes, Opening::Other);
+            return (bytes, Opening::NeedMore);
         }
         match client.read(&mut chunk) {
-            Ok(0) | Err(_) => return (bytes, Opening::Other),
+            Ok(0) | Err(_) => return (bytes, Opening::NeedMore),
             Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-        }
-        match sniff::opening(&bytes) {
-            Opening::NeedMore if bytes.len() < sniff::OPENING_MAX => {}
-            Opening::NeedMore => return (bytes, Opening::Other),
-            decided => return (bytes, decided),
         }
     }
 }
@@ -341,7 +345,7 @@ fn handle(shared: &Shared, mut client: TcpStream) {
     let Ok(local) = client.local_addr() else {
         return;
     };
-    let (mut opening_bytes, opening) = read_opening(&mut client);
+    let (mut opening_bytes, opening) = read_opening(&mut client, Vec::new(), sniff::opening);
     let mut via_proxy = false;
     let (name, port, kind) = match opening {
         Opening::Tls(Some(sni)) => (Some(sni), local.port(), "tls"),
@@ -428,21 +432,26 @@ fn handle(shared: &Shared, mut client: TcpStream) {
             return;
         }
         // What is tunnelled must be for the name CONNECT gave: a TLS server name other than
-        // it would ride an allowed tunnel to another host behind the same address.
-        if opening_bytes.is_empty() {
-            let (more, _) = read_opening(&mut client);
-            opening_bytes = more;
-        }
-        if let Opening::Tls(Some(sni)) = sniff::opening(&opening_bytes) {
-            if names::checked(&sni).as_deref() != Ok(name.as_str()) {
+        // it would ride an allowed tunnel to another host behind the same address. A hello
+        // that never ends (cut short, or split to slip past) is refused too.
+        let (bytes, tunnelled) = read_opening(&mut client, opening_bytes, sniff::tunnel_opening);
+        opening_bytes = bytes;
+        let refused = match tunnelled {
+            Opening::Tls(Some(sni)) if names::checked(&sni).as_deref() != Ok(name.as_str()) => {
                 let sni = names::checked(&sni).unwrap_or_else(|_| names::shown(&sni));
-                shared.block(
-                    "connect",
-                    &format!("{sni}:{port}"),
-                    &format!("a TLS server name other than the CONNECT target {target}"),
-                );
-                return;
+                Some((
+                    format!("{sni}:{port}"),
+                    format!("a TLS server name other than the CONNECT target {target}"),
+                ))
             }
+            Opening::NeedMore if !opening_bytes.is_empty() => {
+                Some((target.clone(), "a TLS hello that never ended".to_owned()))
+            }
+            _ => None,
+        };
+        if let Some((shown, reason)) = refused {
+            shared.block("connect", &shown, &reason);
+            return;
         }
     }
     shared.log(kind, &target, true, None);

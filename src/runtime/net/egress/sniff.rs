@@ -24,6 +24,20 @@ pub enum Opening {
     Other,
 }
 
+/// The longest method an HTTP request line is taken to have (`UPDATEREDIRECTREF` has 17).
+const METHOD_MAX: usize = 20;
+
+/// Reads what a tunnel's first bytes are, after a CONNECT: only a TLS ClientHello matters
+/// (its server name must be the CONNECT's target), so anything else is decided at its first
+/// byte and goes on at once.
+pub fn tunnel_opening(bytes: &[u8]) -> Opening {
+    match bytes.first() {
+        None => Opening::NeedMore,
+        Some(0x16) => tls(bytes),
+        Some(_) => Opening::Other,
+    }
+}
+
 /// Reads what `bytes` (the connection's first bytes, as many as came) are.
 pub fn opening(bytes: &[u8]) -> Opening {
     match bytes.first() {
@@ -66,6 +80,35 @@ fn tls(bytes: &[u8]) -> Opening {
             }
         }
     }
+}
+
+/// Whether `bytes` can still become an HTTP/1 request line (`METHOD target HTTP/1.x` and its
+/// line end; the headers after it are not judged). A protocol that merely starts with a
+/// capital, such as SSH's banner or a client's own `Q...` message, is told apart at its first
+/// byte that cannot be one, instead of being held for a head that never comes.
+fn may_be_request(bytes: &[u8]) -> bool {
+    const VERSION: &[u8] = b"HTTP/1.";
+    enum Part {
+        Method(usize),
+        Target(usize),
+        Version(usize),
+        LineEnd,
+    }
+    let mut part = Part::Method(0);
+    for &b in bytes {
+        part = match part {
+            Part::Method(n) if b.is_ascii_uppercase() && n < METHOD_MAX => Part::Method(n + 1),
+            Part::Method(n) if b == b' ' && n > 0 => Part::Target(0),
+            Part::Target(n) if b == b' ' && n > 0 => Part::Version(0),
+            Part::Target(n) if b.is_ascii_graphic() => Part::Target(n + 1),
+            Part::Version(n) if n < VERSION.len() && b == VERSION[n] => Part::Version(n + 1),
+            Part::Version(n) if n == VERSION.len() && b.is_ascii_digit() => Part::Version(n + 1),
+            Part::Version(n) if n > VERSION.len() && b == b'\r' => Part::LineEnd,
+            Part::LineEnd if b == b'\n' => return true,
+            _ => return false,
+        };
+    }
+    true
 }
 
 fn more_or_other(bytes: &[u8]) -> Opening {
@@ -144,6 +187,9 @@ fn client_hello_sni(body: &[u8]) -> Option<Option<String>> {
 }
 
 fn http(bytes: &[u8]) -> Opening {
+    if !may_be_request(bytes) {
+        return Opening::Other;
+    }
     let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
         return more_or_other(bytes);
     };
@@ -404,7 +450,59 @@ mod tests {
             opening(b"CONNECT user@pypi.org:443 HTTP/1.1\r\n\r\n"),
             Opening::Other
         );
-        assert_eq!(opening(b"SSH-2.0-OpenSSH_9.2\r\n"), Opening::NeedMore);
+        assert_eq!(opening(b"\x00\x01"), Opening::Other);
+    }
+
+    #[test]
+    fn what_cannot_be_an_http_request_is_decided_at_once() {
+        // Openings that only start with a capital: an SSH banner, a client's own message,
+        // Redis's inline command, a request line that is not HTTP/1.
+        for bytes in [
+            &b"SSH-2.0-OpenSSH_9.2\r\n"[..],
+            b"SSH-",
+            b"Q000",
+            b"Q000000\0",
+            b"PING\r\n",
+            b"GET /a b",
+            b"GET / HTTP/2",
+            b"GET / HTTP/1.1x",
+            b"GET  / HTTP/1.1",
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        ] {
+            assert_eq!(
+                opening(bytes),
+                Opening::Other,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        // What may still become a request waits for more.
+        for bytes in [
+            &b"G"[..],
+            b"SSH",
+            b"GET",
+            b"GET ",
+            b"GET /simple/",
+            b"GET /simple/ HTTP/1.",
+            b"GET /simple/ HTTP/1.1\r",
+            b"GET /simple/ HTTP/1.1\r\n",
+            b"PROPFIND /x HTTP/1.0\r\nHost: a",
+        ] {
+            assert_eq!(
+                opening(bytes),
+                Opening::NeedMore,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn a_tunnel_waits_only_for_a_client_hello() {
+        assert_eq!(tunnel_opening(b""), Opening::NeedMore);
+        assert_eq!(tunnel_opening(b"\x16\x03\x01"), Opening::NeedMore);
+        assert_eq!(tunnel_opening(b"G"), Opening::Other);
+        assert_eq!(tunnel_opening(b"SSH-2.0-"), Opening::Other);
         assert_eq!(opening(b"\x00\x01"), Opening::Other);
     }
 
