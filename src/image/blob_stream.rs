@@ -1,10 +1,11 @@
 //! A blob handed from the thread making it to the thread uploading it, as it is made: a push
 //! of a setup layer never compressed before uploads while it compresses.
 
-use crate::image::digest::Digest;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::{Condvar, Mutex};
+
+use crate::image::digest::Digest;
 
 /// A blob of a prepared image: what a finished stream gives.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,10 +6,10 @@ use crate::image::platform::Platform;
 use crate::image::runnable::{self, Runnable};
 use crate::image::unpack::Ownership;
 use crate::image::Reference;
+use crate::project::access;
 use crate::project::error::ProjectError;
 use crate::project::files::{self, LockState};
 use crate::project::reporter::ProjectReporter;
-use crate::project::store;
 
 /// The image to run, and how it is named.
 pub struct ChosenImage {
@@ -121,7 +121,7 @@ pub fn prepare_image(
         }
     }
     // A locked project's digest is stored under its tag (one entry in `images`, not two).
-    let record = store::pull_as(
+    let record = access::pull_as(
         store,
         ownership,
         reference,

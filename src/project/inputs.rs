@@ -123,9 +123,8 @@ pub fn forwarded(
 
 /// The host facts every plan starts from.
 pub fn host_facts(locations: &Locations) -> Result<HostFacts, ProjectError> {
-    let containers = locations.store_root()?.join("containers");
     let cgroups = crate::config::user::cgroups_v1()?;
-    let mut host = HostFacts::gather(containers, locations.caches_root(), &cgroups)?;
+    let mut host = HostFacts::gather(locations.store_root()?, locations.caches_root(), &cgroups)?;
     if !crate::config::user::pass_proxy()? {
         host.proxy_env.clear();
     }

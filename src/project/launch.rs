@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::project::Project;
 use crate::image::unpack::Ownership;
+use crate::project::access;
 use crate::project::error::ProjectError;
 use crate::project::files;
 use crate::project::image_choice::{self, ChosenImage};
@@ -13,7 +14,6 @@ use crate::project::inputs;
 use crate::project::locations::Locations;
 use crate::project::reporter::ProjectReporter;
 use crate::project::setup_steps;
-use crate::project::store;
 use crate::runtime::plan::{self, Inputs, LaunchKind, Program, ProjectInputs, Request};
 use crate::runtime::process::join;
 use crate::runtime::process::monitor::{self, Outcome};
@@ -84,7 +84,7 @@ pub fn launch(
 
     // A running container of this project is joined instead of starting another: one sandbox
     // per project. What it cannot take from this command is said first (--locked: refused).
-    if let Some(running) = state::find_for_project(&host.containers_dir, &project.dir) {
+    if let Some(running) = state::find_for_project(&host.containers_dir(), &project.dir) {
         let differences = join_differences(&running, &image_name, &project, &asked.start_only);
         if !differences.is_empty() {
             let what = differences.join("; ");
@@ -108,8 +108,8 @@ pub fn launch(
         }
     }
 
-    let (store, ownership) = store::open_store_in_namespace(locations, reporter)?;
-    state::collect_stale(&host.containers_dir);
+    let (store, ownership) = access::open_store_in_namespace(locations, reporter)?;
+    state::collect_stale(&host.containers_dir());
     // What sandboxes killed with -9 left in the delegated cgroups.
     let v2_base = host.cgroups.v2.as_ref().and_then(|v2| v2.base.as_ref());
     let delegated: Vec<PathBuf> = host
@@ -119,7 +119,7 @@ pub fn launch(
         .map(|d| d.path.clone())
         .chain(v2_base.map(|b| b.path.clone()))
         .collect();
-    crate::runtime::cgroups::collect_stale(&delegated, &host.containers_dir);
+    crate::runtime::cgroups::collect_stale(&delegated, &host.containers_dir());
     let image = image_choice::prepare_image(&store, ownership.clone(), &chosen, reporter)?;
     // `@debian` and the like reach the image's own mirrors too.
     let project = crate::project::egress::with_image_mirrors(

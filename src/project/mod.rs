@@ -4,6 +4,7 @@
 //! sandbox), builds the setup layers, decides trust and egress, and hands the runtime its
 //! plan's inputs. It never prints: it reports through `reporter::ProjectReporter`.
 
+pub mod access;
 pub mod caches;
 pub mod egress;
 pub mod error;
@@ -16,5 +17,4 @@ pub mod mobility;
 pub mod reporter;
 pub mod setup_steps;
 pub mod sources;
-pub mod store;
 pub mod trust;

@@ -8,7 +8,7 @@ use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
 use crate::fsutil::beneath::{self, GuardedPath};
 use crate::image::archive::export::{self};
-use crate::project::store;
+use crate::project::access;
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CliError> {
@@ -91,7 +91,7 @@ pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<(), CliError> {
 pub fn load(global: &GlobalArgs, args: &crate::cli::args::LoadArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet).verbose(global.verbose);
     let path = std::env::current_dir()?.join(&args.path);
-    let (store, ownership) = store::open_store_in_namespace(&global.locations(), &progress)?;
+    let (store, ownership) = access::open_store_in_namespace(&global.locations(), &progress)?;
     let guard = |reference: &str, old: &crate::image::Digest| {
         let projects = projects_pinning(&store, reference);
         if projects.is_empty() || args.force {

@@ -2,8 +2,8 @@
 
 use crate::cli::args::GlobalArgs;
 use crate::cli::errors::CliError;
+use crate::project::access;
 use crate::project::files;
-use crate::project::store;
 
 #[allow(clippy::print_stdout)]
 pub fn reset(global: &GlobalArgs) -> Result<(), CliError> {
@@ -29,7 +29,7 @@ pub fn reset(global: &GlobalArgs) -> Result<(), CliError> {
     }
     // In the store's user namespace: files container root made there are then ours to remove.
     let progress = crate::cli::progress::Progress::new(global.quiet);
-    let (store, _) = store::open_store_in_namespace(&global.locations(), &progress)?;
+    let (store, _) = access::open_store_in_namespace(&global.locations(), &progress)?;
     let emptied = store.reset_home(&dir)?;
     println!(
         "{} the home of {}",

@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::cli::args::{GlobalArgs, ImagesArgs};
 use crate::cli::errors::CliError;
 use crate::cli::format;
-use crate::project::store;
+use crate::project::access;
 
 #[derive(Serialize)]
 struct ImageView<'a> {
@@ -22,7 +22,7 @@ struct ImageView<'a> {
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &ImagesArgs) -> Result<(), CliError> {
-    let store = store::open_store(&global.locations())?;
+    let store = access::open_store(&global.locations())?;
     let images = store.images()?;
     if args.json {
         let views: Vec<ImageView<'_>> = images

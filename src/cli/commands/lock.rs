@@ -8,8 +8,8 @@ use crate::cli::errors::CliError;
 use crate::cli::progress::Progress;
 use crate::config::lock::{self, Inputs, LockFile, Resolved};
 use crate::image::Reference;
+use crate::project::access;
 use crate::project::files::{self, LockState};
-use crate::project::store;
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<(), CliError> {
@@ -45,8 +45,8 @@ pub fn run(global: &GlobalArgs, args: &LockArgs) -> Result<(), CliError> {
         }
     }
     let reference = Reference::parse(&project.image.value)?;
-    let (store, ownership) = store::open_store_in_namespace(&global.locations(), &progress)?;
-    let record = store::pull(&store, ownership, &reference, &progress)?;
+    let (store, ownership) = access::open_store_in_namespace(&global.locations(), &progress)?;
+    let record = access::pull(&store, ownership, &reference, &progress)?;
     let inputs = Inputs::of(&project);
     let manifest = record.manifest_digest.to_string();
     let setup = crate::project::setup_steps::chain(&project, &manifest)?;

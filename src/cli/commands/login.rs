@@ -8,7 +8,7 @@ use crate::cli::progress::Progress;
 use crate::image::registry::client::{Connection, RegistryClient};
 use crate::image::registry::credentials::{Credential, CredentialFiles, Secret};
 use crate::image::Reference;
-use crate::project::store;
+use crate::project::access;
 
 /// Accepts `host`, `host:port` or a whole reference, and returns the registry part.
 fn registry_of(text: &str) -> Result<String, CliError> {
@@ -87,7 +87,7 @@ pub fn login(global: &GlobalArgs, args: &LoginArgs) -> Result<(), CliError> {
         password: Secret::new(password),
     };
     let progress = Progress::new(global.quiet);
-    let config = store::user_config(&progress)?;
+    let config = access::user_config(&progress)?;
     let client = RegistryClient::connect(&Connection {
         registry: registry.clone(),
         repository: String::new(),

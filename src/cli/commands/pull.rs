@@ -5,8 +5,8 @@ use crate::cli::errors::CliError;
 use crate::cli::format;
 use crate::cli::progress::Progress;
 use crate::image::Reference;
+use crate::project::access;
 use crate::project::files;
-use crate::project::store;
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, args: &PullArgs) -> Result<(), CliError> {
@@ -27,8 +27,8 @@ pub fn run(global: &GlobalArgs, args: &PullArgs) -> Result<(), CliError> {
         }
     };
     // Before anything that may start a thread: the namespace needs a single-threaded process.
-    let (store, ownership) = store::open_store_in_namespace(&global.locations(), &progress)?;
-    let record = store::pull(&store, ownership, &reference, &progress)?;
+    let (store, ownership) = access::open_store_in_namespace(&global.locations(), &progress)?;
+    let record = access::pull(&store, ownership, &reference, &progress)?;
     if global.quiet {
         println!("{}", record.manifest_digest);
     } else {

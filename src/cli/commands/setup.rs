@@ -7,9 +7,9 @@ use crate::cli::format;
 use crate::image::setup_layer::superseded;
 use crate::image::store::tree_size;
 use crate::image::Reference;
+use crate::project::access;
 use crate::project::files::{self, LockState};
 use crate::project::setup_steps;
-use crate::project::store;
 
 #[allow(clippy::print_stdout)]
 pub fn run(global: &GlobalArgs, command: &SetupCommand) -> Result<(), CliError> {
@@ -22,7 +22,7 @@ pub fn run(global: &GlobalArgs, command: &SetupCommand) -> Result<(), CliError> 
 fn ls(global: &GlobalArgs) -> Result<(), CliError> {
     let cwd = std::env::current_dir()?;
     let config = files::load(&global.locations(), &cwd)?;
-    let store = store::open_store(&global.locations())?;
+    let store = access::open_store(&global.locations())?;
     // The base manifest: the lock's, else the stored image's; nothing is pulled here.
     let manifest = match files::lock_state(&config)? {
         LockState::Current(lock) => Some(lock.resolved.manifest),

@@ -9,7 +9,7 @@ use crate::cli::format;
 use crate::cli::progress::Progress;
 use crate::image::store::tree_size;
 use crate::image::{gc, Reference};
-use crate::project::store;
+use crate::project::access;
 use crate::runtime::state;
 
 #[allow(clippy::print_stdout)]
@@ -35,7 +35,7 @@ pub fn rmi(global: &GlobalArgs, args: &RmiArgs) -> Result<(), CliError> {
             });
         }
     }
-    let (store, _) = store::open_store_in_namespace(&global.locations(), &progress)?;
+    let (store, _) = access::open_store_in_namespace(&global.locations(), &progress)?;
     for reference in references {
         let freed = gc::remove_image(&store, &reference, args.force)?;
         println!(
@@ -51,7 +51,7 @@ pub fn rmi(global: &GlobalArgs, args: &RmiArgs) -> Result<(), CliError> {
 #[allow(clippy::print_stdout)]
 pub fn prune(global: &GlobalArgs, args: &PruneArgs) -> Result<(), CliError> {
     let progress = Progress::new(global.quiet);
-    let (store, _) = store::open_store_in_namespace(&global.locations(), &progress)?;
+    let (store, _) = access::open_store_in_namespace(&global.locations(), &progress)?;
     let freed = gc::prune(&store)?;
     // A project dir may be gone for a while (a branch checked out elsewhere, a disk not
     // mounted): its home waits a week after its last use, unless --homes.
@@ -107,7 +107,7 @@ fn remove_probe_leftovers(root: &std::path::Path) -> (usize, u64) {
 
 #[allow(clippy::print_stdout)]
 pub fn df(global: &GlobalArgs) -> Result<(), CliError> {
-    let store = store::open_store(&global.locations())?;
+    let store = access::open_store(&global.locations())?;
     let usage = gc::usage(&store)?;
     let homes = store.homes();
     let home_bytes: u64 = homes.iter().map(|h| h.bytes).sum();

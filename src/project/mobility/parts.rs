@@ -7,7 +7,7 @@ use crate::image::archive::export::{self, ExportInputs, LayerCompression, SetupL
 use crate::project::error::ProjectError;
 use crate::project::locations::Locations;
 use crate::project::reporter::ProjectReporter;
-use crate::project::{files, image_choice, inputs, setup_steps, store};
+use crate::project::{access, files, image_choice, inputs, setup_steps};
 
 /// The project's git remote `origin`, when it has one with an http(s) URL: the same on every
 /// clone, so the label does not make configs differ between machines.
@@ -108,7 +108,7 @@ pub fn project_parts(
     let chosen = image_choice::image_reference(None, locked, Some(&config), progress)?;
     let host = inputs::host_facts(locations)?;
     let inputs = inputs::project_inputs(Some(&config), &cwd)?;
-    let (store, ownership) = store::open_store_in_namespace(locations, progress)?;
+    let (store, ownership) = access::open_store_in_namespace(locations, progress)?;
     let image = image_choice::prepare_image(&store, ownership.clone(), &chosen, progress)?;
     let inputs = crate::project::egress::with_image_mirrors(
         &inputs,

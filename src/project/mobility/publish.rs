@@ -9,10 +9,10 @@ use crate::image::registry::client::{Connection, RegistryClient};
 use crate::image::registry::credentials::CredentialFiles;
 use crate::image::store::Store;
 use crate::image::{Digest, Reference};
+use crate::project::access;
 use crate::project::error::ProjectError;
 use crate::project::mobility::parts::ProjectParts;
 use crate::project::reporter::ProjectReporter;
-use crate::project::store;
 
 /// A reference to push to: a tag, not a digest.
 pub fn target(text: &str) -> Result<Reference, ProjectError> {
@@ -42,7 +42,7 @@ pub fn push(
     progress: &dyn ProjectReporter,
 ) -> Result<(crate::image::Digest, usize, usize), ProjectError> {
     let store = &project.store;
-    let registries = store::user_config(progress)?.registries;
+    let registries = access::user_config(progress)?.registries;
     let credential = CredentialFiles::standard().lookup(target.registry())?;
     let client = RegistryClient::connect(&Connection {
         registry: target.registry().to_owned(),

@@ -1,9 +1,10 @@
 //! What the host offers for limits (delegated v1 dirs, what v2 offers this user), where a
 //! container's cgroup is, and what the sandbox sees at /sys/fs/cgroup.
 
+use std::path::PathBuf;
+
 use crate::runtime::cgroups::v2;
 use crate::settings::limits::Controller;
-use std::path::PathBuf;
 
 /// Where the user config says a controller's delegated v1 dir is, and what is true of it.
 #[derive(Clone, Debug, PartialEq, Eq)]

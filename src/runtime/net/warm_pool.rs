@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::runtime::net::helpers;
-use crate::runtime::net::helpers::Helper;
 
 /// The pool's socket, in the store (0700: only its user reaches it).
 pub const SOCKET: &str = "warm.sock";
@@ -42,13 +41,6 @@ impl Taken {
     pub fn bind_to(self, pid1: &OwnedFd) -> std::io::Result<()> {
         sys::send_fd(self.link.as_fd(), pid1.as_fd())
     }
-}
-
-/// Whether a plan's network can be a warm one: pasta, no published ports, no host loopback.
-pub fn eligible(network: &crate::runtime::plan::NetworkPlan) -> bool {
-    network.mode == crate::runtime::plan::Network::Helper(Helper::Pasta)
-        && network.options.ports.is_empty()
-        && !network.options.host_loopback
 }
 
 /// What the pool's answer to `take` was.

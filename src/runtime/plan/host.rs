@@ -43,8 +43,8 @@ pub struct HostFacts {
     pub gateway: Option<Ipv4Addr>,
     /// `SANDBOX_OVERLAY=kernel|fuse`, else automatic.
     pub overlay: OverlayChoice,
-    /// `containers/` in the store.
-    pub containers_dir: PathBuf,
+    /// The store's root (`--root`).
+    pub store: PathBuf,
     /// `$XDG_CACHE_HOME/sandbox/caches`; `None` when neither it nor HOME is set.
     pub cache_root: Option<PathBuf>,
     /// What our fds 0, 1 and 2 are.
@@ -72,9 +72,14 @@ fn is_terminal_variable(key: &str) -> bool {
 }
 
 impl HostFacts {
+    /// `containers/` in the store: a dir for each container.
+    pub fn containers_dir(&self) -> PathBuf {
+        self.store.join("containers")
+    }
+
     /// Reads the facts from this process and the host.
     pub fn gather(
-        containers_dir: PathBuf,
+        store: PathBuf,
         cache_root: Option<PathBuf>,
         cgroups_v1: &[(crate::settings::limits::Controller, PathBuf)],
     ) -> std::io::Result<Self> {
@@ -98,9 +103,7 @@ impl HostFacts {
         let shell = entry
             .as_ref()
             .map_or_else(|| PathBuf::from("/bin/sh"), |u| u.shell.clone());
-        let relay = containers_dir
-            .parent()
-            .is_some_and(crate::runtime::probe::relay_here);
+        let relay = crate::runtime::probe::relay_here(&store);
         let mut resolv_conf = fs_err::read_to_string("/etc/resolv.conf").unwrap_or_default();
         if resolv_conf.len() > RESOLV_CONF_LIMIT {
             let mut end = RESOLV_CONF_LIMIT;
@@ -131,7 +134,7 @@ impl HostFacts {
                 Ok("kernel") => OverlayChoice::Kernel,
                 _ => OverlayChoice::Auto,
             },
-            containers_dir,
+            store,
             cache_root,
             stdio: [StdStream::In, StdStream::Out, StdStream::Err].map(sys::std_kind),
             cgroups: crate::runtime::cgroups::CgroupFacts::gather(cgroups_v1),

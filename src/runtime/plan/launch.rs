@@ -239,6 +239,16 @@ pub struct NetworkPlan {
     pub options: NetworkOptions,
 }
 
+impl NetworkPlan {
+    /// Whether a warm network, prepared ahead of time, can serve: pasta, no published ports,
+    /// no host loopback.
+    pub fn can_be_warm(&self) -> bool {
+        self.mode == Network::Helper(Helper::Pasta)
+            && self.options.ports.is_empty()
+            && !self.options.host_loopback
+    }
+}
+
 /// A namespace the container gets of its own (the user namespace is the store's, entered
 /// before; see `userns`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,6 +294,9 @@ pub struct LaunchPlan {
     pub cgroup: crate::runtime::cgroups::CgroupPlan,
     /// Measure what the run costs (`--stats`).
     pub meter: bool,
+    /// The store whose pool of warm networks this run takes its network from (and starts when
+    /// none answers): set when the network can be a warm one (`NetworkPlan::can_be_warm`).
+    pub warm_pool: Option<PathBuf>,
     /// Keep the upper dir (the command's changes) at this path when the command succeeds,
     /// instead of discarding it: how a setup layer is made.
     pub keep_upper: Option<PathBuf>,

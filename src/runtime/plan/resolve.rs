@@ -167,7 +167,7 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         project.limits.overridden_by(&request.limits)
     };
     let meter = !setup && request.stats;
-    let store = crate::runtime::cgroups::store_tag(&inputs.host.containers_dir);
+    let store = crate::runtime::cgroups::store_tag(&inputs.host.containers_dir());
     let cgroup =
         crate::runtime::cgroups::plan(&limits, &inputs.host.cgroups, &store, &inputs.id, meter);
     if limits.required && !cgroup.not_applied.is_empty() {
@@ -282,7 +282,8 @@ pub fn resolve(inputs: &Inputs<'_>) -> Result<LaunchPlan, PlanError> {
         stdio(request.stdio, &inputs.host.stdio)?
     };
     Ok(LaunchPlan {
-        dir: inputs.host.containers_dir.join(&inputs.id),
+        dir: inputs.host.containers_dir().join(&inputs.id),
+        warm_pool: network.can_be_warm().then(|| inputs.host.store.clone()),
         id: inputs.id.clone(),
         // A setup container is not the project's sandbox: a `run` meanwhile must not join it.
         image: if setup {

@@ -30,7 +30,7 @@ fn host() -> HostFacts {
         helper: None,
         gateway: Some("192.168.1.1".parse().unwrap()),
         overlay: OverlayChoice::Auto,
-        containers_dir: "/store/containers".into(),
+        store: "/store".into(),
         cache_root: Some("/home/dev/.cache/sandbox/caches".into()),
         stdio: [FdKind::Terminal, FdKind::Pipe, FdKind::Null],
         cgroups: crate::runtime::cgroups::CgroupFacts::default(),
@@ -385,6 +385,27 @@ fn ports_come_from_sandbox_toml_and_flags_and_need_a_helper() {
         plan_for(&toml, &none, &host()),
         Err(PlanError::PortsNeedHelper)
     ));
+}
+
+#[test]
+fn only_a_plain_pasta_network_may_come_from_the_stores_warm_pool() {
+    let pasta = Request {
+        network: Some(NetworkMode::Pasta),
+        ..request()
+    };
+    let store = Some(PathBuf::from("/store"));
+    assert_eq!(plan(&project(), &pasta).warm_pool, store);
+    assert_eq!(plan(&project(), &request()).warm_pool, None, "the relay");
+    let published = Request {
+        publish: vec![parse_port("8080:80").unwrap()],
+        ..pasta.clone()
+    };
+    assert_eq!(plan(&project(), &published).warm_pool, None);
+    let host_loopback = Request {
+        host_loopback: true,
+        ..pasta
+    };
+    assert_eq!(plan(&project(), &host_loopback).warm_pool, None);
 }
 
 #[test]

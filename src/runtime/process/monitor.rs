@@ -3,10 +3,20 @@
 //! ended. The same loop serves a command joining a running container (`join`).
 
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
+use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
+use crate::runtime::cgroups::metering;
+use crate::runtime::cgroups::metering::Stats;
+use crate::runtime::cgroups::metering::Usage;
+use crate::runtime::cgroups::Cgroup;
+use crate::runtime::confinement::seccomp;
 use crate::runtime::error::RuntimeError;
+use crate::runtime::net::helpers;
+use crate::runtime::net::keeper;
+use crate::runtime::net::warm_pool;
+use crate::runtime::plan::{CacheMount, LaunchPlan, Network, OverlayChoice, Seccomp};
 use crate::runtime::process::channel;
 use crate::runtime::process::channel::FailureKind;
 use crate::runtime::process::channel::Message;
@@ -14,18 +24,6 @@ use crate::runtime::process::control;
 use crate::runtime::process::init;
 use crate::runtime::process::init::InitFds;
 use crate::runtime::process::init::FORWARDED;
-use std::path::Path;
-use std::time::Instant;
-
-use crate::runtime::cgroups::metering;
-use crate::runtime::cgroups::metering::Stats;
-use crate::runtime::cgroups::metering::Usage;
-use crate::runtime::cgroups::Cgroup;
-use crate::runtime::confinement::seccomp;
-use crate::runtime::net::helpers;
-use crate::runtime::net::keeper;
-use crate::runtime::net::warm_pool;
-use crate::runtime::plan::{CacheMount, LaunchPlan, Network, OverlayChoice, Seccomp};
 use crate::runtime::state;
 use crate::runtime::stdio::ends;
 use crate::runtime::stdio::ends::MonitorSide;
@@ -93,15 +91,14 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     // The command's stdio: what we keep (`ours`) and what pid 1 gets (`theirs`).
     let (mut ours, theirs) = ends::prepare(plan.process.stdio, true)?;
     helpers::check_ports_free(&plan.network.options.ports)?;
-    // The store's pool may hold a network ready for this one (see `warm`).
-    let store = plan.dir.parent().and_then(Path::parent).map(Path::to_owned);
-    let (warm, start_pool) = match (&store, warm_pool::eligible(&plan.network)) {
-        (Some(store), true) => match warm_pool::take(store) {
+    // The store's pool may hold a network ready for this one (see `warm_pool`).
+    let (warm, start_pool) = match &plan.warm_pool {
+        Some(store) => match warm_pool::take(store) {
             warm_pool::Answer::Taken(taken) => (Some(taken), false),
             warm_pool::Answer::NoneReady => (None, false),
             warm_pool::Answer::NoPool => (None, true),
         },
-        _ => (None, false),
+        None => (None, false),
     };
     let flags = plan
         .namespaces
@@ -244,7 +241,9 @@ pub fn start(plan: &LaunchPlan, reporter: &dyn RunReporter) -> Result<Outcome, R
     record.cgroup = cgroup.unified().map(std::path::Path::to_owned);
     state::write(&container, &record)?;
     // The first eligible run of a store starts its pool of warm networks, for the next ones.
-    if let (true, Some(store), Some(single)) = (start_pool, &store, sys::SingleThreaded::check()) {
+    if let (true, Some(store), Some(single)) =
+        (start_pool, &plan.warm_pool, sys::SingleThreaded::check())
+    {
         warm_pool::spawn_pool(store, &single);
     }
     let session = Session {

@@ -3,12 +3,12 @@
 
 use std::io::Write as _;
 use std::os::fd::AsFd as _;
-
-use crate::fsutil::beneath::{self, GuardedPath};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde::Serialize;
+
+use crate::fsutil::beneath::{self, GuardedPath};
 
 /// One line.
 #[derive(Serialize)]
