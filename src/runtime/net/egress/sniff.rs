@@ -455,42 +455,34 @@ mod tests {
 
     #[test]
     fn what_cannot_be_an_http_request_is_decided_at_once() {
-        // Openings that only start with a capital: an SSH banner, a client's own message,
-        // Redis's inline command, a request line that is not HTTP/1.
-        for bytes in [
-            &b"SSH-2.0-OpenSSH_9.2\r\n"[..],
-            b"SSH-",
-            b"Q000",
-            b"Q000000\0",
-            b"PING\r\n",
-            b"GET /a b",
-            b"GET / HTTP/2",
-            b"GET / HTTP/1.1x",
-            b"GET  / HTTP/1.1",
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        use Opening::{NeedMore, Other};
+        for (bytes, expected) in [
+            // Openings that only start with a capital: an SSH banner, a client's own message,
+            // Redis's inline command, request lines that are not HTTP/1.
+            (&b"SSH-2.0-OpenSSH_9.2\r\n"[..], Other),
+            (b"SSH-", Other),
+            (b"Q000", Other),
+            (b"Q000000\0", Other),
+            (b"PING\r\n", Other),
+            (b"GET /a b", Other),
+            (b"GET / HTTP/2", Other),
+            (b"GET / HTTP/1.1x", Other),
+            (b"GET  / HTTP/1.1", Other),
+            (b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", Other),
+            // What may still become a request waits for more.
+            (b"G", NeedMore),
+            (b"SSH", NeedMore),
+            (b"GET", NeedMore),
+            (b"GET ", NeedMore),
+            (b"GET /simple/", NeedMore),
+            (b"GET /simple/ HTTP/1.", NeedMore),
+            (b"GET /simple/ HTTP/1.1\r", NeedMore),
+            (b"GET /simple/ HTTP/1.1\r\n", NeedMore),
+            (b"PROPFIND /x HTTP/1.0\r\nHost: a", NeedMore),
         ] {
             assert_eq!(
                 opening(bytes),
-                Opening::Other,
-                "{:?}",
-                String::from_utf8_lossy(bytes)
-            );
-        }
-        // What may still become a request waits for more.
-        for bytes in [
-            &b"G"[..],
-            b"SSH",
-            b"GET",
-            b"GET ",
-            b"GET /simple/",
-            b"GET /simple/ HTTP/1.",
-            b"GET /simple/ HTTP/1.1\r",
-            b"GET /simple/ HTTP/1.1\r\n",
-            b"PROPFIND /x HTTP/1.0\r\nHost: a",
-        ] {
-            assert_eq!(
-                opening(bytes),
-                Opening::NeedMore,
+                expected,
                 "{:?}",
                 String::from_utf8_lossy(bytes)
             );
