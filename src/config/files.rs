@@ -1,87 +1,37 @@
-//! Reading the config layer's files: each must be a regular file and is size-capped, so a
-//! project's `sandbox.lock -> /dev/zero`, a FIFO or a 300 MB file is an error, not a hang or
-//! an exhausted memory. Opened non-blocking so a FIFO cannot stall the open itself.
+//! Reading the config layer's files through `fsutil::small_file` (a regular file, size-capped),
+//! its failures as the config layer's errors, with their hints.
 
-use std::io::Read as _;
-use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::Path;
 
 use crate::config::error::ConfigError;
+use crate::fsutil::small_file::{self, SmallFileError};
 
 /// sandbox.toml, sandbox.lock and the user's config.
 pub const SMALL: u64 = 1024 * 1024;
 /// The trust list grows by a line per trusted file.
 pub const LIST: u64 = 4 * 1024 * 1024;
 
-/// What a path is, for an error that names it.
-fn kind(file_type: &std::fs::FileType) -> &'static str {
-    if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_char_device() {
-        "a character device"
-    } else if file_type.is_block_device() {
-        "a block device"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
+impl From<SmallFileError> for ConfigError {
+    fn from(error: SmallFileError) -> Self {
+        match error {
+            SmallFileError::Read { path, source } => ConfigError::Read { path, source },
+            SmallFileError::NotRegularFile { path, found } => {
+                ConfigError::NotRegularFile { path, found }
+            }
+            SmallFileError::TooLarge { path, limit } => ConfigError::TooLarge { path, limit },
+        }
     }
 }
 
 /// The text of `path`, `None` when it does not exist. Anything but a regular file of at most
-/// `limit` bytes of UTF-8 is an error naming the file.
+/// `limit` bytes of UTF-8 is an error naming the file (with the config layer's hints).
 pub fn read_optional(path: &Path, limit: u64) -> Result<Option<String>, ConfigError> {
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })
-        }
-    };
-    let read_error = |source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let meta = file.metadata().map_err(read_error)?;
-    if !meta.file_type().is_file() {
-        return Err(ConfigError::NotRegularFile {
-            path: path.to_owned(),
-            found: kind(&meta.file_type()),
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > limit {
-        return Err(ConfigError::TooLarge {
-            path: path.to_owned(),
-            limit,
-        });
-    }
-    String::from_utf8(bytes).map(Some).map_err(|_| {
-        read_error(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the file is not UTF-8 text",
-        ))
-    })
+    Ok(small_file::read_optional(path, limit)?)
 }
 
 /// Like `read_optional`, for a file that must exist.
 pub fn read(path: &Path, limit: u64) -> Result<String, ConfigError> {
-    read_optional(path, limit)?.ok_or_else(|| ConfigError::Read {
-        path: path.to_owned(),
-        source: std::io::Error::from(std::io::ErrorKind::NotFound),
-    })
+    Ok(small_file::read(path, limit)?)
 }
 
 #[cfg(test)]
@@ -89,26 +39,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn devices_fifos_dirs_and_large_files_are_refused_by_name() {
+    fn a_refused_file_is_the_config_layers_error_with_its_hint() {
         let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("fifo");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let cases = [
-            (Path::new("/dev/zero").to_owned(), "a character device"),
-            (fifo, "a FIFO"),
-            (dir.path().to_owned(), "a directory"),
-        ];
-        for (path, found) in cases {
-            let error = read(&path, SMALL).unwrap_err().to_string();
-            assert!(error.contains(found), "{error}");
-        }
+        let error = read(dir.path(), SMALL).unwrap_err();
+        assert!(matches!(
+            error,
+            ConfigError::NotRegularFile {
+                found: "a directory",
+                ..
+            }
+        ));
+        assert!(error.hint().is_some());
         let big = dir.path().join("big");
         fs_err::write(&big, vec![b'#'; 2048]).unwrap();
         let error = read(&big, 1024).unwrap_err().to_string();
         assert!(error.contains("larger than 1 KiB"), "{error}");
-        assert_eq!(
-            read_optional(&dir.path().join("none"), SMALL).unwrap(),
-            None
-        );
+        assert!(matches!(
+            read(&dir.path().join("none"), SMALL),
+            Err(ConfigError::Read { .. })
+        ));
     }
 }

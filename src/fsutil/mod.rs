@@ -1,8 +1,9 @@
-//! File-system helpers every layer uses: cross-process locks and atomic writes.
+//! File-system helpers every layer uses: cross-process locks, atomic writes and bounded reads.
 
 pub mod atomic;
 pub mod beneath;
 pub mod lock;
 pub mod shown;
+pub mod small_file;
 pub mod tree;
 pub mod unique;

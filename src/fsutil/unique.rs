@@ -1,4 +1,5 @@
-//! Names unique to this process and call, for temp files and dirs.
+//! Names unique to this process and call, for temp files and dirs, and short names derived
+//! from bytes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,4 +15,25 @@ pub fn unique_suffix() -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         nanos
     )
+}
+
+/// The first `len` hex digits (at most 64) of the SHA-256 of `bytes`: a short name that stands
+/// for them (a container's id, a store's tag in cgroup names).
+pub fn short_hash(bytes: &[u8], len: usize) -> String {
+    use sha2::Digest as _;
+    let mut hex: String = sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    hex.truncate(len);
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_short_hash_is_the_sha256_hex_prefix() {
+        assert_eq!(super::short_hash(b"abc", 12), "ba7816bf8f01");
+        assert_eq!(super::short_hash(b"abc", 100).len(), 64);
+    }
 }

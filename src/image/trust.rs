@@ -204,7 +204,7 @@ pub fn prepare(
     let mut host_pem = String::new();
     let mut added = Vec::new();
     for file in host_files {
-        let Ok(text) = crate::config::files::read(file, CA_FILE_LIMIT) else {
+        let Ok(text) = crate::fsutil::small_file::read(file, CA_FILE_LIMIT) else {
             continue;
         };
         if !certificates(&text).is_empty() {
@@ -217,7 +217,9 @@ pub fn prepare(
         return Ok(None);
     }
     let image_pem = match &system_bundle {
-        Some((_, found)) => crate::config::files::read(found, CA_FILE_LIMIT).unwrap_or_default(),
+        Some((_, found)) => {
+            crate::fsutil::small_file::read(found, CA_FILE_LIMIT).unwrap_or_default()
+        }
         None => String::new(),
     };
     let mut bundle = image_pem.trim_end().to_owned();

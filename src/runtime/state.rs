@@ -97,9 +97,7 @@ pub fn new_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let seed = format!("{nanos}-{}", std::process::id());
-    crate::image::Digest::of_bytes(seed.as_bytes())
-        .short()
-        .to_owned()
+    crate::fsutil::unique::short_hash(seed.as_bytes(), 12)
 }
 
 /// Prefix of a container directory still being made; collection leaves it alone until it is

@@ -170,7 +170,7 @@ fn load_layout(
     reporter: &dyn PullReporter,
     may_replace: ReplaceGuard<'_>,
 ) -> Result<Loaded, ImageError> {
-    let index_text = crate::config::files::read(&layout.join("index.json"), JSON_LIMIT)
+    let index_text = crate::fsutil::small_file::read(&layout.join("index.json"), JSON_LIMIT)
         .map_err(|e| bad(shown, format!("no readable index.json: {e}")))?;
     let index: serde_json::Value =
         serde_json::from_str(&index_text).map_err(|e| bad(shown, e.to_string()))?;

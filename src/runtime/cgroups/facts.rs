@@ -20,8 +20,7 @@ pub struct DelegatedDir {
 /// A short tag of the store (its containers dir): in every cgroup name, so two stores under
 /// one delegated parent (two `--root`s, two users of one subtree) never collect each other's.
 pub fn store_tag(containers: &std::path::Path) -> String {
-    let digest = crate::image::Digest::of_bytes(containers.as_os_str().as_encoded_bytes());
-    digest.hex()[..8].to_owned()
+    crate::fsutil::unique::short_hash(containers.as_os_str().as_encoded_bytes(), 8)
 }
 
 /// The cgroup of container `id` of the store tagged `tag`.
