@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::fsutil::small_file::SmallFileError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A problem at a place in a file: the first line is `path:line:column: message`, then the
@@ -35,11 +37,9 @@ pub enum ConfigError {
         source: std::io::Error,
     },
 
-    #[error("{} is {found}, not a regular file", path.display())]
-    NotRegularFile { path: PathBuf, found: &'static str },
-
-    #[error("{} is larger than {}", path.display(), crate::config::error::size(*limit))]
-    TooLarge { path: PathBuf, limit: u64 },
+    /// A config file that is not a regular file, is too large or cannot be read.
+    #[error(transparent)]
+    File(#[from] crate::fsutil::small_file::SmallFileError),
 
     #[error("{} belongs to {owner}, not to you: sandbox does not obey another user's file", path.display())]
     NotOwned {
@@ -75,20 +75,12 @@ impl ConfigError {
                 config.as_ref().map_or_else(|| "~/.config/sandbox/config.toml".to_owned(), |p| p.display().to_string()),
                 dir.display()
             )),
-            ConfigError::NotRegularFile { .. } => Some("replace it with a regular file (or remove it)".into()),
-            ConfigError::TooLarge { .. } => Some("a config file this large is not one sandbox wrote or expects; check what it is".into()),
-            ConfigError::Read { .. } | ConfigError::EncodeLock { .. } | ConfigError::Io(_) => None,
+            ConfigError::File(SmallFileError::NotRegularFile { .. }) => Some("replace it with a regular file (or remove it)".into()),
+            ConfigError::File(SmallFileError::TooLarge { .. }) => Some("a config file this large is not one sandbox wrote or expects; check what it is".into()),
+            ConfigError::File(SmallFileError::Read { .. })
+            | ConfigError::Read { .. }
+            | ConfigError::EncodeLock { .. }
+            | ConfigError::Io(_) => None,
         }
-    }
-}
-
-/// A byte count as `1 MiB` / `4 KiB`.
-pub fn size(bytes: u64) -> String {
-    if bytes >= 1024 * 1024 && bytes % (1024 * 1024) == 0 {
-        format!("{} MiB", bytes / (1024 * 1024))
-    } else if bytes >= 1024 && bytes % 1024 == 0 {
-        format!("{} KiB", bytes / 1024)
-    } else {
-        format!("{bytes} bytes")
     }
 }

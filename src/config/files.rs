@@ -4,24 +4,12 @@
 use std::path::Path;
 
 use crate::config::error::ConfigError;
-use crate::fsutil::small_file::{self, SmallFileError};
+use crate::fsutil::small_file;
 
 /// sandbox.toml, sandbox.lock and the user's config.
 pub const SMALL: u64 = 1024 * 1024;
 /// The trust list grows by a line per trusted file.
 pub const LIST: u64 = 4 * 1024 * 1024;
-
-impl From<SmallFileError> for ConfigError {
-    fn from(error: SmallFileError) -> Self {
-        match error {
-            SmallFileError::Read { path, source } => ConfigError::Read { path, source },
-            SmallFileError::NotRegularFile { path, found } => {
-                ConfigError::NotRegularFile { path, found }
-            }
-            SmallFileError::TooLarge { path, limit } => ConfigError::TooLarge { path, limit },
-        }
-    }
-}
 
 /// The text of `path`, `None` when it does not exist. Anything but a regular file of at most
 /// `limit` bytes of UTF-8 is an error naming the file (with the config layer's hints).
@@ -37,6 +25,7 @@ pub fn read(path: &Path, limit: u64) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::small_file::SmallFileError;
 
     #[test]
     fn a_refused_file_is_the_config_layers_error_with_its_hint() {
@@ -44,10 +33,10 @@ mod tests {
         let error = read(dir.path(), SMALL).unwrap_err();
         assert!(matches!(
             error,
-            ConfigError::NotRegularFile {
+            ConfigError::File(SmallFileError::NotRegularFile {
                 found: "a directory",
                 ..
-            }
+            })
         ));
         assert!(error.hint().is_some());
         let big = dir.path().join("big");
@@ -56,7 +45,7 @@ mod tests {
         assert!(error.contains("larger than 1 KiB"), "{error}");
         assert!(matches!(
             read(&dir.path().join("none"), SMALL),
-            Err(ConfigError::Read { .. })
+            Err(ConfigError::File(SmallFileError::Read { .. }))
         ));
     }
 }

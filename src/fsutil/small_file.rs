@@ -19,8 +19,19 @@ pub enum SmallFileError {
     #[error("{} is {found}, not a regular file", path.display())]
     NotRegularFile { path: PathBuf, found: &'static str },
 
-    #[error("{} is larger than {limit} bytes", path.display())]
+    #[error("{} is larger than {}", path.display(), size(*limit))]
     TooLarge { path: PathBuf, limit: u64 },
+}
+
+/// A byte count as `1 MiB` / `4 KiB`.
+fn size(bytes: u64) -> String {
+    if bytes >= 1024 * 1024 && bytes % (1024 * 1024) == 0 {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else if bytes >= 1024 && bytes % 1024 == 0 {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 /// What a path is, for an error that names it.
@@ -110,7 +121,7 @@ mod tests {
         let big = dir.path().join("big");
         fs_err::write(&big, vec![b'#'; 2048]).unwrap();
         let error = read(&big, 1024).unwrap_err().to_string();
-        assert!(error.contains("larger than 1024 bytes"), "{error}");
+        assert!(error.contains("larger than 1 KiB"), "{error}");
         let text = dir.path().join("text");
         fs_err::write(&text, "a\n").unwrap();
         assert_eq!(read(&text, 1024).unwrap(), "a\n");
