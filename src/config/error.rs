@@ -39,7 +39,7 @@ pub enum ConfigError {
 
     /// A config file that is not a regular file, is too large or cannot be read.
     #[error(transparent)]
-    File(#[from] crate::fsutil::small_file::SmallFileError),
+    File(#[from] SmallFileError),
 
     #[error("{} belongs to {owner}, not to you: sandbox does not obey another user's file", path.display())]
     NotOwned {
